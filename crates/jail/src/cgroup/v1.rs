@@ -1,0 +1,228 @@
+//! cgroup v1: one hierarchy per controller (or per group of co-mounted
+//! controllers). A box has a directory in each hierarchy Warden uses:
+//! `memory`, `pids`, `cpu` and `cpuacct`.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{
+    Baseline, CgroupError, CgroupLimits, CgroupStats, MountEntry, io_err, keyed, kill_until_empty, open_rw,
+    own_dir_in, pread_all, read_pids, write,
+};
+
+/// Controllers Warden needs in v1.
+const NEEDED: &[&str] = &["memory", "pids", "cpu"];
+
+/// Warden's subtree in each v1 hierarchy it uses.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    /// `<mount>/<own cgroup>/warden` of the memory hierarchy.
+    memory: PathBuf,
+    pids: PathBuf,
+    cpu: PathBuf,
+    /// May be the same directory as `cpu` when co-mounted.
+    cpuacct: Option<PathBuf>,
+}
+
+impl Tree {
+    /// Find the hierarchies and create `warden/` in each.
+    pub fn open(mounts: &[MountEntry], own: &[(Vec<String>, PathBuf)]) -> Result<Tree, CgroupError> {
+        let base_of = |ctrl: &str| -> Option<PathBuf> {
+            let mount = mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.controllers.iter().any(|c| c == ctrl))?;
+            let path = own
+                .iter()
+                .find(|(ctrls, _)| ctrls.iter().any(|c| c == ctrl))
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| PathBuf::from("/"));
+            Some(own_dir_in(mount, &path).join("warden"))
+        };
+        let missing: Vec<&str> = NEEDED.iter().copied().filter(|c| base_of(c).is_none()).collect();
+        if !missing.is_empty() {
+            return Err(CgroupError::Unusable {
+                version: "v1",
+                reason: format!("controllers not mounted: {}", missing.join(", ")),
+            });
+        }
+        let tree = Tree {
+            memory: base_of("memory").unwrap_or_default(),
+            pids: base_of("pids").unwrap_or_default(),
+            cpu: base_of("cpu").unwrap_or_default(),
+            cpuacct: base_of("cpuacct"),
+        };
+        for dir in tree.dirs() {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => {
+                    return Err(CgroupError::Unusable {
+                        version: "v1",
+                        reason: format!("cannot create {}: {source}", dir.display()),
+                    });
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.memory.clone(), self.pids.clone(), self.cpu.clone()];
+        if let Some(a) = &self.cpuacct
+            && !dirs.contains(a)
+        {
+            dirs.push(a.clone());
+        }
+        dirs
+    }
+
+    /// Create (or reuse) `warden/box-<id>` in each hierarchy.
+    pub fn box_cgroup(&self, id: u32) -> Result<BoxCg, CgroupError> {
+        let name = format!("box-{id}");
+        let dirs: Vec<PathBuf> = self.dirs().into_iter().map(|d| d.join(&name)).collect();
+        for dir in &dirs {
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(dir)(e)),
+            }
+        }
+        let memory = self.memory.join(&name);
+        let cpuacct = self.cpuacct.as_ref().map(|d| d.join(&name));
+        let memsw = memory.join("memory.memsw.limit_in_bytes").exists();
+        Ok(BoxCg {
+            max_usage: open_rw(&memory.join("memory.max_usage_in_bytes"))?,
+            oom_control: File::open(memory.join("memory.oom_control")).map_err(io_err(&memory))?,
+            cpuacct_usage: match &cpuacct {
+                Some(d) => Some(open_rw(&d.join("cpuacct.usage"))?),
+                None => None,
+            },
+            memory,
+            pids: self.pids.join(&name),
+            cpu: self.cpu.join(&name),
+            dirs,
+            memsw,
+            applied: None,
+        })
+    }
+}
+
+/// One box's v1 cgroups, with the hot files kept open.
+#[derive(Debug)]
+pub struct BoxCg {
+    memory: PathBuf,
+    pids: PathBuf,
+    cpu: PathBuf,
+    dirs: Vec<PathBuf>,
+    memsw: bool,
+    max_usage: File,
+    oom_control: File,
+    cpuacct_usage: Option<File>,
+    applied: Option<CgroupLimits>,
+}
+
+impl BoxCg {
+    pub(crate) fn apply(&mut self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        let prev = self.applied;
+        if prev.map(|p| p.memory_bytes) != Some(limits.memory_bytes) {
+            let value = limits.memory_bytes.map_or("-1".to_owned(), |b| b.to_string());
+            let mem = self.memory.join("memory.limit_in_bytes");
+            let sw = self.memory.join("memory.memsw.limit_in_bytes");
+            if self.memsw {
+                // memsw must never fall below the memory limit: raise memsw
+                // first when growing, lower the memory limit first when
+                // shrinking. Try one order, then the other.
+                if write(&sw, &value).is_err() {
+                    write(&mem, &value)?;
+                    write(&sw, &value)?;
+                } else {
+                    write(&mem, &value)?;
+                }
+            } else {
+                write(&mem, &value)?;
+            }
+        }
+        if prev.map(|p| p.pids) != Some(limits.pids) {
+            let value = limits.pids.map_or("max".to_owned(), |p| p.to_string());
+            write(&self.pids.join("pids.max"), &value)?;
+        }
+        if prev.map(|p| p.cpu_cores) != Some(limits.cpu_cores) {
+            let period: u64 = 100_000;
+            write(&self.cpu.join("cpu.cfs_period_us"), &period.to_string())?;
+            let quota = limits.cpu_cores.map_or("-1".to_owned(), |c| {
+                ((c * period as f64).round().max(1000.0) as u64).to_string()
+            });
+            write(&self.cpu.join("cpu.cfs_quota_us"), &quota)?;
+        }
+        self.applied = Some(*limits);
+        Ok(())
+    }
+
+    pub(crate) fn start_run(&mut self) -> Result<Baseline, CgroupError> {
+        // Writing 0 resets the peak to the current usage.
+        self.max_usage
+            .write_at(b"0", 0)
+            .map_err(io_err(&self.memory.join("memory.max_usage_in_bytes")))?;
+        let cpu_ns = match &self.cpuacct_usage {
+            Some(f) => pread_all(f).trim().parse().unwrap_or(0),
+            None => 0,
+        };
+        Ok(Baseline {
+            oom_kills: keyed(&pread_all(&self.oom_control), "oom_kill").unwrap_or(0),
+            cpu_ns,
+        })
+    }
+
+    pub(crate) fn procs_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map(OwnedFd::from)
+                    .map_err(io_err(&p))
+            })
+            .collect()
+    }
+
+    pub(crate) fn stats(&self, base: &Baseline) -> CgroupStats {
+        let peak = pread_all(&self.max_usage).trim().parse().ok();
+        let cpu_ns = self
+            .cpuacct_usage
+            .as_ref()
+            .and_then(|f| pread_all(f).trim().parse::<u64>().ok())
+            .map(|v| v.saturating_sub(base.cpu_ns));
+        let oom = keyed(&pread_all(&self.oom_control), "oom_kill").unwrap_or(0);
+        CgroupStats {
+            cpu_ns,
+            peak_bytes: peak,
+            oom_kills: oom.saturating_sub(base.oom_kills),
+        }
+    }
+
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        let mut all = Vec::new();
+        for d in &self.dirs {
+            for p in read_pids(&d.join("cgroup.procs")) {
+                if !all.contains(&p) {
+                    all.push(p);
+                }
+            }
+        }
+        all
+    }
+
+    pub(crate) fn kill_all(&self) -> Result<(), CgroupError> {
+        kill_until_empty(|| self.pids());
+        Ok(())
+    }
+
+    /// The memory directory (tests, diagnostics).
+    pub fn memory_dir(&self) -> &Path {
+        &self.memory
+    }
+}

@@ -1,0 +1,425 @@
+//! Warden's jail: runs one untrusted program tree in a locked-down Linux box.
+//!
+//! Layers, outermost first (see `docs/security.md` for the threat model and
+//! the test behind each):
+//!
+//! * namespaces: pid, mount, network, ipc, uts, cgroup, and a user namespace
+//!   in rootless mode;
+//! * a fresh tmpfs root holding read-only binds of the runtime's host paths,
+//!   a private size-capped `/tmp`, a minimal `/dev`, the box's own `/proc`;
+//! * an unprivileged uid with every capability dropped and `no_new_privs`;
+//! * landlock rules matching the mount plan, TCP denied, signals and abstract
+//!   sockets scoped to the box (where the kernel has landlock);
+//! * a seccomp allow-list (profiles are data, see `policy/`);
+//! * cgroups (v2 or v1) for memory, processes and CPU, rlimits for the rest;
+//! * a host-enforced wall clock that kills the whole pid namespace.
+//!
+//! This is the only crate of Warden with `unsafe`; all of it sits in `sys`,
+//! plus the two fork call sites, which say why they are sound.
+//!
+//! The jail knows nothing of plugins, handlers or HTTP.
+
+mod cgroup;
+mod child;
+mod error;
+mod features;
+mod launch;
+mod mounts;
+mod outcome;
+mod pool;
+pub mod seccomp;
+mod spec;
+mod supervise;
+mod sys;
+mod workspace;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use cgroup::{CgroupLimits, CgroupReport, CgroupStats, Cgroups};
+pub use error::JailError;
+pub use features::{Facility, Features};
+pub use mounts::PlanError;
+pub use outcome::{RunOutcome, SandboxReport, Status, Violation};
+pub use pool::{PoolConfig, Slot};
+pub use spec::{
+    Bind, BoxSpec, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec, default_env, system_binds,
+};
+pub use supervise::{NoSink, OutputSink, Stream};
+pub use workspace::{WalkLimits, WalkReport, WorkspaceFile};
+
+use crate::seccomp::{CompiledProfile, Profile};
+use crate::supervise::KilledFor;
+
+/// How the jail is set up on this host.
+#[derive(Debug, Clone)]
+pub struct JailConfig {
+    /// Where box slots live. Default: `/run/warden` as root,
+    /// `$XDG_RUNTIME_DIR/warden` or `/tmp/warden-<uid>` otherwise.
+    pub state_dir: Option<PathBuf>,
+    /// Most boxes at once.
+    pub max_boxes: u32,
+    /// Box `n` runs as uid `uid_base + n` (root mode); in rootless mode every
+    /// box runs as `uid_base` inside its own user namespace.
+    pub uid_base: u32,
+    /// Keep a network namespace per slot (root mode).
+    pub pool_netns: bool,
+    /// Hostname inside boxes.
+    pub hostname: String,
+}
+
+impl Default for JailConfig {
+    fn default() -> Self {
+        JailConfig {
+            state_dir: None,
+            max_boxes: 64,
+            uid_base: 60000,
+            pool_netns: true,
+            hostname: "warden".into(),
+        }
+    }
+}
+
+/// The default state directory for the current user.
+pub fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        PathBuf::from("/run/warden")
+    } else if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(dir).join("warden")
+    } else {
+        PathBuf::from(format!("/tmp/warden-{}", rustix::process::geteuid().as_raw()))
+    }
+}
+
+/// The jail: detected kernel features, the box pool, and compiled seccomp
+/// profiles. Cheap to share (`Arc<Jail>`); runs may proceed in parallel from
+/// many threads.
+#[derive(Debug)]
+pub struct Jail {
+    config: JailConfig,
+    features: Features,
+    cgroups: Option<Cgroups>,
+    pool: pool::BoxPool,
+    profiles: Mutex<HashMap<String, Arc<CompiledProfile>>>,
+}
+
+impl Jail {
+    /// Detect the kernel's facilities and prepare the pool. Fails, naming
+    /// what is missing, when namespaces or seccomp are unavailable.
+    pub fn new(config: JailConfig) -> Result<Jail, JailError> {
+        let (features, cgroups) = Features::detect();
+        let missing: Vec<String> = features
+            .missing_required()
+            .iter()
+            .map(|f| f.name.to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(JailError::MissingFeatures(missing));
+        }
+        if cgroups.is_none() {
+            tracing::warn!(
+                notes = ?features.cgroup.notes,
+                "no usable cgroup: boxes are limited by rlimits only (no whole-box memory or process cap)"
+            );
+        }
+        let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
+        let pool = pool::BoxPool::new(
+            PoolConfig {
+                state_dir,
+                max_boxes: config.max_boxes,
+                uid_base: config.uid_base,
+                pool_netns: config.pool_netns,
+            },
+            features.root,
+        )?;
+        Ok(Jail {
+            config,
+            features,
+            cgroups,
+            pool,
+            profiles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// What the kernel offers.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The chosen cgroup backend, if any.
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.cgroups.as_ref()
+    }
+
+    /// True when boxes get their own user namespace (not running as root).
+    pub fn rootless(&self) -> bool {
+        !self.features.root
+    }
+
+    /// Prepare `n` box slots ahead of demand.
+    pub fn prewarm(&self, n: u32) -> Result<(), JailError> {
+        self.pool.prewarm(n, self.cgroups.as_ref())
+    }
+
+    /// Number of prepared idle slots held by this process.
+    pub fn idle_boxes(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// A compiled seccomp profile, cached. `name` is a built-in profile or a
+    /// path to a profile file.
+    pub fn profile(&self, name: &str) -> Result<Arc<CompiledProfile>, JailError> {
+        let mut cache = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(name) {
+            return Ok(p.clone());
+        }
+        let compiled = Arc::new(Profile::load(name)?.compile(self.features.seccomp_user_notif)?);
+        cache.insert(name.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Run a spec in a fresh box and wait for it.
+    pub fn run(&self, spec: BoxSpec) -> Result<RunOutcome, JailError> {
+        self.run_with(spec, &mut NoSink)
+    }
+
+    /// [`Jail::run`], passing output to `sink` as it arrives.
+    pub fn run_with(&self, spec: BoxSpec, sink: &mut dyn OutputSink) -> Result<RunOutcome, JailError> {
+        let mut b = self.acquire()?;
+        if let Some(ws) = &spec.mounts.workspace {
+            b.prepare_workspace(ws.size_bytes)?;
+        }
+        b.run(spec, sink)
+    }
+
+    /// Take a box slot, for callers that need to put files into the
+    /// workspace before the run or read them after.
+    pub fn acquire(&self) -> Result<BoxHandle<'_>, JailError> {
+        let slot = self.pool.acquire(self.cgroups.as_ref())?;
+        Ok(BoxHandle {
+            jail: self,
+            slot: Some(slot),
+            workspace: false,
+        })
+    }
+}
+
+/// A box slot held for one run. Dropping it scrubs the slot and returns it
+/// to the pool.
+#[derive(Debug)]
+pub struct BoxHandle<'j> {
+    jail: &'j Jail,
+    slot: Option<Slot>,
+    workspace: bool,
+}
+
+impl BoxHandle<'_> {
+    fn slot(&mut self) -> &mut Slot {
+        // The slot is only taken in `drop`.
+        self.slot
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("slot taken before drop"))
+    }
+
+    /// Slot number.
+    pub fn id(&self) -> u32 {
+        self.slot.as_ref().map_or(0, |s| s.id)
+    }
+
+    /// Uid (and gid) the program runs as inside the box.
+    pub fn uid(&self) -> u32 {
+        self.slot.as_ref().map_or(0, |s| s.uid)
+    }
+
+    /// Create an empty, size-capped workspace; files written to
+    /// [`BoxHandle::workspace_dir`] appear at `/workspace` in the box.
+    pub fn prepare_workspace(&mut self, size: u64) -> Result<(), JailError> {
+        if !self.workspace {
+            let pool = &self.jail.pool;
+            pool.prepare_workspace(self.slot.as_mut().unwrap_or_else(|| unreachable!()), size)?;
+            self.workspace = true;
+        }
+        Ok(())
+    }
+
+    /// Host path of the workspace. Files put here must be owned by
+    /// [`BoxHandle::uid`] for the program to write them.
+    pub fn workspace_dir(&self) -> &Path {
+        self.slot
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |s| s.workspace())
+    }
+
+    /// Run `spec` in this box.
+    pub fn run(&mut self, spec: BoxSpec, sink: &mut dyn OutputSink) -> Result<RunOutcome, JailError> {
+        let jail = self.jail;
+        if spec.mounts.workspace.is_some() && !self.workspace {
+            return Err(JailError::Spec(
+                "the spec asks for a workspace: call prepare_workspace first".into(),
+            ));
+        }
+        if spec.limits.wall_time.is_zero() {
+            return Err(JailError::Spec("the wall-clock limit must be positive".into()));
+        }
+        let profile = jail.profile(&spec.seccomp_profile)?;
+        let program = launch::resolve_program(&spec)?;
+        let limits = spec.limits.clone();
+        let on_output_limit = spec.on_output_limit;
+
+        let slot = self.slot();
+        let (baseline, procs) = match slot.cgroup.as_mut() {
+            Some(cg) => {
+                cg.apply(&CgroupLimits {
+                    memory_bytes: limits.memory_bytes,
+                    pids: limits.pids,
+                    cpu_cores: limits.cpu_cores,
+                })?;
+                (Some(cg.start_run()?), cg.procs_fds()?)
+            }
+            None => (None, Vec::new()),
+        };
+        let env = launch::LaunchEnv {
+            rootless: jail.rootless(),
+            landlock_abi: jail.features.landlock_abi,
+            cap_last: jail.features.cap_last,
+            cgroups: jail.cgroups.is_some(),
+            profile: &profile,
+            hostname: &jail.config.hostname,
+        };
+        let launched = launch::launch(&env, slot, spec, &program, procs)?;
+        let collected = supervise::supervise(
+            launched,
+            limits.wall_time,
+            limits.output_bytes,
+            on_output_limit,
+            sink,
+        );
+        let stats = match (slot.cgroup.as_ref(), baseline) {
+            (Some(cg), Some(base)) => Some(cg.stats(&base)),
+            _ => None,
+        };
+        let sandbox = SandboxReport {
+            sandboxed: true,
+            user_namespace: jail.rootless(),
+            cgroup: jail.cgroups.as_ref().map_or("none", |c| c.version()).to_owned(),
+            landlock_abi: jail.features.landlock_abi,
+            seccomp_profile: profile.name.clone(),
+            uid: slot.uid,
+        };
+        Ok(outcome(collected, stats, &limits, slot.id, sandbox))
+    }
+}
+
+impl Drop for BoxHandle<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.jail.pool.release(slot);
+        }
+    }
+}
+
+/// Decide the status and assemble the figures.
+fn outcome(
+    c: supervise::Collected,
+    stats: Option<CgroupStats>,
+    limits: &Limits,
+    box_id: u32,
+    sandbox: SandboxReport,
+) -> RunOutcome {
+    let (exit_code, signal) = match c.exit_status {
+        Some(st) if libc::WIFEXITED(st) => (Some(libc::WEXITSTATUS(st)), None),
+        Some(st) if libc::WIFSIGNALED(st) => (None, Some(libc::WTERMSIG(st))),
+        Some(_) => (None, None),
+        // Init was killed by the host before the program ended.
+        None if c.killed_for.is_some() => (None, Some(libc::SIGKILL)),
+        None => (None, None),
+    };
+    let ru = c.rusage.as_ref();
+    let cpu_ms = match stats.and_then(|s| s.cpu_ns) {
+        Some(ns) => ns as f64 / 1e6,
+        None => ru.map_or(0.0, |r| r.cpu_us as f64 / 1e3),
+    };
+    let peak = stats
+        .and_then(|s| s.peak_bytes)
+        .or_else(|| ru.map(|r| r.max_rss_bytes))
+        .unwrap_or(0);
+    let oom = stats.map_or(0, |s| s.oom_kills);
+    let cpu_limit_ms = limits.cpu_time.map(|d| d.as_secs_f64().ceil().max(1.0) * 1000.0);
+
+    let (status, message) = if let Some(msg) = c.setup_error.clone() {
+        (Status::InternalError, Some(msg))
+    } else if let Some(nr) = c.violation {
+        let name = seccomp::syscall_name(nr);
+        (
+            Status::Violation,
+            Some(format!("forbidden syscall `{name}`: the box was killed")),
+        )
+    } else if c.killed_for == Some(KilledFor::Timeout) {
+        (
+            Status::Timeout,
+            Some(format!(
+                "wall-clock limit of {:?} reached: every process in the box was killed",
+                limits.wall_time
+            )),
+        )
+    } else if c.killed_for == Some(KilledFor::Output) {
+        (
+            Status::OutputLimit,
+            Some(format!(
+                "output passed {} bytes on one stream: the box was killed",
+                limits.output_bytes
+            )),
+        )
+    } else if oom > 0 {
+        (
+            Status::MemoryLimit,
+            Some(format!(
+                "memory limit of {} bytes reached: the kernel killed {oom} process(es)",
+                limits.memory_bytes.unwrap_or(0)
+            )),
+        )
+    } else if signal == Some(libc::SIGXCPU)
+        || (signal == Some(libc::SIGKILL) && cpu_limit_ms.is_some_and(|l| cpu_ms >= l))
+    {
+        (
+            Status::CpuLimit,
+            Some(format!(
+                "CPU-time limit of {:?} reached",
+                limits.cpu_time.unwrap_or_default()
+            )),
+        )
+    } else if let Some(sig) = signal {
+        (Status::Signaled, Some(format!("killed by signal {sig}")))
+    } else if c.exit_status.is_none() {
+        (
+            Status::InternalError,
+            Some("the box ended without reporting the program's status".into()),
+        )
+    } else if exit_code != Some(0) {
+        (Status::NonzeroExit, None)
+    } else {
+        (Status::Ok, None)
+    };
+    RunOutcome {
+        status,
+        exit_code,
+        signal,
+        wall_ms: c.wall.as_secs_f64() * 1000.0,
+        cpu_ms,
+        peak_memory_bytes: peak,
+        io_read_bytes: ru.map_or(0, |r| r.in_blocks * 512),
+        io_write_bytes: ru.map_or(0, |r| r.out_blocks * 512),
+        stdout: c.stdout,
+        stderr: c.stderr,
+        stdout_truncated: c.stdout_truncated,
+        stderr_truncated: c.stderr_truncated,
+        violation: c.violation.map(|nr| Violation {
+            syscall: seccomp::syscall_name(nr),
+            nr,
+        }),
+        message,
+        box_id,
+        sandbox,
+    }
+}

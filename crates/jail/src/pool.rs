@@ -1,0 +1,320 @@
+//! The box pool: slots prepared ahead and reused after a scrub.
+//!
+//! A slot is everything about a box that is slow to create and safe to keep:
+//! a directory under the state dir (`/run/warden/boxes/<id>` as root), a
+//! pooled network namespace (creating one takes a global kernel lock), and
+//! the box's cgroup. Slots persist across processes, so a one-shot
+//! `warden run` reuses what an earlier one prepared; an exclusive `flock` on
+//! the slot's lock file keeps two processes (or two threads) off the same
+//! slot.
+//!
+//! Between runs a slot is scrubbed: the cgroup must be empty (anything left
+//! is killed), and the workspace tmpfs is unmounted, so nothing written by
+//! one run reaches the next. The network namespace needs no scrub: a box
+//! never holds a capability in it, so it cannot change it.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::cgroup::{BoxCgroup, Cgroups};
+use crate::error::JailError;
+
+/// `statfs` magic of nsfs (a bound namespace file).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// `statfs` magic of tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Static configuration of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Where slots live.
+    pub state_dir: PathBuf,
+    /// Most slots this host may use at once.
+    pub max_boxes: u32,
+    /// Slot `n` runs as uid and gid `uid_base + n` (root mode).
+    pub uid_base: u32,
+    /// Keep one network namespace per slot (root mode only).
+    pub pool_netns: bool,
+}
+
+/// One prepared slot. Exclusively ours while this value lives (flock).
+#[derive(Debug)]
+pub struct Slot {
+    /// Slot number.
+    pub id: u32,
+    /// Uid and gid the program runs as, inside the box.
+    pub uid: u32,
+    pub(crate) root_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) netns: Option<OwnedFd>,
+    pub(crate) cgroup: Option<BoxCgroup>,
+    work_mounted: bool,
+    _lock: File,
+}
+
+impl Slot {
+    /// Host path of the workspace (valid while a workspace is prepared).
+    pub fn workspace(&self) -> &Path {
+        &self.work_dir
+    }
+}
+
+/// Pool of slots.
+#[derive(Debug)]
+pub struct BoxPool {
+    config: PoolConfig,
+    root: bool,
+    idle: Mutex<Vec<Slot>>,
+    busy: Mutex<Vec<u32>>,
+}
+
+impl BoxPool {
+    /// A pool under `config.state_dir`, created if missing.
+    pub fn new(config: PoolConfig, root: bool) -> Result<BoxPool, JailError> {
+        create_private_dir(&config.state_dir)?;
+        create_private_dir(&config.state_dir.join("boxes"))?;
+        Ok(BoxPool {
+            config,
+            root,
+            idle: Mutex::new(Vec::new()),
+            busy: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Take a slot: an idle prepared one if any, else the first free id.
+    pub fn acquire(&self, cgroups: Option<&Cgroups>) -> Result<Slot, JailError> {
+        if let Some(slot) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(slot);
+        }
+        for id in 0..self.config.max_boxes {
+            {
+                let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+                if busy.contains(&id) {
+                    continue;
+                }
+                busy.push(id);
+            }
+            match self.try_prepare(id, cgroups) {
+                Ok(Some(slot)) => return Ok(slot),
+                Ok(None) => self.forget(id),
+                Err(e) => {
+                    self.forget(id);
+                    return Err(e);
+                }
+            }
+        }
+        Err(JailError::NoFreeBox {
+            max: self.config.max_boxes,
+        })
+    }
+
+    fn forget(&self, id: u32) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|b| *b != id);
+    }
+
+    /// Prepare `n` slots now, so the first runs do not pay for them.
+    pub fn prewarm(&self, n: u32, cgroups: Option<&Cgroups>) -> Result<(), JailError> {
+        let mut slots = Vec::new();
+        for _ in 0..n {
+            slots.push(self.acquire(cgroups)?);
+        }
+        for s in slots {
+            self.release(s);
+        }
+        Ok(())
+    }
+
+    /// Number of idle prepared slots held by this process.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Scrub a slot and keep it for the next run. A slot that cannot be
+    /// scrubbed is dropped (its lock released) rather than reused.
+    pub fn release(&self, mut slot: Slot) {
+        match scrub(&mut slot) {
+            Ok(()) => self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(slot),
+            Err(e) => {
+                tracing::error!(slot = slot.id, error = %e, "box slot could not be scrubbed; taking it out of the pool");
+                self.forget(slot.id);
+            }
+        }
+    }
+
+    fn try_prepare(&self, id: u32, cgroups: Option<&Cgroups>) -> Result<Option<Slot>, JailError> {
+        let dir = self.config.state_dir.join("boxes").join(id.to_string());
+        create_private_dir(&dir)?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .map_err(JailError::io(&lock_path))?;
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None), // another process has it
+            Err(e) => return Err(JailError::io(&lock_path)(e.into())),
+        }
+        let root_dir = dir.join("root");
+        let work_dir = dir.join("work");
+        create_private_dir(&root_dir)?;
+        create_private_dir(&work_dir)?;
+        // A crash may have left a workspace mounted.
+        if is_fs(&work_dir, TMPFS_MAGIC) {
+            let _ = rustix::mount::unmount(&work_dir, rustix::mount::UnmountFlags::DETACH);
+        }
+        let netns = if self.root && self.config.pool_netns {
+            Some(pooled_netns(&dir.join("netns"))?)
+        } else {
+            None
+        };
+        let cgroup = match cgroups {
+            Some(c) => {
+                let cg = c.box_cgroup(id)?;
+                if !cg.pids().is_empty() {
+                    cg.kill_all()?;
+                }
+                Some(cg)
+            }
+            None => None,
+        };
+        let uid = if self.root {
+            self.config.uid_base + id
+        } else {
+            self.config.uid_base
+        };
+        let mut slot = Slot {
+            id,
+            uid,
+            root_dir,
+            work_dir,
+            netns,
+            cgroup,
+            work_mounted: false,
+            _lock: lock,
+        };
+        // Start from a clean workspace even after a crash (rootless: a plain
+        // directory that may hold old files).
+        scrub(&mut slot)?;
+        Ok(Some(slot))
+    }
+
+    /// Give the slot an empty workspace of `size` bytes, owned by the box
+    /// user: a fresh tmpfs as root, an emptied directory when rootless.
+    pub fn prepare_workspace(&self, slot: &mut Slot, size: u64) -> Result<(), JailError> {
+        if self.root {
+            let data = format!("size={size},mode=0700,uid={0},gid={0}", slot.uid);
+            let data = std::ffi::CString::new(data).unwrap_or_default();
+            rustix::mount::mount(
+                c"warden-workspace",
+                &slot.work_dir,
+                c"tmpfs",
+                rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+                Some(data.as_c_str()),
+            )
+            .map_err(|e| JailError::io(&slot.work_dir)(e.into()))?;
+            slot.work_mounted = true;
+        } else {
+            std::fs::set_permissions(&slot.work_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(JailError::io(&slot.work_dir))?;
+        }
+        Ok(())
+    }
+}
+
+/// Empty the workspace and make sure no process is left in the cgroup.
+fn scrub(slot: &mut Slot) -> Result<(), JailError> {
+    if let Some(cg) = &slot.cgroup
+        && !cg.pids().is_empty()
+    {
+        cg.kill_all()?;
+        if !cg.pids().is_empty() {
+            return Err(JailError::Scrub {
+                id: slot.id,
+                reason: "processes survive in the box cgroup".into(),
+            });
+        }
+    }
+    if slot.work_mounted {
+        rustix::mount::unmount(&slot.work_dir, rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| JailError::io(&slot.work_dir)(e.into()))?;
+        slot.work_mounted = false;
+    } else if std::fs::read_dir(&slot.work_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        // Rootless workspace: a plain directory. remove_dir_all does not
+        // follow symlinks, so a planted link cannot redirect the deletion.
+        std::fs::remove_dir_all(&slot.work_dir).map_err(JailError::io(&slot.work_dir))?;
+        create_private_dir(&slot.work_dir)?;
+    }
+    Ok(())
+}
+
+fn is_fs(path: &Path, magic: i64) -> bool {
+    rustix::fs::statfs(path)
+        .map(|s| s.f_type == magic)
+        .unwrap_or(false)
+}
+
+/// Open the slot's network namespace, creating and binding it on first use.
+fn pooled_netns(path: &Path) -> Result<OwnedFd, JailError> {
+    if !is_fs(path, NSFS_MAGIC) {
+        create_netns(path)?;
+    }
+    let file = File::open(path).map_err(JailError::io(path))?;
+    Ok(file.into())
+}
+
+/// Create an empty network namespace (loopback down, nothing else) and keep
+/// it alive by bind-mounting it on `path`, as `ip netns add` does. Done on a
+/// short-lived thread, because `unshare` moves only the calling thread.
+fn create_netns(path: &Path) -> Result<(), JailError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(JailError::io(path))?;
+    let target = path.to_owned();
+    let joined = std::thread::spawn(move || -> std::io::Result<()> {
+        crate::sys::unshare(libc::CLONE_NEWNET)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.into_raw()))?;
+        rustix::mount::mount_bind(c"/proc/thread-self/ns/net", &target)?;
+        Ok(())
+    })
+    .join();
+    match joined {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(JailError::io(path)(e)),
+        Err(_) => Err(JailError::io(path)(std::io::Error::other(
+            "netns thread panicked",
+        ))),
+    }
+}
+
+/// A directory only its owner can enter; refuses to follow a symlink placed
+/// where the directory should be (state dirs may sit in `/tmp`).
+pub(crate) fn create_private_dir(path: &Path) -> Result<(), JailError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(path).map_err(JailError::io(path))?;
+            if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
+                return Err(JailError::UnsafeStateDir(path.to_owned()));
+            }
+            Ok(())
+        }
+        Err(e) => Err(JailError::io(path)(e)),
+    }
+}

@@ -1,0 +1,521 @@
+//! Raw kernel calls that no safe library wraps: the only `unsafe` in Warden.
+//!
+//! Each function is a thin, typed wrapper over one syscall. They are called
+//! from the forked child (see [`crate::child`]), so none of them may allocate,
+//! take a lock, or touch global state: they use the `syscalls` crate, which
+//! returns the error number instead of going through libc's `errno`, or libc
+//! functions that are async-signal-safe.
+//!
+//! Must never: hold policy (what to mount, which syscalls to allow); that is
+//! decided by the safe modules and passed in as data.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use syscalls::{Errno, Sysno, syscall};
+
+pub(crate) mod landlock;
+
+/// Result of a raw call: the kernel's error number on failure.
+pub(crate) type SysResult<T> = Result<T, Errno>;
+
+/// `struct clone_args` from `<linux/sched.h>` (size version 2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Which side of a fork the caller is on.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The caller, with the child's pid and a pidfd for it.
+    Parent {
+        /// Child pid in the caller's pid namespace.
+        pid: i32,
+        /// Pidfd referring to the child.
+        pidfd: OwnedFd,
+    },
+}
+
+/// `clone3` without a new stack (fork semantics: the child runs on a copy of
+/// the caller's memory), returning a pidfd for the child.
+///
+/// # Safety
+///
+/// The caller may be multithreaded. In the child only the calling thread
+/// exists and other threads may have held locks (the allocator's among them)
+/// at the moment of the fork: the child must not allocate, lock, or unwind,
+/// and must leave through [`exit_now`] or a successful `execve`.
+pub(crate) unsafe fn clone3_fork(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> SysResult<Forked> {
+    let mut pidfd: i32 = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &raw mut pidfd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid, fully initialised clone_args that lives until
+    // the call returns; stack and stack_size are 0, so the child continues on
+    // its copy of this stack exactly like fork(2). The caller upholds the
+    // post-fork restrictions documented above.
+    let ret = unsafe { syscall!(Sysno::clone3, &raw mut args, size_of::<CloneArgs>()) }?;
+    if ret == 0 {
+        return Ok(Forked::Child);
+    }
+    // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor in `pidfd`
+    // that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Forked::Parent {
+        pid: ret as i32,
+        pidfd,
+    })
+}
+
+/// Fork sharing the descriptor table (`CLONE_FILES`) and suspending the
+/// caller until the child has called `execve` or exited (`CLONE_VFORK`).
+/// Returns the child's pid to the parent and `0` to the child.
+///
+/// Sharing the table lets the parent keep descriptors the child creates just
+/// before `execve` (the seccomp listener); `execve` then gives the child a
+/// private copy with close-on-exec descriptors dropped.
+///
+/// # Safety
+///
+/// Same as [`clone3_fork`]: the child must not allocate, lock or unwind, and
+/// must leave through `execve` or [`exit_now`]. Everything the child does to
+/// the descriptor table before `execve` also happens to the parent's.
+pub(crate) unsafe fn fork_shared_files() -> SysResult<i32> {
+    let flags = (libc::CLONE_FILES | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
+    // SAFETY: a null stack gives fork semantics (separate memory, copy of the
+    // stack); the remaining arguments are unused without the matching flags.
+    let ret = unsafe { syscall!(Sysno::clone, flags, 0usize, 0usize, 0usize, 0usize) }?;
+    Ok(ret as i32)
+}
+
+/// Leave the process at once, without running atexit handlers or flushing
+/// stdio buffers copied from the host.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `execve(2)`. Only returns on failure.
+///
+/// `argv` and `envp` must be null-terminated arrays of pointers to
+/// NUL-terminated strings that outlive the call.
+pub(crate) fn execve(program: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return Errno::EINVAL;
+    }
+    // SAFETY: both arrays are null-terminated (checked above) and point to
+    // CStrings owned by the launch plan, which outlives this call.
+    unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::new(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// `struct sock_fprog` for `seccomp(2)`.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const seccompiler::sock_filter,
+}
+
+/// Install one seccomp filter on the calling thread. With `listener`, returns
+/// the user-notification descriptor (close-on-exec).
+///
+/// The caller must already have set `no_new_privs`.
+pub(crate) fn seccomp_install(
+    program: &[seccompiler::sock_filter],
+    listener: bool,
+) -> SysResult<Option<OwnedFd>> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
+    let prog = SockFprog {
+        len,
+        filter: program.as_ptr(),
+    };
+    let flags = if listener {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
+    // SAFETY: `prog` points at `len` valid instructions that the kernel copies
+    // before returning.
+    let ret = unsafe {
+        syscall!(
+            Sysno::seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &raw const prog
+        )
+    }?;
+    if listener {
+        // SAFETY: with NEW_LISTENER the return value is a fresh descriptor.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `struct seccomp_data`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct SeccompData {
+    nr: i32,
+    arch: u32,
+    instruction_pointer: u64,
+    args: [u64; 6],
+}
+
+/// `struct seccomp_notif`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    data: SeccompData,
+}
+
+/// Receive one pending seccomp notification; returns (syscall nr, audit arch).
+pub(crate) fn seccomp_notif_recv(listener: BorrowedFd<'_>) -> SysResult<(i64, u32)> {
+    // The kernel insists on a zeroed buffer.
+    let mut notif = SeccompNotif::default();
+    // SAFETY: SECCOMP_IOCTL_NOTIF_RECV writes one `struct seccomp_notif`,
+    // whose layout `SeccompNotif` reproduces, into the buffer we own.
+    unsafe {
+        syscall!(
+            Sysno::ioctl,
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_RECV,
+            &raw mut notif
+        )
+    }?;
+    Ok((i64::from(notif.data.nr), notif.data.arch))
+}
+
+/// `struct mount_attr` for `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Mount attribute bits.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// No set-user-id / capabilities on exec.
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// No device access.
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// No exec.
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Set attributes on the mount at `dirfd`/`path` (or the mount `dirfd`
+/// itself when `path` is empty), recursively when asked.
+pub(crate) fn mount_setattr(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    attr_set: u64,
+    recursive: bool,
+) -> SysResult<()> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = 0usize;
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH as usize;
+    }
+    if recursive {
+        flags |= libc::AT_RECURSIVE as usize;
+    }
+    // SAFETY: `path` is NUL-terminated and `attr` a valid mount_attr of the
+    // size passed; the kernel only reads both.
+    unsafe {
+        syscall!(
+            Sysno::mount_setattr,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            flags,
+            &raw const attr,
+            size_of::<MountAttr>()
+        )
+    }?;
+    Ok(())
+}
+
+/// Mark every descriptor from `first` up close-on-exec.
+pub(crate) fn cloexec_from(first: u32) -> SysResult<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe { syscall!(Sysno::close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) }?;
+    Ok(())
+}
+
+/// Close every descriptor in `first..=last`.
+///
+/// The caller must own every descriptor in the range (none may be in use as
+/// an `OwnedFd` elsewhere), which holds for the freshly forked child where it
+/// is used to drop everything inherited from the host.
+pub(crate) fn close_range(first: u32, last: u32) -> SysResult<()> {
+    // SAFETY: see the contract above: nothing in the range is referenced.
+    unsafe { syscall!(Sysno::close_range, first, last, 0u32) }?;
+    Ok(())
+}
+
+/// Close a raw descriptor that nothing owns.
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: used only on numbers the caller knows are unowned (the host's
+    // stdio copies in the child, after the payload took its own copies).
+    let _ = unsafe { syscall!(Sysno::close, fd) };
+}
+
+/// Duplicate `fd` onto `target`, clearing close-on-exec on the copy.
+///
+/// The descriptor previously at `target`, if any, is closed: the caller must
+/// not own it through an `OwnedFd`.
+pub(crate) fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> SysResult<()> {
+    // SAFETY: dup3 only manipulates the descriptor table; see the contract.
+    unsafe { syscall!(Sysno::dup3, fd.as_raw_fd(), target, 0) }?;
+    Ok(())
+}
+
+/// Block SIGCHLD and return a non-blocking signalfd for it.
+pub(crate) fn sigchld_fd() -> SysResult<OwnedFd> {
+    let mut set: libc::sigset_t = empty_sigset();
+    // SAFETY: `set` is a valid sigset_t we own.
+    unsafe { libc::sigaddset(&raw mut set, libc::SIGCHLD) };
+    // SAFETY: `set` is valid; the old mask is not requested. The caller is
+    // single-threaded (the forked child), so the process mask is ours.
+    unsafe {
+        syscall!(
+            Sysno::rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &raw const set,
+            0usize,
+            size_of::<u64>()
+        )
+    }?;
+    // SAFETY: `set` is valid and the flags are valid for signalfd4.
+    let fd = unsafe {
+        syscall!(
+            Sysno::signalfd4,
+            -1i32,
+            &raw const set,
+            size_of::<u64>(),
+            libc::SFD_NONBLOCK | libc::SFD_CLOEXEC
+        )
+    }?;
+    // SAFETY: signalfd4 returned a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data for which all-zero is the empty set on
+    // Linux; sigemptyset below makes that explicit.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t we own.
+    unsafe { libc::sigemptyset(&raw mut set) };
+    set
+}
+
+/// Give the program a clean signal state: empty mask, default dispositions
+/// (the host may ignore SIGPIPE, and ignored signals survive `execve`).
+pub(crate) fn reset_signals() -> SysResult<()> {
+    let set = empty_sigset();
+    // SAFETY: `set` is a valid empty mask; the caller is single-threaded.
+    unsafe {
+        syscall!(
+            Sysno::rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const set,
+            0usize,
+            size_of::<u64>()
+        )
+    }?;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal;
+        // errors (signals reserved by libc) are ignored on purpose.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    Ok(())
+}
+
+/// Kill every process this process may signal: used by the box's init, where
+/// that means every other process of the box's pid namespace.
+pub(crate) fn kill_all_in_namespace() {
+    // SAFETY: kill(-1, SIGKILL) takes no pointers. In the box's init it
+    // reaches only the box's pid namespace (the kernel never delivers -1 to
+    // processes outside the caller's namespace).
+    let _ = unsafe { syscall!(Sysno::kill, -1i32, libc::SIGKILL) };
+}
+
+/// Reap one exited child without blocking: `Some((pid, raw wait status))`.
+pub(crate) fn reap_any() -> Option<(i32, i32)> {
+    let mut status: i32 = 0;
+    // SAFETY: `status` is a valid out-pointer; rusage is not requested.
+    let pid = unsafe {
+        syscall!(
+            Sysno::wait4,
+            -1i32,
+            &raw mut status,
+            libc::WNOHANG | libc::__WALL,
+            0usize
+        )
+    }
+    .ok()? as i32;
+    (pid > 0).then_some((pid, status))
+}
+
+/// Resource usage of a reaped child, as `wait4` reports it.
+pub(crate) struct Rusage {
+    /// User + system CPU time in microseconds.
+    pub cpu_us: u64,
+    /// Largest resident set, bytes.
+    pub max_rss_bytes: u64,
+    /// Blocks read (512 bytes each).
+    pub in_blocks: u64,
+    /// Blocks written.
+    pub out_blocks: u64,
+}
+
+/// Wait for the given child (blocking) and return its raw status and usage.
+pub(crate) fn wait4_pid(pid: i32) -> SysResult<(i32, Rusage)> {
+    let mut status: i32 = 0;
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both out-pointers are valid for the duration of the call.
+        match unsafe { syscall!(Sysno::wait4, pid, &raw mut status, libc::__WALL, &raw mut ru) } {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let tv = |t: libc::timeval| (t.tv_sec as u64) * 1_000_000 + t.tv_usec as u64;
+    Ok((
+        status,
+        Rusage {
+            cpu_us: tv(ru.ru_utime) + tv(ru.ru_stime),
+            max_rss_bytes: (ru.ru_maxrss as u64) * 1024,
+            in_blocks: ru.ru_inblock as u64,
+            out_blocks: ru.ru_oublock as u64,
+        },
+    ))
+}
+
+/// Send a signal through a pidfd (race-free: never hits a recycled pid).
+pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, signal: i32) -> SysResult<()> {
+    // SAFETY: no pointers are passed (info is null, flags 0).
+    unsafe { syscall!(Sysno::pidfd_send_signal, pidfd.as_raw_fd(), signal, 0usize, 0u32) }?;
+    Ok(())
+}
+
+/// Drop capabilities `0..=cap_last` from the bounding set, so no exec can
+/// ever regain them. `cap_last` is the kernel's highest capability number.
+pub(crate) fn drop_bounding_set(cap_last: u32) -> SysResult<()> {
+    for cap in 0..=cap_last {
+        // SAFETY: PR_CAPBSET_DROP takes an integer capability number.
+        match unsafe { syscall!(Sysno::prctl, libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } {
+            Ok(_) | Err(Errno::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Clear the effective, permitted and inheritable capability sets.
+pub(crate) fn clear_capabilities() -> SysResult<()> {
+    let mut header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let data = [CapData::default(); 2];
+    // SAFETY: header and the two-element data array match the v3 ABI.
+    unsafe { syscall!(Sysno::capset, &raw mut header, data.as_ptr()) }?;
+    Ok(())
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: i32) -> SysResult<()> {
+    // SAFETY: unshare takes only flags. Called in the single-threaded child.
+    unsafe { syscall!(Sysno::unshare, flags) }?;
+    Ok(())
+}
+
+/// Landlock's version query; 0 when the kernel has no landlock.
+pub(crate) fn landlock_abi() -> u32 {
+    landlock::abi_version()
+}
+
+/// Make the process non-dumpable so that, in rootless mode, the program
+/// (same uid) cannot read the init's memory or environment through `/proc`.
+pub(crate) fn set_non_dumpable() -> SysResult<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer.
+    unsafe { syscall!(Sysno::prctl, libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }?;
+    Ok(())
+}
+
+/// `setgroups(0, NULL)`.
+pub(crate) fn clear_groups() -> SysResult<()> {
+    // SAFETY: size 0 with a null list.
+    unsafe { syscall!(Sysno::setgroups, 0usize, 0usize) }?;
+    Ok(())
+}
+
+/// Take ownership of a descriptor the payload created in the descriptor
+/// table it shared with init (the seccomp listener), given the number it
+/// reported. Returns `None` unless that number is open.
+///
+/// Only init calls this, once, for the number the payload wrote after
+/// `seccomp(2)` returned it; nothing else in init owns that number.
+pub(crate) fn adopt_shared_fd(raw: RawFd) -> Option<OwnedFd> {
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD only queries flags; it tells whether `raw` is open.
+    unsafe { syscall!(Sysno::fcntl, raw, libc::F_GETFD) }.ok()?;
+    // SAFETY: per the contract above the descriptor is open and unowned.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
