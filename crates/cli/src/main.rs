@@ -28,6 +28,8 @@ enum Command {
     Run(Box<commands::run::RunArgs>),
     /// Report the kernel facilities Warden needs and which layers it will use.
     Doctor(commands::doctor::DoctorArgs),
+    /// Manage the box slots kept between runs.
+    Pool(commands::pool::PoolArgs),
 }
 
 /// Exit codes shared by every command.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(*args),
         Command::Doctor(args) => commands::doctor::doctor(args),
+        Command::Pool(args) => commands::pool::pool(args),
     };
     match result {
         Ok(code) => code,

@@ -42,7 +42,7 @@ pub use error::JailError;
 pub use features::{Facility, Features};
 pub use mounts::PlanError;
 pub use outcome::{RunOutcome, SandboxReport, Status, Violation};
-pub use pool::{PoolConfig, Slot};
+pub use pool::{CleanReport, PoolConfig, Slot};
 pub use spec::{
     Bind, BoxSpec, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec, default_env, system_binds,
 };
@@ -101,6 +101,7 @@ pub struct Jail {
     features: Features,
     cgroups: Option<Cgroups>,
     pool: pool::BoxPool,
+    pool_state_dir: PathBuf,
     profiles: Mutex<HashMap<String, Arc<CompiledProfile>>>,
 }
 
@@ -108,6 +109,21 @@ impl Jail {
     /// Detect the kernel's facilities and prepare the pool. Fails, naming
     /// what is missing, when namespaces or seccomp are unavailable.
     pub fn new(config: JailConfig) -> Result<Jail, JailError> {
+        if config.uid_base < 1000
+            || config
+                .uid_base
+                .checked_add(config.max_boxes)
+                .is_none_or(|top| top >= 65534)
+        {
+            return Err(JailError::Spec(format!(
+                "box uids {}..{} must lie between 1000 and 65533, away from root and system accounts",
+                config.uid_base,
+                u64::from(config.uid_base) + u64::from(config.max_boxes)
+            )));
+        }
+        if config.max_boxes == 0 {
+            return Err(JailError::Spec("the pool needs at least one box".into()));
+        }
         let (features, cgroups) = Features::detect();
         let missing: Vec<String> = features
             .missing_required()
@@ -126,7 +142,7 @@ impl Jail {
         let state_dir = config.state_dir.clone().unwrap_or_else(default_state_dir);
         let pool = pool::BoxPool::new(
             PoolConfig {
-                state_dir,
+                state_dir: state_dir.clone(),
                 max_boxes: config.max_boxes,
                 uid_base: config.uid_base,
                 pool_netns: config.pool_netns,
@@ -138,6 +154,7 @@ impl Jail {
             features,
             cgroups,
             pool,
+            pool_state_dir: state_dir,
             profiles: Mutex::new(HashMap::new()),
         })
     }
@@ -160,6 +177,16 @@ impl Jail {
     /// Prepare `n` box slots ahead of demand.
     pub fn prewarm(&self, n: u32) -> Result<(), JailError> {
         self.pool.prewarm(n, self.cgroups.as_ref())
+    }
+
+    /// Tear down every box slot not in use (see `warden pool clean`).
+    pub fn clean_pool(&self) -> Result<CleanReport, JailError> {
+        self.pool.clean(self.cgroups.as_ref())
+    }
+
+    /// The state directory the pool lives in.
+    pub fn state_dir(&self) -> &Path {
+        &self.pool_state_dir
     }
 
     /// Number of prepared idle slots held by this process.

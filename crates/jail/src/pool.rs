@@ -62,10 +62,22 @@ impl Slot {
     }
 }
 
+/// What [`BoxPool::clean`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    /// Slots torn down.
+    pub removed: u32,
+    /// Slots skipped because a process holds them.
+    pub busy: u32,
+}
+
 /// Pool of slots.
 #[derive(Debug)]
 pub struct BoxPool {
     config: PoolConfig,
+    /// Distinguishes this pool's cgroups from those of a pool with another
+    /// state directory on the same host (slot locks are per state dir).
+    tag: String,
     root: bool,
     idle: Mutex<Vec<Slot>>,
     busy: Mutex<Vec<u32>>,
@@ -76,8 +88,10 @@ impl BoxPool {
     pub fn new(config: PoolConfig, root: bool) -> Result<BoxPool, JailError> {
         create_private_dir(&config.state_dir)?;
         create_private_dir(&config.state_dir.join("boxes"))?;
+        let tag = format!("{:08x}", fnv1a(config.state_dir.as_os_str().as_encoded_bytes()));
         Ok(BoxPool {
             config,
+            tag,
             root,
             idle: Mutex::new(Vec::new()),
             busy: Mutex::new(Vec::new()),
@@ -147,6 +161,55 @@ impl BoxPool {
         }
     }
 
+    fn cgroup_name(&self, id: u32) -> String {
+        format!("{}-box-{id}", self.tag)
+    }
+
+    /// Tear down every slot no process is using: unmount its network
+    /// namespace and workspace, remove its cgroup and its directory. Slots in
+    /// use (by this or another process) are left alone and counted.
+    pub fn clean(&self, cgroups: Option<&Cgroups>) -> Result<CleanReport, JailError> {
+        let mut report = CleanReport::default();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let boxes = self.config.state_dir.join("boxes");
+        let Ok(entries) = std::fs::read_dir(&boxes) else {
+            return Ok(report);
+        };
+        for entry in entries.flatten() {
+            let Ok(id) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let dir = entry.path();
+            let lock = match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(dir.join("lock"))
+            {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(JailError::io(&dir)(e)),
+            };
+            if let Some(lock) = &lock
+                && rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+            {
+                report.busy += 1;
+                continue;
+            }
+            for mounted in [dir.join("netns"), dir.join("work")] {
+                if is_fs(&mounted, NSFS_MAGIC) || is_fs(&mounted, TMPFS_MAGIC) {
+                    rustix::mount::unmount(&mounted, rustix::mount::UnmountFlags::DETACH)
+                        .map_err(|e| JailError::io(&mounted)(e.into()))?;
+                }
+            }
+            if let Some(c) = cgroups {
+                c.remove_box_cgroup(&self.cgroup_name(id))?;
+            }
+            std::fs::remove_dir_all(&dir).map_err(JailError::io(&dir))?;
+            report.removed += 1;
+        }
+        Ok(report)
+    }
+
     fn try_prepare(&self, id: u32, cgroups: Option<&Cgroups>) -> Result<Option<Slot>, JailError> {
         let dir = self.config.state_dir.join("boxes").join(id.to_string());
         create_private_dir(&dir)?;
@@ -179,7 +242,7 @@ impl BoxPool {
         };
         let cgroup = match cgroups {
             Some(c) => {
-                let cg = c.box_cgroup(id)?;
+                let cg = c.box_cgroup(&self.cgroup_name(id))?;
                 if !cg.pids().is_empty() {
                     cg.kill_all()?;
                 }
@@ -258,6 +321,13 @@ fn scrub(slot: &mut Slot) -> Result<(), JailError> {
         create_private_dir(&slot.work_dir)?;
     }
     Ok(())
+}
+
+/// 32-bit FNV-1a: a stable short name for a path.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn is_fs(path: &Path, magic: i64) -> bool {

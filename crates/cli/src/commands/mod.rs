@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod doctor;
+pub mod pool;
 pub mod run;
 
 /// `hint:` lines for an error, pointing at the next step.

@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// Most boxes this host may run at once.
     #[arg(long, env = "WARDEN_MAX_BOXES", default_value = "64", value_name = "N")]
     max_boxes: u32,
+    /// Box `n` runs as uid and gid `uid-base + n` (as root; rootless boxes
+    /// all run as `uid-base` inside their own user namespace).
+    #[arg(long, env = "WARDEN_UID_BASE", default_value = "60000", value_name = "UID")]
+    uid_base: u32,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -226,6 +230,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = JailConfig {
         state_dir: args.state_dir.clone(),
         max_boxes: args.max_boxes,
+        uid_base: args.uid_base,
         ..JailConfig::default()
     };
     let jail = Jail::new(config)?;

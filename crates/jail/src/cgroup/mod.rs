@@ -143,12 +143,30 @@ impl Cgroups {
         }
     }
 
-    /// Create (or reuse) the cgroup of box `id`.
-    pub fn box_cgroup(&self, id: u32) -> Result<BoxCgroup, CgroupError> {
+    /// Create (or reuse) the cgroup named `name` (one per pool slot).
+    pub fn box_cgroup(&self, name: &str) -> Result<BoxCgroup, CgroupError> {
         Ok(match self {
-            Cgroups::V2(t) => BoxCgroup::V2(t.box_cgroup(id)?),
-            Cgroups::V1(t) => BoxCgroup::V1(t.box_cgroup(id)?),
+            Cgroups::V2(t) => BoxCgroup::V2(t.box_cgroup(name)?),
+            Cgroups::V1(t) => BoxCgroup::V1(t.box_cgroup(name)?),
         })
+    }
+}
+
+impl Cgroups {
+    /// Remove the (empty) cgroup named `name`; missing is fine.
+    pub fn remove_box_cgroup(&self, name: &str) -> Result<(), CgroupError> {
+        let dirs = match self {
+            Cgroups::V2(t) => vec![t.dir_of(name)],
+            Cgroups::V1(t) => t.dirs_of(name),
+        };
+        for dir in dirs {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -54,15 +54,23 @@ impl Tree {
             cpuacct: base_of("cpuacct"),
         };
         for dir in tree.dirs() {
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(source) => {
-                    return Err(CgroupError::Unusable {
-                        version: "v1",
-                        reason: format!("cannot create {}: {source}", dir.display()),
-                    });
+            let made = match std::fs::create_dir(&dir) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Someone (root, earlier) made it: we must still be able
+                    // to create box cgroups inside.
+                    rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).map_err(std::io::Error::from)
                 }
+                Err(e) => Err(e),
+            };
+            if let Err(source) = made {
+                return Err(CgroupError::Unusable {
+                    version: "v1",
+                    reason: format!(
+                        "cannot create cgroups in {}: {source} (no delegation to this user)",
+                        dir.display()
+                    ),
+                });
             }
         }
         Ok(tree)
@@ -78,10 +86,14 @@ impl Tree {
         dirs
     }
 
-    /// Create (or reuse) `warden/box-<id>` in each hierarchy.
-    pub fn box_cgroup(&self, id: u32) -> Result<BoxCg, CgroupError> {
-        let name = format!("box-{id}");
-        let dirs: Vec<PathBuf> = self.dirs().into_iter().map(|d| d.join(&name)).collect();
+    /// The directories of box cgroup `name`, one per hierarchy.
+    pub(crate) fn dirs_of(&self, name: &str) -> Vec<PathBuf> {
+        self.dirs().into_iter().map(|d| d.join(name)).collect()
+    }
+
+    /// Create (or reuse) `warden/<name>` in each hierarchy.
+    pub fn box_cgroup(&self, name: &str) -> Result<BoxCg, CgroupError> {
+        let dirs = self.dirs_of(name);
         for dir in &dirs {
             match std::fs::create_dir(dir) {
                 Ok(()) => {}
@@ -89,8 +101,8 @@ impl Tree {
                 Err(e) => return Err(io_err(dir)(e)),
             }
         }
-        let memory = self.memory.join(&name);
-        let cpuacct = self.cpuacct.as_ref().map(|d| d.join(&name));
+        let memory = self.memory.join(name);
+        let cpuacct = self.cpuacct.as_ref().map(|d| d.join(name));
         let memsw = memory.join("memory.memsw.limit_in_bytes").exists();
         Ok(BoxCg {
             max_usage: open_rw(&memory.join("memory.max_usage_in_bytes"))?,
@@ -100,8 +112,8 @@ impl Tree {
                 None => None,
             },
             memory,
-            pids: self.pids.join(&name),
-            cpu: self.cpu.join(&name),
+            pids: self.pids.join(name),
+            cpu: self.cpu.join(name),
             dirs,
             memsw,
             applied: None,

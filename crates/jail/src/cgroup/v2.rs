@@ -96,9 +96,14 @@ impl Tree {
         Ok(Tree { base, available })
     }
 
-    /// Create (or reuse) `warden/box-<id>`.
-    pub fn box_cgroup(&self, id: u32) -> Result<BoxCg, CgroupError> {
-        let dir = self.base.join(format!("box-{id}"));
+    /// The directory of box cgroup `name`.
+    pub(crate) fn dir_of(&self, name: &str) -> PathBuf {
+        self.base.join(name)
+    }
+
+    /// Create (or reuse) `warden/<name>`.
+    pub fn box_cgroup(&self, name: &str) -> Result<BoxCg, CgroupError> {
+        let dir = self.base.join(name);
         mkdir(&dir)?;
         // Kill the whole box at once on OOM, as v1 cannot.
         let _ = write(&dir.join("memory.oom.group"), "1");
@@ -252,7 +257,7 @@ mod tests {
         }
         std::fs::write(box_dir.join("memory.events"), "oom 0\noom_kill 2\n").unwrap();
         std::fs::write(box_dir.join("cpu.stat"), "usage_usec 1500\n").unwrap();
-        let mut cg = tree.box_cgroup(7).unwrap();
+        let mut cg = tree.box_cgroup("box-7").unwrap();
         cg.apply(&CgroupLimits {
             memory_bytes: Some(1 << 20),
             pids: Some(16),

@@ -1,0 +1,15 @@
+//! Hostile tests: attack programs (in `fixtures/`) run through the real
+//! `warden run` binary. Each test asserts how the run ended *and* that the
+//! host is untouched: no file written, no process left, no listener reached.
+//!
+//! The jail needs root (or the rootless test's unprivileged user), so these
+//! tests refuse to run as anyone else rather than pass vacuously.
+
+mod harness;
+
+mod filesystem;
+mod kernel;
+mod lifecycle;
+mod network;
+mod resources;
+mod rootless;
