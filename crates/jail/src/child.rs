@@ -6,15 +6,20 @@
 //! [`ChildPlan`], and every failure is reported as a fixed-size [`Record`]
 //! naming the [`Step`] and the errno.
 //!
-//! Init builds the box (cgroup, namespaces, mounts, pivot_root, hostname,
-//! landlock ruleset), starts the payload, then stays as a small supervisor:
-//! it reaps orphans, turns seccomp notifications into violation reports, and
-//! when the payload exits (or the host goes away) kills whatever is left. When
-//! init exits, the kernel kills every process left in the pid namespace, so no
-//! process of the box can outlive the run.
+//! Init builds the box (cgroup, namespaces, mounts, pivot_root, hostname),
+//! then confines *itself* exactly as the program will be: rlimits, empty
+//! capability sets, the box uid, `no_new_privs`, landlock, seccomp. It holds
+//! the seccomp listener directly, and the program inherits every layer by
+//! `fork` instead of setting each one up again. Init then starts the program
+//! (`CLONE_VM | CLONE_VFORK`, on a stack the host prepared: no page tables are
+//! copied) and stays as a small supervisor: it reaps orphans, turns seccomp
+//! notifications into violation reports, and when the program exits (or the
+//! host goes away) kills whatever is left. When init exits, the kernel kills
+//! every process left in the pid namespace, so nothing of the box can
+//! outlive the run.
 //!
-//! The payload drops everything (session, signals, descriptors, rlimits,
-//! capabilities, ids, landlock, seccomp) and execs the program.
+//! The program's own process only takes a new session, resets signals,
+//! places its descriptors, changes directory and execs.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -27,7 +32,7 @@ use rustix::mount::{
 use syscalls::Errno;
 
 use crate::mounts::MountOp;
-use crate::seccomp::CompiledFilter;
+use crate::seccomp::SockFilter;
 use crate::sys::{self, landlock as ll};
 
 /// Every step that can fail in the child, for error reports.
@@ -39,7 +44,6 @@ pub(crate) enum Step {
     WriteSetgroups,
     WriteUidMap,
     WriteGidMap,
-    JoinCgroup,
     UnshareCgroup,
     JoinNetns,
     MakeMountsPrivate,
@@ -78,13 +82,12 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 41] = [
+    const ALL: [Step; 40] = [
         Step::RelocateFds,
         Step::CloseInherited,
         Step::WriteSetgroups,
         Step::WriteUidMap,
         Step::WriteGidMap,
-        Step::JoinCgroup,
         Step::UnshareCgroup,
         Step::JoinNetns,
         Step::MakeMountsPrivate,
@@ -134,7 +137,6 @@ impl Step {
             Step::WriteSetgroups => "writing /proc/self/setgroups",
             Step::WriteUidMap => "writing the uid map",
             Step::WriteGidMap => "writing the gid map",
-            Step::JoinCgroup => "joining the box cgroup",
             Step::UnshareCgroup => "creating the cgroup namespace",
             Step::JoinNetns => "joining the pooled network namespace",
             Step::MakeMountsPrivate => "making mounts private",
@@ -243,8 +245,6 @@ pub(crate) struct ChildPlan {
     /// Read end of the lifeline pipe; the host holds the write end for as
     /// long as it wants the box alive.
     pub lifeline: OwnedFd,
-    /// `cgroup.procs` of each hierarchy the box joins (empty: no cgroups).
-    pub cgroup_procs: Vec<OwnedFd>,
     /// Pooled network namespace to join, if any.
     pub netns: Option<OwnedFd>,
     /// Rootless id maps.
@@ -255,10 +255,28 @@ pub(crate) struct ChildPlan {
     pub ops: Vec<MountOp>,
     /// Box hostname.
     pub hostname: CString,
-    /// Landlock ABI and rules (empty when the kernel has none).
+    /// Landlock ABI (0: none).
     pub landlock_abi: u32,
     /// Landlock rules, paths relative to the new root.
     pub landlock_rules: Vec<(CString, u64)>,
+    /// Resource limits for init and the program.
+    pub rlimits: Vec<Rlimit>,
+    /// Uid and gid of the box.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+    /// Call `setgroups([])` (not allowed in a rootless user namespace).
+    pub clear_groups: bool,
+    /// Highest capability number of the kernel.
+    pub cap_last: u32,
+    /// The seccomp program, tokens already set.
+    pub seccomp: Vec<SockFilter>,
+    /// Install it with a listener (kill verdicts notify init).
+    pub seccomp_listener: bool,
+    /// Passed in `clone`'s ignored `parent_tid` when starting the program.
+    pub spawn_token: u64,
+    /// Stack for the program's process until it execs.
+    pub stack: Vec<u8>,
     /// The program's process.
     pub payload: PayloadPlan,
 }
@@ -271,18 +289,11 @@ pub(crate) struct Rlimit {
     pub hard: u64,
 }
 
-/// Everything the payload needs.
+/// What the program's process needs before exec.
 pub(crate) struct PayloadPlan {
     /// Descriptors to place at fixed numbers (stdio and extras).
     pub fds: Vec<(OwnedFd, i32)>,
     pub cwd: CString,
-    pub rlimits: Vec<Rlimit>,
-    pub uid: u32,
-    pub gid: u32,
-    /// Call `setgroups([])` (not allowed in a rootless user namespace).
-    pub clear_groups: bool,
-    pub cap_last: u32,
-    pub seccomp: Vec<CompiledFilter>,
     pub program: CString,
     /// Owns the strings `argv_ptrs` points into; never read directly.
     #[allow(dead_code)]
@@ -294,6 +305,9 @@ pub(crate) struct PayloadPlan {
     pub envp: Vec<CString>,
     /// Null-terminated pointer array for execve.
     pub envp_ptrs: Vec<*const libc::c_char>,
+    /// Written by the program's process when it fails before exec; it
+    /// shares init's memory (`CLONE_VM`), and init reads it once it resumes.
+    pub failure: std::cell::Cell<Option<(Step, i32)>>,
 }
 
 /// A failed step, with the mount op index when it applies.
@@ -378,9 +392,6 @@ fn close_inherited(plan: &mut ChildPlan) -> Result<(), Fail> {
     let floor = fd_floor(plan);
     relocate(&mut plan.report, floor)?;
     relocate(&mut plan.lifeline, floor)?;
-    for fd in plan.cgroup_procs.iter_mut() {
-        relocate(fd, floor)?;
-    }
     if let Some(fd) = plan.netns.as_mut() {
         relocate(fd, floor)?;
     }
@@ -398,9 +409,6 @@ fn close_inherited(plan: &mut ChildPlan) -> Result<(), Fail> {
     };
     push(plan.report.as_raw_fd());
     push(plan.lifeline.as_raw_fd());
-    for fd in &plan.cgroup_procs {
-        push(fd.as_raw_fd());
-    }
     if let Some(fd) = &plan.netns {
         push(fd.as_raw_fd());
     }
@@ -425,12 +433,6 @@ fn close_inherited(plan: &mut ChildPlan) -> Result<(), Fail> {
         next = fd + 1;
     }
     sys::close_range(next, u32::MAX).map_err(fail_sys(Step::CloseInherited))?;
-    // Plug the numbers below the floor with copies of the lifeline, so every
-    // descriptor init creates from now on lands above the payload's fixed
-    // numbers (the payload overwrites the plugs).
-    for target in 0..floor {
-        sys::dup_to(plan.lifeline.as_fd(), target).map_err(fail_sys(Step::RelocateFds))?;
-    }
     Ok(())
 }
 
@@ -464,9 +466,6 @@ struct Running {
     sigchld: OwnedFd,
 }
 
-/// Payload → init record carrying the seccomp listener's descriptor number.
-const LISTENER: u32 = 100;
-
 fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
     close_inherited(plan)?;
 
@@ -482,11 +481,9 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
         write_file_at(cwd, c"/proc/self/gid_map", &userns.gid_map, Step::WriteGidMap)?;
     }
 
-    // Join the box cgroup before anything else allocates memory on our
-    // behalf, then hide the host's cgroup tree behind a cgroup namespace.
-    for procs in &plan.cgroup_procs {
-        rustix::io::write(procs, b"0").map_err(fail(Step::JoinCgroup))?;
-    }
+    // We were born in the box cgroup (forked by a thread living there, or
+    // with CLONE_INTO_CGROUP): never migrated, which would cost an RCU grace
+    // period. Hide the host's cgroup tree behind a cgroup namespace.
     sys::unshare(libc::CLONE_NEWCGROUP).map_err(fail_sys(Step::UnshareCgroup))?;
     if let Some(netns) = &plan.netns {
         rustix::thread::move_into_link_name_space(
@@ -495,7 +492,6 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
         )
         .map_err(fail(Step::JoinNetns))?;
     }
-    plan.cgroup_procs.clear();
     plan.netns = None;
 
     // Nothing we mount may propagate back to the host.
@@ -557,56 +553,62 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
     } else {
         None
     };
-
-    // Init must not be readable by the program (they share a uid when
-    // rootless): non-dumpable makes /proc/1/* root-only and blocks ptrace.
-    sys::set_non_dumpable().map_err(fail_sys(Step::Signalfd))?;
     let sigchld = sys::sigchld_fd().map_err(fail_sys(Step::Signalfd))?;
-    // The payload reports failures, and the seccomp listener number, here.
-    let (err_r, err_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-            .map_err(fail(Step::Pipe))?;
 
-    // SAFETY: the child runs payload_main, which neither allocates, locks nor
-    // returns: it leaves through execve or exit_now (fork_shared_files'
-    // contract). Init is single-threaded, so no lock can be held anyway.
-    let forked = unsafe { sys::fork_shared_files() };
-    let pid = match forked {
-        Ok(0) => payload_main(&plan.payload, ruleset.as_ref().map(|r| r.as_fd()), err_w.as_fd()),
-        Ok(pid) => pid,
-        Err(e) => return Err(fail_sys(Step::ForkPayload)(e)),
-    };
-    // We resume once the payload has exec'd (or failed): CLONE_VFORK.
-    drop(err_w);
+    // From here on init is confined exactly as the program will be, and the
+    // program inherits all of it.
+    for rl in &plan.rlimits {
+        rustix::process::setrlimit(
+            rl.resource,
+            rustix::process::Rlimit {
+                current: Some(rl.soft),
+                maximum: Some(rl.hard),
+            },
+        )
+        .map_err(fail(Step::Rlimit))?;
+    }
+    // Bounding set first: dropping it needs CAP_SETPCAP, which the uid
+    // switch takes away.
+    sys::drop_bounding_set(plan.cap_last).map_err(fail_sys(Step::DropBoundingSet))?;
+    rustix::thread::clear_ambient_capability_set().map_err(fail(Step::DropAmbient))?;
+    if plan.clear_groups {
+        sys::clear_groups().map_err(fail_sys(Step::SetGroups))?;
+    }
+    let gid = rustix::process::Gid::from_raw(plan.gid);
+    let uid = rustix::process::Uid::from_raw(plan.uid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(fail(Step::SetGid))?;
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(fail(Step::SetUid))?;
+    sys::clear_capabilities().map_err(fail_sys(Step::DropCapabilities))?;
+    // Non-dumpable: /proc/1/* becomes root's and ptrace needs a capability,
+    // so the program (same uid now) cannot read init's memory, which holds a
+    // copy of the host's.
+    sys::set_non_dumpable().map_err(fail_sys(Step::DropCapabilities))?;
+    rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs))?;
+    if let Some(rs) = &ruleset {
+        ll::restrict_self(rs.as_fd()).map_err(fail_sys(Step::LandlockRestrict))?;
+    }
     drop(ruleset);
+    // Seccomp last. Init's remaining syscalls (clone, ppoll, read, write,
+    // wait4, kill, ioctl, exit) are required by every profile.
+    let listener =
+        sys::seccomp_install(&plan.seccomp, plan.seccomp_listener).map_err(fail_sys(Step::Seccomp))?;
 
-    let mut listener: Option<OwnedFd> = None;
-    let mut buf = [0u8; RECORD_LEN];
-    while let Ok(RECORD_LEN) = rustix::io::read(&err_r, &mut buf) {
-        let rec = Record::decode(&buf);
-        match rec.kind {
-            kind::SETUP_FAILED => {
-                // Reap it so no zombie is left, then report.
-                let _ = sys::wait4_pid(pid);
-                return Err(Fail {
-                    step: Step::from_u32(rec.step).unwrap_or(Step::Exec),
-                    errno: rec.errno,
-                    op: -1,
-                });
-            }
-            LISTENER => listener = sys::adopt_shared_fd(rec.a as i32),
-            _ => {}
-        }
+    let payload = &plan.payload;
+    let entry = || -> std::convert::Infallible { payload_main(payload) };
+    // SAFETY: clone_vm_vfork's contract: the new process runs payload_main,
+    // which does not allocate, lock or return, and leaves through execve or
+    // exit_now; we are suspended until then, so it is the only user of our
+    // memory, and init is single-threaded.
+    let pid = unsafe { sys::clone_vm_vfork(&mut plan.stack, plan.spawn_token, &entry) }
+        .map_err(fail_sys(Step::ForkPayload))?;
+    // We resume once the program has exec'd, or failed before.
+    if let Some((step, errno)) = plan.payload.failure.take() {
+        let _ = sys::wait4_pid(pid);
+        return Err(Fail { step, errno, op: -1 });
     }
-    drop(err_r);
-    // Drop our copies of the program's stdio: the shared table gave us them,
-    // and holding a pipe's write end would delay the host's end-of-file.
-    for target in 0..fd_floor(plan) {
-        sys::close_raw(target);
-    }
-    for (fd, _) in plan.payload.fds.drain(..) {
-        drop(fd);
-    }
+    // Our copies of the program's descriptors would delay the host's end of
+    // file on its output.
+    plan.payload.fds.clear();
     write_record(
         plan.report.as_fd(),
         Record {
@@ -717,95 +719,37 @@ fn attach(mnt: OwnedFd, root: BorrowedFd<'_>, path: &CStr, step: Step) -> Result
         .map_err(fail(step))
 }
 
-/// The program's process: drop everything, then exec. Never returns.
-fn payload_main(plan: &PayloadPlan, ruleset: Option<BorrowedFd<'_>>, err: BorrowedFd<'_>) -> ! {
-    let result = payload_setup(plan, ruleset, err);
-    let f = match result {
+/// The program's process: session, signals, descriptors, directory, exec.
+/// Never returns. Runs in init's memory (`CLONE_VM`) until exec, so it
+/// reports failure through `plan.failure` and must not allocate.
+fn payload_main(plan: &PayloadPlan) -> ! {
+    let f = match payload_setup(plan) {
         Ok(()) => {
-            // Everything is in place; exec. Only returns on failure.
             let errno = sys::execve(&plan.program, &plan.argv_ptrs, &plan.envp_ptrs);
-            Fail {
-                step: Step::Exec,
-                errno: errno.into_raw(),
-                op: -1,
-            }
+            (Step::Exec, errno.into_raw())
         }
-        Err(f) => f,
+        Err(f) => (f.step, f.errno),
     };
-    report_failure(err, f);
+    plan.failure.set(Some(f));
     sys::exit_now(127)
 }
 
-fn payload_setup(
-    plan: &PayloadPlan,
-    ruleset: Option<BorrowedFd<'_>>,
-    err: BorrowedFd<'_>,
-) -> Result<(), Fail> {
+fn payload_setup(plan: &PayloadPlan) -> Result<(), Fail> {
     use rustix::process::Signal;
     rustix::process::setsid().map_err(fail(Step::NewSession))?;
     sys::reset_signals().map_err(fail_sys(Step::ResetSignals))?;
     // If init dies, so does the program (and init's death empties the pid
     // namespace anyway).
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(fail(Step::DeathSignal))?;
-
-    // Stdio and extra descriptors at their numbers; everything else is
-    // closed at exec. The table is shared with init until then: marking
-    // close-on-exec does not affect init, which never execs.
+    // Stdio and extra descriptors at their numbers; every other descriptor
+    // (init's) is closed at exec. This process has its own copy of the table.
     let mut top = 2;
     for (fd, target) in &plan.fds {
         sys::dup_to(fd.as_fd(), *target).map_err(fail_sys(Step::Descriptors))?;
         top = top.max(*target);
     }
     sys::cloexec_from(top as u32 + 1).map_err(fail_sys(Step::Descriptors))?;
-
     rustix::process::chdir(plan.cwd.as_c_str()).map_err(fail(Step::Chdir))?;
-    for rl in &plan.rlimits {
-        rustix::process::setrlimit(
-            rl.resource,
-            rustix::process::Rlimit {
-                current: Some(rl.soft),
-                maximum: Some(rl.hard),
-            },
-        )
-        .map_err(fail(Step::Rlimit))?;
-    }
-
-    // Capabilities: bounding set first (needs CAP_SETPCAP, which the uid
-    // switch below takes away), then ambient, then ids, then the rest.
-    sys::drop_bounding_set(plan.cap_last).map_err(fail_sys(Step::DropBoundingSet))?;
-    rustix::thread::clear_ambient_capability_set().map_err(fail(Step::DropAmbient))?;
-    if plan.clear_groups {
-        sys::clear_groups().map_err(fail_sys(Step::SetGroups))?;
-    }
-    let gid = rustix::process::Gid::from_raw(plan.gid);
-    let uid = rustix::process::Uid::from_raw(plan.uid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(fail(Step::SetGid))?;
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(fail(Step::SetUid))?;
-    sys::clear_capabilities().map_err(fail_sys(Step::DropCapabilities))?;
-
-    rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs))?;
-    if let Some(rs) = ruleset {
-        ll::restrict_self(rs).map_err(fail_sys(Step::LandlockRestrict))?;
-    }
-    // Seccomp last: from here on only `write` and `execve` are needed, and
-    // every profile allows both.
-    for filter in &plan.seccomp {
-        if let Some(listener) =
-            sys::seccomp_install(&filter.program, filter.listener).map_err(fail_sys(Step::Seccomp))?
-        {
-            use std::os::fd::IntoRawFd;
-            // Init adopts it from the shared table; we must not close it.
-            let raw = listener.into_raw_fd();
-            write_record(
-                err,
-                Record {
-                    kind: LISTENER,
-                    a: i64::from(raw),
-                    ..Record::default()
-                },
-            );
-        }
-    }
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 //! All allocation happens here, before the fork; see [`crate::child`] for why.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::pipe::PipeFlags;
@@ -16,7 +17,6 @@ use rustix::process::Resource;
 use crate::child::{self, ChildPlan, PayloadPlan, Rlimit, UserNsPlan};
 use crate::error::JailError;
 use crate::mounts::{self, PlanContext};
-use crate::pool::Slot;
 use crate::seccomp::CompiledProfile;
 use crate::spec::{BoxSpec, Stdin};
 use crate::sys;
@@ -36,14 +36,23 @@ pub(crate) struct Launched {
     pub ops: Vec<mounts::MountOp>,
 }
 
-/// Settings that come from the jail rather than the spec.
-pub(crate) struct LaunchEnv<'a> {
+/// Everything one launch needs, owned, so it can run on the slot's launcher
+/// thread (see [`crate::pool`]).
+pub(crate) struct LaunchRequest {
     pub rootless: bool,
     pub landlock_abi: u32,
     pub cap_last: u32,
     pub cgroups: bool,
-    pub profile: &'a CompiledProfile,
-    pub hostname: &'a str,
+    pub profile: Arc<CompiledProfile>,
+    pub hostname: String,
+    pub root_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub uid: u32,
+    pub netns: Option<OwnedFd>,
+    /// cgroup v2 directory for `CLONE_INTO_CGROUP`.
+    pub cgroup_dir: Option<OwnedFd>,
+    pub spec: BoxSpec,
+    pub program: PathBuf,
 }
 
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, JailError> {
@@ -90,25 +99,34 @@ fn is_executable(path: &Path) -> bool {
 
 /// Fork the box. On success the child is running init; the returned handles
 /// are the host's ends.
-pub(crate) fn launch(
-    env: &LaunchEnv<'_>,
-    slot: &mut Slot,
-    spec: BoxSpec,
-    program: &Path,
-    cgroup_procs: Vec<OwnedFd>,
-) -> Result<Launched, JailError> {
+pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
+    let LaunchRequest {
+        rootless,
+        landlock_abi,
+        cap_last,
+        cgroups,
+        profile,
+        hostname,
+        root_dir,
+        workspace,
+        uid,
+        netns,
+        cgroup_dir,
+        spec,
+        program,
+    } = req;
     let l = &spec.limits;
     let ops = mounts::plan(
         &spec.mounts,
         &PlanContext {
-            workspace_host: spec.mounts.workspace.as_ref().map(|_| slot.workspace()),
+            workspace_host: spec.mounts.workspace.as_ref().map(|_| workspace.as_path()),
             tmp_bytes: l.tmp_bytes,
-            uid: slot.uid,
-            gid: slot.uid,
+            uid,
+            gid: uid,
         },
     )?;
-    let landlock_rules = if env.landlock_abi > 0 {
-        mounts::landlock_rules(&ops, env.landlock_abi)
+    let landlock_rules = if landlock_abi > 0 {
+        mounts::landlock_rules(&ops, landlock_abi)
     } else {
         Vec::new()
     };
@@ -177,7 +195,7 @@ pub(crate) fn launch(
             hard: secs + 1,
         });
     }
-    if !env.cgroups {
+    if !cgroups {
         // No cgroup: per-process fallbacks. RLIMIT_NPROC counts the box uid's
         // processes; RLIMIT_DATA bounds each process's heap (RLIMIT_AS would
         // break V8, which reserves large address ranges it never touches).
@@ -225,69 +243,83 @@ pub(crate) fn launch(
         fds.push((fd, target));
     }
 
-    let seccomp = env.profile.with_exec_path(program_c.as_ptr() as u64).filters;
+    let max_target = fds.iter().map(|(_, t)| *t).max().unwrap_or(2);
+    if l.open_files <= max_target as u64 {
+        return Err(JailError::Spec(format!(
+            "the open-files limit ({}) must exceed the highest descriptor handed to the program ({max_target})",
+            l.open_files
+        )));
+    }
+    // A fresh random token per box, so no program can learn one from another.
+    let mut token = [0u8; 8];
+    rustix::rand::getrandom(&mut token, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
+        JailError::Launch {
+            step: "getrandom",
+            source: e.into(),
+        }
+    })?;
+    let spawn_token = u64::from_ne_bytes(token);
+    let seccomp = profile.with_tokens(program_c.as_ptr() as u64, spawn_token);
     let (report_r, report_w) = pipe()?;
     let (lifeline_r, lifeline_w) = pipe()?;
 
-    let userns = env.rootless.then(|| {
-        let (uid, gid) = (
+    let userns = rootless.then(|| {
+        let (host_uid, host_gid) = (
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         );
         UserNsPlan {
-            uid_map: format!("{} {uid} 1\n", slot.uid).into_bytes(),
-            gid_map: format!("{} {gid} 1\n", slot.uid).into_bytes(),
+            uid_map: format!("{uid} {host_uid} 1\n").into_bytes(),
+            gid_map: format!("{uid} {host_gid} 1\n").into_bytes(),
         }
     });
-    let netns = match &slot.netns {
-        Some(fd) => Some(fd.try_clone().map_err(|e| JailError::Launch {
-            step: "dup netns",
-            source: e,
-        })?),
-        None => None,
-    };
     let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
     if netns.is_none() {
         flags |= libc::CLONE_NEWNET as u64;
     }
-    if env.rootless {
+    if rootless {
         flags |= libc::CLONE_NEWUSER as u64;
     }
 
     let plan = ChildPlan {
         report: report_w,
         lifeline: lifeline_r,
-        cgroup_procs,
         netns,
         userns,
-        root_dir: cstring(slot.root_dir.as_os_str().as_bytes(), "state dir")?,
+        root_dir: cstring(root_dir.as_os_str().as_bytes(), "state dir")?,
         ops: ops.clone(),
-        hostname: cstring(env.hostname.as_bytes(), "hostname")?,
-        landlock_abi: env.landlock_abi,
+        hostname: cstring(hostname.as_bytes(), "hostname")?,
+        landlock_abi,
         landlock_rules,
+        rlimits,
+        uid,
+        gid: uid,
+        clear_groups: !rootless,
+        cap_last,
+        seccomp,
+        seccomp_listener: profile.listener,
+        spawn_token,
+        stack: vec![0u8; 64 * 1024],
         payload: PayloadPlan {
             fds,
             cwd: cstring(spec.cwd.as_os_str().as_bytes(), "working directory")?,
-            rlimits,
-            uid: slot.uid,
-            gid: slot.uid,
-            clear_groups: !env.rootless,
-            cap_last: env.cap_last,
-            seccomp,
             program: program_c,
             argv,
             argv_ptrs,
             envp,
             envp_ptrs,
+            failure: std::cell::Cell::new(None),
         },
     };
 
     let started = Instant::now();
     // SAFETY: in the child branch we call only `child::init_main`, which
     // neither allocates, locks, nor returns (it leaves through exit_now).
-    let forked = unsafe { sys::clone3_fork(flags, None) }.map_err(|e| JailError::Launch {
-        step: "clone3",
-        source: std::io::Error::from_raw_os_error(e.into_raw()),
+    let forked = unsafe { sys::clone3_fork(flags, cgroup_dir.as_ref().map(|f| f.as_fd())) }.map_err(|e| {
+        JailError::Launch {
+            step: "clone3",
+            source: std::io::Error::from_raw_os_error(e.into_raw()),
+        }
     })?;
     match forked {
         sys::Forked::Child => child::init_main(plan),

@@ -295,26 +295,43 @@ impl BoxHandle<'_> {
         let on_output_limit = spec.on_output_limit;
 
         let slot = self.slot();
-        let (baseline, procs) = match slot.cgroup.as_mut() {
+        let (baseline, cgroup_dir) = match slot.cgroup.as_mut() {
             Some(cg) => {
                 cg.apply(&CgroupLimits {
                     memory_bytes: limits.memory_bytes,
                     pids: limits.pids,
                     cpu_cores: limits.cpu_cores,
                 })?;
-                (Some(cg.start_run()?), cg.procs_fds()?)
+                (Some(cg.start_run()?), cg.clone_into_fd()?)
             }
-            None => (None, Vec::new()),
+            None => (None, None),
         };
-        let env = launch::LaunchEnv {
+        let netns = match &slot.netns {
+            Some(fd) => Some(fd.try_clone().map_err(|e| JailError::Launch {
+                step: "dup netns",
+                source: e,
+            })?),
+            None => None,
+        };
+        let req = launch::LaunchRequest {
             rootless: jail.rootless(),
             landlock_abi: jail.features.landlock_abi,
             cap_last: jail.features.cap_last,
             cgroups: jail.cgroups.is_some(),
-            profile: &profile,
-            hostname: &jail.config.hostname,
+            profile: profile.clone(),
+            hostname: jail.config.hostname.clone(),
+            root_dir: slot.root_dir.clone(),
+            workspace: slot.work_dir.clone(),
+            uid: slot.uid,
+            netns,
+            cgroup_dir,
+            spec,
+            program,
         };
-        let launched = launch::launch(&env, slot, spec, &program, procs)?;
+        let launched = match &slot.launcher {
+            Some(launcher) => launcher.launch(req)?,
+            None => launch::launch(req)?,
+        };
         let collected = supervise::supervise(
             launched,
             limits.wall_time,

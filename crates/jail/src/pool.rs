@@ -1,12 +1,14 @@
 //! The box pool: slots prepared ahead and reused after a scrub.
 //!
 //! A slot is everything about a box that is slow to create and safe to keep:
-//! a directory under the state dir (`/run/warden/boxes/<id>` as root), a
-//! pooled network namespace (creating one takes a global kernel lock), and
-//! the box's cgroup. Slots persist across processes, so a one-shot
-//! `warden run` reuses what an earlier one prepared; an exclusive `flock` on
-//! the slot's lock file keeps two processes (or two threads) off the same
-//! slot.
+//! a directory under the state dir (`/run/warden/boxes/<id>` as root), an
+//! empty network namespace (creating one takes a global kernel lock), the
+//! box's cgroup, and on cgroup v1 a launcher thread living in that cgroup.
+//! The network namespace is held by a descriptor, not bound on a file, so
+//! pools add nothing to the host's mount table (every box's new mount
+//! namespace would copy such mounts, and detach them again). Directories and
+//! cgroups persist across processes; an exclusive `flock` on the slot's lock
+//! file keeps two processes (or two threads) off the same slot.
 //!
 //! Between runs a slot is scrubbed: the cgroup must be empty (anything left
 //! is killed), and the workspace tmpfs is unmounted, so nothing written by
@@ -17,10 +19,11 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 
 use crate::cgroup::{BoxCgroup, Cgroups};
 use crate::error::JailError;
+use crate::launch::{LaunchRequest, Launched};
 
 /// `statfs` magic of nsfs (a bound namespace file).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -51,8 +54,67 @@ pub struct Slot {
     pub(crate) work_dir: PathBuf,
     pub(crate) netns: Option<OwnedFd>,
     pub(crate) cgroup: Option<BoxCgroup>,
+    /// cgroup v1: the thread that forks this slot's boxes from inside its
+    /// cgroup.
+    pub(crate) launcher: Option<Launcher>,
     work_mounted: bool,
     _lock: File,
+}
+
+type Job = (LaunchRequest, mpsc::SyncSender<Result<Launched, JailError>>);
+
+/// A thread that lives in a slot's cgroup (v1) and forks its boxes, so a box
+/// is born in its cgroup instead of being moved there: moving a task waits
+/// for an RCU grace period (about 10 ms on the reference machine) unless
+/// another move happened within the last one, which real traffic cannot
+/// promise. The thread moves once, when the slot is prepared.
+#[derive(Debug)]
+pub(crate) struct Launcher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Launcher {
+    fn start(id: u32, tasks: Vec<PathBuf>) -> Result<Launcher, JailError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), JailError>>(1);
+        std::thread::Builder::new()
+            .name(format!("warden-box-{id}"))
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let tid = rustix::thread::gettid().as_raw_nonzero().get().to_string();
+                for file in &tasks {
+                    if let Err(e) = std::fs::write(file, &tid) {
+                        let _ = ready_tx.send(Err(JailError::io(file)(e)));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
+                // Ends when the slot (and so the sender) is dropped.
+                for (req, reply) in rx {
+                    let _ = reply.send(crate::launch::launch(req));
+                }
+            })
+            .map_err(|e| JailError::Launch {
+                step: "spawning the launcher thread",
+                source: e,
+            })?;
+        ready_rx.recv().map_err(|_| JailError::Launch {
+            step: "launcher thread",
+            source: std::io::Error::other("exited early"),
+        })??;
+        Ok(Launcher { tx })
+    }
+
+    /// Run one launch on the launcher thread and wait for it.
+    pub(crate) fn launch(&self, req: LaunchRequest) -> Result<Launched, JailError> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let gone = || JailError::Launch {
+            step: "launcher thread",
+            source: std::io::Error::other("gone"),
+        };
+        self.tx.send((req, reply_tx)).map_err(|_| gone())?;
+        reply_rx.recv().map_err(|_| gone())?
+    }
 }
 
 impl Slot {
@@ -195,6 +257,7 @@ impl BoxPool {
                 report.busy += 1;
                 continue;
             }
+            // `netns` is only a mount when left by an older Warden.
             for mounted in [dir.join("netns"), dir.join("work")] {
                 if is_fs(&mounted, NSFS_MAGIC) || is_fs(&mounted, TMPFS_MAGIC) {
                     rustix::mount::unmount(&mounted, rustix::mount::UnmountFlags::DETACH)
@@ -236,15 +299,21 @@ impl BoxPool {
             let _ = rustix::mount::unmount(&work_dir, rustix::mount::UnmountFlags::DETACH);
         }
         let netns = if self.root && self.config.pool_netns {
-            Some(pooled_netns(&dir.join("netns"))?)
+            Some(new_netns(&dir)?)
         } else {
             None
         };
+        let mut launcher = None;
         let cgroup = match cgroups {
             Some(c) => {
-                let cg = c.box_cgroup(&self.cgroup_name(id))?;
+                let mut cg = c.box_cgroup(&self.cgroup_name(id))?;
                 if !cg.pids().is_empty() {
                     cg.kill_all()?;
+                }
+                let tasks = cg.launcher_tasks_files();
+                if !tasks.is_empty() {
+                    launcher = Some(Launcher::start(id, tasks)?);
+                    cg.launcher_attached()?;
                 }
                 Some(cg)
             }
@@ -262,6 +331,7 @@ impl BoxPool {
             work_dir,
             netns,
             cgroup,
+            launcher,
             work_mounted: false,
             _lock: lock,
         };
@@ -336,38 +406,21 @@ fn is_fs(path: &Path, magic: i64) -> bool {
         .unwrap_or(false)
 }
 
-/// Open the slot's network namespace, creating and binding it on first use.
-fn pooled_netns(path: &Path) -> Result<OwnedFd, JailError> {
-    if !is_fs(path, NSFS_MAGIC) {
-        create_netns(path)?;
-    }
-    let file = File::open(path).map_err(JailError::io(path))?;
-    Ok(file.into())
-}
-
-/// Create an empty network namespace (loopback down, nothing else) and keep
-/// it alive by bind-mounting it on `path`, as `ip netns add` does. Done on a
-/// short-lived thread, because `unshare` moves only the calling thread.
-fn create_netns(path: &Path) -> Result<(), JailError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(JailError::io(path))?;
-    let target = path.to_owned();
-    let joined = std::thread::spawn(move || -> std::io::Result<()> {
+/// Create an empty network namespace (loopback down, nothing else), held by
+/// the returned descriptor. Done on a short-lived thread, because `unshare`
+/// moves only the calling thread; the namespace outlives it through the
+/// descriptor.
+fn new_netns(slot_dir: &Path) -> Result<OwnedFd, JailError> {
+    let joined = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
         crate::sys::unshare(libc::CLONE_NEWNET)
             .map_err(|e| std::io::Error::from_raw_os_error(e.into_raw()))?;
-        rustix::mount::mount_bind(c"/proc/thread-self/ns/net", &target)?;
-        Ok(())
+        Ok(File::open("/proc/thread-self/ns/net")?.into())
     })
     .join();
     match joined {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(JailError::io(path)(e)),
-        Err(_) => Err(JailError::io(path)(std::io::Error::other(
+        Ok(Ok(fd)) => Ok(fd),
+        Ok(Err(e)) => Err(JailError::io(slot_dir)(e)),
+        Err(_) => Err(JailError::io(slot_dir)(std::io::Error::other(
             "netns thread panicked",
         ))),
     }

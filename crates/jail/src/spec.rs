@@ -137,7 +137,6 @@ pub fn system_binds() -> Vec<Bind> {
         "/etc/alternatives",
         "/etc/ld.so.cache",
         "/etc/localtime",
-        "/etc/ssl/certs",
     ]
     .into_iter()
     .map(Bind::same)

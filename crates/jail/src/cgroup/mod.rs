@@ -205,12 +205,35 @@ impl BoxCgroup {
         }
     }
 
-    /// Descriptors for `cgroup.procs` of every hierarchy: the box's init
-    /// writes `0` to each to join.
-    pub fn procs_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+    /// v1: a launcher thread moves into the box cgroup, so that processes it
+    /// forks are born there. Done once per slot: a migration waits for an
+    /// RCU grace period (about 10 ms), a fork from inside does not. The
+    /// thread then counts as one task of the box (`pids.max` is raised by one
+    /// to match).
+    ///
+    /// Returns the `tasks` files the thread writes its id to (none on v2,
+    /// where `CLONE_INTO_CGROUP` does the job); call
+    /// [`BoxCgroup::launcher_attached`] once it has.
+    pub fn launcher_tasks_files(&self) -> Vec<std::path::PathBuf> {
         match self {
-            BoxCgroup::V2(c) => c.procs_fds(),
-            BoxCgroup::V1(c) => c.procs_fds(),
+            BoxCgroup::V2(_) => Vec::new(),
+            BoxCgroup::V1(c) => c.tasks_files(),
+        }
+    }
+
+    /// The launcher thread now lives in the box cgroup.
+    pub fn launcher_attached(&mut self) -> Result<(), CgroupError> {
+        match self {
+            BoxCgroup::V2(_) => Ok(()),
+            BoxCgroup::V1(c) => c.launcher_attached(),
+        }
+    }
+
+    /// v2: the cgroup directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn clone_into_fd(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        match self {
+            BoxCgroup::V2(c) => c.dir_fd().map(Some),
+            BoxCgroup::V1(_) => Ok(None),
         }
     }
 
@@ -239,7 +262,8 @@ impl BoxCgroup {
     }
 }
 
-/// Kill the listed pids until `list` reports none (at most ~1 s).
+/// Kill the listed pids until `list` reports none (at most ~1 s). Never
+/// signals this process (a v1 launcher thread of ours lives in the box).
 pub(crate) fn kill_until_empty(list: impl Fn() -> Vec<i32>) {
     for _ in 0..200 {
         let pids = list();
@@ -255,11 +279,14 @@ pub(crate) fn kill_until_empty(list: impl Fn() -> Vec<i32>) {
     }
 }
 
+/// Pids in a `cgroup.procs` file, other than this process.
 pub(crate) fn read_pids(path: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
+        .filter(|p| *p != me)
         .collect()
 }
 

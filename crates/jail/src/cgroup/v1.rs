@@ -3,7 +3,6 @@
 //! `memory`, `pids`, `cpu` and `cpuacct`.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -117,6 +116,7 @@ impl Tree {
             dirs,
             memsw,
             applied: None,
+            launcher_thread: false,
         })
     }
 }
@@ -133,6 +133,9 @@ pub struct BoxCg {
     oom_control: File,
     cpuacct_usage: Option<File>,
     applied: Option<CgroupLimits>,
+    /// One of our threads lives here to fork boxes (see
+    /// `BoxCgroup::adopt_current_thread`).
+    launcher_thread: bool,
 }
 
 impl BoxCg {
@@ -157,7 +160,8 @@ impl BoxCg {
             }
         }
         if prev.map(|p| p.pids) != Some(limits.pids) {
-            let value = limits.pids.map_or("max".to_owned(), |p| p.to_string());
+            let extra = u32::from(self.launcher_thread);
+            let value = limits.pids.map_or("max".to_owned(), |p| (p + extra).to_string());
             write(&self.pids.join("pids.max"), &value)?;
         }
         if prev.map(|p| p.cpu_cores) != Some(limits.cpu_cores) {
@@ -187,18 +191,17 @@ impl BoxCg {
         })
     }
 
-    pub(crate) fn procs_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        self.dirs
-            .iter()
-            .map(|d| {
-                let p = d.join("cgroup.procs");
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map(OwnedFd::from)
-                    .map_err(io_err(&p))
-            })
-            .collect()
+    pub(crate) fn tasks_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("tasks")).collect()
+    }
+
+    pub(crate) fn launcher_attached(&mut self) -> Result<(), CgroupError> {
+        self.launcher_thread = true;
+        // Re-apply limits so pids.max accounts for the thread.
+        if let Some(l) = self.applied.take() {
+            self.apply(&l)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn stats(&self, base: &Baseline) -> CgroupStats {

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -184,13 +184,13 @@ impl BoxCg {
         })
     }
 
-    pub(crate) fn procs_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
-        let p = self.dir.join("cgroup.procs");
+    pub(crate) fn dir_fd(&self) -> Result<OwnedFd, CgroupError> {
         let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .map_err(io_err(&p))?;
-        Ok(vec![f.into()])
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.dir)
+            .map_err(io_err(&self.dir))?;
+        Ok(f.into())
     }
 
     pub(crate) fn stats(&self, base: &Baseline) -> CgroupStats {

@@ -87,25 +87,60 @@ pub(crate) unsafe fn clone3_fork(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> 
     })
 }
 
-/// Fork sharing the descriptor table (`CLONE_FILES`) and suspending the
-/// caller until the child has called `execve` or exited (`CLONE_VFORK`).
-/// Returns the child's pid to the parent and `0` to the child.
-///
-/// Sharing the table lets the parent keep descriptors the child creates just
-/// before `execve` (the seccomp listener); `execve` then gives the child a
-/// private copy with close-on-exec descriptors dropped.
+/// Start a process that shares the caller's memory (`CLONE_VM`) on `stack`,
+/// suspending the caller until it execs or exits (`CLONE_VFORK`): the
+/// `posix_spawn` technique, which copies no page tables. `token` goes in
+/// `clone`'s `parent_tid` argument, which the kernel ignores without
+/// `CLONE_PARENT_SETTID` but a seccomp filter can check. Returns the pid.
 ///
 /// # Safety
 ///
-/// Same as [`clone3_fork`]: the child must not allocate, lock or unwind, and
-/// must leave through `execve` or [`exit_now`]. Everything the child does to
-/// the descriptor table before `execve` also happens to the parent's.
-pub(crate) unsafe fn fork_shared_files() -> SysResult<i32> {
-    let flags = (libc::CLONE_FILES | libc::CLONE_VFORK | libc::SIGCHLD) as usize;
-    // SAFETY: a null stack gives fork semantics (separate memory, copy of the
-    // stack); the remaining arguments are unused without the matching flags.
-    let ret = unsafe { syscall!(Sysno::clone, flags, 0usize, 0usize, 0usize, 0usize) }?;
-    Ok(ret as i32)
+/// `entry` runs in the new process on `stack`, sharing the caller's memory
+/// while the caller is suspended: it must not allocate, lock, unwind or
+/// return, and must leave through `execve` or [`exit_now`]. The caller must
+/// be single-threaded.
+pub(crate) unsafe fn clone_vm_vfork(
+    stack: &mut [u8],
+    token: u64,
+    entry: &dyn Fn() -> std::convert::Infallible,
+) -> SysResult<i32> {
+    #[allow(unreachable_code)] // `entry` never returns; the match says so
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&&dyn Fn` passed below; the caller is
+        // suspended (CLONE_VFORK) for as long as this process uses it.
+        let entry = unsafe { &*(arg as *const &dyn Fn() -> std::convert::Infallible) };
+        match entry() {}
+    }
+    let len = stack.len();
+    if len < 16 * 1024 {
+        return Err(Errno::EINVAL);
+    }
+    // Stacks grow down on every architecture Warden supports; align the top.
+    let top = (stack.as_mut_ptr() as usize + len) & !0xf;
+    let arg = &raw const entry as *mut libc::c_void;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: `top` is the aligned end of a live, exclusively borrowed
+    // buffer; `trampoline` and `arg` are valid for the child's lifetime (see
+    // above). parent_tid is never written without CLONE_PARENT_SETTID.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top as *mut libc::c_void,
+            flags,
+            arg,
+            token as usize as *mut libc::pid_t,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::pid_t>(),
+        )
+    };
+    if pid < 0 {
+        return Err(Errno::new(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    Ok(pid)
 }
 
 /// Leave the process at once, without running atexit handlers or flushing
@@ -137,7 +172,7 @@ pub(crate) fn execve(program: &CStr, argv: &[*const libc::c_char], envp: &[*cons
 #[repr(C)]
 struct SockFprog {
     len: u16,
-    filter: *const seccompiler::sock_filter,
+    filter: *const crate::seccomp::SockFilter,
 }
 
 /// Install one seccomp filter on the calling thread. With `listener`, returns
@@ -145,7 +180,7 @@ struct SockFprog {
 ///
 /// The caller must already have set `no_new_privs`.
 pub(crate) fn seccomp_install(
-    program: &[seccompiler::sock_filter],
+    program: &[crate::seccomp::SockFilter],
     listener: bool,
 ) -> SysResult<Option<OwnedFd>> {
     let len = u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?;
@@ -283,13 +318,6 @@ pub(crate) fn close_range(first: u32, last: u32) -> SysResult<()> {
     // SAFETY: see the contract above: nothing in the range is referenced.
     unsafe { syscall!(Sysno::close_range, first, last, 0u32) }?;
     Ok(())
-}
-
-/// Close a raw descriptor that nothing owns.
-pub(crate) fn close_raw(fd: RawFd) {
-    // SAFETY: used only on numbers the caller knows are unowned (the host's
-    // stdio copies in the child, after the payload took its own copies).
-    let _ = unsafe { syscall!(Sysno::close, fd) };
 }
 
 /// Duplicate `fd` onto `target`, clearing close-on-exec on the copy.
@@ -502,20 +530,4 @@ pub(crate) fn clear_groups() -> SysResult<()> {
     // SAFETY: size 0 with a null list.
     unsafe { syscall!(Sysno::setgroups, 0usize, 0usize) }?;
     Ok(())
-}
-
-/// Take ownership of a descriptor the payload created in the descriptor
-/// table it shared with init (the seccomp listener), given the number it
-/// reported. Returns `None` unless that number is open.
-///
-/// Only init calls this, once, for the number the payload wrote after
-/// `seccomp(2)` returned it; nothing else in init owns that number.
-pub(crate) fn adopt_shared_fd(raw: RawFd) -> Option<OwnedFd> {
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: F_GETFD only queries flags; it tells whether `raw` is open.
-    unsafe { syscall!(Sysno::fcntl, raw, libc::F_GETFD) }.ok()?;
-    // SAFETY: per the contract above the descriptor is open and unowned.
-    Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }
