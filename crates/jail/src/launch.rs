@@ -22,14 +22,15 @@ use crate::spec::{BoxSpec, Stdin};
 use crate::sys;
 
 /// A started box, from the host's point of view.
+#[derive(Debug)]
 pub(crate) struct Launched {
     pub pid: i32,
     pub pidfd: OwnedFd,
     pub report: OwnedFd,
     /// Closing this tells init to kill the box.
     pub lifeline: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
     pub stdin: Option<(OwnedFd, Vec<u8>)>,
     pub started: Instant,
     /// Mount plan, to name the path when a step fails.
@@ -330,8 +331,8 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
                 pidfd,
                 report: report_r,
                 lifeline: lifeline_w,
-                stdout: stdout_r,
-                stderr: stderr_r,
+                stdout: Some(stdout_r),
+                stderr: Some(stderr_r),
                 stdin: stdin_host,
                 started,
                 ops,

@@ -27,6 +27,7 @@ mod launch;
 mod mounts;
 mod outcome;
 mod pool;
+mod running;
 pub mod seccomp;
 mod spec;
 mod supervise;
@@ -37,12 +38,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use cgroup::{CgroupLimits, CgroupReport, CgroupStats, Cgroups};
+pub use cgroup::{BoxCgroup, CgroupLimits, CgroupReport, CgroupStats, Cgroups};
 pub use error::JailError;
 pub use features::{Facility, Features};
 pub use mounts::PlanError;
 pub use outcome::{RunOutcome, SandboxReport, Status, Violation};
 pub use pool::{CleanReport, PoolConfig, Slot};
+pub use running::{BoxEvent, RunningBox};
 pub use spec::{
     Bind, BoxSpec, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec, default_env, system_binds,
 };
@@ -93,15 +95,20 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 /// The jail: detected kernel features, the box pool, and compiled seccomp
-/// profiles. Cheap to share (`Arc<Jail>`); runs may proceed in parallel from
-/// many threads.
-#[derive(Debug)]
+/// profiles. A cheap handle (clone it freely); boxes may start in parallel
+/// from many threads.
+#[derive(Debug, Clone)]
 pub struct Jail {
+    inner: Arc<JailInner>,
+}
+
+#[derive(Debug)]
+struct JailInner {
     config: JailConfig,
     features: Features,
     cgroups: Option<Cgroups>,
     pool: pool::BoxPool,
-    pool_state_dir: PathBuf,
+    state_dir: PathBuf,
     profiles: Mutex<HashMap<String, Arc<CompiledProfile>>>,
 }
 
@@ -150,58 +157,60 @@ impl Jail {
             features.root,
         )?;
         Ok(Jail {
-            config,
-            features,
-            cgroups,
-            pool,
-            pool_state_dir: state_dir,
-            profiles: Mutex::new(HashMap::new()),
+            inner: Arc::new(JailInner {
+                config,
+                features,
+                cgroups,
+                pool,
+                state_dir,
+                profiles: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
     /// What the kernel offers.
     pub fn features(&self) -> &Features {
-        &self.features
+        &self.inner.features
     }
 
     /// The chosen cgroup backend, if any.
     pub fn cgroups(&self) -> Option<&Cgroups> {
-        self.cgroups.as_ref()
+        self.inner.cgroups.as_ref()
     }
 
     /// True when boxes get their own user namespace (not running as root).
     pub fn rootless(&self) -> bool {
-        !self.features.root
+        !self.inner.features.root
     }
 
     /// Prepare `n` box slots ahead of demand.
     pub fn prewarm(&self, n: u32) -> Result<(), JailError> {
-        self.pool.prewarm(n, self.cgroups.as_ref())
+        self.inner.pool.prewarm(n, self.inner.cgroups.as_ref())
     }
 
     /// Tear down every box slot not in use (see `warden pool clean`).
     pub fn clean_pool(&self) -> Result<CleanReport, JailError> {
-        self.pool.clean(self.cgroups.as_ref())
+        self.inner.pool.clean(self.inner.cgroups.as_ref())
     }
 
     /// The state directory the pool lives in.
     pub fn state_dir(&self) -> &Path {
-        &self.pool_state_dir
+        &self.inner.state_dir
     }
 
     /// Number of prepared idle slots held by this process.
     pub fn idle_boxes(&self) -> usize {
-        self.pool.idle_count()
+        self.inner.pool.idle_count()
     }
 
     /// A compiled seccomp profile, cached. `name` is a built-in profile or a
     /// path to a profile file.
     pub fn profile(&self, name: &str) -> Result<Arc<CompiledProfile>, JailError> {
-        let mut cache = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.inner.profiles.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(name) {
             return Ok(p.clone());
         }
-        let compiled = Arc::new(Profile::load(name)?.compile(self.features.seccomp_user_notif)?);
+        let compiled = Arc::new(Profile::load(name)?.compile(self.inner.features.seccomp_user_notif)?);
         cache.insert(name.to_owned(), compiled.clone());
         Ok(compiled)
     }
@@ -217,31 +226,31 @@ impl Jail {
         if let Some(ws) = &spec.mounts.workspace {
             b.prepare_workspace(ws.size_bytes)?;
         }
-        b.run(spec, sink)
+        Ok(b.spawn(spec)?.wait(sink).0)
     }
 
     /// Take a box slot, for callers that need to put files into the
-    /// workspace before the run or read them after.
-    pub fn acquire(&self) -> Result<BoxHandle<'_>, JailError> {
-        let slot = self.pool.acquire(self.cgroups.as_ref())?;
+    /// workspace before the run, read them after, or keep a box running.
+    pub fn acquire(&self) -> Result<BoxHandle, JailError> {
+        let slot = self.inner.pool.acquire(self.inner.cgroups.as_ref())?;
         Ok(BoxHandle {
-            jail: self,
+            jail: self.clone(),
             slot: Some(slot),
             workspace: false,
         })
     }
 }
 
-/// A box slot held for one run. Dropping it scrubs the slot and returns it
+/// A box slot held by the caller. Dropping it scrubs the slot and returns it
 /// to the pool.
 #[derive(Debug)]
-pub struct BoxHandle<'j> {
-    jail: &'j Jail,
+pub struct BoxHandle {
+    jail: Jail,
     slot: Option<Slot>,
     workspace: bool,
 }
 
-impl BoxHandle<'_> {
+impl BoxHandle {
     fn slot(&mut self) -> &mut Slot {
         // The slot is only taken in `drop`.
         self.slot
@@ -263,8 +272,8 @@ impl BoxHandle<'_> {
     /// [`BoxHandle::workspace_dir`] appear at `/workspace` in the box.
     pub fn prepare_workspace(&mut self, size: u64) -> Result<(), JailError> {
         if !self.workspace {
-            let pool = &self.jail.pool;
-            pool.prepare_workspace(self.slot.as_mut().unwrap_or_else(|| unreachable!()), size)?;
+            let jail = self.jail.clone();
+            jail.inner.pool.prepare_workspace(self.slot(), size)?;
             self.workspace = true;
         }
         Ok(())
@@ -278,9 +287,17 @@ impl BoxHandle<'_> {
             .map_or(Path::new("/nonexistent"), |s| s.workspace())
     }
 
-    /// Run `spec` in this box.
-    pub fn run(&mut self, spec: BoxSpec, sink: &mut dyn OutputSink) -> Result<RunOutcome, JailError> {
-        let jail = self.jail;
+    /// The box's cgroup, when cgroups are in use: per-run limits and
+    /// accounting for callers that keep a box running (the warm pool).
+    pub fn cgroup_mut(&mut self) -> Option<&mut BoxCgroup> {
+        self.slot.as_mut().and_then(|s| s.cgroup.as_mut())
+    }
+
+    /// Start `spec` in this box and return at once; the box runs until the
+    /// program ends, its wall clock passes, or it is killed.
+    pub fn spawn(mut self, spec: BoxSpec) -> Result<RunningBox, JailError> {
+        let jail = self.jail.clone();
+        let inner = &jail.inner;
         if spec.mounts.workspace.is_some() && !self.workspace {
             return Err(JailError::Spec(
                 "the spec asks for a workspace: call prepare_workspace first".into(),
@@ -313,13 +330,21 @@ impl BoxHandle<'_> {
             })?),
             None => None,
         };
+        let sandbox = SandboxReport {
+            sandboxed: true,
+            user_namespace: jail.rootless(),
+            cgroup: inner.cgroups.as_ref().map_or("none", |c| c.version()).to_owned(),
+            landlock_abi: inner.features.landlock_abi,
+            seccomp_profile: profile.name.clone(),
+            uid: slot.uid,
+        };
         let req = launch::LaunchRequest {
             rootless: jail.rootless(),
-            landlock_abi: jail.features.landlock_abi,
-            cap_last: jail.features.cap_last,
-            cgroups: jail.cgroups.is_some(),
-            profile: profile.clone(),
-            hostname: jail.config.hostname.clone(),
+            landlock_abi: inner.features.landlock_abi,
+            cap_last: inner.features.cap_last,
+            cgroups: inner.cgroups.is_some(),
+            profile,
+            hostname: inner.config.hostname.clone(),
             root_dir: slot.root_dir.clone(),
             workspace: slot.work_dir.clone(),
             uid: slot.uid,
@@ -332,39 +357,33 @@ impl BoxHandle<'_> {
             Some(launcher) => launcher.launch(req)?,
             None => launch::launch(req)?,
         };
-        let collected = supervise::supervise(
+        Ok(RunningBox::new(
+            self,
             launched,
-            limits.wall_time,
-            limits.output_bytes,
+            limits,
             on_output_limit,
-            sink,
-        );
-        let stats = match (slot.cgroup.as_ref(), baseline) {
-            (Some(cg), Some(base)) => Some(cg.stats(&base)),
-            _ => None,
-        };
-        let sandbox = SandboxReport {
-            sandboxed: true,
-            user_namespace: jail.rootless(),
-            cgroup: jail.cgroups.as_ref().map_or("none", |c| c.version()).to_owned(),
-            landlock_abi: jail.features.landlock_abi,
-            seccomp_profile: profile.name.clone(),
-            uid: slot.uid,
-        };
-        Ok(outcome(collected, stats, &limits, slot.id, sandbox))
+            baseline,
+            sandbox,
+        ))
+    }
+
+    /// Run `spec` in this box and wait for it. The handle stays usable (for
+    /// example to copy the workspace out).
+    pub fn run(self, spec: BoxSpec, sink: &mut dyn OutputSink) -> Result<(RunOutcome, BoxHandle), JailError> {
+        Ok(self.spawn(spec)?.wait(sink))
     }
 }
 
-impl Drop for BoxHandle<'_> {
+impl Drop for BoxHandle {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.jail.pool.release(slot);
+            self.jail.inner.pool.release(slot);
         }
     }
 }
 
 /// Decide the status and assemble the figures.
-fn outcome(
+pub(crate) fn outcome(
     c: supervise::Collected,
     stats: Option<CgroupStats>,
     limits: &Limits,

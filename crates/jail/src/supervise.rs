@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use crate::child::{RECORD_LEN, Record, Step, kind};
-use crate::launch::{Launched, op_path};
+use crate::child::{RECORD_LEN, Record, kind};
+use crate::launch::Launched;
 use crate::spec::OutputLimitAction;
 use crate::sys::{self, Rusage};
 
@@ -103,15 +103,25 @@ impl Capture {
     }
 }
 
-fn set_nonblocking(fd: &OwnedFd) {
+pub(crate) fn set_nonblocking(fd: &OwnedFd) {
     if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
         let _ = rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK);
     }
 }
 
+/// What init already reported before the loop started (long-lived boxes read
+/// their events themselves).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Seen {
+    pub violation: Option<i64>,
+    pub exit_status: Option<i32>,
+    pub setup_error: Option<String>,
+}
+
 /// Run the loop until init is gone, then reap it.
 pub(crate) fn supervise(
     launched: Launched,
+    seen: Seen,
     wall_limit: Duration,
     output_cap: usize,
     on_output_limit: OutputLimitAction,
@@ -128,18 +138,19 @@ pub(crate) fn supervise(
         started,
         ops,
     } = launched;
-    for fd in [&report, &stdout, &stderr] {
+    set_nonblocking(&report);
+    for fd in [&stdout, &stderr].into_iter().flatten() {
         set_nonblocking(fd);
     }
     let mut out = Capture {
-        fd: Some(stdout),
+        fd: stdout,
         buf: Vec::new(),
         cap: output_cap,
         truncated: false,
         stream: Stream::Stdout,
     };
     let mut err = Capture {
-        fd: Some(stderr),
+        fd: stderr,
         buf: Vec::new(),
         cap: output_cap,
         truncated: false,
@@ -163,9 +174,9 @@ pub(crate) fn supervise(
         stdout_truncated: false,
         stderr_truncated: false,
         killed_for: None,
-        exit_status: None,
-        violation: None,
-        setup_error: None,
+        exit_status: seen.exit_status,
+        violation: seen.violation,
+        setup_error: seen.setup_error,
         wall: Duration::ZERO,
         rusage: None,
     };
@@ -309,20 +320,7 @@ fn read_reports(report: &mut Option<OwnedFd>, c: &mut Collected, ops: &[crate::m
                 match rec.kind {
                     kind::EXITED => c.exit_status = Some(rec.a as i32),
                     kind::VIOLATION => c.violation = Some(rec.a),
-                    kind::SETUP_FAILED => {
-                        let step = Step::from_u32(rec.step)
-                            .map(Step::describe)
-                            .unwrap_or("an unknown step");
-                        let errno = std::io::Error::from_raw_os_error(rec.errno);
-                        let at = op_path(ops, rec.a)
-                            .map(|p| format!(" at {p}"))
-                            .unwrap_or_default();
-                        c.setup_error = Some(if rec.step == Step::Exec as u32 {
-                            format!("cannot execute the program: {errno}")
-                        } else {
-                            format!("box setup failed while {step}{at}: {errno}")
-                        });
-                    }
+                    kind::SETUP_FAILED => c.setup_error = Some(crate::running::setup_message(&rec, ops)),
                     kind::ORPHANED => {
                         c.setup_error
                             .get_or_insert_with(|| "the box lost its supervisor".into());

@@ -72,7 +72,7 @@ fn open_beneath(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, st
     .map_err(Into::into)
 }
 
-impl BoxHandle<'_> {
+impl BoxHandle {
     fn workspace_root(&self) -> Result<OwnedFd, JailError> {
         let dir = self.workspace_dir();
         rustix::fs::open(

@@ -244,7 +244,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let workspace_size = spec.mounts.workspace.as_ref().map_or(0, |w| w.size_bytes);
-    let outcome = if args.json {
+    let (outcome, handle) = if args.json {
         handle.run(spec, &mut warden_jail::NoSink)?
     } else {
         handle.run(spec, &mut Passthrough)?
