@@ -28,7 +28,9 @@ fn listeners() -> Listeners {
     let unix_path = dir.path().join("host.sock");
     let unix = UnixListener::bind(&unix_path).unwrap();
     unix.set_nonblocking(true).unwrap();
-    let abstract_name = format!("warden-hostile-{}", std::process::id());
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let abstract_name = format!("warden-hostile-{}-{n}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
     let abstract_ = UnixListener::bind_addr(&addr).unwrap();
     abstract_.set_nonblocking(true).unwrap();

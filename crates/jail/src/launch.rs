@@ -31,7 +31,8 @@ pub(crate) struct Launched {
     pub lifeline: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    pub stdin: Option<(OwnedFd, Vec<u8>)>,
+    /// Host end of stdin and the bytes to write (`None`: not known yet).
+    pub stdin: Option<(OwnedFd, Option<Vec<u8>>)>,
     pub started: Instant,
     /// Mount plan, to name the path when a step fails.
     pub ops: Vec<mounts::MountOp>,
@@ -226,7 +227,11 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
         }
         Stdin::Bytes(bytes) => {
             let (r, w) = pipe()?;
-            (r, Some((w, bytes)))
+            (r, Some((w, Some(bytes))))
+        }
+        Stdin::Deferred => {
+            let (r, w) = pipe()?;
+            (r, Some((w, None)))
         }
     };
     let mut fds = vec![(stdin_box, 0), (stdout_w, 1), (stderr_w, 2)];

@@ -292,12 +292,13 @@ impl BoxPool {
         }
         let root_dir = dir.join("root");
         let work_dir = dir.join("work");
-        create_private_dir(&root_dir)?;
-        create_private_dir(&work_dir)?;
-        // A crash may have left a workspace mounted.
+        // A process that died holding this slot may have left its workspace
+        // mounted (owned by the box uid): recover before checking ownership.
         if is_fs(&work_dir, TMPFS_MAGIC) {
             let _ = rustix::mount::unmount(&work_dir, rustix::mount::UnmountFlags::DETACH);
         }
+        create_private_dir(&root_dir)?;
+        create_private_dir(&work_dir)?;
         let netns = if self.root && self.config.pool_netns {
             Some(new_netns(&dir)?)
         } else {

@@ -172,9 +172,38 @@ impl RunningBox {
         let _ = sys::pidfd_signal(self.launched.pidfd.as_fd(), libc::SIGKILL);
     }
 
+    /// Give a [`crate::Stdin::Deferred`] box its input (written as the box
+    /// reads it, during [`RunningBox::wait`]).
+    pub fn set_stdin(&mut self, bytes: Vec<u8>) {
+        if let Some((_, slot)) = self.launched.stdin.as_mut() {
+            *slot = Some(bytes);
+        }
+    }
+
+    /// Start the accounting over (the box's cgroup peak and counters), for a
+    /// box started ahead of the call it serves.
+    pub fn restart_accounting(&mut self) {
+        if let Some(cg) = self.handle.cgroup_mut()
+            && let Ok(base) = cg.start_run()
+        {
+            self.baseline = Some(base);
+        }
+    }
+
     /// Run the box to its end (program exit, wall clock, output cap, or a
     /// kill) and report. Returns the handle for workspace access.
     pub fn wait(self, sink: &mut dyn OutputSink) -> (RunOutcome, BoxHandle) {
+        let deadline = self.launched.started + self.limits.wall_time;
+        self.wait_until(deadline, sink)
+    }
+
+    /// [`RunningBox::wait`] with the box killed at `deadline` rather than at
+    /// its own wall clock (a box started ahead of its call).
+    pub fn wait_until(
+        self,
+        deadline: std::time::Instant,
+        sink: &mut dyn OutputSink,
+    ) -> (RunOutcome, BoxHandle) {
         let RunningBox {
             mut handle,
             launched,
@@ -187,7 +216,7 @@ impl RunningBox {
         let collected = supervise::supervise(
             launched,
             seen,
-            limits.wall_time,
+            deadline,
             limits.output_bytes,
             on_output_limit,
             sink,

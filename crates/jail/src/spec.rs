@@ -86,6 +86,10 @@ pub enum Stdin {
     /// These bytes, then end of file. The host writes them without blocking,
     /// so any size works.
     Bytes(Vec<u8>),
+    /// A pipe whose bytes are given later, with
+    /// [`crate::RunningBox::set_stdin`]: a box started ahead of time reads
+    /// its input once it is known.
+    Deferred,
 }
 
 /// What happens when a stream passes its cap.

@@ -118,11 +118,12 @@ pub(crate) struct Seen {
     pub setup_error: Option<String>,
 }
 
-/// Run the loop until init is gone, then reap it.
+/// Run the loop until init is gone, then reap it. The box is killed at
+/// `deadline`.
 pub(crate) fn supervise(
     launched: Launched,
     seen: Seen,
-    wall_limit: Duration,
+    deadline: Instant,
     output_cap: usize,
     on_output_limit: OutputLimitAction,
     sink: &mut dyn OutputSink,
@@ -159,7 +160,7 @@ pub(crate) fn supervise(
     let (mut stdin_fd, stdin_bytes) = match stdin {
         Some((fd, bytes)) => {
             set_nonblocking(&fd);
-            (Some(fd), bytes)
+            (Some(fd), bytes.unwrap_or_default())
         }
         None => (None, Vec::new()),
     };
@@ -180,7 +181,6 @@ pub(crate) fn supervise(
         wall: Duration::ZERO,
         rusage: None,
     };
-    let deadline = started + wall_limit;
     let mut init_gone = false;
     let mut drain_deadline: Option<Instant> = None;
     let kill = |c: &mut Collected, why: KilledFor| {

@@ -253,6 +253,23 @@ impl BoxCgroup {
         }
     }
 
+    /// Memory charged to the box now, in bytes.
+    pub fn memory_usage(&self) -> Option<u64> {
+        match self {
+            BoxCgroup::V2(c) => c.memory_usage(),
+            BoxCgroup::V1(c) => c.memory_usage(),
+        }
+    }
+
+    /// Tasks (processes and threads) in the box now, as the pids controller
+    /// counts them.
+    pub fn task_count(&self) -> Option<u32> {
+        match self {
+            BoxCgroup::V2(c) => c.task_count(),
+            BoxCgroup::V1(c) => c.task_count(),
+        }
+    }
+
     /// Kill everything in the box and wait until it is empty (bounded).
     pub fn kill_all(&self) -> Result<(), CgroupError> {
         match self {
@@ -260,6 +277,10 @@ impl BoxCgroup {
             BoxCgroup::V1(c) => c.kill_all(),
         }
     }
+}
+
+pub(crate) fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Kill the listed pids until `list` reports none (at most ~1 s). Never

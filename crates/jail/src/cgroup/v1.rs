@@ -219,6 +219,16 @@ impl BoxCg {
         }
     }
 
+    pub(crate) fn memory_usage(&self) -> Option<u64> {
+        super::read_number(&self.memory.join("memory.usage_in_bytes"))
+    }
+
+    pub(crate) fn task_count(&self) -> Option<u32> {
+        // The box's own tasks: our launcher thread lives here too.
+        let n = super::read_number(&self.pids.join("pids.current"))?;
+        u32::try_from(n.saturating_sub(u64::from(self.launcher_thread))).ok()
+    }
+
     pub(crate) fn pids(&self) -> Vec<i32> {
         let mut all = Vec::new();
         for d in &self.dirs {

@@ -209,6 +209,14 @@ impl BoxCg {
         }
     }
 
+    pub(crate) fn memory_usage(&self) -> Option<u64> {
+        super::read_number(&self.dir.join("memory.current"))
+    }
+
+    pub(crate) fn task_count(&self) -> Option<u32> {
+        super::read_number(&self.dir.join("pids.current")).and_then(|n| u32::try_from(n).ok())
+    }
+
     pub(crate) fn pids(&self) -> Vec<i32> {
         read_pids(&self.dir.join("cgroup.procs"))
     }

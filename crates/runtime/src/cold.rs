@@ -1,0 +1,52 @@
+//! A call in a fresh box: start the interpreter, load the handler, run it
+//! once, collect the result and artifacts, scrub the box.
+
+use warden_jail::{NoSink, Stdin};
+
+use crate::result::{self, CallOutcome, HandlerResult};
+use crate::runtimes::{Protocol, RuntimeDef};
+use crate::{Code, Invocation, RunnerInner, RuntimeError, artifacts, memfd_with, read_memfd};
+
+pub(crate) fn invoke(
+    rt: &RunnerInner,
+    def: &RuntimeDef,
+    code: &Code,
+    inv: &Invocation,
+) -> Result<HandlerResult, RuntimeError> {
+    let limits = &inv.limits;
+    let mut handle = rt.jail.acquire()?;
+    handle.prepare_workspace(limits.workspace_bytes)?;
+    artifacts::make_out_dir(&handle).map_err(|e| RuntimeError::Io {
+        path: handle.workspace_dir().join("out"),
+        source: e,
+    })?;
+    let mut spec = rt.box_spec(def, code, "once", limits, limits.timeout);
+    let result_fd = match def.protocol {
+        Protocol::Wrapper => {
+            let result = memfd_with(c"warden-result", b"")?;
+            let event = memfd_with(c"warden-event", &inv.event)?;
+            spec.extra_fds
+                .push((result.try_clone().map_err(RuntimeError::Channel)?, 3));
+            spec.extra_fds.push((event, 4));
+            Some(result)
+        }
+        Protocol::Stdio => {
+            spec.stdin = Stdin::Bytes(inv.event.clone());
+            None
+        }
+        Protocol::Raw => None,
+    };
+    let (outcome, handle) = handle.run(spec, &mut NoSink)?;
+    let doc = result_fd
+        .as_ref()
+        .and_then(|fd| read_memfd(fd, limits.result_bytes));
+    let artifacts = artifacts::collect(&handle, limits.workspace_bytes);
+    Ok(result::assemble(
+        def.protocol,
+        CallOutcome::from(outcome),
+        doc,
+        limits.result_bytes,
+        artifacts,
+        false,
+    ))
+}

@@ -1,0 +1,432 @@
+//! Warden's runtime: turns "this code, this event" into a result, on top of
+//! the jail.
+//!
+//! * Runtimes are data ([`runtimes`]): Python, Node.js, shell, native
+//!   binaries (Go plugins are built once with [`Runner::build_go`] and run
+//!   as native), and raw commands.
+//! * The handler protocol keeps the result apart from output: wrappers
+//!   receive the event on descriptor 4 and write one JSON document to
+//!   descriptor 3, a memory file only the host reads.
+//! * Calls are served warm when they can be ([`warm`]): Python by a
+//!   fork-server (one forked child per call, from an interpreter that already
+//!   imported the plugin), Node.js by boxes started ahead that serve one call
+//!   each. Otherwise, and whenever no warm box is free, a call runs cold in a
+//!   fresh box.
+//!
+//! Nothing here knows about HTTP or the plugin registry.
+
+mod admission;
+mod artifacts;
+mod cold;
+mod gobuild;
+mod result;
+pub mod runtimes;
+mod warm;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_jail::{
+    Bind, BoxSpec, Jail, JailError, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec,
+};
+
+pub use gobuild::{BuildError, BuildOutput};
+pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics};
+pub use runtimes::{Protocol, RuntimeDef, WarmMode};
+pub use warm::{PoolStats, WarmConfig};
+
+/// Plugin code to run: a directory on the host, bound read-only at `/code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    /// Identity for the warm pool: code of different plugins, versions or
+    /// tenants must never share a box, so the key must tell them apart
+    /// (for example `tenant/plugin@version#sha256`).
+    pub key: String,
+    /// Runtime name or alias (`python`, `node`, `shell`, `native`).
+    pub runtime: String,
+    /// Host directory holding the code; must be readable by other users
+    /// (boxes run as unprivileged uids).
+    pub dir: PathBuf,
+    /// File to load, relative to `dir`.
+    pub entrypoint: String,
+    /// Function name (wrapper runtimes).
+    pub handler: String,
+}
+
+/// Limits of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLimits {
+    /// Wall-clock time.
+    pub timeout: Duration,
+    /// Memory of the call's processes.
+    pub memory_bytes: u64,
+    /// CPU time per process.
+    pub cpu_time: Duration,
+    /// Processes and threads of the call.
+    pub pids: u32,
+    /// Bytes kept per output stream (the rest is dropped, the call goes on).
+    pub output_bytes: usize,
+    /// Size of the writable workspace.
+    pub workspace_bytes: u64,
+    /// Largest return value, encoded.
+    pub result_bytes: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: 256 * MIB,
+            cpu_time: Duration::from_secs(10),
+            pids: 64,
+            output_bytes: MIB as usize,
+            workspace_bytes: 64 * MIB,
+            result_bytes: 6 * MIB as usize,
+        }
+    }
+}
+
+/// One call.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The event, as JSON text.
+    pub event: Vec<u8>,
+    /// Limits for this call.
+    pub limits: CallLimits,
+}
+
+/// Settings of the runner.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Largest event accepted (AWS Lambda's synchronous limit by default).
+    pub max_event_bytes: usize,
+    /// Calls running at once; further calls wait in the queue.
+    pub max_concurrent: usize,
+    /// Calls waiting at once; beyond it a call is refused as busy.
+    pub max_queue: usize,
+    /// How long a call may wait in the queue before it is refused as busy.
+    pub queue_timeout: Duration,
+    /// The warm pool.
+    pub warm: WarmConfig,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            max_event_bytes: 6 * MIB as usize,
+            max_concurrent: 32,
+            max_queue: 256,
+            queue_timeout: Duration::from_secs(10),
+            warm: WarmConfig::default(),
+        }
+    }
+}
+
+/// Why a call could not be made (the handler's own failures are results,
+/// not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No such runtime.
+    #[error("unknown runtime `{0}`: expected one of python, node, shell, native, command")]
+    UnknownRuntime(String),
+    /// The code directory is unusable.
+    #[error("code directory {path}: {reason}")]
+    Code {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The event is too large.
+    #[error("the event is {size} bytes; the limit is {limit}")]
+    EventTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many calls are running and queued.
+    #[error("busy: {running} calls running and {queued} queued; retry shortly")]
+    Busy {
+        /// Calls running.
+        running: usize,
+        /// Calls queued.
+        queued: usize,
+    },
+    /// The jail failed.
+    #[error("jail")]
+    Jail(#[from] JailError),
+    /// A host file operation failed.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Setting up a call's channels failed.
+    #[error("preparing the call ({0})")]
+    Channel(#[source] std::io::Error),
+    /// A Go build failed; the errors are located.
+    #[error("go build failed: {}", .errors.iter().map(|e| if e.file.is_empty() { e.message.clone() } else { format!("{}:{}: {}", e.file, e.line, e.message) }).collect::<Vec<_>>().join("; "))]
+    BuildFailed {
+        /// The compiler's errors.
+        errors: Vec<BuildError>,
+        /// The whole build log.
+        log: String,
+    },
+}
+
+/// Runs handlers. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<RunnerInner>,
+}
+
+pub(crate) struct RunnerInner {
+    pub jail: Jail,
+    pub defs: HashMap<String, Arc<RuntimeDef>>,
+    pub wrappers: PathBuf,
+    pub config: RunnerConfig,
+    pub admission: admission::Admission,
+    pub pool: warm::WarmPool,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("wrappers", &self.inner.wrappers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// A runner on `jail`; installs the wrappers under the jail's state
+    /// directory and starts the warm pool's maintenance.
+    pub fn new(jail: Jail, config: RunnerConfig) -> Result<Runner, RuntimeError> {
+        let wrappers = jail.state_dir().join("wrappers");
+        runtimes::install_wrappers(&wrappers)?;
+        let mut defs = HashMap::new();
+        for def in runtimes::builtin() {
+            let def = Arc::new(def);
+            for name in std::iter::once(&def.name).chain(&def.aliases) {
+                defs.insert(name.clone(), def.clone());
+            }
+        }
+        let inner = Arc::new(RunnerInner {
+            admission: admission::Admission::new(
+                config.max_concurrent,
+                config.max_queue,
+                config.queue_timeout,
+            ),
+            pool: warm::WarmPool::new(config.warm.clone()),
+            jail,
+            defs,
+            wrappers,
+            config,
+        });
+        warm::start_maintenance(Arc::downgrade(&inner));
+        Ok(Runner { inner })
+    }
+
+    /// The jail underneath.
+    pub fn jail(&self) -> &Jail {
+        &self.inner.jail
+    }
+
+    /// A runtime by name or alias.
+    pub fn runtime(&self, name: &str) -> Result<Arc<RuntimeDef>, RuntimeError> {
+        self.inner
+            .defs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownRuntime(name.to_owned()))
+    }
+
+    /// Call `code` with an event: warm when a warm box is free, cold
+    /// otherwise. Waits in the bounded queue when every slot is busy.
+    pub fn invoke(&self, code: &Code, inv: &Invocation) -> Result<HandlerResult, RuntimeError> {
+        let def = self.check(code, inv)?;
+        let _permit = self.inner.admission.enter()?;
+        if def.warm != WarmMode::None && self.inner.config.warm.enabled {
+            match warm::invoke(&self.inner, &def, code, inv) {
+                warm::Attempt::Done(result) => return result,
+                warm::Attempt::NoBox => {}
+            }
+        }
+        cold::invoke(&self.inner, &def, code, inv)
+    }
+
+    /// Call `code` in a fresh box, never warm.
+    pub fn invoke_cold(&self, code: &Code, inv: &Invocation) -> Result<HandlerResult, RuntimeError> {
+        let def = self.check(code, inv)?;
+        let _permit = self.inner.admission.enter()?;
+        cold::invoke(&self.inner, &def, code, inv)
+    }
+
+    /// Start warm boxes for `code` now (up to the configured pre-warmed
+    /// count), rather than on its first calls.
+    pub fn prewarm(&self, code: &Code, limits: &CallLimits) -> Result<(), RuntimeError> {
+        let def = self.runtime(&code.runtime)?;
+        check_code_dir(code)?;
+        if def.warm != WarmMode::None && self.inner.config.warm.enabled {
+            warm::prewarm(&self.inner, &def, code, limits);
+        }
+        Ok(())
+    }
+
+    /// Stop every warm box of `code` (a version deactivated or deleted).
+    pub fn retire(&self, key: &str) {
+        self.inner.pool.retire(key);
+    }
+
+    /// Warm boxes of `key` ready for a call now.
+    pub fn warm_idle(&self, key: &str) -> usize {
+        self.inner.pool.idle_for(key)
+    }
+
+    /// Warm pool figures.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
+    /// Build a Go plugin from `src` inside the jail, without network
+    /// (vendored modules only), and write the binary to `out`.
+    pub fn build_go(&self, src: &Path, out: &Path) -> Result<BuildOutput, RuntimeError> {
+        gobuild::build(&self.inner, src, out)
+    }
+
+    fn check(&self, code: &Code, inv: &Invocation) -> Result<Arc<RuntimeDef>, RuntimeError> {
+        let def = self.runtime(&code.runtime)?;
+        if inv.event.len() > self.inner.config.max_event_bytes {
+            return Err(RuntimeError::EventTooLarge {
+                size: inv.event.len(),
+                limit: self.inner.config.max_event_bytes,
+            });
+        }
+        check_code_dir(code)?;
+        Ok(def)
+    }
+}
+
+fn check_code_dir(code: &Code) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |reason: &str| RuntimeError::Code {
+        path: code.dir.clone(),
+        reason: reason.to_owned(),
+    };
+    let meta = std::fs::metadata(&code.dir).map_err(|_| bad("does not exist"))?;
+    if !meta.is_dir() {
+        return Err(bad("is not a directory"));
+    }
+    if meta.permissions().mode() & 0o005 != 0o005 {
+        return Err(bad(
+            "must be readable and searchable by other users (mode 0755): boxes run as unprivileged uids",
+        ));
+    }
+    if code.entrypoint.is_empty()
+        || code.entrypoint.starts_with('/')
+        || code.entrypoint.split('/').any(|p| p == "..")
+    {
+        return Err(bad(&format!(
+            "entrypoint `{}` must be a relative path inside the package",
+            code.entrypoint
+        )));
+    }
+    Ok(())
+}
+
+impl RunnerInner {
+    /// The box spec for one box of `def` running `code` in `mode`.
+    pub(crate) fn box_spec(
+        &self,
+        def: &RuntimeDef,
+        code: &Code,
+        mode: &str,
+        limits: &CallLimits,
+        wall: Duration,
+    ) -> BoxSpec {
+        let argv = def.argv(mode, &code.entrypoint, &code.handler);
+        let mut spec = BoxSpec::command(argv);
+        let mut binds = warden_jail::system_binds();
+        binds.extend(def.binds.iter().map(|b| Bind::same(b)));
+        binds.push(Bind {
+            host: code.dir.clone(),
+            target: PathBuf::from("/code"),
+            optional: false,
+        });
+        if def.protocol == Protocol::Wrapper {
+            binds.push(Bind {
+                host: self.wrappers.clone(),
+                target: PathBuf::from("/warden"),
+                optional: false,
+            });
+        }
+        spec.mounts = MountSpec {
+            ro_binds: binds,
+            workspace: Some(WorkspaceSpec {
+                size_bytes: limits.workspace_bytes,
+            }),
+        };
+        spec.cwd = PathBuf::from("/workspace");
+        spec.env.retain(|(k, _)| k != "HOME");
+        spec.env.push(("HOME".into(), "/workspace".into()));
+        for (k, v) in &def.env {
+            spec.env.push((k.into(), v.into()));
+        }
+        spec.limits = Limits {
+            wall_time: wall,
+            cpu_time: Some(limits.cpu_time),
+            memory_bytes: Some(limits.memory_bytes),
+            pids: Some(limits.pids),
+            cpu_cores: Some(1.0),
+            file_size_bytes: limits.workspace_bytes.max(MIB),
+            open_files: 256,
+            stack_bytes: 8 * MIB,
+            output_bytes: limits.output_bytes,
+            tmp_bytes: 64 * MIB,
+        };
+        spec.seccomp_profile = def.seccomp_profile.clone();
+        spec.on_output_limit = OutputLimitAction::Truncate;
+        spec.stdin = Stdin::Null;
+        spec
+    }
+}
+
+/// A memory file holding `bytes`, positioned at the start.
+pub(crate) fn memfd_with(name: &std::ffi::CStr, bytes: &[u8]) -> Result<std::os::fd::OwnedFd, RuntimeError> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| RuntimeError::Channel(e.into()))?;
+    let mut off = 0;
+    while off < bytes.len() {
+        off += rustix::io::write(&fd, &bytes[off..]).map_err(|e| RuntimeError::Channel(e.into()))?;
+    }
+    rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(0)).map_err(|e| RuntimeError::Channel(e.into()))?;
+    Ok(fd)
+}
+
+/// Read a memory file from the start, at most `cap + 1` bytes (so the caller
+/// can tell "too large").
+pub(crate) fn read_memfd(fd: &std::os::fd::OwnedFd, cap: usize) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        if len == out.len() {
+            if out.len() > cap {
+                break;
+            }
+            out.resize((out.len() * 2).min(cap + 1).max(out.len() + 1), 0);
+        }
+        match rustix::io::pread(fd, &mut out[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    out.truncate(len);
+    Some(out)
+}

@@ -1,0 +1,142 @@
+//! Runtimes are data: an argv template, a protocol, a warm mode, extra
+//! read-only binds, a seccomp profile and environment. Adding a runtime is an
+//! entry in `runtimes.json` (plus a wrapper when it speaks the wrapper
+//! protocol), not new jail code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::RuntimeError;
+
+/// How a handler receives its event and returns its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// A wrapper loads the handler; the event arrives on descriptor 4 and
+    /// the result leaves on descriptor 3, apart from anything printed.
+    Wrapper,
+    /// The event on stdin, the result on stdout (JSON when it parses).
+    Stdio,
+    /// No protocol: argv runs as given.
+    Raw,
+}
+
+/// How calls can be served warm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmMode {
+    /// Every call starts a fresh box.
+    None,
+    /// A box holds a started interpreter with the module imported and forks
+    /// a fresh child per call.
+    ForkServer,
+    /// Boxes are started ahead, import the module, and serve one call each.
+    Prestart,
+}
+
+/// One runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeDef {
+    /// Name used in manifests (`python`).
+    pub name: String,
+    /// Other accepted names (`python3`).
+    pub aliases: Vec<String>,
+    /// What the runtime runs.
+    pub description: String,
+    /// Program and arguments; `{mode}`, `{entrypoint}`, `{handler}` are
+    /// filled in per box.
+    pub argv: Vec<String>,
+    /// Event and result protocol.
+    pub protocol: Protocol,
+    /// Warm serving.
+    pub warm: WarmMode,
+    /// Host paths bound read-only in addition to the system ones.
+    pub binds: Vec<String>,
+    /// Seccomp profile name.
+    pub seccomp_profile: String,
+    /// Environment added to the box's minimal one.
+    pub env: BTreeMap<String, String>,
+}
+
+impl RuntimeDef {
+    /// The argv for one box.
+    pub fn argv(&self, mode: &str, entrypoint: &str, handler: &str) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|a| {
+                a.replace("{mode}", mode)
+                    .replace("{entrypoint}", entrypoint)
+                    .replace("{handler}", handler)
+            })
+            .collect()
+    }
+}
+
+/// The built-in runtimes.
+pub fn builtin() -> Vec<RuntimeDef> {
+    serde_json::from_str(include_str!("../runtimes.json"))
+        .unwrap_or_else(|e| panic!("runtimes.json is invalid: {e}"))
+}
+
+/// Wrapper sources, installed where boxes see them at `/warden`.
+const WRAPPERS: &[(&str, &str)] = &[
+    (
+        "python/warden_wrapper.py",
+        include_str!("../wrappers/python/warden_wrapper.py"),
+    ),
+    (
+        "node/warden_wrapper.mjs",
+        include_str!("../wrappers/node/warden_wrapper.mjs"),
+    ),
+];
+
+/// Write the wrappers under `dir` (world-readable: boxes run as other uids).
+/// Files are written beside and renamed into place, so a box never sees a
+/// half-written wrapper.
+pub fn install_wrappers(dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |e: std::io::Error| RuntimeError::Io { path: p, source: e }
+    };
+    for (rel, text) in WRAPPERS {
+        let path = dir.join(rel);
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        for d in [dir, parent] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io(d))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_runtimes_parse_and_fill_templates() {
+        let defs = builtin();
+        let py = defs.iter().find(|d| d.name == "python").unwrap();
+        assert_eq!(py.warm, WarmMode::ForkServer);
+        assert_eq!(
+            py.argv("once", "main.py", "handler")[3..],
+            ["/warden/python/warden_wrapper.py", "once", "main.py", "handler"]
+        );
+        for d in &defs {
+            assert!(!d.description.is_empty());
+            if d.protocol != Protocol::Raw {
+                assert!(d.argv.iter().any(|a| a.contains("{entrypoint}")), "{}", d.name);
+            }
+        }
+        let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["python", "node", "shell", "native", "command"]);
+    }
+}

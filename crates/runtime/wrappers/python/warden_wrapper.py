@@ -1,0 +1,272 @@
+"""Warden's Python handler wrapper. Runs inside the jail; never trusted.
+
+Usage: warden_wrapper.py once|serve ENTRYPOINT HANDLER
+
+Descriptors (placed by the host):
+  3  result channel (a memfd): one JSON document, written once
+  4  event (a memfd) in `once` mode
+  5  control socket (SOCK_SEQPACKET) in `serve` mode
+
+The result is {"ok": true, "value": ...} or {"ok": false, "error": {...}}.
+Nothing the handler prints reaches descriptor 3, so printed text can never
+pass for a result.
+"""
+
+import asyncio
+import inspect
+import json
+import os
+import sys
+import traceback
+
+RESULT_FD = 3
+EVENT_FD = 4
+CONTROL_FD = 5
+CODE_DIR = "/code"
+WRAPPER_FILE = os.path.abspath(__file__)
+
+
+def _frames_outside_wrapper(tb):
+    """The traceback without this wrapper's own frames."""
+    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != WRAPPER_FILE]
+    return frames
+
+
+def _error(kind, message, tb=None, **extra):
+    err = {"type": kind, "message": message}
+    if tb is not None:
+        frames = _frames_outside_wrapper(tb)
+        err["traceback"] = "".join(traceback.format_list(frames)).rstrip("\n")
+        if frames:
+            err.setdefault("file", os.path.relpath(frames[-1].filename, CODE_DIR) if frames[-1].filename.startswith(CODE_DIR) else frames[-1].filename)
+            err.setdefault("line", frames[-1].lineno)
+    err.update({k: v for k, v in extra.items() if v is not None})
+    return err
+
+
+def _write_result(doc):
+    data = json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    view = memoryview(data)
+    while view:
+        n = os.write(RESULT_FD, view)
+        view = view[n:]
+
+
+def _non_serializable_path(value, path="$"):
+    """Path and type name of the first value json cannot encode, or None."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return path, "float (NaN or infinity)"
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _non_serializable_path(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{path} (a key)", type(key).__name__
+            found = _non_serializable_path(item, f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return path, type(value).__name__
+
+
+def load_handler(entrypoint, name):
+    """Import the plugin module and find its handler, or return an error."""
+    if CODE_DIR not in sys.path:
+        sys.path.insert(0, CODE_DIR)
+    path = os.path.join(CODE_DIR, entrypoint)
+    if not os.path.isfile(path):
+        return None, _error("EntrypointNotFound", f"entrypoint `{entrypoint}` does not exist in the package")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plugin_main", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plugin_main"] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        file = os.path.relpath(e.filename, CODE_DIR) if e.filename and e.filename.startswith(CODE_DIR) else e.filename
+        return None, _error("SyntaxError", f"{e.msg} ({file}, line {e.lineno})", file=file, line=e.lineno)
+    except BaseException as e:  # an import that raises is the plugin's error
+        return None, _error(type(e).__name__, f"importing `{entrypoint}` failed: {e}", e.__traceback__)
+    handler = getattr(module, name, None)
+    if handler is None:
+        return None, _error("HandlerNotFound", f"`{entrypoint}` defines no function `{name}`")
+    if not callable(handler):
+        return None, _error("HandlerNotFound", f"`{name}` in `{entrypoint}` is a {type(handler).__name__}, not a function")
+    return handler, None
+
+
+def _expects_object(handler):
+    """True when the handler's first parameter is annotated as a mapping."""
+    try:
+        params = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not params:
+        return False
+    ann = params[0].annotation
+    if ann is inspect.Parameter.empty:
+        return False
+    if isinstance(ann, str):
+        return ann.split("[")[0].strip() in ("dict", "Dict", "Mapping", "typing.Dict", "typing.Mapping")
+    origin = getattr(ann, "__origin__", None)
+    import collections.abc
+
+    for t in (ann, origin):
+        if t is dict or t is collections.abc.Mapping:
+            return True
+        if isinstance(t, type) and issubclass(t, dict):  # TypedDict classes are dicts
+            return True
+    return False
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def call(handler, event_bytes):
+    """Run the handler on one event; returns the result document."""
+    try:
+        event = json.loads(event_bytes.decode("utf-8")) if event_bytes.strip() else {}
+    except (UnicodeDecodeError, ValueError) as e:
+        return {"ok": False, "error": _error("InvalidEvent", f"the event is not valid JSON: {e}")}
+    if _expects_object(handler) and not isinstance(event, dict):
+        return {"ok": False, "error": _error("InvalidEvent", f"the handler expects an object but the event is {type(event).__name__ if event is not None else 'null'}")}
+    try:
+        value = handler(event)
+        if inspect.isawaitable(value):
+            async def _await(v):
+                return await v
+            value = asyncio.run(_await(value))
+    except BaseException as e:
+        if isinstance(e, SystemExit) and e.code in (None, 0):
+            return {"ok": False, "error": _error("SystemExit", "the handler called sys.exit() instead of returning a value")}
+        return {"ok": False, "error": _error(type(e).__name__, str(e), e.__traceback__)}
+    bad = _non_serializable_path(value)
+    if bad:
+        where, kind = bad
+        return {"ok": False, "error": _error("ResultNotSerializable", f"the return value is not JSON-serializable: {kind} at {where}")}
+    return {"ok": True, "value": value}
+
+
+def run_once(entrypoint, name):
+    handler, err = load_handler(entrypoint, name)
+    doc = {"ok": False, "error": err} if err else call(handler, _read_all(EVENT_FD))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _write_result(doc)
+
+
+def serve(entrypoint, name):
+    """Fork-server: import once, then one forked child per call."""
+    import io
+    import resource
+    import socket
+
+    ctl = socket.socket(fileno=CONTROL_FD)
+    captured = io.StringIO()
+    real_out, real_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = captured
+    try:
+        handler, err = load_handler(entrypoint, name)
+    finally:
+        sys.stdout, sys.stderr = real_out, real_err
+    if err:
+        ctl.send(json.dumps({"ready": False, "error": err, "output": captured.getvalue()[-4096:]}).encode())
+        return
+    # The server itself prints nothing from now on. Descriptors 3 and 4 are
+    # reserved too, so received descriptors never land on the numbers a
+    # call's child moves its result channel to.
+    devnull = os.open("/dev/null", os.O_RDWR)
+    reserved = (1, 2, RESULT_FD, EVENT_FD)
+    for fd in reserved:
+        if fd != devnull:
+            os.dup2(devnull, fd)
+    if devnull not in reserved:
+        os.close(devnull)
+    ctl.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 65536, 8)
+        except OSError:
+            return
+        if not msg:
+            return  # the host closed the channel: retire
+        req = json.loads(msg)
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            ctl.send(json.dumps({"error": "expected 4 descriptors"}).encode())
+            continue
+        event_fd, out_fd, err_fd, result_fd = fds
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                ctl.close()
+                os.setsid()
+                try:
+                    with open("/proc/self/oom_score_adj", "w") as f:
+                        f.write("0")  # the server is protected; the call is not
+                except OSError:
+                    pass
+                cpu = int(req.get("cpu_seconds") or 0)
+                if cpu > 0:
+                    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+                os.dup2(out_fd, 1)
+                os.dup2(err_fd, 2)
+                os.dup2(result_fd, RESULT_FD)
+                for fd in (out_fd, err_fd, result_fd):
+                    if fd not in (1, 2, RESULT_FD):
+                        os.close(fd)
+                os.chdir(req.get("cwd") or "/workspace")
+                event = _read_all(event_fd)
+                os.close(event_fd)
+                doc = call(handler, event)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                _write_result(doc)
+            except BaseException:
+                # The wrapper's own failure, not the handler's: say why on the
+                # call's stderr (already in place, or still the server's).
+                traceback.print_exc()
+                sys.stderr.flush()
+                code = 70
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        ctl.send(json.dumps({"started": pid}).encode())
+        _, status = os.waitpid(pid, 0)
+        ctl.send(json.dumps({"exited": status}).encode())
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in ("once", "serve"):
+        print("usage: warden_wrapper.py once|serve ENTRYPOINT HANDLER", file=sys.stderr)
+        sys.exit(64)
+    mode, entrypoint, name = sys.argv[1:]
+    sys.argv = [os.path.join(CODE_DIR, entrypoint)]
+    if mode == "once":
+        run_once(entrypoint, name)
+    else:
+        serve(entrypoint, name)
+
+
+if __name__ == "__main__":
+    main()
