@@ -35,7 +35,7 @@ use warden_jail::{
 pub use gobuild::{BuildError, BuildOutput};
 pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics};
 pub use runtimes::{Protocol, RuntimeDef, WarmMode};
-pub use warm::{PoolStats, WarmConfig};
+pub use warm::{PoolStats, WarmBoxInfo, WarmConfig};
 
 /// Plugin code to run: a directory on the host, bound read-only at `/code`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +286,11 @@ impl Runner {
     /// Warm boxes of `key` ready for a call now.
     pub fn warm_idle(&self, key: &str) -> usize {
         self.inner.pool.idle_for(key)
+    }
+
+    /// The idle warm boxes of `key`.
+    pub fn warm_boxes(&self, key: &str) -> Vec<WarmBoxInfo> {
+        self.inner.pool.idle_boxes(key)
     }
 
     /// Warm pool figures.

@@ -127,7 +127,7 @@ mod tests {
         let py = defs.iter().find(|d| d.name == "python").unwrap();
         assert_eq!(py.warm, WarmMode::ForkServer);
         assert_eq!(
-            py.argv("once", "main.py", "handler")[3..],
+            py.argv("once", "main.py", "handler")[4..],
             ["/warden/python/warden_wrapper.py", "once", "main.py", "handler"]
         );
         for d in &defs {

@@ -74,6 +74,17 @@ impl Default for WarmConfig {
     }
 }
 
+/// One idle warm box, for diagnostics and benchmarks.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WarmBoxInfo {
+    /// Host pid of the box's init.
+    pub init_pid: i32,
+    /// Host pid of the program (the fork-server, or the prestarted runtime).
+    pub program_pid: Option<i32>,
+    /// Time since the box last served a call.
+    pub idle_ms: f64,
+}
+
 /// Pool figures, for metrics.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PoolStats {
@@ -168,6 +179,19 @@ impl WarmPool {
             s.starting += p.starting;
         }
         s
+    }
+
+    pub(crate) fn idle_boxes(&self, key: &str) -> Vec<WarmBoxInfo> {
+        self.lock().get(key).map_or_else(Vec::new, |cp| {
+            cp.idle
+                .iter()
+                .map(|b| WarmBoxInfo {
+                    init_pid: b.running.init_pid(),
+                    program_pid: b.running.program_pid(),
+                    idle_ms: b.last_used.elapsed().as_secs_f64() * 1000.0,
+                })
+                .collect()
+        })
     }
 
     pub(crate) fn idle_for(&self, key: &str) -> usize {

@@ -10,14 +10,15 @@ Descriptors (placed by the host):
 The result is {"ok": true, "value": ...} or {"ok": false, "error": {...}}.
 Nothing the handler prints reaches descriptor 3, so printed text can never
 pass for a result.
+
+Imports are kept to json, os and sys up front: every module imported here is
+paid for by every cold call and stays resident in every fork-server
+(asyncio alone takes ~57 ms to import). The rest is imported where needed.
 """
 
-import asyncio
-import inspect
 import json
 import os
 import sys
-import traceback
 
 RESULT_FD = 3
 EVENT_FD = 4
@@ -26,16 +27,13 @@ CODE_DIR = "/code"
 WRAPPER_FILE = os.path.abspath(__file__)
 
 
-def _frames_outside_wrapper(tb):
-    """The traceback without this wrapper's own frames."""
-    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != WRAPPER_FILE]
-    return frames
-
-
 def _error(kind, message, tb=None, **extra):
     err = {"type": kind, "message": message}
     if tb is not None:
-        frames = _frames_outside_wrapper(tb)
+        import traceback
+
+        # The traceback without this wrapper's own frames.
+        frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != WRAPPER_FILE]
         err["traceback"] = "".join(traceback.format_list(frames)).rstrip("\n")
         if frames:
             err.setdefault("file", os.path.relpath(frames[-1].filename, CODE_DIR) if frames[-1].filename.startswith(CODE_DIR) else frames[-1].filename)
@@ -84,10 +82,14 @@ def load_handler(entrypoint, name):
     path = os.path.join(CODE_DIR, entrypoint)
     if not os.path.isfile(path):
         return None, _error("EntrypointNotFound", f"entrypoint `{entrypoint}` does not exist in the package")
-    import importlib.util
+    # The import machinery that is always loaded (frozen): importlib.util
+    # would add ~0.4 MiB to every fork-server.
+    import importlib._bootstrap as bootstrap
+    import importlib._bootstrap_external as external
 
-    spec = importlib.util.spec_from_file_location("plugin_main", path)
-    module = importlib.util.module_from_spec(spec)
+    loader = external.SourceFileLoader("plugin_main", path)
+    spec = bootstrap.spec_from_loader("plugin_main", loader)
+    module = bootstrap.module_from_spec(spec)
     sys.modules["plugin_main"] = module
     try:
         spec.loader.exec_module(module)
@@ -106,21 +108,17 @@ def load_handler(entrypoint, name):
 
 def _expects_object(handler):
     """True when the handler's first parameter is annotated as a mapping."""
-    try:
-        params = list(inspect.signature(handler).parameters.values())
-    except (TypeError, ValueError):
+    code = getattr(handler, "__code__", None)
+    if code is None or code.co_argcount == 0:
         return False
-    if not params:
-        return False
-    ann = params[0].annotation
-    if ann is inspect.Parameter.empty:
+    ann = getattr(handler, "__annotations__", {}).get(code.co_varnames[0])
+    if ann is None:
         return False
     if isinstance(ann, str):
         return ann.split("[")[0].strip() in ("dict", "Dict", "Mapping", "typing.Dict", "typing.Mapping")
-    origin = getattr(ann, "__origin__", None)
     import collections.abc
 
-    for t in (ann, origin):
+    for t in (ann, getattr(ann, "__origin__", None)):
         if t is dict or t is collections.abc.Mapping:
             return True
         if isinstance(t, type) and issubclass(t, dict):  # TypedDict classes are dicts
@@ -147,9 +145,12 @@ def call(handler, event_bytes):
         return {"ok": False, "error": _error("InvalidEvent", f"the handler expects an object but the event is {type(event).__name__ if event is not None else 'null'}")}
     try:
         value = handler(event)
-        if inspect.isawaitable(value):
+        if hasattr(value, "__await__"):  # async def handler
+            import asyncio
+
             async def _await(v):
                 return await v
+
             value = asyncio.run(_await(value))
     except BaseException as e:
         if isinstance(e, SystemExit) and e.code in (None, 0):
@@ -170,13 +171,27 @@ def run_once(entrypoint, name):
     _write_result(doc)
 
 
+def _recv_fds(sock, bufsize, maxfds):
+    """A message and the descriptors passed with it (SCM_RIGHTS)."""
+    import array
+    import _socket
+
+    fds = array.array("i")
+    msg, ancdata, _, _ = sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
+
+
 def serve(entrypoint, name):
     """Fork-server: import once, then one forked child per call."""
     import io
     import resource
-    import socket
+    import _socket
 
-    ctl = socket.socket(fileno=CONTROL_FD)
+    # The C socket type directly: socket.py would pull in enum and friends.
+    ctl = _socket.socket(fileno=CONTROL_FD)
     captured = io.StringIO()
     real_out, real_err = sys.stdout, sys.stderr
     sys.stdout = sys.stderr = captured
@@ -187,6 +202,11 @@ def serve(entrypoint, name):
     if err:
         ctl.send(json.dumps({"ready": False, "error": err, "output": captured.getvalue()[-4096:]}).encode())
         return
+    code = getattr(handler, "__code__", None)
+    if code is not None and code.co_flags & 0x80:  # CO_COROUTINE: async def
+        import asyncio  # once here, not in every forked call
+
+        del asyncio
     # The server itself prints nothing from now on. Descriptors 3 and 4 are
     # reserved too, so received descriptors never land on the numbers a
     # call's child moves its result channel to.
@@ -197,10 +217,16 @@ def serve(entrypoint, name):
             os.dup2(devnull, fd)
     if devnull not in reserved:
         os.close(devnull)
+    # Everything alive now is shared with every forked call: keep the
+    # collector away from it, so a call does not copy those pages.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     ctl.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
     while True:
         try:
-            msg, fds, _, _ = socket.recv_fds(ctl, 65536, 8)
+            msg, fds = _recv_fds(ctl, 65536, 8)
         except OSError:
             return
         if not msg:
@@ -244,6 +270,8 @@ def serve(entrypoint, name):
             except BaseException:
                 # The wrapper's own failure, not the handler's: say why on the
                 # call's stderr (already in place, or still the server's).
+                import traceback
+
                 traceback.print_exc()
                 sys.stderr.flush()
                 code = 70
