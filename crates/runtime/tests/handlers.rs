@@ -543,3 +543,36 @@ fn bad_requests_are_refused_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn a_dead_fork_server_is_replaced_and_counted() {
+    let dir = plugin(&[("main.py", PY_HELLO)]);
+    let c = code("python", dir.path(), "main.py");
+    warm_up(&c);
+    let before = runner().pool_stats().restarts_total;
+    // Kill the fork-server from outside, as a crash would.
+    let server = runner().warm_boxes(&c.key)[0].program_pid.expect("server pid");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // The call still gets an answer: the pool notices, replaces the box, and
+    // a call that hits the dead box is retried cold.
+    let r = runner().invoke(&c, &inv(json!({"name": "again"}))).unwrap();
+    assert_eq!(r.return_value, Some(json!({"greeting": "hello again"})), "{r:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runner().pool_stats().restarts_total == before {
+        assert!(
+            Instant::now() < deadline,
+            "the dead fork-server was not counted: {:?}",
+            runner().pool_stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    warm_up(&c);
+    assert!(
+        warm(&c, json!({})).return_value.is_some(),
+        "the pool did not recover"
+    );
+}
