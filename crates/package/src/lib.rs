@@ -1,0 +1,292 @@
+//! Warden's plugin package format, as pure functions: bytes in, verdicts out.
+//!
+//! A package is a zip holding `manifest.json` and the plugin's files.
+//! [`open`] checks everything a package can get wrong and reports every
+//! problem at once, each naming its JSON pointer or archive path:
+//! the archive itself (hostile until proven otherwise, see [`archive`]), the
+//! manifest ([`manifest`]), the schemas it carries ([`schema`]), and that the
+//! entrypoint exists. [`Package::analyze`] builds the reviewers' report:
+//! static analysis ([`analysis`]), the dependency deny-list ([`deps`]), and
+//! what the version asks for beyond the last active one.
+//!
+//! Must never: touch the filesystem, the network, or the clock.
+
+pub mod analysis;
+pub mod archive;
+pub mod build;
+pub mod deps;
+pub mod manifest;
+pub mod schema;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use analysis::{Finding, Severity};
+pub use archive::{ArchiveLimits, Entry};
+pub use deps::{DenyRule, Ecosystem};
+pub use manifest::{Manifest, ManifestLimits, Permissions, PlatformLimits};
+
+/// One problem with a package: where (a JSON pointer into the manifest such
+/// as `/limits/memory_mb`, or `archive:<path>`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Problem {
+    /// JSON pointer or `archive:<path>`.
+    pub location: String,
+    /// What is wrong, for the developer.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// What a platform accepts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Archive caps.
+    pub archive: ArchiveLimits,
+    /// Limits plugins may ask for.
+    pub platform: PlatformLimits,
+    /// Denied dependencies.
+    pub deny: Vec<DenyRule>,
+    /// Reject a version whose report has a critical finding.
+    pub reject_critical: bool,
+}
+
+/// One file of the canonical file list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Path in the package.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Marked executable.
+    pub executable: bool,
+}
+
+/// A package that passed every check.
+#[derive(Debug, Clone)]
+pub struct Package {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// SHA-256 of the whole archive, hex.
+    pub sha256: String,
+    /// Canonical file list: every regular file, sorted by path.
+    pub files: Vec<FileInfo>,
+    entries: Vec<Entry>,
+}
+
+const CODE_EXTENSIONS: &[(&str, &[&str])] = &[
+    ("python3", &["py"]),
+    ("node", &["js", "mjs", "cjs"]),
+    ("shell", &["sh", "bash"]),
+];
+
+/// Check a package. On failure, every problem found.
+pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
+    let entries = archive::read(bytes, &policy.archive)?;
+    let Some(manifest_entry) = entries.iter().find(|e| e.path == "manifest.json") else {
+        return Err(vec![Problem {
+            location: "archive:manifest.json".into(),
+            message: "missing: every package needs manifest.json at its root".into(),
+        }]);
+    };
+    let manifest = manifest::parse(&manifest_entry.data, &policy.platform)?;
+    let mut problems = Vec::new();
+    let ep = manifest.entrypoint.trim_start_matches("./");
+    let entry_problem = |message: String| Problem {
+        location: "/entrypoint".into(),
+        message,
+    };
+    if ep.split('/').any(|p| p == "..") || manifest.entrypoint.starts_with('/') {
+        problems.push(entry_problem(format!(
+            "`{}` must be a path inside the package",
+            manifest.entrypoint
+        )));
+    } else if manifest.runtime == "go" {
+        let dir = if ep == "." || ep.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", ep.trim_end_matches('/'))
+        };
+        let has_go = entries.iter().any(|e| {
+            e.path
+                .strip_prefix(&dir)
+                .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".go"))
+        });
+        if !has_go {
+            problems.push(entry_problem(format!(
+                "no .go files in `{}`",
+                manifest.entrypoint
+            )));
+        }
+        if !entries.iter().any(|e| e.path == "go.mod") {
+            problems.push(Problem {
+                location: "archive:go.mod".into(),
+                message: "missing: Go plugins need go.mod at the package root (dependencies vendored)".into(),
+            });
+        }
+    } else {
+        match entries.iter().find(|e| e.path == ep) {
+            None => problems.push(entry_problem(format!(
+                "`{}` is not in the package",
+                manifest.entrypoint
+            ))),
+            Some(e) => {
+                if let Some((_, exts)) = CODE_EXTENSIONS.iter().find(|(r, _)| *r == manifest.runtime) {
+                    let ext = ep.rsplit_once('.').map(|(_, x)| x).unwrap_or("");
+                    if !exts.contains(&ext) {
+                        problems.push(entry_problem(format!(
+                            "`{}` does not look like a {} file (expected .{})",
+                            manifest.entrypoint,
+                            manifest.runtime,
+                            exts.join(", .")
+                        )));
+                    }
+                }
+                if manifest.runtime == "native" && !e.executable {
+                    problems.push(entry_problem(format!(
+                        "`{}` must be executable (mode 0755) for a native plugin",
+                        manifest.entrypoint
+                    )));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let files = entries
+        .iter()
+        .map(|e| FileInfo {
+            path: e.path.clone(),
+            size: e.data.len() as u64,
+            sha256: e.sha256.clone(),
+            executable: e.executable,
+        })
+        .collect();
+    Ok(Package {
+        manifest,
+        sha256: archive::hex(&Sha256::digest(bytes)),
+        files,
+        entries,
+    })
+}
+
+/// A change in what a version asks for, compared with the last active one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionChange {
+    /// What changed (`permissions.network`, `limits.memory_mb`, `runtime`).
+    pub field: String,
+    /// Before.
+    pub from: String,
+    /// After.
+    pub to: String,
+}
+
+/// The reviewers' report on a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// What this version asks for beyond the last active one: first, so a
+    /// reviewer cannot miss it.
+    pub permission_changes: Vec<PermissionChange>,
+    /// Counts by severity.
+    pub summary: Summary,
+    /// Static analysis and deny-list findings.
+    pub findings: Vec<Finding>,
+    /// The version would be rejected by a `reject_critical` policy.
+    pub has_critical: bool,
+}
+
+/// Finding counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Critical findings.
+    pub critical: usize,
+    /// Warnings.
+    pub warning: usize,
+    /// Informational findings.
+    pub info: usize,
+}
+
+impl Package {
+    /// The package's files with their contents (for extraction).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The reviewers' report. `previous` is the manifest of the plugin's last
+    /// active version, if any.
+    pub fn analyze(&self, previous: Option<&Manifest>, policy: &Policy) -> Report {
+        let mut findings = Vec::new();
+        for e in &self.entries {
+            if e.path.starts_with("vendor/")
+                || e.path.contains("/vendor/")
+                || e.path.contains("node_modules/")
+            {
+                // Third-party code is listed by the deny-list, not analyzed
+                // line by line (a reviewer cannot act on it).
+                continue;
+            }
+            findings.extend(analysis::scan(&e.path, &e.data));
+            findings.extend(deps::check(&e.path, &e.data, &policy.deny));
+        }
+        findings.sort_by(|a, b| (b.severity, &a.file, a.line).cmp(&(a.severity, &b.file, b.line)));
+        let mut summary = Summary::default();
+        for f in &findings {
+            match f.severity {
+                Severity::Critical => summary.critical += 1,
+                Severity::Warning => summary.warning += 1,
+                Severity::Info => summary.info += 1,
+            }
+        }
+        Report {
+            permission_changes: previous
+                .map(|p| permission_diff(p, &self.manifest, &policy.platform))
+                .unwrap_or_default(),
+            summary,
+            has_critical: summary.critical > 0,
+            findings,
+        }
+    }
+}
+
+/// What `new` asks for beyond `old`.
+pub fn permission_diff(old: &Manifest, new: &Manifest, p: &PlatformLimits) -> Vec<PermissionChange> {
+    let mut out = Vec::new();
+    let mut up = |field: &str, from: String, to: String| {
+        out.push(PermissionChange {
+            field: field.into(),
+            from,
+            to,
+        })
+    };
+    if new.permissions.network && !old.permissions.network {
+        up("permissions.network", "false".into(), "true".into());
+    }
+    if new.runtime != old.runtime {
+        up("runtime", old.runtime.clone(), new.runtime.clone());
+    }
+    if new.timeout_ms(p) > old.timeout_ms(p) {
+        up(
+            "limits.timeout_ms",
+            old.timeout_ms(p).to_string(),
+            new.timeout_ms(p).to_string(),
+        );
+    }
+    if new.memory_mb(p) > old.memory_mb(p) {
+        up(
+            "limits.memory_mb",
+            old.memory_mb(p).to_string(),
+            new.memory_mb(p).to_string(),
+        );
+    }
+    if new.pids(p) > old.pids(p) {
+        up("limits.pids", old.pids(p).to_string(), new.pids(p).to_string());
+    }
+    out
+}

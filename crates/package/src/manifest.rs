@@ -1,0 +1,207 @@
+//! `manifest.json`: the typed manifest, and its validation.
+//!
+//! Validation reports every problem at once, each at its JSON pointer: first
+//! the manifest's own JSON Schema (`docs/manifest.schema.json`, which rejects
+//! unknown fields), then what a schema cannot say: semantic versions, the
+//! platform's limits, and that the plugin's own schemas compile safely.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Problem, schema};
+
+/// The manifest's JSON Schema, as published in `docs/`.
+pub const MANIFEST_SCHEMA: &str = include_str!("../../../docs/manifest.schema.json");
+
+/// A valid manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Global reverse-DNS identifier.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Plugin type (`sandbox`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `python3`, `node`, `shell`, `go`, `native`.
+    pub runtime: String,
+    /// File (or, for Go, directory) to load.
+    pub entrypoint: String,
+    /// Function to call.
+    #[serde(default = "default_handler")]
+    pub handler: String,
+    /// What the plugin does.
+    pub description: String,
+    /// Who wrote it.
+    pub author: String,
+    /// Schema of events.
+    pub input_schema: Value,
+    /// Schema of return values.
+    pub output_schema: Value,
+    /// Per-call limits it asks for.
+    #[serde(default)]
+    pub limits: ManifestLimits,
+    /// Permissions it asks for.
+    #[serde(default)]
+    pub permissions: Permissions,
+    /// What changed.
+    #[serde(default)]
+    pub changelog: Option<String>,
+}
+
+fn default_handler() -> String {
+    "handler".to_owned()
+}
+
+/// Limits in the manifest (unset: the platform's defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestLimits {
+    /// Wall-clock time of one call.
+    pub timeout_ms: Option<u64>,
+    /// Memory of one call.
+    pub memory_mb: Option<u64>,
+    /// Processes and threads of one call.
+    pub pids: Option<u32>,
+}
+
+/// Permissions in the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    /// Network access (refused by this platform).
+    #[serde(default)]
+    pub network: bool,
+}
+
+/// What the platform allows and assumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformLimits {
+    /// Largest `limits.timeout_ms`.
+    pub max_timeout_ms: u64,
+    /// Largest `limits.memory_mb`.
+    pub max_memory_mb: u64,
+    /// Largest `limits.pids`.
+    pub max_pids: u32,
+    /// Timeout when the manifest sets none.
+    pub default_timeout_ms: u64,
+    /// Memory when the manifest sets none.
+    pub default_memory_mb: u64,
+    /// Processes when the manifest sets none.
+    pub default_pids: u32,
+}
+
+impl Default for PlatformLimits {
+    fn default() -> Self {
+        PlatformLimits {
+            max_timeout_ms: 60_000,
+            max_memory_mb: 1024,
+            max_pids: 256,
+            default_timeout_ms: 10_000,
+            default_memory_mb: 256,
+            default_pids: 64,
+        }
+    }
+}
+
+impl Manifest {
+    /// Effective timeout.
+    pub fn timeout_ms(&self, p: &PlatformLimits) -> u64 {
+        self.limits.timeout_ms.unwrap_or(p.default_timeout_ms)
+    }
+    /// Effective memory.
+    pub fn memory_mb(&self, p: &PlatformLimits) -> u64 {
+        self.limits.memory_mb.unwrap_or(p.default_memory_mb)
+    }
+    /// Effective process limit.
+    pub fn pids(&self, p: &PlatformLimits) -> u32 {
+        self.limits.pids.unwrap_or(p.default_pids)
+    }
+}
+
+fn at(pointer: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        location: pointer.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Parse and validate `manifest.json`.
+pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Problem>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| vec![at("/", "manifest.json is not valid UTF-8")])?;
+    let doc: Value = serde_json::from_str(text)
+        .map_err(|e| vec![at("/", format!("manifest.json is not valid JSON: {e}"))])?;
+    let meta = schema::compile(&serde_json::from_str(MANIFEST_SCHEMA).unwrap_or(Value::Null))
+        .unwrap_or_else(|e| panic!("the manifest schema does not compile: {e}"));
+    let mut problems: Vec<Problem> = meta
+        .validate(&doc)
+        .into_iter()
+        .map(|mut p| {
+            // Friendlier words where the generic ones hide the choices.
+            match (
+                p.location.as_str(),
+                doc.get(&p.location[1..]).and_then(Value::as_str),
+            ) {
+                ("/type", Some(t @ ("api" | "wasm"))) => {
+                    p.message = format!("type `{t}` is not supported yet: only `sandbox`");
+                }
+                ("/runtime", Some(r)) => {
+                    p.message = format!("`{r}` is not a runtime: use python3, node, shell, go or native");
+                }
+                _ => {}
+            }
+            p
+        })
+        .collect();
+    // Checks beyond the schema, on whatever parts are well-formed.
+    if let Some(v) = doc.get("version").and_then(Value::as_str)
+        && semver::Version::parse(v).is_err()
+    {
+        problems.push(at(
+            "/version",
+            format!("`{v}` is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)"),
+        ));
+    }
+    let limits = doc.get("limits");
+    let num = |k: &str| limits.and_then(|l| l.get(k)).and_then(Value::as_u64);
+    if let Some(t) = num("timeout_ms").filter(|t| *t > platform.max_timeout_ms) {
+        problems.push(at(
+            "/limits/timeout_ms",
+            format!("{t} exceeds the platform maximum of {}", platform.max_timeout_ms),
+        ));
+    }
+    if let Some(m) = num("memory_mb").filter(|m| *m > platform.max_memory_mb) {
+        problems.push(at(
+            "/limits/memory_mb",
+            format!("{m} exceeds the platform maximum of {}", platform.max_memory_mb),
+        ));
+    }
+    if let Some(p) = num("pids").filter(|p| *p > u64::from(platform.max_pids)) {
+        problems.push(at(
+            "/limits/pids",
+            format!("{p} exceeds the platform maximum of {}", platform.max_pids),
+        ));
+    }
+    if doc.pointer("/permissions/network") == Some(&Value::Bool(true)) {
+        problems.push(at(
+            "/permissions/network",
+            "this platform grants plugins no network access: must be false",
+        ));
+    }
+    for key in ["input_schema", "output_schema"] {
+        if let Some(s) = doc.get(key).filter(|s| s.is_object())
+            && let Err(e) = schema::compile(s)
+        {
+            problems.push(at(&format!("/{key}"), format!("does not compile: {e}")));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| a.location.cmp(&b.location));
+        problems.dedup();
+        return Err(problems);
+    }
+    serde_json::from_value(doc).map_err(|e| vec![at("/", e.to_string())])
+}

@@ -1,0 +1,227 @@
+//! Golden manifests (every error message asserted) and whole packages.
+
+use std::path::Path;
+
+use warden_package::build::ZipBuilder;
+use warden_package::{DenyRule, Ecosystem, Policy, Severity, manifest, open};
+
+/// Each `tests/golden/X.json` must produce exactly the problems listed in
+/// `X.expected` (one `location: message` per line), or `ok`.
+#[test]
+fn golden_manifests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut checked = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        let got = match manifest::parse(&std::fs::read(&path).unwrap(), &Default::default()) {
+            Ok(_) => "ok\n".to_owned(),
+            Err(problems) => problems.iter().map(|p| format!("{p}\n")).collect(),
+        };
+        assert_eq!(got, expected, "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 6, "golden files missing");
+}
+
+const MANIFEST: &str = r#"{
+  "code": "vendor.greeting.say_hello", "name": "Say hello", "version": "1.0.0",
+  "type": "sandbox", "runtime": "python3", "entrypoint": "main.py",
+  "description": "Greets.", "author": "Vendor",
+  "input_schema": {"type": "object"}, "output_schema": {"type": "object"}
+}"#;
+
+fn with(manifest: &str, files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = ZipBuilder::new().file("manifest.json", manifest.as_bytes());
+    for (name, text) in files {
+        b = b.file(name, text.as_bytes());
+    }
+    b.finish()
+}
+
+fn problems(zip: &[u8]) -> Vec<String> {
+    open(zip, &Policy::default())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn a_good_package_has_a_hash_and_a_canonical_file_list() {
+    let zip = with(
+        MANIFEST,
+        &[
+            ("main.py", "def handler(e):\n    return e\n"),
+            ("lib/util.py", "X = 1\n"),
+        ],
+    );
+    let p = open(&zip, &Policy::default()).unwrap();
+    assert_eq!(p.manifest.code, "vendor.greeting.say_hello");
+    assert_eq!(p.manifest.handler, "handler", "the default handler name");
+    let listed: Vec<(&str, u64)> = p.files.iter().map(|f| (f.path.as_str(), f.size)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("lib/util.py", 6),
+            ("main.py", 29),
+            ("manifest.json", MANIFEST.len() as u64)
+        ]
+    );
+    assert_eq!(p.sha256.len(), 64);
+    // The same files give the same bytes, hence the same hash.
+    assert_eq!(
+        open(
+            &with(
+                MANIFEST,
+                &[
+                    ("main.py", "def handler(e):\n    return e\n"),
+                    ("lib/util.py", "X = 1\n")
+                ]
+            ),
+            &Policy::default()
+        )
+        .unwrap()
+        .sha256,
+        p.sha256
+    );
+}
+
+#[test]
+fn entrypoints_must_exist_and_fit_the_runtime() {
+    assert_eq!(
+        problems(&ZipBuilder::new().file("main.py", b"").finish()),
+        ["archive:manifest.json: missing: every package needs manifest.json at its root"]
+    );
+    assert_eq!(
+        problems(&with(MANIFEST, &[])),
+        ["/entrypoint: `main.py` is not in the package"]
+    );
+    let m = MANIFEST.replace("\"main.py\"", "\"main.js\"");
+    assert_eq!(
+        problems(&with(&m, &[("main.js", "")])),
+        ["/entrypoint: `main.js` does not look like a python3 file (expected .py)"]
+    );
+    let m = MANIFEST.replace("python3", "native").replace("main.py", "plugin");
+    assert_eq!(
+        problems(&with(&m, &[("plugin", "\x7fELF")])),
+        ["/entrypoint: `plugin` must be executable (mode 0755) for a native plugin"]
+    );
+    let ok = ZipBuilder::new()
+        .file("manifest.json", m.as_bytes())
+        .file_mode("plugin", b"\x7fELF", 0o755)
+        .finish();
+    assert!(open(&ok, &Policy::default()).is_ok());
+    let m = MANIFEST.replace("python3", "go").replace("main.py", ".");
+    assert_eq!(
+        problems(&with(&m, &[("README.md", "")])),
+        [
+            "/entrypoint: no .go files in `.`",
+            "archive:go.mod: missing: Go plugins need go.mod at the package root (dependencies vendored)"
+        ]
+    );
+    assert!(
+        open(
+            &with(&m, &[("go.mod", "module x\n"), ("main.go", "package main\n")]),
+            &Policy::default()
+        )
+        .is_ok()
+    );
+    let m = MANIFEST.replace("main.py", "../main.py");
+    assert_eq!(
+        problems(&with(&m, &[("main.py", "")])),
+        ["/entrypoint: `../main.py` must be a path inside the package"]
+    );
+}
+
+#[test]
+fn archive_and_manifest_problems_are_reported_together_per_stage() {
+    // Archive problems stop before the manifest is read.
+    let zip = ZipBuilder::new()
+        .file("manifest.json", b"{")
+        .symlink("evil", "/etc/shadow")
+        .finish();
+    assert_eq!(problems(&zip), ["archive:evil: symlinks are not allowed"]);
+    // Manifest problems are all reported at once.
+    let m = MANIFEST
+        .replace("\"1.0.0\"", "\"one\"")
+        .replace("python3", "perl");
+    let got = problems(&with(&m, &[("main.py", "")]));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().any(|p| p.starts_with("/runtime:")));
+    assert!(
+        got.iter()
+            .any(|p| p == "/version: `one` is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
+    );
+}
+
+#[test]
+fn the_report_flags_permissions_findings_and_denied_dependencies() {
+    let m = MANIFEST.replace(
+        "\"output_schema\"",
+        "\"limits\": {\"memory_mb\": 512, \"timeout_ms\": 20000}, \"output_schema\"",
+    );
+    let zip = with(
+        &m,
+        &[
+            (
+                "main.py",
+                "import subprocess\nimport ctypes\n\ndef handler(e):\n    return e\n",
+            ),
+            ("requirements.txt", "requests==2.0.0\n"),
+            ("vendor/lib.py", "import socket\n"),
+        ],
+    );
+    let policy = Policy {
+        deny: vec![DenyRule {
+            ecosystem: Ecosystem::Pypi,
+            name: "requests".into(),
+            versions: "<2.31.0".into(),
+            reason: "CVE-2023-32681".into(),
+        }],
+        ..Policy::default()
+    };
+    let pkg = open(&zip, &policy).unwrap();
+    let previous = open(&with(MANIFEST, &[("main.py", "")]), &policy)
+        .unwrap()
+        .manifest;
+    let report = pkg.analyze(Some(&previous), &policy);
+    let changes: Vec<(&str, &str, &str)> = report
+        .permission_changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.from.as_str(), c.to.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("limits.timeout_ms", "10000", "20000"),
+            ("limits.memory_mb", "256", "512")
+        ]
+    );
+    let found: Vec<(&str, Severity, &str, u32)> = report
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.severity, f.file.as_str(), f.line))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("PY-CTYPES", Severity::Critical, "main.py", 2),
+            ("DEP-DENIED", Severity::Critical, "requirements.txt", 1),
+            ("PY-SUBPROCESS", Severity::Warning, "main.py", 1),
+        ],
+        "vendored code is not analyzed line by line"
+    );
+    assert!(report.has_critical);
+    assert_eq!((report.summary.critical, report.summary.warning), (2, 1));
+    // The first version has nothing to compare with.
+    assert!(pkg.analyze(None, &policy).permission_changes.is_empty());
+    // The report serializes with the permission changes first.
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(json.starts_with("{\"permission_changes\""), "{json}");
+}
