@@ -1,0 +1,315 @@
+//! What the platform keeps: plugins, versions, apps, installations,
+//! executions, audit events, API keys. Times are Unix milliseconds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::lifecycle::VersionStatus;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A new, sortable, unique id (microsecond time prefix + randomness), e.g.
+/// for versions, executions and audit events. Ids made by one process are
+/// strictly increasing, so "newest first" is "largest id first".
+pub fn new_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let micros = loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    let mut rand = [0u8; 5];
+    if getrandom(&mut rand).is_err() {
+        rand = [0; 5];
+    }
+    format!("{prefix}_{micros:014x}{}", hex(&rand))
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything: review, apps, keys.
+    Admin,
+    /// Their own plugins: upload, submit, (de)activate.
+    Developer,
+    /// Call the plugins installed in their app.
+    App,
+}
+
+impl Role {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::App => "app",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "developer" => Role::Developer,
+            "app" => Role::App,
+            _ => return None,
+        })
+    }
+}
+
+/// Who is acting: an API key's principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Principal name (a developer's name, an app's id, `admin`).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// For app keys: the app.
+    pub app: Option<String>,
+}
+
+impl Actor {
+    /// The platform itself (policy decisions, recovery).
+    pub fn system() -> Actor {
+        Actor {
+            name: "system".into(),
+            role: Role::Admin,
+            app: None,
+        }
+    }
+}
+
+/// A plugin: the code that stays across versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plugin {
+    /// Reverse-DNS code.
+    pub code: String,
+    /// Developer who owns it (set by the first upload).
+    pub owner: String,
+    /// Name from the latest upload.
+    pub name: String,
+    /// Description from the latest upload.
+    pub description: String,
+    /// First upload.
+    pub created_at: i64,
+    /// Latest change.
+    pub updated_at: i64,
+}
+
+/// One version of a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    /// Unique id.
+    pub id: String,
+    /// Plugin code.
+    pub plugin: String,
+    /// Semantic version.
+    pub version: String,
+    /// Lifecycle state.
+    pub status: VersionStatus,
+    /// The manifest, as uploaded.
+    pub manifest: Value,
+    /// SHA-256 of the package, recorded at upload.
+    pub package_sha256: String,
+    /// Package size.
+    pub package_size: i64,
+    /// Canonical file list (path, size, sha256, executable).
+    pub files: Value,
+    /// Reviewers' report, once submitted.
+    pub report: Option<Value>,
+    /// Reason of the last rejection or failure.
+    pub status_reason: Option<String>,
+    /// Who uploaded the current package.
+    pub uploaded_by: String,
+    /// Created.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// Increases with every change (optimistic concurrency).
+    pub revision: i64,
+}
+
+/// An app: a tenant that calls plugins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    /// Identifier (lowercase letters, digits, `-`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Created.
+    pub created_at: i64,
+}
+
+/// A plugin installed in an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Installation {
+    /// Unique id.
+    pub id: String,
+    /// The app.
+    pub app: String,
+    /// The plugin code.
+    pub plugin: String,
+    /// A pinned version, or `None` to follow the latest active one.
+    pub pinned_version: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// State of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Accepted and recorded; not started.
+    Queued,
+    /// Running.
+    Running,
+    /// The handler returned a value.
+    Success,
+    /// The handler failed.
+    Failed,
+    /// Wall-clock limit.
+    Timeout,
+    /// The platform stopped it (limit, violation, output schema, internal).
+    Error,
+    /// The server stopped (crash, restart) while it was running.
+    Interrupted,
+}
+
+impl ExecutionStatus {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        Some(match s {
+            "queued" => ExecutionStatus::Queued,
+            "running" => ExecutionStatus::Running,
+            "success" => ExecutionStatus::Success,
+            "failed" => ExecutionStatus::Failed,
+            "timeout" => ExecutionStatus::Timeout,
+            "error" => ExecutionStatus::Error,
+            "interrupted" => ExecutionStatus::Interrupted,
+            _ => return None,
+        })
+    }
+
+    /// The execution will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+    }
+}
+
+/// One call of a plugin by an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Unique id.
+    pub id: String,
+    /// Calling app.
+    pub app: String,
+    /// Plugin code.
+    pub plugin: String,
+    /// Version that ran.
+    pub version: String,
+    /// State.
+    pub status: ExecutionStatus,
+    /// `sync` or `async`.
+    pub mode: String,
+    /// Finer reason (`output_schema_violation`, `memory_limit`, …).
+    pub error_kind: Option<String>,
+    /// The runtime's result, once final.
+    pub result: Option<Value>,
+    /// Accepted.
+    pub created_at: i64,
+    /// Started running.
+    pub started_at: Option<i64>,
+    /// Finished.
+    pub finished_at: Option<i64>,
+    /// Wall-clock time of the call.
+    pub duration_ms: Option<f64>,
+}
+
+/// An entry of the append-only audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique, time-ordered id.
+    pub id: String,
+    /// When.
+    pub at: i64,
+    /// Who (principal name).
+    pub actor: String,
+    /// What (`upload`, `submit`, `approve`, `install`, …).
+    pub action: String,
+    /// Plugin concerned.
+    pub plugin: Option<String>,
+    /// Version concerned.
+    pub version: Option<String>,
+    /// State before.
+    pub from_status: Option<String>,
+    /// State after.
+    pub to_status: Option<String>,
+    /// Why (required for rejections).
+    pub reason: Option<String>,
+    /// More, as JSON.
+    pub detail: Value,
+}
+
+/// An API key (only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public id, also the key's prefix.
+    pub id: String,
+    /// Principal name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// For app keys: the app.
+    pub app: Option<String>,
+    /// SHA-256 of the secret, hex.
+    #[serde(skip)]
+    pub hash: String,
+    /// Created.
+    pub created_at: i64,
+    /// Revoked.
+    pub revoked_at: Option<i64>,
+}

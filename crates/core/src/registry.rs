@@ -1,0 +1,779 @@
+//! The registry: uploads, the review lifecycle, apps and installations, and
+//! loading a version to run (verifying its package hash every time).
+//!
+//! Permissions: developers manage their own plugins (upload, submit,
+//! activate, deactivate, delete); reviews (approve, reject), apps and
+//! installations are the admin's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use warden_package::{Manifest, Policy, Problem};
+
+use crate::lifecycle::{self, Action, LifecycleError, VersionStatus};
+use crate::model::{Actor, App, Installation, Plugin, Role, Version, hex, new_id, now_ms};
+use crate::store::{Blobs, NewAudit, NewVersion, PackageFields, Store, StoreError, Transition};
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The request or package is invalid: every problem, located.
+    #[error("invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Problem>),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The actor may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The version's state does not allow this.
+    #[error("{plugin} {version}: {error}")]
+    Lifecycle {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// What the lifecycle says.
+        error: LifecycleError,
+    },
+    /// It exists already, or is in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// The stored package no longer matches its recorded hash; the version
+    /// was marked failed.
+    #[error(
+        "{plugin} {version}: the stored package does not match its recorded hash (recorded {expected}, found {found}); the version was marked failed"
+    )]
+    Tampered {
+        /// Plugin.
+        plugin: String,
+        /// Version.
+        version: String,
+        /// Recorded hash.
+        expected: String,
+        /// Hash of what is stored.
+        found: String,
+    },
+    /// Storage failed.
+    #[error("storage")]
+    Store(#[source] StoreError),
+    /// A file operation failed.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => RegistryError::NotFound(m),
+            StoreError::Conflict(m) | StoreError::InUse(m) => RegistryError::Conflict(m),
+            other => RegistryError::Store(other),
+        }
+    }
+}
+
+type R<T> = Result<T, RegistryError>;
+
+/// Builds Go sources into a native binary at submit time (implemented by the
+/// runtime; kept as a trait so the registry does not depend on it).
+pub trait GoBuilder: Send + Sync + 'static {
+    /// Build `src` into the executable `out`; on failure, located problems.
+    fn build(&self, src: &Path, out: &Path) -> Result<(), Vec<Problem>>;
+}
+
+/// The registry service.
+pub struct Registry<S, B> {
+    store: Arc<S>,
+    blobs: Arc<B>,
+    policy: Policy,
+    code_root: PathBuf,
+    go: Option<Arc<dyn GoBuilder>>,
+}
+
+fn blob_key(sha256: &str) -> String {
+    format!("packages/{sha256}.zip")
+}
+
+fn build_key(sha256: &str) -> String {
+    format!("builds/{sha256}.bin")
+}
+
+/// Where a Go plugin's binary sits in its extracted code directory.
+pub const GO_BINARY: &str = ".warden-build/plugin";
+
+fn problem(location: &str, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(vec![Problem {
+        location: location.into(),
+        message: message.into(),
+    }])
+}
+
+fn audit(actor: &Actor, action: &str, v: Option<&Version>, to: Option<VersionStatus>) -> NewAudit {
+    NewAudit {
+        actor: actor.name.clone(),
+        action: action.into(),
+        plugin: v.map(|v| v.plugin.clone()),
+        version: v.map(|v| v.version.clone()),
+        from_status: v.map(|v| v.status.to_string()),
+        to_status: to.map(|s| s.to_string()),
+        reason: None,
+        detail: Value::Null,
+    }
+}
+
+/// A report as stored: the analysis plus the hash of the package it is about.
+fn report_value(report: &warden_package::Report, sha256: &str) -> Value {
+    let mut v = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("package_sha256".into(), Value::String(sha256.to_owned()));
+    }
+    v
+}
+
+/// The manifest of a stored version.
+pub fn manifest_of(v: &Version) -> Option<Manifest> {
+    serde_json::from_value(v.manifest.clone()).ok()
+}
+
+impl<S: Store, B: Blobs> Registry<S, B> {
+    /// A registry over `store` and `blobs`; verified packages are unpacked
+    /// under `code_root` for running.
+    pub fn new(store: Arc<S>, blobs: Arc<B>, policy: Policy, code_root: PathBuf) -> Self {
+        Registry {
+            store,
+            blobs,
+            policy,
+            code_root,
+            go: None,
+        }
+    }
+
+    /// Build Go plugins at submit time with `builder`.
+    pub fn with_go_builder(mut self, builder: Arc<dyn GoBuilder>) -> Self {
+        self.go = Some(builder);
+        self
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The package policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    async fn open(&self, bytes: Vec<u8>) -> R<(warden_package::Package, Vec<u8>)> {
+        let policy = self.policy.clone();
+        tokio::task::spawn_blocking(move || warden_package::open(&bytes, &policy).map(|p| (p, bytes)))
+            .await
+            .map_err(|e| RegistryError::Store(StoreError::Backend(format!("package check panicked: {e}"))))?
+            .map_err(RegistryError::Invalid)
+    }
+
+    fn check_owner(actor: &Actor, plugin: &Plugin) -> R<()> {
+        match actor.role {
+            Role::Admin => Ok(()),
+            Role::Developer if actor.name == plugin.owner => Ok(()),
+            Role::Developer => Err(RegistryError::Forbidden(format!(
+                "plugin {} belongs to developer `{}`",
+                plugin.code, plugin.owner
+            ))),
+            Role::App => Err(RegistryError::Forbidden("apps cannot manage plugins".into())),
+        }
+    }
+
+    fn lifecycle_error(v: &Version, error: LifecycleError) -> RegistryError {
+        RegistryError::Lifecycle {
+            plugin: v.plugin.clone(),
+            version: v.version.clone(),
+            error,
+        }
+    }
+
+    /// A version, or `NotFound`.
+    pub async fn version(&self, plugin: &str, version: &str) -> R<Version> {
+        self.store
+            .get_version(plugin, version)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("plugin {plugin} has no version {version}")))
+    }
+
+    /// A plugin, or `NotFound`.
+    pub async fn plugin(&self, code: &str) -> R<Plugin> {
+        self.store
+            .get_plugin(code)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("no plugin {code}")))
+    }
+
+    /// The newest active version of a plugin (by semantic version).
+    pub async fn latest_active(&self, plugin: &str) -> R<Option<Version>> {
+        let versions = self.store.list_versions(plugin).await?;
+        Ok(versions
+            .into_iter()
+            .filter(|v| v.status == VersionStatus::Active)
+            .filter_map(|v| semver::Version::parse(&v.version).ok().map(|s| (s, v)))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, v)| v))
+    }
+
+    /// Upload a package: a new version (Draft), a new package for a Draft
+    /// version, or a fixed package for a Rejected one (back to Pending).
+    pub async fn upload(&self, actor: &Actor, bytes: Vec<u8>) -> R<Version> {
+        if actor.role == Role::App {
+            return Err(RegistryError::Forbidden("apps cannot upload plugins".into()));
+        }
+        let (pkg, bytes) = self.open(bytes).await?;
+        let m = &pkg.manifest;
+        if let Some(existing) = self.store.get_plugin(&m.code).await? {
+            Self::check_owner(actor, &existing)?;
+        }
+        let size = bytes.len() as i64;
+        self.blobs.put(&blob_key(&pkg.sha256), bytes).await?;
+        let fields = PackageFields {
+            manifest: serde_json::to_value(m).unwrap_or(Value::Null),
+            sha256: pkg.sha256.clone(),
+            size,
+            files: serde_json::to_value(&pkg.files).unwrap_or(Value::Null),
+            uploaded_by: actor.name.clone(),
+        };
+        let Some(current) = self.store.get_version(&m.code, &m.version).await? else {
+            let new = NewVersion {
+                plugin: m.code.clone(),
+                owner: actor.name.clone(),
+                name: m.name.clone(),
+                description: m.description.clone(),
+                version: m.version.clone(),
+                package: fields,
+            };
+            let mut a = audit(actor, "upload", None, Some(VersionStatus::Draft));
+            a.plugin = Some(m.code.clone());
+            a.version = Some(m.version.clone());
+            a.detail = json!({"sha256": pkg.sha256, "size": size});
+            return Ok(self.store.create_version(new, a).await?);
+        };
+        let to = lifecycle::next(current.status, Action::Reupload)
+            .map_err(|e| Self::lifecycle_error(&current, e))?;
+        let mut a = audit(actor, "upload", Some(&current), Some(to));
+        a.detail = json!({"sha256": pkg.sha256, "size": size});
+        if to == VersionStatus::Pending {
+            // A fixed package for a rejected version goes straight back to
+            // review: the checks run now.
+            let report = self.report(&pkg).await?;
+            let (to, reason) = self.policy_verdict(&report);
+            a.to_status = Some(to.to_string());
+            a.reason = reason;
+            return self
+                .store
+                .replace_package(
+                    &current.id,
+                    current.revision,
+                    to,
+                    fields,
+                    Some(report_value(&report, &pkg.sha256)),
+                    a,
+                )
+                .await
+                .map_err(|e| self.stale(&current, Action::Reupload, e));
+        }
+        self.store
+            .replace_package(&current.id, current.revision, to, fields, None, a)
+            .await
+            .map_err(|e| self.stale(&current, Action::Reupload, e))
+    }
+
+    /// Turn a lost race into the lifecycle error the winner's state implies.
+    fn stale(&self, v: &Version, action: Action, e: StoreError) -> RegistryError {
+        match e {
+            StoreError::Stale { current } => match lifecycle::next(current, action) {
+                Err(error) => Self::lifecycle_error(v, error),
+                Ok(_) => RegistryError::Conflict(format!(
+                    "{} {} changed while this request ran (it is now {current}); retry",
+                    v.plugin, v.version
+                )),
+            },
+            other => other.into(),
+        }
+    }
+
+    async fn report(&self, pkg: &warden_package::Package) -> R<warden_package::Report> {
+        let previous = self
+            .latest_active(&pkg.manifest.code)
+            .await?
+            .and_then(|v| manifest_of(&v));
+        Ok(pkg.analyze(previous.as_ref(), &self.policy))
+    }
+
+    fn policy_verdict(&self, report: &warden_package::Report) -> (VersionStatus, Option<String>) {
+        if self.policy.reject_critical && report.has_critical {
+            (
+                VersionStatus::Rejected,
+                Some(format!(
+                    "rejected by policy: {} critical finding(s) in the report",
+                    report.summary.critical
+                )),
+            )
+        } else {
+            (VersionStatus::Pending, None)
+        }
+    }
+
+    /// Submit a Draft for review: run the checks (and build Go sources),
+    /// store the report, move to Pending (or Rejected by policy).
+    pub async fn submit(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
+        let v = self.version(plugin, version).await?;
+        Self::check_owner(actor, &self.plugin(plugin).await?)?;
+        lifecycle::next(v.status, Action::Submit).map_err(|e| Self::lifecycle_error(&v, e))?;
+        let bytes = self.verified_blob(&v).await?;
+        let (pkg, _) = self.open(bytes).await?;
+        if pkg.manifest.runtime == "go" {
+            self.build_go(&v, &pkg).await?;
+        }
+        let report = self.report(&pkg).await?;
+        let (to, reason) = self.policy_verdict(&report);
+        let mut a = audit(actor, "submit", Some(&v), Some(to));
+        a.reason = reason.clone();
+        a.detail = json!({"summary": report.summary, "permission_changes": report.permission_changes, "sha256": v.package_sha256});
+        self.store
+            .set_status(
+                &v.id,
+                Transition {
+                    from: VersionStatus::Draft,
+                    revision: v.revision,
+                    to,
+                    reason,
+                    report: Some(report_value(&report, &v.package_sha256)),
+                },
+                a,
+            )
+            .await
+            .map_err(|e| self.stale(&v, Action::Submit, e))
+    }
+
+    async fn build_go(&self, v: &Version, pkg: &warden_package::Package) -> R<()> {
+        let Some(go) = self.go.clone() else {
+            return Err(problem(
+                "/runtime",
+                "this server cannot build Go plugins (no Go toolchain configured)",
+            ));
+        };
+        let src = self.extract(&v.package_sha256, pkg.entries()).await?;
+        let out = self.code_root.join(format!("build-{}.tmp", new_id("b")));
+        let (src2, out2) = (src.clone(), out.clone());
+        let built = tokio::task::spawn_blocking(move || go.build(&src2, &out2))
+            .await
+            .map_err(|e| RegistryError::Store(StoreError::Backend(format!("go build panicked: {e}"))))?;
+        built.map_err(RegistryError::Invalid)?;
+        let binary = std::fs::read(&out).map_err(|e| RegistryError::Io {
+            path: out.clone(),
+            source: e,
+        })?;
+        let _ = std::fs::remove_file(&out);
+        self.blobs.put(&build_key(&v.package_sha256), binary).await?;
+        Ok(())
+    }
+
+    /// Approve a Pending version (admin).
+    pub async fn approve(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
+        self.review(actor, plugin, version, Action::Approve, None).await
+    }
+
+    /// Reject a Pending version (admin); a reason is required.
+    pub async fn reject(&self, actor: &Actor, plugin: &str, version: &str, reason: &str) -> R<Version> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(problem("/reason", "a reason is required to reject a version"));
+        }
+        self.review(actor, plugin, version, Action::Reject, Some(reason.to_owned()))
+            .await
+    }
+
+    async fn review(
+        &self,
+        actor: &Actor,
+        plugin: &str,
+        version: &str,
+        action: Action,
+        reason: Option<String>,
+    ) -> R<Version> {
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden(format!(
+                "only an admin may {} a version",
+                action.as_str()
+            )));
+        }
+        self.transition(actor, plugin, version, action, reason).await
+    }
+
+    /// Switch an Inactive version back on (its owner or an admin).
+    pub async fn activate(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
+        Self::check_owner(actor, &self.plugin(plugin).await?)?;
+        self.transition(actor, plugin, version, Action::Activate, None)
+            .await
+    }
+
+    /// Switch an Active version off (its owner or an admin).
+    pub async fn deactivate(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
+        Self::check_owner(actor, &self.plugin(plugin).await?)?;
+        self.transition(actor, plugin, version, Action::Deactivate, None)
+            .await
+    }
+
+    async fn transition(
+        &self,
+        actor: &Actor,
+        plugin: &str,
+        version: &str,
+        action: Action,
+        reason: Option<String>,
+    ) -> R<Version> {
+        let v = self.version(plugin, version).await?;
+        let to = lifecycle::next(v.status, action).map_err(|e| Self::lifecycle_error(&v, e))?;
+        let mut a = audit(actor, action.as_str(), Some(&v), Some(to));
+        a.reason = reason.clone();
+        self.store
+            .set_status(
+                &v.id,
+                Transition {
+                    from: v.status,
+                    revision: v.revision,
+                    to,
+                    reason,
+                    report: None,
+                },
+                a,
+            )
+            .await
+            .map_err(|e| self.stale(&v, action, e))
+    }
+
+    /// Delete a version that no installation uses (its owner or an admin).
+    pub async fn delete_version(&self, actor: &Actor, plugin: &str, version: &str) -> R<()> {
+        Self::check_owner(actor, &self.plugin(plugin).await?)?;
+        let v = self.version(plugin, version).await?;
+        let a = audit(actor, "delete", Some(&v), None);
+        self.store.delete_version(&v.id, a).await.map_err(|e| match e {
+            StoreError::InUse(why) => {
+                RegistryError::Conflict(format!("{plugin} {version} cannot be deleted: {why}"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// The package bytes of a version, verified against the recorded hash.
+    /// A mismatch marks an Active or Inactive version Failed (audited).
+    pub async fn verified_blob(&self, v: &Version) -> R<Vec<u8>> {
+        let bytes = self
+            .blobs
+            .get(&blob_key(&v.package_sha256))
+            .await?
+            .unwrap_or_default();
+        let found = hex(&Sha256::digest(&bytes));
+        if found == v.package_sha256 {
+            return Ok(bytes);
+        }
+        tracing::error!(plugin = %v.plugin, version = %v.version, expected = %v.package_sha256, %found, "package hash mismatch");
+        if lifecycle::next(v.status, Action::Fail).is_ok() {
+            let mut a = audit(&Actor::system(), "fail", Some(v), Some(VersionStatus::Failed));
+            let reason = format!(
+                "package hash mismatch: recorded {}, found {found}",
+                v.package_sha256
+            );
+            a.reason = Some(reason.clone());
+            // A concurrent transition may win; the version is failed either way
+            // on the next load.
+            let _ = self
+                .store
+                .set_status(
+                    &v.id,
+                    Transition {
+                        from: v.status,
+                        revision: v.revision,
+                        to: VersionStatus::Failed,
+                        reason: Some(reason),
+                        report: None,
+                    },
+                    a,
+                )
+                .await;
+        }
+        Err(RegistryError::Tampered {
+            plugin: v.plugin.clone(),
+            version: v.version.clone(),
+            expected: v.package_sha256.clone(),
+            found,
+        })
+    }
+
+    /// Make a version runnable: verify its package (every time), unpack it
+    /// (once per hash) and, for Go plugins, place the built binary. Returns
+    /// the code directory and the entrypoint to run.
+    pub async fn load_for_run(&self, v: &Version) -> R<(PathBuf, String, Manifest)> {
+        let bytes = self.verified_blob(v).await?;
+        let manifest = manifest_of(v).ok_or_else(|| problem("/", "the stored manifest no longer parses"))?;
+        let unpacked = self.code_root.join(&v.package_sha256);
+        let dir = if unpacked.is_dir() {
+            // Unpacked from these very bytes (the directory is named by their hash).
+            unpacked
+        } else {
+            let (pkg, _) = self.open(bytes).await?;
+            self.extract(&v.package_sha256, pkg.entries()).await?
+        };
+        if manifest.runtime == "go" {
+            let bin = dir.join(GO_BINARY);
+            if !bin.exists() {
+                let data = self
+                    .blobs
+                    .get(&build_key(&v.package_sha256))
+                    .await?
+                    .ok_or_else(|| {
+                        RegistryError::NotFound(format!(
+                            "{} {} has no build: submit it again",
+                            v.plugin, v.version
+                        ))
+                    })?;
+                write_file(&bin, &data, true)?;
+            }
+            return Ok((dir, GO_BINARY.to_owned(), manifest));
+        }
+        let ep = manifest.entrypoint.trim_start_matches("./").to_owned();
+        Ok((dir, ep, manifest))
+    }
+
+    /// Unpack entries under `code_root/<sha256>` once (atomically: into a
+    /// temporary directory renamed into place). World-readable, because boxes
+    /// run as unprivileged uids.
+    async fn extract(&self, sha256: &str, entries: &[warden_package::Entry]) -> R<PathBuf> {
+        let dir = self.code_root.join(sha256);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let tmp = self.code_root.join(format!(".{sha256}.{}", new_id("x")));
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |e| RegistryError::Io { path: p, source: e }
+        };
+        mkdir_public(&self.code_root).map_err(io(&self.code_root))?;
+        mkdir_public(&tmp).map_err(io(&tmp))?;
+        for e in entries {
+            // Paths were validated by the archive reader: relative, no `..`.
+            let path = tmp.join(&e.path);
+            write_file(&path, &e.data, e.executable)?;
+        }
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(dir),
+            Err(_) if dir.is_dir() => {
+                // Another request unpacked it first.
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(dir)
+            }
+            Err(e) => Err(RegistryError::Io { path: dir, source: e }),
+        }
+    }
+
+    /// Create an app (admin).
+    pub async fn create_app(&self, actor: &Actor, id: &str, name: &str) -> R<App> {
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden("only an admin may create apps".into()));
+        }
+        let ok = id.len() >= 2
+            && id.len() <= 63
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(problem(
+                "/id",
+                "2 to 63 lowercase letters, digits or `-`, starting with a letter",
+            ));
+        }
+        let app = App {
+            id: id.into(),
+            name: if name.trim().is_empty() {
+                id.into()
+            } else {
+                name.trim().into()
+            },
+            created_at: now_ms(),
+        };
+        let mut a = audit(actor, "create_app", None, None);
+        a.detail = json!({"app": id});
+        self.store.create_app(app, a).await.map_err(|e| match e {
+            StoreError::Conflict(_) => RegistryError::Conflict(format!("app `{id}` exists already")),
+            other => other.into(),
+        })
+    }
+
+    async fn installable(&self, plugin: &str, pin: Option<&str>) -> R<()> {
+        self.plugin(plugin).await?;
+        match pin {
+            Some(ver) => {
+                let v = self.version(plugin, ver).await?;
+                if v.status != VersionStatus::Active {
+                    return Err(RegistryError::Conflict(format!(
+                        "{plugin} {ver} is {}: only active versions can be installed",
+                        v.status
+                    )));
+                }
+            }
+            None => {
+                if self.latest_active(plugin).await?.is_none() {
+                    return Err(RegistryError::Conflict(format!(
+                        "{plugin} has no active version to follow"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Install a plugin in an app, pinned or following the latest active
+    /// version (admin).
+    pub async fn install(
+        &self,
+        actor: &Actor,
+        app: &str,
+        plugin: &str,
+        pin: Option<&str>,
+    ) -> R<Installation> {
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden(
+                "only an admin may install plugins".into(),
+            ));
+        }
+        self.store
+            .get_app(app)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("no app `{app}`")))?;
+        self.installable(plugin, pin).await?;
+        let now = now_ms();
+        let inst = Installation {
+            id: new_id("inst"),
+            app: app.into(),
+            plugin: plugin.into(),
+            pinned_version: pin.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut a = audit(actor, "install", None, None);
+        a.plugin = Some(plugin.into());
+        a.version = pin.map(str::to_owned);
+        a.detail = json!({"app": app});
+        self.store.install(inst, a).await.map_err(|e| match e {
+            StoreError::Conflict(_) => RegistryError::Conflict(format!(
+                "{plugin} is already installed in `{app}`: upgrade it instead"
+            )),
+            other => other.into(),
+        })
+    }
+
+    /// Change an installation's pin (admin).
+    pub async fn upgrade(
+        &self,
+        actor: &Actor,
+        app: &str,
+        plugin: &str,
+        pin: Option<&str>,
+    ) -> R<Installation> {
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden(
+                "only an admin may change installations".into(),
+            ));
+        }
+        let inst = self.installation(app, plugin).await?;
+        self.installable(plugin, pin).await?;
+        let mut a = audit(actor, "upgrade", None, None);
+        a.plugin = Some(plugin.into());
+        a.version = pin.map(str::to_owned);
+        a.detail = json!({"app": app, "from": inst.pinned_version});
+        Ok(self
+            .store
+            .update_installation(&inst.id, pin.map(str::to_owned), a)
+            .await?)
+    }
+
+    /// Remove a plugin from an app (admin).
+    pub async fn uninstall(&self, actor: &Actor, app: &str, plugin: &str) -> R<()> {
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden(
+                "only an admin may uninstall plugins".into(),
+            ));
+        }
+        let inst = self.installation(app, plugin).await?;
+        let mut a = audit(actor, "uninstall", None, None);
+        a.plugin = Some(plugin.into());
+        a.detail = json!({"app": app});
+        Ok(self.store.uninstall(&inst.id, a).await?)
+    }
+
+    /// An app's installation of a plugin, or `NotFound`.
+    pub async fn installation(&self, app: &str, plugin: &str) -> R<Installation> {
+        self.store
+            .get_installation(app, plugin)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("{plugin} is not installed in app `{app}`")))
+    }
+
+    /// The version an app's call of `plugin` runs: the pinned one, or the
+    /// latest active. Inactive, rejected or failed versions cannot be called.
+    pub async fn resolve(&self, app: &str, plugin: &str) -> R<Version> {
+        let inst = self.installation(app, plugin).await?;
+        match &inst.pinned_version {
+            Some(ver) => {
+                let v = self.version(plugin, ver).await?;
+                if v.status != VersionStatus::Active {
+                    return Err(RegistryError::Conflict(format!(
+                        "{plugin} {ver} is {}: it cannot be called",
+                        v.status
+                    )));
+                }
+                Ok(v)
+            }
+            None => self.latest_active(plugin).await?.ok_or_else(|| {
+                RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
+            }),
+        }
+    }
+}
+
+fn mkdir_public(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
+fn write_file(path: &Path, data: &[u8], executable: bool) -> Result<(), RegistryError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e| RegistryError::Io {
+        path: path.to_owned(),
+        source: e,
+    };
+    if let Some(parent) = path.parent() {
+        let mut dirs = Vec::new();
+        let mut d = parent;
+        while !d.exists() {
+            dirs.push(d.to_owned());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        for d in dirs.iter().rev() {
+            mkdir_public(d).map_err(io)?;
+        }
+    }
+    std::fs::write(path, data).map_err(io)?;
+    let mode = if executable { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)
+}

@@ -1,0 +1,267 @@
+//! What the platform needs from storage. `warden-store` implements both
+//! traits (SQLite or PostgreSQL for records, a folder or S3 for blobs).
+//!
+//! Every write that changes a version's state is a compare-and-set on its
+//! current state (or revision) together with its audit event, in one
+//! transaction: two reviewers approving at once, or an upload racing a
+//! submit, leave exactly one winner and a consistent trail.
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use crate::lifecycle::VersionStatus;
+use crate::model::{ApiKey, App, AuditEvent, Execution, ExecutionStatus, Installation, Plugin, Version};
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing with that key.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// It exists already.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The version changed since it was read (state or revision).
+    #[error("the version is now {current} (changed concurrently)")]
+    Stale {
+        /// Its state now.
+        current: VersionStatus,
+    },
+    /// Still referenced (an installation uses the version).
+    #[error("in use: {0}")]
+    InUse(String),
+    /// The backend failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewAudit {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Plugin concerned.
+    pub plugin: Option<String>,
+    /// Version concerned.
+    pub version: Option<String>,
+    /// State before.
+    pub from_status: Option<String>,
+    /// State after.
+    pub to_status: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// More.
+    pub detail: Value,
+}
+
+/// A package's stored facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageFields {
+    /// The manifest.
+    pub manifest: Value,
+    /// SHA-256 of the package.
+    pub sha256: String,
+    /// Size.
+    pub size: i64,
+    /// Canonical file list.
+    pub files: Value,
+    /// Who uploaded it.
+    pub uploaded_by: String,
+}
+
+/// A new version (and its plugin, on the first upload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVersion {
+    /// Plugin code.
+    pub plugin: String,
+    /// Owner, for a plugin created by this upload.
+    pub owner: String,
+    /// Plugin name.
+    pub name: String,
+    /// Plugin description.
+    pub description: String,
+    /// Semantic version.
+    pub version: String,
+    /// The package.
+    pub package: PackageFields,
+}
+
+/// A state change, applied only if the version is still where it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The state it was read in.
+    pub from: VersionStatus,
+    /// The revision it was read at.
+    pub revision: i64,
+    /// The new state.
+    pub to: VersionStatus,
+    /// Why (rejections, failures); stored as the version's status reason.
+    pub reason: Option<String>,
+    /// A new reviewers' report, if any (the old one stays otherwise).
+    pub report: Option<Value>,
+}
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Items.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing plugins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginFilter {
+    /// Substring of the code, name or description.
+    pub search: Option<String>,
+    /// Only this owner's.
+    pub owner: Option<String>,
+    /// Continue after this code.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Filters for listing executions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only this plugin's.
+    pub plugin: Option<String>,
+    /// Only this version's.
+    pub version: Option<String>,
+    /// Only in this state.
+    pub status: Option<ExecutionStatus>,
+    /// Created at or after.
+    pub since: Option<i64>,
+    /// Created before.
+    pub until: Option<i64>,
+    /// Continue after this id.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Filters for listing audit events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Only this plugin's.
+    pub plugin: Option<String>,
+    /// Only this version's.
+    pub version: Option<String>,
+    /// Only this actor's.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// At or after.
+    pub since: Option<i64>,
+    /// Before.
+    pub until: Option<i64>,
+    /// Continue after this id.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+type R<T> = Result<T, StoreError>;
+
+/// Records: plugins, versions, apps, installations, executions, audit, keys.
+pub trait Store: Send + Sync + 'static {
+    /// The backend answers.
+    fn ping(&self) -> impl Future<Output = R<()>> + Send;
+
+    /// Insert a Draft version (and its plugin when new). `Conflict` when the
+    /// version exists.
+    fn create_version(&self, new: NewVersion, audit: NewAudit) -> impl Future<Output = R<Version>> + Send;
+    /// Replace a version's package if its revision is still `revision`,
+    /// moving it to `to` (with an optional new report).
+    fn replace_package(
+        &self,
+        id: &str,
+        revision: i64,
+        to: VersionStatus,
+        package: PackageFields,
+        report: Option<Value>,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Version>> + Send;
+    /// Apply `t` to a version if it is still in `t.from` at `t.revision` (so
+    /// a decision made on one package never lands on another). `Stale` with
+    /// its current state otherwise.
+    fn set_status(&self, id: &str, t: Transition, audit: NewAudit)
+    -> impl Future<Output = R<Version>> + Send;
+    /// Delete a version unless an installation uses it.
+    fn delete_version(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<()>> + Send;
+    /// One plugin.
+    fn get_plugin(&self, code: &str) -> impl Future<Output = R<Option<Plugin>>> + Send;
+    /// Plugins by code.
+    fn list_plugins(&self, filter: PluginFilter) -> impl Future<Output = R<Page<Plugin>>> + Send;
+    /// One version.
+    fn get_version(&self, plugin: &str, version: &str) -> impl Future<Output = R<Option<Version>>> + Send;
+    /// All versions of a plugin.
+    fn list_versions(&self, plugin: &str) -> impl Future<Output = R<Vec<Version>>> + Send;
+
+    /// Append an audit event.
+    fn append_audit(&self, audit: NewAudit) -> impl Future<Output = R<AuditEvent>> + Send;
+    /// Audit events, newest first.
+    fn list_audit(&self, filter: AuditFilter) -> impl Future<Output = R<Page<AuditEvent>>> + Send;
+
+    /// Create an app. `Conflict` when it exists.
+    fn create_app(&self, app: App, audit: NewAudit) -> impl Future<Output = R<App>> + Send;
+    /// One app.
+    fn get_app(&self, id: &str) -> impl Future<Output = R<Option<App>>> + Send;
+    /// All apps.
+    fn list_apps(&self) -> impl Future<Output = R<Vec<App>>> + Send;
+    /// Install a plugin in an app. `Conflict` when it is installed.
+    fn install(&self, inst: Installation, audit: NewAudit) -> impl Future<Output = R<Installation>> + Send;
+    /// Change an installation's pin.
+    fn update_installation(
+        &self,
+        id: &str,
+        pinned: Option<String>,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Installation>> + Send;
+    /// Remove an installation.
+    fn uninstall(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<()>> + Send;
+    /// An app's installation of a plugin.
+    fn get_installation(
+        &self,
+        app: &str,
+        plugin: &str,
+    ) -> impl Future<Output = R<Option<Installation>>> + Send;
+    /// An app's installations.
+    fn list_installations(&self, app: &str) -> impl Future<Output = R<Vec<Installation>>> + Send;
+
+    /// Record an accepted execution (before it runs).
+    fn insert_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
+    /// Update an execution's state and result.
+    fn update_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
+    /// One execution.
+    fn get_execution(&self, id: &str) -> impl Future<Output = R<Option<Execution>>> + Send;
+    /// Executions, newest first.
+    fn list_executions(&self, filter: ExecutionFilter) -> impl Future<Output = R<Page<Execution>>> + Send;
+    /// Mark every queued or running execution interrupted (at start-up:
+    /// they belonged to a process that is gone). Returns how many.
+    fn interrupt_unfinished(&self, reason: &str) -> impl Future<Output = R<u64>> + Send;
+
+    /// Store a new key.
+    fn insert_key(&self, key: ApiKey, audit: NewAudit) -> impl Future<Output = R<()>> + Send;
+    /// A live (not revoked) key by the hash of its secret.
+    fn find_key_by_hash(&self, hash: &str) -> impl Future<Output = R<Option<ApiKey>>> + Send;
+    /// Revoke a key. False when it did not exist or was revoked already.
+    fn revoke_key(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<bool>> + Send;
+    /// All keys (hashes are never returned).
+    fn list_keys(&self) -> impl Future<Output = R<Vec<ApiKey>>> + Send;
+}
+
+/// Package blobs, content-addressed by their SHA-256.
+pub trait Blobs: Send + Sync + 'static {
+    /// Store bytes under `key`.
+    fn put(&self, key: &str, data: Vec<u8>) -> impl Future<Output = R<()>> + Send;
+    /// Bytes under `key`, if any.
+    fn get(&self, key: &str) -> impl Future<Output = R<Option<Vec<u8>>>> + Send;
+}

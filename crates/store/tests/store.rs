@@ -1,0 +1,844 @@
+//! The registry over both real backends: every test runs once against a
+//! SQLite file and once against a PostgreSQL database (a fresh database per
+//! test on the server named by `WARDEN_TEST_POSTGRES_URL`; `scripts/test`
+//! starts one). With `WARDEN_REQUIRE_POSTGRES=1` a missing server fails the
+//! PostgreSQL half instead of skipping it.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warden_core::store::{AuditFilter, ExecutionFilter, NewAudit, PluginFilter};
+use warden_core::{
+    Actor, ApiKey, Execution, ExecutionStatus, Registry, RegistryError, Role, Store, StoreError,
+    VersionStatus,
+    model::{new_id, now_ms},
+};
+use warden_package::Policy;
+use warden_package::build::ZipBuilder;
+use warden_store::{ObjectBlobs, SqlStore};
+
+struct Ctx {
+    store: Arc<SqlStore>,
+    registry: Arc<Registry<SqlStore, ObjectBlobs>>,
+    data: tempfile::TempDir,
+}
+
+fn admin() -> Actor {
+    Actor {
+        name: "root".into(),
+        role: Role::Admin,
+        app: None,
+    }
+}
+
+fn dev(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        role: Role::Developer,
+        app: None,
+    }
+}
+
+fn manifest(code: &str, version: &str) -> String {
+    json!({
+        "code": code, "name": "Say hello", "version": version,
+        "type": "sandbox", "runtime": "python3", "entrypoint": "main.py",
+        "description": "Greets someone.", "author": "Vendor",
+        "input_schema": {"type": "object"}, "output_schema": {"type": "object"}
+    })
+    .to_string()
+}
+
+fn package(code: &str, version: &str, body: &str) -> Vec<u8> {
+    ZipBuilder::new()
+        .file("manifest.json", manifest(code, version).as_bytes())
+        .file("main.py", body.as_bytes())
+        .finish()
+}
+
+const HELLO: &str =
+    "def handler(event):\n    return {\"greeting\": \"hello \" + event.get(\"name\", \"world\")}\n";
+
+async fn sqlite() -> Ctx {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", data.path().join("db/warden.db").display());
+    ctx(&url, data).await
+}
+
+/// A fresh database on the test server, or `None` to skip.
+async fn postgres() -> Option<Ctx> {
+    let Ok(base) = std::env::var("WARDEN_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("WARDEN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "WARDEN_REQUIRE_POSTGRES=1 but WARDEN_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!(
+            "skipped: set WARDEN_TEST_POSTGRES_URL (scripts/postgres prints one) to run against PostgreSQL"
+        );
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = new_id("t").replace('_', "");
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let url = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
+        _ => format!("{base}/{name}"),
+    };
+    Some(ctx(&url, tempfile::tempdir().unwrap()).await)
+}
+
+async fn ctx(url: &str, data: tempfile::TempDir) -> Ctx {
+    let store = Arc::new(SqlStore::connect(url).await.unwrap());
+    let blobs = Arc::new(ObjectBlobs::local(&data.path().join("blobs")).unwrap());
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        blobs,
+        Policy::default(),
+        data.path().join("code"),
+    ));
+    Ctx {
+        store,
+        registry,
+        data,
+    }
+}
+
+/// Run a test body against both backends.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { Box::pin(super::$name(super::sqlite().await)).await }
+            )*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(ctx) = super::postgres().await { Box::pin(super::$name(ctx)).await }
+            })*
+        }
+    };
+}
+
+both!(
+    the_review_lifecycle_walks_and_is_audited,
+    refused_transitions_name_the_state_and_change_nothing,
+    a_rejected_version_comes_back_with_a_fixed_package,
+    a_new_version_is_a_draft_while_the_old_one_stays_active,
+    only_owners_manage_their_plugins,
+    a_tampered_package_fails_the_version,
+    concurrent_approvals_leave_one_winner,
+    an_upload_racing_a_submit_stays_consistent,
+    installations_pin_or_follow_and_block_deletion,
+    the_audit_trail_is_append_only,
+    executions_are_recorded_filtered_and_interrupted,
+    api_keys_are_found_by_hash_and_revoked,
+    plugins_are_searched_and_paged,
+);
+
+async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
+    ctx.registry
+        .upload(who, package("vendor.greeting.say_hello", version, HELLO))
+        .await
+        .unwrap()
+}
+
+async fn active(ctx: &Ctx, version: &str) -> warden_core::Version {
+    let alice = dev("alice");
+    upload(ctx, &alice, version).await;
+    ctx.registry
+        .submit(&alice, "vendor.greeting.say_hello", version)
+        .await
+        .unwrap();
+    ctx.registry
+        .approve(&admin(), "vendor.greeting.say_hello", version)
+        .await
+        .unwrap()
+}
+
+async fn trail(ctx: &Ctx) -> Vec<(String, Option<String>, Option<String>, String)> {
+    let mut events = ctx
+        .store
+        .list_audit(AuditFilter {
+            plugin: Some("vendor.greeting.say_hello".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    events.reverse();
+    events
+        .into_iter()
+        .map(|e| (e.action, e.from_status, e.to_status, e.actor))
+        .collect()
+}
+
+fn t(
+    action: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    actor: &str,
+) -> (String, Option<String>, Option<String>, String) {
+    (
+        action.into(),
+        from.map(Into::into),
+        to.map(Into::into),
+        actor.into(),
+    )
+}
+
+async fn the_review_lifecycle_walks_and_is_audited(ctx: Ctx) {
+    let alice = dev("alice");
+    let code = "vendor.greeting.say_hello";
+    let v = upload(&ctx, &alice, "1.0.0").await;
+    assert_eq!(v.status, VersionStatus::Draft);
+    assert_eq!(v.files[0]["path"], "main.py");
+    let v = ctx.registry.submit(&alice, code, "1.0.0").await.unwrap();
+    assert_eq!(v.status, VersionStatus::Pending);
+    let report = v.report.as_ref().expect("the report is stored at submit");
+    assert_eq!(report["package_sha256"], v.package_sha256.as_str());
+    assert!(report["summary"].is_object());
+    let v = ctx.registry.approve(&admin(), code, "1.0.0").await.unwrap();
+    assert_eq!(v.status, VersionStatus::Active);
+    let v = ctx.registry.deactivate(&alice, code, "1.0.0").await.unwrap();
+    assert_eq!(v.status, VersionStatus::Inactive);
+    let v = ctx.registry.activate(&admin(), code, "1.0.0").await.unwrap();
+    assert_eq!(v.status, VersionStatus::Active);
+    assert_eq!(v.revision, 5);
+    // Reading it back gives the same record.
+    assert_eq!(ctx.store.get_version(code, "1.0.0").await.unwrap().unwrap(), v);
+    assert_eq!(
+        trail(&ctx).await,
+        vec![
+            t("upload", None, Some("draft"), "alice"),
+            t("submit", Some("draft"), Some("pending"), "alice"),
+            t("approve", Some("pending"), Some("active"), "root"),
+            t("deactivate", Some("active"), Some("inactive"), "alice"),
+            t("activate", Some("inactive"), Some("active"), "root"),
+        ]
+    );
+}
+
+async fn refused_transitions_name_the_state_and_change_nothing(ctx: Ctx) {
+    let alice = dev("alice");
+    let code = "vendor.greeting.say_hello";
+    let draft = upload(&ctx, &alice, "1.0.0").await;
+    let refusals = [
+        ctx.registry.approve(&admin(), code, "1.0.0").await.unwrap_err(),
+        ctx.registry
+            .reject(&admin(), code, "1.0.0", "no")
+            .await
+            .unwrap_err(),
+        ctx.registry.activate(&alice, code, "1.0.0").await.unwrap_err(),
+        ctx.registry.deactivate(&alice, code, "1.0.0").await.unwrap_err(),
+    ];
+    for e in &refusals {
+        assert!(matches!(e, RegistryError::Lifecycle { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("version is draft") && msg.contains("allowed: submit"),
+            "{msg}"
+        );
+    }
+    ctx.registry.submit(&alice, code, "1.0.0").await.unwrap();
+    let e = ctx.registry.submit(&alice, code, "1.0.0").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("version is pending: cannot submit; allowed: approve, reject"),
+        "{e}"
+    );
+    let e = ctx
+        .registry
+        .upload(&alice, package(code, "1.0.0", HELLO))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("version is pending"), "{e}");
+    ctx.registry.approve(&admin(), code, "1.0.0").await.unwrap();
+    let e = ctx.registry.approve(&admin(), code, "1.0.0").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("version is active: cannot approve; allowed: deactivate"),
+        "{e}"
+    );
+    let e = ctx
+        .registry
+        .upload(&alice, package(code, "1.0.0", "def handler(e):\n    return {}\n"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("version is active: cannot upload"), "{e}");
+    // Only the successful moves left a trace or a new revision.
+    let v = ctx.store.get_version(code, "1.0.0").await.unwrap().unwrap();
+    assert_eq!(v.revision, draft.revision + 2);
+    assert_eq!(v.package_sha256, draft.package_sha256);
+    assert_eq!(trail(&ctx).await.len(), 3);
+}
+
+async fn a_rejected_version_comes_back_with_a_fixed_package(ctx: Ctx) {
+    let alice = dev("alice");
+    let code = "vendor.greeting.say_hello";
+    upload(&ctx, &alice, "1.0.0").await;
+    ctx.registry.submit(&alice, code, "1.0.0").await.unwrap();
+    let e = ctx
+        .registry
+        .reject(&admin(), code, "1.0.0", "   ")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("/reason: a reason is required"), "{e}");
+    let e = ctx
+        .registry
+        .reject(&dev("bob"), code, "1.0.0", "mine now")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden(_)), "{e:?}");
+    let v = ctx
+        .registry
+        .reject(&admin(), code, "1.0.0", "greets too loudly")
+        .await
+        .unwrap();
+    assert_eq!(v.status, VersionStatus::Rejected);
+    assert_eq!(v.status_reason.as_deref(), Some("greets too loudly"));
+    let fixed = package(
+        code,
+        "1.0.0",
+        "def handler(event):\n    return {\"greeting\": \"hi\"}\n",
+    );
+    let v2 = ctx.registry.upload(&alice, fixed).await.unwrap();
+    assert_eq!(
+        v2.status,
+        VersionStatus::Pending,
+        "a fixed package goes straight back to review"
+    );
+    assert_ne!(v2.package_sha256, v.package_sha256);
+    assert_eq!(
+        v2.report.as_ref().unwrap()["package_sha256"],
+        v2.package_sha256.as_str()
+    );
+    assert_eq!(v2.status_reason, None);
+    let events = ctx
+        .store
+        .list_audit(AuditFilter {
+            action: Some("reject".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason.as_deref(), Some("greets too loudly"));
+    assert_eq!(events[0].actor, "root");
+}
+
+async fn a_new_version_is_a_draft_while_the_old_one_stays_active(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    active(&ctx, "1.0.0").await;
+    let v2 = upload(&ctx, &dev("alice"), "1.1.0").await;
+    assert_eq!(v2.status, VersionStatus::Draft);
+    let latest = ctx.registry.latest_active(code).await.unwrap().unwrap();
+    assert_eq!(latest.version, "1.0.0");
+    let versions = ctx.store.list_versions(code).await.unwrap();
+    let states: Vec<_> = versions.iter().map(|v| (v.version.as_str(), v.status)).collect();
+    assert_eq!(
+        states,
+        [("1.0.0", VersionStatus::Active), ("1.1.0", VersionStatus::Draft)]
+    );
+    // Semantic order, not upload order, decides the latest.
+    active(&ctx, "1.1.0").await;
+    active(&ctx, "1.0.1").await;
+    assert_eq!(
+        ctx.registry.latest_active(code).await.unwrap().unwrap().version,
+        "1.1.0"
+    );
+}
+
+async fn only_owners_manage_their_plugins(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    upload(&ctx, &dev("alice"), "1.0.0").await;
+    let bob = dev("bob");
+    let e = ctx
+        .registry
+        .upload(&bob, package(code, "2.0.0", HELLO))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("belongs to developer `alice`"), "{e}");
+    assert!(matches!(
+        ctx.registry.submit(&bob, code, "1.0.0").await,
+        Err(RegistryError::Forbidden(_))
+    ));
+    assert!(matches!(
+        ctx.registry.approve(&dev("alice"), code, "1.0.0").await,
+        Err(RegistryError::Forbidden(_))
+    ));
+    let app = Actor {
+        name: "shop".into(),
+        role: Role::App,
+        app: Some("shop".into()),
+    };
+    assert!(matches!(
+        ctx.registry.upload(&app, package("x.y.z", "1.0.0", HELLO)).await,
+        Err(RegistryError::Forbidden(_))
+    ));
+    assert!(ctx.store.get_version(code, "2.0.0").await.unwrap().is_none());
+    assert!(ctx.store.get_plugin("x.y.z").await.unwrap().is_none());
+    assert_eq!(ctx.store.get_plugin(code).await.unwrap().unwrap().owner, "alice");
+    // An admin may upload a new version; the plugin stays alice's.
+    upload(&ctx, &admin(), "2.0.0").await;
+    assert_eq!(ctx.store.get_plugin(code).await.unwrap().unwrap().owner, "alice");
+}
+
+async fn a_tampered_package_fails_the_version(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let v = active(&ctx, "1.0.0").await;
+    let (dir, entry, manifest) = ctx.registry.load_for_run(&v).await.unwrap();
+    assert_eq!(entry, "main.py");
+    assert_eq!(manifest.code, code);
+    assert_eq!(std::fs::read_to_string(dir.join("main.py")).unwrap(), HELLO);
+    // Someone with access to the blob folder swaps the package.
+    let blob = ctx
+        .data
+        .path()
+        .join(format!("blobs/packages/{}.zip", v.package_sha256));
+    assert!(blob.is_file(), "{}", blob.display());
+    std::fs::write(
+        &blob,
+        package(code, "1.0.0", "import os\ndef handler(e):\n    return {}\n"),
+    )
+    .unwrap();
+    let e = ctx.registry.load_for_run(&v).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Tampered { .. }), "{e:?}");
+    assert!(e.to_string().contains("does not match its recorded hash"), "{e}");
+    let now = ctx.store.get_version(code, "1.0.0").await.unwrap().unwrap();
+    assert_eq!(now.status, VersionStatus::Failed);
+    assert!(
+        now.status_reason
+            .as_deref()
+            .unwrap()
+            .contains("package hash mismatch")
+    );
+    let fail = trail(&ctx).await.pop().unwrap();
+    assert_eq!(fail, t("fail", Some("active"), Some("failed"), "system"));
+    // A failed version cannot be called any more.
+    let e = ctx.registry.load_for_run(&now).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Tampered { .. }));
+    assert_eq!(trail(&ctx).await.len(), 4, "failing again adds nothing");
+    // A blob that disappeared is caught the same way.
+    let v2 = active(&ctx, "1.0.1").await;
+    std::fs::remove_file(
+        ctx.data
+            .path()
+            .join(format!("blobs/packages/{}.zip", v2.package_sha256)),
+    )
+    .unwrap();
+    assert!(matches!(
+        ctx.registry.load_for_run(&v2).await,
+        Err(RegistryError::Tampered { .. })
+    ));
+}
+
+async fn concurrent_approvals_leave_one_winner(ctx: Ctx) {
+    let alice = dev("alice");
+    let code = "vendor.greeting.say_hello";
+    upload(&ctx, &alice, "1.0.0").await;
+    ctx.registry.submit(&alice, code, "1.0.0").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let r = ctx.registry.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = Actor {
+                name: format!("reviewer{i}"),
+                role: Role::Admin,
+                app: None,
+            };
+            if i % 2 == 0 {
+                r.approve(&who, code, "1.0.0").await
+            } else {
+                r.reject(&who, code, "1.0.0", "too slow").await
+            }
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(v) => won.push(v),
+            Err(RegistryError::Lifecycle { .. } | RegistryError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one review lands");
+    let v = ctx.store.get_version(code, "1.0.0").await.unwrap().unwrap();
+    assert_eq!(v.status, won[0].status);
+    assert_eq!(v.revision, 3);
+    let reviews: Vec<_> = trail(&ctx)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "approve" || e.0 == "reject")
+        .collect();
+    assert_eq!(reviews.len(), 1, "{reviews:?}");
+}
+
+async fn an_upload_racing_a_submit_stays_consistent(ctx: Ctx) {
+    let alice = dev("alice");
+    let code = "vendor.greeting.say_hello";
+    for round in 0..6 {
+        let version = format!("1.0.{round}");
+        upload(&ctx, &alice, &version).await;
+        let (r1, r2) = (ctx.registry.clone(), ctx.registry.clone());
+        let (a1, a2) = (alice.clone(), alice.clone());
+        let v1 = version.clone();
+        let body = format!("def handler(event):\n    return {{\"round\": {round}}}\n");
+        let up = tokio::spawn(async move { r1.upload(&a1, package(code, &v1, &body)).await });
+        let v2 = version.clone();
+        let sub = tokio::spawn(async move { r2.submit(&a2, code, &v2).await });
+        let (up, sub) = (up.await.unwrap(), sub.await.unwrap());
+        let v = ctx.store.get_version(code, &version).await.unwrap().unwrap();
+        let events: Vec<_> = ctx
+            .store
+            .list_audit(AuditFilter {
+                version: Some(version.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items;
+        let successes = 1 + usize::from(up.is_ok()) + usize::from(sub.is_ok());
+        assert_eq!(
+            events.len(),
+            successes,
+            "one audit event per landed change: {events:?}"
+        );
+        assert_eq!(v.revision as usize, successes);
+        match v.status {
+            // The report always describes the package it was made from.
+            VersionStatus::Pending => {
+                assert!(sub.is_ok());
+                assert_eq!(
+                    v.report.as_ref().unwrap()["package_sha256"],
+                    v.package_sha256.as_str()
+                );
+            }
+            VersionStatus::Draft => assert!(sub.is_err() && v.report.is_none()),
+            other => panic!("unexpected state {other}"),
+        }
+        if let Err(e) = &sub {
+            assert!(
+                matches!(e, RegistryError::Conflict(_) | RegistryError::Lifecycle { .. }),
+                "{e:?}"
+            );
+        }
+        if let Err(e) = &up {
+            assert!(e.to_string().contains("version is pending"), "{e}");
+        }
+    }
+}
+
+async fn installations_pin_or_follow_and_block_deletion(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let root = admin();
+    active(&ctx, "1.0.0").await;
+    upload(&ctx, &dev("alice"), "2.0.0").await;
+    let e = ctx.registry.install(&root, "shop", code, None).await.unwrap_err();
+    assert!(matches!(e, RegistryError::NotFound(_)), "{e:?}");
+    ctx.registry.create_app(&root, "shop", "The shop").await.unwrap();
+    ctx.registry.create_app(&root, "blog", "").await.unwrap();
+    let e = ctx.registry.create_app(&root, "shop", "again").await.unwrap_err();
+    assert!(e.to_string().contains("exists already"), "{e}");
+    let e = ctx.registry.create_app(&root, "Bad_Id", "").await.unwrap_err();
+    assert!(e.to_string().contains("/id"), "{e}");
+    let e = ctx
+        .registry
+        .install(&root, "shop", code, Some("2.0.0"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("2.0.0 is draft: only active versions can be installed"),
+        "{e}"
+    );
+    let e = ctx
+        .registry
+        .install(&dev("alice"), "shop", code, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden(_)));
+    ctx.registry
+        .install(&root, "shop", code, Some("1.0.0"))
+        .await
+        .unwrap();
+    ctx.registry.install(&root, "blog", code, None).await.unwrap();
+    let e = ctx.registry.install(&root, "shop", code, None).await.unwrap_err();
+    assert!(e.to_string().contains("already installed"), "{e}");
+    assert_eq!(ctx.registry.resolve("shop", code).await.unwrap().version, "1.0.0");
+    assert_eq!(ctx.registry.resolve("blog", code).await.unwrap().version, "1.0.0");
+    // Both installations hold 1.0.0: deleting it is refused.
+    let e = ctx
+        .registry
+        .delete_version(&dev("alice"), code, "1.0.0")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot be deleted"), "{e}");
+    // A newer active version: the follower moves, the pinned one stays.
+    let alice = dev("alice");
+    ctx.registry.submit(&alice, code, "2.0.0").await.unwrap();
+    ctx.registry.approve(&root, code, "2.0.0").await.unwrap();
+    assert_eq!(ctx.registry.resolve("blog", code).await.unwrap().version, "2.0.0");
+    assert_eq!(ctx.registry.resolve("shop", code).await.unwrap().version, "1.0.0");
+    // An inactive version cannot be called.
+    ctx.registry.deactivate(&alice, code, "1.0.0").await.unwrap();
+    let e = ctx.registry.resolve("shop", code).await.unwrap_err();
+    assert!(
+        e.to_string().contains("1.0.0 is inactive: it cannot be called"),
+        "{e}"
+    );
+    let e = ctx
+        .registry
+        .delete_version(&alice, code, "1.0.0")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("pins it"), "{e}");
+    ctx.registry
+        .upgrade(&root, "shop", code, Some("2.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(ctx.registry.resolve("shop", code).await.unwrap().version, "2.0.0");
+    ctx.registry.delete_version(&alice, code, "1.0.0").await.unwrap();
+    assert!(ctx.store.get_version(code, "1.0.0").await.unwrap().is_none());
+    // 2.0.0 is followed by blog and pinned by shop.
+    let e = ctx
+        .registry
+        .delete_version(&alice, code, "2.0.0")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot be deleted"), "{e}");
+    ctx.registry.uninstall(&root, "shop", code).await.unwrap();
+    let e = ctx
+        .registry
+        .delete_version(&alice, code, "2.0.0")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("deactivate it first"), "{e}");
+    ctx.registry.uninstall(&root, "blog", code).await.unwrap();
+    assert!(ctx.registry.uninstall(&root, "blog", code).await.is_err());
+    ctx.registry.delete_version(&alice, code, "2.0.0").await.unwrap();
+    assert!(ctx.store.list_installations("shop").await.unwrap().is_empty());
+    let actions: Vec<_> = ctx
+        .store
+        .list_audit(AuditFilter::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for a in ["create_app", "install", "upgrade", "uninstall", "delete"] {
+        assert!(actions.iter().any(|x| x == a), "no {a} event in {actions:?}");
+    }
+}
+
+async fn the_audit_trail_is_append_only(ctx: Ctx) {
+    upload(&ctx, &dev("alice"), "1.0.0").await;
+    let pool = ctx.store.pool();
+    let e = sqlx::query("UPDATE audit_events SET actor = 'mallory'")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = sqlx::query("DELETE FROM audit_events")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    assert_eq!(trail(&ctx).await, vec![t("upload", None, Some("draft"), "alice")]);
+}
+
+fn execution(app: &str, plugin: &str, status: ExecutionStatus) -> Execution {
+    Execution {
+        id: new_id("exe"),
+        app: app.into(),
+        plugin: plugin.into(),
+        version: "1.0.0".into(),
+        status,
+        mode: "sync".into(),
+        error_kind: None,
+        result: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+    }
+}
+
+async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let app = if i % 2 == 0 { "shop" } else { "blog" };
+        let e = execution(app, "a.b.c", ExecutionStatus::Queued);
+        s.insert_execution(e.clone()).await.unwrap();
+        ids.push(e.id.clone());
+        if i % 5 != 0 {
+            let mut done = e;
+            done.status = ExecutionStatus::Success;
+            done.result = Some(json!({"status": "success", "return_value": {"i": i}}));
+            done.started_at = Some(now_ms());
+            done.finished_at = Some(now_ms());
+            done.duration_ms = Some(1.5);
+            s.update_execution(done).await.unwrap();
+        }
+    }
+    let one = s.get_execution(&ids[3]).await.unwrap().unwrap();
+    assert_eq!(one.status, ExecutionStatus::Success);
+    assert_eq!(one.result.unwrap()["return_value"]["i"], 3);
+    assert_eq!(one.duration_ms, Some(1.5));
+    // Pages of 10, newest first, no overlap, nothing missed.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_executions(ExecutionFilter {
+                cursor: cursor.clone(),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(p.items.into_iter().map(|e| e.id));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    let shop = s
+        .list_executions(ExecutionFilter {
+            app: Some("shop".into()),
+            status: Some(ExecutionStatus::Success),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(shop.items.len(), 10);
+    assert!(
+        shop.items
+            .iter()
+            .all(|e| e.app == "shop" && e.status == ExecutionStatus::Success)
+    );
+    let none = s
+        .list_executions(ExecutionFilter {
+            since: Some(now_ms() + 60_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    // A restart finds five executions that never finished.
+    assert_eq!(s.interrupt_unfinished("the server restarted").await.unwrap(), 5);
+    let e = s.get_execution(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Interrupted);
+    assert_eq!(e.error_kind.as_deref(), Some("interrupted"));
+    assert_eq!(e.result.unwrap()["error"]["message"], "the server restarted");
+    assert_eq!(s.interrupt_unfinished("again").await.unwrap(), 0);
+    let missing = execution("shop", "a.b.c", ExecutionStatus::Success);
+    assert!(matches!(
+        s.update_execution(missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {
+    let s = &ctx.store;
+    let key = ApiKey {
+        id: "wk_test1".into(),
+        name: "alice".into(),
+        role: Role::Developer,
+        app: None,
+        hash: "ab".repeat(32),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    let audit = NewAudit {
+        actor: "root".into(),
+        action: "create_key".into(),
+        ..Default::default()
+    };
+    s.insert_key(key.clone(), audit.clone()).await.unwrap();
+    assert!(matches!(
+        s.insert_key(key.clone(), audit.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.find_key_by_hash(&key.hash).await.unwrap().unwrap(), key);
+    assert!(s.find_key_by_hash(&"cd".repeat(32)).await.unwrap().is_none());
+    let listed = s.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].hash, "", "hashes are never listed");
+    assert!(s.revoke_key("wk_test1", audit.clone()).await.unwrap());
+    assert!(!s.revoke_key("wk_test1", audit.clone()).await.unwrap());
+    assert!(s.find_key_by_hash(&key.hash).await.unwrap().is_none());
+    assert!(s.list_keys().await.unwrap()[0].revoked_at.is_some());
+}
+
+async fn plugins_are_searched_and_paged(ctx: Ctx) {
+    let alice = dev("alice");
+    for i in 0..7 {
+        let code = format!("vendor.tools.t{i}");
+        ctx.registry
+            .upload(&alice, package(&code, "1.0.0", HELLO))
+            .await
+            .unwrap();
+    }
+    ctx.registry
+        .upload(&dev("bob"), package("other.x.y", "1.0.0", HELLO))
+        .await
+        .unwrap();
+    let first = ctx
+        .store
+        .list_plugins(PluginFilter {
+            search: Some("TOOLS".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 5);
+    let second = ctx
+        .store
+        .list_plugins(PluginFilter {
+            search: Some("tools".into()),
+            cursor: first.next_cursor,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 2);
+    assert!(second.next_cursor.is_none());
+    let bobs = ctx
+        .store
+        .list_plugins(PluginFilter {
+            owner: Some("bob".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        bobs.items.iter().map(|p| p.code.as_str()).collect::<Vec<_>>(),
+        ["other.x.y"]
+    );
+    // LIKE wildcards in a search are literal.
+    let none = ctx
+        .store
+        .list_plugins(PluginFilter {
+            search: Some("%".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+}
