@@ -163,10 +163,7 @@ fn one_call(v: Variant, t: &Target<'_>) -> anyhow::Result<bool> {
             Ok(false)
         }
         Variant::Cold | Variant::Warm => {
-            let inv = Invocation {
-                event: EVENT.as_bytes().to_vec(),
-                limits: CallLimits::default(),
-            };
+            let inv = Invocation::new(EVENT.as_bytes().to_vec(), CallLimits::default());
             let r = if v == Variant::Cold {
                 runner.invoke_cold(code, &inv)?
             } else {

@@ -1,7 +1,7 @@
 //! A call in a fresh box: start the interpreter, load the handler, run it
 //! once, collect the result and artifacts, scrub the box.
 
-use warden_jail::{NoSink, Stdin};
+use warden_jail::Stdin;
 
 use crate::result::{self, CallOutcome, HandlerResult};
 use crate::runtimes::{Protocol, RuntimeDef};
@@ -36,7 +36,7 @@ pub(crate) fn invoke(
         }
         Protocol::Raw => None,
     };
-    let (outcome, handle) = handle.run(spec, &mut NoSink)?;
+    let (outcome, handle) = handle.run(spec, &mut crate::TapSink(inv.tap.as_ref()))?;
     let doc = result_fd
         .as_ref()
         .and_then(|fd| read_memfd(fd, limits.result_bytes));

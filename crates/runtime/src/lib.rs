@@ -35,6 +35,7 @@ use warden_jail::{
 pub use gobuild::{BuildError, BuildOutput};
 pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics};
 pub use runtimes::{Protocol, RuntimeDef, WarmMode};
+pub use warden_jail::Stream;
 pub use warm::{PoolStats, WarmBoxInfo, WarmConfig};
 
 /// Plugin code to run: a directory on the host, bound read-only at `/code`.
@@ -88,13 +89,52 @@ impl Default for CallLimits {
     }
 }
 
+/// Receives a call's output as the code writes it (what is kept within the
+/// output cap), for streaming to a client; the result holds the same bytes.
+/// Called on the thread running the call: it must not block.
+pub type OutputTap = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
 /// One call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Invocation {
     /// The event, as JSON text.
     pub event: Vec<u8>,
     /// Limits for this call.
     pub limits: CallLimits,
+    /// Where output goes as it is produced, if anywhere.
+    pub tap: Option<OutputTap>,
+}
+
+impl Invocation {
+    /// A call with `event` and `limits`, output collected only.
+    pub fn new(event: Vec<u8>, limits: CallLimits) -> Invocation {
+        Invocation {
+            event,
+            limits,
+            tap: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("event_bytes", &self.event.len())
+            .field("limits", &self.limits)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
+}
+
+/// Adapts an [`OutputTap`] to the jail's output sink.
+pub(crate) struct TapSink<'a>(pub Option<&'a OutputTap>);
+
+impl warden_jail::OutputSink for TapSink<'_> {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        if let Some(tap) = self.0 {
+            tap(stream, data);
+        }
+    }
 }
 
 /// Settings of the runner.

@@ -109,7 +109,12 @@ pub fn install_wrappers(dir: &Path) -> Result<(), RuntimeError> {
         for d in [dir, parent] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io(d))?;
         }
-        let tmp = path.with_extension("tmp");
+        // Unique per writer: runners starting at once (several servers in
+        // one process, or two processes on one state directory) must not
+        // rename each other's half-written files.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))?;

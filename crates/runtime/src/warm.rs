@@ -35,7 +35,7 @@ use rustix::net::{
 };
 use serde::Serialize;
 use serde_json::Value;
-use warden_jail::{BoxEvent, CgroupLimits, NoSink, RunningBox, Status, Stdin};
+use warden_jail::{BoxEvent, CgroupLimits, RunningBox, Status, Stdin, Stream};
 
 use crate::result::{self, CallOutcome, HandlerError, HandlerResult};
 use crate::runtimes::{Protocol, RuntimeDef, WarmMode};
@@ -58,6 +58,11 @@ pub struct WarmConfig {
     pub server_memory_bytes: u64,
     /// Longest a warm box may take to start and import the plugin.
     pub start_timeout: Duration,
+    /// When every warm box of a code is busy (or starting), how long a call
+    /// waits for one before it goes cold. A warm call takes milliseconds and
+    /// a cold one tens of milliseconds of CPU, so under a burst a short wait
+    /// serves more calls than starting interpreters would.
+    pub max_wait: Duration,
 }
 
 impl Default for WarmConfig {
@@ -70,6 +75,7 @@ impl Default for WarmConfig {
             max_total: 32,
             server_memory_bytes: 64 << 20,
             start_timeout: Duration::from_secs(30),
+            max_wait: Duration::from_millis(100),
         }
     }
 }
@@ -148,6 +154,8 @@ struct Counters {
 pub(crate) struct WarmPool {
     config: WarmConfig,
     codes: Mutex<HashMap<String, CodePool>>,
+    /// Signalled whenever a box becomes idle.
+    freed: std::sync::Condvar,
     counters: Counters,
 }
 
@@ -156,6 +164,7 @@ impl WarmPool {
         WarmPool {
             config,
             codes: Mutex::new(HashMap::new()),
+            freed: std::sync::Condvar::new(),
             counters: Counters::default(),
         }
     }
@@ -213,32 +222,54 @@ pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, 
     let pool = &rt.pool;
     let taken = {
         let mut codes = pool.lock();
-        let cp = codes.entry(code.key.clone()).or_insert_with(|| CodePool {
-            def: def.clone(),
-            code: code.clone(),
-            limits: inv.limits.clone(),
-            idle: Vec::new(),
-            busy: 0,
-            starting: 0,
-            want: pool.config.prewarm_per_code.max(1),
-            last_call: Instant::now(),
-            broken_until: None,
-        });
-        cp.last_call = Instant::now();
-        // A box fits when its workspace is large enough for this call.
-        let pos = cp
-            .idle
-            .iter()
-            .rposition(|b| b.workspace_bytes >= inv.limits.workspace_bytes);
-        match pos {
-            Some(i) => {
+        let deadline = Instant::now() + pool.config.max_wait;
+        let mut grown = false;
+        let mut topped = false;
+        loop {
+            let cp = codes.entry(code.key.clone()).or_insert_with(|| CodePool {
+                def: def.clone(),
+                code: code.clone(),
+                limits: inv.limits.clone(),
+                idle: Vec::new(),
+                busy: 0,
+                starting: 0,
+                want: pool.config.prewarm_per_code.max(1),
+                last_call: Instant::now(),
+                broken_until: None,
+            });
+            cp.last_call = Instant::now();
+            // A box fits when its workspace is large enough for this call.
+            let pos = cp
+                .idle
+                .iter()
+                .rposition(|b| b.workspace_bytes >= inv.limits.workspace_bytes);
+            if let Some(i) = pos {
                 cp.busy += 1;
-                Some(cp.idle.swap_remove(i))
+                break Some(cp.idle.swap_remove(i));
             }
-            None => {
+            if !grown {
                 cp.want = (cp.busy + cp.starting + 1).clamp(cp.want, pool.config.max_per_code);
-                None
+                grown = true;
             }
+            // Wait only for a box that is coming: one serving a call (it
+            // returns in milliseconds) or one starting.
+            let coming = cp.busy + cp.starting > 0 && cp.broken_until.is_none_or(|t| Instant::now() >= t);
+            let now = Instant::now();
+            if !coming || now >= deadline {
+                break None;
+            }
+            if !topped && cp.starting == 0 && cp.idle.len() + cp.busy < pool.config.max_per_code {
+                // Room to grow: start one in the background while waiting.
+                topped = true;
+                drop(codes);
+                top_up(rt, &code.key);
+                codes = pool.lock();
+                continue;
+            }
+            codes = match pool.freed.wait_timeout(codes, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
         }
     };
     let Some(mut wbox) = taken else {
@@ -288,6 +319,8 @@ fn finish(rt: &RunnerInner, key: &str, wbox: Option<WarmBox>) {
             cp.idle.push(b);
         }
     }
+    drop(codes);
+    rt.pool.freed.notify_all();
 }
 
 /// Start boxes for `key` until it has what it wants (in the background).
@@ -326,10 +359,15 @@ fn top_up(rt: &Arc<RunnerInner>, key: &str) {
                 Ok(b) => {
                     rt.pool.counters.started.fetch_add(1, Ordering::Relaxed);
                     cp.idle.push(b);
+                    drop(codes);
+                    rt.pool.freed.notify_all();
                 }
                 Err(e) => {
                     tracing::warn!(code = %key, error = %e, "starting a warm box failed; calls go cold for a while");
                     cp.broken_until = Some(Instant::now() + Duration::from_secs(30));
+                    drop(codes);
+                    // Waiting calls go cold now rather than at their deadline.
+                    rt.pool.freed.notify_all();
                 }
             }
         });
@@ -575,6 +613,7 @@ enum CallEnd {
 
 /// Output of one stream, capped.
 struct Capped {
+    stream: Stream,
     fd: Option<OwnedFd>,
     buf: Vec<u8>,
     cap: usize,
@@ -582,11 +621,12 @@ struct Capped {
 }
 
 impl Capped {
-    fn new(fd: OwnedFd, cap: usize) -> Capped {
+    fn new(stream: Stream, fd: OwnedFd, cap: usize) -> Capped {
         if let Ok(fl) = rustix::fs::fcntl_getfl(&fd) {
             let _ = rustix::fs::fcntl_setfl(&fd, fl | rustix::fs::OFlags::NONBLOCK);
         }
         Capped {
+            stream,
             fd: Some(fd),
             buf: Vec::new(),
             cap,
@@ -594,7 +634,7 @@ impl Capped {
         }
     }
 
-    fn pump(&mut self) {
+    fn pump(&mut self, tap: Option<&crate::OutputTap>) {
         let Some(fd) = &self.fd else { return };
         let mut chunk = [0u8; 64 * 1024];
         loop {
@@ -606,6 +646,9 @@ impl Capped {
                 Ok(n) => {
                     let keep = n.min(self.cap.saturating_sub(self.buf.len()));
                     self.buf.extend_from_slice(&chunk[..keep]);
+                    if let (Some(tap), true) = (tap, keep > 0) {
+                        tap(self.stream, &chunk[..keep]);
+                    }
                     self.truncated |= keep < n;
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -684,8 +727,8 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
     // Only the call's process may hold the write ends now.
     drop((out_w, err_w, event));
 
-    let mut out = Capped::new(out_r, limits.output_bytes);
-    let mut err = Capped::new(err_r, limits.output_bytes);
+    let mut out = Capped::new(Stream::Stdout, out_r, limits.output_bytes);
+    let mut err = Capped::new(Stream::Stderr, err_r, limits.output_bytes);
     let deadline = started + limits.timeout;
     let mut exit_status: Option<i32> = None;
     let mut timed_out = false;
@@ -733,8 +776,8 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
         let events_ready = !pfds[1].revents().is_empty();
         let died = !pfds[2].revents().is_empty();
         drop(pfds);
-        out.pump();
-        err.pump();
+        out.pump(inv.tap.as_ref());
+        err.pump(inv.tap.as_ref());
         if ctl_ready {
             while let Ok((n, _)) = rustix::net::recv(&ctl, &mut msg, RecvFlags::DONTWAIT) {
                 if n == 0 {
@@ -925,7 +968,10 @@ fn prestart_call(wbox: WarmBox, inv: &Invocation) -> Result<HandlerResult, Runti
     }
     running.restart_accounting();
     running.set_stdin(inv.event.clone());
-    let (outcome, handle) = running.wait_until(Instant::now() + limits.timeout, &mut NoSink);
+    let (outcome, handle) = running.wait_until(
+        Instant::now() + limits.timeout,
+        &mut crate::TapSink(inv.tap.as_ref()),
+    );
     let doc = read_memfd(&result, limits.result_bytes);
     let artifacts = artifacts::collect(&handle, limits.workspace_bytes);
     Ok(result::assemble(

@@ -68,10 +68,7 @@ fn code(runtime: &str, dir: &Path, entrypoint: &str) -> Code {
 }
 
 fn inv(event: Value) -> Invocation {
-    Invocation {
-        event: serde_json::to_vec(&event).unwrap(),
-        limits: CallLimits::default(),
-    }
+    Invocation::new(serde_json::to_vec(&event).unwrap(), CallLimits::default())
 }
 
 fn cold(c: &Code, event: Value) -> HandlerResult {
@@ -514,10 +511,7 @@ fn bad_requests_are_refused_clearly() {
         Err(RuntimeError::UnknownRuntime(_))
     ));
     c.runtime = "python".into();
-    let huge = Invocation {
-        event: vec![b' '; 7 << 20],
-        limits: CallLimits::default(),
-    };
+    let huge = Invocation::new(vec![b' '; 7 << 20], CallLimits::default());
     let err = runner().invoke(&c, &huge).unwrap_err().to_string();
     assert_eq!(
         err,
@@ -575,4 +569,78 @@ fn a_dead_fork_server_is_replaced_and_counted() {
         warm(&c, json!({})).return_value.is_some(),
         "the pool did not recover"
     );
+}
+
+#[test]
+fn output_is_tapped_as_it_is_written_warm_and_cold() {
+    let dir = plugin(&[(
+        "main.py",
+        "import sys\ndef handler(event):\n    print('out-1', flush=True)\n    print('err-1', file=sys.stderr, flush=True)\n    print('out-2')\n    return {'ok': True}\n",
+    )]);
+    let c = code("python", dir.path(), "main.py");
+    warm_up(&c);
+    for warm_call in [true, false] {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+        let s2 = seen.clone();
+        let mut call = inv(json!({}));
+        call.tap = Some(std::sync::Arc::new(move |stream, data: &[u8]| {
+            let mut s = s2.lock().unwrap();
+            match stream {
+                warden_runtime::Stream::Stdout => s.0.extend_from_slice(data),
+                warden_runtime::Stream::Stderr => s.1.extend_from_slice(data),
+            }
+        }));
+        let r = if warm_call {
+            runner().invoke(&c, &call).unwrap()
+        } else {
+            runner().invoke_cold(&c, &call).unwrap()
+        };
+        assert_eq!(r.status, CallStatus::Success, "{r:?}");
+        assert_eq!(r.warm, warm_call);
+        let s = seen.lock().unwrap();
+        assert_eq!(String::from_utf8_lossy(&s.0), "out-1\nout-2\n");
+        assert_eq!(String::from_utf8_lossy(&s.1), "err-1\n");
+        assert_eq!(r.stdout, "out-1\nout-2\n", "the result holds the same bytes");
+    }
+}
+
+#[test]
+fn a_busy_warm_box_is_awaited_briefly_before_going_cold() {
+    let dir = plugin(&[(
+        "main.py",
+        "import time\ndef handler(event):\n    time.sleep(event['s'])\n    return {}\n",
+    )]);
+    for (max_wait, expect_warm) in [(Duration::from_secs(5), true), (Duration::ZERO, false)] {
+        let jail = Jail::new(JailConfig::default()).unwrap();
+        let r = Runner::new(
+            jail,
+            RunnerConfig {
+                warm: WarmConfig {
+                    prewarm_per_code: 1,
+                    max_per_code: 1,
+                    max_wait,
+                    ..WarmConfig::default()
+                },
+                ..RunnerConfig::default()
+            },
+        )
+        .unwrap();
+        let c = code("python", dir.path(), "main.py");
+        r.prewarm(&c, &CallLimits::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.warm_idle(&c.key) == 0 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (r2, c2) = (r.clone(), c.clone());
+        let first = std::thread::spawn(move || r2.invoke(&c2, &inv(json!({"s": 0.4}))).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        let second = r.invoke(&c, &inv(json!({"s": 0}))).unwrap();
+        let first = first.join().unwrap();
+        assert_eq!(first.status, CallStatus::Success);
+        assert!(first.warm);
+        assert_eq!(second.status, CallStatus::Success, "{second:?}");
+        assert_eq!(second.warm, expect_warm, "max_wait {max_wait:?}");
+        r.retire(&c.key);
+    }
 }
