@@ -11,6 +11,7 @@
 use clap::{Parser, Subcommand};
 
 mod handlers;
+mod http;
 mod jail;
 mod stats;
 
@@ -45,6 +46,19 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// The HTTP API: latency over the runtime's warm call, and a burst of
+    /// concurrent execute requests with a record check.
+    Http {
+        /// Sequential calls measured.
+        #[arg(long, default_value = "2000")]
+        calls: usize,
+        /// Concurrent requests in the burst.
+        #[arg(long, default_value = "1000")]
+        burst: usize,
+        /// A short smoke run (100 calls, a burst of 100).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +68,9 @@ fn main() -> anyhow::Result<()> {
             jail::run(runs, seconds)
         }
         Bench::Handlers { seconds, quick } => handlers::run(if quick { 0.3 } else { seconds }),
+        Bench::Http { calls, burst, quick } => {
+            let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };
+            http::run(calls, burst)
+        }
     }
 }

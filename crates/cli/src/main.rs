@@ -30,6 +30,12 @@ enum Command {
     Doctor(commands::doctor::DoctorArgs),
     /// Manage the box slots kept between runs.
     Pool(commands::pool::PoolArgs),
+    /// Serve the HTTP API (SQLite and ./warden-data unless configured).
+    Serve(Box<commands::serve::ServeArgs>),
+    /// Operator tasks on the store: API keys.
+    Admin(commands::admin::AdminArgs),
+    /// Print the API's OpenAPI document.
+    Openapi,
 }
 
 /// Exit codes shared by every command.
@@ -42,11 +48,17 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `serve` sets up its own logging from its configuration.
+        init_logging(cli.verbose);
+    }
     let result = match cli.command {
         Command::Run(args) => commands::run::run(*args),
         Command::Doctor(args) => commands::doctor::doctor(args),
         Command::Pool(args) => commands::pool::pool(args),
+        Command::Serve(args) => commands::serve::serve(*args),
+        Command::Admin(args) => commands::admin::admin(args),
+        Command::Openapi => commands::admin::openapi(),
     };
     match result {
         Ok(code) => code,

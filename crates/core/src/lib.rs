@@ -17,6 +17,6 @@ pub use model::{
 };
 pub use registry::{GoBuilder, Registry, RegistryError};
 pub use store::{
-    AuditFilter, Blobs, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, Store,
-    StoreError,
+    AuditFilter, Blobs, Counts, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
+    Store, StoreError, Transition,
 };

@@ -255,6 +255,9 @@ pub struct Execution {
     pub status: ExecutionStatus,
     /// `sync` or `async`.
     pub mode: String,
+    /// The node (server process) that accepted it: after a crash, only that
+    /// node's unfinished executions are marked interrupted.
+    pub node: String,
     /// Finer reason (`output_schema_violation`, `memory_limit`, …).
     pub error_kind: Option<String>,
     /// The runtime's result, once final.

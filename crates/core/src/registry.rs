@@ -91,6 +91,8 @@ pub trait GoBuilder: Send + Sync + 'static {
 
 /// The registry service.
 pub struct Registry<S, B> {
+    /// Package hash → blob stamp when it was last verified.
+    verified: std::sync::Mutex<std::collections::HashMap<String, String>>,
     store: Arc<S>,
     blobs: Arc<B>,
     policy: Policy,
@@ -148,6 +150,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// under `code_root` for running.
     pub fn new(store: Arc<S>, blobs: Arc<B>, policy: Policy, code_root: PathBuf) -> Self {
         Registry {
+            verified: std::sync::Mutex::default(),
             store,
             blobs,
             policy,
@@ -515,17 +518,44 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         })
     }
 
-    /// Make a version runnable: verify its package (every time), unpack it
-    /// (once per hash) and, for Go plugins, place the built binary. Returns
-    /// the code directory and the entrypoint to run.
+    /// Make a version runnable: verify its package, unpack it (once per
+    /// hash) and, for Go plugins, place the built binary. Returns the code
+    /// directory and the entrypoint to run.
+    ///
+    /// The package is re-hashed whenever its blob's stamp (inode, size,
+    /// modification and change times, or the object store's ETag) differs
+    /// from the one it had when it was last verified: any rewrite of the blob
+    /// is caught on the next load, without hashing megabytes on every call.
     pub async fn load_for_run(&self, v: &Version) -> R<(PathBuf, String, Manifest)> {
-        let bytes = self.verified_blob(v).await?;
+        let key = blob_key(&v.package_sha256);
+        let stamp = self.blobs.stamp(&key).await?;
+        let known = stamp.is_some()
+            && self
+                .verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&v.package_sha256)
+                == stamp.as_ref();
+        let mut bytes = None;
+        if !known {
+            bytes = Some(self.verified_blob(v).await?);
+            if let Some(stamp) = stamp {
+                self.verified
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(v.package_sha256.clone(), stamp);
+            }
+        }
         let manifest = manifest_of(v).ok_or_else(|| problem("/", "the stored manifest no longer parses"))?;
         let unpacked = self.code_root.join(&v.package_sha256);
         let dir = if unpacked.is_dir() {
             // Unpacked from these very bytes (the directory is named by their hash).
             unpacked
         } else {
+            let bytes = match bytes {
+                Some(b) => b,
+                None => self.verified_blob(v).await?,
+            };
             let (pkg, _) = self.open(bytes).await?;
             self.extract(&v.package_sha256, pkg.entries()).await?
         };
@@ -728,10 +758,15 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// The version an app's call of `plugin` runs: the pinned one, or the
     /// latest active. Inactive, rejected or failed versions cannot be called.
     pub async fn resolve(&self, app: &str, plugin: &str) -> R<Version> {
-        let inst = self.installation(app, plugin).await?;
+        let (inst, versions) =
+            self.store.installed_versions(app, plugin).await?.ok_or_else(|| {
+                RegistryError::NotFound(format!("{plugin} is not installed in app `{app}`"))
+            })?;
         match &inst.pinned_version {
             Some(ver) => {
-                let v = self.version(plugin, ver).await?;
+                let v = versions.into_iter().find(|v| &v.version == ver).ok_or_else(|| {
+                    RegistryError::NotFound(format!("plugin {plugin} has no version {ver}"))
+                })?;
                 if v.status != VersionStatus::Active {
                     return Err(RegistryError::Conflict(format!(
                         "{plugin} {ver} is {}: it cannot be called",
@@ -740,9 +775,15 @@ impl<S: Store, B: Blobs> Registry<S, B> {
                 }
                 Ok(v)
             }
-            None => self.latest_active(plugin).await?.ok_or_else(|| {
-                RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
-            }),
+            None => versions
+                .into_iter()
+                .filter(|v| v.status == VersionStatus::Active)
+                .filter_map(|v| semver::Version::parse(&v.version).ok().map(|s| (s, v)))
+                .max_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, v)| v)
+                .ok_or_else(|| {
+                    RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
+                }),
         }
     }
 }

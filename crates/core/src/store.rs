@@ -104,6 +104,15 @@ pub struct Transition {
     pub report: Option<Value>,
 }
 
+/// Figures for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Versions per state.
+    pub versions: Vec<(VersionStatus, u64)>,
+    /// Plugins with at least one active version.
+    pub active_plugins: u64,
+}
+
 /// A page of results, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -233,6 +242,14 @@ pub trait Store: Send + Sync + 'static {
         app: &str,
         plugin: &str,
     ) -> impl Future<Output = R<Option<Installation>>> + Send;
+    /// An app's installation of a plugin with the versions it may run, in
+    /// one round trip: the pinned version (whatever its state), or every
+    /// active version when it follows the latest. Reports are not loaded.
+    fn installed_versions(
+        &self,
+        app: &str,
+        plugin: &str,
+    ) -> impl Future<Output = R<Option<(Installation, Vec<Version>)>>> + Send;
     /// An app's installations.
     fn list_installations(&self, app: &str) -> impl Future<Output = R<Vec<Installation>>> + Send;
 
@@ -244,9 +261,11 @@ pub trait Store: Send + Sync + 'static {
     fn get_execution(&self, id: &str) -> impl Future<Output = R<Option<Execution>>> + Send;
     /// Executions, newest first.
     fn list_executions(&self, filter: ExecutionFilter) -> impl Future<Output = R<Page<Execution>>> + Send;
-    /// Mark every queued or running execution interrupted (at start-up:
+    /// Mark `node`'s queued or running executions interrupted (at start-up:
     /// they belonged to a process that is gone). Returns how many.
-    fn interrupt_unfinished(&self, reason: &str) -> impl Future<Output = R<u64>> + Send;
+    fn interrupt_unfinished(&self, node: &str, reason: &str) -> impl Future<Output = R<u64>> + Send;
+    /// Versions per state, and how many plugins have an active version.
+    fn counts(&self) -> impl Future<Output = R<Counts>> + Send;
 
     /// Store a new key.
     fn insert_key(&self, key: ApiKey, audit: NewAudit) -> impl Future<Output = R<()>> + Send;
@@ -264,4 +283,8 @@ pub trait Blobs: Send + Sync + 'static {
     fn put(&self, key: &str, data: Vec<u8>) -> impl Future<Output = R<()>> + Send;
     /// Bytes under `key`, if any.
     fn get(&self, key: &str) -> impl Future<Output = R<Option<Vec<u8>>>> + Send;
+    /// A value that changes whenever the blob under `key` is rewritten
+    /// (`None` if there is none): lets a verified blob skip re-hashing until
+    /// it changes.
+    fn stamp(&self, key: &str) -> impl Future<Output = R<Option<String>>> + Send;
 }

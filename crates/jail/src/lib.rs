@@ -198,6 +198,25 @@ impl Jail {
         &self.inner.state_dir
     }
 
+    /// Whether boxes can still start (for readiness probes): the state
+    /// directory is in place and the default seccomp profile is compiled.
+    pub fn check_usable(&self) -> Result<(), String> {
+        let dir = self.state_dir();
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "the state directory {} is not a directory",
+                    dir.display()
+                ));
+            }
+            Err(e) => return Err(format!("the state directory {}: {e}", dir.display())),
+        }
+        self.profile("default")
+            .map(|_| ())
+            .map_err(|e| format!("the default seccomp profile: {e}"))
+    }
+
     /// Number of prepared idle slots held by this process.
     pub fn idle_boxes(&self) -> usize {
         self.inner.pool.idle_count()

@@ -129,16 +129,41 @@ fn at(pointer: &str, message: impl Into<String>) -> Problem {
     }
 }
 
+/// "Additional properties are not allowed ('a', 'b' were unexpected)" at
+/// `/x` becomes one problem per field, at `/x/a` and `/x/b`.
+fn unknown_fields(p: Problem) -> Vec<Problem> {
+    let Some(rest) = p.message.strip_prefix("Additional properties are not allowed (") else {
+        return vec![p];
+    };
+    let names: Vec<&str> = rest.split('\'').skip(1).step_by(2).collect();
+    if names.is_empty() {
+        return vec![p];
+    }
+    let base = p.location.trim_end_matches('/');
+    names
+        .into_iter()
+        .map(|n| Problem {
+            location: format!("{base}/{}", n.replace('~', "~0").replace('/', "~1")),
+            message: "unknown field: the manifest schema does not allow it (docs/manifest.schema.json)"
+                .into(),
+        })
+        .collect()
+}
+
 /// Parse and validate `manifest.json`.
 pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Problem>> {
     let text = std::str::from_utf8(bytes).map_err(|_| vec![at("/", "manifest.json is not valid UTF-8")])?;
     let doc: Value = serde_json::from_str(text)
         .map_err(|e| vec![at("/", format!("manifest.json is not valid JSON: {e}"))])?;
-    let meta = schema::compile(&serde_json::from_str(MANIFEST_SCHEMA).unwrap_or(Value::Null))
-        .unwrap_or_else(|e| panic!("the manifest schema does not compile: {e}"));
+    static META: std::sync::OnceLock<schema::Schema> = std::sync::OnceLock::new();
+    let meta = META.get_or_init(|| {
+        schema::compile(&serde_json::from_str(MANIFEST_SCHEMA).unwrap_or(Value::Null))
+            .unwrap_or_else(|e| panic!("the manifest schema does not compile: {e}"))
+    });
     let mut problems: Vec<Problem> = meta
         .validate(&doc)
         .into_iter()
+        .flat_map(unknown_fields)
         .map(|mut p| {
             // Friendlier words where the generic ones hide the choices.
             match (

@@ -21,7 +21,7 @@ use warden_core::store::{
     AuditFilter, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Blobs, Execution, ExecutionStatus, Installation, Plugin, Role, Store,
+    ApiKey, App, AuditEvent, Blobs, Counts, Execution, ExecutionStatus, Installation, Plugin, Role, Store,
     StoreError, Version, VersionStatus, model::new_id, model::now_ms,
 };
 
@@ -159,7 +159,7 @@ fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> P
 
 const VERSION_COLUMNS: &str = "id, plugin, version, status, manifest, package_sha256, package_size, files, report, \
      status_reason, uploaded_by, created_at, updated_at, revision";
-const EXECUTION_COLUMNS: &str = "id, app, plugin, version, status, mode, error_kind, result, created_at, started_at, finished_at, duration_ms";
+const EXECUTION_COLUMNS: &str = "id, app, plugin, version, status, mode, node, error_kind, result, created_at, started_at, finished_at, duration_ms";
 const AUDIT_COLUMNS: &str = "id, at, actor, action, plugin, version, from_status, to_status, reason, detail";
 
 fn get<'r, T: sqlx::Decode<'r, Any> + sqlx::Type<Any>>(row: &'r AnyRow, col: &str) -> R<T> {
@@ -228,6 +228,7 @@ fn execution_from_row(row: &AnyRow) -> R<Execution> {
         status: ExecutionStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("unknown execution status `{status}`")))?,
         mode: get(row, "mode")?,
+        node: get(row, "node")?,
         error_kind: get(row, "error_kind")?,
         result: get::<Option<String>>(row, "result")?.map(|s| parse_json(&s)),
         created_at: get(row, "created_at")?,
@@ -783,6 +784,42 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn installed_versions(&self, app: &str, plugin: &str) -> R<Option<(Installation, Vec<Version>)>> {
+        let rows = sqlx::query(
+            "SELECT i.id AS inst_id, i.app AS inst_app, i.pinned_version AS inst_pinned, \
+             i.created_at AS inst_created, i.updated_at AS inst_updated, \
+             v.id, v.plugin, v.version, v.status, v.manifest, v.package_sha256, v.package_size, v.files, \
+             NULL AS report, v.status_reason, v.uploaded_by, v.created_at, v.updated_at, v.revision \
+             FROM installations i LEFT JOIN plugin_versions v ON v.plugin = i.plugin AND \
+             ((i.pinned_version IS NOT NULL AND v.version = i.pinned_version) OR \
+              (i.pinned_version IS NULL AND v.status = 'active')) \
+             WHERE i.app = $1 AND i.plugin = $2",
+        )
+        .bind(app)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let inst = Installation {
+            id: get(first, "inst_id")?,
+            app: get(first, "inst_app")?,
+            plugin: plugin.to_owned(),
+            pinned_version: get(first, "inst_pinned")?,
+            created_at: get(first, "inst_created")?,
+            updated_at: get(first, "inst_updated")?,
+        };
+        let mut versions = Vec::new();
+        for row in &rows {
+            if get::<Option<String>>(row, "id")?.is_some() {
+                versions.push(version_from_row(row)?);
+            }
+        }
+        Ok(Some((inst, versions)))
+    }
+
     async fn list_installations(&self, app: &str) -> R<Vec<Installation>> {
         let rows = sqlx::query(
             "SELECT id, app, plugin, pinned_version, created_at, updated_at FROM installations WHERE app = $1 ORDER BY plugin",
@@ -796,7 +833,7 @@ impl Store for SqlStore {
 
     async fn insert_execution(&self, e: Execution) -> R<()> {
         let sql = format!(
-            "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&e.id)
@@ -805,6 +842,7 @@ impl Store for SqlStore {
             .bind(&e.version)
             .bind(e.status.as_str())
             .bind(&e.mode)
+            .bind(&e.node)
             .bind(&e.error_kind)
             .bind(e.result.as_ref().map(json_text))
             .bind(e.created_at)
@@ -873,21 +911,47 @@ impl Store for SqlStore {
         Ok(page(items, f.limit, |e| e.id.clone()))
     }
 
-    async fn interrupt_unfinished(&self, reason: &str) -> R<u64> {
+    async fn interrupt_unfinished(&self, node: &str, reason: &str) -> R<u64> {
         let result = serde_json::json!({
             "status": "error",
             "error": {"type": "Interrupted", "message": reason},
         });
         let done = sqlx::query(
             "UPDATE executions SET status = 'interrupted', error_kind = 'interrupted', result = $1, finished_at = $2 \
-             WHERE status IN ('queued', 'running')",
+             WHERE node = $3 AND status IN ('queued', 'running')",
         )
         .bind(json_text(&result))
         .bind(now_ms())
+        .bind(node)
         .execute(&self.pool)
         .await
         .map_err(backend_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn counts(&self) -> R<Counts> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM plugin_versions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        let mut versions = Vec::new();
+        for row in &rows {
+            let status: String = get(row, "status")?;
+            let n: i64 = get(row, "n")?;
+            if let Some(s) = VersionStatus::parse(&status) {
+                versions.push((s, n.max(0) as u64));
+            }
+        }
+        let row =
+            sqlx::query("SELECT COUNT(DISTINCT plugin) AS n FROM plugin_versions WHERE status = 'active'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend_err)?;
+        let n: i64 = get(&row, "n")?;
+        Ok(Counts {
+            versions,
+            active_plugins: n.max(0) as u64,
+        })
     }
 
     async fn insert_key(&self, key: ApiKey, audit: NewAudit) -> R<()> {
@@ -951,6 +1015,9 @@ impl Store for SqlStore {
 #[derive(Clone)]
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
+    /// The folder, for a local store (its stamps include the change time,
+    /// which no one can set back).
+    local: Option<std::path::PathBuf>,
 }
 
 impl ObjectBlobs {
@@ -960,12 +1027,15 @@ impl ObjectBlobs {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| StoreError::Backend(format!("blob folder {}: {e}", dir.display())))?;
-        Ok(ObjectBlobs { store: Arc::new(fs) })
+        Ok(ObjectBlobs {
+            store: Arc::new(fs),
+            local: Some(dir.to_owned()),
+        })
     }
 
     /// Blobs in any object store (S3, memory, …).
     pub fn new(store: Arc<dyn ObjectStore>) -> ObjectBlobs {
-        ObjectBlobs { store }
+        ObjectBlobs { store, local: None }
     }
 }
 
@@ -993,6 +1063,42 @@ impl Blobs for ObjectBlobs {
                     .await
                     .map_err(|e| StoreError::Backend(format!("blob {key}: {e}")))?;
                 Ok(Some(chunks.concat()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StoreError::Backend(format!("blob {key}: {e}"))),
+        }
+    }
+
+    async fn stamp(&self, key: &str) -> R<Option<String>> {
+        let path = blob_path(key)?;
+        if let Some(root) = &self.local {
+            use std::os::unix::fs::MetadataExt;
+            // One stat: cheaper inline than a hop to the blocking pool.
+            let file = root.join(path.as_ref());
+            return match std::fs::symlink_metadata(file) {
+                Ok(m) => Ok(Some(format!(
+                    "{}-{}-{}-{}.{}-{}.{}",
+                    m.dev(),
+                    m.ino(),
+                    m.size(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.ctime(),
+                    m.ctime_nsec()
+                ))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::Backend(format!("blob {key}: {e}"))),
+            };
+        }
+        let head = object_store::GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.store.get_opts(&path, head).await.map(|r| r.meta) {
+            Ok(meta) => {
+                Ok(Some(meta.e_tag.or(meta.version).unwrap_or_else(|| {
+                    format!("{}-{}", meta.size, meta.last_modified)
+                })))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(StoreError::Backend(format!("blob {key}: {e}"))),

@@ -212,6 +212,9 @@ async fn the_review_lifecycle_walks_and_is_audited(ctx: Ctx) {
     let v = ctx.registry.activate(&admin(), code, "1.0.0").await.unwrap();
     assert_eq!(v.status, VersionStatus::Active);
     assert_eq!(v.revision, 5);
+    let counts = ctx.store.counts().await.unwrap();
+    assert_eq!(counts.active_plugins, 1);
+    assert_eq!(counts.versions, vec![(VersionStatus::Active, 1)]);
     // Reading it back gives the same record.
     assert_eq!(ctx.store.get_version(code, "1.0.0").await.unwrap().unwrap(), v);
     assert_eq!(
@@ -439,6 +442,31 @@ async fn a_tampered_package_fails_the_version(ctx: Ctx) {
         ctx.registry.load_for_run(&v2).await,
         Err(RegistryError::Tampered { .. })
     ));
+    // One byte flipped in place, size kept and modification time set back:
+    // still caught (the blob's change time moved), even though the version
+    // was verified and loaded just before.
+    let v3 = active(&ctx, "1.0.2").await;
+    ctx.registry.load_for_run(&v3).await.unwrap();
+    let path = ctx
+        .data
+        .path()
+        .join(format!("blobs/packages/{}.zip", v3.package_sha256));
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(&bytes).unwrap();
+        f.set_modified(before).unwrap();
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before);
+    assert!(matches!(
+        ctx.registry.load_for_run(&v3).await,
+        Err(RegistryError::Tampered { .. })
+    ));
 }
 
 async fn concurrent_approvals_leave_one_winner(ctx: Ctx) {
@@ -664,6 +692,7 @@ fn execution(app: &str, plugin: &str, status: ExecutionStatus) -> Execution {
         version: "1.0.0".into(),
         status,
         mode: "sync".into(),
+        node: "node-a".into(),
         error_kind: None,
         result: None,
         created_at: now_ms(),
@@ -716,6 +745,8 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
     let mut newest_first = ids.clone();
     newest_first.reverse();
     assert_eq!(seen, newest_first);
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.active_plugins, 0);
     let shop = s
         .list_executions(ExecutionFilter {
             app: Some("shop".into()),
@@ -738,13 +769,24 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         .await
         .unwrap();
     assert!(none.items.is_empty());
+    // Another node's unfinished execution is not this node's to interrupt.
+    let mut other = execution("shop", "a.b.c", ExecutionStatus::Running);
+    other.node = "node-b".into();
+    s.insert_execution(other.clone()).await.unwrap();
     // A restart finds five executions that never finished.
-    assert_eq!(s.interrupt_unfinished("the server restarted").await.unwrap(), 5);
+    assert_eq!(
+        s.interrupt_unfinished("node-a", "the server restarted")
+            .await
+            .unwrap(),
+        5
+    );
+    let still = s.get_execution(&other.id).await.unwrap().unwrap();
+    assert_eq!(still.status, ExecutionStatus::Running);
     let e = s.get_execution(&ids[0]).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Interrupted);
     assert_eq!(e.error_kind.as_deref(), Some("interrupted"));
     assert_eq!(e.result.unwrap()["error"]["message"], "the server restarted");
-    assert_eq!(s.interrupt_unfinished("again").await.unwrap(), 0);
+    assert_eq!(s.interrupt_unfinished("node-a", "again").await.unwrap(), 0);
     let missing = execution("shop", "a.b.c", ExecutionStatus::Success);
     assert!(matches!(
         s.update_execution(missing).await,

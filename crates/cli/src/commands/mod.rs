@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod doctor;
 pub mod pool;
 pub mod run;
+pub mod serve;
 
 /// `hint:` lines for an error, pointing at the next step.
 pub fn hints_for(err: &anyhow::Error) -> Vec<String> {
@@ -12,7 +14,6 @@ pub fn hints_for(err: &anyhow::Error) -> Vec<String> {
             match jail {
                 warden_jail::JailError::MissingFeatures(_) => {
                     hints.push("run `warden doctor` to see what the kernel lacks".into());
-                    hints.push("for development only, `--insecure-no-sandbox` runs without isolation".into());
                 }
                 warden_jail::JailError::ProgramNotFound(_) => {
                     hints.push("give an absolute path, or bind its directory with `--ro-bind`".into());

@@ -52,6 +52,7 @@ CREATE TABLE executions (
     version     TEXT NOT NULL,
     status      TEXT NOT NULL,
     mode        TEXT NOT NULL,
+    node        TEXT NOT NULL,
     error_kind  TEXT,
     result      TEXT,
     created_at  BIGINT NOT NULL,
@@ -62,6 +63,7 @@ CREATE TABLE executions (
 CREATE INDEX executions_by_app ON executions (app, id);
 CREATE INDEX executions_by_plugin ON executions (plugin, id);
 CREATE INDEX executions_by_status ON executions (status, id);
+CREATE INDEX executions_by_node ON executions (node, status);
 
 CREATE TABLE audit_events (
     id          TEXT PRIMARY KEY,

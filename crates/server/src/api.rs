@@ -1,0 +1,935 @@
+//! The `/v1` handlers: each parses its request into a call on the registry,
+//! the store or the executor and renders the result. Authorization is the
+//! first thing each one does (the `Principal` extractor answers 401; the
+//! `require_*` checks answer 403).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use utoipa::IntoResponses;
+use utoipa::openapi::{RefOr, ResponseBuilder, ResponsesBuilder, content::ContentBuilder};
+use warden_core::store::{AuditFilter, ExecutionFilter, PluginFilter};
+use warden_core::{Blobs, ExecutionStatus, NewAudit, Role, Store};
+
+use crate::AppState;
+use crate::auth::{Principal, create_key};
+use crate::error::ApiError;
+use crate::views::*;
+
+/// JSON body whose rejections are problem documents.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(ApiError::rejection(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Query string whose rejections are problem documents.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(ApiError::rejection(StatusCode::BAD_REQUEST, r.body_text())),
+        }
+    }
+}
+
+/// The error answers every endpoint may give, as `application/problem+json`.
+pub struct Problems;
+
+impl IntoResponses for Problems {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                .build()
+        };
+        let mut b = ResponsesBuilder::new();
+        for (code, what) in [
+            (
+                "400",
+                "The request cannot be read (the field or parameter is named)",
+            ),
+            ("401", "No API key, or an unknown or revoked one"),
+            ("403", "The key's role may not do this"),
+            ("404", "No such plugin, version, app, installation or execution"),
+            (
+                "409",
+                "Exists already, in use, or the version's state does not allow it",
+            ),
+            ("413", "The body is over its limit"),
+            ("422", "Invalid: every problem located by JSON pointer or file"),
+            ("429", "Too many executions in flight; see Retry-After"),
+            ("503", "The store or the jail is unavailable"),
+        ] {
+            b = b.response(
+                code,
+                ResponseBuilder::new()
+                    .description(what)
+                    .content("application/problem+json", problem())
+                    .build(),
+            );
+        }
+        b.build().into()
+    }
+}
+
+fn limit(l: Option<u32>) -> Result<u32, ApiError> {
+    match l {
+        None => Ok(50),
+        Some(n @ 1..=500) => Ok(n),
+        Some(_) => Err(ApiError::bad_field("query:limit", "must be between 1 and 500")),
+    }
+}
+
+async fn owned_plugin(s: &AppState, p: &Principal, code: &str) -> Result<warden_core::Plugin, ApiError> {
+    if p.actor.role == Role::App {
+        return Err(ApiError::forbidden("app keys cannot read plugins"));
+    }
+    let plugin = s.registry.plugin(code).await?;
+    p.require_owner(&plugin.owner)?;
+    Ok(plugin)
+}
+
+// ---------------------------------------------------------------- plugins
+
+/// Upload a package: a new plugin, a new version, or a new package for a
+/// draft or rejected version. Send the zip as the body
+/// (`Content-Type: application/zip`) or as the `package` field of a
+/// multipart form.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins",
+    request_body(content = Vec<u8>, content_type = "application/zip", description = "The package (zip)"),
+    responses(
+        (status = 201, description = "A new version, in draft", body = VersionView),
+        (status = 200, description = "A new package for an existing draft (or a rejected version, now pending)", body = VersionView),
+        Problems),
+    security(("api_key" = [])))]
+pub async fn upload(
+    State(s): State<AppState>,
+    p: Principal,
+    req: Request,
+) -> Result<(StatusCode, Json<VersionView>), ApiError> {
+    p.require_developer()?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let bytes = if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(req, &s)
+            .await
+            .map_err(|r| ApiError::rejection(r.status(), r.body_text()))?;
+        let mut package = None;
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::rejection(e.status(), e.body_text()))?
+        {
+            if field.name() == Some("package") {
+                package = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| ApiError::rejection(e.status(), e.body_text()))?,
+                );
+            }
+        }
+        package.ok_or_else(|| ApiError::bad_field("form:package", "the form has no `package` field"))?
+    } else {
+        Bytes::from_request(req, &s)
+            .await
+            .map_err(|r| ApiError::rejection(r.status(), r.body_text()))?
+    };
+    if bytes.is_empty() {
+        return Err(ApiError::bad_field(
+            "body",
+            "the body is empty: send the package zip",
+        ));
+    }
+    let v = s.registry.upload(&p.actor, bytes.to_vec()).await?;
+    let status = if v.revision == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(v.into())))
+}
+
+/// List plugins (developers see their own).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(PluginQuery),
+    responses((status = 200, body = PluginPage), Problems), security(("api_key" = [])))]
+pub async fn list_plugins(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<PluginQuery>,
+) -> Result<Json<PluginPage>, ApiError> {
+    p.require_developer()?;
+    let owner = match p.actor.role {
+        Role::Admin => q.owner,
+        _ => Some(p.actor.name.clone()),
+    };
+    let page = s
+        .store
+        .list_plugins(PluginFilter {
+            search: q.search,
+            owner,
+            cursor: q.cursor,
+            limit: limit(q.limit)?,
+        })
+        .await?;
+    Ok(Json(PluginPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One plugin.
+#[utoipa::path(get, path = "/v1/plugins/{code}", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code")),
+    responses((status = 200, body = PluginView), Problems), security(("api_key" = [])))]
+pub async fn get_plugin(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(code): Path<String>,
+) -> Result<Json<PluginView>, ApiError> {
+    Ok(Json(owned_plugin(&s, &p, &code).await?.into()))
+}
+
+/// A plugin's versions, oldest first.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code")),
+    responses((status = 200, body = Vec<VersionView>), Problems), security(("api_key" = [])))]
+pub async fn list_versions(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(code): Path<String>,
+) -> Result<Json<Vec<VersionView>>, ApiError> {
+    owned_plugin(&s, &p, &code).await?;
+    let versions = s.store.list_versions(&code).await?;
+    Ok(Json(versions.into_iter().map(Into::into).collect()))
+}
+
+async fn owned_version(
+    s: &AppState,
+    p: &Principal,
+    code: &str,
+    version: &str,
+) -> Result<warden_core::Version, ApiError> {
+    owned_plugin(s, p, code).await?;
+    Ok(s.registry.version(code, version).await?)
+}
+
+/// One version.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
+pub async fn get_version(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Json<VersionView>, ApiError> {
+    Ok(Json(owned_version(&s, &p, &code, &version).await?.into()))
+}
+
+/// A version's manifest, as uploaded.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/manifest", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 200, description = "The manifest (see docs/manifest.schema.json)", body = Object), Problems), security(("api_key" = [])))]
+pub async fn get_manifest(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(owned_version(&s, &p, &code, &version).await?.manifest))
+}
+
+/// A version's review report: permission changes first, then findings.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/report", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 200, description = "The report", body = Object), Problems), security(("api_key" = [])))]
+pub async fn get_report(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let v = owned_version(&s, &p, &code, &version).await?;
+    v.report.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "{code} {version} has no report yet: submit it for review"
+        ))
+    })
+}
+
+/// A version's audit trail, oldest first.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/audit", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 200, body = Vec<AuditView>), Problems), security(("api_key" = [])))]
+pub async fn version_audit(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Json<Vec<AuditView>>, ApiError> {
+    owned_plugin(&s, &p, &code).await?;
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .store
+            .list_audit(AuditFilter {
+                plugin: Some(code.clone()),
+                version: Some(version.clone()),
+                cursor,
+                limit: 500,
+                ..Default::default()
+            })
+            .await?;
+        items.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    items.reverse();
+    Ok(Json(items.into_iter().map(Into::into).collect()))
+}
+
+/// Download a version's package (verified against its recorded hash).
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/package", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 200, description = "The package", content_type = "application/zip", body = Vec<u8>), Problems), security(("api_key" = [])))]
+pub async fn download_package(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let v = owned_version(&s, &p, &code, &version).await?;
+    let bytes = s.registry.verified_blob(&v).await?;
+    let disposition = format!("attachment; filename=\"{}-{}.zip\"", v.plugin, v.version);
+    let mut r = bytes.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    if let Ok(h) = HeaderValue::from_str(&disposition) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, h);
+    }
+    Ok(r)
+}
+
+macro_rules! transition {
+    ($name:ident, $path:literal, $doc:literal, $call:ident) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "plugins",
+            params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+            responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
+        pub async fn $name(State(s): State<AppState>, p: Principal, Path((code, version)): Path<(String, String)>) -> Result<Json<VersionView>, ApiError> {
+            if p.actor.role == Role::App {
+                return Err(ApiError::forbidden("app keys cannot manage plugins"));
+            }
+            Ok(Json(s.registry.$call(&p.actor, &code, &version).await?.into()))
+        }
+    };
+}
+
+transition!(
+    submit,
+    "/v1/plugins/{code}/versions/{version}/submit",
+    "Submit a draft for review: the checks run and the report is stored (owner or admin).",
+    submit
+);
+transition!(
+    approve,
+    "/v1/plugins/{code}/versions/{version}/approve",
+    "Approve a pending version: apps can now call it (admin).",
+    approve
+);
+transition!(
+    activate,
+    "/v1/plugins/{code}/versions/{version}/activate",
+    "Switch an inactive version back on (owner or admin).",
+    activate
+);
+transition!(
+    deactivate,
+    "/v1/plugins/{code}/versions/{version}/deactivate",
+    "Switch an active version off: calls to it are refused (owner or admin).",
+    deactivate
+);
+
+/// Reject a pending version; a reason is required (admin).
+#[utoipa::path(post, path = "/v1/plugins/{code}/versions/{version}/reject", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    request_body = RejectBody,
+    responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
+pub async fn reject(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RejectBody>,
+) -> Result<Json<VersionView>, ApiError> {
+    if p.actor.role == Role::App {
+        return Err(ApiError::forbidden("app keys cannot manage plugins"));
+    }
+    Ok(Json(
+        s.registry
+            .reject(&p.actor, &code, &version, &body.reason)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete a version no installation uses (owner or admin).
+#[utoipa::path(delete, path = "/v1/plugins/{code}/versions/{version}", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    responses((status = 204, description = "Deleted"), Problems), security(("api_key" = [])))]
+pub async fn delete_version(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((code, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if p.actor.role == Role::App {
+        return Err(ApiError::forbidden("app keys cannot manage plugins"));
+    }
+    s.registry.delete_version(&p.actor, &code, &version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- apps
+
+/// Create an app (admin).
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", request_body = NewApp,
+    responses((status = 201, body = AppView), Problems), security(("api_key" = [])))]
+pub async fn create_app(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    p.require_admin()?;
+    let app = s.registry.create_app(&p.actor, &body.id, &body.name).await?;
+    Ok((StatusCode::CREATED, Json(app.into())))
+}
+
+/// List apps (admin).
+#[utoipa::path(get, path = "/v1/apps", tag = "apps",
+    responses((status = 200, body = Vec<AppView>), Problems), security(("api_key" = [])))]
+pub async fn list_apps(State(s): State<AppState>, p: Principal) -> Result<Json<Vec<AppView>>, ApiError> {
+    p.require_admin()?;
+    Ok(Json(
+        s.store.list_apps().await?.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// One app (admin, or the app's own key).
+#[utoipa::path(get, path = "/v1/apps/{app}", tag = "apps",
+    params(("app" = String, Path, description = "App id")),
+    responses((status = 200, body = AppView), Problems), security(("api_key" = [])))]
+pub async fn get_app(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(app): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    p.require_app(&app)?;
+    let a = s
+        .store
+        .get_app(&app)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no app `{app}`")))?;
+    Ok(Json(a.into()))
+}
+
+/// An app's installations (admin, or the app's own key).
+#[utoipa::path(get, path = "/v1/apps/{app}/installations", tag = "apps",
+    params(("app" = String, Path, description = "App id")),
+    responses((status = 200, body = Vec<InstallationView>), Problems), security(("api_key" = [])))]
+pub async fn list_installations(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<InstallationView>>, ApiError> {
+    p.require_app(&app)?;
+    s.store
+        .get_app(&app)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no app `{app}`")))?;
+    Ok(Json(
+        s.store
+            .list_installations(&app)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// Install a plugin in an app, pinned to an active version or following
+/// the latest active one (admin).
+#[utoipa::path(post, path = "/v1/apps/{app}/installations", tag = "apps",
+    params(("app" = String, Path, description = "App id")), request_body = NewInstallation,
+    responses((status = 201, body = InstallationView), Problems), security(("api_key" = [])))]
+pub async fn install(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(app): Path<String>,
+    ApiJson(body): ApiJson<NewInstallation>,
+) -> Result<(StatusCode, Json<InstallationView>), ApiError> {
+    p.require_admin()?;
+    let i = s
+        .registry
+        .install(&p.actor, &app, &body.plugin, body.version.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(i.into())))
+}
+
+/// Change an installation's pin (admin).
+#[utoipa::path(put, path = "/v1/apps/{app}/installations/{plugin}", tag = "apps",
+    params(("app" = String, Path, description = "App id"), ("plugin" = String, Path, description = "Plugin code")),
+    request_body = UpdateInstallation,
+    responses((status = 200, body = InstallationView), Problems), security(("api_key" = [])))]
+pub async fn upgrade(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((app, plugin)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateInstallation>,
+) -> Result<Json<InstallationView>, ApiError> {
+    p.require_admin()?;
+    Ok(Json(
+        s.registry
+            .upgrade(&p.actor, &app, &plugin, body.version.as_deref())
+            .await?
+            .into(),
+    ))
+}
+
+/// Remove a plugin from an app (admin).
+#[utoipa::path(delete, path = "/v1/apps/{app}/installations/{plugin}", tag = "apps",
+    params(("app" = String, Path, description = "App id"), ("plugin" = String, Path, description = "Plugin code")),
+    responses((status = 204, description = "Uninstalled"), Problems), security(("api_key" = [])))]
+pub async fn uninstall(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((app, plugin)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    p.require_admin()?;
+    s.registry.uninstall(&p.actor, &app, &plugin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- execute
+
+/// Call a plugin installed in an app with the event as the body. The event
+/// is checked against the version's `input_schema` before anything runs;
+/// the return value against its `output_schema`. `?mode=async` answers 202
+/// at once; poll `GET /v1/executions/{id}` or stream its events.
+#[utoipa::path(post, path = "/v1/apps/{app}/plugins/{code}/execute", tag = "executions",
+    params(("app" = String, Path, description = "App id"), ("code" = String, Path, description = "Plugin code"), ExecuteQuery),
+    request_body(content = Object, description = "The event (any JSON the plugin's input_schema accepts)"),
+    responses(
+        (status = 200, description = "The finished execution", body = ExecutionView),
+        (status = 202, description = "Accepted (async): the execution as recorded", body = ExecutionView),
+        Problems),
+    security(("api_key" = [])))]
+pub async fn execute(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((app, code)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ExecuteQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    p.require_app(&app)?;
+    let body = Bytes::from_request(req, &s)
+        .await
+        .map_err(|r| ApiError::rejection(r.status(), r.body_text()))?;
+    let accepted = s.exec.accept(&app, &code, &body, &q).await?;
+    let location = format!("/v1/executions/{}", accepted.view.id);
+    let (status, view) = if accepted.is_async {
+        (StatusCode::ACCEPTED, accepted.view)
+    } else {
+        let view = accepted
+            .done
+            .await
+            .map_err(|_| ApiError::internal(&"the execution's task ended without a result"))?;
+        (StatusCode::OK, view)
+    };
+    let mut r = (status, Json(view)).into_response();
+    if let Ok(h) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, h);
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- executions
+
+async fn visible_execution(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<warden_core::Execution, ApiError> {
+    let e = s
+        .store
+        .get_execution(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no execution {id}")))?;
+    match p.actor.role {
+        Role::Admin => {}
+        Role::App => p.require_app(&e.app)?,
+        Role::Developer => {
+            let plugin = s.registry.plugin(&e.plugin).await?;
+            p.require_owner(&plugin.owner)?;
+        }
+    }
+    Ok(e)
+}
+
+/// List executions, newest first (apps see their own; developers, one of
+/// their plugins' at a time).
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(ExecutionQuery),
+    responses((status = 200, body = ExecutionPage), Problems), security(("api_key" = [])))]
+pub async fn list_executions(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ExecutionQuery>,
+) -> Result<Json<ExecutionPage>, ApiError> {
+    let mut app = q.app;
+    match p.actor.role {
+        Role::Admin => {}
+        Role::App => {
+            let own = p.actor.app.clone().unwrap_or_default();
+            if app.as_ref().is_some_and(|a| *a != own) {
+                return Err(ApiError::forbidden(format!(
+                    "this key lists executions of app `{own}` only"
+                )));
+            }
+            app = Some(own);
+        }
+        Role::Developer => {
+            let Some(plugin) = &q.plugin else {
+                return Err(ApiError::forbidden(
+                    "developers list the executions of one of their plugins: add ?plugin=CODE",
+                ));
+            };
+            owned_plugin(&s, &p, plugin).await?;
+        }
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(st) => Some(ExecutionStatus::parse(st).ok_or_else(|| {
+            ApiError::bad_field(
+                "query:status",
+                "one of queued, running, success, failed, timeout, error, interrupted",
+            )
+        })?),
+    };
+    let page = s
+        .store
+        .list_executions(ExecutionFilter {
+            app,
+            plugin: q.plugin,
+            version: q.version,
+            status,
+            since: q.since,
+            until: q.until,
+            cursor: q.cursor,
+            limit: limit(q.limit)?,
+        })
+        .await?;
+    Ok(Json(ExecutionPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One execution, with its result once final.
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = ExecutionView), Problems), security(("api_key" = [])))]
+pub async fn get_execution(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    Ok(Json(visible_execution(&s, &p, &id).await?.into()))
+}
+
+/// Download an artifact of an execution (by its index in `artifacts`).
+#[utoipa::path(get, path = "/v1/executions/{id}/artifacts/{index}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("index" = usize, Path, description = "Index in the execution's `artifacts`")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>), Problems), security(("api_key" = [])))]
+pub async fn get_artifact(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((id, index)): Path<(String, usize)>,
+) -> Result<Response, ApiError> {
+    let e = visible_execution(&s, &p, &id).await?;
+    let view = ExecutionView::from(e);
+    let a = view
+        .artifacts
+        .get(index)
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} has no artifact {index}")))?;
+    let data = s
+        .blobs
+        .get(&format!("artifacts/{id}/{index}"))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("artifact {index} of execution {id} was not stored")))?;
+    let mut r = data.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let name: String = a
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    if let Ok(h) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, h);
+    }
+    Ok(r)
+}
+
+/// Stream an execution as Server-Sent Events: `status`, `stdout` and
+/// `stderr` chunks (JSON strings) with increasing ids, then `result` (the
+/// execution, id `end`). Reconnect with `Last-Event-ID` to resume.
+#[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("Last-Event-ID" = Option<String>, Header, description = "The last event id received")),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String), Problems), security(("api_key" = [])))]
+pub async fn execution_events(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    visible_execution(&s, &p, &id).await?;
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let stream = futures::stream::unfold((s, id, last, false), |(s, id, mut last, finished)| async move {
+        if finished {
+            return None;
+        }
+        loop {
+            if let Some(log) = s.exec.hub.get(&id) {
+                let changed = log.changed();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let (events, _) = log.after(last.as_deref());
+                if !events.is_empty() {
+                    last = events.last().map(|e| e.id.clone());
+                    let done = last.as_deref() == Some("end");
+                    let batch: Vec<Result<SseEvent, Infallible>> = events
+                        .into_iter()
+                        .map(|e| Ok(SseEvent::default().id(e.id).event(e.kind).data(e.data)))
+                        .collect();
+                    return Some((futures::stream::iter(batch), (s, id, last, done)));
+                }
+                if last.as_deref() == Some("end") {
+                    return None;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(15), changed).await;
+                continue;
+            }
+            // Not in memory (finished a while ago, or on another node):
+            // the stored record.
+            if last.as_deref() == Some("end") {
+                return None;
+            }
+            match s.store.get_execution(&id).await {
+                Ok(Some(e)) if e.status.is_final() => {
+                    let view = ExecutionView::from(e);
+                    let ev = SseEvent::default()
+                        .id("end")
+                        .event("result")
+                        .data(serde_json::to_string(&view).unwrap_or_default());
+                    return Some((
+                        futures::stream::iter(vec![Ok(ev)]),
+                        (s, id, Some("end".into()), true),
+                    ));
+                }
+                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
+                _ => return None,
+            }
+        }
+    });
+    use futures::StreamExt as _;
+    Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ---------------------------------------------------------------- audit, keys, me
+
+/// List audit events, newest first (admin; developers for one of their
+/// plugins).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditPage), Problems), security(("api_key" = [])))]
+pub async fn list_audit(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    match p.actor.role {
+        Role::Admin => {}
+        Role::App => return Err(ApiError::forbidden("app keys cannot read the audit trail")),
+        Role::Developer => {
+            let Some(plugin) = &q.plugin else {
+                return Err(ApiError::forbidden(
+                    "developers read the audit trail of one of their plugins: add ?plugin=CODE",
+                ));
+            };
+            owned_plugin(&s, &p, plugin).await?;
+        }
+    }
+    let page = s
+        .store
+        .list_audit(AuditFilter {
+            plugin: q.plugin,
+            version: q.version,
+            actor: q.actor,
+            action: q.action,
+            since: q.since,
+            until: q.until,
+            cursor: q.cursor,
+            limit: limit(q.limit)?,
+        })
+        .await?;
+    Ok(Json(AuditPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Create an API key; the secret is in this answer only (admin).
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
+    responses((status = 201, body = CreatedKey), Problems), security(("api_key" = [])))]
+pub async fn create_api_key(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<NewKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    p.require_admin()?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_field("/role", "one of admin, developer, app"))?;
+    let (key, secret) = create_key(&s.store, &p.actor.name, &body.name, role, body.app.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: key.into(),
+            secret,
+        }),
+    ))
+}
+
+/// List API keys (never their secrets) (admin).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    responses((status = 200, body = Vec<KeyView>), Problems), security(("api_key" = [])))]
+pub async fn list_keys(State(s): State<AppState>, p: Principal) -> Result<Json<Vec<KeyView>>, ApiError> {
+    p.require_admin()?;
+    Ok(Json(
+        s.store.list_keys().await?.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// Revoke an API key (admin).
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked"), Problems), security(("api_key" = [])))]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require_admin()?;
+    let audit = NewAudit {
+        actor: p.actor.name.clone(),
+        action: "revoke_key".into(),
+        detail: serde_json::json!({"key": id}),
+        ..Default::default()
+    };
+    if !s.store.revoke_key(&id, audit).await? {
+        return Err(ApiError::not_found(format!("no live key {id}")));
+    }
+    s.keys.clear();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who this key is.
+#[utoipa::path(get, path = "/v1/me", tag = "keys",
+    responses((status = 200, body = MeView), Problems), security(("api_key" = [])))]
+pub async fn me(p: Principal) -> Json<MeView> {
+    Json(MeView {
+        name: p.actor.name,
+        role: p.actor.role.as_str().into(),
+        app: p.actor.app,
+        key_id: p.key_id,
+    })
+}
+
+// ---------------------------------------------------------------- operations
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        checks: serde_json::json!({}),
+    })
+}
+
+/// Readiness: the store answers and the jail can start boxes.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    let store = match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("unavailable: {e}"),
+        Err(_) => "unavailable: no answer within 2 s".to_owned(),
+    };
+    let jail = match s.runner.jail().check_usable() {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let ok = store == "ok" && jail == "ok";
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Health {
+            status: if ok { "ok" } else { "unavailable" }.into(),
+            checks: serde_json::json!({"store": store, "jail": jail, "executions_in_flight": s.exec.in_flight()}),
+        }),
+    )
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    crate::metrics::refresh(&s).await;
+    let mut r = s.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

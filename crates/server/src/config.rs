@@ -1,0 +1,465 @@
+//! Configuration: defaults, then a TOML file, then `WARDEN_*` environment
+//! variables (then command-line flags, applied by the CLI). Every key is in
+//! [`KEYS`], the one registry that `docs/configuration.md` documents (a test
+//! checks that it does).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use warden_package::DenyRule;
+
+/// A configuration key: its dotted path in the TOML file, its environment
+/// variable, its default (as written in TOML) and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// Dotted TOML path.
+    pub path: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// Default, as TOML.
+    pub default: &'static str,
+    /// What it is for.
+    pub doc: &'static str,
+}
+
+macro_rules! keys {
+    ($( $path:literal, $env:literal, $default:literal, $doc:literal; )*) => {
+        /// Every configuration key.
+        pub const KEYS: &[Key] = &[ $( Key { path: $path, env: $env, default: $default, doc: $doc }, )* ];
+    };
+}
+
+keys! {
+    "listen", "WARDEN_LISTEN", "\"127.0.0.1:8080\"", "Address and port the API listens on.";
+    "node_id", "WARDEN_NODE_ID", "\"<hostname>:<port>\"", "This server's name, recorded with its executions; at start it marks its own unfinished ones interrupted. Keep it stable across restarts and unique across servers sharing a database.";
+    "data_dir", "WARDEN_DATA_DIR", "\"warden-data\"", "Folder for the SQLite database, package blobs and unpacked code (created when missing).";
+    "database_url", "WARDEN_DATABASE_URL", "\"sqlite://<data_dir>/warden.db\"", "Records: `sqlite://PATH` (embedded, one WAL file) or `postgres://USER@HOST/DB`.";
+    "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs and artifacts.";
+    "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
+    "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
+    "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
+    "max_queue", "WARDEN_MAX_QUEUE", "256", "Executions waiting for a slot; beyond it requests get 429 with `Retry-After`.";
+    "retry_after_secs", "WARDEN_RETRY_AFTER_SECS", "1", "The `Retry-After` a 429 answer suggests.";
+    "max_event_bytes", "WARDEN_MAX_EVENT_BYTES", "6291456", "Largest execute body (the event), in bytes; larger gets 413.";
+    "max_package_bytes", "WARDEN_MAX_PACKAGE_BYTES", "33554432", "Largest uploaded package, in bytes; larger gets 413.";
+    "shutdown_grace_secs", "WARDEN_SHUTDOWN_GRACE_SECS", "30", "On SIGTERM, how long in-flight executions may take to finish; the rest are recorded `interrupted`.";
+    "key_cache_secs", "WARDEN_KEY_CACHE_SECS", "5", "How long a checked API key is remembered; a key revoked on another node stops working within this time.";
+    "jail.state_dir", "WARDEN_STATE_DIR", "\"/run/warden\"", "Where box slots live (the default when not root: `$XDG_RUNTIME_DIR/warden`).";
+    "jail.max_boxes", "WARDEN_JAIL_MAX_BOXES", "64", "Most boxes at once, warm ones included.";
+    "warm.enabled", "WARDEN_WARM_ENABLED", "true", "Serve calls from warm boxes.";
+    "warm.prewarm_per_code", "WARDEN_WARM_PREWARM_PER_CODE", "1", "Warm boxes kept ready per (app, plugin version) once called.";
+    "warm.max_per_code", "WARDEN_WARM_MAX_PER_CODE", "4", "Most warm boxes per (app, plugin version).";
+    "warm.max_total", "WARDEN_WARM_MAX_TOTAL", "32", "Most warm boxes in all.";
+    "warm.idle_ttl_secs", "WARDEN_WARM_IDLE_TTL_SECS", "300", "Idle warm boxes are stopped after this long.";
+    "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold.";
+    "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
+    "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
+    "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
+    "policy.deny", "-", "[]", "Denied dependencies: `[[policy.deny]]` tables with `ecosystem` (`pypi`, `npm`, `go`), `name`, `versions` (a semver requirement or `*`) and `reason`. File only.";
+}
+
+/// Log output shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The jail section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JailSection {
+    /// Where box slots live.
+    pub state_dir: Option<PathBuf>,
+    /// Most boxes at once.
+    pub max_boxes: u32,
+}
+
+impl Default for JailSection {
+    fn default() -> Self {
+        JailSection {
+            state_dir: None,
+            max_boxes: 64,
+        }
+    }
+}
+
+/// The warm pool section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmSection {
+    /// Serve calls warm.
+    pub enabled: bool,
+    /// Ready boxes per code.
+    pub prewarm_per_code: usize,
+    /// Most boxes per code.
+    pub max_per_code: usize,
+    /// Most boxes in all.
+    pub max_total: usize,
+    /// Idle boxes stop after this long.
+    pub idle_ttl_secs: u64,
+    /// Wait for a busy warm box this long before going cold.
+    pub max_wait_ms: u64,
+}
+
+impl Default for WarmSection {
+    fn default() -> Self {
+        WarmSection {
+            enabled: true,
+            prewarm_per_code: 1,
+            max_per_code: 4,
+            max_total: 32,
+            idle_ttl_secs: 300,
+            max_wait_ms: 100,
+        }
+    }
+}
+
+/// The package policy section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// Reject versions with critical findings.
+    pub reject_critical: bool,
+    /// Largest timeout a manifest may ask for.
+    pub max_timeout_ms: u64,
+    /// Largest memory a manifest may ask for.
+    pub max_memory_mb: u64,
+    /// Denied dependencies.
+    pub deny: Vec<DenyRule>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            reject_critical: false,
+            max_timeout_ms: 60_000,
+            max_memory_mb: 1024,
+            deny: Vec::new(),
+        }
+    }
+}
+
+/// Everything `warden serve` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// This node's name (default: hostname and port).
+    pub node_id: Option<String>,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Database URL (default: SQLite in the data folder).
+    pub database_url: Option<String>,
+    /// Blob folder (default: in the data folder).
+    pub blob_dir: Option<PathBuf>,
+    /// Log shape.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+    /// Executions running at once.
+    pub max_concurrent: usize,
+    /// Executions waiting.
+    pub max_queue: usize,
+    /// `Retry-After` of a 429.
+    pub retry_after_secs: u64,
+    /// Largest event.
+    pub max_event_bytes: usize,
+    /// Largest package.
+    pub max_package_bytes: usize,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// API key cache lifetime.
+    pub key_cache_secs: u64,
+    /// The jail.
+    pub jail: JailSection,
+    /// The warm pool.
+    pub warm: WarmSection,
+    /// The package policy.
+    pub policy: PolicySection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node_id: None,
+            data_dir: PathBuf::from("warden-data"),
+            database_url: None,
+            blob_dir: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            max_concurrent: 16,
+            max_queue: 256,
+            retry_after_secs: 1,
+            max_event_bytes: 6 << 20,
+            max_package_bytes: 32 << 20,
+            shutdown_grace_secs: 30,
+            key_cache_secs: 5,
+            jail: JailSection::default(),
+            warm: WarmSection::default(),
+            policy: PolicySection::default(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file or a variable does not parse or has a wrong value.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file, or the environment.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the `WARDEN_*` variables of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_owned(),
+                    source: e,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid {
+                    origin: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let origin = file.map_or_else(|| "the configuration".to_owned(), |p| p.display().to_string());
+        for (name, value) in env {
+            if !name.starts_with("WARDEN_") {
+                continue;
+            }
+            let Some(key) = KEYS.iter().find(|k| k.env == name) else {
+                continue;
+            };
+            set_path(&mut table, key.path, env_value(&value));
+        }
+        let config: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+                origin,
+                message: e.to_string(),
+            })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| {
+            Err(ConfigError::Invalid {
+                origin: key.to_owned(),
+                message: why.to_owned(),
+            })
+        };
+        if self.max_concurrent == 0 {
+            return bad("max_concurrent", "must be at least 1");
+        }
+        if self.max_event_bytes < 2 {
+            return bad("max_event_bytes", "must hold at least `{}`");
+        }
+        if self.jail.max_boxes == 0 {
+            return bad("jail.max_boxes", "must be at least 1");
+        }
+        if self.warm.max_per_code < self.warm.prewarm_per_code {
+            return bad("warm.max_per_code", "must be at least warm.prewarm_per_code");
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("warden.db").display()))
+    }
+
+    /// The blob folder in effect.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// This node's name: `node_id`, or the hostname and `port`.
+    pub fn node(&self, port: u16) -> String {
+        if let Some(n) = self.node_id.as_ref().filter(|n| !n.trim().is_empty()) {
+            return n.trim().to_owned();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "warden".to_owned());
+        format!("{host}:{port}")
+    }
+
+    /// Where verified packages are unpacked for running.
+    pub fn code_dir(&self) -> PathBuf {
+        self.data_dir.join("code")
+    }
+}
+
+/// An environment value as TOML (numbers, booleans, arrays), else a string.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut parts = path.split('.').peekable();
+    let mut t = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            t.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = t
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else { return };
+        t = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warden.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nmax_queue = 10\n[warm]\nmax_per_code = 8\n[[policy.deny]]\necosystem = \"pypi\"\nname = \"requests\"\nversions = \"<2.31\"\nreason = \"CVE\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("WARDEN_MAX_QUEUE", "20"),
+                ("WARDEN_DATABASE_URL", "postgres://u@h/db"),
+                ("WARDEN_WARM_ENABLED", "false"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_queue, 20, "the environment wins over the file");
+        assert_eq!(c.warm.max_per_code, 8);
+        assert!(!c.warm.enabled);
+        assert_eq!(c.database_url(), "postgres://u@h/db");
+        assert_eq!(c.policy.deny.len(), 1);
+        assert_eq!(c.max_concurrent, 16);
+        let d = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(d, Config::default());
+        assert_eq!(d.database_url(), "sqlite://warden-data/warden.db");
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warden.toml");
+        std::fs::write(&file, "listn = \"x\"\n").unwrap();
+        let e = Config::load(Some(&file), Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("listn"), "{e}");
+        let e = Config::load(None, env(&[("WARDEN_MAX_CONCURRENT", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_concurrent"), "{e}");
+        let e = Config::load(None, env(&[("WARDEN_MAX_CONCURRENT", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_concurrent: must be at least 1"), "{e}");
+        let e = Config::load(None, env(&[("WARDEN_LISTEN", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") || e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ))
+        .unwrap();
+        for k in KEYS {
+            assert!(
+                doc.contains(&format!("`{}`", k.path)),
+                "docs/configuration.md lacks `{}`",
+                k.path
+            );
+            if k.env != "-" {
+                assert!(
+                    doc.contains(&format!("`{}`", k.env)),
+                    "docs/configuration.md lacks `{}`",
+                    k.env
+                );
+            }
+        }
+        // And every key of the Config struct is in the registry.
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    if v.is_table() {
+                        walk(&p, v, out)
+                    } else {
+                        out.push(p)
+                    }
+                }
+            }
+        }
+        walk("", &defaults, &mut paths);
+        for p in paths {
+            assert!(
+                KEYS.iter().any(|k| k.path == p),
+                "config key `{p}` is not in KEYS"
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Live event logs of executions, for Server-Sent Events.
+//!
+//! While an execution runs, its output chunks and state changes are kept
+//! in memory with increasing ids, so a client that reconnects with
+//! `Last-Event-ID` gets exactly what it missed. The final `result` event has
+//! the id `end`. A finished log is kept for [`KEEP_FINISHED`]; after that
+//! (or on another node) a client gets the stored result, which holds the
+//! whole captured output anyway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// How long a finished log stays in memory.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(120);
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `1`, `2`, … or `end` for the result.
+    pub id: String,
+    /// `status`, `stdout`, `stderr` or `result`.
+    pub kind: &'static str,
+    /// JSON text.
+    pub data: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    events: Vec<Event>,
+    next: u64,
+    done: bool,
+    finished_at: Option<Instant>,
+    /// Bytes of an unfinished UTF-8 sequence per stream (0: stdout, 1: stderr).
+    partial: [Vec<u8>; 2],
+}
+
+/// The event log of one execution.
+#[derive(Default)]
+pub struct Log {
+    inner: Mutex<Inner>,
+    notify: Notify,
+}
+
+impl Log {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push_locked(inner: &mut Inner, kind: &'static str, data: String) {
+        inner.next += 1;
+        let id = inner.next.to_string();
+        inner.events.push(Event { id, kind, data });
+    }
+
+    /// A state change.
+    pub fn status(&self, status: &str) {
+        Self::push_locked(
+            &mut self.lock(),
+            "status",
+            serde_json::json!({ "status": status }).to_string(),
+        );
+        self.notify.notify_waiters();
+    }
+
+    /// A chunk of output; UTF-8 sequences split across chunks are joined.
+    pub fn output(&self, stderr: bool, bytes: &[u8]) {
+        let mut inner = self.lock();
+        let i = usize::from(stderr);
+        let mut buf = std::mem::take(&mut inner.partial[i]);
+        buf.extend_from_slice(bytes);
+        let valid_up_to = match std::str::from_utf8(&buf) {
+            Ok(_) => buf.len(),
+            // An incomplete sequence at the end waits for the next chunk;
+            // invalid bytes elsewhere are replaced.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => buf.len(),
+        };
+        let rest = buf.split_off(valid_up_to);
+        inner.partial[i] = rest;
+        if buf.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let kind = if stderr { "stderr" } else { "stdout" };
+        Self::push_locked(&mut inner, kind, serde_json::Value::String(text).to_string());
+        drop(inner);
+        self.notify.notify_waiters();
+    }
+
+    /// The final result; the log is complete.
+    pub fn finish(&self, result: String) {
+        let mut inner = self.lock();
+        for i in 0..2 {
+            let rest = std::mem::take(&mut inner.partial[i]);
+            if !rest.is_empty() {
+                let kind = if i == 1 { "stderr" } else { "stdout" };
+                let text = String::from_utf8_lossy(&rest).into_owned();
+                Self::push_locked(&mut inner, kind, serde_json::Value::String(text).to_string());
+            }
+        }
+        inner.events.push(Event {
+            id: "end".into(),
+            kind: "result",
+            data: result,
+        });
+        inner.done = true;
+        inner.finished_at = Some(Instant::now());
+        drop(inner);
+        self.notify.notify_waiters();
+    }
+
+    /// Events after `last` (an id a client saw), and whether the log is
+    /// complete.
+    pub fn after(&self, last: Option<&str>) -> (Vec<Event>, bool) {
+        let inner = self.lock();
+        let from = match last {
+            None => 0,
+            Some("end") => inner.events.len(),
+            Some(id) => match id.parse::<u64>() {
+                Ok(n) => inner
+                    .events
+                    .iter()
+                    .position(|e| e.id.parse::<u64>().map_or(true, |m| m > n))
+                    .unwrap_or(inner.events.len()),
+                Err(_) => 0,
+            },
+        };
+        (inner.events[from..].to_vec(), inner.done)
+    }
+
+    /// Wait until something is added after the caller last looked (see
+    /// [`Log::after`]); `enable` the returned future before looking.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+/// Every live log.
+#[derive(Default)]
+pub struct Hub {
+    logs: Mutex<HashMap<String, Arc<Log>>>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Log>>> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the log of execution `id` (and drop expired finished ones).
+    pub fn open(&self, id: &str) -> Arc<Log> {
+        let mut logs = self.lock();
+        logs.retain(|_, log| log.lock().finished_at.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
+        logs.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// The log of execution `id`, while it is kept.
+    pub fn get(&self, id: &str) -> Option<Arc<Log>> {
+        self.lock().get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnecting_clients_get_exactly_what_they_missed() {
+        let hub = Hub::default();
+        let log = hub.open("e1");
+        log.status("running");
+        log.output(false, b"one\n");
+        log.output(true, b"err\n");
+        let (all, done) = log.after(None);
+        assert_eq!(
+            all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["1", "2", "3"]
+        );
+        assert!(!done);
+        log.output(false, b"two\n");
+        log.finish("{\"status\":\"success\"}".into());
+        let (rest, done) = log.after(Some("2"));
+        assert_eq!(
+            rest.iter().map(|e| (e.id.as_str(), e.kind)).collect::<Vec<_>>(),
+            [("3", "stderr"), ("4", "stdout"), ("end", "result")]
+        );
+        assert!(done);
+        assert!(log.after(Some("end")).0.is_empty());
+        assert_eq!(
+            log.after(Some("garbage")).0.len(),
+            5,
+            "an unknown id replays everything"
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_is_joined() {
+        let log = Log::default();
+        let snow = "☃".as_bytes();
+        log.output(false, &snow[..1]);
+        log.output(false, &snow[1..]);
+        log.output(false, b"\xff!");
+        let (events, _) = log.after(None);
+        let texts: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::from_str(&e.data).unwrap())
+            .collect();
+        assert_eq!(texts, ["☃", "\u{fffd}!"]);
+    }
+}

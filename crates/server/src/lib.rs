@@ -1,0 +1,459 @@
+//! Warden's HTTP API (`warden serve`): plugins and their review, apps and
+//! installations, executions with schema checks, streaming and durable
+//! records, API keys, audit, OpenAPI, health and metrics.
+//!
+//! The HTTP layer parses requests into calls on the core (the registry), the
+//! store and the [`exec::Executor`], and renders their results; it makes no
+//! decision of its own beyond who may call what ([`auth`]).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod exec;
+pub mod metrics;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+use warden_core::{GoBuilder, Registry, Role, Store};
+use warden_jail::{Jail, JailConfig};
+use warden_package::{PlatformLimits, Policy, Problem};
+use warden_runtime::{Runner, RunnerConfig, RuntimeError, WarmConfig};
+use warden_store::{ObjectBlobs, SqlStore};
+
+pub use config::Config;
+use error::ApiError;
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Records.
+    pub store: Arc<SqlStore>,
+    /// Package blobs and artifacts.
+    pub blobs: Arc<ObjectBlobs>,
+    /// Uploads, reviews, installations.
+    pub registry: Arc<Registry<SqlStore, ObjectBlobs>>,
+    /// Executions.
+    pub exec: Arc<exec::Executor>,
+    /// API key checks.
+    pub keys: Arc<auth::KeyCache>,
+    /// The runtime (for pool figures and readiness).
+    pub runner: Runner,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Metrics.
+    pub metrics: PrometheusHandle,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The jail is unusable on this machine.
+    #[error("cannot sandbox plugins on this machine (run `warden doctor`)")]
+    Jail(#[source] warden_jail::JailError),
+    /// The runtime could not start.
+    #[error("cannot start the runtime")]
+    Runtime(#[source] RuntimeError),
+    /// The store could not open.
+    #[error("cannot open the store ({url})")]
+    Store {
+        /// Where.
+        url: String,
+        /// Why.
+        #[source]
+        source: warden_core::StoreError,
+    },
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Builds Go plugins at submit time with the runtime's jailed toolchain.
+struct GoInJail(Runner);
+
+impl GoBuilder for GoInJail {
+    fn build(&self, src: &Path, out: &Path) -> Result<(), Vec<Problem>> {
+        match self.0.build_go(src, out) {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::BuildFailed { errors, log }) if !errors.is_empty() => Err(errors
+                .into_iter()
+                .map(|e| Problem {
+                    location: if e.file.is_empty() {
+                        "archive:".to_owned()
+                    } else {
+                        format!("archive:{}:{}", e.file, e.line)
+                    },
+                    message: format!("go build: {}", e.message),
+                })
+                .chain(std::iter::once(Problem {
+                    location: "build-log".into(),
+                    message: log.lines().take(40).collect::<Vec<_>>().join("\n"),
+                }))
+                .collect()),
+            Err(e) => Err(vec![Problem {
+                location: "/runtime".into(),
+                message: format!("the Go build failed: {}", error::DisplayChain(&e)),
+            }]),
+        }
+    }
+}
+
+/// What `start` prints for the operator.
+pub struct Started {
+    /// The state.
+    pub state: AppState,
+    /// An admin key created on first start (no live admin key existed).
+    pub first_admin_key: Option<String>,
+    /// Executions of this node found unfinished and marked interrupted.
+    pub interrupted: u64,
+}
+
+/// Open everything `config` names: jail, runtime, store, blobs; recover
+/// the unfinished executions of `node` (this server's name, see
+/// [`Config::node`]); create the first admin key.
+pub async fn start(config: Config, node: String) -> Result<Started, StartError> {
+    let jail = Jail::new(JailConfig {
+        state_dir: config.jail.state_dir.clone(),
+        max_boxes: config.jail.max_boxes,
+        ..JailConfig::default()
+    })
+    .map_err(StartError::Jail)?;
+    let runner = Runner::new(
+        jail,
+        RunnerConfig {
+            max_event_bytes: config.max_event_bytes,
+            max_concurrent: config.max_concurrent,
+            // The server admits at most this many; the runner never refuses.
+            max_queue: config.max_queue + 1,
+            queue_timeout: Duration::from_secs(24 * 3600),
+            warm: WarmConfig {
+                enabled: config.warm.enabled,
+                max_per_code: config.warm.max_per_code,
+                prewarm_per_code: config.warm.prewarm_per_code,
+                max_total: config.warm.max_total,
+                idle_ttl: Duration::from_secs(config.warm.idle_ttl_secs),
+                max_wait: Duration::from_millis(config.warm.max_wait_ms),
+                ..WarmConfig::default()
+            },
+        },
+    )
+    .map_err(StartError::Runtime)?;
+    let url = config.database_url();
+    let store = Arc::new(SqlStore::connect(&url).await.map_err(|e| StartError::Store {
+        url: redact(&url),
+        source: e,
+    })?);
+    let blobs = Arc::new(
+        ObjectBlobs::local(&config.blob_dir()).map_err(|e| StartError::Store {
+            url: config.blob_dir().display().to_string(),
+            source: e,
+        })?,
+    );
+    let interrupted = store
+        .interrupt_unfinished(
+            &node,
+            "the server stopped before the execution finished (crash or restart)",
+        )
+        .await
+        .map_err(|e| StartError::Store {
+            url: redact(&url),
+            source: e,
+        })?;
+    let first_admin_key = if store
+        .list_keys()
+        .await
+        .map_err(|e| StartError::Store {
+            url: redact(&url),
+            source: e,
+        })?
+        .iter()
+        .any(|k| k.role == Role::Admin && k.revoked_at.is_none())
+    {
+        None
+    } else {
+        let (_, secret) = auth::create_key(&store, "system", "admin", Role::Admin, None)
+            .await
+            .map_err(|e| StartError::Store {
+                url: redact(&url),
+                source: warden_core::StoreError::Backend(e.problem().detail),
+            })?;
+        Some(secret)
+    };
+    let platform = PlatformLimits {
+        max_timeout_ms: config.policy.max_timeout_ms,
+        max_memory_mb: config.policy.max_memory_mb,
+        ..PlatformLimits::default()
+    };
+    let policy = Policy {
+        platform: platform.clone(),
+        deny: config.policy.deny.clone(),
+        reject_critical: config.policy.reject_critical,
+        ..Policy::default()
+    };
+    let mut registry = Registry::new(store.clone(), blobs.clone(), policy, config.code_dir());
+    if Path::new("/usr/bin/go").exists() {
+        registry = registry.with_go_builder(Arc::new(GoInJail(runner.clone())));
+    }
+    let registry = Arc::new(registry);
+    let capacity = config.max_concurrent + config.max_queue;
+    let exec = Arc::new(exec::Executor::new(
+        registry.clone(),
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        node,
+        capacity,
+        config.retry_after_secs,
+        platform,
+    ));
+    let state = AppState {
+        store,
+        blobs,
+        registry,
+        exec,
+        keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
+        runner,
+        config: Arc::new(config),
+        metrics: metrics::handle(),
+    };
+    Ok(Started {
+        state,
+        first_admin_key,
+        interrupted,
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wk_…")
+                    .description(Some(
+                        "An API key made by `warden admin create-key` or `POST /v1/keys`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Warden",
+        description = "Run untrusted plugin code safely and fast: upload and review plugins, install them in apps, execute them in Warden's jail.",
+        license(name = "Apache-2.0"),
+    ),
+    components(schemas(error::Problem, error::FieldError)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "plugins", description = "Packages, versions and their review"),
+        (name = "apps", description = "Apps (tenants) and their installations"),
+        (name = "executions", description = "Calling plugins; execution records and events"),
+        (name = "audit", description = "The append-only audit trail"),
+        (name = "keys", description = "API keys"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+fn routes(config: &Config) -> OpenApiRouter<AppState> {
+    use api::*;
+    let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
+    let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(upload, list_plugins).layer(package_limit))
+        .routes(routes!(get_plugin))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version, delete_version))
+        .routes(routes!(get_manifest))
+        .routes(routes!(get_report))
+        .routes(routes!(version_audit))
+        .routes(routes!(download_package))
+        .routes(routes!(submit))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
+        .routes(routes!(create_app, list_apps))
+        .routes(routes!(get_app))
+        .routes(routes!(list_installations, install))
+        .routes(routes!(upgrade, uninstall))
+        .routes(routes!(execute).layer(event_limit))
+        .routes(routes!(list_executions))
+        .routes(routes!(get_execution))
+        .routes(routes!(get_artifact))
+        .routes(routes!(execution_events))
+        .routes(routes!(list_audit))
+        .routes(routes!(create_api_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(me))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(&Config::default()).into_openapi()
+}
+
+/// The OpenAPI document as committed in `docs/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut s = openapi().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[derive(Clone, Default)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        warden_core::model::new_id("req").parse().ok().map(RequestId::new)
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}: see /docs for the API", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let mut e = ApiError::bad_request(format!("{method} is not allowed on {}", uri.path())).problem();
+    e.status = 405;
+    e.kind = "/problems/method-not-allowed".into();
+    e.title = "Method not allowed".into();
+    error::problem_response(StatusCode::METHOD_NOT_ALLOWED, &e)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(&"a handler panicked").into_response()
+}
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = routes(&state.config).split_for_parts();
+    let doc_json = Arc::new(openapi_json());
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc_json = doc_json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc_json.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeId))
+        .with_state(state)
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves; then stop taking
+/// requests and give in-flight executions `shutdown_grace_secs` to finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let exec = state.exec.clone();
+    let store = state.store.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop = stop_rx.clone();
+    let drained = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        tracing::info!(
+            "shutting down: waiting up to {}s for in-flight executions",
+            grace.as_secs()
+        );
+        let n = exec.drain(grace).await;
+        if n > 0 {
+            tracing::warn!(
+                interrupted = n,
+                "executions still running at the deadline were recorded as interrupted"
+            );
+        }
+    };
+    // Requests finish (or the grace period ends); then the store closes.
+    let (served, ()) = tokio::join!(
+        async {
+            let mut stop = stop_rx;
+            tokio::select! {
+                r = server => r,
+                () = async {
+                    let _ = stop.wait_for(|s| *s).await;
+                    tokio::time::sleep(grace + Duration::from_secs(1)).await;
+                } => Ok(()),
+            }
+        },
+        drained
+    );
+    store.close().await;
+    served
+}

@@ -1,0 +1,88 @@
+//! Prometheus metrics. Labels are bounded: plugin codes, statuses, reasons,
+//! HTTP methods and route templates; never ids.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `warden_executions_total` | counter | plugin, status |
+//! | `warden_execution_duration_seconds` | histogram | plugin |
+//! | `warden_executions_rejected_total` | counter | reason |
+//! | `warden_executions_in_flight` | gauge | |
+//! | `warden_plugin_failures_total` | counter | plugin, reason |
+//! | `warden_plugin_active_count` | gauge | |
+//! | `warden_plugin_versions` | gauge | status |
+//! | `warden_pool_boxes` | gauge | state (idle, busy, starting) |
+//! | `warden_sandbox_process_restarts_total` | counter | |
+//! | `warden_warm_calls_total`, `warden_cold_fallbacks_total` | counter | |
+//! | `warden_http_requests_total` | counter | method, route, status |
+//! | `warden_http_request_duration_seconds` | histogram | method, route |
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use warden_core::Store;
+
+use crate::AppState;
+
+/// The process-wide recorder (installed once; tests start many servers).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (embedding): keep a private one.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// Update the gauges that are read rather than counted.
+pub async fn refresh(s: &AppState) {
+    let pool = s.runner.pool_stats();
+    metrics::gauge!("warden_pool_boxes", "state" => "idle").set(pool.idle as f64);
+    metrics::gauge!("warden_pool_boxes", "state" => "busy").set(pool.busy as f64);
+    metrics::gauge!("warden_pool_boxes", "state" => "starting").set(pool.starting as f64);
+    metrics::counter!("warden_sandbox_process_restarts_total").absolute(pool.restarts_total);
+    metrics::counter!("warden_warm_calls_total").absolute(pool.warm_calls_total);
+    metrics::counter!("warden_cold_fallbacks_total").absolute(pool.cold_fallbacks_total);
+    metrics::gauge!("warden_executions_in_flight").set(s.exec.in_flight() as f64);
+    if let Ok(counts) = s.store.counts().await {
+        metrics::gauge!("warden_plugin_active_count").set(counts.active_plugins as f64);
+        for status in ["draft", "pending", "active", "rejected", "inactive", "failed"] {
+            let n = counts
+                .versions
+                .iter()
+                .find(|(st, _)| st.as_str() == status)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("warden_plugin_versions", "status" => status).set(n as f64);
+        }
+    }
+}
+
+/// Count and time every request by its route template.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("warden_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("warden_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,623 @@
+//! What the API accepts (params) and returns (views): plain types with
+//! OpenAPI schemas, built from the core's records. Handlers stay thin.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use warden_core::{ApiKey, App, AuditEvent, Execution, Installation, Plugin, Version};
+
+/// A plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginView {
+    /// Reverse-DNS code, e.g. `vendor.greeting.say_hello`.
+    pub code: String,
+    /// Developer who owns it.
+    pub owner: String,
+    /// Name (from the latest upload).
+    pub name: String,
+    /// Description (from the latest upload).
+    pub description: String,
+    /// First upload, Unix ms.
+    pub created_at: i64,
+    /// Latest change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl From<Plugin> for PluginView {
+    fn from(p: Plugin) -> Self {
+        PluginView {
+            code: p.code,
+            owner: p.owner,
+            name: p.name,
+            description: p.description,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// One file of a package's canonical file list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileView {
+    /// Path in the package.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Marked executable.
+    pub executable: bool,
+}
+
+/// Finding counts of a report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SummaryView {
+    /// Critical findings.
+    pub critical: u64,
+    /// Warnings.
+    pub warning: u64,
+    /// Informational findings.
+    pub info: u64,
+}
+
+/// A plugin version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    /// Unique id.
+    pub id: String,
+    /// Plugin code.
+    pub plugin: String,
+    /// Semantic version.
+    pub version: String,
+    /// `draft`, `pending`, `active`, `rejected`, `inactive` or `failed`.
+    pub status: String,
+    /// Why it was rejected or failed.
+    pub status_reason: Option<String>,
+    /// SHA-256 of the package, recorded at upload.
+    pub package_sha256: String,
+    /// Package size in bytes.
+    pub package_size: i64,
+    /// Runtime from the manifest.
+    pub runtime: String,
+    /// Canonical file list.
+    pub files: Vec<FileView>,
+    /// Report summary, once submitted.
+    pub report_summary: Option<SummaryView>,
+    /// Who uploaded the current package.
+    pub uploaded_by: String,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+    /// Increases with every change.
+    pub revision: i64,
+}
+
+impl From<Version> for VersionView {
+    fn from(v: Version) -> Self {
+        VersionView {
+            runtime: v
+                .manifest
+                .get("runtime")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            files: serde_json::from_value(v.files).unwrap_or_default(),
+            report_summary: v
+                .report
+                .as_ref()
+                .and_then(|r| r.get("summary"))
+                .and_then(|s| serde_json::from_value(s.clone()).ok()),
+            id: v.id,
+            plugin: v.plugin,
+            version: v.version,
+            status: v.status.to_string(),
+            status_reason: v.status_reason,
+            package_sha256: v.package_sha256,
+            package_size: v.package_size,
+            uploaded_by: v.uploaded_by,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            revision: v.revision,
+        }
+    }
+}
+
+/// A page of plugins.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PluginPage {
+    /// Plugins, by code.
+    pub items: Vec<PluginView>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing plugins.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PluginQuery {
+    /// Substring of the code, name or description (case-insensitive).
+    pub search: Option<String>,
+    /// Only this developer's plugins (admins).
+    pub owner: Option<String>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Why a version is rejected.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Shown to the developer; required.
+    pub reason: String,
+}
+
+/// An app.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppView {
+    /// Identifier.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Created, Unix ms.
+    pub created_at: i64,
+}
+
+impl From<App> for AppView {
+    fn from(a: App) -> Self {
+        AppView {
+            id: a.id,
+            name: a.name,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// A new app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApp {
+    /// 2 to 63 lowercase letters, digits or `-`, starting with a letter.
+    pub id: String,
+    /// Display name (default: the id).
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A plugin installed in an app.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstallationView {
+    /// Unique id.
+    pub id: String,
+    /// The app.
+    pub app: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The pinned version; absent: follows the latest active version.
+    pub pinned_version: Option<String>,
+    /// Installed, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl From<Installation> for InstallationView {
+    fn from(i: Installation) -> Self {
+        InstallationView {
+            id: i.id,
+            app: i.app,
+            plugin: i.plugin,
+            pinned_version: i.pinned_version,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// Install a plugin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInstallation {
+    /// Plugin code.
+    pub plugin: String,
+    /// Pin this active version; absent: follow the latest active version.
+    pub version: Option<String>,
+}
+
+/// Change an installation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInstallation {
+    /// Pin this active version; `null`: follow the latest active version.
+    pub version: Option<String>,
+}
+
+/// A new API key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// Principal name: the developer's name for developer keys.
+    pub name: String,
+    /// `admin`, `developer` or `app`.
+    pub role: String,
+    /// The app, for app keys.
+    pub app: Option<String>,
+}
+
+/// An API key (never its secret, except once in [`CreatedKey`]).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyView {
+    /// Key id.
+    pub id: String,
+    /// Principal name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// For app keys: the app.
+    pub app: Option<String>,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Revoked, Unix ms.
+    pub revoked_at: Option<i64>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        KeyView {
+            id: k.id,
+            name: k.name,
+            role: k.role.as_str().into(),
+            app: k.app,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A key just created: the secret is shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key's record.
+    pub key: KeyView,
+    /// The secret to send as `Authorization: Bearer …`.
+    pub secret: String,
+}
+
+/// The caller.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MeView {
+    /// Principal name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// For app keys: the app.
+    pub app: Option<String>,
+    /// The key used.
+    pub key_id: String,
+}
+
+/// An audit event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    /// Unique, time-ordered id.
+    pub id: String,
+    /// When, Unix ms.
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What (`upload`, `submit`, `approve`, `reject`, `install`, …).
+    pub action: String,
+    /// Plugin concerned.
+    pub plugin: Option<String>,
+    /// Version concerned.
+    pub version: Option<String>,
+    /// State before.
+    pub from_status: Option<String>,
+    /// State after.
+    pub to_status: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// More.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+impl From<AuditEvent> for AuditView {
+    fn from(a: AuditEvent) -> Self {
+        AuditView {
+            id: a.id,
+            at: a.at,
+            actor: a.actor,
+            action: a.action,
+            plugin: a.plugin,
+            version: a.version,
+            from_status: a.from_status,
+            to_status: a.to_status,
+            reason: a.reason,
+            detail: a.detail,
+        }
+    }
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditView>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing audit events.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only this plugin's (required for developers: one of theirs).
+    pub plugin: Option<String>,
+    /// Only this version's.
+    pub version: Option<String>,
+    /// Only this actor's.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// At or after, Unix ms.
+    pub since: Option<i64>,
+    /// Before, Unix ms.
+    pub until: Option<i64>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// The handler's error.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorView {
+    /// Exception type, or a Warden kind (`HandlerNotFound`, `SyntaxError`,
+    /// `OutputSchemaViolation`, `memory_limit`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+    /// Traceback, trimmed of Warden's frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
+    /// File, relative to the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// Output schema violations, each with its JSON pointer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<crate::error::FieldError>,
+}
+
+/// Resource figures of a call.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct MetricsView {
+    /// Wall-clock time.
+    pub duration_ms: f64,
+    /// CPU time, user + system.
+    pub cpu_time_ms: f64,
+    /// Peak memory, MiB.
+    pub peak_memory_mb: f64,
+    /// Bytes read from storage.
+    pub io_read_bytes: u64,
+    /// Bytes written to storage.
+    pub io_write_bytes: u64,
+}
+
+/// A file the handler left under `out/`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactView {
+    /// Path relative to `out/`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Where to download it.
+    #[serde(default)]
+    pub url: String,
+}
+
+/// The stored result of a call, as the runtime reported it (with the
+/// platform's verdict on the output schema).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// The jail's detailed status.
+    #[serde(default)]
+    pub jail_status: Option<String>,
+    /// Printed text.
+    #[serde(default)]
+    pub stdout: String,
+    /// Printed on stderr.
+    #[serde(default)]
+    pub stderr: String,
+    /// stdout passed its cap.
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    /// stderr passed its cap.
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    /// Exit code.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Signal.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// Seconds.
+    #[serde(default)]
+    pub execution_time: f64,
+    /// Return value.
+    #[serde(default)]
+    pub return_value: Option<Value>,
+    /// Error.
+    #[serde(default)]
+    pub error: Option<ErrorView>,
+    /// Figures.
+    #[serde(default)]
+    pub metrics: Option<MetricsView>,
+    /// Files.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactView>,
+    /// Served warm.
+    #[serde(default)]
+    pub warm: bool,
+}
+
+/// An execution: a call of a plugin by an app, with its result once final.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: String,
+    /// Calling app.
+    pub app: String,
+    /// Plugin code.
+    pub plugin: String,
+    /// Version that ran.
+    pub version: String,
+    /// `queued`, `running`, `success`, `failed`, `timeout`, `error` or
+    /// `interrupted`.
+    pub status: String,
+    /// `sync` or `async`.
+    pub mode: String,
+    /// Finer reason: `handler_error`, `output_schema_violation`,
+    /// `memory_limit`, `cpu_limit`, `output_limit`, `violation`,
+    /// `interrupted`, `internal`, ….
+    pub error_kind: Option<String>,
+    /// The jail's detailed status (`ok`, `memory_limit`, …).
+    pub jail_status: Option<String>,
+    /// The handler's return value (`success`).
+    #[schema(value_type = Option<Object>)]
+    pub return_value: Option<Value>,
+    /// What the handler printed (capped).
+    pub stdout: String,
+    /// What the handler printed on stderr (capped).
+    pub stderr: String,
+    /// stdout passed its cap.
+    pub stdout_truncated: bool,
+    /// stderr passed its cap.
+    pub stderr_truncated: bool,
+    /// Exit code of the handler's process.
+    pub exit_code: Option<i32>,
+    /// Signal that killed it.
+    pub signal: Option<i32>,
+    /// The error (`failed`, `timeout`, `error`, `interrupted`).
+    pub error: Option<ErrorView>,
+    /// Resource figures.
+    pub metrics: Option<MetricsView>,
+    /// Files left under `out/`.
+    pub artifacts: Vec<ArtifactView>,
+    /// Served by a warm box.
+    pub warm: bool,
+    /// Accepted, Unix ms.
+    pub created_at: i64,
+    /// Started, Unix ms.
+    pub started_at: Option<i64>,
+    /// Finished, Unix ms.
+    pub finished_at: Option<i64>,
+    /// Wall-clock time of the call, ms.
+    pub duration_ms: Option<f64>,
+}
+
+impl From<Execution> for ExecutionView {
+    fn from(e: Execution) -> Self {
+        let r: StoredResult = e
+            .result
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let artifacts = r
+            .artifacts
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut a)| {
+                a.url = format!("/v1/executions/{}/artifacts/{i}", e.id);
+                a
+            })
+            .collect();
+        ExecutionView {
+            status: e.status.as_str().into(),
+            id: e.id,
+            app: e.app,
+            plugin: e.plugin,
+            version: e.version,
+            mode: e.mode,
+            error_kind: e.error_kind,
+            jail_status: r.jail_status,
+            return_value: r.return_value,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            stdout_truncated: r.stdout_truncated,
+            stderr_truncated: r.stderr_truncated,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error,
+            metrics: r.metrics,
+            artifacts,
+            warm: r.warm,
+            created_at: e.created_at,
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+            duration_ms: e.duration_ms,
+        }
+    }
+}
+
+/// A page of executions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionPage {
+    /// Newest first.
+    pub items: Vec<ExecutionView>,
+    /// Pass as `cursor` for the next page; absent at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing executions.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExecutionQuery {
+    /// Only this app's (app keys: always their own).
+    pub app: Option<String>,
+    /// Only this plugin's (required for developers: one of theirs).
+    pub plugin: Option<String>,
+    /// Only this version's.
+    pub version: Option<String>,
+    /// Only in this state.
+    pub status: Option<String>,
+    /// Accepted at or after, Unix ms.
+    pub since: Option<i64>,
+    /// Accepted before, Unix ms.
+    pub until: Option<i64>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// How to run an execution.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExecuteQuery {
+    /// `sync` (default: answer with the result) or `async` (answer 202 at
+    /// once; poll or stream the execution).
+    pub mode: Option<String>,
+    /// Lower the version's timeout for this call, ms.
+    pub timeout_ms: Option<u64>,
+    /// Lower the version's memory limit for this call, MiB.
+    pub memory_mb: Option<u64>,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable`.
+    pub status: String,
+    /// Each check and its verdict.
+    #[schema(value_type = Object)]
+    pub checks: Value,
+}

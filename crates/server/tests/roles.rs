@@ -1,0 +1,211 @@
+//! Every endpoint of the OpenAPI document, called with every role and with
+//! no key: allowed roles get past authorization, the others get 403, no key
+//! gets 401. An endpoint missing from the table below fails the test, so a
+//! new endpoint cannot ship without deciding who may call it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const CODE: &str = "vendor.greeting.say_hello";
+
+/// Who may call what. Roles: `admin`; `owner` (the developer who owns the
+/// fixture plugin); `dev` (another developer); `app` (the app the plugin is
+/// installed in, which ran the fixture execution); `app2` (another app).
+/// `public` endpoints need no key.
+fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
+    const ADMIN: &[&str] = &["admin"];
+    const DEVS: &[&str] = &["admin", "owner", "dev"];
+    const OWNER: &[&str] = &["admin", "owner"];
+    const APP: &[&str] = &["admin", "app"];
+    const APPS: &[&str] = &["admin", "app", "app2"];
+    const EXEC: &[&str] = &["admin", "owner", "app"];
+    const ALL: &[&str] = &["admin", "owner", "dev", "app", "app2"];
+    const PUBLIC: &[&str] = &["public"];
+    BTreeMap::from([
+        (("POST", "/v1/plugins"), DEVS),
+        (("GET", "/v1/plugins"), DEVS),
+        (("GET", "/v1/plugins/{code}"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}"), OWNER),
+        (("DELETE", "/v1/plugins/{code}/versions/{version}"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}/manifest"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}/report"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}/audit"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}/package"), OWNER),
+        (("POST", "/v1/plugins/{code}/versions/{version}/submit"), OWNER),
+        (("POST", "/v1/plugins/{code}/versions/{version}/approve"), ADMIN),
+        (("POST", "/v1/plugins/{code}/versions/{version}/reject"), ADMIN),
+        (("POST", "/v1/plugins/{code}/versions/{version}/activate"), OWNER),
+        (
+            ("POST", "/v1/plugins/{code}/versions/{version}/deactivate"),
+            OWNER,
+        ),
+        (("POST", "/v1/apps"), ADMIN),
+        (("GET", "/v1/apps"), ADMIN),
+        (("GET", "/v1/apps/{app}"), APP),
+        (("GET", "/v1/apps/{app}/installations"), APP),
+        (("POST", "/v1/apps/{app}/installations"), ADMIN),
+        (("PUT", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
+        (("DELETE", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
+        (("POST", "/v1/apps/{app}/plugins/{code}/execute"), APP),
+        (("GET", "/v1/executions"), APPS),
+        (("GET", "/v1/executions/{id}"), EXEC),
+        (("GET", "/v1/executions/{id}/artifacts/{index}"), EXEC),
+        (("GET", "/v1/executions/{id}/events"), EXEC),
+        (("GET", "/v1/audit"), ADMIN),
+        (("POST", "/v1/keys"), ADMIN),
+        (("GET", "/v1/keys"), ADMIN),
+        (("DELETE", "/v1/keys/{id}"), ADMIN),
+        (("GET", "/v1/me"), ALL),
+        (("GET", "/healthz"), PUBLIC),
+        (("GET", "/readyz"), PUBLIC),
+        (("GET", "/metrics"), PUBLIC),
+    ])
+}
+
+fn body_for(method: &str, path: &str) -> Option<Value> {
+    match (method, path) {
+        ("POST", "/v1/apps") => Some(json!({"id": "zz-new"})),
+        ("POST", "/v1/keys") => Some(json!({"name": "tmp", "role": "developer"})),
+        ("POST", "/v1/apps/{app}/installations") => Some(json!({"plugin": CODE})),
+        ("PUT", "/v1/apps/{app}/installations/{plugin}") => Some(json!({"version": "1.0.0"})),
+        ("POST", "/v1/apps/{app}/plugins/{code}/execute") => Some(json!({"name": "roles"})),
+        (_, p) if p.ends_with("/reject") => Some(json!({"reason": "roles test"})),
+        ("POST", _) | ("PUT", _) => Some(json!({})),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_endpoint_answers_every_role_as_the_table_says() {
+    let s = server().await;
+    let owner = s.key("developer", "alice", None).await;
+    let dev = s.key("developer", "mallory", None).await;
+    s.publish(&owner, hello(CODE, "1.0.0"), "shop").await;
+    let r = s.upload(&owner, hello(CODE, "1.1.0")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "blog"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let app = s.key("app", "shop", Some("shop")).await;
+    let app2 = s.key("app", "blog", Some("blog")).await;
+    let (st, exec, _) = s.execute(&app, "shop", CODE, r#"{"name": "fixture"}"#, "").await;
+    assert_eq!(st, StatusCode::OK, "{exec}");
+    let exec_id = exec["id"].as_str().unwrap().to_owned();
+    let spare = s
+        .expect(
+            Method::POST,
+            "/v1/keys",
+            &s.admin,
+            Some(json!({"name": "spare", "role": "developer"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let spare_key = spare["key"]["id"].as_str().unwrap().to_owned();
+
+    let keys: BTreeMap<&str, &str> = BTreeMap::from([
+        ("admin", s.admin.as_str()),
+        ("owner", owner.as_str()),
+        ("dev", dev.as_str()),
+        ("app", app.as_str()),
+        ("app2", app2.as_str()),
+    ]);
+    let fill = |path: &str| {
+        let id = if path.starts_with("/v1/keys") {
+            spare_key.as_str()
+        } else {
+            exec_id.as_str()
+        };
+        path.replace("{code}", CODE)
+            .replace("{plugin}", CODE)
+            .replace("{version}", "1.1.0")
+            .replace("{app}", "shop")
+            .replace("{id}", id)
+            .replace("{index}", "0")
+    };
+
+    // The document's operations and the table must be the same set.
+    let doc = serde_json::to_value(warden_server::openapi()).unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                operations.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let table = table();
+    for (m, p) in &operations {
+        assert!(
+            table.contains_key(&(m.as_str(), p.as_str())),
+            "{m} {p} is not in the roles table: decide who may call it"
+        );
+    }
+    assert_eq!(
+        operations.len(),
+        table.len(),
+        "the table names an endpoint the API does not have"
+    );
+
+    // Refusals first (they change nothing), then the allowed calls, deletes last.
+    let mut checked = 0;
+    for ((method, path), allowed) in &table {
+        let url = fill(path);
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let anonymous = s
+            .call(m.clone(), &url, None, body_for(method, path))
+            .await
+            .status();
+        if allowed.contains(&"public") {
+            assert_eq!(anonymous, StatusCode::OK, "{method} {path} without a key");
+            checked += 1;
+            continue;
+        }
+        assert_eq!(
+            anonymous,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
+        for (role, key) in &keys {
+            if !allowed.contains(role) {
+                let r = s.call(m.clone(), &url, Some(key), body_for(method, path)).await;
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
+                checked += 1;
+            }
+        }
+    }
+    let mut allowed_calls: Vec<_> = table.iter().filter(|(_, a)| !a.contains(&"public")).collect();
+    allowed_calls.sort_by_key(|((m, _), _)| *m == "DELETE");
+    for ((method, path), allowed) in allowed_calls {
+        let url = fill(path);
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        for role in allowed.iter() {
+            let r = s
+                .call(m.clone(), &url, Some(keys[role]), body_for(method, path))
+                .await;
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            assert!(
+                status != StatusCode::UNAUTHORIZED
+                    && status != StatusCode::FORBIDDEN
+                    && !status.is_server_error(),
+                "{method} {path} as {role}: {status} {text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 150, "only {checked} calls checked");
+    s.stop().await.unwrap();
+}
