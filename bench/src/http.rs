@@ -327,6 +327,7 @@ pub fn run(calls: usize, burst_n: usize) -> anyhow::Result<()> {
     }
     let direct = Direct::new(&root)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(burst_n + 16)

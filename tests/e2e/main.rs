@@ -13,7 +13,15 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use warden_package::build::ZipBuilder;
 
+mod plugin_kit;
+
 const CODE: &str = "vendor.greeting.say_hello";
+
+/// A client; TLS needs rustls's provider installed once per process.
+fn client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::new()
+}
 
 fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
@@ -144,7 +152,7 @@ async fn req(
 /// The whole published flow through the binary.
 async fn flow(s: &Serve) {
     use reqwest::Method;
-    let c = Client::new();
+    let c = client();
     let admin = s.admin.clone().expect("an admin key on first start");
     let (st, key) = req(
         &c,
@@ -320,7 +328,7 @@ async fn an_execution_cut_by_sigkill_is_recorded_interrupted_after_restart() {
     let data = tempfile::tempdir().unwrap();
     let env = [("WARDEN_NODE_ID", "e2e-node")];
     let s = Serve::start(data.path(), &env);
-    let c = Client::new();
+    let c = client();
     let admin = s.admin.clone().unwrap();
     let r = c
         .post(s.url("/v1/plugins"))

@@ -190,8 +190,10 @@ fn concurrent_boxes_cannot_see_each_other() {
     });
     // Give the writer time to start and plant its files.
     std::thread::sleep(std::time::Duration::from_millis(800));
+    // The reader walks the whole box filesystem (all of /usr): give it time
+    // on a loaded machine; isolation, not speed, is under test.
     let reader = warden()
-        .opts(&["--workspace", "8M"])
+        .opts(&["--workspace", "8M", "--timeout", "60"])
         .python("neighbour.py", &["read"]);
     let writer = writer.join().unwrap();
     assert_eq!(writer.status(), "ok", "{writer:#?}");

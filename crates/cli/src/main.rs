@@ -34,6 +34,8 @@ enum Command {
     Serve(Box<commands::serve::ServeArgs>),
     /// Operator tasks on the store: API keys.
     Admin(commands::admin::AdminArgs),
+    /// Write, pack, test and publish plugins.
+    Plugin(commands::plugin::PluginArgs),
     /// Print the API's OpenAPI document.
     Openapi,
 }
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Pool(args) => commands::pool::pool(args),
         Command::Serve(args) => commands::serve::serve(*args),
         Command::Admin(args) => commands::admin::admin(args),
+        Command::Plugin(args) => commands::plugin::plugin(args),
         Command::Openapi => commands::admin::openapi(),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod doctor;
+pub mod plugin;
 pub mod pool;
 pub mod run;
 pub mod serve;

@@ -50,6 +50,7 @@ pub async fn server_with(tune: impl FnOnce(&mut Config)) -> Server {
         .clone()
         .expect("an admin key on first start");
     let state = started.state.clone();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(warden_server::serve(started.state, listener, async move {
         let _ = rx.await;

@@ -1,0 +1,457 @@
+//! `warden plugin init NAME --runtime R`: a working plugin to start from: a
+//! manifest with input and output schemas, a handler, a sample event, a
+//! test, a README; the Warden SDK where the template uses it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::{hint, sdk};
+
+/// Runtimes `init` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    /// Python 3: `def handler(event)`.
+    Python,
+    /// Node.js: `exports.handler = async (event) => …`.
+    Node,
+    /// Go, built at submit time with the Go SDK.
+    Go,
+    /// Bash: the event on stdin, the result on stdout.
+    Shell,
+    /// Rust, built into a native binary with the Rust SDK.
+    Rust,
+}
+
+/// Arguments of `warden plugin init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The plugin's name; also the directory created.
+    pub name: String,
+    /// The language.
+    #[arg(long, short, value_enum)]
+    pub runtime: Runtime,
+    /// Where to create it [default: ./NAME].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The plugin's global code (reverse-DNS) [default: com.example.NAME].
+    #[arg(long)]
+    pub code: Option<String>,
+}
+
+fn ident(name: &str) -> String {
+    let mut s: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        s.insert(0, 'p');
+    }
+    s
+}
+
+fn manifest(code: &str, name: &str, runtime: &str, entrypoint: &str) -> String {
+    let doc = serde_json::json!({
+        "code": code,
+        "name": name,
+        "version": "0.1.0",
+        "type": "sandbox",
+        "runtime": runtime,
+        "entrypoint": entrypoint,
+        "handler": "handler",
+        "description": format!("{name}: takes a name and returns a greeting."),
+        "author": "You <you@example.com>",
+        "input_schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}},
+            "required": ["name"],
+            "additionalProperties": false
+        },
+        "output_schema": {
+            "type": "object",
+            "properties": {"message": {"type": "string"}},
+            "required": ["message"]
+        },
+        "limits": {"timeout_ms": 5000, "memory_mb": 128},
+        "permissions": {"network": false},
+        "changelog": "First version."
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+const PY_MAIN: &str = r#""""{{name}}: a Warden plugin."""
+
+from warden_sdk import PluginError
+
+
+def handler(event):
+    name = event["name"].strip()
+    if not name:
+        raise PluginError("ValidationError", "name must not be blank")
+    return {"message": f"Hello, {name}!"}
+"#;
+
+const PY_TEST: &str = r#""""Run with: python3 -m unittest"""
+
+import unittest
+
+from warden_sdk import InvocationError, invoke
+
+from main import handler
+
+
+class HandlerTest(unittest.TestCase):
+    def test_greets(self):
+        self.assertEqual(invoke(handler, {"name": "Ada"}), {"message": "Hello, Ada!"})
+
+    def test_refuses_a_blank_name(self):
+        with self.assertRaises(InvocationError) as cm:
+            invoke(handler, {"name": "  "})
+        self.assertEqual(cm.exception.error_type, "ValidationError")
+
+
+if __name__ == "__main__":
+    unittest.main()
+"#;
+
+const NODE_MAIN: &str = r#"'use strict';
+// {{name}}: a Warden plugin.
+
+exports.handler = async (event) => {
+  const name = event.name.trim();
+  if (!name) {
+    const e = new Error('name must not be blank');
+    e.name = 'ValidationError'; // reported as the error's type
+    throw e;
+  }
+  return { message: `Hello, ${name}!` };
+};
+"#;
+
+const NODE_TEST: &str = r#"'use strict';
+// Run with: node --test
+const test = require('node:test');
+const assert = require('node:assert');
+const { handler } = require('./main.js');
+
+test('greets', async () => {
+  assert.deepStrictEqual(await handler({ name: 'Ada' }), { message: 'Hello, Ada!' });
+});
+
+test('refuses a blank name', async () => {
+  await assert.rejects(handler({ name: ' ' }), { name: 'ValidationError' });
+});
+"#;
+
+const GO_MAIN: &str = r#"// {{name}}: a Warden plugin in Go.
+package main
+
+import (
+	"strings"
+
+	"warden.dev/sdk"
+)
+
+type Input struct {
+	Name string `json:"name"`
+}
+
+type Output struct {
+	Message string `json:"message"`
+}
+
+func handle(in Input) (Output, error) {
+	name := strings.TrimSpace(in.Name)
+	if name == "" {
+		return Output{}, plugin.Errorf("ValidationError", "name must not be blank")
+	}
+	return Output{Message: "Hello, " + name + "!"}, nil
+}
+
+func main() {
+	plugin.Run(handle)
+}
+"#;
+
+const GO_TEST: &str = r#"package main
+
+// Run with: go test ./...
+import "testing"
+
+func TestHandle(t *testing.T) {
+	out, err := handle(Input{Name: "Ada"})
+	if err != nil || out.Message != "Hello, Ada!" {
+		t.Fatalf("got %v %v", out, err)
+	}
+	if _, err := handle(Input{Name: " "}); err == nil {
+		t.Fatal("a blank name was accepted")
+	}
+}
+"#;
+
+const SH_MAIN: &str = r#"#!/bin/bash
+# {{name}}: a Warden plugin in bash. The event arrives as JSON on stdin; what
+# is printed on stdout is the result (parsed as JSON when it is JSON).
+# Plugins have no network; use only what /usr/bin offers.
+set -euo pipefail
+event=$(cat)
+name=$(printf '%s' "$event" | sed -n 's/.*"name"[[:space:]]*:[[:space:]]*"\([^"\\]*\)".*/\1/p')
+if [ -z "${name// }" ]; then
+  echo '{"error": {"type": "ValidationError", "message": "name must not be blank"}}'
+  exit 1
+fi
+printf '{"message": "Hello, %s!"}\n' "$name"
+"#;
+
+const SH_TEST: &str = r#"#!/bin/bash
+# Run with: bash test.sh
+set -euo pipefail
+here=$(dirname "$0")
+got=$(echo '{"name": "Ada"}' | bash "$here/main.sh")
+[ "$got" = '{"message": "Hello, Ada!"}' ] || { echo "FAIL: $got" >&2; exit 1; }
+if echo '{"name": " "}' | bash "$here/main.sh" >/dev/null; then echo "FAIL: a blank name was accepted" >&2; exit 1; fi
+echo ok
+"#;
+
+const RUST_MAIN: &str = r#"//! {{name}}: a Warden plugin in Rust, built into a native binary.
+
+use serde::{Deserialize, Serialize};
+use warden_plugin::Error;
+
+#[derive(Deserialize)]
+struct Input {
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    message: String,
+}
+
+fn handle(input: Input) -> Result<Output, Error> {
+    let name = input.name.trim();
+    if name.is_empty() {
+        return Err(Error::new("ValidationError", "name must not be blank"));
+    }
+    Ok(Output { message: format!("Hello, {name}!") })
+}
+
+fn main() {
+    warden_plugin::run(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greets_and_refuses_blank_names() {
+        assert_eq!(handle(Input { name: "Ada".into() }).unwrap().message, "Hello, Ada!");
+        assert_eq!(handle(Input { name: " ".into() }).unwrap_err().kind, "ValidationError");
+    }
+}
+"#;
+
+const RUST_CARGO: &str = r#"[package]
+name = "{{crate}}"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+# A project of its own, even inside another workspace.
+[workspace]
+
+[dependencies]
+# The Warden Rust SDK, copied here by `warden plugin init`.
+warden-plugin = { path = "warden-plugin" }
+serde = { version = "1", features = ["derive"] }
+
+[profile.release]
+strip = true
+"#;
+
+const RUST_SDK_CARGO: &str = r#"[package]
+name = "warden-plugin"
+version = "0.1.0"
+edition = "2021"
+description = "Build a Warden native plugin from a typed Rust handler"
+license = "Apache-2.0"
+publish = false
+
+[dependencies]
+serde = "1"
+serde_json = "1"
+"#;
+
+fn readme(name: &str, runtime: Runtime, test_cmd: &str) -> String {
+    format!(
+        r#"# {name}
+
+A Warden plugin ({runtime:?}). It takes `{{"name": "Ada"}}` and returns
+`{{"message": "Hello, Ada!"}}`.
+
+| file | what |
+|---|---|
+| `manifest.json` | what the platform knows about the plugin: code, version, runtime, entrypoint, input and output JSON Schemas, limits |
+| `event.json` | a sample event |
+
+```sh
+{test_cmd}                                  # the unit test
+warden plugin test                          # run it in Warden's jail, checking both schemas
+warden plugin pack                          # the package, validated exactly as the server will
+warden plugin publish --server URL --submit # upload it and submit it for review (WARDEN_API_KEY)
+```
+
+The handler contract, limits and what reviewers look at: Warden's
+`docs/plugin-guide.md`.
+"#
+    )
+}
+
+fn fill(template: &str, name: &str, krate: &str) -> String {
+    template.replace("{{name}}", name).replace("{{crate}}", krate)
+}
+
+/// Run the command.
+pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.trim().to_owned();
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        eprintln!(
+            "{} the name must be a plain directory name",
+            crate::style::error("error:")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&name));
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        eprintln!(
+            "{} {} exists and is not empty",
+            crate::style::error("error:"),
+            dir.display()
+        );
+        hint("choose another name, or --dir for another place");
+        return Ok(ExitCode::from(2));
+    }
+    let id = ident(&name);
+    let code = args.code.unwrap_or_else(|| format!("com.example.{id}"));
+    let krate = id.replace('_', "-");
+    let event = "{\"name\": \"Ada\"}\n".to_owned();
+    let mut files: Vec<(String, String, bool)> = Vec::new();
+    let test_cmd = match args.runtime {
+        Runtime::Python => {
+            files.push((
+                "manifest.json".into(),
+                manifest(&code, &name, "python3", "main.py"),
+                false,
+            ));
+            files.push(("main.py".into(), fill(PY_MAIN, &name, &krate), false));
+            files.push(("test_main.py".into(), PY_TEST.into(), false));
+            files.push(("warden_sdk/__init__.py".into(), sdk::PYTHON.into(), false));
+            "python3 -m unittest"
+        }
+        Runtime::Node => {
+            files.push((
+                "manifest.json".into(),
+                manifest(&code, &name, "node", "main.js"),
+                false,
+            ));
+            files.push(("main.js".into(), fill(NODE_MAIN, &name, &krate), false));
+            files.push(("main.test.js".into(), NODE_TEST.into(), false));
+            let pkg = serde_json::json!({"name": krate, "version": "0.1.0", "private": true, "scripts": {"test": "node --test"}});
+            files.push((
+                "package.json".into(),
+                serde_json::to_string_pretty(&pkg)? + "\n",
+                false,
+            ));
+            "node --test"
+        }
+        Runtime::Go => {
+            files.push(("manifest.json".into(), manifest(&code, &name, "go", "."), false));
+            files.push((
+                "go.mod".into(),
+                format!(
+                    "module example.com/{id}\n\ngo 1.18\n\nrequire warden.dev/sdk v{}\n",
+                    sdk::VERSION
+                ),
+                false,
+            ));
+            files.push(("main.go".into(), fill(GO_MAIN, &name, &krate), false));
+            files.push(("main_test.go".into(), GO_TEST.into(), false));
+            files.push(("vendor/modules.txt".into(), sdk::GO_MODULES_TXT.into(), false));
+            files.push(("vendor/warden.dev/sdk/go.mod".into(), sdk::GO_MOD.into(), false));
+            files.push((
+                "vendor/warden.dev/sdk/plugin.go".into(),
+                sdk::GO_PLUGIN.into(),
+                false,
+            ));
+            "go test ./..."
+        }
+        Runtime::Shell => {
+            files.push((
+                "manifest.json".into(),
+                manifest(&code, &name, "shell", "main.sh"),
+                false,
+            ));
+            files.push(("main.sh".into(), fill(SH_MAIN, &name, &krate), true));
+            files.push(("test.sh".into(), SH_TEST.into(), true));
+            "bash test.sh"
+        }
+        Runtime::Rust => {
+            files.push((
+                "manifest.json".into(),
+                manifest(&code, &name, "native", &krate),
+                false,
+            ));
+            files.push(("Cargo.toml".into(), fill(RUST_CARGO, &name, &krate), false));
+            files.push(("src/main.rs".into(), fill(RUST_MAIN, &name, &krate), false));
+            files.push(("warden-plugin/Cargo.toml".into(), RUST_SDK_CARGO.into(), false));
+            files.push(("warden-plugin/src/lib.rs".into(), sdk::RUST_LIB.into(), false));
+            files.push((".gitignore".into(), format!("/target\n/{krate}\n"), false));
+            "cargo test"
+        }
+    };
+    files.push(("event.json".into(), event, false));
+    files.push(("README.md".into(), readme(&name, args.runtime, test_cmd), false));
+    for (rel, text, executable) in &files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        if *executable {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    eprintln!(
+        "{} a {:?} plugin `{code}` in {} ({} files)",
+        crate::style::ok("created"),
+        args.runtime,
+        dir.display(),
+        files.len()
+    );
+    println!("{}", dir.display());
+    hint(&format!("cd {} && warden plugin test", dir.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_valid_codes() {
+        assert_eq!(ident("My Plugin-2"), "my_plugin_2");
+        assert_eq!(ident("3d"), "p3d");
+        let m: serde_json::Value =
+            serde_json::from_str(&manifest("com.example.x", "x", "python3", "main.py")).unwrap();
+        assert_eq!(m["version"], "0.1.0");
+        warden_package::manifest::parse(
+            manifest("com.example.my_plugin_2", "My Plugin", "go", "main.go").as_bytes(),
+            &Default::default(),
+        )
+        .expect("the scaffolded manifest is valid");
+    }
+}

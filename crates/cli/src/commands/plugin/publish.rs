@@ -1,0 +1,272 @@
+//! `warden plugin publish`: pack the plugin, upload it to a server, and
+//! optionally submit it for review.
+//!
+//! The server and key come from `--server` / `WARDEN_SERVER` and
+//! `WARDEN_API_KEY`, or from the credentials file
+//! (`$XDG_CONFIG_HOME/warden/credentials.toml`, else
+//! `~/.config/warden/credentials.toml`) with keys `server` and `api_key`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::Value;
+
+use super::pack::build_package;
+use super::{exit, hint, plugin_dir};
+
+/// Arguments of `warden plugin publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The plugin directory [default: .].
+    pub dir: Option<PathBuf>,
+    /// The Warden server, e.g. `https://warden.example.com`.
+    #[arg(long, env = "WARDEN_SERVER")]
+    pub server: Option<String>,
+    /// Submit the version for review after the upload.
+    #[arg(long)]
+    pub submit: bool,
+    /// Print the version as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Credentials {
+    server: Option<String>,
+    api_key: Option<String>,
+}
+
+fn credentials_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("warden/credentials.toml"))
+}
+
+fn load_credentials() -> anyhow::Result<Credentials> {
+    let Some(path) = credentials_file().filter(|p| p.is_file()) else {
+        return Ok(Credentials::default());
+    };
+    let text = std::fs::read_to_string(&path)?;
+    toml_lite(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The credentials file is two `key = "value"` lines; read them without a
+/// TOML dependency in the CLI.
+fn toml_lite(text: &str) -> Result<Credentials, String> {
+    let mut c = Credentials::default();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {}: expected key = \"value\"", n + 1))?;
+        let v = v.trim().trim_matches('"').to_owned();
+        match k.trim() {
+            "server" => c.server = Some(v),
+            "api_key" => c.api_key = Some(v),
+            other => {
+                return Err(format!(
+                    "line {}: unknown key `{other}` (expected server, api_key)",
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(c)
+}
+
+fn fail(class: u8, msg: &str) -> ExitCode {
+    eprintln!("{} {msg}", crate::style::error("error:"));
+    ExitCode::from(class)
+}
+
+/// A problem document's words.
+fn problem_text(body: &Value) -> String {
+    let mut s = body["detail"]
+        .as_str()
+        .unwrap_or("the server refused the request")
+        .to_owned();
+    if let Some(errors) = body["errors"].as_array() {
+        for e in errors {
+            s.push_str(&format!(
+                "\n  {} {}",
+                crate::style::warn(e["location"].as_str().unwrap_or("")),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    s
+}
+
+/// Run the command.
+pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let creds = load_credentials()?;
+    let Some(server) = args.server.clone().or(creds.server) else {
+        hint(
+            "pass --server URL, set WARDEN_SERVER, or put `server = \"URL\"` in ~/.config/warden/credentials.toml",
+        );
+        return Ok(fail(2, "no server to publish to"));
+    };
+    let Some(key) = std::env::var("WARDEN_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .or(creds.api_key)
+    else {
+        hint("set WARDEN_API_KEY, or put `api_key = \"wk_…\"` in ~/.config/warden/credentials.toml");
+        return Ok(fail(2, "no API key"));
+    };
+    let dir = plugin_dir(args.dir);
+    let mut notes = Vec::new();
+    let packed = match build_package(&dir, true, &mut notes) {
+        Ok(p) => p,
+        Err(f) => return Ok(f.report()),
+    };
+    for n in &notes {
+        eprintln!("{} {n}", crate::style::dim("==>"));
+    }
+    let (code, version) = (
+        packed.package.manifest.code.clone(),
+        packed.package.manifest.version.clone(),
+    );
+    // TLS through rustls with the ring provider; roots from the system.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let base = server.trim_end_matches('/').to_owned();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("warden-cli/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        eprintln!(
+            "{} uploading {code} {version} to {base}",
+            crate::style::dim("==>")
+        );
+        let sent = client
+            .post(format!("{base}/v1/plugins"))
+            .bearer_auth(&key)
+            .header("content-type", "application/zip")
+            .body(packed.zip)
+            .send()
+            .await;
+        let r = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                hint("is the server running and the URL right?");
+                return Ok(fail(exit::NETWORK, &format!("cannot reach {base}: {e}")));
+            }
+        };
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let mut version_doc = match status.as_u16() {
+            200 | 201 => body,
+            409 if body["type"] == "/problems/wrong-state" => {
+                let state = body["current_state"].as_str().unwrap_or("published");
+                hint("bump `version` in manifest.json to publish a new version");
+                return Ok(fail(
+                    exit::VALIDATION,
+                    &format!(
+                        "{code} {version} is already {state} on {base}: a published version cannot change"
+                    ),
+                ));
+            }
+            400 | 409 | 413 | 422 => return Ok(fail(exit::VALIDATION, &problem_text(&body))),
+            401 | 403 => {
+                hint("check WARDEN_API_KEY: publishing needs a developer (or admin) key");
+                return Ok(fail(exit::NETWORK, &problem_text(&body)));
+            }
+            _ => {
+                return Ok(fail(
+                    exit::NETWORK,
+                    &format!("{base} answered {status}: {}", problem_text(&body)),
+                ));
+            }
+        };
+        let verb = if status.as_u16() == 201 {
+            "uploaded"
+        } else {
+            "replaced the package of"
+        };
+        eprintln!(
+            "{} {verb} {code} {version}: {}",
+            crate::style::ok("ok"),
+            version_doc["status"].as_str().unwrap_or("?")
+        );
+        if args.submit && version_doc["status"] == "draft" {
+            let r = client
+                .post(format!("{base}/v1/plugins/{code}/versions/{version}/submit"))
+                .bearer_auth(&key)
+                .send()
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return Ok(fail(exit::NETWORK, &format!("cannot reach {base}: {e}"))),
+            };
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                return Ok(fail(
+                    exit::VALIDATION,
+                    &format!("submitting failed: {}", problem_text(&body)),
+                ));
+            }
+            version_doc = body;
+            let summary = &version_doc["report_summary"];
+            eprintln!(
+                "{} submitted for review: {} (report: {} critical, {} warning, {} info)",
+                crate::style::ok("ok"),
+                version_doc["status"].as_str().unwrap_or("?"),
+                summary["critical"],
+                summary["warning"],
+                summary["info"]
+            );
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&version_doc)?);
+        } else {
+            println!(
+                "{code} {version} {}",
+                version_doc["status"].as_str().unwrap_or("?")
+            );
+        }
+        match version_doc["status"].as_str() {
+            Some("draft") => hint("submit it for review: `warden plugin publish --submit`"),
+            Some("pending") => hint(&format!(
+                "an admin reviews it: POST {base}/v1/plugins/{code}/versions/{version}/approve (or /reject)"
+            )),
+            Some("rejected") => {
+                if let Some(reason) = version_doc["status_reason"].as_str() {
+                    eprintln!("  rejected: {reason}");
+                }
+                hint("fix it and publish the same version again: it goes back to review");
+            }
+            _ => {}
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_files_are_read_strictly() {
+        let c = toml_lite("# mine\nserver = \"http://h:1\"\napi_key = \"wk_1\"\n").unwrap();
+        assert_eq!(
+            (c.server.as_deref(), c.api_key.as_deref()),
+            (Some("http://h:1"), Some("wk_1"))
+        );
+        assert!(
+            toml_lite("token = \"x\"")
+                .unwrap_err()
+                .contains("unknown key `token`")
+        );
+        assert!(toml_lite("just words").unwrap_err().contains("line 1"));
+    }
+}

@@ -1,0 +1,3 @@
+module warden.dev/sdk
+
+go 1.18

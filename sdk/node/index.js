@@ -1,0 +1,101 @@
+'use strict';
+/**
+ * Warden's Node.js SDK: optional helpers for plugin handlers. A plain
+ * `exports.handler = async (event) => ...` needs none of this.
+ *
+ * - `PluginError(type, message)`: an error the platform reports with that
+ *   type and message.
+ * - `handler(fn, { required, types })`: wraps a handler, checking the event
+ *   is an object with the required fields and field types first.
+ * - `invoke(fn, event)`: calls a handler the way the platform does (JSON in,
+ *   JSON out) for local tests.
+ *
+ * No dependencies. `warden plugin pack` adds this package to a plugin whose
+ * package.json depends on `@warden/sdk` and that does not ship it.
+ */
+
+const VERSION = '0.1.0';
+
+class PluginError extends Error {
+  /**
+   * @param {string} type  the error's type as the platform reports it
+   * @param {string} message
+   */
+  constructor(type, message) {
+    if (message === undefined) {
+      message = type;
+      type = 'PluginError';
+    }
+    if (typeof type !== 'string' || !/^[A-Za-z_$][\w$]*$/.test(type)) {
+      throw new TypeError(`error type ${JSON.stringify(type)} must be an identifier`);
+    }
+    super(message);
+    // The platform reports `error.name` as the error's type.
+    this.name = type;
+    this.type = type;
+  }
+}
+
+const typeOf = (v) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+
+/**
+ * Wrap `fn` so that the event is checked first: an object, with `required`
+ * fields present and fields of `types` (`string`, `number`, `boolean`,
+ * `object`, `array`) of that type. A mismatch raises PluginError
+ * `InvalidEvent` naming the field.
+ */
+function handler(fn, options = {}) {
+  if (typeof fn !== 'function') throw new TypeError('handler() takes a function');
+  const required = options.required || [];
+  const types = options.types || {};
+  return async function wardenHandler(event) {
+    if (typeOf(event) !== 'object') {
+      throw new PluginError('InvalidEvent', `the event must be an object, not ${typeOf(event)}`);
+    }
+    for (const field of required) {
+      if (!(field in event)) throw new PluginError('InvalidEvent', `missing required field ${field}`);
+    }
+    for (const [field, want] of Object.entries(types)) {
+      if (field in event && typeOf(event[field]) !== want) {
+        throw new PluginError('InvalidEvent', `${field}: expected ${want}, got ${typeOf(event[field])}`);
+      }
+    }
+    return fn(event);
+  };
+}
+
+/** What the platform would report for a failed call. */
+class InvocationError extends Error {
+  constructor(type, message) {
+    super(`${type}: ${message}`);
+    this.name = 'InvocationError';
+    this.type = type;
+    this.detail = message;
+  }
+}
+
+/**
+ * Call `fn` as the platform does: the event through JSON, awaited, the
+ * result through JSON. Resolves with the result or rejects with
+ * InvocationError carrying the reported type.
+ */
+async function invoke(fn, event) {
+  const copy = JSON.parse(JSON.stringify(event === undefined ? null : event));
+  let result;
+  try {
+    result = await fn(copy);
+  } catch (e) {
+    const type = e && e.name ? e.name : typeof e;
+    throw new InvocationError(type, e && e.message !== undefined ? e.message : String(e));
+  }
+  let text;
+  try {
+    text = JSON.stringify(result);
+  } catch (e) {
+    throw new InvocationError('ResultNotSerializable', e.message);
+  }
+  if (text === undefined) throw new InvocationError('ResultNotSerializable', `a ${typeof result} is not JSON`);
+  return JSON.parse(text);
+}
+
+module.exports = { PluginError, InvocationError, handler, invoke, VERSION };

@@ -1,0 +1,253 @@
+//! The plugin author's kit through the real binary: `warden plugin init`
+//! for every runtime, `test`, `pack` (and its errors), `publish` to a real
+//! server, and every sample in `examples/plugins/` published, approved,
+//! installed and executed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Serve, req, warden};
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.env("NO_COLOR", "1").output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn plugin(args: &[&str], dir: &Path) -> (i32, String, String) {
+    run(warden().arg("plugin").args(args).current_dir(dir))
+}
+
+fn examples() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn init_makes_a_plugin_that_tests_and_packs_in_every_runtime() {
+    let work = tempfile::tempdir().unwrap();
+    for runtime in ["python", "node", "go", "shell", "rust"] {
+        let name = format!("my-{runtime}");
+        let (code, out, err) = plugin(&["init", &name, "--runtime", runtime], work.path());
+        assert_eq!(code, 0, "{runtime}: {err}");
+        assert_eq!(out.trim(), name, "the directory is the data on stdout");
+        assert!(err.contains("hint: cd my-"), "{err}");
+        let dir = work.path().join(&name);
+        for f in ["manifest.json", "event.json", "README.md"] {
+            assert!(dir.join(f).is_file(), "{runtime}: no {f}");
+        }
+        let (code, out, err) = plugin(&["test"], &dir);
+        assert_eq!(code, 0, "{runtime}: {out}\n{err}");
+        let value: Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("{runtime}: stdout is the value: {out}"));
+        assert_eq!(value, json!({"message": "Hello, Ada!"}), "{runtime}");
+        let (code, out, err) = plugin(&["test", "--json"], &dir);
+        assert_eq!(code, 0, "{runtime}: {err}");
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["passed"], true);
+        assert_eq!(doc["result"]["status"], "success");
+        let zip = work.path().join(format!("{name}.zip"));
+        let (code, out, err) = plugin(&["pack", "--out", zip.to_str().unwrap()], &dir);
+        assert_eq!(code, 0, "{runtime}: {err}");
+        assert_eq!(out.trim(), zip.to_str().unwrap());
+        let pkg = warden_package::open(&std::fs::read(&zip).unwrap(), &Default::default())
+            .expect("the server accepts it");
+        assert_eq!(pkg.manifest.code, format!("com.example.my_{runtime}"));
+    }
+}
+
+#[test]
+fn pack_and_test_report_problems_by_class() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("bad");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        r#"{"code": "Bad", "name": "", "version": "1", "type": "sandbox", "runtime": "python3", "entrypoint": "missing.py", "description": "d", "author": "a", "input_schema": {"type": "object"}, "output_schema": {"type": "objekt"}, "colour": "red"}"#,
+    )
+    .unwrap();
+    let (code, _, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 3, "validation errors exit 3: {err}");
+    for expected in ["/code", "/name", "/version", "/colour", "/output_schema"] {
+        assert!(err.contains(expected), "{expected} missing from:\n{err}");
+    }
+    // A handler that raises: exit 4 with the error's type and line.
+    let (code, _, err) = plugin(&["init", "boom", "--runtime", "python"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let boom = work.path().join("boom");
+    std::fs::write(boom.join("main.py"), "def handler(event):\n    return 1 / 0\n").unwrap();
+    let (code, _, err) = plugin(&["test"], &boom);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("ZeroDivisionError") && err.contains("main.py:2"),
+        "{err}"
+    );
+    // An event that breaks the input schema: exit 3 naming the pointer.
+    std::fs::write(boom.join("bad-event.json"), r#"{"name": 5}"#).unwrap();
+    let (code, _, err) = plugin(&["test", "--event", "bad-event.json"], &boom);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("/name"), "{err}");
+    // A return value that breaks the output schema: exit 4.
+    std::fs::write(
+        boom.join("main.py"),
+        "def handler(event):\n    return {'msg': 1}\n",
+    )
+    .unwrap();
+    let (code, _, err) = plugin(&["test"], &boom);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("output_schema"), "{err}");
+    // Init refuses to overwrite.
+    let (code, _, err) = plugin(&["init", "boom", "--runtime", "node"], work.path());
+    assert_eq!(code, 2, "{err}");
+}
+
+async fn api_key(s: &Serve, role: &str, name: &str) -> String {
+    let c = super::client();
+    let (st, k) = req(
+        &c,
+        Method::POST,
+        s.url("/v1/keys"),
+        s.admin.as_ref().unwrap(),
+        Some(json!({"name": name, "role": role})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{k}");
+    k["secret"].as_str().unwrap().to_owned()
+}
+
+fn publish(dir: &Path, server: &str, key: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut cmd = warden();
+    cmd.args(["plugin", "publish"])
+        .arg(dir)
+        .args(["--server", server])
+        .args(extra)
+        .env("WARDEN_API_KEY", key)
+        .env("HOME", dir);
+    run(&mut cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_uploads_submits_and_refuses_to_change_a_published_version() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Serve::start(data.path(), &[]);
+    let dev = api_key(&s, "developer", "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    let (code, _, err) = plugin(&["init", "greeter", "--runtime", "python"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let dir = work.path().join("greeter");
+    let (code, out, err) = publish(&dir, &s.base, &dev, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "com.example.greeter 0.1.0 draft");
+    // A draft may be replaced; submitting moves it to review.
+    let (code, out, err) = publish(&dir, &s.base, &dev, &["--submit"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "com.example.greeter 0.1.0 pending");
+    assert!(err.contains("replaced the package"), "{err}");
+    // Once in review, the same version cannot change: a clear error, exit 3.
+    let (code, _, err) = publish(&dir, &s.base, &dev, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("already pending") && err.contains("bump `version`"),
+        "{err}"
+    );
+    // A bad key and an unreachable server are network-class failures.
+    let (code, _, err) = publish(&dir, &s.base, "wk_nope", &[]);
+    assert_eq!(code, 5, "{err}");
+    let (code, _, err) = publish(&dir, "http://127.0.0.1:1", &dev, &[]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    // No server or key: a usage error with a hint.
+    let mut cmd = warden();
+    cmd.args(["plugin", "publish"])
+        .arg(&dir)
+        .env_remove("WARDEN_SERVER")
+        .env("HOME", work.path());
+    let (code, _, err) = run(&mut cmd);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_is_published_approved_and_executed_through_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Serve::start(data.path(), &[]);
+    let admin = s.admin.clone().unwrap();
+    let dev = api_key(&s, "developer", "vendor").await;
+    let c = super::client();
+    let (st, _) = req(
+        &c,
+        Method::POST,
+        s.url("/v1/apps"),
+        &admin,
+        Some(json!({"id": "samples"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let samples = examples();
+    assert!(samples.len() >= 6, "{samples:?}");
+    for dir in samples {
+        let (code, out, err) = plugin(&["test", dir.to_str().unwrap()], &dir);
+        assert_eq!(code, 0, "warden plugin test {}: {out}\n{err}", dir.display());
+        let (code, out, err) = publish(&dir, &s.base, &dev, &["--submit", "--json"]);
+        assert_eq!(code, 0, "{}: {err}", dir.display());
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "pending", "{}: {v}", dir.display());
+        let (plugin, version) = (v["plugin"].as_str().unwrap(), v["version"].as_str().unwrap());
+        let (st, a) = req(
+            &c,
+            Method::POST,
+            s.url(&format!("/v1/plugins/{plugin}/versions/{version}/approve")),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{a}");
+        let (st, i) = req(
+            &c,
+            Method::POST,
+            s.url("/v1/apps/samples/installations"),
+            &admin,
+            Some(json!({"plugin": plugin})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::CREATED, "{i}");
+        let event: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("event.json")).unwrap()).unwrap();
+        let (st, e) = req(
+            &c,
+            Method::POST,
+            s.url(&format!("/v1/apps/samples/plugins/{plugin}/execute")),
+            &admin,
+            Some(event),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{e}");
+        assert_eq!(e["status"], "success", "{}: {e}", dir.display());
+        match plugin {
+            "vendor.data.csv_to_json" => assert_eq!(e["return_value"]["row_count"], 2, "{e}"),
+            _ => assert_eq!(
+                e["return_value"]["message"],
+                "Hello, Ada!",
+                "{}: {e}",
+                dir.display()
+            ),
+        }
+    }
+}
