@@ -53,10 +53,10 @@ function handler(fn, options = {}) {
       throw new PluginError('InvalidEvent', `the event must be an object, not ${typeOf(event)}`);
     }
     for (const field of required) {
-      if (!(field in event)) throw new PluginError('InvalidEvent', `missing required field ${field}`);
+      if (!Object.hasOwn(event, field)) throw new PluginError('InvalidEvent', `missing required field ${field}`);
     }
     for (const [field, want] of Object.entries(types)) {
-      if (field in event && typeOf(event[field]) !== want) {
+      if (Object.hasOwn(event, field) && typeOf(event[field]) !== want) {
         throw new PluginError('InvalidEvent', `${field}: expected ${want}, got ${typeOf(event[field])}`);
       }
     }
@@ -74,10 +74,38 @@ class InvocationError extends Error {
   }
 }
 
+/** Where `value` stops being JSON, as the platform's wrapper judges it. */
+function unserializable(value, where = '$', seen = new Set()) {
+  const t = typeof value;
+  if (value === null || t === 'string' || t === 'boolean') return null;
+  if (t === 'number') return Number.isFinite(value) ? null : [where, 'number (NaN or infinity)'];
+  if (t === 'bigint' || t === 'function' || t === 'symbol' || t === 'undefined') return [where, t];
+  if (t === 'object') {
+    if (typeof value.toJSON === 'function') return null;
+    if (seen.has(value)) return [where, 'circular reference'];
+    seen.add(value);
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const r = unserializable(value[i], `${where}[${i}]`, seen);
+        if (r) return r;
+      }
+    } else {
+      if (value instanceof Map || value instanceof Set) return [where, value.constructor.name];
+      for (const [k, v] of Object.entries(value)) {
+        const r = unserializable(v, `${where}.${k}`, seen);
+        if (r) return r;
+      }
+    }
+    seen.delete(value);
+  }
+  return null;
+}
+
 /**
  * Call `fn` as the platform does: the event through JSON, awaited, the
- * result through JSON. Resolves with the result or rejects with
- * InvocationError carrying the reported type.
+ * result checked and passed through JSON (`undefined` becomes `null`).
+ * Resolves with the result or rejects with InvocationError carrying the
+ * reported type.
  */
 async function invoke(fn, event) {
   const copy = JSON.parse(JSON.stringify(event === undefined ? null : event));
@@ -88,14 +116,10 @@ async function invoke(fn, event) {
     const type = e && e.name ? e.name : typeof e;
     throw new InvocationError(type, e && e.message !== undefined ? e.message : String(e));
   }
-  let text;
-  try {
-    text = JSON.stringify(result);
-  } catch (e) {
-    throw new InvocationError('ResultNotSerializable', e.message);
-  }
-  if (text === undefined) throw new InvocationError('ResultNotSerializable', `a ${typeof result} is not JSON`);
-  return JSON.parse(text);
+  if (result === undefined) result = null;
+  const bad = unserializable(result);
+  if (bad) throw new InvocationError('ResultNotSerializable', `${bad[0]} is a ${bad[1]}, which is not JSON`);
+  return JSON.parse(JSON.stringify(result));
 }
 
 module.exports = { PluginError, InvocationError, handler, invoke, VERSION };

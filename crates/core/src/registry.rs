@@ -108,6 +108,9 @@ fn build_key(sha256: &str) -> String {
     format!("builds/{sha256}.bin")
 }
 
+/// The status reason of a version an admin switched off.
+const ADMIN_DEACTIVATED: &str = "deactivated by admin";
+
 /// Where a Go plugin's binary sits in its extracted code directory.
 pub const GO_BINARY: &str = ".warden-build/plugin";
 
@@ -238,8 +241,9 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         }
         let (pkg, bytes) = self.open(bytes).await?;
         let m = &pkg.manifest;
-        if let Some(existing) = self.store.get_plugin(&m.code).await? {
-            Self::check_owner(actor, &existing)?;
+        let existing = self.store.get_plugin(&m.code).await?;
+        if let Some(existing) = &existing {
+            Self::check_owner(actor, existing)?;
         }
         let size = bytes.len() as i64;
         self.blobs.put(&blob_key(&pkg.sha256), bytes).await?;
@@ -253,7 +257,10 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         let Some(current) = self.store.get_version(&m.code, &m.version).await? else {
             let new = NewVersion {
                 plugin: m.code.clone(),
-                owner: actor.name.clone(),
+                // An admin's upload to a developer's plugin keeps its owner.
+                owner: existing
+                    .as_ref()
+                    .map_or_else(|| actor.name.clone(), |p| p.owner.clone()),
                 name: m.name.clone(),
                 description: m.description.clone(),
                 version: m.version.clone(),
@@ -418,9 +425,22 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         self.transition(actor, plugin, version, action, reason).await
     }
 
-    /// Switch an Inactive version back on (its owner or an admin).
+    /// Switch an Inactive version back on (its owner or an admin; only an
+    /// admin when an admin switched it off).
     pub async fn activate(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
         Self::check_owner(actor, &self.plugin(plugin).await?)?;
+        if actor.role != Role::Admin {
+            let v = self.version(plugin, version).await?;
+            if v.status_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(ADMIN_DEACTIVATED))
+            {
+                return Err(RegistryError::Forbidden(format!(
+                    "{plugin} {version} was {}: only an admin may activate it again",
+                    v.status_reason.unwrap_or_default()
+                )));
+            }
+        }
         self.transition(actor, plugin, version, Action::Activate, None)
             .await
     }
@@ -428,7 +448,8 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// Switch an Active version off (its owner or an admin).
     pub async fn deactivate(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
         Self::check_owner(actor, &self.plugin(plugin).await?)?;
-        self.transition(actor, plugin, version, Action::Deactivate, None)
+        let reason = (actor.role == Role::Admin).then(|| format!("{ADMIN_DEACTIVATED} `{}`", actor.name));
+        self.transition(actor, plugin, version, Action::Deactivate, reason)
             .await
     }
 
@@ -476,11 +497,15 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// The package bytes of a version, verified against the recorded hash.
     /// A mismatch marks an Active or Inactive version Failed (audited).
     pub async fn verified_blob(&self, v: &Version) -> R<Vec<u8>> {
-        let bytes = self
-            .blobs
-            .get(&blob_key(&v.package_sha256))
-            .await?
-            .unwrap_or_default();
+        let Some(bytes) = self.blobs.get(&blob_key(&v.package_sha256)).await? else {
+            // Missing is not tampering (a misconfigured or lagging store):
+            // the call fails, the version stays as it is.
+            tracing::error!(plugin = %v.plugin, version = %v.version, "package blob missing");
+            return Err(RegistryError::Store(StoreError::Backend(format!(
+                "the package of {} {} is missing from the blob store",
+                v.plugin, v.version
+            ))));
+        };
         let found = hex(&Sha256::digest(&bytes));
         if found == v.package_sha256 {
             return Ok(bytes);

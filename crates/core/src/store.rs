@@ -255,8 +255,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record an accepted execution (before it runs).
     fn insert_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
-    /// Update an execution's state and result.
-    fn update_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
+    /// Update an execution's state and result, only while it is unfinished
+    /// (`queued` or `running`): a final record never changes. Returns
+    /// whether it was updated; `NotFound` when there is no such execution.
+    fn update_execution(&self, e: Execution) -> impl Future<Output = R<bool>> + Send;
     /// One execution.
     fn get_execution(&self, id: &str) -> impl Future<Output = R<Option<Execution>>> + Send;
     /// Executions, newest first.

@@ -275,6 +275,21 @@ pub fn read(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<Entry>, Vec<Prob
         let executable = mode.is_some_and(|m| m & 0o111 != 0);
         files.push((i, name, size, executable));
     }
+    // A path that is a file and also a directory of another file cannot be
+    // unpacked (`src` and `src/main.rs`).
+    let file_names: std::collections::HashSet<String> = files.iter().map(|f| f.1.to_lowercase()).collect();
+    for (_, name, _, _) in &files {
+        let lower = name.to_lowercase();
+        for (pos, _) in lower.match_indices('/') {
+            if file_names.contains(&lower[..pos]) {
+                problems.push(problem(
+                    name,
+                    format!("`{}` is a file, so it cannot also be a directory", &name[..pos]),
+                ));
+                break;
+            }
+        }
+    }
     if declared_total > limits.max_unpacked_bytes {
         problems.push(problem(
             "",
@@ -490,6 +505,16 @@ mod tests {
         }
         let r = read(&z, &ArchiveLimits::default());
         assert!(r.is_err(), "a lying size was accepted: {:?}", r.map(|e| e.len()));
+    }
+
+    #[test]
+    fn a_file_cannot_also_be_a_directory() {
+        let zip = raw_zip(&[("src", b"binary"), ("src/main.rs", b"fn main() {}")]);
+        let m = messages(read(&zip, &ArchiveLimits::default()));
+        assert_eq!(
+            m,
+            ["archive:src/main.rs: `src` is a file, so it cannot also be a directory"]
+        );
     }
 
     #[test]

@@ -108,11 +108,14 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
             manifest.entrypoint
         )));
     } else if manifest.runtime == "go" {
-        let dir = if ep == "." || ep.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", ep.trim_end_matches('/'))
-        };
+        // The build compiles the package at the root (`go build .`).
+        if !(ep == "." || ep.is_empty()) {
+            problems.push(entry_problem(format!(
+                "`{}`: Go plugins are built from the package root; set the entrypoint to `.`",
+                manifest.entrypoint
+            )));
+        }
+        let dir = String::new();
         let has_go = entries.iter().any(|e| {
             e.path
                 .strip_prefix(&dir)

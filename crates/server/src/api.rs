@@ -52,6 +52,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters whose rejections are problem documents.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(ApiError::rejection(StatusCode::BAD_REQUEST, r.body_text())),
+        }
+    }
+}
+
 /// The error answers every endpoint may give, as `application/problem+json`.
 pub struct Problems;
 
@@ -209,7 +223,7 @@ pub async fn list_plugins(
 pub async fn get_plugin(
     State(s): State<AppState>,
     p: Principal,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<PluginView>, ApiError> {
     Ok(Json(owned_plugin(&s, &p, &code).await?.into()))
 }
@@ -221,7 +235,7 @@ pub async fn get_plugin(
 pub async fn list_versions(
     State(s): State<AppState>,
     p: Principal,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
     owned_plugin(&s, &p, &code).await?;
     let versions = s.store.list_versions(&code).await?;
@@ -245,7 +259,7 @@ async fn owned_version(
 pub async fn get_version(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Json<VersionView>, ApiError> {
     Ok(Json(owned_version(&s, &p, &code, &version).await?.into()))
 }
@@ -257,7 +271,7 @@ pub async fn get_version(
 pub async fn get_manifest(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(owned_version(&s, &p, &code, &version).await?.manifest))
 }
@@ -269,7 +283,7 @@ pub async fn get_manifest(
 pub async fn get_report(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let v = owned_version(&s, &p, &code, &version).await?;
     v.report.map(Json).ok_or_else(|| {
@@ -286,7 +300,7 @@ pub async fn get_report(
 pub async fn version_audit(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     owned_plugin(&s, &p, &code).await?;
     let mut items = Vec::new();
@@ -319,7 +333,7 @@ pub async fn version_audit(
 pub async fn download_package(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let v = owned_version(&s, &p, &code, &version).await?;
     let bytes = s.registry.verified_blob(&v).await?;
@@ -339,7 +353,7 @@ macro_rules! transition {
         #[utoipa::path(post, path = $path, tag = "plugins",
             params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
             responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
-        pub async fn $name(State(s): State<AppState>, p: Principal, Path((code, version)): Path<(String, String)>) -> Result<Json<VersionView>, ApiError> {
+        pub async fn $name(State(s): State<AppState>, p: Principal, ApiPath((code, version)): ApiPath<(String, String)>) -> Result<Json<VersionView>, ApiError> {
             if p.actor.role == Role::App {
                 return Err(ApiError::forbidden("app keys cannot manage plugins"));
             }
@@ -381,7 +395,7 @@ transition!(
 pub async fn reject(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Json<VersionView>, ApiError> {
     if p.actor.role == Role::App {
@@ -402,7 +416,7 @@ pub async fn reject(
 pub async fn delete_version(
     State(s): State<AppState>,
     p: Principal,
-    Path((code, version)): Path<(String, String)>,
+    ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if p.actor.role == Role::App {
         return Err(ApiError::forbidden("app keys cannot manage plugins"));
@@ -443,7 +457,7 @@ pub async fn list_apps(State(s): State<AppState>, p: Principal) -> Result<Json<V
 pub async fn get_app(
     State(s): State<AppState>,
     p: Principal,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
 ) -> Result<Json<AppView>, ApiError> {
     p.require_app(&app)?;
     let a = s
@@ -461,7 +475,7 @@ pub async fn get_app(
 pub async fn list_installations(
     State(s): State<AppState>,
     p: Principal,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
 ) -> Result<Json<Vec<InstallationView>>, ApiError> {
     p.require_app(&app)?;
     s.store
@@ -486,7 +500,7 @@ pub async fn list_installations(
 pub async fn install(
     State(s): State<AppState>,
     p: Principal,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<NewInstallation>,
 ) -> Result<(StatusCode, Json<InstallationView>), ApiError> {
     p.require_admin()?;
@@ -505,7 +519,7 @@ pub async fn install(
 pub async fn upgrade(
     State(s): State<AppState>,
     p: Principal,
-    Path((app, plugin)): Path<(String, String)>,
+    ApiPath((app, plugin)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<UpdateInstallation>,
 ) -> Result<Json<InstallationView>, ApiError> {
     p.require_admin()?;
@@ -524,7 +538,7 @@ pub async fn upgrade(
 pub async fn uninstall(
     State(s): State<AppState>,
     p: Principal,
-    Path((app, plugin)): Path<(String, String)>,
+    ApiPath((app, plugin)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
     s.registry.uninstall(&p.actor, &app, &plugin).await?;
@@ -548,7 +562,7 @@ pub async fn uninstall(
 pub async fn execute(
     State(s): State<AppState>,
     p: Principal,
-    Path((app, code)): Path<(String, String)>,
+    ApiPath((app, code)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<ExecuteQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -662,7 +676,7 @@ pub async fn list_executions(
 pub async fn get_execution(
     State(s): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ExecutionView>, ApiError> {
     Ok(Json(visible_execution(&s, &p, &id).await?.into()))
 }
@@ -674,7 +688,7 @@ pub async fn get_execution(
 pub async fn get_artifact(
     State(s): State<AppState>,
     p: Principal,
-    Path((id, index)): Path<(String, usize)>,
+    ApiPath((id, index)): ApiPath<(String, usize)>,
 ) -> Result<Response, ApiError> {
     let e = visible_execution(&s, &p, &id).await?;
     let view = ExecutionView::from(e);
@@ -715,7 +729,7 @@ pub async fn get_artifact(
 pub async fn execution_events(
     State(s): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     visible_execution(&s, &p, &id).await?;
@@ -727,6 +741,7 @@ pub async fn execution_events(
         if finished {
             return None;
         }
+        let mut polls = 0u32;
         loop {
             if let Some(log) = s.exec.hub.get(&id) {
                 let changed = log.changed();
@@ -753,6 +768,12 @@ pub async fn execution_events(
             if last.as_deref() == Some("end") {
                 return None;
             }
+            // Bounded: a record that never becomes final (its node is gone)
+            // ends the stream after about 15 minutes instead of polling on.
+            polls += 1;
+            if polls > 900 {
+                return None;
+            }
             match s.store.get_execution(&id).await {
                 Ok(Some(e)) if e.status.is_final() => {
                     let view = ExecutionView::from(e);
@@ -765,7 +786,10 @@ pub async fn execution_events(
                         (s, id, Some("end".into()), true),
                     ));
                 }
-                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Ok(Some(_)) => {
+                    let pause = if polls < 40 { 250 } else { 1000 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
                 _ => return None,
             }
         }
@@ -854,7 +878,7 @@ pub async fn list_keys(State(s): State<AppState>, p: Principal) -> Result<Json<V
 pub async fn revoke_key(
     State(s): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
     let audit = NewAudit {
@@ -897,14 +921,21 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    // Causes go to the log: this endpoint needs no key.
     let store = match tokio::time::timeout(Duration::from_secs(2), s.store.ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unavailable: {e}"),
-        Err(_) => "unavailable: no answer within 2 s".to_owned(),
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            "unavailable"
+        }
+        Err(_) => "unavailable: no answer within 2 s",
     };
     let jail = match s.runner.jail().check_usable() {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("unavailable: {e}"),
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: the jail cannot start boxes");
+            "unavailable"
+        }
     };
     let ok = store == "ok" && jail == "ok";
     let status = if ok {

@@ -16,6 +16,35 @@ use tokio::sync::Notify;
 /// How long a finished log stays in memory.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(120);
 
+/// Most events one log keeps.
+pub const MAX_CHUNKS: usize = 4096;
+
+/// Text of `buf` (invalid bytes replaced) and the bytes of an unfinished
+/// UTF-8 sequence at its end, kept for the next chunk.
+fn decode(buf: &[u8]) -> (String, &[u8]) {
+    let mut out = String::new();
+    let mut rest = buf;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return (out, &[]);
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                match e.error_len() {
+                    Some(n) => {
+                        out.push('\u{fffd}');
+                        rest = &after[n..];
+                    }
+                    None => return (out, after),
+                }
+            }
+        }
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -35,6 +64,8 @@ struct Inner {
     finished_at: Option<Instant>,
     /// Bytes of an unfinished UTF-8 sequence per stream (0: stdout, 1: stderr).
     partial: [Vec<u8>; 2],
+    /// Chunks stopped being logged.
+    capped: bool,
 }
 
 /// The event log of one execution.
@@ -66,24 +97,33 @@ impl Log {
     }
 
     /// A chunk of output; UTF-8 sequences split across chunks are joined.
+    /// Past [`MAX_CHUNKS`] events, chunks are no longer logged one by one (a
+    /// plugin printing a byte at a time would otherwise cost far more memory
+    /// than its output): one `status` event says so, and the final result
+    /// carries the whole captured output.
     pub fn output(&self, stderr: bool, bytes: &[u8]) {
         let mut inner = self.lock();
+        if inner.events.len() >= MAX_CHUNKS {
+            if !inner.capped {
+                inner.capped = true;
+                Self::push_locked(
+                    &mut inner,
+                    "status",
+                    serde_json::json!({"status": "running", "output": "too many chunks to stream; the result holds all of it"}).to_string(),
+                );
+                drop(inner);
+                self.notify.notify_waiters();
+            }
+            return;
+        }
         let i = usize::from(stderr);
         let mut buf = std::mem::take(&mut inner.partial[i]);
         buf.extend_from_slice(bytes);
-        let valid_up_to = match std::str::from_utf8(&buf) {
-            Ok(_) => buf.len(),
-            // An incomplete sequence at the end waits for the next chunk;
-            // invalid bytes elsewhere are replaced.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => buf.len(),
-        };
-        let rest = buf.split_off(valid_up_to);
-        inner.partial[i] = rest;
-        if buf.is_empty() {
+        let (text, rest) = decode(&buf);
+        inner.partial[i] = rest.to_vec();
+        if text.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&buf).into_owned();
         let kind = if stderr { "stderr" } else { "stdout" };
         Self::push_locked(&mut inner, kind, serde_json::Value::String(text).to_string());
         drop(inner);
@@ -165,6 +205,19 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_at_a_time_is_capped_not_hoarded() {
+        let log = Log::default();
+        for _ in 0..MAX_CHUNKS * 3 {
+            log.output(false, b"x");
+        }
+        log.finish("{}".into());
+        let (events, done) = log.after(None);
+        assert!(done);
+        assert_eq!(events.len(), MAX_CHUNKS + 2, "the chunks, one notice, the result");
+        assert!(events[MAX_CHUNKS].data.contains("too many chunks"));
+    }
 
     #[test]
     fn reconnecting_clients_get_exactly_what_they_missed() {

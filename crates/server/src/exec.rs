@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use warden_core::model::{new_id, now_ms};
@@ -94,6 +95,10 @@ pub struct Executor {
     retry_after: u64,
     platform: PlatformLimits,
     inflight: Arc<Inflight>,
+    /// Executions actually running; the rest wait here, without a thread.
+    slots: tokio::sync::Semaphore,
+    /// Set when shutdown begins: no more admissions.
+    closing: std::sync::atomic::AtomicBool,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     /// Live event logs.
     pub hub: Hub,
@@ -130,7 +135,8 @@ fn problems(ps: Vec<warden_package::Problem>) -> Vec<FieldError> {
 }
 
 impl Executor {
-    /// An executor; `capacity` bounds executions in flight on this node.
+    /// An executor: at most `max_concurrent` executions run at once, and
+    /// `capacity` (running and waiting) are in flight on this node.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<Reg>,
@@ -138,6 +144,7 @@ impl Executor {
         blobs: Arc<ObjectBlobs>,
         runner: Runner,
         node: String,
+        max_concurrent: usize,
         capacity: usize,
         retry_after: u64,
         platform: PlatformLimits,
@@ -152,6 +159,8 @@ impl Executor {
             retry_after,
             platform,
             inflight: Arc::default(),
+            slots: tokio::sync::Semaphore::new(max_concurrent.max(1)),
+            closing: std::sync::atomic::AtomicBool::new(false),
             loaded: Mutex::new(HashMap::new()),
             hub: Hub::default(),
         }
@@ -163,6 +172,11 @@ impl Executor {
     }
 
     fn admit(&self) -> Result<Permit, ApiError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(ApiError::unavailable(
+                "this server is shutting down: retry on another node, or shortly",
+            ));
+        }
         let before = self.inflight.count.fetch_add(1, Ordering::AcqRel);
         let permit = Permit {
             inflight: self.inflight.clone(),
@@ -317,10 +331,7 @@ impl Executor {
             finished_at: None,
             duration_ms: None,
         };
-        self.store.insert_execution(exec.clone()).await?;
         permit.track(&exec.id);
-        let log = self.hub.open(&exec.id);
-        log.status(exec.status.as_str());
         let code = Code {
             // Never shared across apps, plugins, versions or packages.
             key: format!("{app}/{plugin}@{}#{}", version.version, version.package_sha256),
@@ -329,12 +340,14 @@ impl Executor {
             entrypoint,
             handler: manifest.handler.clone(),
         };
+        let log = self.hub.open(&exec.id);
         let tap_log = log.clone();
         let mut inv = Invocation::new(body.to_vec(), limits);
         inv.tap = Some(Arc::new(move |stream, data| {
             tap_log.output(stream == Stream::Stderr, data)
         }));
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
         let view = ExecutionView::from(exec.clone());
         let job = Job {
             exec,
@@ -346,13 +359,52 @@ impl Executor {
             is_async,
             done: tx,
         };
+        // From here on the work belongs to its own task: a client that goes
+        // away cannot leave a record without an execution behind it.
         let me = self.clone();
-        tokio::spawn(async move { me.run(job).await });
+        tokio::spawn(async move {
+            let id = job.exec.id.clone();
+            let inserted = me.store.insert_execution(job.exec.clone()).await;
+            let ok = inserted.is_ok();
+            let _ = recorded_tx.send(inserted);
+            if !ok {
+                return;
+            }
+            job.log.status(job.exec.status.as_str());
+            let worker = me.clone();
+            if let Err(panic) = std::panic::AssertUnwindSafe(worker.run(job)).catch_unwind().await {
+                tracing::error!(execution = %id, panic = ?panic.downcast_ref::<&str>(), "an execution's task panicked");
+                me.fail_unfinished(&id, "internal", "the platform failed while running the call")
+                    .await;
+            }
+        });
+        recorded_rx
+            .await
+            .map_err(|_| ApiError::internal(&"the execution's task ended before recording it"))??;
         Ok(Accepted {
             view,
             done: rx,
             is_async,
         })
+    }
+
+    /// Mark an unfinished execution final with an error (best effort).
+    async fn fail_unfinished(&self, id: &str, kind: &str, message: &str) {
+        if let Ok(Some(mut e)) = self.store.get_execution(id).await
+            && !e.status.is_final()
+        {
+            e.status = if kind == "interrupted" {
+                ExecutionStatus::Interrupted
+            } else {
+                ExecutionStatus::Error
+            };
+            e.error_kind = Some(kind.into());
+            e.result = Some(
+                json!({"status": "error", "error": {"type": if kind == "interrupted" { "Interrupted" } else { "PlatformError" }, "message": message}}),
+            );
+            e.finished_at = Some(now_ms());
+            let _ = self.store.update_execution(e).await;
+        }
     }
 
     async fn run(self: Arc<Self>, job: Job) {
@@ -366,6 +418,10 @@ impl Executor {
             is_async,
             done,
         } = job;
+        // Wait for a running slot without holding a thread.
+        let Ok(_slot) = self.slots.acquire().await else {
+            return;
+        };
         if is_async {
             exec.status = ExecutionStatus::Running;
             exec.started_at = Some(now_ms());
@@ -379,15 +435,25 @@ impl Executor {
         // the thread's other tasks elsewhere meanwhile. Cheaper than a hop
         // to the blocking pool and back, and a panic stays contained.
         let runner = self.runner.clone();
-        let outcome = tokio::task::block_in_place(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.invoke(&code, &inv)))
-        });
+        let call =
+            move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.invoke(&code, &inv)));
+        let outcome = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread
+        {
+            // block_in_place needs the multi-threaded runtime.
+            tokio::task::spawn_blocking(call)
+                .await
+                .unwrap_or_else(|e| Err(Box::new(e.to_string())))
+        } else {
+            tokio::task::block_in_place(call)
+        };
         let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (status, kind, mut result, artifacts) = match outcome {
             Ok(Ok(r)) => self.judge(r, &loaded),
             Ok(Err(e)) => {
+                // The cause names host paths: logged, not shown to callers.
                 tracing::error!(execution = %exec.id, error = %DisplayChain(&e), "the runtime could not run the call");
-                platform_error(format!("the platform could not run the call: {e}"))
+                platform_error("the platform could not run the call; the error is in the server's log".into())
             }
             Err(_) => {
                 tracing::error!(execution = %exec.id, "the runtime panicked while running the call");
@@ -436,16 +502,23 @@ impl Executor {
     /// stays `running` (and is marked interrupted at the next start) only if
     /// the store is gone for good.
     async fn record(&self, exec: &Execution) {
-        for attempt in 0..5u32 {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 0..12u32 {
             match self.store.update_execution(exec.clone()).await {
-                Ok(()) => return,
+                Ok(true) => return,
+                Ok(false) => {
+                    // Already final: shutdown recorded it interrupted.
+                    tracing::warn!(execution = %exec.id, "the execution was already final; its result was not recorded");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(execution = %exec.id, attempt, error = %e, "could not record an execution's result");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        tracing::error!(execution = %exec.id, "gave up recording an execution's result");
+        tracing::error!(execution = %exec.id, "gave up recording an execution's result: it stays unfinished and is marked interrupted at this node's next start");
     }
 
     /// The platform's verdict on a call: status, error kind, the stored
@@ -489,6 +562,7 @@ impl Executor {
     /// Wait up to `grace` for in-flight executions; mark the rest
     /// interrupted. Returns how many were interrupted.
     pub async fn drain(&self, grace: Duration) -> usize {
+        self.closing.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let idle = self.inflight.idle.notified();
@@ -523,7 +597,8 @@ impl Executor {
                 json!({"status": "error", "error": {"type": "Interrupted", "message": "the server shut down before the execution finished"}}),
             );
             e.finished_at = Some(now_ms());
-            if self.store.update_execution(e).await.is_ok() {
+            // Conditional: an execution that finished meanwhile keeps its result.
+            if matches!(self.store.update_execution(e).await, Ok(true)) {
                 n += 1;
             }
         }

@@ -225,6 +225,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         blobs.clone(),
         runner.clone(),
         node,
+        config.max_concurrent,
         capacity,
         config.retry_after_secs,
         platform,

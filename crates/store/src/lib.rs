@@ -88,7 +88,8 @@ fn bind_all<'q>(
 /// `LIKE` pattern matching `s` anywhere, with `%`, `_` and `\` escaped.
 fn contains_pattern(s: &str) -> String {
     let mut p = String::from("%");
-    for c in s.to_lowercase().chars() {
+    // ASCII only, as SQLite's LOWER(): the same matches on both backends.
+    for c in s.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -433,10 +434,12 @@ impl Store for SqlStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(backend_err)?;
         // The first upload creates the plugin and makes its uploader the
-        // owner; later ones refresh the name and description only.
-        sqlx::query(
+        // owner; later ones (by the owner: `new.owner` is the plugin's owner
+        // when it exists) refresh the name and description only.
+        let claimed = sqlx::query(
             "INSERT INTO plugins (code, owner, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
-             ON CONFLICT (code) DO UPDATE SET name = excluded.name, description = excluded.description, updated_at = excluded.updated_at",
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name, description = excluded.description, updated_at = excluded.updated_at \
+             WHERE plugins.owner = excluded.owner",
         )
         .bind(&new.plugin)
         .bind(&new.owner)
@@ -446,6 +449,13 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(backend_err)?;
+        if claimed.rows_affected() == 0 {
+            // Two developers raced to create the same plugin: the first owns it.
+            return Err(StoreError::Conflict(format!(
+                "plugin {} belongs to another developer",
+                new.plugin
+            )));
+        }
         let v = Version {
             id: new_id("ver"),
             plugin: new.plugin.clone(),
@@ -855,10 +865,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn update_execution(&self, e: Execution) -> R<()> {
+    async fn update_execution(&self, e: Execution) -> R<bool> {
         let done = sqlx::query(
             "UPDATE executions SET status = $1, error_kind = $2, result = $3, started_at = $4, finished_at = $5, \
-             duration_ms = $6, version = $7 WHERE id = $8",
+             duration_ms = $6, version = $7 WHERE id = $8 AND status IN ('queued', 'running')",
         )
         .bind(e.status.as_str())
         .bind(&e.error_kind)
@@ -872,9 +882,12 @@ impl Store for SqlStore {
         .await
         .map_err(backend_err)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("execution {}", e.id)));
+            return match self.get_execution(&e.id).await? {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound(format!("execution {}", e.id))),
+            };
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn get_execution(&self, id: &str) -> R<Option<Execution>> {

@@ -212,6 +212,12 @@ async fn the_review_lifecycle_walks_and_is_audited(ctx: Ctx) {
     let v = ctx.registry.activate(&admin(), code, "1.0.0").await.unwrap();
     assert_eq!(v.status, VersionStatus::Active);
     assert_eq!(v.revision, 5);
+    // Switched off by an admin, only an admin switches it back on.
+    ctx.registry.deactivate(&admin(), code, "1.0.0").await.unwrap();
+    let e = ctx.registry.activate(&alice, code, "1.0.0").await.unwrap_err();
+    assert!(matches!(e, RegistryError::Forbidden(_)), "{e:?}");
+    let v = ctx.registry.activate(&admin(), code, "1.0.0").await.unwrap();
+    assert_eq!((v.status, v.revision), (VersionStatus::Active, 7));
     let counts = ctx.store.counts().await.unwrap();
     assert_eq!(counts.active_plugins, 1);
     assert_eq!(counts.versions, vec![(VersionStatus::Active, 1)]);
@@ -224,6 +230,8 @@ async fn the_review_lifecycle_walks_and_is_audited(ctx: Ctx) {
             t("submit", Some("draft"), Some("pending"), "alice"),
             t("approve", Some("pending"), Some("active"), "root"),
             t("deactivate", Some("active"), Some("inactive"), "alice"),
+            t("activate", Some("inactive"), Some("active"), "root"),
+            t("deactivate", Some("active"), Some("inactive"), "root"),
             t("activate", Some("inactive"), Some("active"), "root"),
         ]
     );
@@ -430,7 +438,8 @@ async fn a_tampered_package_fails_the_version(ctx: Ctx) {
     let e = ctx.registry.load_for_run(&now).await.unwrap_err();
     assert!(matches!(e, RegistryError::Tampered { .. }));
     assert_eq!(trail(&ctx).await.len(), 4, "failing again adds nothing");
-    // A blob that disappeared is caught the same way.
+    // A blob that disappeared fails the call but not the version: a
+    // missing blob is an outage, not a substitution.
     let v2 = active(&ctx, "1.0.1").await;
     std::fs::remove_file(
         ctx.data
@@ -438,10 +447,17 @@ async fn a_tampered_package_fails_the_version(ctx: Ctx) {
             .join(format!("blobs/packages/{}.zip", v2.package_sha256)),
     )
     .unwrap();
-    assert!(matches!(
-        ctx.registry.load_for_run(&v2).await,
-        Err(RegistryError::Tampered { .. })
-    ));
+    let e = ctx.registry.load_for_run(&v2).await.unwrap_err();
+    assert!(matches!(e, RegistryError::Store(_)), "{e:?}");
+    assert_eq!(
+        ctx.store
+            .get_version(code, "1.0.1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        VersionStatus::Active
+    );
     // One byte flipped in place, size kept and modification time set back:
     // still caught (the blob's change time moved), even though the version
     // was verified and loaded just before.
@@ -717,7 +733,7 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
             done.started_at = Some(now_ms());
             done.finished_at = Some(now_ms());
             done.duration_ms = Some(1.5);
-            s.update_execution(done).await.unwrap();
+            assert!(s.update_execution(done).await.unwrap());
         }
     }
     let one = s.get_execution(&ids[3]).await.unwrap().unwrap();
@@ -792,6 +808,14 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         s.update_execution(missing).await,
         Err(StoreError::NotFound(_))
     ));
+    // A final record never changes.
+    let mut again = s.get_execution(&ids[0]).await.unwrap().unwrap();
+    again.status = ExecutionStatus::Success;
+    assert!(!s.update_execution(again).await.unwrap());
+    assert_eq!(
+        s.get_execution(&ids[0]).await.unwrap().unwrap().status,
+        ExecutionStatus::Interrupted
+    );
 }
 
 async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {

@@ -21,6 +21,7 @@ test('events are checked before the handler runs', async () => {
     [[], 'must be an object, not array'],
     [null, 'not null'],
     [{}, 'missing required field name'],
+    [Object.create({ name: 'inherited' }), 'missing required field name'],
     [{ name: 3 }, 'name: expected string, got number'],
     [{ name: 'a', tags: {} }, 'tags: expected array, got object'],
   ]) {
@@ -30,8 +31,10 @@ test('events are checked before the handler runs', async () => {
 });
 
 test('results must be JSON; events pass through JSON', async () => {
-  await assert.rejects(invoke(() => undefined, {}), (e) => e.type === 'ResultNotSerializable');
+  assert.strictEqual(await invoke(() => undefined, {}), null, 'undefined becomes null, as on the platform');
   await assert.rejects(invoke(() => ({ n: 1n }), {}), (e) => e.type === 'ResultNotSerializable');
+  await assert.rejects(invoke(() => ({ n: NaN }), {}), (e) => e.type === 'ResultNotSerializable' && e.detail.includes('$.n'));
+  await assert.rejects(invoke(() => ({ m: new Map() }), {}), (e) => e.detail.includes('Map'));
   const seen = [];
   await invoke((e) => {
     seen.push(e);

@@ -97,6 +97,38 @@ class Errors(unittest.TestCase):
             invoke(lambda e: {"s": {1, 2}}, {})
         self.assertEqual(cm.exception.error_type, "ResultNotSerializable")
 
+    def test_nan_and_exit_are_reported_as_on_the_platform(self):
+        with self.assertRaises(InvocationError) as cm:
+            invoke(lambda e: {"x": float("nan")}, {})
+        self.assertEqual(cm.exception.error_type, "ResultNotSerializable")
+
+        def bye(event):
+            raise SystemExit(3)
+
+        with self.assertRaises(InvocationError) as cm:
+            invoke(bye, {})
+        self.assertEqual(cm.exception.error_type, "SystemExit")
+
+    @unittest.skipIf(sys.version_info < (3, 10), "X | None needs Python 3.10")
+    def test_pipe_unions_are_checked(self):
+        ns = {}
+        exec(
+            "import dataclasses\n"
+            "@dataclasses.dataclass\n"
+            "class E:\n"
+            "    n: int | None = None\n",
+            ns,
+        )
+
+        @typed(ns["E"])
+        def handler(e):
+            return {"n": e.n}
+
+        self.assertEqual(invoke(handler, {"n": 2}), {"n": 2})
+        with self.assertRaises(InvocationError) as cm:
+            invoke(handler, {"n": "two"})
+        self.assertIn("expected int", cm.exception.message)
+
     def test_events_pass_through_json(self):
         seen = []
         invoke(lambda e: seen.append(e) or {}, {"t": (1, 2)})

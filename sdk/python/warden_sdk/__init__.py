@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import types
 import typing
 
 __version__ = "0.1.0"
@@ -72,7 +73,7 @@ def _check(value, hint, where):
     origin = typing.get_origin(hint)
     if hint in (typing.Any, None) or isinstance(hint, typing.TypeVar):
         return value
-    if origin is typing.Union:
+    if origin is typing.Union or (hasattr(types, "UnionType") and origin is types.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
@@ -176,10 +177,10 @@ def invoke(handler, event):
         result = handler(event)
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
-    except Exception as e:  # reported like the platform's wrapper does
+    except (Exception, SystemExit) as e:  # reported like the platform's wrapper does
         raise InvocationError(type(e).__name__, str(e)) from e
     try:
-        return json.loads(json.dumps(result))
+        return json.loads(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise InvocationError("ResultNotSerializable", str(e)) from e
 

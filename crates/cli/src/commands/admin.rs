@@ -24,13 +24,24 @@ pub struct AdminArgs {
     database_url: Option<String>,
 }
 
+/// Roles of API keys.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KeyRole {
+    /// Everything.
+    Admin,
+    /// Their own plugins.
+    Developer,
+    /// Call the plugins of one app (`--app`).
+    App,
+}
+
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Create an API key and print its secret (shown only this once).
     CreateKey {
-        /// `admin`, `developer` or `app`.
-        #[arg(long)]
-        role: String,
+        /// The key's role.
+        #[arg(long, value_enum)]
+        role: KeyRole,
         /// Principal name: the developer's name for developer keys.
         #[arg(long)]
         name: Option<String>,
@@ -64,11 +75,34 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
     if let Some(u) = args.database_url {
         config.database_url = Some(u);
     }
+    let url = config.database_url();
+    // Only create-key may create the store: a typo in --data-dir must not
+    // look like an empty one.
+    if !matches!(args.command, AdminCommand::CreateKey { .. })
+        && let Some(path) = url.strip_prefix("sqlite://")
+        && !std::path::Path::new(path.split('?').next().unwrap_or(path)).is_file()
+    {
+        eprintln!("{} no database at {path}", crate::style::error("error:"));
+        eprintln!(
+            "{} point --data-dir (or --database-url) at the server's",
+            crate::style::hint("hint:")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if let AdminCommand::CreateKey {
+        role: KeyRole::App,
+        app: None,
+        ..
+    } = &args.command
+    {
+        eprintln!("{} an app key needs --app APP", crate::style::error("error:"));
+        return Ok(ExitCode::from(2));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = warden_store::SqlStore::connect(&config.database_url()).await?;
+        let store = warden_store::SqlStore::connect(&url).await?;
         let code = match args.command {
             AdminCommand::CreateKey {
                 role,
@@ -76,15 +110,24 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
                 app,
                 json,
             } => {
-                let role = Role::parse(&role)
-                    .ok_or_else(|| anyhow::anyhow!("--role must be admin, developer or app, not `{role}`"))?;
+                let role = match role {
+                    KeyRole::Admin => Role::Admin,
+                    KeyRole::Developer => Role::Developer,
+                    KeyRole::App => Role::App,
+                };
                 let name = name
                     .or_else(|| app.clone())
                     .unwrap_or_else(|| role.as_str().to_owned());
-                let (key, secret) =
-                    warden_server::auth::create_key(&store, "cli", &name, role, app.as_deref())
-                        .await
-                        .map_err(|e| anyhow::anyhow!(e.problem().detail))?;
+                let created =
+                    warden_server::auth::create_key(&store, "cli", &name, role, app.as_deref()).await;
+                let (key, secret) = match created {
+                    Ok(k) => k,
+                    Err(e) => {
+                        eprintln!("{} {}", crate::style::error("error:"), e.problem().detail);
+                        store.close().await;
+                        return Ok(ExitCode::from(2));
+                    }
+                };
                 if json {
                     let view = warden_server::views::KeyView::from(key);
                     println!("{}", serde_json::json!({"key": view, "secret": secret}));

@@ -146,7 +146,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
             writeln!(out, "    {key}")?;
             writeln!(out)?;
-            writeln!(out, "hint: export WARDEN_API_KEY={key}")?;
         }
         writeln!(
             out,
@@ -154,6 +153,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?;
         out.flush()?;
         drop(out);
+        if let Some(key) = &started.first_admin_key {
+            eprintln!("{} export WARDEN_API_KEY={key}", crate::style::hint("hint:"));
+        }
         warden_server::serve(started.state, listener, shutdown_signal())
             .await
             .context("serving")?;

@@ -318,14 +318,36 @@ fn fill(template: &str, name: &str, krate: &str) -> String {
 /// Run the command.
 pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.trim().to_owned();
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+    // The name goes into code and comments of every template: keep it plain.
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !plain {
         eprintln!(
-            "{} the name must be a plain directory name",
+            "{} `{name}`: a name is 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+            crate::style::error("error:")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if args.runtime == Runtime::Rust && ident(&name).replace('_', "-") == "warden-plugin" {
+        eprintln!(
+            "{} `{name}` is the Rust SDK's own crate name: choose another",
             crate::style::error("error:")
         );
         return Ok(ExitCode::from(2));
     }
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&name));
+    if dir.exists() && !dir.is_dir() {
+        eprintln!(
+            "{} {} exists and is not a directory",
+            crate::style::error("error:"),
+            dir.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         eprintln!(
             "{} {} exists and is not empty",
@@ -402,14 +424,14 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         Runtime::Rust => {
             files.push((
                 "manifest.json".into(),
-                manifest(&code, &name, "native", &krate),
+                manifest(&code, &name, "native", &format!("bin/{krate}")),
                 false,
             ));
             files.push(("Cargo.toml".into(), fill(RUST_CARGO, &name, &krate), false));
             files.push(("src/main.rs".into(), fill(RUST_MAIN, &name, &krate), false));
             files.push(("warden-plugin/Cargo.toml".into(), RUST_SDK_CARGO.into(), false));
             files.push(("warden-plugin/src/lib.rs".into(), sdk::RUST_LIB.into(), false));
-            files.push((".gitignore".into(), format!("/target\n/{krate}\n"), false));
+            files.push((".gitignore".into(), "/target\n/bin\n".to_owned(), false));
             "cargo test"
         }
     };

@@ -78,61 +78,95 @@ fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
+/// What `pack` leaves out: every hidden file or directory (`.git`, `.env`,
+/// `.venv`, `.wardenignore` itself…), `target/`, `__pycache__/`, `*.pyc`,
+/// the output zip, and the patterns of `.wardenignore` (gitignore-like: `#`
+/// comments, `*` and `?` wildcards, a trailing `/` for directories only, a
+/// leading `/` or an inner `/` to match from the plugin's root).
 struct Ignore {
-    names: Vec<String>,
-    dirs: Vec<String>,
-    exts: Vec<String>,
+    patterns: Vec<(String, bool, bool)>, // (glob, dirs only, anchored)
+    out: Option<PathBuf>,
+}
+
+/// `*` and `?` within one path segment.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.first(), text.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && text[0] != b'/' && glob(pattern, &text[1..]))
+        }
+        (Some(b'?'), Some(c)) if *c != b'/' => glob(&pattern[1..], &text[1..]),
+        (Some(p), Some(c)) if p == c => glob(&pattern[1..], &text[1..]),
+        _ => false,
+    }
 }
 
 impl Ignore {
-    fn load(dir: &Path) -> Ignore {
+    fn load(dir: &Path, out: Option<&Path>) -> Result<Ignore, PackFailure> {
         let mut ig = Ignore {
-            names: vec![".DS_Store".into()],
-            dirs: vec![".git".into(), "target".into(), "__pycache__".into()],
-            exts: vec!["pyc".into()],
+            patterns: vec![
+                ("target".into(), true, false),
+                ("__pycache__".into(), true, false),
+                ("*.pyc".into(), false, false),
+            ],
+            out: out.and_then(|o| o.canonicalize().ok()),
         };
         if let Ok(text) = std::fs::read_to_string(dir.join(".wardenignore")) {
-            for line in text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                if let Some(d) = line.strip_suffix('/') {
-                    ig.dirs.push(d.to_owned());
-                } else if let Some(e) = line.strip_prefix("*.") {
-                    ig.exts.push(e.to_owned());
-                } else {
-                    ig.names.push(line.to_owned());
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
                 }
+                if line.starts_with('!') {
+                    return Err(PackFailure::Invalid(vec![problem(
+                        format!(".wardenignore:{}", n + 1),
+                        "negated patterns (`!`) are not supported",
+                    )]));
+                }
+                let dirs_only = line.ends_with('/');
+                let body = line.trim_end_matches('/');
+                let anchored = body.starts_with('/') || body.contains('/');
+                ig.patterns
+                    .push((body.trim_start_matches('/').to_owned(), dirs_only, anchored));
             }
         }
-        ig
+        Ok(ig)
     }
 
-    fn skips(&self, rel: &str, is_dir: bool) -> bool {
+    fn skips(&self, abs: &Path, rel: &str, is_dir: bool) -> bool {
         let name = rel.rsplit('/').next().unwrap_or(rel);
-        if is_dir {
-            return self.dirs.iter().any(|d| d == name || d == rel);
-        }
-        if self.names.iter().any(|n| n == name || n == rel) {
+        if name.starts_with('.') {
             return true;
         }
-        if !rel.contains('/') && name.ends_with(".zip") {
+        if !is_dir
+            && self
+                .out
+                .as_deref()
+                .is_some_and(|o| abs.canonicalize().is_ok_and(|a| a == o))
+        {
             return true;
         }
-        name.rsplit_once('.')
-            .is_some_and(|(_, ext)| self.exts.iter().any(|e| e == ext))
+        self.patterns.iter().any(|(pat, dirs_only, anchored)| {
+            (!dirs_only || is_dir)
+                && if *anchored {
+                    glob(pat.as_bytes(), rel.as_bytes())
+                } else {
+                    glob(pat.as_bytes(), name.as_bytes())
+                }
+        })
     }
 }
 
 /// Files of the plugin: relative path → (bytes, executable).
 type Files = BTreeMap<String, (Vec<u8>, bool)>;
 
-fn collect(dir: &Path, progress: bool) -> Result<Files, PackFailure> {
-    let ignore = Ignore::load(dir);
+fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, PackFailure> {
+    let ignore = Ignore::load(dir, out)?;
+    let limits = Policy::default().archive;
     let mut paths = Vec::new();
     let mut stack = vec![(dir.to_owned(), String::new())];
     let mut problems = Vec::new();
+    let mut total: u64 = 0;
     while let Some((abs, rel)) = stack.pop() {
         let entries =
             std::fs::read_dir(&abs).map_err(|e| PackFailure::Other(format!("{}: {e}", abs.display())))?;
@@ -147,19 +181,31 @@ fn collect(dir: &Path, progress: bool) -> Result<Files, PackFailure> {
             let ft = entry
                 .file_type()
                 .map_err(|e| PackFailure::Other(format!("{rel_path}: {e}")))?;
+            // Ignored paths are never looked at, whatever they are.
+            if ignore.skips(&entry.path(), &rel_path, ft.is_dir()) {
+                continue;
+            }
             if ft.is_symlink() {
                 problems.push(problem(
                     format!("archive:{rel_path}"),
-                    "symbolic links are not allowed in a package: copy the file",
+                    "symbolic links are not allowed in a package: copy the file, or list it in .wardenignore",
                 ));
             } else if ft.is_dir() {
-                if !ignore.skips(&rel_path, true) {
-                    stack.push((entry.path(), rel_path));
-                }
+                stack.push((entry.path(), rel_path));
             } else if ft.is_file() {
-                if !ignore.skips(&rel_path, false) {
-                    paths.push((entry.path(), rel_path));
+                // Sizes are checked before anything is read.
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                total = total.saturating_add(size);
+                if size > limits.max_file_bytes {
+                    problems.push(problem(
+                        format!("archive:{rel_path}"),
+                        format!(
+                            "{size} bytes; one file may have at most {} (list it in .wardenignore?)",
+                            limits.max_file_bytes
+                        ),
+                    ));
                 }
+                paths.push((entry.path(), rel_path));
             } else {
                 problems.push(problem(
                     format!("archive:{rel_path}"),
@@ -167,8 +213,29 @@ fn collect(dir: &Path, progress: bool) -> Result<Files, PackFailure> {
                 ));
             }
         }
+        if paths.len() > limits.max_entries {
+            problems.push(problem(
+                "archive:",
+                format!(
+                    "more than {} files: a package may have at most that many",
+                    limits.max_entries
+                ),
+            ));
+            break;
+        }
+    }
+    if total > limits.max_unpacked_bytes {
+        problems.push(problem(
+            "archive:",
+            format!(
+                "{total} bytes in all; a package may have at most {}",
+                limits.max_unpacked_bytes
+            ),
+        ));
     }
     if !problems.is_empty() {
+        problems.sort();
+        problems.dedup();
         return Err(PackFailure::Invalid(problems));
     }
     paths.sort_by(|a, b| a.1.cmp(&b.1));
@@ -238,17 +305,101 @@ fn cargo_build(dir: &Path) -> Result<PathBuf, PackFailure> {
     })
 }
 
-fn add_sdks(runtime: &str, files: &mut Files, notes: &mut Vec<String>) {
+/// `(module, version)` pairs `go.mod` requires (line and block forms).
+fn go_requirements(gomod: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in gomod.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        let spec = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line
+        } else if let Some(rest) = line.strip_prefix("require") {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+                continue;
+            }
+            rest
+        } else {
+            continue;
+        };
+        let mut parts = spec.split_whitespace();
+        if let (Some(m), Some(v)) = (parts.next(), parts.next()) {
+            out.push((m.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
+
+/// `go.mod` without `replace` directives of `module` (line and block forms).
+fn drop_go_replace(gomod: &str, module: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut block: Option<Vec<&str>> = None;
+    for line in gomod.lines() {
+        let t = line.split("//").next().unwrap_or("").trim();
+        if let Some(b) = block.as_mut() {
+            if t == ")" {
+                let kept = block.take().unwrap_or_default();
+                // Keep the block only if something is left in it.
+                if kept.len() > 1 {
+                    out.extend(kept);
+                    out.push(line);
+                }
+            } else if !t.starts_with(module) {
+                b.push(line);
+            }
+            continue;
+        }
+        if t.starts_with("replace") && t.trim_start_matches("replace").trim() == "(" {
+            block = Some(vec![line]);
+            continue;
+        }
+        if t.starts_with("replace") && t.trim_start_matches("replace").trim().starts_with(module) {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
+/// `vendor/modules.txt` with `module`'s section (whatever its version or
+/// replacement) replaced by one for `version`.
+fn go_modules_txt(existing: &str, module: &str, version: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in existing.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            skipping = rest.split_whitespace().next() == Some(module);
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("# {module} {version}\n## explicit; go 1.18\n{module}\n"));
+    out
+}
+
+fn uses_python_sdk(source: &str) -> bool {
+    source.lines().any(|l| {
+        let t = l.trim_start();
+        (t.starts_with("import ") || t.starts_with("from "))
+            && t.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == "warden_sdk")
+    })
+}
+
+fn add_sdks(runtime: &str, files: &mut Files, notes: &mut Vec<String>) -> Result<(), PackFailure> {
     let text = |f: &(Vec<u8>, bool)| String::from_utf8_lossy(&f.0).into_owned();
     match runtime {
         "python3" => {
-            let uses = files.iter().any(|(p, f)| {
-                p.ends_with(".py")
-                    && text(f).lines().any(|l| {
-                        l.trim_start().starts_with("import warden_sdk")
-                            || l.trim_start().starts_with("from warden_sdk")
-                    })
-            });
+            let uses = files
+                .iter()
+                .any(|(p, f)| p.ends_with(".py") && uses_python_sdk(&text(f)));
             if uses && !files.contains_key("warden_sdk/__init__.py") {
                 files.insert(
                     "warden_sdk/__init__.py".into(),
@@ -283,61 +434,62 @@ fn add_sdks(runtime: &str, files: &mut Files, notes: &mut Vec<String>) {
             }
         }
         "go" => {
+            const SDK: &str = "warden.dev/sdk";
             let Some(gomod) = files.get("go.mod").map(text) else {
-                return;
+                return Ok(());
             };
-            if !gomod.contains("warden.dev/sdk") {
-                return;
-            }
-            // A local `replace` of the SDK points outside the package.
-            let kept: Vec<&str> = gomod
-                .lines()
-                .filter(|l| !(l.trim_start().starts_with("replace") && l.contains("warden.dev/sdk")))
-                .collect();
-            if kept.len() != gomod.lines().count() {
-                files.insert("go.mod".into(), ((kept.join("\n") + "\n").into_bytes(), false));
-                notes.push("dropped the local `replace warden.dev/sdk` from go.mod".into());
-            }
-            if !files.contains_key("vendor/warden.dev/sdk/plugin.go") {
+            let requirements = go_requirements(&gomod);
+            if let Some((_, version)) = requirements.iter().find(|(m, _)| m == SDK) {
+                let rewritten = drop_go_replace(&gomod, SDK);
+                if rewritten.trim_end() != gomod.trim_end() {
+                    files.insert("go.mod".into(), (rewritten.into_bytes(), false));
+                    notes.push(format!("dropped the local `replace {SDK}` from go.mod"));
+                }
+                if !files.contains_key("vendor/warden.dev/sdk/plugin.go") {
+                    files.insert(
+                        "vendor/warden.dev/sdk/plugin.go".into(),
+                        (sdk::GO_PLUGIN.as_bytes().to_vec(), false),
+                    );
+                    files.insert(
+                        "vendor/warden.dev/sdk/go.mod".into(),
+                        (sdk::GO_MOD.as_bytes().to_vec(), false),
+                    );
+                    notes.push(format!(
+                        "vendored the Warden Go SDK {} (vendor/warden.dev/sdk/)",
+                        sdk::VERSION
+                    ));
+                }
+                let modules = files.get("vendor/modules.txt").map(text).unwrap_or_default();
                 files.insert(
-                    "vendor/warden.dev/sdk/plugin.go".into(),
-                    (sdk::GO_PLUGIN.as_bytes().to_vec(), false),
+                    "vendor/modules.txt".into(),
+                    (go_modules_txt(&modules, SDK, version).into_bytes(), false),
                 );
-                files.insert(
-                    "vendor/warden.dev/sdk/go.mod".into(),
-                    (sdk::GO_MOD.as_bytes().to_vec(), false),
-                );
-                notes.push(format!(
-                    "vendored the Warden Go SDK {} (vendor/warden.dev/sdk/)",
-                    sdk::VERSION
-                ));
             }
+            // The build in the jail is offline: everything else must be vendored.
             let modules = files.get("vendor/modules.txt").map(text).unwrap_or_default();
-            let modules = if modules.contains("# warden.dev/sdk ") {
-                // `go mod vendor` with the replace wrote `=> path`: drop it.
-                modules
-                    .lines()
-                    .map(|l| match l.strip_prefix("# warden.dev/sdk ") {
-                        Some(rest) => {
-                            format!("# warden.dev/sdk {}", rest.split(" => ").next().unwrap_or(rest))
-                        }
-                        None => l.to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-                    + "\n"
-            } else {
-                modules + sdk::GO_MODULES_TXT
-            };
-            files.insert("vendor/modules.txt".into(), (modules.into_bytes(), false));
+            let missing: Vec<Problem> = requirements
+                .iter()
+                .filter(|(m, _)| m != SDK)
+                .filter(|(m, v)| !modules.lines().any(|l| l.starts_with(&format!("# {m} {v}"))))
+                .map(|(m, v)| problem("go.mod", format!("requires {m} {v}, which is not vendored: run `go mod vendor` (the build has no network)")))
+                .collect();
+            if !missing.is_empty() {
+                return Err(PackFailure::Invalid(missing));
+            }
         }
         _ => {}
     }
+    Ok(())
 }
 
 /// Gather, complete, zip and check the plugin in `dir`. `notes` receives
 /// what was added or built.
-pub fn build_package(dir: &Path, progress: bool, notes: &mut Vec<String>) -> Result<Packed, PackFailure> {
+pub fn build_package(
+    dir: &Path,
+    out: Option<&Path>,
+    progress: bool,
+    notes: &mut Vec<String>,
+) -> Result<Packed, PackFailure> {
     if !dir.join("manifest.json").is_file() {
         return Err(PackFailure::Invalid(vec![problem(
             "manifest.json",
@@ -368,11 +520,11 @@ pub fn build_package(dir: &Path, progress: bool, notes: &mut Vec<String>) -> Res
         notes.push(format!("built {} with cargo → {entrypoint}", binary.display()));
         built = Some(data);
     }
-    let mut files = collect(dir, progress)?;
+    let mut files = collect(dir, out, progress)?;
     if let Some(data) = built {
         files.insert(entrypoint, (data, true));
     }
-    add_sdks(&runtime, &mut files, notes);
+    add_sdks(&runtime, &mut files, notes)?;
     let mut zip = ZipBuilder::new();
     for (path, (data, executable)) in &files {
         zip = zip.file_mode(path, data, if *executable { 0o755 } else { 0o644 });
@@ -412,7 +564,7 @@ pub fn print_report(package: &Package, full: bool) {
 pub fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
     let dir = plugin_dir(args.dir);
     let mut notes = Vec::new();
-    let packed = match build_package(&dir, true, &mut notes) {
+    let packed = match build_package(&dir, args.out.as_deref(), true, &mut notes) {
         Ok(p) => p,
         Err(f) => return Ok(f.report()),
     };
@@ -423,7 +575,14 @@ pub fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("{}-{}.zip", m.code, m.version)));
-    std::fs::write(&out, &packed.zip)?;
+    if let Err(e) = std::fs::write(&out, &packed.zip) {
+        eprintln!(
+            "{} cannot write {}: {e}",
+            crate::style::error("error:"),
+            out.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     eprintln!(
         "{} {} {} ({} files, {} bytes, sha256 {})",
         crate::style::ok("packed"),
@@ -437,4 +596,73 @@ pub fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
     println!("{}", out.display());
     hint(&format!("try it with `warden plugin test {}`", dir.display()));
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_modules_are_vendored_consistently() {
+        let gomod = "module x\n\ngo 1.18\n\nrequire (\n\twarden.dev/sdk v0.0.0-00010101000000-000000000000\n\tgolang.org/x/text v0.3.0 // indirect\n)\n\nreplace (\n\twarden.dev/sdk => ../sdk\n)\nreplace other.example/m => ./m\n";
+        let reqs = go_requirements(gomod);
+        assert_eq!(reqs[0].0, "warden.dev/sdk");
+        assert_eq!(reqs[1], ("golang.org/x/text".to_owned(), "v0.3.0".to_owned()));
+        let dropped = drop_go_replace(gomod, "warden.dev/sdk");
+        assert!(
+            !dropped.contains("=> ../sdk")
+                && !dropped.contains("replace (")
+                && dropped.contains("replace other.example/m"),
+            "{dropped}"
+        );
+        let txt = go_modules_txt(
+            "# warden.dev/sdk v0.1.0 => ../sdk\n## explicit; go 1.18\nwarden.dev/sdk\n# warden.dev/sdk => ../sdk\n# golang.org/x/text v0.3.0\n## explicit\ngolang.org/x/text\n",
+            "warden.dev/sdk",
+            "v0.2.0",
+        );
+        assert_eq!(
+            txt,
+            "# golang.org/x/text v0.3.0\n## explicit\ngolang.org/x/text\n# warden.dev/sdk v0.2.0\n## explicit; go 1.18\nwarden.dev/sdk\n"
+        );
+        let mut files = Files::new();
+        files.insert("go.mod".into(), (gomod.as_bytes().to_vec(), false));
+        let mut notes = Vec::new();
+        match add_sdks("go", &mut files, &mut notes) {
+            Err(PackFailure::Invalid(p)) => assert!(
+                p[0].message
+                    .contains("golang.org/x/text v0.3.0, which is not vendored"),
+                "{p:?}"
+            ),
+            _ => panic!("an unvendored requirement must be refused"),
+        }
+        assert!(
+            uses_python_sdk("import os, warden_sdk\n") && uses_python_sdk("from warden_sdk import typed")
+        );
+        assert!(!uses_python_sdk("import warden_sdkx\n# warden_sdk"));
+    }
+
+    #[test]
+    fn ignore_patterns_follow_gitignore_basics() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".wardenignore"),
+            "# comment\n*.tar.gz\n/data/\ndist/*\nnode_modules\nnotes.txt\n",
+        )
+        .unwrap();
+        let ig = Ignore::load(dir.path(), None).unwrap_or_else(|_| panic!("loads"));
+        let p = dir.path();
+        let skip = |rel: &str, is_dir: bool| ig.skips(&p.join(rel), rel, is_dir);
+        assert!(skip("a.tar.gz", false));
+        assert!(skip("data", true));
+        assert!(!skip("src/data", true), "anchored to the root");
+        assert!(skip("dist/app.js", false));
+        assert!(!skip("dist/sub/app.js", false), "`*` stays in one segment");
+        assert!(skip("node_modules", true) && skip("lib/node_modules", true));
+        assert!(skip("docs/notes.txt", false));
+        assert!(skip(".env", false) && skip(".venv", true) && skip(".wardenignore", false));
+        assert!(skip("target", true) && skip("x/__pycache__", true) && skip("m.pyc", false));
+        assert!(!skip("main.py", false) && !skip("assets.zip", false));
+        std::fs::write(dir.path().join(".wardenignore"), "!keep\n").unwrap();
+        assert!(Ignore::load(dir.path(), None).is_err());
+    }
 }

@@ -105,7 +105,10 @@ fn problem_text(body: &Value) -> String {
 
 /// Run the command.
 pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let creds = load_credentials()?;
+    let creds = match load_credentials() {
+        Ok(c) => c,
+        Err(e) => return Ok(fail(2, &e.to_string())),
+    };
     let Some(server) = args.server.clone().or(creds.server) else {
         hint(
             "pass --server URL, set WARDEN_SERVER, or put `server = \"URL\"` in ~/.config/warden/credentials.toml",
@@ -120,9 +123,15 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         hint("set WARDEN_API_KEY, or put `api_key = \"wk_…\"` in ~/.config/warden/credentials.toml");
         return Ok(fail(2, "no API key"));
     };
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        return Ok(fail(
+            2,
+            &format!("`{server}` is not a server URL: give http://HOST:PORT or https://HOST"),
+        ));
+    }
     let dir = plugin_dir(args.dir);
     let mut notes = Vec::new();
-    let packed = match build_package(&dir, true, &mut notes) {
+    let packed = match build_package(&dir, None, true, &mut notes) {
         Ok(p) => p,
         Err(f) => return Ok(f.report()),
     };
@@ -210,8 +219,13 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
             let status = r.status();
             let body: Value = r.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
+                // Classified as the upload is: the plugin's fault, or the server's.
+                let class = match status.as_u16() {
+                    400 | 409 | 413 | 422 => exit::VALIDATION,
+                    _ => exit::NETWORK,
+                };
                 return Ok(fail(
-                    exit::VALIDATION,
+                    class,
                     &format!("submitting failed: {}", problem_text(&body)),
                 ));
             }

@@ -98,7 +98,7 @@ fn human(r: &HandlerResult, violations: &[Problem]) {
 pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let dir = plugin_dir(args.dir);
     let mut notes = Vec::new();
-    let packed = match build_package(&dir, true, &mut notes) {
+    let packed = match build_package(&dir, None, true, &mut notes) {
         Ok(p) => p,
         Err(f) => return Ok(f.report()),
     };
