@@ -19,6 +19,7 @@ mod admission;
 mod artifacts;
 mod cold;
 mod gobuild;
+mod pycache;
 mod result;
 pub mod runtimes;
 mod warm;
@@ -249,6 +250,9 @@ impl Runner {
     pub fn new(jail: Jail, config: RunnerConfig) -> Result<Runner, RuntimeError> {
         let wrappers = jail.state_dir().join("wrappers");
         runtimes::install_wrappers(&wrappers)?;
+        if let Err(e) = pycache::install(&jail, &wrappers) {
+            tracing::warn!(error = %e, "the Python wrapper is not precompiled: Python boxes will compile it themselves (more memory per warm box, slower cold calls)");
+        }
         let mut defs = HashMap::new();
         for def in runtimes::builtin() {
             let def = Arc::new(def);

@@ -84,6 +84,10 @@ pub fn builtin() -> Vec<RuntimeDef> {
 /// Wrapper sources, installed where boxes see them at `/warden`.
 const WRAPPERS: &[(&str, &str)] = &[
     (
+        "python/warden_boot.py",
+        include_str!("../wrappers/python/warden_boot.py"),
+    ),
+    (
         "python/warden_wrapper.py",
         include_str!("../wrappers/python/warden_wrapper.py"),
     ),
@@ -94,32 +98,44 @@ const WRAPPERS: &[(&str, &str)] = &[
 ];
 
 /// Write the wrappers under `dir` (world-readable: boxes run as other uids).
-/// Files are written beside and renamed into place, so a box never sees a
-/// half-written wrapper.
 pub fn install_wrappers(dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Io {
+        path: dir.to_owned(),
+        source: e,
+    })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| RuntimeError::Io {
+        path: dir.to_owned(),
+        source: e,
+    })?;
+    for (rel, text) in WRAPPERS {
+        let path = dir.join(rel);
+        write_public(path.parent().unwrap_or(dir), &path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` in `parent` (created), readable by every uid.
+/// Files are written beside and renamed into place, so a box never sees a
+/// half-written file.
+pub(crate) fn write_public(parent: &Path, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |p: &Path| {
         let p = p.to_owned();
         move |e: std::io::Error| RuntimeError::Io { path: p, source: e }
     };
-    for (rel, text) in WRAPPERS {
-        let path = dir.join(rel);
-        let parent = path.parent().unwrap_or(dir);
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-        for d in [dir, parent] {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(io(d))?;
-        }
-        // Unique per writer: runners starting at once (several servers in
-        // one process, or two processes on one state directory) must not
-        // rename each other's half-written files.
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    }
-    Ok(())
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).map_err(io(parent))?;
+    // Unique per writer: runners starting at once (several servers in one
+    // process, or two processes on one state directory) must not rename
+    // each other's half-written files.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = parent.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 #[cfg(test)]
@@ -133,7 +149,7 @@ mod tests {
         assert_eq!(py.warm, WarmMode::ForkServer);
         assert_eq!(
             py.argv("once", "main.py", "handler")[4..],
-            ["/warden/python/warden_wrapper.py", "once", "main.py", "handler"]
+            ["/warden/python/warden_boot.py", "once", "main.py", "handler"]
         );
         for d in &defs {
             assert!(!d.description.is_empty());

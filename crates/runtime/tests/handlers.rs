@@ -209,6 +209,102 @@ fn printed_text_cannot_forge_a_result() {
     }
 }
 
+/// The runner precompiles the Python wrapper; the import system takes that
+/// bytecode only when its header matches the interpreter and the source's
+/// hash, so check that from inside a box, as the interpreter sees it.
+#[test]
+fn python_boxes_find_the_wrapper_precompiled() {
+    let dir = plugin(&[(
+        "main.py",
+        "import importlib.util, sys\n\
+         def handler(event):\n\
+         \x20   src = '/warden/python/warden_wrapper.py'\n\
+         \x20   with open(importlib.util.cache_from_source(src), 'rb') as f:\n\
+         \x20       pyc = f.read()\n\
+         \x20   with open(src, 'rb') as f:\n\
+         \x20       source = f.read()\n\
+         \x20   return {'magic': pyc[:4] == importlib.util.MAGIC_NUMBER,\n\
+         \x20           'checked_hash': int.from_bytes(pyc[4:8], 'little') == 3,\n\
+         \x20           'hash': pyc[8:16] == importlib.util.source_hash(source),\n\
+         \x20           'loaded_from': sys.modules['warden_wrapper'].__spec__.cached}\n",
+    )]);
+    let c = code("python", dir.path(), "main.py");
+    let tag = "/warden/python/__pycache__/warden_wrapper.";
+    for r in [cold(&c, json!({})), {
+        warm_up(&c);
+        warm(&c, json!({}))
+    }] {
+        assert_eq!(r.status, CallStatus::Success, "{r:#?}");
+        let v = r.return_value.unwrap();
+        assert_eq!(
+            (&v["magic"], &v["checked_hash"], &v["hash"]),
+            (&json!(true), &json!(true), &json!(true)),
+            "{v}"
+        );
+        assert!(v["loaded_from"].as_str().unwrap().starts_with(tag), "{v}");
+    }
+}
+
+/// The Python wrapper decodes events on json's C scanner without importing
+/// the json package: it must read what json reads, and refuse what it refuses
+/// with json's own message.
+#[test]
+fn python_events_decode_exactly_as_json_does() {
+    let dir = plugin(&[(
+        "main.py",
+        "def handler(event):\n    return {'event': event, 'types': [type(v).__name__ for v in event['values']]}\n",
+    )]);
+    let c = code("python", dir.path(), "main.py");
+    let raw = " \n{\"values\": [1, -0, 2.5e3, 9007199254740993, \"\\u00e9\\ud83e\\udd80\\n\", true, null, {}, []]}\t\r\n";
+    let want = json!({
+        "event": {"values": [1, 0, 2500.0, 9007199254740993u64, "é🦀\n", true, null, {}, []]},
+        "types": ["int", "int", "float", "int", "str", "bool", "NoneType", "dict", "list"],
+    });
+    let bad: &[(&str, &str)] = &[
+        ("{\"a\" 1}", "Expecting ':' delimiter: line 1 column 6 (char 5)"),
+        ("[1,]", "Expecting value: line 1 column 4 (char 3)"),
+        ("[1] x", "Extra data: line 1 column 5 (char 4)"),
+        (
+            "\"a\u{1}\"",
+            "Invalid control character at: line 1 column 3 (char 2)",
+        ),
+    ];
+    let check = |r: HandlerResult, msg: &str| {
+        let e = r.error.unwrap_or_else(|| panic!("{msg}: no error"));
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            (
+                "InvalidEvent",
+                format!("the event is not valid JSON: {msg}").as_str()
+            )
+        );
+    };
+    let call = |warm: bool, event: &[u8]| {
+        let inv = Invocation::new(event.to_vec(), CallLimits::default());
+        let r = if warm {
+            runner().invoke(&c, &inv).unwrap()
+        } else {
+            runner().invoke_cold(&c, &inv).unwrap()
+        };
+        assert_eq!(r.warm, warm, "{r:#?}");
+        r
+    };
+    for warm in [false, true] {
+        if warm {
+            warm_up(&c);
+        }
+        let r = call(warm, raw.as_bytes());
+        assert_eq!(r.status, CallStatus::Success, "{r:#?}");
+        assert_eq!(r.return_value, Some(want.clone()));
+        for (event, msg) in bad {
+            if warm {
+                warm_up(&c);
+            }
+            check(call(warm, event.as_bytes()), msg);
+        }
+    }
+}
+
 #[test]
 fn large_and_unicode_payloads_pass_intact() {
     let dir = plugin(&[(

@@ -11,12 +11,13 @@ The result is {"ok": true, "value": ...} or {"ok": false, "error": {...}}.
 Nothing the handler prints reaches descriptor 3, so printed text can never
 pass for a result.
 
-Imports are kept to json, os and sys up front: every module imported here is
-paid for by every cold call and stays resident in every fork-server
-(asyncio alone takes ~57 ms to import). The rest is imported where needed.
+Imports are kept to _json, os and sys up front: every module imported here
+is paid for by every cold call and stays resident in every fork-server
+(asyncio alone takes ~57 ms to import; the json package pulls in re, enum and
+collections, 1.5 MiB). The rest is imported where needed.
 """
 
-import json
+import _json
 import os
 import sys
 
@@ -25,6 +26,52 @@ EVENT_FD = 4
 CONTROL_FD = 5
 CODE_DIR = "/code"
 WRAPPER_FILE = os.path.abspath(__file__)
+
+
+class _Decoding:
+    """What json.loads passes to the C scanner: strict, no hooks."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name):
+        return float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[name])
+
+
+_scan = _json.make_scanner(_Decoding)
+_JSON_SPACE = " \t\n\r"
+
+
+def _loads(data):
+    """json.loads on the C scanner alone, without importing the json package."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    body = text.rstrip(_JSON_SPACE)
+    try:
+        value, end = _scan(body, len(body) - len(body.lstrip(_JSON_SPACE)))
+        if end == len(body):
+            return value
+    except (StopIteration, SystemError):
+        # The C scanner's own error needs json.decoder loaded to be raised
+        # (SystemError otherwise): a malformed document pays for the import,
+        # and gets json's exact message.
+        pass
+    import json
+
+    return json.loads(text)
+
+
+def _not_serializable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _dumps(doc, allow_nan=True):
+    """Compact _dumps(ensure_ascii=False) on the C encoder."""
+    encode = _json.make_encoder({}, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, allow_nan)
+    return "".join(encode(doc, 0))
 
 
 def _error(kind, message, tb=None, **extra):
@@ -43,7 +90,7 @@ def _error(kind, message, tb=None, **extra):
 
 
 def _write_result(doc):
-    data = json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    data = _dumps(doc, allow_nan=False).encode("utf-8")
     view = memoryview(data)
     while view:
         n = os.write(RESULT_FD, view)
@@ -138,7 +185,7 @@ def _read_all(fd):
 def call(handler, event_bytes):
     """Run the handler on one event; returns the result document."""
     try:
-        event = json.loads(event_bytes.decode("utf-8")) if event_bytes.strip() else {}
+        event = _loads(event_bytes.decode("utf-8")) if event_bytes.strip() else {}
     except (UnicodeDecodeError, ValueError) as e:
         return {"ok": False, "error": _error("InvalidEvent", f"the event is not valid JSON: {e}")}
     if _expects_object(handler) and not isinstance(event, dict):
@@ -200,7 +247,7 @@ def serve(entrypoint, name):
     finally:
         sys.stdout, sys.stderr = real_out, real_err
     if err:
-        ctl.send(json.dumps({"ready": False, "error": err, "output": captured.getvalue()[-4096:]}).encode())
+        ctl.send(_dumps({"ready": False, "error": err, "output": captured.getvalue()[-4096:]}).encode())
         return
     code = getattr(handler, "__code__", None)
     if code is not None and code.co_flags & 0x80:  # CO_COROUTINE: async def
@@ -223,7 +270,7 @@ def serve(entrypoint, name):
 
     gc.collect()
     gc.freeze()
-    ctl.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    ctl.send(_dumps({"ready": True, "pid": os.getpid()}).encode())
     while True:
         try:
             msg, fds = _recv_fds(ctl, 65536, 8)
@@ -231,11 +278,11 @@ def serve(entrypoint, name):
             return
         if not msg:
             return  # the host closed the channel: retire
-        req = json.loads(msg)
+        req = _loads(msg)
         if len(fds) != 4:
             for fd in fds:
                 os.close(fd)
-            ctl.send(json.dumps({"error": "expected 4 descriptors"}).encode())
+            ctl.send(_dumps({"error": "expected 4 descriptors"}).encode())
             continue
         event_fd, out_fd, err_fd, result_fd = fds
         sys.stdout.flush()
@@ -279,9 +326,9 @@ def serve(entrypoint, name):
                 os._exit(code)
         for fd in fds:
             os.close(fd)
-        ctl.send(json.dumps({"started": pid}).encode())
+        ctl.send(_dumps({"started": pid}).encode())
         _, status = os.waitpid(pid, 0)
-        ctl.send(json.dumps({"exited": status}).encode())
+        ctl.send(_dumps({"exited": status}).encode())
 
 
 def main():
