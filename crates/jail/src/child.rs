@@ -635,11 +635,7 @@ fn new_fs(fstype: &CStr, options: &[(&CStr, &CStr)], attrs: MountAttrFlags) -> r
 
 fn apply_op(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), Fail> {
     match op {
-        MountOp::Dir { path } => match rustix::fs::mkdirat(root, path.as_c_str(), Mode::from_raw_mode(0o755))
-        {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-            Err(e) => Err(fail(Step::Mkdir)(e)),
-        },
+        MountOp::Dir { path } => make_target(root, path, true),
         MountOp::Symlink { target, path } => {
             rustix::fs::symlinkat(target.as_c_str(), root, path.as_c_str()).map_err(fail(Step::Symlink))
         }

@@ -287,13 +287,13 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
         flags |= libc::CLONE_NEWUSER as u64;
     }
 
-    let plan = ChildPlan {
+    let mut plan = ChildPlan {
         report: report_w,
         lifeline: lifeline_r,
         netns,
         userns,
         root_dir: cstring(root_dir.as_os_str().as_bytes(), "state dir")?,
-        ops: ops.clone(),
+        ops,
         hostname: cstring(hostname.as_bytes(), "hostname")?,
         landlock_abi,
         landlock_rules,
@@ -330,6 +330,8 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
     match forked {
         sys::Forked::Child => child::init_main(plan),
         sys::Forked::Parent { pid, pidfd } => {
+            // The parent keeps the mount plan to name a failed step.
+            let ops = std::mem::take(&mut plan.ops);
             drop(plan); // the child's ends
             Ok(Launched {
                 pid,

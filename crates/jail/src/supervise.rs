@@ -139,7 +139,7 @@ pub(crate) fn supervise(
         started,
         ops,
     } = launched;
-    set_nonblocking(&report);
+    // `report` is non-blocking already (RunningBox::new).
     for fd in [&stdout, &stderr].into_iter().flatten() {
         set_nonblocking(fd);
     }

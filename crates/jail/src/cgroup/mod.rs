@@ -61,6 +61,26 @@ pub enum CgroupError {
     },
 }
 
+/// The controllers Warden needs in either hierarchy.
+pub(crate) const NEEDED: &[&str] = &["memory", "pids", "cpu"];
+
+/// The CPU quota period, in microseconds (both hierarchies).
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
+
+/// The quota per period for `cores` CPUs (at least 1 ms), in microseconds.
+pub(crate) fn cpu_quota_us(cores: f64) -> u64 {
+    (cores * CPU_PERIOD_US as f64).round().max(1000.0) as u64
+}
+
+/// Create `dir`; one that exists already is fine.
+pub(crate) fn mkdir(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
     move |source| CgroupError::Io {
         path: path.to_owned(),

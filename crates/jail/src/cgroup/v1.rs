@@ -4,15 +4,12 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{
-    Baseline, CgroupError, CgroupLimits, CgroupStats, MountEntry, io_err, keyed, kill_until_empty, open_rw,
-    own_dir_in, pread_all, read_pids, write,
+    Baseline, CPU_PERIOD_US, CgroupError, CgroupLimits, CgroupStats, MountEntry, NEEDED, cpu_quota_us,
+    io_err, keyed, kill_until_empty, mkdir, open_rw, own_dir_in, pread_all, read_pids, write,
 };
-
-/// Controllers Warden needs in v1.
-const NEEDED: &[&str] = &["memory", "pids", "cpu"];
 
 /// Warden's subtree in each v1 hierarchy it uses.
 #[derive(Debug, Clone)]
@@ -94,11 +91,7 @@ impl Tree {
     pub fn box_cgroup(&self, name: &str) -> Result<BoxCg, CgroupError> {
         let dirs = self.dirs_of(name);
         for dir in &dirs {
-            match std::fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(dir)(e)),
-            }
+            mkdir(dir)?;
         }
         let memory = self.memory.join(name);
         let cpuacct = self.cpuacct.as_ref().map(|d| d.join(name));
@@ -134,7 +127,7 @@ pub struct BoxCg {
     cpuacct_usage: Option<File>,
     applied: Option<CgroupLimits>,
     /// One of our threads lives here to fork boxes (see
-    /// `BoxCgroup::adopt_current_thread`).
+    /// `BoxCgroup::launcher_attached`).
     launcher_thread: bool,
 }
 
@@ -165,11 +158,10 @@ impl BoxCg {
             write(&self.pids.join("pids.max"), &value)?;
         }
         if prev.map(|p| p.cpu_cores) != Some(limits.cpu_cores) {
-            let period: u64 = 100_000;
-            write(&self.cpu.join("cpu.cfs_period_us"), &period.to_string())?;
-            let quota = limits.cpu_cores.map_or("-1".to_owned(), |c| {
-                ((c * period as f64).round().max(1000.0) as u64).to_string()
-            });
+            write(&self.cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            let quota = limits
+                .cpu_cores
+                .map_or("-1".to_owned(), |c| cpu_quota_us(c).to_string());
             write(&self.cpu.join("cpu.cfs_quota_us"), &quota)?;
         }
         self.applied = Some(*limits);
@@ -244,10 +236,5 @@ impl BoxCg {
     pub(crate) fn kill_all(&self) -> Result<(), CgroupError> {
         kill_until_empty(|| self.pids());
         Ok(())
-    }
-
-    /// The memory directory (tests, diagnostics).
-    pub fn memory_dir(&self) -> &Path {
-        &self.memory
     }
 }

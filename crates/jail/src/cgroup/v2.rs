@@ -10,11 +10,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{
-    Baseline, CgroupError, CgroupLimits, CgroupStats, MountEntry, io_err, keyed, kill_until_empty, open_rw,
-    own_dir_in, pread_all, read_pids, write,
+    Baseline, CPU_PERIOD_US, CgroupError, CgroupLimits, CgroupStats, MountEntry, NEEDED, cpu_quota_us,
+    io_err, keyed, kill_until_empty, mkdir, open_rw, own_dir_in, pread_all, read_pids, write,
 };
-
-const NEEDED: &[&str] = &["memory", "pids", "cpu"];
 
 /// Warden's subtree in the unified hierarchy.
 #[derive(Debug, Clone)]
@@ -124,14 +122,6 @@ fn has_all(subtree_control: &Path) -> bool {
     NEEDED.iter().all(|c| text.split_whitespace().any(|t| t == *c))
 }
 
-fn mkdir(dir: &Path) -> Result<(), CgroupError> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err(dir)(e)),
-    }
-}
-
 /// One box's v2 cgroup.
 #[derive(Debug)]
 pub struct BoxCg {
@@ -159,11 +149,10 @@ impl BoxCg {
             write(&self.dir.join("pids.max"), &value)?;
         }
         if prev.map(|p| p.cpu_cores) != Some(limits.cpu_cores) {
-            let period: u64 = 100_000;
-            let quota = limits.cpu_cores.map_or("max".to_owned(), |c| {
-                ((c * period as f64).round().max(1000.0) as u64).to_string()
-            });
-            write(&self.dir.join("cpu.max"), &format!("{quota} {period}"))?;
+            let quota = limits
+                .cpu_cores
+                .map_or("max".to_owned(), |c| cpu_quota_us(c).to_string());
+            write(&self.dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
         }
         self.applied = Some(*limits);
         Ok(())
