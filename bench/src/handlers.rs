@@ -15,14 +15,6 @@ use crate::stats;
 
 const EVENT: &str = r#"{"name": "bench"}"#;
 
-/// The environment a box starts with; bare baselines get the same.
-pub const BOX_ENV: &[(&str, &str)] = &[
-    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-    ("HOME", "/tmp"),
-    ("TMPDIR", "/tmp"),
-    ("LANG", "C.UTF-8"),
-];
-
 struct Lang {
     runtime: &'static str,
     interpreter: &'static str,
@@ -131,7 +123,7 @@ fn one_call(v: Variant, t: &Target<'_>) -> anyhow::Result<bool> {
             let mut child = Command::new(lang.interpreter)
                 .arg(dir.join(lang.runner))
                 .env_clear()
-                .envs(BOX_ENV.iter().copied())
+                .envs(warden_jail::default_env())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()?;

@@ -97,7 +97,7 @@ fn run_once(ctx: &Ctx, v: Variant, argv: &[&str]) -> anyhow::Result<Duration> {
             let st = Command::new(argv[0])
                 .args(&argv[1..])
                 .env_clear()
-                .envs(crate::handlers::BOX_ENV.iter().copied())
+                .envs(warden_jail::default_env()) // the environment a box starts with
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .status()?;

@@ -59,6 +59,21 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// A box from `jail` with an empty workspace of `workspace_bytes` holding
+/// `out/`, as every call and build starts from.
+pub(crate) fn fresh_box(
+    jail: &warden_jail::Jail,
+    workspace_bytes: u64,
+) -> Result<BoxHandle, crate::RuntimeError> {
+    let mut handle = jail.acquire()?;
+    handle.prepare_workspace(workspace_bytes)?;
+    make_out_dir(&handle).map_err(|e| crate::RuntimeError::Io {
+        path: handle.workspace_dir().join("out"),
+        source: e,
+    })?;
+    Ok(handle)
+}
+
 /// Create `out/` in a fresh workspace, owned by the box user.
 pub(crate) fn make_out_dir(handle: &BoxHandle) -> std::io::Result<()> {
     let dir = handle.workspace_dir().join("out");

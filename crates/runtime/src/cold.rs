@@ -14,12 +14,7 @@ pub(crate) fn invoke(
     inv: &Invocation,
 ) -> Result<HandlerResult, RuntimeError> {
     let limits = &inv.limits;
-    let mut handle = rt.jail.acquire()?;
-    handle.prepare_workspace(limits.workspace_bytes)?;
-    artifacts::make_out_dir(&handle).map_err(|e| RuntimeError::Io {
-        path: handle.workspace_dir().join("out"),
-        source: e,
-    })?;
+    let handle = artifacts::fresh_box(&rt.jail, limits.workspace_bytes)?;
     let mut spec = rt.box_spec(def, code, "once", limits, limits.timeout);
     let result_fd = match def.protocol {
         Protocol::Wrapper => {

@@ -79,13 +79,8 @@ pub(crate) fn build(rt: &RunnerInner, src: &Path, out: &Path) -> Result<BuildOut
         })?
         .to_string_lossy()
         .into_owned();
-    let mut handle = rt.jail.acquire()?;
-    handle.prepare_workspace(2048 * MIB)?;
+    let handle = crate::artifacts::fresh_box(&rt.jail, 2048 * MIB)?;
     handle.copy_in(src)?;
-    crate::artifacts::make_out_dir(&handle).map_err(|e| RuntimeError::Io {
-        path: handle.workspace_dir().join("out"),
-        source: e,
-    })?;
     let vendored = src.join("vendor").is_dir();
     let mut argv = vec![
         GO.to_owned(),

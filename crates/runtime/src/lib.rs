@@ -250,15 +250,17 @@ impl Runner {
     pub fn new(jail: Jail, config: RunnerConfig) -> Result<Runner, RuntimeError> {
         let wrappers = jail.state_dir().join("wrappers");
         runtimes::install_wrappers(&wrappers)?;
-        if let Err(e) = pycache::install(&jail, &wrappers) {
-            tracing::warn!(error = %e, "the Python wrapper is not precompiled: Python boxes will compile it themselves (more memory per warm box, slower cold calls)");
-        }
         let mut defs = HashMap::new();
         for def in runtimes::builtin() {
             let def = Arc::new(def);
             for name in std::iter::once(&def.name).chain(&def.aliases) {
                 defs.insert(name.clone(), def.clone());
             }
+        }
+        if let Some(python) = defs.get("python").and_then(|d| d.argv.first())
+            && let Err(e) = pycache::install(&jail, &wrappers, python)
+        {
+            tracing::warn!(error = %e, "the Python wrapper is not precompiled: Python boxes will compile it themselves (more memory per warm box, slower cold calls)");
         }
         let inner = Arc::new(RunnerInner {
             admission: admission::Admission::new(

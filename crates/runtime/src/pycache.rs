@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use warden_jail::{Bind, BoxSpec, Jail, Limits, MIB, MountSpec, Status};
 
-const PYTHON: &str = "/usr/bin/python3";
-
 /// Compiles the wrapper where a box sees it and prints the interpreter's
 /// cache tag, a newline, then the pyc.
 const COMPILE: &str = r#"
@@ -28,11 +26,12 @@ with open("/tmp/wrapper.pyc", "rb") as f:
 
 /// Install `wrappers/python/__pycache__/warden_wrapper.<tag>.pyc`. Errors
 /// are returned for the caller to log; nothing depends on the pyc.
-pub(crate) fn install(jail: &Jail, wrappers: &Path) -> Result<(), String> {
-    if !Path::new(PYTHON).exists() {
-        return Err(format!("{PYTHON} is not installed"));
+/// `python` is the interpreter the python runtime's boxes start.
+pub(crate) fn install(jail: &Jail, wrappers: &Path, python: &str) -> Result<(), String> {
+    if !Path::new(python).exists() {
+        return Err(format!("{python} is not installed"));
     }
-    let mut spec = BoxSpec::command([PYTHON, "-I", "-S", "-c", COMPILE]);
+    let mut spec = BoxSpec::command([python, "-I", "-S", "-c", COMPILE]);
     let mut binds = warden_jail::system_binds();
     binds.push(Bind {
         host: wrappers.to_owned(),
@@ -78,7 +77,8 @@ pub(crate) fn install(jail: &Jail, wrappers: &Path) -> Result<(), String> {
     if pyc.len() < 16 {
         return Err("the compiler printed no bytecode".into());
     }
-    let dir = wrappers.join("python").join("__pycache__");
-    let path = dir.join(format!("warden_wrapper.{tag}.pyc"));
-    crate::runtimes::write_public(&dir, &path, pyc).map_err(|e| e.to_string())
+    let path = wrappers
+        .join("python/__pycache__")
+        .join(format!("warden_wrapper.{tag}.pyc"));
+    crate::runtimes::write_public(&path, pyc).map_err(|e| e.to_string())
 }

@@ -99,33 +99,32 @@ const WRAPPERS: &[(&str, &str)] = &[
 
 /// Write the wrappers under `dir` (world-readable: boxes run as other uids).
 pub fn install_wrappers(dir: &Path) -> Result<(), RuntimeError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Io {
-        path: dir.to_owned(),
-        source: e,
-    })?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| RuntimeError::Io {
-        path: dir.to_owned(),
-        source: e,
-    })?;
+    mkdir_public(dir)?;
     for (rel, text) in WRAPPERS {
-        let path = dir.join(rel);
-        write_public(path.parent().unwrap_or(dir), &path, text.as_bytes())?;
+        write_public(&dir.join(rel), text.as_bytes())?;
     }
     Ok(())
 }
 
-/// Write `bytes` to `path` in `parent` (created), readable by every uid.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let path = path.to_owned();
+    move |source| RuntimeError::Io { path, source }
+}
+
+/// Create `dir` and make it readable by every uid.
+fn mkdir_public(dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_error(dir))
+}
+
+/// Write `bytes` to `path` (its directory created), readable by every uid.
 /// Files are written beside and renamed into place, so a box never sees a
 /// half-written file.
-pub(crate) fn write_public(parent: &Path, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |e: std::io::Error| RuntimeError::Io { path: p, source: e }
-    };
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).map_err(io(parent))?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    mkdir_public(parent)?;
     // Unique per writer: runners starting at once (several servers in one
     // process, or two processes on one state directory) must not rename
     // each other's half-written files.
@@ -133,9 +132,9 @@ pub(crate) fn write_public(parent: &Path, path: &Path, bytes: &[u8]) -> Result<(
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = parent.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
 }
 
 #[cfg(test)]

@@ -463,12 +463,7 @@ fn start_box(
     code: &Code,
     limits: &CallLimits,
 ) -> Result<WarmBox, RuntimeError> {
-    let mut handle = rt.jail.acquire()?;
-    handle.prepare_workspace(limits.workspace_bytes)?;
-    artifacts::make_out_dir(&handle).map_err(|e| RuntimeError::Io {
-        path: handle.workspace_dir().join("out"),
-        source: e,
-    })?;
+    let handle = artifacts::fresh_box(&rt.jail, limits.workspace_bytes)?;
     // A long wall clock: the box lives until evicted; calls have their own.
     let life = rt.pool.config.idle_ttl + Duration::from_secs(24 * 3600);
     let mut call_limits = limits.clone();
@@ -671,10 +666,7 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
     let Kind::ForkServer { ctl, server_pid } = &wbox.kind else {
         return CallEnd::BoxLost("not a fork-server".into());
     };
-    let (ctl, server_pid) = (ctl.try_clone(), *server_pid);
-    let Ok(ctl) = ctl else {
-        return CallEnd::BoxLost("control channel".into());
-    };
+    let server_pid = *server_pid;
     let limits = &inv.limits;
     let running = &mut wbox.running;
     let init_pid = running.init_pid();
@@ -717,7 +709,7 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
     let mut anc = SendAncillaryBuffer::new(&mut space);
     anc.push(SendAncillaryMessage::ScmRights(&fds));
     if let Err(e) = rustix::net::sendmsg(
-        &ctl,
+        ctl,
         &[IoSlice::new(header.as_bytes())],
         &mut anc,
         SendFlags::NOSIGNAL,
@@ -756,7 +748,7 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
             deadline.saturating_duration_since(now)
         };
         let mut pfds: Vec<PollFd<'_>> = Vec::with_capacity(5);
-        pfds.push(PollFd::new(&ctl, PollFlags::IN));
+        pfds.push(PollFd::new(ctl, PollFlags::IN));
         let events_fd = running.events_fd();
         pfds.push(PollFd::new(&events_fd, PollFlags::IN));
         let pidfd = running.pidfd();
@@ -779,7 +771,7 @@ fn fork_server_call(wbox: &mut WarmBox, inv: &Invocation) -> CallEnd {
         out.pump(inv.tap.as_ref());
         err.pump(inv.tap.as_ref());
         if ctl_ready {
-            while let Ok((n, _)) = rustix::net::recv(&ctl, &mut msg, RecvFlags::DONTWAIT) {
+            while let Ok((n, _)) = rustix::net::recv(ctl, &mut msg, RecvFlags::DONTWAIT) {
                 if n == 0 {
                     box_died = true;
                     break;

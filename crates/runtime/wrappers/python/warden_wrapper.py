@@ -163,10 +163,12 @@ def _expects_object(handler):
         return False
     if isinstance(ann, str):
         return ann.split("[")[0].strip() in ("dict", "Dict", "Mapping", "typing.Dict", "typing.Mapping")
-    import collections.abc
+    # collections.abc's own module: importing collections.abc would pull in
+    # the whole collections package.
+    import _collections_abc
 
     for t in (ann, getattr(ann, "__origin__", None)):
-        if t is dict or t is collections.abc.Mapping:
+        if t is dict or t is _collections_abc.Mapping:
             return True
         if isinstance(t, type) and issubclass(t, dict):  # TypedDict classes are dicts
             return True
@@ -182,13 +184,16 @@ def _read_all(fd):
         chunks.append(chunk)
 
 
-def call(handler, event_bytes):
-    """Run the handler on one event; returns the result document."""
+def call(handler, event_bytes, expects_object):
+    """Run the handler on one event; returns the result document.
+
+    `expects_object` is `_expects_object(handler)`, worked out once per
+    handler rather than in every forked call."""
     try:
         event = _loads(event_bytes.decode("utf-8")) if event_bytes.strip() else {}
     except (UnicodeDecodeError, ValueError) as e:
         return {"ok": False, "error": _error("InvalidEvent", f"the event is not valid JSON: {e}")}
-    if _expects_object(handler) and not isinstance(event, dict):
+    if expects_object and not isinstance(event, dict):
         return {"ok": False, "error": _error("InvalidEvent", f"the handler expects an object but the event is {type(event).__name__ if event is not None else 'null'}")}
     try:
         value = handler(event)
@@ -212,7 +217,7 @@ def call(handler, event_bytes):
 
 def run_once(entrypoint, name):
     handler, err = load_handler(entrypoint, name)
-    doc = {"ok": False, "error": err} if err else call(handler, _read_all(EVENT_FD))
+    doc = {"ok": False, "error": err} if err else call(handler, _read_all(EVENT_FD), _expects_object(handler))
     sys.stdout.flush()
     sys.stderr.flush()
     _write_result(doc)
@@ -254,6 +259,7 @@ def serve(entrypoint, name):
         import asyncio  # once here, not in every forked call
 
         del asyncio
+    expects_object = _expects_object(handler)
     # The server itself prints nothing from now on. Descriptors 3 and 4 are
     # reserved too, so received descriptors never land on the numbers a
     # call's child moves its result channel to.
@@ -310,7 +316,7 @@ def serve(entrypoint, name):
                 os.chdir(req.get("cwd") or "/workspace")
                 event = _read_all(event_fd)
                 os.close(event_fd)
-                doc = call(handler, event)
+                doc = call(handler, event, expects_object)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 _write_result(doc)
