@@ -37,21 +37,23 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{micros:014x}{}", hex(&rand))
 }
 
+/// Random bytes from `/dev/urandom`, kept open once opened: ids are made
+/// for every request, execution and audit event.
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    static URANDOM: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let mut file: &std::fs::File = match URANDOM.get() {
+        Some(f) => f,
+        None => {
+            let f = std::fs::File::open("/dev/urandom")?;
+            URANDOM.get_or_init(|| f)
+        }
+    };
+    file.read_exact(buf)
 }
 
 /// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+pub use warden_package::archive::hex;
 
 /// Who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -143,9 +143,20 @@ fn report_value(report: &warden_package::Report, sha256: &str) -> Value {
     v
 }
 
-/// The manifest of a stored version.
+/// The manifest of a stored version (read in place: no copy of the JSON).
 pub fn manifest_of(v: &Version) -> Option<Manifest> {
-    serde_json::from_value(v.manifest.clone()).ok()
+    use serde::Deserialize as _;
+    Manifest::deserialize(&v.manifest).ok()
+}
+
+/// The Active version with the highest semantic version.
+fn newest_active(versions: Vec<Version>) -> Option<Version> {
+    versions
+        .into_iter()
+        .filter(|v| v.status == VersionStatus::Active)
+        .filter_map(|v| semver::Version::parse(&v.version).ok().map(|s| (s, v)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| v)
 }
 
 impl<S: Store, B: Blobs> Registry<S, B> {
@@ -224,13 +235,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
 
     /// The newest active version of a plugin (by semantic version).
     pub async fn latest_active(&self, plugin: &str) -> R<Option<Version>> {
-        let versions = self.store.list_versions(plugin).await?;
-        Ok(versions
-            .into_iter()
-            .filter(|v| v.status == VersionStatus::Active)
-            .filter_map(|v| semver::Version::parse(&v.version).ok().map(|s| (s, v)))
-            .max_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, v)| v))
+        Ok(newest_active(self.store.list_versions(plugin).await?))
     }
 
     /// Upload a package: a new version (Draft), a new package for a Draft
@@ -800,15 +805,9 @@ impl<S: Store, B: Blobs> Registry<S, B> {
                 }
                 Ok(v)
             }
-            None => versions
-                .into_iter()
-                .filter(|v| v.status == VersionStatus::Active)
-                .filter_map(|v| semver::Version::parse(&v.version).ok().map(|s| (s, v)))
-                .max_by(|a, b| a.0.cmp(&b.0))
-                .map(|(_, v)| v)
-                .ok_or_else(|| {
-                    RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
-                }),
+            None => newest_active(versions).ok_or_else(|| {
+                RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
+            }),
         }
     }
 }

@@ -73,10 +73,21 @@ impl Lang {
         }
     }
 
+    /// The compiled query, built once per language (a package has many
+    /// files of one language).
+    fn query(self) -> &'static Query {
+        use std::sync::OnceLock;
+        static QUERIES: [OnceLock<Query>; 4] = [const { OnceLock::new() }; 4];
+        QUERIES[self as usize].get_or_init(|| match Query::new(&self.grammar(), self.query_source()) {
+            Ok(q) => q,
+            Err(e) => panic!("analysis query for {self:?} does not compile: {e}"),
+        })
+    }
+
     /// Captures: `@module` (an import), `@call` (a called name),
     /// `@method` + `@object` (a called attribute), `@command` (shell),
     /// `@word` (shell words, for /dev/tcp).
-    fn query(self) -> &'static str {
+    fn query_source(self) -> &'static str {
         match self {
             Lang::Python => {
                 r#"
@@ -386,13 +397,10 @@ pub fn scan(path: &str, source: &[u8]) -> Vec<Finding> {
             message: "the file does not parse cleanly; findings may be incomplete".into(),
         });
     }
-    let query = match Query::new(&grammar, lang.query()) {
-        Ok(q) => q,
-        Err(e) => panic!("analysis query for {lang:?} does not compile: {e}"),
-    };
+    let query = lang.query();
     let names = query.capture_names();
     let mut cursor = QueryCursor::new();
-    let mut matches = cursor.matches(&query, tree.root_node(), text.as_bytes());
+    let mut matches = cursor.matches(query, tree.root_node(), text.as_bytes());
     while let Some(m) = matches.next() {
         let mut module = None;
         let mut call = None;

@@ -9,7 +9,7 @@
 //! byte past its declared size, so a lying header cannot inflate past the
 //! limits either. Nothing is ever written to disk here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
 use sha2::{Digest, Sha256};
@@ -176,9 +176,9 @@ pub fn read(bytes: &[u8], limits: &ArchiveLimits) -> Result<Vec<Entry>, Vec<Prob
     }
     let mut problems = Vec::new();
     // Duplicates first, from the directory as written.
-    let mut exact: HashMap<&[u8], ()> = HashMap::new();
+    let mut exact: HashSet<&[u8]> = HashSet::new();
     for raw in &raw_names {
-        if exact.insert(raw.as_slice(), ()).is_some() {
+        if !exact.insert(raw.as_slice()) {
             problems.push(problem(&String::from_utf8_lossy(raw), "duplicate entry"));
         }
     }

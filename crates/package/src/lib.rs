@@ -115,12 +115,10 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
                 manifest.entrypoint
             )));
         }
-        let dir = String::new();
-        let has_go = entries.iter().any(|e| {
-            e.path
-                .strip_prefix(&dir)
-                .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".go"))
-        });
+        // Go sources at the package root, which the build compiles.
+        let has_go = entries
+            .iter()
+            .any(|e| !e.path.contains('/') && e.path.ends_with(".go"));
         if !has_go {
             problems.push(entry_problem(format!(
                 "no .go files in `{}`",
