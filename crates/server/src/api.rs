@@ -354,9 +354,7 @@ macro_rules! transition {
             params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
             responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
         pub async fn $name(State(s): State<AppState>, p: Principal, ApiPath((code, version)): ApiPath<(String, String)>) -> Result<Json<VersionView>, ApiError> {
-            if p.actor.role == Role::App {
-                return Err(ApiError::forbidden("app keys cannot manage plugins"));
-            }
+            p.require_developer()?;
             Ok(Json(s.registry.$call(&p.actor, &code, &version).await?.into()))
         }
     };
@@ -398,9 +396,7 @@ pub async fn reject(
     ApiPath((code, version)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Json<VersionView>, ApiError> {
-    if p.actor.role == Role::App {
-        return Err(ApiError::forbidden("app keys cannot manage plugins"));
-    }
+    p.require_developer()?;
     Ok(Json(
         s.registry
             .reject(&p.actor, &code, &version, &body.reason)
@@ -418,9 +414,7 @@ pub async fn delete_version(
     p: Principal,
     ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if p.actor.role == Role::App {
-        return Err(ApiError::forbidden("app keys cannot manage plugins"));
-    }
+    p.require_developer()?;
     s.registry.delete_version(&p.actor, &code, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -604,8 +598,7 @@ async fn visible_execution(
         Role::Admin => {}
         Role::App => p.require_app(&e.app)?,
         Role::Developer => {
-            let plugin = s.registry.plugin(&e.plugin).await?;
-            p.require_owner(&plugin.owner)?;
+            owned_plugin(s, p, &e.plugin).await?;
         }
     }
     Ok(e)

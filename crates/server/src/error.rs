@@ -20,6 +20,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl From<warden_package::Problem> for FieldError {
+    fn from(p: warden_package::Problem) -> Self {
+        FieldError {
+            location: p.location,
+            message: p.message,
+        }
+    }
+}
+
 /// The problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -286,13 +295,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Invalid(problems) => ApiError::invalid(
                 "invalid",
                 "The request or package is invalid",
-                problems
-                    .into_iter()
-                    .map(|p| FieldError {
-                        location: p.location,
-                        message: p.message,
-                    })
-                    .collect(),
+                problems.into_iter().map(FieldError::from).collect(),
             ),
             RegistryError::NotFound(m) => ApiError::not_found(m),
             RegistryError::Forbidden(m) => ApiError::forbidden(m),

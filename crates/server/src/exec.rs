@@ -126,12 +126,7 @@ struct Job {
 }
 
 fn problems(ps: Vec<warden_package::Problem>) -> Vec<FieldError> {
-    ps.into_iter()
-        .map(|p| FieldError {
-            location: p.location,
-            message: p.message,
-        })
-        .collect()
+    ps.into_iter().map(FieldError::from).collect()
 }
 
 impl Executor {
@@ -374,8 +369,14 @@ impl Executor {
             let worker = me.clone();
             if let Err(panic) = std::panic::AssertUnwindSafe(worker.run(job)).catch_unwind().await {
                 tracing::error!(execution = %id, panic = ?panic.downcast_ref::<&str>(), "an execution's task panicked");
-                me.fail_unfinished(&id, "internal", "the platform failed while running the call")
-                    .await;
+                me.finish_unfinished(
+                    &id,
+                    ExecutionStatus::Error,
+                    "internal",
+                    "PlatformError",
+                    "the platform failed while running the call",
+                )
+                .await;
             }
         });
         recorded_rx
@@ -388,23 +389,28 @@ impl Executor {
         })
     }
 
-    /// Mark an unfinished execution final with an error (best effort).
-    async fn fail_unfinished(&self, id: &str, kind: &str, message: &str) {
-        if let Ok(Some(mut e)) = self.store.get_execution(id).await
-            && !e.status.is_final()
-        {
-            e.status = if kind == "interrupted" {
-                ExecutionStatus::Interrupted
-            } else {
-                ExecutionStatus::Error
-            };
-            e.error_kind = Some(kind.into());
-            e.result = Some(
-                json!({"status": "error", "error": {"type": if kind == "interrupted" { "Interrupted" } else { "PlatformError" }, "message": message}}),
-            );
-            e.finished_at = Some(now_ms());
-            let _ = self.store.update_execution(e).await;
+    /// Make an unfinished execution final with an error (best effort);
+    /// true when this wrote it. The update is conditional: an execution
+    /// that finished meanwhile keeps its result.
+    async fn finish_unfinished(
+        &self,
+        id: &str,
+        status: ExecutionStatus,
+        kind: &str,
+        error_type: &str,
+        message: &str,
+    ) -> bool {
+        let Ok(Some(mut e)) = self.store.get_execution(id).await else {
+            return false;
+        };
+        if e.status.is_final() {
+            return false;
         }
+        e.status = status;
+        e.error_kind = Some(kind.into());
+        e.result = Some(json!({"status": "error", "error": {"type": error_type, "message": message}}));
+        e.finished_at = Some(now_ms());
+        matches!(self.store.update_execution(e).await, Ok(true))
     }
 
     async fn run(self: Arc<Self>, job: Job) {
@@ -525,20 +531,22 @@ impl Executor {
     /// result, and the artifacts' bytes.
     fn judge(
         &self,
-        r: HandlerResult,
+        mut r: HandlerResult,
         loaded: &Loaded,
     ) -> (ExecutionStatus, Option<String>, Value, Vec<Vec<u8>>) {
-        let artifacts: Vec<Vec<u8>> = r.artifacts.iter().map(|a| a.data.clone()).collect();
+        // The bytes move out; the record keeps each artifact's name, size
+        // and hash (`data` is not serialized).
+        let artifacts: Vec<Vec<u8>> = r
+            .artifacts
+            .iter_mut()
+            .map(|a| std::mem::take(&mut a.data))
+            .collect();
         let mut value = serde_json::to_value(&r).unwrap_or(Value::Null);
-        let jail_status = value
-            .get("jail_status")
-            .and_then(Value::as_str)
-            .unwrap_or("internal_error")
-            .to_owned();
         let (status, kind) = match r.status {
             CallStatus::Success => {
-                let ret = r.return_value.clone().unwrap_or(Value::Null);
-                let violations = loaded.output.validate(&ret);
+                let violations = loaded
+                    .output
+                    .validate(r.return_value.as_ref().unwrap_or(&Value::Null));
                 if violations.is_empty() {
                     (ExecutionStatus::Success, None)
                 } else {
@@ -554,7 +562,7 @@ impl Executor {
             }
             CallStatus::Failed => (ExecutionStatus::Failed, Some("handler_error".to_owned())),
             CallStatus::Timeout => (ExecutionStatus::Timeout, Some("timeout".to_owned())),
-            CallStatus::Error => (ExecutionStatus::Error, Some(jail_status)),
+            CallStatus::Error => (ExecutionStatus::Error, Some(r.jail_status.as_str().to_owned())),
         };
         (status, kind, value, artifacts)
     }
@@ -585,22 +593,16 @@ impl Executor {
             .collect();
         let mut n = 0;
         for id in ids {
-            let Ok(Some(mut e)) = self.store.get_execution(&id).await else {
-                continue;
-            };
-            if e.status.is_final() {
-                continue;
-            }
-            e.status = ExecutionStatus::Interrupted;
-            e.error_kind = Some("interrupted".into());
-            e.result = Some(
-                json!({"status": "error", "error": {"type": "Interrupted", "message": "the server shut down before the execution finished"}}),
-            );
-            e.finished_at = Some(now_ms());
-            // Conditional: an execution that finished meanwhile keeps its result.
-            if matches!(self.store.update_execution(e).await, Ok(true)) {
-                n += 1;
-            }
+            let written = self
+                .finish_unfinished(
+                    &id,
+                    ExecutionStatus::Interrupted,
+                    "interrupted",
+                    "Interrupted",
+                    "the server shut down before the execution finished",
+                )
+                .await;
+            n += usize::from(written);
         }
         n
     }

@@ -344,7 +344,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The OpenAPI document as committed in `docs/openapi.json`.
 pub fn openapi_json() -> String {
-    let mut s = openapi().to_pretty_json().unwrap_or_default();
+    pretty_json(&openapi())
+}
+
+fn pretty_json(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut s = doc.to_pretty_json().unwrap_or_default();
     s.push('\n');
     s
 }
@@ -377,19 +381,15 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = routes(&state.config).split_for_parts();
-    let doc_json = Arc::new(openapi_json());
+    // The same document `openapi()` gives: body limits do not show in it.
+    let doc_json = axum::body::Bytes::from(pretty_json(&doc));
     let request_id = HeaderName::from_static("x-request-id");
     router
         .route(
             "/openapi.json",
             axum::routing::get(move || {
                 let doc_json = doc_json.clone();
-                async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        doc_json.as_str().to_owned(),
-                    )
-                }
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc_json) }
             }),
         )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", doc))

@@ -528,7 +528,6 @@ impl From<Execution> for ExecutionView {
     fn from(e: Execution) -> Self {
         let r: StoredResult = e
             .result
-            .clone()
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
         let artifacts = r
