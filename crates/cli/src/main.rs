@@ -94,9 +94,13 @@ fn init_logging(verbose: u8) {
 pub mod style {
     use std::io::IsTerminal;
 
-    /// Colour only on a terminal, and never with `NO_COLOR` set.
+    /// Colour only on a terminal, and never with `NO_COLOR` set (decided
+    /// once: neither changes while the command runs).
     pub fn enabled() -> bool {
-        std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+        })
     }
 
     fn paint(code: &str, s: &str) -> String {

@@ -818,7 +818,9 @@ fn mkdir_public(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
 }
 
-fn write_file(path: &Path, data: &[u8], executable: bool) -> Result<(), RegistryError> {
+/// Write one file of an unpacked package, creating its missing directories
+/// readable by every uid (boxes run as other users); `executable` gives 0755.
+pub fn write_file(path: &Path, data: &[u8], executable: bool) -> Result<(), RegistryError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |e| RegistryError::Io {
         path: path.to_owned(),

@@ -33,24 +33,11 @@ pub struct TestArgs {
     pub json: bool,
 }
 
-fn write_tree(root: &Path, entries: &[warden_package::Entry]) -> std::io::Result<()> {
+/// Unpack `entries` under `root` as the server does (readable by box uids).
+fn write_tree(root: &Path, entries: &[warden_package::Entry]) -> anyhow::Result<()> {
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
     for e in entries {
-        let path = root.join(&e.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-            let mut d = parent;
-            while d != root {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
-                d = match d.parent() {
-                    Some(p) => p,
-                    None => break,
-                };
-            }
-        }
-        std::fs::write(&path, &e.data)?;
-        let mode = if e.executable { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        warden_core::registry::write_file(&root.join(&e.path), &e.data, e.executable)?;
     }
     Ok(())
 }
@@ -163,14 +150,12 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
                 crate::style::dim("==>")
             );
         }
-        let out = code_dir.path().join(".warden-build/plugin");
-        std::fs::create_dir_all(out.parent().unwrap_or(code_dir.path()))?;
-        std::fs::set_permissions(
-            out.parent().unwrap_or(code_dir.path()),
-            std::fs::Permissions::from_mode(0o755),
-        )?;
+        let out = code_dir.path().join(warden_core::registry::GO_BINARY);
+        let build_dir = out.parent().unwrap_or(code_dir.path());
+        std::fs::create_dir_all(build_dir)?;
+        std::fs::set_permissions(build_dir, std::fs::Permissions::from_mode(0o755))?;
         match runner.build_go(code_dir.path(), &out) {
-            Ok(_) => entrypoint = ".warden-build/plugin".into(),
+            Ok(_) => entrypoint = warden_core::registry::GO_BINARY.into(),
             Err(RuntimeError::BuildFailed { errors, log }) => {
                 let problems: Vec<Problem> = errors
                     .iter()
