@@ -97,6 +97,121 @@ fn links_planted_in_the_workspace_are_never_followed_by_the_host() {
     }
 }
 
+#[test]
+fn names_chosen_by_the_box_reach_the_operator_escaped() {
+    require_root();
+    let out_dir = tempfile::tempdir().unwrap();
+    // A file whose name forges a warning line and clears the screen, and a
+    // FIFO whose name hides behind a right-to-left override.
+    let script = r#"n=$(printf 'a\nwarning: forged\033[2J'); echo x > "$n"; mkfifo "$(printf 'p\342\200\256txt.exe')""#;
+    let out = std::process::Command::new(warden_bin())
+        .args(["run", "--workspace", "1M", "--copy-out"])
+        .arg(out_dir.path())
+        .args(["--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\x1b'),
+        "an escape sequence reached the terminal: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains('\u{202e}'),
+        "a bidi override reached the terminal: {stderr:?}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("warning: forged")),
+        "a forged line: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("p\\u{202e}txt.exe"),
+        "the FIFO is named, escaped: {stderr:?}"
+    );
+
+    // A copy-out that fails still prints the run's result, and says why.
+    let not_a_dir = out_dir.path().join("file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let r = warden()
+        .opts(&["--workspace", "1M", "--copy-out", not_a_dir.to_str().unwrap()])
+        .run(&["/bin/sh", "-c", "echo hi > made.txt; echo done"]);
+    assert_eq!(r.code, 125, "{r:#?}");
+    assert_eq!(r.status(), "ok", "{r:#?}");
+    assert_eq!(r.stdout(), "done\n");
+    assert!(
+        r.json["copy_out"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(not_a_dir.to_str().unwrap())),
+        "{r:#?}"
+    );
+    assert!(r.warden_stderr.contains("copying the workspace"), "{r:#?}");
+}
+
+#[test]
+fn pools_of_different_state_dirs_never_share_uids() {
+    require_root();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+    let _clean = (CleanPool(a_dir.to_owned()), CleanPool(b_dir.to_owned()));
+    // A box of pool A holds its uid range while it runs.
+    let holder = std::process::Command::new(warden_bin())
+        .args([
+            "run",
+            "--json",
+            "--state-dir",
+            a_dir,
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; sleep 3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let claims = std::fs::read_dir("/run/warden-uid-claims").unwrap();
+    let canonical = a.path().canonicalize().unwrap();
+    let held = claims
+        .flatten()
+        .find(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.trim() == canonical.to_str().unwrap()))
+        .expect("pool A claimed its uids");
+    let start = held
+        .file_name()
+        .to_string_lossy()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Pool B asking for the same uids explicitly is refused, naming A.
+    let out = std::process::Command::new(warden_bin())
+        .args([
+            "run",
+            "--json",
+            "--state-dir",
+            b_dir,
+            "--uid-base",
+            &start,
+            "--",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(canonical.to_str().unwrap()), "{err}");
+    // Left to choose, pool B takes other uids.
+    let r = warden().opts(&["--state-dir", b_dir]).run(&["/usr/bin/id", "-u"]);
+    let uid: u32 = r.stdout().trim().parse().unwrap();
+    let a_start: u32 = start.parse().unwrap();
+    assert!(
+        !(a_start..a_start + 64).contains(&uid),
+        "pool B ran as {uid}, inside A's range"
+    );
+    let out = holder.wait_with_output().unwrap();
+    assert!(out.status.success());
+}
+
 /// Tear a private pool down when the test ends, pass or fail.
 struct CleanPool(String);
 

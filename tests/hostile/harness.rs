@@ -188,7 +188,7 @@ pub fn c_fixtures() -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-cbin");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        for name in ["euid", "raw_syscall"] {
+        for name in ["euid", "raw_syscall", "int80"] {
             let status = Command::new("cc")
                 .args(["-O2", "-o"])
                 .arg(dir.join(name))

@@ -111,6 +111,19 @@ fn raw_syscalls_without_libc_are_filtered_too() {
 }
 
 #[test]
+fn the_32_bit_syscall_abi_is_a_violation_named_with_its_abi() {
+    require_root();
+    // `int 0x80` from a 64-bit program: the i386 ABI, another numbering.
+    for (nr, name) in [("20", "getpid"), ("11", "execve")] {
+        let r = warden().with_c_fixtures().run(&["/cbin/int80", nr]);
+        assert_eq!(r.status(), "violation", "{r:#?}");
+        assert_eq!(r.violation(), Some(name), "{r:#?}");
+        assert_eq!(r.json["violation"]["abi"], "i386", "{r:#?}");
+        assert!(r.stdout().is_empty(), "the syscall returned: {r:#?}");
+    }
+}
+
+#[test]
 fn ids_cannot_be_changed() {
     require_root();
     for call in ["setuid", "setgid"] {

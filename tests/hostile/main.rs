@@ -1,11 +1,15 @@
 //! Hostile tests: attack programs (in `fixtures/`) run through the real
-//! `warden run` binary. Each test asserts how the run ended *and* that the
-//! host is untouched: no file written, no process left, no listener reached.
+//! `warden run` binary, and attacks on live warm boxes through the real
+//! `warden serve` (`warm`). Each test asserts how the run ended *and* that
+//! the host is untouched: no file written, no process left, no listener
+//! reached, no execution left running.
 //!
 //! The jail needs root (or the rootless test's unprivileged user), so these
 //! tests refuse to run as anyone else rather than pass vacuously.
 
 mod harness;
+#[path = "../support/platform.rs"]
+mod platform;
 
 mod filesystem;
 mod kernel;
@@ -13,3 +17,4 @@ mod lifecycle;
 mod network;
 mod resources;
 mod rootless;
+mod warm;

@@ -3,8 +3,8 @@
 //!
 //! The host may be multithreaded, so after the fork this code must not
 //! allocate, lock, or panic: every input was prepared by the host in a
-//! [`ChildPlan`], and every failure is reported as a fixed-size [`Record`]
-//! naming the [`Step`] and the errno.
+//! [`ChildPlan`], and every failure is reported as a fixed-size
+//! [`Report::SetupFailed`] naming the [`Step`] and the errno.
 //!
 //! Init builds the box (cgroup, namespaces, mounts, pivot_root, hostname),
 //! then confines *itself* exactly as the program will be: rlimits, empty
@@ -32,205 +32,9 @@ use rustix::mount::{
 use syscalls::Errno;
 
 use crate::mounts::MountOp;
+use crate::report::{Report, Step};
 use crate::seccomp::SockFilter;
 use crate::sys::{self, landlock as ll};
-
-/// Every step that can fail in the child, for error reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Step {
-    RelocateFds = 1,
-    CloseInherited,
-    WriteSetgroups,
-    WriteUidMap,
-    WriteGidMap,
-    UnshareCgroup,
-    JoinNetns,
-    MakeMountsPrivate,
-    MountRoot,
-    OpenRoot,
-    Mkdir,
-    Symlink,
-    BindMount,
-    MountTmpfs,
-    MountProc,
-    WriteFile,
-    PivotRoot,
-    DetachOldRoot,
-    RemountRootReadOnly,
-    SetHostname,
-    Landlock,
-    Signalfd,
-    Pipe,
-    ForkPayload,
-    NewSession,
-    ResetSignals,
-    DeathSignal,
-    Descriptors,
-    Chdir,
-    Rlimit,
-    DropBoundingSet,
-    DropAmbient,
-    SetGroups,
-    SetGid,
-    SetUid,
-    DropCapabilities,
-    NoNewPrivs,
-    LandlockRestrict,
-    Seccomp,
-    Exec,
-}
-
-impl Step {
-    const ALL: [Step; 40] = [
-        Step::RelocateFds,
-        Step::CloseInherited,
-        Step::WriteSetgroups,
-        Step::WriteUidMap,
-        Step::WriteGidMap,
-        Step::UnshareCgroup,
-        Step::JoinNetns,
-        Step::MakeMountsPrivate,
-        Step::MountRoot,
-        Step::OpenRoot,
-        Step::Mkdir,
-        Step::Symlink,
-        Step::BindMount,
-        Step::MountTmpfs,
-        Step::MountProc,
-        Step::WriteFile,
-        Step::PivotRoot,
-        Step::DetachOldRoot,
-        Step::RemountRootReadOnly,
-        Step::SetHostname,
-        Step::Landlock,
-        Step::Signalfd,
-        Step::Pipe,
-        Step::ForkPayload,
-        Step::NewSession,
-        Step::ResetSignals,
-        Step::DeathSignal,
-        Step::Descriptors,
-        Step::Chdir,
-        Step::Rlimit,
-        Step::DropBoundingSet,
-        Step::DropAmbient,
-        Step::SetGroups,
-        Step::SetGid,
-        Step::SetUid,
-        Step::DropCapabilities,
-        Step::NoNewPrivs,
-        Step::LandlockRestrict,
-        Step::Seccomp,
-        Step::Exec,
-    ];
-
-    pub(crate) fn from_u32(v: u32) -> Option<Step> {
-        Step::ALL.iter().copied().find(|s| *s as u32 == v)
-    }
-
-    /// Lowercase description for error messages.
-    pub(crate) fn describe(self) -> &'static str {
-        match self {
-            Step::RelocateFds => "moving descriptors out of the way",
-            Step::CloseInherited => "closing inherited descriptors",
-            Step::WriteSetgroups => "writing /proc/self/setgroups",
-            Step::WriteUidMap => "writing the uid map",
-            Step::WriteGidMap => "writing the gid map",
-            Step::UnshareCgroup => "creating the cgroup namespace",
-            Step::JoinNetns => "joining the pooled network namespace",
-            Step::MakeMountsPrivate => "making mounts private",
-            Step::MountRoot => "mounting the root tmpfs",
-            Step::OpenRoot => "opening the new root",
-            Step::Mkdir => "creating a directory",
-            Step::Symlink => "creating a symlink",
-            Step::BindMount => "bind-mounting",
-            Step::MountTmpfs => "mounting a tmpfs",
-            Step::MountProc => "mounting /proc",
-            Step::WriteFile => "writing a file",
-            Step::PivotRoot => "pivot_root",
-            Step::DetachOldRoot => "detaching the old root",
-            Step::RemountRootReadOnly => "remounting the root read-only",
-            Step::SetHostname => "setting the hostname",
-            Step::Landlock => "building the landlock ruleset",
-            Step::Signalfd => "creating the SIGCHLD descriptor",
-            Step::Pipe => "creating a pipe",
-            Step::ForkPayload => "starting the program's process",
-            Step::NewSession => "starting a new session",
-            Step::ResetSignals => "resetting signals",
-            Step::DeathSignal => "setting the parent-death signal",
-            Step::Descriptors => "placing stdio descriptors",
-            Step::Chdir => "changing to the working directory",
-            Step::Rlimit => "setting rlimits",
-            Step::DropBoundingSet => "dropping the capability bounding set",
-            Step::DropAmbient => "clearing ambient capabilities",
-            Step::SetGroups => "clearing supplementary groups",
-            Step::SetGid => "switching gid",
-            Step::SetUid => "switching uid",
-            Step::DropCapabilities => "dropping capabilities",
-            Step::NoNewPrivs => "setting no_new_privs",
-            Step::LandlockRestrict => "enforcing landlock",
-            Step::Seccomp => "installing the seccomp filter",
-            Step::Exec => "executing the program",
-        }
-    }
-}
-
-/// A message from the child to the host (init → host) or from the payload to
-/// init. Fixed size, well under `PIPE_BUF`, so writes are atomic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Record {
-    pub kind: u32,
-    pub step: u32,
-    pub errno: i32,
-    pub a: i64,
-    pub b: i64,
-}
-
-/// Record kinds.
-pub(crate) mod kind {
-    /// Setup failed: `step`, `errno`, `a` = index of the mount op or -1.
-    pub const SETUP_FAILED: u32 = 1;
-    /// The program is running.
-    pub const STARTED: u32 = 2;
-    /// Seccomp violation: `a` = syscall nr, `b` = audit arch.
-    pub const VIOLATION: u32 = 3;
-    /// The program ended: `a` = raw wait status.
-    pub const EXITED: u32 = 4;
-    /// The host went away; init killed the box.
-    pub const ORPHANED: u32 = 5;
-}
-
-/// Encoded size of a [`Record`].
-pub(crate) const RECORD_LEN: usize = 32;
-
-impl Record {
-    pub(crate) fn encode(&self) -> [u8; RECORD_LEN] {
-        let mut out = [0u8; RECORD_LEN];
-        out[0..4].copy_from_slice(&self.kind.to_ne_bytes());
-        out[4..8].copy_from_slice(&self.step.to_ne_bytes());
-        out[8..12].copy_from_slice(&self.errno.to_ne_bytes());
-        out[16..24].copy_from_slice(&self.a.to_ne_bytes());
-        out[24..32].copy_from_slice(&self.b.to_ne_bytes());
-        out
-    }
-
-    pub(crate) fn decode(buf: &[u8; RECORD_LEN]) -> Record {
-        let u32_at = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-        let i64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[i..i + 8]);
-            i64::from_ne_bytes(b)
-        };
-        Record {
-            kind: u32_at(0),
-            step: u32_at(4),
-            errno: u32_at(8) as i32,
-            a: i64_at(16),
-            b: i64_at(24),
-        }
-    }
-}
 
 /// Rootless mode: the id maps the child writes for its own user namespace.
 pub(crate) struct UserNsPlan {
@@ -315,14 +119,14 @@ pub(crate) struct PayloadPlan {
 struct Fail {
     step: Step,
     errno: i32,
-    op: i64,
+    op: Option<u32>,
 }
 
 fn fail(step: Step) -> impl Fn(rustix::io::Errno) -> Fail {
     move |e| Fail {
         step,
         errno: e.raw_os_error(),
-        op: -1,
+        op: None,
     }
 }
 
@@ -330,11 +134,11 @@ fn fail_sys(step: Step) -> impl Fn(Errno) -> Fail {
     move |e| Fail {
         step,
         errno: e.into_raw(),
-        op: -1,
+        op: None,
     }
 }
 
-fn write_record(fd: BorrowedFd<'_>, rec: Record) {
+fn write_record(fd: BorrowedFd<'_>, rec: Report) {
     let buf = rec.encode();
     // A short or failed write means the reader is gone; nothing to do.
     let _ = rustix::io::write(fd, &buf);
@@ -343,12 +147,10 @@ fn write_record(fd: BorrowedFd<'_>, rec: Record) {
 fn report_failure(fd: BorrowedFd<'_>, f: Fail) {
     write_record(
         fd,
-        Record {
-            kind: kind::SETUP_FAILED,
-            step: f.step as u32,
+        Report::SetupFailed {
+            step: f.step,
             errno: f.errno,
-            a: f.op,
-            b: 0,
+            op: f.op,
         },
     );
 }
@@ -419,7 +221,7 @@ fn close_inherited(plan: &mut ChildPlan) -> Result<(), Fail> {
         return Err(Fail {
             step: Step::CloseInherited,
             errno: libc::EMFILE,
-            op: -1,
+            op: None,
         });
     }
     let keep = &mut keep[..n];
@@ -451,7 +253,7 @@ fn write_file_at(dir: BorrowedFd<'_>, path: &CStr, contents: &[u8], step: Step) 
             return Err(Fail {
                 step,
                 errno: libc::EIO,
-                op: -1,
+                op: None,
             });
         }
         rest = &rest[n..];
@@ -513,7 +315,7 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
         plan.root_dir.as_c_str(),
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .map_err(fail(Step::MountRoot))?;
+    .map_err(fail(Step::AttachRoot))?;
     drop(root_mnt);
     let root = rustix::fs::open(
         plan.root_dir.as_c_str(),
@@ -524,30 +326,31 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
 
     for (index, op) in plan.ops.iter().enumerate() {
         apply_op(root.as_fd(), op).map_err(|mut f| {
-            f.op = index as i64;
+            f.op = u32::try_from(index).ok();
             f
         })?;
     }
 
     // Enter the new root. pivot_root(".", ".") stacks the old root on top of
     // the new one; detaching it leaves only the new root.
-    rustix::process::fchdir(&root).map_err(fail(Step::PivotRoot))?;
+    rustix::process::fchdir(&root).map_err(fail(Step::EnterNewRoot))?;
     rustix::process::pivot_root(c".", c".").map_err(fail(Step::PivotRoot))?;
     rustix::mount::unmount(c".", UnmountFlags::DETACH).map_err(fail(Step::DetachOldRoot))?;
-    rustix::process::chdir(c"/").map_err(fail(Step::PivotRoot))?;
+    rustix::process::chdir(c"/").map_err(fail(Step::EnterNewRoot))?;
     drop(root);
     // The skeleton is complete: nothing may create files at the top level.
     sys::mount_setattr(rustix::fs::CWD, c"/", sys::MOUNT_ATTR_RDONLY, false)
         .map_err(fail_sys(Step::RemountRootReadOnly))?;
 
     rustix::system::sethostname(plan.hostname.as_bytes()).map_err(fail(Step::SetHostname))?;
-    rustix::system::setdomainname(b"warden").map_err(fail(Step::SetHostname))?;
+    rustix::system::setdomainname(b"warden").map_err(fail(Step::SetDomainname))?;
 
     let ruleset = if plan.landlock_abi > 0 {
         let rs = ll::create_ruleset(plan.landlock_abi).map_err(fail_sys(Step::Landlock))?;
         for (path, access) in &plan.landlock_rules {
-            let target = ll::open_path(rustix::fs::CWD, path).map_err(fail_sys(Step::Landlock))?;
-            ll::add_path_rule(rs.as_fd(), target.as_fd(), *access).map_err(fail_sys(Step::Landlock))?;
+            let target = ll::open_path(rustix::fs::CWD, path).map_err(fail_sys(Step::LandlockRulePath))?;
+            ll::add_path_rule(rs.as_fd(), target.as_fd(), *access)
+                .map_err(fail_sys(Step::LandlockAddRule))?;
         }
         Some(rs)
     } else {
@@ -582,7 +385,7 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
     // Non-dumpable: /proc/1/* becomes root's and ptrace needs a capability,
     // so the program (same uid now) cannot read init's memory, which holds a
     // copy of the host's.
-    sys::set_non_dumpable().map_err(fail_sys(Step::DropCapabilities))?;
+    sys::set_non_dumpable().map_err(fail_sys(Step::SetNonDumpable))?;
     rustix::thread::set_no_new_privs(true).map_err(fail(Step::NoNewPrivs))?;
     if let Some(rs) = &ruleset {
         ll::restrict_self(rs.as_fd()).map_err(fail_sys(Step::LandlockRestrict))?;
@@ -604,18 +407,16 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
     // We resume once the program has exec'd, or failed before.
     if let Some((step, errno)) = plan.payload.failure.take() {
         let _ = sys::wait4_pid(pid);
-        return Err(Fail { step, errno, op: -1 });
+        return Err(Fail {
+            step,
+            errno,
+            op: None,
+        });
     }
     // Our copies of the program's descriptors would delay the host's end of
     // file on its output.
     plan.payload.fds.clear();
-    write_record(
-        plan.report.as_fd(),
-        Record {
-            kind: kind::STARTED,
-            ..Record::default()
-        },
-    );
+    write_record(plan.report.as_fd(), Report::Started);
     Ok(Running {
         payload: pid,
         listener,
@@ -695,7 +496,7 @@ fn make_target(root: BorrowedFd<'_>, path: &CStr, dir: bool) -> Result<(), Fail>
             Mode::from_raw_mode(0o644),
         )
         .map(drop)
-        .map_err(fail(Step::Mkdir))
+        .map_err(fail(Step::MountFileTarget))
     }
 }
 
@@ -779,13 +580,7 @@ fn supervise(plan: &ChildPlan, running: Running) -> i32 {
         if !lifeline.is_empty() {
             // The host is gone (or closed the lifeline): nothing may survive.
             sys::kill_all_in_namespace();
-            write_record(
-                plan.report.as_fd(),
-                Record {
-                    kind: kind::ORPHANED,
-                    ..Record::default()
-                },
-            );
+            write_record(plan.report.as_fd(), Report::Orphaned);
             return 125;
         }
         if listener.is_some() && !notif.is_empty() {
@@ -795,15 +590,7 @@ fn supervise(plan: &ChildPlan, running: Running) -> i32 {
                 {
                     if !violated {
                         violated = true;
-                        write_record(
-                            plan.report.as_fd(),
-                            Record {
-                                kind: kind::VIOLATION,
-                                a: nr,
-                                b: i64::from(arch),
-                                ..Record::default()
-                            },
-                        );
+                        write_record(plan.report.as_fd(), Report::Violation { nr, arch });
                     }
                     // The offender is blocked in the kernel; kill the box.
                     sys::kill_all_in_namespace();
@@ -820,14 +607,7 @@ fn supervise(plan: &ChildPlan, running: Running) -> i32 {
                 if pid == running.payload {
                     // The program is done; whatever it left behind goes too.
                     sys::kill_all_in_namespace();
-                    write_record(
-                        plan.report.as_fd(),
-                        Record {
-                            kind: kind::EXITED,
-                            a: i64::from(status),
-                            ..Record::default()
-                        },
-                    );
+                    write_record(plan.report.as_fd(), Report::Exited { status });
                     return 0;
                 }
             }

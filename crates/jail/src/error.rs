@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cgroup::CgroupError;
 use crate::mounts::PlanError;
 use crate::seccomp::PolicyError;
+use crate::workspace::BoxFileError;
 
 /// Why the jail could not run something.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,32 @@ pub enum JailError {
         /// What went wrong.
         reason: String,
     },
+    /// The uids asked for are held by a pool of another state directory.
+    #[error(
+        "box uids {}..{} overlap uids {}..{} held by the Warden pool at {}: two pools must never share uids; \
+         choose another uid base (or leave it unset to have a free range chosen)",
+        wanted.start, wanted.end, held.start, held.end, state_dir.display()
+    )]
+    UidClash {
+        /// The range asked for.
+        wanted: std::ops::Range<u32>,
+        /// The range held.
+        held: std::ops::Range<u32>,
+        /// The state directory of the pool holding it.
+        state_dir: PathBuf,
+    },
+    /// No range of free uids is left between 60000 and 65533.
+    #[error("no {count} free box uids are left between 60000 and 65533 (other Warden pools hold them)")]
+    NoFreeUids {
+        /// Uids wanted.
+        count: u32,
+    },
     /// The state directory is not a private directory owned by us.
     #[error("state directory {0} is not a directory owned by the current user; refusing to use it")]
     UnsafeStateDir(PathBuf),
+    /// A file operation in a box's directory was refused or failed.
+    #[error(transparent)]
+    BoxFile(#[from] BoxFileError),
     /// A host-side file operation failed.
     #[error("{path}")]
     Io {

@@ -356,7 +356,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), JailError> {
 }
 
 /// Human name of a mount op's path, for messages.
-pub(crate) fn op_path(ops: &[mounts::MountOp], index: i64) -> Option<String> {
+pub(crate) fn op_path(ops: &[mounts::MountOp], index: u32) -> Option<String> {
     let op = ops.get(usize::try_from(index).ok()?)?;
     Some(format!(
         "/{}",

@@ -23,22 +23,25 @@ mod cgroup;
 mod child;
 mod error;
 mod features;
+mod ipc;
 mod launch;
 mod mounts;
 mod outcome;
 mod pool;
+mod report;
 mod running;
 pub mod seccomp;
 mod spec;
 mod supervise;
 mod sys;
+mod uids;
 mod workspace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use cgroup::{BoxCgroup, CgroupLimits, CgroupReport, CgroupStats, Cgroups};
+pub use cgroup::{Baseline as CgroupBaseline, BoxCgroup, CgroupLimits, CgroupReport, CgroupStats, Cgroups};
 pub use error::JailError;
 pub use features::{Facility, Features};
 pub use mounts::PlanError;
@@ -48,11 +51,10 @@ pub use running::{BoxEvent, RunningBox};
 pub use spec::{
     Bind, BoxSpec, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec, default_env, system_binds,
 };
-pub use supervise::{NoSink, OutputSink, Stream};
-pub use workspace::{WalkLimits, WalkReport, WorkspaceFile};
+pub use supervise::{Bounds, Capture, Ended, KilledFor, NoSink, Observed, OutputSink, Stream, classify};
+pub use workspace::{BoxDir, BoxFileError, EmptyBudget, WalkLimits, WalkReport, WorkspaceFile, escape_name};
 
 use crate::seccomp::{CompiledProfile, Profile};
-use crate::supervise::KilledFor;
 
 /// How the jail is set up on this host.
 #[derive(Debug, Clone)]
@@ -63,8 +65,11 @@ pub struct JailConfig {
     /// Most boxes at once.
     pub max_boxes: u32,
     /// Box `n` runs as uid `uid_base + n` (root mode); in rootless mode every
-    /// box runs as `uid_base` inside its own user namespace.
-    pub uid_base: u32,
+    /// box runs as `uid_base` inside its own user namespace. `None` (the
+    /// default): the first range no other pool on this host holds, preferring
+    /// this state directory's earlier one. An explicit base that another
+    /// state directory's pool holds is refused (see `docs/security.md`).
+    pub uid_base: Option<u32>,
     /// Keep a network namespace per slot (root mode).
     pub pool_netns: bool,
     /// Hostname inside boxes.
@@ -76,7 +81,7 @@ impl Default for JailConfig {
         JailConfig {
             state_dir: None,
             max_boxes: 64,
-            uid_base: 60000,
+            uid_base: None,
             pool_netns: true,
             hostname: "warden".into(),
         }
@@ -116,16 +121,13 @@ impl Jail {
     /// Detect the kernel's facilities and prepare the pool. Fails, naming
     /// what is missing, when namespaces or seccomp are unavailable.
     pub fn new(config: JailConfig) -> Result<Jail, JailError> {
-        if config.uid_base < 1000
-            || config
-                .uid_base
-                .checked_add(config.max_boxes)
-                .is_none_or(|top| top >= 65534)
+        if let Some(base) = config.uid_base
+            && (base < 1000 || base.checked_add(config.max_boxes).is_none_or(|top| top >= 65534))
         {
             return Err(JailError::Spec(format!(
                 "box uids {}..{} must lie between 1000 and 65533, away from root and system accounts",
-                config.uid_base,
-                u64::from(config.uid_base) + u64::from(config.max_boxes)
+                base,
+                u64::from(base) + u64::from(config.max_boxes)
             )));
         }
         if config.max_boxes == 0 {
@@ -191,6 +193,12 @@ impl Jail {
     /// Tear down every box slot not in use (see `warden pool clean`).
     pub fn clean_pool(&self) -> Result<CleanReport, JailError> {
         self.inner.pool.clean(self.inner.cgroups.as_ref())
+    }
+
+    /// The uids boxes run as: slot `n` gets `start + n` (root); rootless
+    /// boxes all run as `start` in their own user namespaces.
+    pub fn uid_range(&self) -> std::ops::Range<u32> {
+        self.inner.pool.uid_range()
     }
 
     /// The state directory the pool lives in.
@@ -401,7 +409,7 @@ impl Drop for BoxHandle {
     }
 }
 
-/// Decide the status and assemble the figures.
+/// Decide the status and assemble the figures of a one-shot run.
 pub(crate) fn outcome(
     c: supervise::Collected,
     stats: Option<CgroupStats>,
@@ -409,97 +417,44 @@ pub(crate) fn outcome(
     box_id: u32,
     sandbox: SandboxReport,
 ) -> RunOutcome {
-    let (exit_code, signal) = match c.exit_status {
-        Some(st) if libc::WIFEXITED(st) => (Some(libc::WEXITSTATUS(st)), None),
-        Some(st) if libc::WIFSIGNALED(st) => (None, Some(libc::WTERMSIG(st))),
-        Some(_) => (None, None),
-        // Init was killed by the host before the program ended.
-        None if c.killed_for.is_some() => (None, Some(libc::SIGKILL)),
-        None => (None, None),
-    };
-    let ru = c.rusage.as_ref();
-    let cpu_ms = match stats.and_then(|s| s.cpu_ns) {
+    let supervise::Collected {
+        mut observed,
+        stdout,
+        stderr,
+        wall,
+        rusage,
+    } = c;
+    let ru = rusage.as_ref();
+    observed.cpu_ms = match stats.and_then(|s| s.cpu_ns) {
         Some(ns) => ns as f64 / 1e6,
         None => ru.map_or(0.0, |r| r.cpu_us as f64 / 1e3),
     };
+    observed.oom_kills = stats.map_or(0, |s| s.oom_kills);
     let peak = stats
         .and_then(|s| s.peak_bytes)
         .or_else(|| ru.map(|r| r.max_rss_bytes))
         .unwrap_or(0);
-    let oom = stats.map_or(0, |s| s.oom_kills);
-    let cpu_limit_ms = limits.cpu_time.map(|d| d.as_secs_f64().ceil().max(1.0) * 1000.0);
-
-    let (status, message) = if let Some(msg) = c.setup_error.clone() {
-        (Status::InternalError, Some(msg))
-    } else if let Some(nr) = c.violation {
-        let name = seccomp::syscall_name(nr);
-        (
-            Status::Violation,
-            Some(format!("forbidden syscall `{name}`: the box was killed")),
-        )
-    } else if c.killed_for == Some(KilledFor::Timeout) {
-        (
-            Status::Timeout,
-            Some(format!(
-                "wall-clock limit of {:?} reached: every process in the box was killed",
-                limits.wall_time
-            )),
-        )
-    } else if c.killed_for == Some(KilledFor::Output) {
-        (
-            Status::OutputLimit,
-            Some(format!(
-                "output passed {} bytes on one stream: the box was killed",
-                limits.output_bytes
-            )),
-        )
-    } else if oom > 0 {
-        (
-            Status::MemoryLimit,
-            Some(format!(
-                "memory limit of {} bytes reached: the kernel killed {oom} process(es)",
-                limits.memory_bytes.unwrap_or(0)
-            )),
-        )
-    } else if signal == Some(libc::SIGXCPU)
-        || (signal == Some(libc::SIGKILL) && cpu_limit_ms.is_some_and(|l| cpu_ms >= l))
-    {
-        (
-            Status::CpuLimit,
-            Some(format!(
-                "CPU-time limit of {:?} reached",
-                limits.cpu_time.unwrap_or_default()
-            )),
-        )
-    } else if let Some(sig) = signal {
-        (Status::Signaled, Some(format!("killed by signal {sig}")))
-    } else if c.exit_status.is_none() {
-        (
-            Status::InternalError,
-            Some("the box ended without reporting the program's status".into()),
-        )
-    } else if exit_code != Some(0) {
-        (Status::NonzeroExit, None)
-    } else {
-        (Status::Ok, None)
-    };
+    let (status, message) = supervise::classify(&observed, &Bounds::from(limits));
+    let (stdout, stdout_truncated) = stdout.finish();
+    let (stderr, stderr_truncated) = stderr.finish();
     RunOutcome {
         status,
-        exit_code,
-        signal,
-        wall_ms: c.wall.as_secs_f64() * 1000.0,
-        cpu_ms,
+        exit_code: observed.ended.and_then(Ended::exit_code),
+        signal: match observed.ended {
+            Some(e) => e.signal(),
+            // Init was killed by the host before the program ended.
+            None => observed.killed_for.map(|_| libc::SIGKILL),
+        },
+        wall_ms: wall.as_secs_f64() * 1000.0,
+        cpu_ms: observed.cpu_ms,
         peak_memory_bytes: peak,
         io_read_bytes: ru.map_or(0, |r| r.in_blocks * 512),
         io_write_bytes: ru.map_or(0, |r| r.out_blocks * 512),
-        stdout: c.stdout,
-        stderr: c.stderr,
-        stdout_truncated: c.stdout_truncated,
-        stderr_truncated: c.stderr_truncated,
-        violation: c.violation.map(|nr| Violation {
-            syscall: seccomp::syscall_name(nr),
-            nr,
-        }),
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        violation: observed.violation,
         message,
         box_id,
         sandbox,

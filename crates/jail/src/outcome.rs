@@ -58,8 +58,44 @@ impl std::fmt::Display for Status {
 pub struct Violation {
     /// Syscall name (`ptrace`), or `syscall_<nr>` when the number is unknown.
     pub syscall: String,
-    /// Syscall number for the box's architecture.
+    /// Syscall number in its ABI.
     pub nr: i64,
+    /// The ABI the syscall was made in: the host's (`x86_64`), or a foreign
+    /// one a box tried (`i386`, through `int 0x80`).
+    #[serde(default = "native_abi")]
+    pub abi: String,
+}
+
+fn native_abi() -> String {
+    std::env::consts::ARCH.to_owned()
+}
+
+impl Violation {
+    /// The violation of syscall `nr` in the ABI `arch` (`AUDIT_ARCH_*`), as
+    /// init reported it.
+    pub fn new(nr: i64, arch: u32) -> Violation {
+        let (syscall, abi) = crate::seccomp::syscall_name_in(nr, arch);
+        Violation {
+            syscall,
+            nr,
+            abi: abi.to_owned(),
+        }
+    }
+
+    /// "`ptrace`", or "`execve` of the i386 ABI" for a foreign one.
+    pub fn describe(&self) -> String {
+        if self.abi == std::env::consts::ARCH {
+            format!("`{}`", self.syscall)
+        } else {
+            format!("`{}` of the {} ABI (syscall {})", self.syscall, self.abi, self.nr)
+        }
+    }
+}
+
+/// The host's own `AUDIT_ARCH_*` value (tests build violations with it).
+#[cfg(test)]
+pub(crate) fn native_audit_arch() -> u32 {
+    crate::seccomp::native_arch().unwrap_or(0)
 }
 
 /// Everything known about a finished run.

@@ -37,8 +37,9 @@ pub struct PoolConfig {
     pub state_dir: PathBuf,
     /// Most slots this host may use at once.
     pub max_boxes: u32,
-    /// Slot `n` runs as uid and gid `uid_base + n` (root mode).
-    pub uid_base: u32,
+    /// Slot `n` runs as uid and gid `uid_base + n` (root mode); `None`: a
+    /// free range is claimed (see `uids`).
+    pub uid_base: Option<u32>,
     /// Keep one network namespace per slot (root mode only).
     pub pool_netns: bool,
 }
@@ -141,6 +142,9 @@ pub struct BoxPool {
     /// state directory on the same host (slot locks are per state dir).
     tag: String,
     root: bool,
+    /// First box uid (root: claimed host-wide for as long as the pool lives).
+    uid_base: u32,
+    _uid_claim: Option<crate::uids::Claim>,
     idle: Mutex<Vec<Slot>>,
     busy: Mutex<Vec<u32>>,
 }
@@ -151,10 +155,25 @@ impl BoxPool {
         create_private_dir(&config.state_dir)?;
         create_private_dir(&config.state_dir.join("boxes"))?;
         let tag = format!("{:08x}", fnv1a(config.state_dir.as_os_str().as_encoded_bytes()));
+        let (uid_base, claim) = if root {
+            let canonical =
+                std::fs::canonicalize(&config.state_dir).map_err(JailError::io(&config.state_dir))?;
+            let claim = crate::uids::claim(
+                Path::new(crate::uids::CLAIMS_DIR),
+                &canonical,
+                config.uid_base,
+                config.max_boxes,
+            )?;
+            (claim.range.start, Some(claim))
+        } else {
+            (config.uid_base.unwrap_or(crate::uids::DEFAULT_BASE), None)
+        };
         Ok(BoxPool {
             config,
             tag,
             root,
+            uid_base,
+            _uid_claim: claim,
             idle: Mutex::new(Vec::new()),
             busy: Mutex::new(Vec::new()),
         })
@@ -204,6 +223,11 @@ impl BoxPool {
             self.release(s);
         }
         Ok(())
+    }
+
+    /// The uids of this pool's boxes.
+    pub fn uid_range(&self) -> std::ops::Range<u32> {
+        self.uid_base..self.uid_base + self.config.max_boxes
     }
 
     /// Number of idle prepared slots held by this process.
@@ -321,9 +345,9 @@ impl BoxPool {
             None => None,
         };
         let uid = if self.root {
-            self.config.uid_base + id
+            self.uid_base + id
         } else {
-            self.config.uid_base
+            self.uid_base
         };
         let mut slot = Slot {
             id,
@@ -382,14 +406,16 @@ fn scrub(slot: &mut Slot) -> Result<(), JailError> {
         rustix::mount::unmount(&slot.work_dir, rustix::mount::UnmountFlags::DETACH)
             .map_err(|e| JailError::io(&slot.work_dir)(e.into()))?;
         slot.work_mounted = false;
-    } else if std::fs::read_dir(&slot.work_dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-    {
-        // Rootless workspace: a plain directory. remove_dir_all does not
-        // follow symlinks, so a planted link cannot redirect the deletion.
-        std::fs::remove_dir_all(&slot.work_dir).map_err(JailError::io(&slot.work_dir))?;
-        create_private_dir(&slot.work_dir)?;
+    } else {
+        // Rootless workspace: a plain directory, emptied through its
+        // descriptor without following anything planted in it.
+        let dir = crate::workspace::BoxDir::open(&slot.work_dir, None)?;
+        if !dir.empty(crate::workspace::EmptyBudget::default()) {
+            return Err(JailError::Scrub {
+                id: slot.id,
+                reason: "the workspace could not be emptied".into(),
+            });
+        }
     }
     Ok(())
 }

@@ -10,10 +10,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::BoxHandle;
 use crate::cgroup::{Baseline, BoxCgroup};
-use crate::child::{RECORD_LEN, Record, Step, kind};
-use crate::launch::{Launched, op_path};
-use crate::outcome::{RunOutcome, SandboxReport};
-use crate::seccomp::syscall_name;
+use crate::launch::Launched;
+use crate::outcome::{RunOutcome, SandboxReport, Violation};
+use crate::report::{self, Report};
 use crate::spec::{Limits, OutputLimitAction};
 use crate::supervise::{self, OutputSink};
 use crate::sys;
@@ -24,12 +23,7 @@ pub enum BoxEvent {
     /// The program is running (its `exec` succeeded).
     Started,
     /// A forbidden syscall: init is killing the box.
-    Violation {
-        /// Syscall name.
-        syscall: String,
-        /// Syscall number.
-        nr: i64,
-    },
+    Violation(Violation),
     /// The program ended (raw wait status); init is taking the box down.
     Exited {
         /// Raw `wait` status.
@@ -117,29 +111,19 @@ impl RunningBox {
 
     /// Read what init reported since the last call.
     pub fn read_events(&mut self) -> Vec<BoxEvent> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; RECORD_LEN];
-        while let Ok(RECORD_LEN) = rustix::io::read(&self.launched.report, &mut buf) {
-            let rec = Record::decode(&buf);
-            match rec.kind {
-                kind::STARTED => out.push(BoxEvent::Started),
-                kind::VIOLATION => {
-                    self.seen.violation = Some(rec.a);
-                    out.push(BoxEvent::Violation {
-                        syscall: syscall_name(rec.a),
-                        nr: rec.a,
-                    });
+        let (records, _) = report::read_reports(&self.launched.report);
+        let mut out = Vec::with_capacity(records.len());
+        for r in &records {
+            self.seen.note(r, &self.launched.ops);
+            match *r {
+                Report::Started => out.push(BoxEvent::Started),
+                Report::Violation { nr, arch } => out.push(BoxEvent::Violation(Violation::new(nr, arch))),
+                Report::Exited { status } => out.push(BoxEvent::Exited { status }),
+                Report::SetupFailed { .. } | Report::Orphaned => {
+                    if let Some(msg) = &self.seen.setup_error {
+                        out.push(BoxEvent::SetupFailed(msg.clone()));
+                    }
                 }
-                kind::EXITED => {
-                    self.seen.exit_status = Some(rec.a as i32);
-                    out.push(BoxEvent::Exited { status: rec.a as i32 });
-                }
-                kind::SETUP_FAILED => {
-                    let msg = setup_message(&rec, &self.launched.ops);
-                    self.seen.setup_error = Some(msg.clone());
-                    out.push(BoxEvent::SetupFailed(msg));
-                }
-                _ => {}
             }
         }
         out
@@ -165,6 +149,30 @@ impl RunningBox {
     /// no-op that returns false otherwise.
     pub fn protect_from_oom(&self, pid: i32) -> bool {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), "-1000").is_ok()
+    }
+
+    /// The box's `/tmp`, reached through its init's root: root only (init is
+    /// non-dumpable, so `/proc/<init>/root` is closed to anyone else). Init
+    /// is this process's child and not yet reaped, so its pid cannot have
+    /// been reused.
+    pub fn tmp_dir(&self) -> Result<crate::BoxDir, crate::JailError> {
+        let path = std::path::PathBuf::from(format!("/proc/{}/root/tmp", self.launched.pid));
+        crate::BoxDir::open(&path, Some(self.handle.uid()))
+    }
+
+    /// Remove every System V IPC object (shared memory, semaphores, message
+    /// queues) of the box, so nothing of one call reaches the next. Root
+    /// only. Returns how many were removed.
+    pub fn clear_ipc(&self) -> Result<usize, crate::JailError> {
+        let pidfd = self
+            .launched
+            .pidfd
+            .try_clone()
+            .map_err(|e| crate::JailError::Launch {
+                step: "duplicating the box's pidfd",
+                source: e,
+            })?;
+        crate::ipc::clear(pidfd)
     }
 
     /// Kill every process of the box now.
@@ -227,20 +235,5 @@ impl RunningBox {
         };
         let outcome = crate::outcome(collected, stats, &limits, handle.id(), sandbox);
         (outcome, handle)
-    }
-}
-
-pub(crate) fn setup_message(rec: &Record, ops: &[crate::mounts::MountOp]) -> String {
-    let step = Step::from_u32(rec.step)
-        .map(Step::describe)
-        .unwrap_or("an unknown step");
-    let errno = std::io::Error::from_raw_os_error(rec.errno);
-    let at = op_path(ops, rec.a)
-        .map(|p| format!(" at {p}"))
-        .unwrap_or_default();
-    if rec.step == Step::Exec as u32 {
-        format!("cannot execute the program: {errno}")
-    } else {
-        format!("box setup failed while {step}{at}: {errno}")
     }
 }

@@ -18,8 +18,10 @@
 //! "Kill" compiles to `SECCOMP_RET_USER_NOTIF` when the kernel has it: the
 //! box's init holds the listener, learns the syscall number, and kills the
 //! box, so a violation is reported by name. Without it, kill is
-//! `SECCOMP_RET_KILL_PROCESS` and the name is unknown. A foreign architecture
-//! always kills outright; x32 syscall numbers get the default action.
+//! `SECCOMP_RET_KILL_PROCESS` and the name is unknown (the death by SIGSYS
+//! is still reported as a violation). A syscall of a foreign architecture
+//! (a 32-bit `int 0x80` on x86_64) always gets the kill verdict and is
+//! reported with its ABI; x32 syscall numbers get the default action.
 //!
 //! This module never installs anything; the box's init does, after the fork.
 
@@ -300,10 +302,15 @@ fn off_arg_hi(i: u8) -> u32 {
 /// x32 syscalls share x86_64's audit arch and set this bit in the number.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-fn native_arch() -> Option<u32> {
+/// `AUDIT_ARCH_*` values of the ABIs a box may try (`seccomp_data.arch`).
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+
+pub(crate) fn native_arch() -> Option<u32> {
     match std::env::consts::ARCH {
-        "x86_64" => Some(0xc000_003e),
-        "aarch64" => Some(0xc000_00b7),
+        "x86_64" => Some(AUDIT_ARCH_X86_64),
+        "aarch64" => Some(AUDIT_ARCH_AARCH64),
         _ => None,
     }
 }
@@ -649,9 +656,12 @@ impl Profile {
             insns: Vec::new(),
             labels: 0,
         };
+        // A foreign ABI (a 32-bit `int 0x80` on x86_64) has other syscall
+        // numbers: none of the rules apply, so it is always killed, through
+        // init when it can be notified, so the report names it.
         e.ld(OFF_ARCH);
         e.raw(BPF_JMP_JEQ_K, 1, 0, arch);
-        e.ret(RET_KILL_PROCESS);
+        e.ret(kill);
         e.ld(OFF_NR);
         if std::env::consts::ARCH == "x86_64" {
             e.raw(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT);
@@ -748,6 +758,27 @@ pub fn syscall_name(nr: i64) -> String {
         .and_then(syscalls::Sysno::new)
         .map(|s| s.name().to_owned())
         .unwrap_or_else(|| format!("syscall_{nr}"))
+}
+
+/// Name of syscall `nr` of the ABI `arch` (an `AUDIT_ARCH_*` value), and the
+/// ABI's name: a box may try the 32-bit ABI, whose numbers differ.
+pub fn syscall_name_in(nr: i64, arch: u32) -> (String, &'static str) {
+    if Some(arch) == native_arch() {
+        return (syscall_name(nr), std::env::consts::ARCH);
+    }
+    match arch {
+        AUDIT_ARCH_I386 => (
+            usize::try_from(nr)
+                .ok()
+                .and_then(syscalls::x86::Sysno::new)
+                .map(|s| s.name().to_owned())
+                .unwrap_or_else(|| format!("syscall_{nr}")),
+            "i386",
+        ),
+        AUDIT_ARCH_X86_64 => (format!("syscall_{nr}"), "x86_64"),
+        AUDIT_ARCH_AARCH64 => (format!("syscall_{nr}"), "aarch64"),
+        _ => (format!("syscall_{nr}"), "unknown"),
+    }
 }
 
 #[cfg(test)]
@@ -889,9 +920,9 @@ mod tests {
                     }
                 }
                 assert_eq!(
-                    emulate(&prog, 0x4000_0003, 0, [0; 6]),
-                    RET_KILL_PROCESS,
-                    "foreign arch must die"
+                    emulate(&prog, AUDIT_ARCH_I386, 0, [0; 6]),
+                    kill,
+                    "a foreign arch must die, through init when it can be notified"
                 );
             }
         }
@@ -992,5 +1023,16 @@ mod tests {
     fn names_syscalls() {
         assert_eq!(syscall_name(syscalls::Sysno::ptrace.id() as i64), "ptrace");
         assert_eq!(syscall_name(99_999), "syscall_99999");
+        let native = native_arch().unwrap();
+        assert_eq!(
+            syscall_name_in(syscalls::Sysno::ptrace.id() as i64, native),
+            ("ptrace".to_owned(), std::env::consts::ARCH)
+        );
+        // i386 numbers differ: 11 is execve there (it is munmap on x86_64).
+        assert_eq!(
+            syscall_name_in(11, AUDIT_ARCH_I386),
+            ("execve".to_owned(), "i386")
+        );
+        assert_eq!(syscall_name_in(7, 0x1234), ("syscall_7".to_owned(), "unknown"));
     }
 }

@@ -1,6 +1,7 @@
 //! Files a handler leaves under `out/` in its workspace, with their size and
 //! SHA-256. The workspace is hostile: the walk and the reads go through the
-//! jail's link-refusing helpers, and stop at caps.
+//! jail's `BoxDir` (beneath a descriptor, no links, regular files only,
+//! non-blocking), and stop at caps.
 
 use std::path::Path;
 
@@ -19,10 +20,18 @@ pub(crate) fn collect(handle: &BoxHandle, max_bytes: u64) -> Vec<Artifact> {
         max_files: MAX_FILES,
         max_depth: 8,
     };
-    let report = match handle.list_files(Path::new("out"), limits) {
+    let ws = match handle.workspace() {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::warn!(error = %e, "opening the workspace failed");
+            return Vec::new();
+        }
+    };
+    let report = match ws.list(Path::new("out"), limits) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "listing out/ failed");
+            // The handler's doing (it replaced or removed out/): no artifacts.
+            tracing::debug!(error = %e, "out/ cannot be listed");
             return Vec::new();
         }
     };
@@ -30,10 +39,10 @@ pub(crate) fn collect(handle: &BoxHandle, max_bytes: u64) -> Vec<Artifact> {
     let mut out = Vec::new();
     for f in report.files {
         if total + f.size > max_bytes {
-            tracing::warn!(path = %f.path.display(), "artifact over the size cap left out");
+            tracing::warn!(path = %warden_jail::escape_name(f.path.as_os_str().as_encoded_bytes()), "artifact over the size cap left out");
             continue;
         }
-        let Ok(data) = handle.read_file(&f.path, max_bytes - total) else {
+        let Ok(data) = ws.read_file(&f.path, max_bytes - total) else {
             continue;
         };
         total += data.len() as u64;
@@ -41,22 +50,11 @@ pub(crate) fn collect(handle: &BoxHandle, max_bytes: u64) -> Vec<Artifact> {
         out.push(Artifact {
             path: rel.to_string_lossy().into_owned(),
             size: data.len() as u64,
-            sha256: hex(&Sha256::digest(&data)),
+            sha256: format!("{:x}", Sha256::digest(&data)),
             data,
         });
     }
     out
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// A box from `jail` with an empty workspace of `workspace_bytes` holding
@@ -67,20 +65,9 @@ pub(crate) fn fresh_box(
 ) -> Result<BoxHandle, crate::RuntimeError> {
     let mut handle = jail.acquire()?;
     handle.prepare_workspace(workspace_bytes)?;
-    make_out_dir(&handle).map_err(|e| crate::RuntimeError::Io {
-        path: handle.workspace_dir().join("out"),
-        source: e,
-    })?;
+    handle
+        .workspace()?
+        .ensure_dir(Path::new("out"), 0o755)
+        .map_err(warden_jail::JailError::from)?;
     Ok(handle)
-}
-
-/// Create `out/` in a fresh workspace, owned by the box user.
-pub(crate) fn make_out_dir(handle: &BoxHandle) -> std::io::Result<()> {
-    let dir = handle.workspace_dir().join("out");
-    std::fs::create_dir_all(&dir)?;
-    if rustix::process::geteuid().is_root() {
-        let id = handle.uid();
-        std::os::unix::fs::chown(&dir, Some(id), Some(id))?;
-    }
-    Ok(())
 }

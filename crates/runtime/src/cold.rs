@@ -3,7 +3,7 @@
 
 use warden_jail::Stdin;
 
-use crate::result::{self, CallOutcome, HandlerResult};
+use crate::result::{self, HandlerResult};
 use crate::runtimes::{Protocol, RuntimeDef};
 use crate::{Code, Invocation, RunnerInner, RuntimeError, artifacts, memfd_with, read_memfd};
 
@@ -38,7 +38,7 @@ pub(crate) fn invoke(
     let artifacts = artifacts::collect(&handle, limits.workspace_bytes);
     Ok(result::assemble(
         def.protocol,
-        CallOutcome::from(outcome),
+        outcome,
         doc,
         limits.result_bytes,
         artifacts,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use warden_jail::{BoxSpec, Limits, MIB, MountSpec, NoSink, Status, WorkspaceSpec};
 
-use crate::{RunnerInner, RuntimeError, artifacts::hex};
+use crate::{RunnerInner, RuntimeError};
 
 /// The Go command inside the box (Debian's `golang-go` links it here).
 const GO: &str = "/usr/bin/go";
@@ -168,7 +168,7 @@ pub(crate) fn build(rt: &RunnerInner, src: &Path, out: &Path) -> Result<BuildOut
     Ok(BuildOutput {
         binary: out.to_owned(),
         size: binary.len() as u64,
-        sha256: hex(&Sha256::digest(&binary)),
+        sha256: format!("{:x}", Sha256::digest(&binary)),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
 }

@@ -105,46 +105,6 @@ pub struct HandlerResult {
     pub warm: bool,
 }
 
-/// The jail-side facts of a call, from a one-shot box or a warm call.
-#[derive(Debug, Clone)]
-pub(crate) struct CallOutcome {
-    pub jail_status: Status,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub message: Option<String>,
-    pub violation: Option<String>,
-    pub wall_ms: f64,
-    pub cpu_ms: f64,
-    pub peak_memory_bytes: u64,
-    pub io_read_bytes: u64,
-    pub io_write_bytes: u64,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-}
-
-impl From<RunOutcome> for CallOutcome {
-    fn from(o: RunOutcome) -> Self {
-        CallOutcome {
-            jail_status: o.status,
-            exit_code: o.exit_code,
-            signal: o.signal,
-            message: o.message,
-            violation: o.violation.map(|v| v.syscall),
-            wall_ms: o.wall_ms,
-            cpu_ms: o.cpu_ms,
-            peak_memory_bytes: o.peak_memory_bytes,
-            io_read_bytes: o.io_read_bytes,
-            io_write_bytes: o.io_write_bytes,
-            stdout: o.stdout,
-            stderr: o.stderr,
-            stdout_truncated: o.stdout_truncated,
-            stderr_truncated: o.stderr_truncated,
-        }
-    }
-}
-
 /// The wrapper's document on descriptor 3.
 #[derive(Debug, Deserialize)]
 struct WrapperDoc {
@@ -179,21 +139,24 @@ fn tail(bytes: &[u8], n: usize) -> String {
 /// Decide status, return value and error from what the box did.
 pub(crate) fn assemble(
     protocol: Protocol,
-    o: CallOutcome,
+    o: RunOutcome,
     result_doc: Option<Vec<u8>>,
     result_cap: usize,
     artifacts: Vec<Artifact>,
     warm: bool,
 ) -> HandlerResult {
-    let ran = matches!(o.jail_status, Status::Ok | Status::NonzeroExit);
+    let ran = matches!(o.status, Status::Ok | Status::NonzeroExit);
     let (status, return_value, error) = if !ran {
-        let kind = o.jail_status.as_str();
+        let kind = o.status.as_str();
         let message = match (&o.violation, &o.message) {
-            (Some(sc), _) => format!("the handler made a forbidden system call (`{sc}`) and was stopped"),
+            (Some(v), _) => format!(
+                "the handler made a forbidden system call ({}) and was stopped",
+                v.describe()
+            ),
             (None, Some(m)) => m.clone(),
             (None, None) => format!("the call ended with {kind}"),
         };
-        let status = if o.jail_status == Status::Timeout {
+        let status = if o.status == Status::Timeout {
             CallStatus::Timeout
         } else {
             CallStatus::Error
@@ -204,7 +167,7 @@ pub(crate) fn assemble(
             Protocol::Wrapper => wrapper_result(&o, result_doc, result_cap),
             Protocol::Stdio => stdio_result(&o),
             Protocol::Raw => {
-                if o.jail_status == Status::Ok {
+                if o.status == Status::Ok {
                     (CallStatus::Success, None, None)
                 } else {
                     let code = o.exit_code.unwrap_or(-1);
@@ -219,7 +182,7 @@ pub(crate) fn assemble(
     };
     HandlerResult {
         status,
-        jail_status: o.jail_status,
+        jail_status: o.status,
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         stdout_truncated: o.stdout_truncated,
@@ -243,7 +206,7 @@ pub(crate) fn assemble(
 
 type Decision = (CallStatus, Option<Value>, Option<HandlerError>);
 
-fn wrapper_result(o: &CallOutcome, doc: Option<Vec<u8>>, cap: usize) -> Decision {
+fn wrapper_result(o: &RunOutcome, doc: Option<Vec<u8>>, cap: usize) -> Decision {
     let Some(bytes) = doc.filter(|d| !d.is_empty()) else {
         let why = match o.exit_code {
             Some(0) => {
@@ -291,10 +254,10 @@ fn wrapper_result(o: &CallOutcome, doc: Option<Vec<u8>>, cap: usize) -> Decision
     }
 }
 
-fn stdio_result(o: &CallOutcome) -> Decision {
+fn stdio_result(o: &RunOutcome) -> Decision {
     let text = String::from_utf8_lossy(&o.stdout);
     let parsed: Option<Value> = serde_json::from_str(text.trim()).ok();
-    if o.jail_status == Status::Ok {
+    if o.status == Status::Ok {
         if o.stdout_truncated {
             return (
                 CallStatus::Failed,
@@ -325,9 +288,9 @@ fn stdio_result(o: &CallOutcome) -> Decision {
 mod tests {
     use super::*;
 
-    fn outcome(status: Status, code: Option<i32>, stdout: &str) -> CallOutcome {
-        CallOutcome {
-            jail_status: status,
+    fn outcome(status: Status, code: Option<i32>, stdout: &str) -> RunOutcome {
+        RunOutcome {
+            status,
             exit_code: code,
             signal: None,
             message: None,
@@ -341,6 +304,15 @@ mod tests {
             stderr: b"trace\n".to_vec(),
             stdout_truncated: false,
             stderr_truncated: false,
+            box_id: 0,
+            sandbox: warden_jail::SandboxReport {
+                sandboxed: true,
+                user_namespace: false,
+                cgroup: "v1".into(),
+                landlock_abi: 7,
+                seccomp_profile: "default".into(),
+                uid: 60000,
+            },
         }
     }
 
@@ -397,7 +369,11 @@ mod tests {
         assert_eq!(t.status, CallStatus::Timeout);
         assert_eq!(t.error.unwrap().kind, "timeout");
         let mut o = outcome(Status::Violation, None, "");
-        o.violation = Some("ptrace".into());
+        o.violation = Some(warden_jail::Violation {
+            syscall: "ptrace".into(),
+            nr: 101,
+            abi: std::env::consts::ARCH.into(),
+        });
         let v = assemble(Protocol::Stdio, o, None, 1 << 20, vec![], false);
         assert_eq!(v.status, CallStatus::Error);
         assert_eq!(v.jail_status, Status::Violation);

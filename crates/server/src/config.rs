@@ -53,6 +53,7 @@ keys! {
     "warm.max_total", "WARDEN_WARM_MAX_TOTAL", "32", "Most warm boxes in all.";
     "warm.idle_ttl_secs", "WARDEN_WARM_IDLE_TTL_SECS", "300", "Idle warm boxes are stopped after this long.";
     "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold.";
+    "warm.grace_ms", "WARDEN_WARM_GRACE_MS", "2000", "Past a warm call's wall clock, how long the host waits for its box to report the end before it counts the box as dead, kills it and replaces it.";
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
@@ -104,6 +105,8 @@ pub struct WarmSection {
     pub idle_ttl_secs: u64,
     /// Wait for a busy warm box this long before going cold.
     pub max_wait_ms: u64,
+    /// Past a call's wall clock, wait this long for its box before killing it.
+    pub grace_ms: u64,
 }
 
 impl Default for WarmSection {
@@ -115,6 +118,7 @@ impl Default for WarmSection {
             max_total: 32,
             idle_ttl_secs: 300,
             max_wait_ms: 100,
+            grace_ms: 2000,
         }
     }
 }

@@ -156,6 +156,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
                 max_total: config.warm.max_total,
                 idle_ttl: Duration::from_secs(config.warm.idle_ttl_secs),
                 max_wait: Duration::from_millis(config.warm.max_wait_ms),
+                grace: Duration::from_millis(config.warm.grace_ms),
                 ..WarmConfig::default()
             },
         },

@@ -97,9 +97,10 @@ pub struct RunArgs {
     #[arg(long, env = "WARDEN_MAX_BOXES", default_value = "64", value_name = "N")]
     max_boxes: u32,
     /// Box `n` runs as uid and gid `uid-base + n` (as root; rootless boxes
-    /// all run as `uid-base` inside their own user namespace).
-    #[arg(long, env = "WARDEN_UID_BASE", default_value = "60000", value_name = "UID")]
-    uid_base: u32,
+    /// all run as `uid-base` inside their own user namespace). Default: the
+    /// first range no other Warden pool on this host holds (60000 up).
+    #[arg(long, env = "WARDEN_UID_BASE", value_name = "UID")]
+    uid_base: Option<u32>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -249,22 +250,31 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         handle.run(spec, &mut Passthrough)?
     };
-    if let Some(dest) = &args.copy_out {
-        let report = handle
-            .copy_out(dest, WalkLimits::default(), workspace_size)
-            .with_context(|| format!("copying the workspace to {}", dest.display()))?;
-        for skipped in &report.skipped {
-            eprintln!(
-                "{} not copied out (not a regular file): {}",
-                style::warn("warning:"),
-                skipped.display()
-            );
-        }
-    }
+    // The program's result stands whatever happens to its files: a failed
+    // copy-out is reported beside it (and exits 125), never instead of it.
+    let copy_out = args.copy_out.as_ref().map(|dest| {
+        let copied = handle.copy_out(dest, WalkLimits::default(), workspace_size);
+        CopyOut::from_result(dest, copied)
+    });
     drop(handle);
 
+    if let Some(c) = &copy_out {
+        for skipped in &c.skipped {
+            eprintln!(
+                "{} not copied out (not a regular file): {skipped}",
+                style::warn("warning:")
+            );
+        }
+        if let Some(e) = &c.error {
+            eprintln!("{} {e}", style::error("warden:"));
+        }
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        let mut doc = serde_json::to_value(&outcome)?;
+        if let Some(c) = &copy_out {
+            doc["copy_out"] = serde_json::to_value(c)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if !matches!(outcome.status, Status::Ok | Status::NonzeroExit) {
         let msg = outcome.message.as_deref().unwrap_or("");
         eprintln!("{} {}: {msg}", style::error("warden:"), outcome.status);
@@ -275,5 +285,48 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if copy_out.as_ref().is_some_and(|c| c.error.is_some()) {
+        return Ok(ExitCode::from(125));
+    }
     Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+/// What `--copy-out` did, for the report. Names come from the box and are
+/// escaped ([`warden_jail::escape_name`]): they reach a person's terminal.
+#[derive(Debug, serde::Serialize)]
+struct CopyOut {
+    /// Files copied.
+    files: usize,
+    /// Entries left out (not regular files), escaped.
+    skipped: Vec<String>,
+    /// Why the copy failed, when it did.
+    error: Option<String>,
+}
+
+impl CopyOut {
+    fn from_result(
+        dest: &std::path::Path,
+        r: Result<warden_jail::WalkReport, warden_jail::JailError>,
+    ) -> CopyOut {
+        match r {
+            Ok(report) => CopyOut {
+                files: report.files.len(),
+                skipped: report
+                    .skipped
+                    .iter()
+                    .map(|p| warden_jail::escape_name(p.as_os_str().as_encoded_bytes()))
+                    .collect(),
+                error: None,
+            },
+            Err(e) => CopyOut {
+                files: 0,
+                skipped: Vec::new(),
+                error: Some(format!(
+                    "copying the workspace to {} failed: {}",
+                    dest.display(),
+                    warden_jail::escape_name(format!("{:#}", anyhow::Error::from(e)).as_bytes())
+                )),
+            },
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("warden-http")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listen = config.listen;
         let data_dir = config.data_dir.clone();
         let db = warden_server::redact(&config.database_url());
@@ -161,5 +161,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("serving")?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The grace period is over and every record is written: whatever still
+    // runs (a call stuck in a box past its deadline) must not keep the
+    // process alive. Boxes die with us (their lifelines close).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    served
 }

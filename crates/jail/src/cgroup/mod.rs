@@ -297,19 +297,31 @@ impl BoxCgroup {
             BoxCgroup::V1(c) => c.kill_all(),
         }
     }
+
+    /// Kill every process of the box except `keep` (a live box's init and
+    /// its long-lived program), and wait until no other is left: about a
+    /// second at most. Returns false when some survived that long.
+    pub fn kill_all_except(&self, keep: &[i32]) -> bool {
+        kill_until_empty(|| {
+            let mut pids = self.pids();
+            pids.retain(|p| !keep.contains(p));
+            pids
+        })
+    }
 }
 
 pub(crate) fn read_number(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Kill the listed pids until `list` reports none (at most ~1 s). Never
-/// signals this process (a v1 launcher thread of ours lives in the box).
-pub(crate) fn kill_until_empty(list: impl Fn() -> Vec<i32>) {
+/// Kill the listed pids until `list` reports none (at most ~1 s); false if
+/// some are left then. Never signals this process (a v1 launcher thread of
+/// ours lives in the box).
+pub(crate) fn kill_until_empty(list: impl Fn() -> Vec<i32>) -> bool {
     for _ in 0..200 {
         let pids = list();
         if pids.is_empty() {
-            return;
+            return true;
         }
         for pid in pids {
             if let Some(pid) = rustix::process::Pid::from_raw(pid) {
@@ -318,6 +330,7 @@ pub(crate) fn kill_until_empty(list: impl Fn() -> Vec<i32>) {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    list().is_empty()
 }
 
 /// Pids in a `cgroup.procs` file, other than this process.

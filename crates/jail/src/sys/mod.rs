@@ -531,3 +531,78 @@ pub(crate) fn clear_groups() -> SysResult<()> {
     unsafe { syscall!(Sysno::setgroups, 0usize, 0usize) }?;
     Ok(())
 }
+
+/// Join the namespaces `nstype` (e.g. `CLONE_NEWIPC`) of the process behind
+/// `fd` (a pidfd) or the namespace `fd` refers to (an nsfs file), on the
+/// calling thread only.
+pub(crate) fn setns(fd: BorrowedFd<'_>, nstype: i32) -> SysResult<()> {
+    // SAFETY: setns takes a descriptor and flags, no pointers.
+    unsafe { syscall!(Sysno::setns, fd.as_raw_fd(), nstype) }?;
+    Ok(())
+}
+
+/// The System V IPC object kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SysvKind {
+    /// Shared memory segments (`shmget`).
+    Shm,
+    /// Semaphore sets (`semget`).
+    Sem,
+    /// Message queues (`msgget`).
+    Msg,
+}
+
+/// `*_INFO` and `*_STAT_ANY` commands from `<linux/shm.h>`, `<linux/sem.h>`,
+/// `<linux/msg.h>`. The `_ANY` forms (Linux 4.17) skip the read-permission
+/// check, which the caller (root, in the namespace's owning user namespace)
+/// would pass anyway.
+const SHM_INFO: i32 = 14;
+const SHM_STAT_ANY: i32 = 15;
+const SEM_INFO: i32 = 19;
+const SEM_STAT_ANY: i32 = 20;
+const MSG_INFO: i32 = 12;
+const MSG_STAT_ANY: i32 = 13;
+
+/// One `shmctl`/`semctl`/`msgctl` call with an out-buffer large enough for
+/// every structure these commands write (at most 120 bytes on 64-bit
+/// kernels: `msqid_ds`).
+fn sysv_ctl(kind: SysvKind, id: i32, cmd: i32, buf: &mut [u64; 32]) -> SysResult<usize> {
+    let ptr = buf.as_mut_ptr() as usize;
+    match kind {
+        // SAFETY: `buf` is valid, writable and larger than any structure the
+        // kernel writes for these commands; IPC_RMID ignores it.
+        SysvKind::Shm => unsafe { syscall!(Sysno::shmctl, id, cmd, ptr) },
+        // SAFETY: as above; semctl's fourth argument is the `semun` union,
+        // whose pointer member is what the INFO/STAT commands read.
+        SysvKind::Sem => unsafe { syscall!(Sysno::semctl, id, 0, cmd, ptr) },
+        // SAFETY: as above.
+        SysvKind::Msg => unsafe { syscall!(Sysno::msgctl, id, cmd, ptr) },
+    }
+}
+
+/// Remove every System V IPC object of `kind` in the calling thread's IPC
+/// namespace; returns how many were removed. Objects still attached (shared
+/// memory) are only marked and go when their last user detaches.
+pub(crate) fn remove_sysv(kind: SysvKind) -> usize {
+    let (info, stat) = match kind {
+        SysvKind::Shm => (SHM_INFO, SHM_STAT_ANY),
+        SysvKind::Sem => (SEM_INFO, SEM_STAT_ANY),
+        SysvKind::Msg => (MSG_INFO, MSG_STAT_ANY),
+    };
+    let mut buf = [0u64; 32];
+    // The INFO commands return the highest index in use.
+    let Ok(highest) = sysv_ctl(kind, 0, info, &mut buf) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for index in 0..=highest.min(i32::MAX as usize) as i32 {
+        // The STAT commands take an index and return the object's id.
+        let Ok(id) = sysv_ctl(kind, index, stat, &mut buf) else {
+            continue;
+        };
+        if sysv_ctl(kind, id as i32, libc::IPC_RMID, &mut buf).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -236,12 +236,52 @@ def _recv_fds(sock, bufsize, maxfds):
     return msg, list(fds)
 
 
+PR_SET_DUMPABLE = 4
+
+
+def _prctl_function():
+    """libc's prctl through _ctypes (the C module alone: the ctypes package
+    would cost the fork-server ~0.6 MiB more), or None."""
+    try:
+        import _ctypes
+
+        return _ctypes, _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def _set_dumpable(prctl, flag):
+    if prctl is not None:
+        mod, addr = prctl
+        mod.call_function(addr, (PR_SET_DUMPABLE, flag, 0, 0, 0))
+
+
 def serve(entrypoint, name):
     """Fork-server: import once, then one forked child per call."""
     import io
     import resource
     import _socket
 
+    # Non-dumpable: /proc/<this pid>/mem and ptrace are closed to the calls
+    # forked from here (same uid), so no call can change what later calls
+    # compute. The host checks this before it sends a call. Each call makes
+    # itself dumpable again (it may then reset its OOM score; its own memory
+    # is nobody else's business).
+    prctl = _prctl_function()
+    _set_dumpable(prctl, 0)
+    # The server prints nothing (the host closed its output). Descriptors 3
+    # and 4 are held from the start, before the plugin is imported: received
+    # descriptors never land on the numbers a call's child moves its result
+    # channel to, and no file the plugin's own threads open can be given
+    # those numbers (a thread's file object that thinks it owns 3 would
+    # close a call's result channel when the forked child drops it).
+    devnull = os.open("/dev/null", os.O_RDWR)
+    reserved = (1, 2, RESULT_FD, EVENT_FD)
+    for fd in reserved:
+        if fd != devnull:
+            os.dup2(devnull, fd)
+    if devnull not in reserved:
+        os.close(devnull)
     # The C socket type directly: socket.py would pull in enum and friends.
     ctl = _socket.socket(fileno=CONTROL_FD)
     captured = io.StringIO()
@@ -252,7 +292,7 @@ def serve(entrypoint, name):
     finally:
         sys.stdout, sys.stderr = real_out, real_err
     if err:
-        ctl.send(_dumps({"ready": False, "error": err, "output": captured.getvalue()[-4096:]}).encode())
+        ctl.send(_dumps({"msg": "load_failed", "error": err, "output": captured.getvalue()[-4096:]}).encode())
         return
     code = getattr(handler, "__code__", None)
     if code is not None and code.co_flags & 0x80:  # CO_COROUTINE: async def
@@ -260,23 +300,13 @@ def serve(entrypoint, name):
 
         del asyncio
     expects_object = _expects_object(handler)
-    # The server itself prints nothing from now on. Descriptors 3 and 4 are
-    # reserved too, so received descriptors never land on the numbers a
-    # call's child moves its result channel to.
-    devnull = os.open("/dev/null", os.O_RDWR)
-    reserved = (1, 2, RESULT_FD, EVENT_FD)
-    for fd in reserved:
-        if fd != devnull:
-            os.dup2(devnull, fd)
-    if devnull not in reserved:
-        os.close(devnull)
     # Everything alive now is shared with every forked call: keep the
     # collector away from it, so a call does not copy those pages.
     import gc
 
     gc.collect()
     gc.freeze()
-    ctl.send(_dumps({"ready": True, "pid": os.getpid()}).encode())
+    ctl.send(_dumps({"msg": "ready", "pid": os.getpid()}).encode())
     while True:
         try:
             msg, fds = _recv_fds(ctl, 65536, 8)
@@ -288,7 +318,7 @@ def serve(entrypoint, name):
         if len(fds) != 4:
             for fd in fds:
                 os.close(fd)
-            ctl.send(_dumps({"error": "expected 4 descriptors"}).encode())
+            ctl.send(_dumps({"msg": "refused", "reason": "expected 4 descriptors"}).encode())
             continue
         event_fd, out_fd, err_fd, result_fd = fds
         sys.stdout.flush()
@@ -299,6 +329,7 @@ def serve(entrypoint, name):
             try:
                 ctl.close()
                 os.setsid()
+                _set_dumpable(prctl, 1)
                 try:
                     with open("/proc/self/oom_score_adj", "w") as f:
                         f.write("0")  # the server is protected; the call is not
@@ -332,9 +363,9 @@ def serve(entrypoint, name):
                 os._exit(code)
         for fd in fds:
             os.close(fd)
-        ctl.send(_dumps({"started": pid}).encode())
+        ctl.send(_dumps({"msg": "started", "pid": pid}).encode())
         _, status = os.waitpid(pid, 0)
-        ctl.send(_dumps({"exited": status}).encode())
+        ctl.send(_dumps({"msg": "exited", "status": status}).encode())
 
 
 def main():
