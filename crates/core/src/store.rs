@@ -10,8 +10,9 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use crate::execution::{Execution, ExecutionStatus};
 use crate::lifecycle::VersionStatus;
-use crate::model::{ApiKey, App, AuditEvent, Execution, ExecutionStatus, Installation, Plugin, Version};
+use crate::model::{ApiKey, App, AuditEvent, Installation, Plugin, Version};
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,15 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A stored record does not read back: a column or document that
+    /// breaks its type. Never replaced by a default.
+    #[error("the stored {record} is corrupt: {reason}")]
+    Corrupt {
+        /// Which record (`execution exe_…`, `version ver_…`).
+        record: String,
+        /// What does not parse.
+        reason: String,
+    },
 }
 
 /// An audit event to append.

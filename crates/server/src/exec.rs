@@ -22,10 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 use warden_core::model::{new_id, now_ms};
-use warden_core::{Blobs, Execution, ExecutionStatus, Registry, Store, Version};
+use warden_core::{
+    ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
+    ExecutionSource, ExecutionStatus, Registry, ResultMetrics, ResultStatus, ResultViolation, Store, Version,
+};
+use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
 use warden_package::{Manifest, PlatformLimits};
 use warden_runtime::{CallLimits, CallStatus, Code, HandlerResult, Invocation, Runner, Stream};
@@ -310,14 +314,20 @@ impl Executor {
         let exec = Execution {
             id: new_id("exe"),
             app: app.to_owned(),
-            plugin: plugin.to_owned(),
-            version: version.version.clone(),
+            source: ExecutionSource::Plugin {
+                plugin: plugin.to_owned(),
+                version: version.version.clone(),
+            },
             status: if is_async {
                 ExecutionStatus::Queued
             } else {
                 ExecutionStatus::Running
             },
-            mode: if is_async { "async" } else { "sync" }.into(),
+            mode: if is_async {
+                ExecutionMode::Async
+            } else {
+                ExecutionMode::Sync
+            },
             node: self.node.clone(),
             error_kind: None,
             result: None,
@@ -372,7 +382,7 @@ impl Executor {
                 me.finish_unfinished(
                     &id,
                     ExecutionStatus::Error,
-                    "internal",
+                    ErrorKind::Internal,
                     "PlatformError",
                     "the platform failed while running the call",
                 )
@@ -396,7 +406,7 @@ impl Executor {
         &self,
         id: &str,
         status: ExecutionStatus,
-        kind: &str,
+        kind: ErrorKind,
         error_type: &str,
         message: &str,
     ) -> bool {
@@ -407,8 +417,8 @@ impl Executor {
             return false;
         }
         e.status = status;
-        e.error_kind = Some(kind.into());
-        e.result = Some(json!({"status": "error", "error": {"type": error_type, "message": message}}));
+        e.error_kind = Some(kind);
+        e.result = Some(ExecutionResult::platform_error(error_type, message, None));
         e.finished_at = Some(now_ms());
         matches!(self.store.update_execution(e).await, Ok(true))
     }
@@ -469,14 +479,15 @@ impl Executor {
         for (i, data) in artifacts.into_iter().enumerate() {
             if let Err(e) = self.blobs.put(&format!("artifacts/{}/{i}", exec.id), data).await {
                 tracing::warn!(execution = %exec.id, error = %e, "could not store an artifact");
-                if let Some(a) = result.get_mut("artifacts").and_then(|a| a.get_mut(i)) {
-                    a["stored"] = Value::Bool(false);
+                if let Some(a) = result.artifacts.get_mut(i) {
+                    a.stored = false;
                 }
             }
         }
         let duration_ms = result
-            .pointer("/metrics/duration_ms")
-            .and_then(Value::as_f64)
+            .metrics
+            .as_ref()
+            .map(|m| m.duration_ms)
             .filter(|d| *d > 0.0)
             .unwrap_or(wall_ms);
         exec.status = status;
@@ -485,16 +496,14 @@ impl Executor {
         exec.finished_at = Some(now_ms());
         exec.duration_ms = Some(duration_ms);
         self.record(&exec).await;
-        let plugin = exec.plugin.clone();
+        let ExecutionSource::Plugin { plugin, .. } = &exec.source;
+        let plugin = plugin.clone();
         metrics::counter!("warden_executions_total", "plugin" => plugin.clone(), "status" => status.as_str())
             .increment(1);
         metrics::histogram!("warden_execution_duration_seconds", "plugin" => plugin.clone())
             .record(duration_ms / 1000.0);
         if status != ExecutionStatus::Success {
-            let reason = exec
-                .error_kind
-                .clone()
-                .unwrap_or_else(|| status.as_str().to_owned());
+            let reason = exec.error_kind.map_or(status.as_str(), ErrorKind::as_str);
             metrics::counter!("warden_plugin_failures_total", "plugin" => plugin, "reason" => reason)
                 .increment(1);
         }
@@ -529,42 +538,44 @@ impl Executor {
 
     /// The platform's verdict on a call: status, error kind, the stored
     /// result, and the artifacts' bytes.
-    fn judge(
-        &self,
-        mut r: HandlerResult,
-        loaded: &Loaded,
-    ) -> (ExecutionStatus, Option<String>, Value, Vec<Vec<u8>>) {
-        // The bytes move out; the record keeps each artifact's name, size
-        // and hash (`data` is not serialized).
-        let artifacts: Vec<Vec<u8>> = r
-            .artifacts
-            .iter_mut()
-            .map(|a| std::mem::take(&mut a.data))
-            .collect();
-        let mut value = serde_json::to_value(&r).unwrap_or(Value::Null);
-        let (status, kind) = match r.status {
+    fn judge(&self, r: HandlerResult, loaded: &Loaded) -> Verdict {
+        let call_status = r.status;
+        let jail_status = r.jail_status;
+        let (mut result, artifacts) = recorded(r);
+        let (status, kind) = match call_status {
             CallStatus::Success => {
                 let violations = loaded
                     .output
-                    .validate(r.return_value.as_ref().unwrap_or(&Value::Null));
+                    .validate(result.return_value.as_ref().unwrap_or(&Value::Null));
                 if violations.is_empty() {
                     (ExecutionStatus::Success, None)
                 } else {
                     let n = violations.len();
-                    value["status"] = json!("error");
-                    value["error"] = json!({
-                        "type": "OutputSchemaViolation",
-                        "message": format!("the return value does not match the plugin's output_schema ({n} violation{})", if n == 1 { "" } else { "s" }),
-                        "violations": problems(violations),
+                    result.status = ResultStatus::Error;
+                    result.error = Some(ExecutionError {
+                        violations: violations
+                            .into_iter()
+                            .map(|p| ResultViolation {
+                                location: p.location,
+                                message: p.message,
+                            })
+                            .collect(),
+                        ..ExecutionError::new(
+                            "OutputSchemaViolation",
+                            format!(
+                                "the return value does not match the plugin's output_schema ({n} violation{})",
+                                if n == 1 { "" } else { "s" }
+                            ),
+                        )
                     });
-                    (ExecutionStatus::Error, Some("output_schema_violation".to_owned()))
+                    (ExecutionStatus::Error, Some(ErrorKind::OutputSchemaViolation))
                 }
             }
-            CallStatus::Failed => (ExecutionStatus::Failed, Some("handler_error".to_owned())),
-            CallStatus::Timeout => (ExecutionStatus::Timeout, Some("timeout".to_owned())),
-            CallStatus::Error => (ExecutionStatus::Error, Some(r.jail_status.as_str().to_owned())),
+            CallStatus::Failed => (ExecutionStatus::Failed, Some(ErrorKind::HandlerError)),
+            CallStatus::Timeout => (ExecutionStatus::Timeout, Some(ErrorKind::Timeout)),
+            CallStatus::Error => (ExecutionStatus::Error, Some(stopped_by(jail_status))),
         };
-        (status, kind, value, artifacts)
+        (status, kind, result, artifacts)
     }
 
     /// Wait up to `grace` for in-flight executions; mark the rest
@@ -597,7 +608,7 @@ impl Executor {
                 .finish_unfinished(
                     &id,
                     ExecutionStatus::Interrupted,
-                    "interrupted",
+                    ErrorKind::Interrupted,
                     "Interrupted",
                     "the server shut down before the execution finished",
                 )
@@ -608,16 +619,85 @@ impl Executor {
     }
 }
 
-fn platform_error(message: String) -> (ExecutionStatus, Option<String>, Value, Vec<Vec<u8>>) {
-    let result = json!({
-        "status": "error",
-        "jail_status": "internal_error",
-        "error": {"type": "PlatformError", "message": message},
-    });
+/// Status, error kind, stored result and artifact bytes of a finished call.
+type Verdict = (ExecutionStatus, Option<ErrorKind>, ExecutionResult, Vec<Vec<u8>>);
+
+fn platform_error(message: String) -> Verdict {
     (
         ExecutionStatus::Error,
-        Some("internal".to_owned()),
-        result,
+        Some(ErrorKind::Internal),
+        ExecutionResult::platform_error("PlatformError", message, Some(JailStatus::InternalError.as_str())),
         Vec::new(),
     )
+}
+
+/// Why the platform stopped a call the runtime reports as `error`, in the
+/// record's terms.
+fn stopped_by(jail: JailStatus) -> ErrorKind {
+    match jail {
+        JailStatus::Timeout => ErrorKind::Timeout,
+        JailStatus::Signaled => ErrorKind::Signaled,
+        JailStatus::CpuLimit => ErrorKind::CpuLimit,
+        JailStatus::MemoryLimit => ErrorKind::MemoryLimit,
+        JailStatus::OutputLimit => ErrorKind::OutputLimit,
+        JailStatus::Violation => ErrorKind::Violation,
+        JailStatus::InternalError => ErrorKind::InternalError,
+        // The runtime reports a handler that ran as success or failure, so
+        // these never come with `error`; should one, the platform is at fault.
+        JailStatus::Ok | JailStatus::NonzeroExit => ErrorKind::Internal,
+    }
+}
+
+/// The runtime's result as the record keeps it (the one conversion), and
+/// the artifacts' bytes, which are stored as blobs of their own.
+fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
+    let mut data = Vec::with_capacity(r.artifacts.len());
+    let artifacts = r
+        .artifacts
+        .into_iter()
+        .map(|a| {
+            data.push(a.data);
+            ArtifactRecord {
+                path: a.path,
+                size: a.size,
+                sha256: a.sha256,
+                stored: true,
+            }
+        })
+        .collect();
+    let result = ExecutionResult {
+        status: match r.status {
+            CallStatus::Success => ResultStatus::Success,
+            CallStatus::Failed => ResultStatus::Failed,
+            CallStatus::Timeout => ResultStatus::Timeout,
+            CallStatus::Error => ResultStatus::Error,
+        },
+        jail_status: Some(r.jail_status.as_str().to_owned()),
+        stdout: r.stdout,
+        stderr: r.stderr,
+        stdout_truncated: r.stdout_truncated,
+        stderr_truncated: r.stderr_truncated,
+        exit_code: r.exit_code,
+        signal: r.signal,
+        execution_time: r.execution_time,
+        return_value: r.return_value,
+        error: r.error.map(|e| ExecutionError {
+            kind: e.kind,
+            message: e.message,
+            traceback: e.traceback,
+            file: e.file,
+            line: e.line,
+            violations: Vec::new(),
+        }),
+        metrics: Some(ResultMetrics {
+            duration_ms: r.metrics.duration_ms,
+            cpu_time_ms: r.metrics.cpu_time_ms,
+            peak_memory_mb: r.metrics.peak_memory_mb,
+            io_read_bytes: r.metrics.io_read_bytes,
+            io_write_bytes: r.metrics.io_write_bytes,
+        }),
+        artifacts,
+        warm: r.warm,
+    };
+    (result, data)
 }

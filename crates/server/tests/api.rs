@@ -532,12 +532,7 @@ async fn shutdown_finishes_in_flight_work_or_records_it_interrupted() {
     let store = warden_store::SqlStore::connect(&db).await.unwrap();
     let e = store.get_execution(&id).await.unwrap().unwrap();
     assert_eq!(e.status, warden_core::ExecutionStatus::Interrupted);
-    assert!(
-        e.result.unwrap()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("shut down")
-    );
+    assert!(e.result.unwrap().error.unwrap().message.contains("shut down"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

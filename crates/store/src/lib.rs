@@ -21,8 +21,9 @@ use warden_core::store::{
     AuditFilter, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Blobs, Counts, Execution, ExecutionStatus, Installation, Plugin, Role, Store,
-    StoreError, Version, VersionStatus, model::new_id, model::now_ms,
+    ApiKey, App, AuditEvent, Blobs, Counts, ErrorKind, Execution, ExecutionMode, ExecutionResult,
+    ExecutionSource, ExecutionStatus, Installation, Plugin, Role, Store, StoreError, Version, VersionStatus,
+    model::new_id, model::now_ms,
 };
 
 type R<T> = Result<T, StoreError>;
@@ -220,23 +221,41 @@ fn installation_from_row(row: &AnyRow) -> R<Installation> {
 }
 
 fn execution_from_row(row: &AnyRow) -> R<Execution> {
+    let id: String = get(row, "id")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        record: format!("execution {id}"),
+        reason,
+    };
     let status: String = get(row, "status")?;
+    let mode: String = get(row, "mode")?;
+    let error_kind: Option<String> = get(row, "error_kind")?;
+    let result: Option<String> = get(row, "result")?;
     Ok(Execution {
-        id: get(row, "id")?,
         app: get(row, "app")?,
-        plugin: get(row, "plugin")?,
-        version: get(row, "version")?,
+        source: ExecutionSource::Plugin {
+            plugin: get(row, "plugin")?,
+            version: get(row, "version")?,
+        },
         status: ExecutionStatus::parse(&status)
-            .ok_or_else(|| StoreError::Backend(format!("unknown execution status `{status}`")))?,
-        mode: get(row, "mode")?,
+            .ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,
+        mode: ExecutionMode::parse(&mode).ok_or_else(|| corrupt(format!("unknown mode `{mode}`")))?,
         node: get(row, "node")?,
-        error_kind: get(row, "error_kind")?,
-        result: get::<Option<String>>(row, "result")?.map(|s| parse_json(&s)),
+        error_kind: error_kind
+            .map(|k| ErrorKind::parse(&k).ok_or_else(|| corrupt(format!("unknown error kind `{k}`"))))
+            .transpose()?,
+        result: result
+            .map(|r| serde_json::from_str::<ExecutionResult>(&r).map_err(|e| corrupt(format!("result: {e}"))))
+            .transpose()?,
         created_at: get(row, "created_at")?,
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
         duration_ms: get(row, "duration_ms")?,
+        id,
     })
+}
+
+fn result_text(r: &ExecutionResult) -> R<String> {
+    serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("cannot write a result: {e}")))
 }
 
 fn audit_from_row(row: &AnyRow) -> R<AuditEvent> {
@@ -845,16 +864,17 @@ impl Store for SqlStore {
         let sql = format!(
             "INSERT INTO executions ({EXECUTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
+        let ExecutionSource::Plugin { plugin, version } = &e.source;
         sqlx::query(AssertSqlSafe(sql))
             .bind(&e.id)
             .bind(&e.app)
-            .bind(&e.plugin)
-            .bind(&e.version)
+            .bind(plugin)
+            .bind(version)
             .bind(e.status.as_str())
-            .bind(&e.mode)
+            .bind(e.mode.as_str())
             .bind(&e.node)
-            .bind(&e.error_kind)
-            .bind(e.result.as_ref().map(json_text))
+            .bind(e.error_kind.map(ErrorKind::as_str))
+            .bind(e.result.as_ref().map(result_text).transpose()?)
             .bind(e.created_at)
             .bind(e.started_at)
             .bind(e.finished_at)
@@ -866,17 +886,18 @@ impl Store for SqlStore {
     }
 
     async fn update_execution(&self, e: Execution) -> R<bool> {
+        let ExecutionSource::Plugin { version, .. } = &e.source;
         let done = sqlx::query(
             "UPDATE executions SET status = $1, error_kind = $2, result = $3, started_at = $4, finished_at = $5, \
              duration_ms = $6, version = $7 WHERE id = $8 AND status IN ('queued', 'running')",
         )
         .bind(e.status.as_str())
-        .bind(&e.error_kind)
-        .bind(e.result.as_ref().map(json_text))
+        .bind(e.error_kind.map(ErrorKind::as_str))
+        .bind(e.result.as_ref().map(result_text).transpose()?)
         .bind(e.started_at)
         .bind(e.finished_at)
         .bind(e.duration_ms)
-        .bind(&e.version)
+        .bind(version)
         .bind(&e.id)
         .execute(&self.pool)
         .await
@@ -925,15 +946,12 @@ impl Store for SqlStore {
     }
 
     async fn interrupt_unfinished(&self, node: &str, reason: &str) -> R<u64> {
-        let result = serde_json::json!({
-            "status": "error",
-            "error": {"type": "Interrupted", "message": reason},
-        });
+        let result = ExecutionResult::platform_error("Interrupted", reason, None);
         let done = sqlx::query(
             "UPDATE executions SET status = 'interrupted', error_kind = 'interrupted', result = $1, finished_at = $2 \
              WHERE node = $3 AND status IN ('queued', 'running')",
         )
-        .bind(json_text(&result))
+        .bind(result_text(&result)?)
         .bind(now_ms())
         .bind(node)
         .execute(&self.pool)

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde_json::json;
 use warden_core::store::{AuditFilter, ExecutionFilter, NewAudit, PluginFilter};
 use warden_core::{
-    Actor, ApiKey, Execution, ExecutionStatus, Registry, RegistryError, Role, Store, StoreError,
-    VersionStatus,
+    Actor, ApiKey, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Registry,
+    RegistryError, Role, Store, StoreError, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -139,6 +139,7 @@ both!(
     installations_pin_or_follow_and_block_deletion,
     the_audit_trail_is_append_only,
     executions_are_recorded_filtered_and_interrupted,
+    a_corrupt_execution_is_an_error_naming_it,
     api_keys_are_found_by_hash_and_revoked,
     plugins_are_searched_and_paged,
 );
@@ -704,10 +705,12 @@ fn execution(app: &str, plugin: &str, status: ExecutionStatus) -> Execution {
     Execution {
         id: new_id("exe"),
         app: app.into(),
-        plugin: plugin.into(),
-        version: "1.0.0".into(),
+        source: ExecutionSource::Plugin {
+            plugin: plugin.into(),
+            version: "1.0.0".into(),
+        },
         status,
-        mode: "sync".into(),
+        mode: ExecutionMode::Sync,
         node: "node-a".into(),
         error_kind: None,
         result: None,
@@ -729,7 +732,8 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         if i % 5 != 0 {
             let mut done = e;
             done.status = ExecutionStatus::Success;
-            done.result = Some(json!({"status": "success", "return_value": {"i": i}}));
+            done.result =
+                Some(serde_json::from_value(json!({"status": "success", "return_value": {"i": i}})).unwrap());
             done.started_at = Some(now_ms());
             done.finished_at = Some(now_ms());
             done.duration_ms = Some(1.5);
@@ -738,7 +742,7 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
     }
     let one = s.get_execution(&ids[3]).await.unwrap().unwrap();
     assert_eq!(one.status, ExecutionStatus::Success);
-    assert_eq!(one.result.unwrap()["return_value"]["i"], 3);
+    assert_eq!(one.result.unwrap().return_value.unwrap()["i"], 3);
     assert_eq!(one.duration_ms, Some(1.5));
     // Pages of 10, newest first, no overlap, nothing missed.
     let mut seen = Vec::new();
@@ -800,8 +804,8 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
     assert_eq!(still.status, ExecutionStatus::Running);
     let e = s.get_execution(&ids[0]).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Interrupted);
-    assert_eq!(e.error_kind.as_deref(), Some("interrupted"));
-    assert_eq!(e.result.unwrap()["error"]["message"], "the server restarted");
+    assert_eq!(e.error_kind.map(ErrorKind::as_str), Some("interrupted"));
+    assert_eq!(e.result.unwrap().error.unwrap().message, "the server restarted");
     assert_eq!(s.interrupt_unfinished("node-a", "again").await.unwrap(), 0);
     let missing = execution("shop", "a.b.c", ExecutionStatus::Success);
     assert!(matches!(
@@ -816,6 +820,49 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         s.get_execution(&ids[0]).await.unwrap().unwrap().status,
         ExecutionStatus::Interrupted
     );
+}
+
+async fn a_corrupt_execution_is_an_error_naming_it(ctx: Ctx) {
+    let s = &ctx.store;
+    let e = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    s.insert_execution(e.clone()).await.unwrap();
+    for (column, value, expected) in [
+        ("result", r#"{"status": "success", "stdout": 7}"#, "result"),
+        ("result", "not json", "result"),
+        ("status", "half-done", "unknown status `half-done`"),
+        ("mode", "later", "unknown mode `later`"),
+        ("error_kind", "oops", "unknown error kind `oops`"),
+    ] {
+        let sql = format!("UPDATE executions SET {column} = $1 WHERE id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(&e.id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        let err = s.get_execution(&e.id).await.unwrap_err();
+        match &err {
+            StoreError::Corrupt { record, reason } => {
+                assert_eq!(record, &format!("execution {}", e.id));
+                assert!(reason.contains(expected), "{reason}");
+            }
+            other => panic!("{column}: expected Corrupt, got {other:?}"),
+        }
+        assert!(err.to_string().contains(&e.id), "{err}");
+        // Listing fails the same way rather than skipping or defaulting it.
+        assert!(matches!(
+            s.list_executions(ExecutionFilter::default()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        let repair = match column {
+            "result" => "UPDATE executions SET result = NULL WHERE id = $1",
+            "status" => "UPDATE executions SET status = 'queued' WHERE id = $1",
+            "mode" => "UPDATE executions SET mode = 'sync' WHERE id = $1",
+            _ => "UPDATE executions SET error_kind = NULL WHERE id = $1",
+        };
+        sqlx::query(repair).bind(&e.id).execute(s.pool()).await.unwrap();
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+    }
 }
 
 async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {
