@@ -254,7 +254,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = R<Option<Installation>>> + Send;
     /// An app's installation of a plugin with the versions it may run, in
     /// one round trip: the pinned version (whatever its state), or every
-    /// active version when it follows the latest. Reports are not loaded.
+    /// active version when it follows the latest. What the run path never
+    /// reads is not loaded: `report` is `None` and `files` is `Null`.
     fn installed_versions(
         &self,
         app: &str,

@@ -140,6 +140,7 @@ both!(
     the_audit_trail_is_append_only,
     executions_are_recorded_filtered_and_interrupted,
     a_corrupt_execution_is_an_error_naming_it,
+    corrupt_versions_and_keys_are_errors_naming_them,
     api_keys_are_found_by_hash_and_revoked,
     plugins_are_searched_and_paged,
 );
@@ -863,6 +864,50 @@ async fn a_corrupt_execution_is_an_error_naming_it(ctx: Ctx) {
         sqlx::query(repair).bind(&e.id).execute(s.pool()).await.unwrap();
         assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
     }
+}
+
+async fn corrupt_versions_and_keys_are_errors_naming_them(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let v = active(&ctx, "1.0.0").await;
+    let pool = ctx.store.pool();
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+        match r {
+            Err(StoreError::Corrupt { record, reason }) => format!("{record}: {reason}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    sqlx::query("UPDATE plugin_versions SET files = '[{' WHERE id = $1")
+        .bind(&v.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let msg = corrupt(ctx.store.get_version(code, "1.0.0").await);
+    assert!(msg.starts_with(&format!("version {}: files:", v.id)), "{msg}");
+    assert!(corrupt(ctx.store.list_versions(code).await).contains(&v.id));
+    sqlx::query("UPDATE plugin_versions SET status = 'approved-ish' WHERE id = $1")
+        .bind(&v.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(corrupt(ctx.store.counts().await).contains("approved-ish"));
+    let key = ApiKey {
+        id: "wk_bad".into(),
+        name: "x".into(),
+        role: Role::Admin,
+        app: None,
+        hash: "ef".repeat(32),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    ctx.store.insert_key(key, NewAudit::default()).await.unwrap();
+    sqlx::query("UPDATE api_keys SET role = 'root' WHERE id = 'wk_bad'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        corrupt(ctx.store.find_key_by_hash(&"ef".repeat(32)).await),
+        "api key wk_bad: unknown role `root`"
+    );
 }
 
 async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {
