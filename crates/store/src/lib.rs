@@ -5,7 +5,8 @@
 //!
 //! One module per resource, each with its typed rows (`sqlx::FromRow`) and
 //! its queries: [`plugins`] (plugins and versions), [`apps`] (apps and
-//! installations), [`executions`], [`keys`], [`audit`]. Queries fail with
+//! installations), [`executions`] (with the durable queue of async
+//! executions), [`keys`], [`audit`]. Queries fail with
 //! [`error::Error`], turned into the core's `StoreError` once, at the
 //! [`Store`] boundary below; a stored value that does not parse is an error
 //! naming its record.
@@ -34,7 +35,7 @@ use warden_core::store::{
     AuditFilter, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Counts, Execution, Installation, Plugin, Store, StoreError, Version,
+    ApiKey, App, AuditEvent, Counts, Execution, Installation, Plugin, QueuedCall, Store, StoreError, Version,
     VersionStatus,
 };
 
@@ -256,6 +257,18 @@ impl Store for SqlStore {
 
     async fn insert_execution(&self, e: Execution) -> R<()> {
         Ok(executions::insert(&self.pool, e).await?)
+    }
+
+    async fn enqueue_execution(&self, e: Execution, call: QueuedCall) -> R<()> {
+        Ok(executions::enqueue(&self.pool, e, call).await?)
+    }
+
+    async fn claim_execution(&self, id: &str, node: &str, at: i64) -> R<bool> {
+        Ok(executions::claim(&self.pool, id, node, at).await?)
+    }
+
+    async fn claim_next_execution(&self, node: &str, at: i64) -> R<Option<(Execution, QueuedCall)>> {
+        Ok(executions::claim_next(&self.pool, self.backend, node, at).await?)
     }
 
     async fn update_execution(&self, e: Execution) -> R<bool> {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde_json::json;
 use warden_core::store::{AuditFilter, ExecutionFilter, NewAudit, PluginFilter};
 use warden_core::{
-    Actor, ApiKey, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Registry,
-    RegistryError, Role, Store, StoreError, VersionStatus,
+    Actor, ApiKey, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, QueuedCall,
+    Registry, RegistryError, Role, Store, StoreError, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -18,6 +18,7 @@ use warden_package::build::ZipBuilder;
 use warden_store::{ObjectBlobs, SqlStore};
 
 struct Ctx {
+    url: String,
     store: Arc<SqlStore>,
     registry: Arc<Registry<SqlStore, ObjectBlobs>>,
     data: tempfile::TempDir,
@@ -104,6 +105,7 @@ async fn ctx(url: &str, data: tempfile::TempDir) -> Ctx {
         data.path().join("code"),
     ));
     Ctx {
+        url: url.to_owned(),
         store,
         registry,
         data,
@@ -140,6 +142,7 @@ both!(
     the_audit_trail_is_append_only,
     executions_are_recorded_filtered_and_interrupted,
     a_corrupt_execution_is_an_error_naming_it,
+    queued_async_executions_outlive_their_node_and_start_exactly_once,
     corrupt_versions_and_keys_are_errors_naming_them,
     api_keys_are_found_by_hash_and_revoked,
     plugins_are_searched_and_paged,
@@ -908,6 +911,120 @@ async fn corrupt_versions_and_keys_are_errors_naming_them(ctx: Ctx) {
         corrupt(ctx.store.find_key_by_hash(&"ef".repeat(32)).await),
         "api key wk_bad: unknown role `root`"
     );
+}
+
+fn queued(i: usize) -> (Execution, QueuedCall) {
+    let mut e = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    e.mode = ExecutionMode::Async;
+    let call = QueuedCall {
+        event: json!({"i": i, "pad": "x".repeat(i * 1000)}).to_string(),
+        package_sha256: format!("{i:064x}"),
+        timeout_ms: 1000 + i as u64,
+        memory_mb: 64,
+    };
+    (e, call)
+}
+
+async fn queue_len(s: &SqlStore) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM execution_queue")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    n
+}
+
+async fn queued_async_executions_outlive_their_node_and_start_exactly_once(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut calls = std::collections::HashMap::new();
+    for i in 0..40 {
+        let (e, call) = queued(i);
+        s.enqueue_execution(e.clone(), call.clone()).await.unwrap();
+        calls.insert(e.id.clone(), call);
+    }
+    // node-a started one of them before it crashed, and had a sync call
+    // recorded `queued` (which has no queue entry and cannot start).
+    let first = calls.keys().min().unwrap().clone();
+    assert!(s.claim_execution(&first, "node-a", now_ms()).await.unwrap());
+    assert!(!s.claim_execution(&first, "node-b", now_ms()).await.unwrap());
+    let sync = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    s.insert_execution(sync.clone()).await.unwrap();
+    assert_eq!(s.interrupt_unfinished("node-a", "restart").await.unwrap(), 2);
+    let started = s.get_execution(&first).await.unwrap().unwrap();
+    assert_eq!(started.status, ExecutionStatus::Interrupted);
+    assert_eq!(
+        s.get_execution(&sync.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Interrupted
+    );
+    assert_eq!(queue_len(s).await, 39, "the accepted, unstarted ones stay queued");
+
+    // Two nodes with a pool each, four claimers per node, one queue.
+    let other = Arc::new(SqlStore::connect(&ctx.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = if t % 2 == 0 {
+            ctx.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let node = format!("node-{}", t % 2);
+            let mut got = Vec::new();
+            while let Some((e, call)) = store.claim_next_execution(&node, 42).await.unwrap() {
+                assert_eq!(
+                    (e.status, e.started_at, e.node.as_str()),
+                    (ExecutionStatus::Running, Some(42), node.as_str())
+                );
+                got.push((e.id, call));
+            }
+            got
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let mut ids: Vec<_> = claimed.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 39, "every queued execution started once");
+    assert_eq!(claimed.len(), 39, "and none twice");
+    for (id, call) in &claimed {
+        assert_eq!(&calls[id], call, "the event and limits come back as accepted");
+    }
+    assert_eq!(queue_len(s).await, 0, "a started execution's event is dropped");
+    assert!(s.claim_next_execution("node-a", 1).await.unwrap().is_none());
+
+    // One execution, many claims at once: one winner.
+    let (e, call) = queued(1);
+    s.enqueue_execution(e.clone(), call).await.unwrap();
+    let mut racers = Vec::new();
+    for t in 0..8 {
+        let store = if t % 2 == 0 {
+            ctx.store.clone()
+        } else {
+            other.clone()
+        };
+        let id = e.id.clone();
+        racers.push(tokio::spawn(async move {
+            store.claim_execution(&id, "node-x", 7).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+
+    // A queued execution that ends without starting leaves the queue too.
+    let (e, call) = queued(2);
+    s.enqueue_execution(e.clone(), call).await.unwrap();
+    let mut ended = e.clone();
+    ended.status = ExecutionStatus::Error;
+    ended.finished_at = Some(now_ms());
+    assert!(s.update_execution(ended).await.unwrap());
+    assert_eq!(queue_len(s).await, 0);
+    assert!(!s.claim_execution(&e.id, "node-a", 1).await.unwrap());
+    other.close().await;
 }
 
 async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {
