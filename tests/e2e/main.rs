@@ -1,8 +1,9 @@
 //! End to end through the real `warden` binary on a real socket: the
 //! published flow (upload, submit, approve, app, install, execute, read
 //! back, stream), on SQLite and on PostgreSQL; a server killed with SIGKILL
-//! mid-execution records it `interrupted` when it comes back; SIGTERM
-//! drains; `warden admin` manages keys.
+//! mid-execution records it `interrupted` when it comes back, and runs the
+//! async calls it had accepted but not started (on PostgreSQL, with a second
+//! node sharing the queue); SIGTERM drains; `warden admin` manages keys.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -410,6 +411,181 @@ async fn an_execution_cut_by_sigkill_is_recorded_interrupted_after_restart() {
     );
     s.signal(rustix::process::Signal::TERM);
     assert!(s.wait().success());
+}
+
+/// Publish the slow plugin as `admin` and install it in app `shop`.
+async fn publish_slow(s: &Serve, c: &Client, admin: &str) {
+    use reqwest::Method;
+    let r = c
+        .post(s.url("/v1/plugins"))
+        .bearer_auth(admin)
+        .header("content-type", "application/zip")
+        .body(slow_package())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let base = s.url("/v1/plugins/vendor.slow.sleep/versions/1.0.0");
+    for step in ["submit", "approve"] {
+        let (st, v) = req(c, Method::POST, format!("{base}/{step}"), admin, None).await;
+        assert_eq!(st, StatusCode::OK, "{step}: {v}");
+    }
+    let (st, v) = req(
+        c,
+        Method::POST,
+        s.url("/v1/apps"),
+        admin,
+        Some(json!({"id": "shop"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = req(
+        c,
+        Method::POST,
+        s.url("/v1/apps/shop/installations"),
+        admin,
+        Some(json!({"plugin": "vendor.slow.sleep"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+/// `GET /v1/executions/{id}` until `done` holds (or 60 s pass).
+async fn wait_for(s: &Serve, c: &Client, key: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, e) = req(
+            c,
+            reqwest::Method::GET,
+            s.url(&format!("/v1/executions/{id}")),
+            key,
+            None,
+        )
+        .await;
+        if done(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "execution {id} stayed {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many executions of the slow plugin this server ran to success.
+async fn successes(s: &Serve, c: &Client) -> u64 {
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("warden_executions_total{")
+                && l.contains("plugin=\"vendor.slow.sleep\"")
+                && l.contains("status=\"success\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// One node runs an async call and has six more accepted, not started (one
+/// running slot), when it is killed with SIGKILL. After the restart (with
+/// `extra_nodes` more servers on the same database), the started call is
+/// `interrupted` and each of the six runs, exactly once, after the crash.
+async fn accepted_async_calls_survive_sigkill(data: &Path, db: &[(&str, &str)], extra_nodes: usize) {
+    use reqwest::Method;
+    let mut env = vec![("WARDEN_NODE_ID", "e2e-queue"), ("WARDEN_MAX_CONCURRENT", "1")];
+    env.extend_from_slice(db);
+    let s = Serve::start(data, &env);
+    let c = client();
+    let admin = s.admin.clone().unwrap();
+    publish_slow(&s, &c, &admin).await;
+    let exec = s.url("/v1/apps/shop/plugins/vendor.slow.sleep/execute?mode=async");
+    let (st, v) = req(&c, Method::POST, exec.clone(), &admin, Some(json!({"s": 30}))).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let started = v["id"].as_str().unwrap().to_owned();
+    wait_for(&s, &c, &admin, &started, |e| e["status"] == "running").await;
+    let mut queued = Vec::new();
+    for i in 0..6 {
+        let (st, v) = req(
+            &c,
+            Method::POST,
+            exec.clone(),
+            &admin,
+            Some(json!({"s": 0.2, "i": i})),
+        )
+        .await;
+        assert_eq!(
+            (st, v["status"].as_str()),
+            (StatusCode::ACCEPTED, Some("queued")),
+            "{v}"
+        );
+        queued.push(v["id"].as_str().unwrap().to_owned());
+    }
+    s.signal(rustix::process::Signal::KILL);
+    assert!(!s.wait().success());
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+
+    let mut nodes = vec![Serve::start(data, &env)];
+    for n in 0..extra_nodes {
+        let name = format!("e2e-queue-{n}");
+        let mut env = vec![("WARDEN_NODE_ID", name.as_str()), ("WARDEN_MAX_CONCURRENT", "1")];
+        env.extend_from_slice(db);
+        nodes.push(Serve::start(data, &env));
+    }
+    let s = &nodes[0];
+    let e = wait_for(s, &c, &admin, &started, |e| e["status"] != "running").await;
+    assert_eq!(
+        e["status"], "interrupted",
+        "a started call stays interrupted: {e}"
+    );
+    for id in &queued {
+        let e = wait_for(s, &c, &admin, id, |e| {
+            !matches!(e["status"].as_str(), Some("queued" | "running"))
+        })
+        .await;
+        assert_eq!(e["status"], "success", "{e}");
+        assert!(
+            e["started_at"].as_i64().unwrap() > killed_at,
+            "it started after the crash, not before: {e}"
+        );
+    }
+    let mut ran = 0;
+    for n in &nodes {
+        ran += successes(n, &c).await;
+    }
+    assert_eq!(ran, 6, "each accepted call ran exactly once across the nodes");
+    for n in nodes {
+        n.signal(rustix::process::Signal::TERM);
+        assert!(n.wait().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_async_calls_survive_sigkill_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    accepted_async_calls_survive_sigkill(data.path(), &[], 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_async_calls_survive_sigkill_on_postgres_with_two_nodes() {
+    let Ok(base) = std::env::var("WARDEN_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("WARDEN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "WARDEN_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: WARDEN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    sqlx_create(&base, "warden_e2e_queue").await;
+    let url = format!("{}/warden_e2e_queue", &base[..base.rfind('/').unwrap()]);
+    let data = tempfile::tempdir().unwrap();
+    accepted_async_calls_survive_sigkill(data.path(), &[("WARDEN_DATABASE_URL", &url)], 1).await;
 }
 
 #[test]

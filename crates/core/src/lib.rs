@@ -6,15 +6,18 @@
 //! speak HTTP (`warden-server` parses requests into calls on the core and
 //! renders its results).
 
+pub mod execution;
 pub mod lifecycle;
 pub mod model;
 pub mod registry;
 pub mod store;
 
-pub use lifecycle::{Action, LifecycleError, VersionStatus};
-pub use model::{
-    Actor, ApiKey, App, AuditEvent, Execution, ExecutionStatus, Installation, Plugin, Role, Version,
+pub use execution::{
+    ArtifactRecord, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult, ExecutionSource,
+    ExecutionStatus, QueuedCall, ResultMetrics, ResultStatus, ResultViolation,
 };
+pub use lifecycle::{Action, LifecycleError, VersionStatus};
+pub use model::{Actor, ApiKey, App, AuditEvent, Installation, Plugin, Role, Version};
 pub use registry::{GoBuilder, Registry, RegistryError};
 pub use store::{
     AuditFilter, Blobs, Counts, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,

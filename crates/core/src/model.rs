@@ -1,9 +1,11 @@
-//! What the platform keeps: plugins, versions, apps, installations,
-//! executions, audit events, API keys. Times are Unix milliseconds.
+//! What the platform keeps: plugins, versions, apps, installations, audit
+//! events, API keys (executions are in [`crate::execution`]). Times are Unix
+//! milliseconds.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::execution::{Execution, ExecutionStatus};
 use crate::lifecycle::VersionStatus;
 
 /// Milliseconds since the Unix epoch, now.
@@ -186,92 +188,6 @@ pub struct Installation {
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
-}
-
-/// State of an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutionStatus {
-    /// Accepted and recorded; not started.
-    Queued,
-    /// Running.
-    Running,
-    /// The handler returned a value.
-    Success,
-    /// The handler failed.
-    Failed,
-    /// Wall-clock limit.
-    Timeout,
-    /// The platform stopped it (limit, violation, output schema, internal).
-    Error,
-    /// The server stopped (crash, restart) while it was running.
-    Interrupted,
-}
-
-impl ExecutionStatus {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionStatus::Queued => "queued",
-            ExecutionStatus::Running => "running",
-            ExecutionStatus::Success => "success",
-            ExecutionStatus::Failed => "failed",
-            ExecutionStatus::Timeout => "timeout",
-            ExecutionStatus::Error => "error",
-            ExecutionStatus::Interrupted => "interrupted",
-        }
-    }
-
-    /// Parse the stored name.
-    pub fn parse(s: &str) -> Option<ExecutionStatus> {
-        Some(match s {
-            "queued" => ExecutionStatus::Queued,
-            "running" => ExecutionStatus::Running,
-            "success" => ExecutionStatus::Success,
-            "failed" => ExecutionStatus::Failed,
-            "timeout" => ExecutionStatus::Timeout,
-            "error" => ExecutionStatus::Error,
-            "interrupted" => ExecutionStatus::Interrupted,
-            _ => return None,
-        })
-    }
-
-    /// The execution will not change any more.
-    pub fn is_final(self) -> bool {
-        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
-    }
-}
-
-/// One call of a plugin by an app.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Execution {
-    /// Unique id.
-    pub id: String,
-    /// Calling app.
-    pub app: String,
-    /// Plugin code.
-    pub plugin: String,
-    /// Version that ran.
-    pub version: String,
-    /// State.
-    pub status: ExecutionStatus,
-    /// `sync` or `async`.
-    pub mode: String,
-    /// The node (server process) that accepted it: after a crash, only that
-    /// node's unfinished executions are marked interrupted.
-    pub node: String,
-    /// Finer reason (`output_schema_violation`, `memory_limit`, …).
-    pub error_kind: Option<String>,
-    /// The runtime's result, once final.
-    pub result: Option<Value>,
-    /// Accepted.
-    pub created_at: i64,
-    /// Started running.
-    pub started_at: Option<i64>,
-    /// Finished.
-    pub finished_at: Option<i64>,
-    /// Wall-clock time of the call.
-    pub duration_ms: Option<f64>,
 }
 
 /// An entry of the append-only audit trail.

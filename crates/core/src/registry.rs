@@ -434,20 +434,18 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// admin when an admin switched it off).
     pub async fn activate(&self, actor: &Actor, plugin: &str, version: &str) -> R<Version> {
         Self::check_owner(actor, &self.plugin(plugin).await?)?;
-        if actor.role != Role::Admin {
-            let v = self.version(plugin, version).await?;
-            if v.status_reason
+        let v = self.version(plugin, version).await?;
+        if actor.role != Role::Admin
+            && let Some(reason) = v
+                .status_reason
                 .as_deref()
-                .is_some_and(|r| r.starts_with(ADMIN_DEACTIVATED))
-            {
-                return Err(RegistryError::Forbidden(format!(
-                    "{plugin} {version} was {}: only an admin may activate it again",
-                    v.status_reason.unwrap_or_default()
-                )));
-            }
+                .filter(|r| r.starts_with(ADMIN_DEACTIVATED))
+        {
+            return Err(RegistryError::Forbidden(format!(
+                "{plugin} {version} was {reason}: only an admin may activate it again"
+            )));
         }
-        self.transition(actor, plugin, version, Action::Activate, None)
-            .await
+        self.apply(actor, v, Action::Activate, None).await
     }
 
     /// Switch an Active version off (its owner or an admin).
@@ -467,6 +465,12 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         reason: Option<String>,
     ) -> R<Version> {
         let v = self.version(plugin, version).await?;
+        self.apply(actor, v, action, reason).await
+    }
+
+    /// Apply `action` to `v` as read: a compare-and-set on its state and
+    /// revision, with its audit event.
+    async fn apply(&self, actor: &Actor, v: Version, action: Action, reason: Option<String>) -> R<Version> {
         let to = lifecycle::next(v.status, action).map_err(|e| Self::lifecycle_error(&v, e))?;
         let mut a = audit(actor, action.as_str(), Some(&v), Some(to));
         a.reason = reason.clone();

@@ -10,8 +10,9 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use crate::execution::{Execution, ExecutionStatus, QueuedCall};
 use crate::lifecycle::VersionStatus;
-use crate::model::{ApiKey, App, AuditEvent, Execution, ExecutionStatus, Installation, Plugin, Version};
+use crate::model::{ApiKey, App, AuditEvent, Installation, Plugin, Version};
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,15 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A stored record does not read back: a column or document that
+    /// breaks its type. Never replaced by a default.
+    #[error("the stored {record} is corrupt: {reason}")]
+    Corrupt {
+        /// Which record (`execution exe_…`, `version ver_…`).
+        record: String,
+        /// What does not parse.
+        reason: String,
+    },
 }
 
 /// An audit event to append.
@@ -244,7 +254,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = R<Option<Installation>>> + Send;
     /// An app's installation of a plugin with the versions it may run, in
     /// one round trip: the pinned version (whatever its state), or every
-    /// active version when it follows the latest. Reports are not loaded.
+    /// active version when it follows the latest. What the run path never
+    /// reads is not loaded: `report` is `None` and `files` is `Null`.
     fn installed_versions(
         &self,
         app: &str,
@@ -255,16 +266,38 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record an accepted execution (before it runs).
     fn insert_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
+    /// Record an accepted async execution together with what it needs to
+    /// start, in one transaction: from then on it is in the durable queue,
+    /// whatever happens to the process that accepted it.
+    fn enqueue_execution(&self, e: Execution, call: QueuedCall) -> impl Future<Output = R<()>> + Send;
+    /// Take the queued execution `id` for `node`, starting it at `at`: its
+    /// queue entry goes, it becomes `running` on `node`. False when it was
+    /// no longer queued (another node took it, or it ended). Atomic: of any
+    /// number of claims on one execution, at most one returns true.
+    fn claim_execution(&self, id: &str, node: &str, at: i64) -> impl Future<Output = R<bool>> + Send;
+    /// Take the oldest queued execution for `node` (any node's: nodes
+    /// sharing a database share the queue), starting it at `at`. Atomic as
+    /// [`Store::claim_execution`]; on PostgreSQL, nodes claiming at once
+    /// skip each other's locked rows instead of waiting for them.
+    fn claim_next_execution(
+        &self,
+        node: &str,
+        at: i64,
+    ) -> impl Future<Output = R<Option<(Execution, QueuedCall)>>> + Send;
     /// Update an execution's state and result, only while it is unfinished
-    /// (`queued` or `running`): a final record never changes. Returns
-    /// whether it was updated; `NotFound` when there is no such execution.
+    /// (`queued` or `running`): a final record never changes. Its queue
+    /// entry, if any, goes once it is no longer queued. Returns whether it
+    /// was updated; `NotFound` when there is no such execution.
     fn update_execution(&self, e: Execution) -> impl Future<Output = R<bool>> + Send;
     /// One execution.
     fn get_execution(&self, id: &str) -> impl Future<Output = R<Option<Execution>>> + Send;
     /// Executions, newest first.
     fn list_executions(&self, filter: ExecutionFilter) -> impl Future<Output = R<Page<Execution>>> + Send;
-    /// Mark `node`'s queued or running executions interrupted (at start-up:
-    /// they belonged to a process that is gone). Returns how many.
+    /// Mark `node`'s started executions interrupted (at start-up: they
+    /// belonged to a process that is gone), and its queued ones that cannot
+    /// start (not in the queue, e.g. sync calls). Queued executions in the
+    /// queue stay there, for any node to start. Returns how many were
+    /// marked.
     fn interrupt_unfinished(&self, node: &str, reason: &str) -> impl Future<Output = R<u64>> + Send;
     /// Versions per state, and how many plugins have an active version.
     fn counts(&self) -> impl Future<Output = R<Counts>> + Send;

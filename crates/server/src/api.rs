@@ -598,7 +598,8 @@ async fn visible_execution(
         Role::Admin => {}
         Role::App => p.require_app(&e.app)?,
         Role::Developer => {
-            owned_plugin(s, p, &e.plugin).await?;
+            let warden_core::ExecutionSource::Plugin { plugin, .. } = &e.source;
+            owned_plugin(s, p, plugin).await?;
         }
     }
     Ok(e)

@@ -32,7 +32,7 @@ macro_rules! keys {
 
 keys! {
     "listen", "WARDEN_LISTEN", "\"127.0.0.1:8080\"", "Address and port the API listens on.";
-    "node_id", "WARDEN_NODE_ID", "\"<hostname>:<port>\"", "This server's name, recorded with its executions; at start it marks its own unfinished ones interrupted. Keep it stable across restarts and unique across servers sharing a database.";
+    "node_id", "WARDEN_NODE_ID", "\"<hostname>:<port>\"", "This server's name, recorded with the executions it runs; at start it marks its own started, unfinished ones interrupted (accepted async ones that had not started stay queued and run). Keep it stable across restarts and unique across servers sharing a database.";
     "data_dir", "WARDEN_DATA_DIR", "\"warden-data\"", "Folder for the SQLite database, package blobs and unpacked code (created when missing).";
     "database_url", "WARDEN_DATABASE_URL", "\"sqlite://<data_dir>/warden.db\"", "Records: `sqlite://PATH` (embedded, one WAL file) or `postgres://USER@HOST/DB`.";
     "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs and artifacts.";
@@ -43,7 +43,7 @@ keys! {
     "retry_after_secs", "WARDEN_RETRY_AFTER_SECS", "1", "The `Retry-After` a 429 answer suggests.";
     "max_event_bytes", "WARDEN_MAX_EVENT_BYTES", "6291456", "Largest execute body (the event), in bytes; larger gets 413.";
     "max_package_bytes", "WARDEN_MAX_PACKAGE_BYTES", "33554432", "Largest uploaded package, in bytes; larger gets 413.";
-    "shutdown_grace_secs", "WARDEN_SHUTDOWN_GRACE_SECS", "30", "On SIGTERM, how long in-flight executions may take to finish; the rest are recorded `interrupted`.";
+    "shutdown_grace_secs", "WARDEN_SHUTDOWN_GRACE_SECS", "30", "On SIGTERM, how long in-flight executions may take to finish; those still running are recorded `interrupted`, accepted async ones not yet started stay queued for the next start or another node.";
     "key_cache_secs", "WARDEN_KEY_CACHE_SECS", "5", "How long a checked API key is remembered; a key revoked on another node stops working within this time.";
     "jail.state_dir", "WARDEN_STATE_DIR", "\"/run/warden\"", "Where box slots live (the default when not root: `$XDG_RUNTIME_DIR/warden`).";
     "jail.max_boxes", "WARDEN_JAIL_MAX_BOXES", "64", "Most boxes at once, warm ones included.";

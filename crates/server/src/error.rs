@@ -285,6 +285,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %m, "store failed");
                 ApiError::unavailable("the store is unavailable; retry shortly")
             }
+            e @ StoreError::Corrupt { .. } => ApiError::internal(&e),
         }
     }
 }

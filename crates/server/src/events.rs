@@ -200,6 +200,14 @@ impl Hub {
     pub fn get(&self, id: &str) -> Option<Arc<Log>> {
         self.lock().get(id).cloned()
     }
+
+    /// Drop the log of execution `id`, which runs elsewhere (another node
+    /// started it): clients following it read its stored record instead.
+    pub fn forget(&self, id: &str) {
+        if let Some(log) = self.lock().remove(id) {
+            log.notify.notify_waiters();
+        }
+    }
 }
 
 #[cfg(test)]

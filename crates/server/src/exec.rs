@@ -4,28 +4,39 @@
 //! 2. Check the event against `input_schema` (422 with every violation).
 //! 3. Admit it or answer 429: at most `max_concurrent + max_queue` in flight
 //!    on this node.
-//! 4. **Record it** (`running`, or `queued` for async calls) before anything
-//!    runs: an accepted request always has its record.
+//! 4. **Record it** before anything runs: an accepted request always has
+//!    its record. A sync call is recorded `running`; an async call is
+//!    recorded `queued` together with its event and limits, in the store's
+//!    durable queue.
 //! 5. Run it on a task of its own (a client that goes away does not cancel
-//!    it), streaming output into the live event log.
+//!    it), streaming output into the live event log. Sync calls wait for a
+//!    running slot; async ones are started by the dispatcher, which claims
+//!    them from the queue (this node's own first, then any node's).
 //! 6. Check the return value against `output_schema`, store artifacts,
 //!    write the final record, count it in the metrics.
 //!
 //! On shutdown, [`Executor::drain`] waits for in-flight executions and marks
-//! whatever is still running after the grace period `interrupted`; after a
-//! crash, the next start does the same for this node's leftovers.
+//! whatever is still running after the grace period `interrupted`; accepted
+//! async executions that have not started stay queued. After a crash, the
+//! next start marks this node's started executions interrupted, and the
+//! queue's executions start on whichever node claims them first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use serde_json::{Value, json};
-use tokio::sync::Notify;
+use serde_json::Value;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use warden_core::model::{new_id, now_ms};
-use warden_core::{Blobs, Execution, ExecutionStatus, Registry, Store, Version};
+use warden_core::{
+    ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
+    ExecutionSource, ExecutionStatus, QueuedCall, Registry, ResultMetrics, ResultStatus, ResultViolation,
+    Store, Version, VersionStatus,
+};
+use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
 use warden_package::{Manifest, PlatformLimits};
 use warden_runtime::{CallLimits, CallStatus, Code, HandlerResult, Invocation, Runner, Stream};
@@ -36,6 +47,10 @@ use crate::events::{Hub, Log};
 use crate::views::{ExecuteQuery, ExecutionView};
 
 type Reg = Registry<SqlStore, ObjectBlobs>;
+
+/// How often an idle node looks for queued executions it was not told
+/// about (other nodes', or left by a crash).
+pub const QUEUE_POLL: Duration = Duration::from_secs(1);
 
 /// A version made ready to run: code unpacked, schemas compiled.
 struct Loaded {
@@ -96,7 +111,18 @@ pub struct Executor {
     platform: PlatformLimits,
     inflight: Arc<Inflight>,
     /// Executions actually running; the rest wait here, without a thread.
-    slots: tokio::sync::Semaphore,
+    slots: Arc<Semaphore>,
+    /// This node's async executions, recorded in the queue and prepared,
+    /// in the order they were accepted.
+    pending: Mutex<VecDeque<Job>>,
+    /// Wakes the dispatcher: an async execution was accepted.
+    wake: Notify,
+    /// Written while the dispatcher claims, read while an async execution
+    /// is recorded and added to `pending`: so "the next one from the queue"
+    /// is never one of this node's own that `pending` has yet to receive.
+    /// True once claims stopped for good (shutdown), so nothing starts after
+    /// the drain's last look.
+    gate: tokio::sync::RwLock<bool>,
     /// Set when shutdown begins: no more admissions.
     closing: std::sync::atomic::AtomicBool,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
@@ -121,9 +147,11 @@ struct Job {
     loaded: Arc<Loaded>,
     log: Arc<Log>,
     permit: Permit,
-    is_async: bool,
     done: tokio::sync::oneshot::Sender<ExecutionView>,
 }
+
+/// Why a claimed execution cannot run, for its error record.
+struct Unavailable(String);
 
 fn problems(ps: Vec<warden_package::Problem>) -> Vec<FieldError> {
     ps.into_iter().map(FieldError::from).collect()
@@ -154,7 +182,10 @@ impl Executor {
             retry_after,
             platform,
             inflight: Arc::default(),
-            slots: tokio::sync::Semaphore::new(max_concurrent.max(1)),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            pending: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            gate: tokio::sync::RwLock::new(false),
             closing: std::sync::atomic::AtomicBool::new(false),
             loaded: Mutex::new(HashMap::new()),
             hub: Hub::default(),
@@ -164,6 +195,25 @@ impl Executor {
     /// Executions in flight on this node.
     pub fn in_flight(&self) -> usize {
         self.inflight.count.load(Ordering::Acquire)
+    }
+
+    /// Start the dispatcher, which starts async executions from the durable
+    /// queue as running slots free up. Call once, after creating.
+    pub fn start_dispatcher(self: &Arc<Self>) {
+        tokio::spawn(self.clone().dispatch());
+    }
+
+    /// A slot in the in-flight count for an execution this node took from
+    /// the queue: it was admitted where it was accepted, so it is not
+    /// refused here, but shutdown waits for it like for any other.
+    fn adopt(&self, id: &str) -> Permit {
+        self.inflight.count.fetch_add(1, Ordering::AcqRel);
+        let mut permit = Permit {
+            inflight: self.inflight.clone(),
+            id: None,
+        };
+        permit.track(id);
+        permit
     }
 
     fn admit(&self) -> Result<Permit, ApiError> {
@@ -227,7 +277,9 @@ impl Executor {
         Ok((dir, entrypoint, manifest, loaded))
     }
 
-    fn limits(&self, m: &Manifest, q: &ExecuteQuery) -> Result<CallLimits, ApiError> {
+    /// The call's wall-clock (ms) and memory (MiB) limits: the version's,
+    /// or lower ones asked for in the query.
+    fn limits(&self, m: &Manifest, q: &ExecuteQuery) -> Result<(u64, u64), ApiError> {
         let mut timeout_ms = m.timeout_ms(&self.platform);
         let mut memory_mb = m.memory_mb(&self.platform);
         let mut errors = Vec::new();
@@ -258,14 +310,28 @@ impl Executor {
                 errors,
             ));
         }
+        Ok((timeout_ms, memory_mb))
+    }
+
+    fn call_limits(&self, m: &Manifest, timeout_ms: u64, memory_mb: u64) -> CallLimits {
         let timeout = Duration::from_millis(timeout_ms);
-        Ok(CallLimits {
+        CallLimits {
             timeout,
             cpu_time: timeout.max(Duration::from_secs(1)),
             memory_bytes: memory_mb << 20,
             pids: m.pids(&self.platform),
             ..CallLimits::default()
-        })
+        }
+    }
+
+    /// The invocation of `event` under `limits`, its output streamed to `log`.
+    fn invocation(event: Vec<u8>, limits: CallLimits, log: &Arc<Log>) -> Invocation {
+        let tap_log = log.clone();
+        let mut inv = Invocation::new(event, limits);
+        inv.tap = Some(Arc::new(move |stream, data| {
+            tap_log.output(stream == Stream::Stderr, data)
+        }));
+        inv
     }
 
     /// Accept an execution of `plugin` for `app` with the event `body`.
@@ -276,16 +342,13 @@ impl Executor {
         body: &[u8],
         q: &ExecuteQuery,
     ) -> Result<Accepted, ApiError> {
-        let is_async = match q.mode.as_deref() {
-            None | Some("sync") => false,
-            Some("async") => true,
-            Some(other) => {
-                return Err(ApiError::bad_field(
-                    "query:mode",
-                    format!("`{other}` is not `sync` or `async`"),
-                ));
-            }
+        let mode = match q.mode.as_deref() {
+            None => ExecutionMode::Sync,
+            Some(m) => ExecutionMode::parse(m).ok_or_else(|| {
+                ApiError::bad_field("query:mode", format!("`{m}` is not `sync` or `async`"))
+            })?,
         };
+        let is_async = mode == ExecutionMode::Async;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_field(
                 "body",
@@ -304,20 +367,23 @@ impl Executor {
                 problems(violations),
             ));
         }
-        let limits = self.limits(&manifest, q)?;
+        let (timeout_ms, memory_mb) = self.limits(&manifest, q)?;
+        let limits = self.call_limits(&manifest, timeout_ms, memory_mb);
         let mut permit = self.admit()?;
         let now = now_ms();
         let exec = Execution {
             id: new_id("exe"),
             app: app.to_owned(),
-            plugin: plugin.to_owned(),
-            version: version.version.clone(),
+            source: ExecutionSource::Plugin {
+                plugin: plugin.to_owned(),
+                version: version.version.clone(),
+            },
             status: if is_async {
                 ExecutionStatus::Queued
             } else {
                 ExecutionStatus::Running
             },
-            mode: if is_async { "async" } else { "sync" }.into(),
+            mode,
             node: self.node.clone(),
             error_kind: None,
             result: None,
@@ -327,20 +393,22 @@ impl Executor {
             duration_ms: None,
         };
         permit.track(&exec.id);
-        let code = Code {
-            // Never shared across apps, plugins, versions or packages.
-            key: format!("{app}/{plugin}@{}#{}", version.version, version.package_sha256),
-            runtime: manifest.runtime.clone(),
-            dir,
-            entrypoint,
-            handler: manifest.handler.clone(),
-        };
+        // What any node needs to start it, should this one not.
+        let queued = is_async
+            .then(|| {
+                let event = std::str::from_utf8(body)
+                    .map_err(|_| ApiError::bad_field("body", "the event is not UTF-8"))?;
+                Ok::<_, ApiError>(QueuedCall {
+                    event: event.to_owned(),
+                    package_sha256: version.package_sha256.clone(),
+                    timeout_ms,
+                    memory_mb,
+                })
+            })
+            .transpose()?;
+        let code = code_for(app, &version, dir, entrypoint, &manifest);
         let log = self.hub.open(&exec.id);
-        let tap_log = log.clone();
-        let mut inv = Invocation::new(body.to_vec(), limits);
-        inv.tap = Some(Arc::new(move |stream, data| {
-            tap_log.output(stream == Stream::Stderr, data)
-        }));
+        let inv = Self::invocation(body.to_vec(), limits, &log);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
         let view = ExecutionView::from(exec.clone());
@@ -351,33 +419,39 @@ impl Executor {
             loaded,
             log,
             permit,
-            is_async,
             done: tx,
         };
         // From here on the work belongs to its own task: a client that goes
         // away cannot leave a record without an execution behind it.
         let me = self.clone();
         tokio::spawn(async move {
-            let id = job.exec.id.clone();
-            let inserted = me.store.insert_execution(job.exec.clone()).await;
-            let ok = inserted.is_ok();
-            let _ = recorded_tx.send(inserted);
+            if let Some(call) = queued {
+                let _gate = me.gate.read().await;
+                let recorded = me.store.enqueue_execution(job.exec.clone(), call).await;
+                let ok = recorded.is_ok();
+                let _ = recorded_tx.send(recorded);
+                if ok {
+                    job.log.status(job.exec.status.as_str());
+                    me.pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_back(job);
+                    me.wake.notify_one();
+                }
+                return;
+            }
+            let recorded = me.store.insert_execution(job.exec.clone()).await;
+            let ok = recorded.is_ok();
+            let _ = recorded_tx.send(recorded);
             if !ok {
                 return;
             }
             job.log.status(job.exec.status.as_str());
-            let worker = me.clone();
-            if let Err(panic) = std::panic::AssertUnwindSafe(worker.run(job)).catch_unwind().await {
-                tracing::error!(execution = %id, panic = ?panic.downcast_ref::<&str>(), "an execution's task panicked");
-                me.finish_unfinished(
-                    &id,
-                    ExecutionStatus::Error,
-                    "internal",
-                    "PlatformError",
-                    "the platform failed while running the call",
-                )
-                .await;
-            }
+            // Wait for a running slot without holding a thread.
+            let Ok(slot) = me.slots.clone().acquire_owned().await else {
+                return;
+            };
+            me.run_guarded(job, slot).await;
         });
         recorded_rx
             .await
@@ -389,31 +463,206 @@ impl Executor {
         })
     }
 
-    /// Make an unfinished execution final with an error (best effort);
-    /// true when this wrote it. The update is conditional: an execution
-    /// that finished meanwhile keeps its result.
+    /// Make a running execution final with an error (best effort); true
+    /// when this wrote it. The update is conditional: an execution that
+    /// finished meanwhile keeps its result, and a queued one stays in the
+    /// queue.
     async fn finish_unfinished(
         &self,
         id: &str,
         status: ExecutionStatus,
-        kind: &str,
+        kind: ErrorKind,
         error_type: &str,
         message: &str,
     ) -> bool {
         let Ok(Some(mut e)) = self.store.get_execution(id).await else {
             return false;
         };
-        if e.status.is_final() {
+        if e.status != ExecutionStatus::Running {
             return false;
         }
         e.status = status;
-        e.error_kind = Some(kind.into());
-        e.result = Some(json!({"status": "error", "error": {"type": error_type, "message": message}}));
+        e.error_kind = Some(kind);
+        e.result = Some(ExecutionResult::platform_error(error_type, message, None));
         e.finished_at = Some(now_ms());
         matches!(self.store.update_execution(e).await, Ok(true))
     }
 
-    async fn run(self: Arc<Self>, job: Job) {
+    /// Start async executions from the durable queue whenever a running
+    /// slot is free: this node's own first (prepared at acceptance), then
+    /// the oldest of any node's. Each start is a claim in the store, so an
+    /// execution another node took meanwhile is not started twice.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let gate = self.gate.write().await;
+            if *gate {
+                return;
+            }
+            let job = self.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            if let Some(mut job) = job {
+                let at = now_ms();
+                match self.store.claim_execution(&job.exec.id, &self.node, at).await {
+                    Ok(true) => {
+                        job.exec.status = ExecutionStatus::Running;
+                        job.exec.started_at = Some(at);
+                        job.log.status("running");
+                        tokio::spawn(self.clone().run_guarded(job, slot));
+                    }
+                    Ok(false) => {
+                        // Another node started it (or it ended): its record
+                        // says how; clients streaming here read that record.
+                        self.hub.forget(&job.exec.id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(execution = %job.exec.id, error = %e, "could not start a queued execution; retrying");
+                        self.pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push_front(job);
+                        drop((gate, slot));
+                        tokio::time::sleep(QUEUE_POLL).await;
+                    }
+                }
+                continue;
+            }
+            // While shutting down, only what this node accepted starts.
+            let claimed = if self.closing.load(Ordering::Acquire) {
+                Ok(None)
+            } else {
+                self.store.claim_next_execution(&self.node, now_ms()).await
+            };
+            drop(gate);
+            match claimed {
+                Ok(Some((exec, call))) => {
+                    tokio::spawn(self.clone().start_claimed(exec, call, slot));
+                }
+                Ok(None) => {
+                    drop(slot);
+                    let _ = tokio::time::timeout(QUEUE_POLL, self.wake.notified()).await;
+                }
+                Err(e) => {
+                    drop(slot);
+                    tracing::warn!(error = %e, "could not look for queued executions");
+                    tokio::time::sleep(QUEUE_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Run an execution this node claimed from the queue without having
+    /// accepted it (another node's, or one left by a crash): with the
+    /// version it was accepted for, or, when that can no longer run, to an
+    /// error record saying why.
+    async fn start_claimed(self: Arc<Self>, exec: Execution, call: QueuedCall, slot: OwnedSemaphorePermit) {
+        let permit = self.adopt(&exec.id);
+        let log = self.hub.open(&exec.id);
+        log.status("running");
+        let (done, _) = tokio::sync::oneshot::channel();
+        match self.prepare(&exec, &call).await {
+            Ok((code, loaded, limits)) => {
+                let inv = Self::invocation(call.event.into_bytes(), limits, &log);
+                let job = Job {
+                    exec,
+                    code,
+                    inv,
+                    loaded,
+                    log,
+                    permit,
+                    done,
+                };
+                self.run_guarded(job, slot).await;
+            }
+            Err(Unavailable(message)) => {
+                tracing::warn!(execution = %exec.id, %message, "a queued execution cannot run");
+                let mut exec = exec;
+                exec.status = ExecutionStatus::Error;
+                exec.error_kind = Some(ErrorKind::VersionUnavailable);
+                exec.result = Some(ExecutionResult::platform_error(
+                    "VersionUnavailable",
+                    message,
+                    None,
+                ));
+                exec.finished_at = Some(now_ms());
+                exec.duration_ms = Some(0.0);
+                self.conclude(exec, &log, permit, done).await;
+            }
+        }
+    }
+
+    /// The code, schemas and limits a claimed execution was accepted with.
+    async fn prepare(
+        &self,
+        exec: &Execution,
+        call: &QueuedCall,
+    ) -> Result<(Code, Arc<Loaded>, CallLimits), Unavailable> {
+        let ExecutionSource::Plugin { plugin, version } = &exec.source;
+        let v = match self.store.get_version(plugin, version).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return Err(Unavailable(format!(
+                    "{plugin} {version} no longer exists (deleted after the execution was accepted)"
+                )));
+            }
+            Err(e) => {
+                tracing::error!(execution = %exec.id, error = %e, "could not read a queued execution's version");
+                return Err(Unavailable(format!(
+                    "{plugin} {version} could not be read from the store when the execution started"
+                )));
+            }
+        };
+        if v.package_sha256 != call.package_sha256 {
+            return Err(Unavailable(format!(
+                "the package of {plugin} {version} changed after the execution was accepted (accepted {}, now {})",
+                call.package_sha256, v.package_sha256
+            )));
+        }
+        if v.status == VersionStatus::Failed {
+            return Err(Unavailable(format!(
+                "{plugin} {version} failed its integrity check: {}",
+                v.status_reason
+                    .as_deref()
+                    .unwrap_or("its package does not match its hash")
+            )));
+        }
+        let (dir, entrypoint, manifest, loaded) = self.load(&v).await.map_err(|e| {
+            Unavailable(format!(
+                "{plugin} {version} cannot be loaded: {}",
+                e.problem().detail
+            ))
+        })?;
+        let limits = self.call_limits(&manifest, call.timeout_ms, call.memory_mb);
+        Ok((
+            code_for(&exec.app, &v, dir, entrypoint, &manifest),
+            loaded,
+            limits,
+        ))
+    }
+
+    /// Run `job` in `slot`; should the platform panic, the execution still
+    /// ends with a record.
+    async fn run_guarded(self: Arc<Self>, job: Job, slot: OwnedSemaphorePermit) {
+        let id = job.exec.id.clone();
+        let worker = self.clone();
+        if let Err(panic) = std::panic::AssertUnwindSafe(worker.run(job, slot))
+            .catch_unwind()
+            .await
+        {
+            tracing::error!(execution = %id, panic = ?panic.downcast_ref::<&str>(), "an execution's task panicked");
+            self.finish_unfinished(
+                &id,
+                ExecutionStatus::Error,
+                ErrorKind::Internal,
+                "PlatformError",
+                "the platform failed while running the call",
+            )
+            .await;
+        }
+    }
+
+    async fn run(self: Arc<Self>, job: Job, slot: OwnedSemaphorePermit) {
         let Job {
             mut exec,
             code,
@@ -421,21 +670,8 @@ impl Executor {
             loaded,
             log,
             permit,
-            is_async,
             done,
         } = job;
-        // Wait for a running slot without holding a thread.
-        let Ok(_slot) = self.slots.acquire().await else {
-            return;
-        };
-        if is_async {
-            exec.status = ExecutionStatus::Running;
-            exec.started_at = Some(now_ms());
-            if let Err(e) = self.store.update_execution(exec.clone()).await {
-                tracing::warn!(execution = %exec.id, error = %e, "could not record the start of an execution");
-            }
-            log.status("running");
-        }
         let started = Instant::now();
         // The call blocks this task's thread for its duration; tokio moves
         // the thread's other tasks elsewhere meanwhile. Cheaper than a hop
@@ -469,14 +705,15 @@ impl Executor {
         for (i, data) in artifacts.into_iter().enumerate() {
             if let Err(e) = self.blobs.put(&format!("artifacts/{}/{i}", exec.id), data).await {
                 tracing::warn!(execution = %exec.id, error = %e, "could not store an artifact");
-                if let Some(a) = result.get_mut("artifacts").and_then(|a| a.get_mut(i)) {
-                    a["stored"] = Value::Bool(false);
+                if let Some(a) = result.artifacts.get_mut(i) {
+                    a.stored = false;
                 }
             }
         }
         let duration_ms = result
-            .pointer("/metrics/duration_ms")
-            .and_then(Value::as_f64)
+            .metrics
+            .as_ref()
+            .map(|m| m.duration_ms)
             .filter(|d| *d > 0.0)
             .unwrap_or(wall_ms);
         exec.status = status;
@@ -484,17 +721,29 @@ impl Executor {
         exec.result = Some(result);
         exec.finished_at = Some(now_ms());
         exec.duration_ms = Some(duration_ms);
+        drop(slot);
+        self.conclude(exec, &log, permit, done).await;
+    }
+
+    /// The end of every execution this node ran: the final record, the
+    /// metrics, the event log's result, the waiting request's answer.
+    async fn conclude(
+        &self,
+        exec: Execution,
+        log: &Log,
+        permit: Permit,
+        done: tokio::sync::oneshot::Sender<ExecutionView>,
+    ) {
         self.record(&exec).await;
-        let plugin = exec.plugin.clone();
+        let ExecutionSource::Plugin { plugin, .. } = &exec.source;
+        let plugin = plugin.clone();
+        let status = exec.status;
         metrics::counter!("warden_executions_total", "plugin" => plugin.clone(), "status" => status.as_str())
             .increment(1);
         metrics::histogram!("warden_execution_duration_seconds", "plugin" => plugin.clone())
-            .record(duration_ms / 1000.0);
+            .record(exec.duration_ms.unwrap_or(0.0) / 1000.0);
         if status != ExecutionStatus::Success {
-            let reason = exec
-                .error_kind
-                .clone()
-                .unwrap_or_else(|| status.as_str().to_owned());
+            let reason = exec.error_kind.map_or(status.as_str(), ErrorKind::as_str);
             metrics::counter!("warden_plugin_failures_total", "plugin" => plugin, "reason" => reason)
                 .increment(1);
         }
@@ -529,46 +778,50 @@ impl Executor {
 
     /// The platform's verdict on a call: status, error kind, the stored
     /// result, and the artifacts' bytes.
-    fn judge(
-        &self,
-        mut r: HandlerResult,
-        loaded: &Loaded,
-    ) -> (ExecutionStatus, Option<String>, Value, Vec<Vec<u8>>) {
-        // The bytes move out; the record keeps each artifact's name, size
-        // and hash (`data` is not serialized).
-        let artifacts: Vec<Vec<u8>> = r
-            .artifacts
-            .iter_mut()
-            .map(|a| std::mem::take(&mut a.data))
-            .collect();
-        let mut value = serde_json::to_value(&r).unwrap_or(Value::Null);
-        let (status, kind) = match r.status {
+    fn judge(&self, r: HandlerResult, loaded: &Loaded) -> Verdict {
+        let call_status = r.status;
+        let jail_status = r.jail_status;
+        let (mut result, artifacts) = recorded(r);
+        let (status, kind) = match call_status {
             CallStatus::Success => {
                 let violations = loaded
                     .output
-                    .validate(r.return_value.as_ref().unwrap_or(&Value::Null));
+                    .validate(result.return_value.as_ref().unwrap_or(&Value::Null));
                 if violations.is_empty() {
                     (ExecutionStatus::Success, None)
                 } else {
                     let n = violations.len();
-                    value["status"] = json!("error");
-                    value["error"] = json!({
-                        "type": "OutputSchemaViolation",
-                        "message": format!("the return value does not match the plugin's output_schema ({n} violation{})", if n == 1 { "" } else { "s" }),
-                        "violations": problems(violations),
+                    result.status = ResultStatus::Error;
+                    result.error = Some(ExecutionError {
+                        violations: violations
+                            .into_iter()
+                            .map(|p| ResultViolation {
+                                location: p.location,
+                                message: p.message,
+                            })
+                            .collect(),
+                        ..ExecutionError::new(
+                            "OutputSchemaViolation",
+                            format!(
+                                "the return value does not match the plugin's output_schema ({n} violation{})",
+                                if n == 1 { "" } else { "s" }
+                            ),
+                        )
                     });
-                    (ExecutionStatus::Error, Some("output_schema_violation".to_owned()))
+                    (ExecutionStatus::Error, Some(ErrorKind::OutputSchemaViolation))
                 }
             }
-            CallStatus::Failed => (ExecutionStatus::Failed, Some("handler_error".to_owned())),
-            CallStatus::Timeout => (ExecutionStatus::Timeout, Some("timeout".to_owned())),
-            CallStatus::Error => (ExecutionStatus::Error, Some(r.jail_status.as_str().to_owned())),
+            CallStatus::Failed => (ExecutionStatus::Failed, Some(ErrorKind::HandlerError)),
+            CallStatus::Timeout => (ExecutionStatus::Timeout, Some(ErrorKind::Timeout)),
+            CallStatus::Error => (ExecutionStatus::Error, Some(stopped_by(jail_status))),
         };
-        (status, kind, value, artifacts)
+        (status, kind, result, artifacts)
     }
 
-    /// Wait up to `grace` for in-flight executions; mark the rest
-    /// interrupted. Returns how many were interrupted.
+    /// Wait up to `grace` for in-flight executions; mark those still
+    /// running interrupted. Accepted async executions that have not started
+    /// stay queued, for the next start (or another node). Returns how many
+    /// were interrupted.
     pub async fn drain(&self, grace: Duration) -> usize {
         self.closing.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + grace;
@@ -577,12 +830,14 @@ impl Executor {
             tokio::pin!(idle);
             idle.as_mut().enable();
             if self.in_flight() == 0 {
-                return 0;
+                break;
             }
             if tokio::time::timeout_at(deadline, idle).await.is_err() {
                 break;
             }
         }
+        // Nothing starts after this: what runs now is all there is to mark.
+        *self.gate.write().await = true;
         let ids: Vec<String> = self
             .inflight
             .ids
@@ -597,7 +852,7 @@ impl Executor {
                 .finish_unfinished(
                     &id,
                     ExecutionStatus::Interrupted,
-                    "interrupted",
+                    ErrorKind::Interrupted,
                     "Interrupted",
                     "the server shut down before the execution finished",
                 )
@@ -608,16 +863,97 @@ impl Executor {
     }
 }
 
-fn platform_error(message: String) -> (ExecutionStatus, Option<String>, Value, Vec<Vec<u8>>) {
-    let result = json!({
-        "status": "error",
-        "jail_status": "internal_error",
-        "error": {"type": "PlatformError", "message": message},
-    });
+/// How `app` runs version `v`, unpacked in `dir`.
+fn code_for(app: &str, v: &Version, dir: PathBuf, entrypoint: String, manifest: &Manifest) -> Code {
+    Code {
+        // Never shared across apps, plugins, versions or packages.
+        key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
+        runtime: manifest.runtime.clone(),
+        dir,
+        entrypoint,
+        handler: manifest.handler.clone(),
+    }
+}
+
+/// Status, error kind, stored result and artifact bytes of a finished call.
+type Verdict = (ExecutionStatus, Option<ErrorKind>, ExecutionResult, Vec<Vec<u8>>);
+
+fn platform_error(message: String) -> Verdict {
     (
         ExecutionStatus::Error,
-        Some("internal".to_owned()),
-        result,
+        Some(ErrorKind::Internal),
+        ExecutionResult::platform_error("PlatformError", message, Some(JailStatus::InternalError.as_str())),
         Vec::new(),
     )
+}
+
+/// Why the platform stopped a call the runtime reports as `error`, in the
+/// record's terms.
+fn stopped_by(jail: JailStatus) -> ErrorKind {
+    match jail {
+        JailStatus::Timeout => ErrorKind::Timeout,
+        JailStatus::Signaled => ErrorKind::Signaled,
+        JailStatus::CpuLimit => ErrorKind::CpuLimit,
+        JailStatus::MemoryLimit => ErrorKind::MemoryLimit,
+        JailStatus::OutputLimit => ErrorKind::OutputLimit,
+        JailStatus::Violation => ErrorKind::Violation,
+        JailStatus::InternalError => ErrorKind::InternalError,
+        // The runtime reports a handler that ran as success or failure, so
+        // these never come with `error`; should one, the platform is at fault.
+        JailStatus::Ok | JailStatus::NonzeroExit => ErrorKind::Internal,
+    }
+}
+
+/// The runtime's result as the record keeps it (the one conversion), and
+/// the artifacts' bytes, which are stored as blobs of their own.
+fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
+    let mut data = Vec::with_capacity(r.artifacts.len());
+    let artifacts = r
+        .artifacts
+        .into_iter()
+        .map(|a| {
+            data.push(a.data);
+            ArtifactRecord {
+                path: a.path,
+                size: a.size,
+                sha256: a.sha256,
+                stored: true,
+            }
+        })
+        .collect();
+    let result = ExecutionResult {
+        status: match r.status {
+            CallStatus::Success => ResultStatus::Success,
+            CallStatus::Failed => ResultStatus::Failed,
+            CallStatus::Timeout => ResultStatus::Timeout,
+            CallStatus::Error => ResultStatus::Error,
+        },
+        jail_status: Some(r.jail_status.as_str().to_owned()),
+        stdout: r.stdout,
+        stderr: r.stderr,
+        stdout_truncated: r.stdout_truncated,
+        stderr_truncated: r.stderr_truncated,
+        exit_code: r.exit_code,
+        signal: r.signal,
+        execution_time: r.execution_time,
+        return_value: r.return_value,
+        error: r.error.map(|e| ExecutionError {
+            kind: e.kind,
+            message: e.message,
+            traceback: e.traceback,
+            file: e.file,
+            line: e.line,
+            violations: Vec::new(),
+        }),
+        metrics: Some(ResultMetrics {
+            duration_ms: r.metrics.duration_ms,
+            cpu_time_ms: r.metrics.cpu_time_ms,
+            peak_memory_mb: r.metrics.peak_memory_mb,
+            io_read_bytes: r.metrics.io_read_bytes,
+            io_write_bytes: r.metrics.io_write_bytes,
+        }),
+        artifacts,
+        warm: r.warm,
+    };
+    (result, data)
 }

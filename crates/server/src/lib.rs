@@ -231,6 +231,9 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         config.retry_after_secs,
         platform,
     ));
+    // Queued executions start as soon as there is a slot: this node's
+    // leftovers from before a crash, other nodes' and new ones alike.
+    exec.start_dispatcher();
     let state = AppState {
         store,
         blobs,

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
-use warden_core::{ApiKey, App, AuditEvent, Execution, Installation, Plugin, Version};
+use warden_core::{
+    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, Installation, Plugin, ResultMetrics,
+    Version,
+};
 
 /// A plugin.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -424,51 +427,6 @@ pub struct ArtifactView {
     pub url: String,
 }
 
-/// The stored result of a call, as the runtime reported it (with the
-/// platform's verdict on the output schema).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoredResult {
-    /// The jail's detailed status.
-    #[serde(default)]
-    pub jail_status: Option<String>,
-    /// Printed text.
-    #[serde(default)]
-    pub stdout: String,
-    /// Printed on stderr.
-    #[serde(default)]
-    pub stderr: String,
-    /// stdout passed its cap.
-    #[serde(default)]
-    pub stdout_truncated: bool,
-    /// stderr passed its cap.
-    #[serde(default)]
-    pub stderr_truncated: bool,
-    /// Exit code.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    /// Signal.
-    #[serde(default)]
-    pub signal: Option<i32>,
-    /// Seconds.
-    #[serde(default)]
-    pub execution_time: f64,
-    /// Return value.
-    #[serde(default)]
-    pub return_value: Option<Value>,
-    /// Error.
-    #[serde(default)]
-    pub error: Option<ErrorView>,
-    /// Figures.
-    #[serde(default)]
-    pub metrics: Option<MetricsView>,
-    /// Files.
-    #[serde(default)]
-    pub artifacts: Vec<ArtifactView>,
-    /// Served warm.
-    #[serde(default)]
-    pub warm: bool,
-}
-
 /// An execution: a call of a plugin by an app, with its result once final.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionView {
@@ -524,46 +482,91 @@ pub struct ExecutionView {
     pub duration_ms: Option<f64>,
 }
 
+impl From<ExecutionError> for ErrorView {
+    fn from(e: ExecutionError) -> Self {
+        ErrorView {
+            kind: e.kind,
+            message: e.message,
+            traceback: e.traceback,
+            file: e.file,
+            line: e.line,
+            violations: e
+                .violations
+                .into_iter()
+                .map(|v| crate::error::FieldError {
+                    location: v.location,
+                    message: v.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<ResultMetrics> for MetricsView {
+    fn from(m: ResultMetrics) -> Self {
+        MetricsView {
+            duration_ms: m.duration_ms,
+            cpu_time_ms: m.cpu_time_ms,
+            peak_memory_mb: m.peak_memory_mb,
+            io_read_bytes: m.io_read_bytes,
+            io_write_bytes: m.io_write_bytes,
+        }
+    }
+}
+
 impl From<Execution> for ExecutionView {
     fn from(e: Execution) -> Self {
-        let r: StoredResult = e
-            .result
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        let artifacts = r
-            .artifacts
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut a)| {
-                a.url = format!("/v1/executions/{}/artifacts/{i}", e.id);
-                a
-            })
-            .collect();
-        ExecutionView {
+        let ExecutionSource::Plugin { plugin, version } = e.source;
+        let mut view = ExecutionView {
             status: e.status.as_str().into(),
-            id: e.id,
-            app: e.app,
-            plugin: e.plugin,
-            version: e.version,
-            mode: e.mode,
-            error_kind: e.error_kind,
-            jail_status: r.jail_status,
-            return_value: r.return_value,
-            stdout: r.stdout,
-            stderr: r.stderr,
-            stdout_truncated: r.stdout_truncated,
-            stderr_truncated: r.stderr_truncated,
-            exit_code: r.exit_code,
-            signal: r.signal,
-            error: r.error,
-            metrics: r.metrics,
-            artifacts,
-            warm: r.warm,
+            mode: e.mode.as_str().into(),
+            error_kind: e.error_kind.map(|k| k.as_str().into()),
+            jail_status: None,
+            return_value: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            exit_code: None,
+            signal: None,
+            error: None,
+            metrics: None,
+            artifacts: Vec::new(),
+            warm: false,
             created_at: e.created_at,
             started_at: e.started_at,
             finished_at: e.finished_at,
             duration_ms: e.duration_ms,
+            id: e.id,
+            app: e.app,
+            plugin,
+            version,
+        };
+        if let Some(r) = e.result {
+            view.jail_status = r.jail_status;
+            view.return_value = r.return_value;
+            view.stdout = r.stdout;
+            view.stderr = r.stderr;
+            view.stdout_truncated = r.stdout_truncated;
+            view.stderr_truncated = r.stderr_truncated;
+            view.exit_code = r.exit_code;
+            view.signal = r.signal;
+            view.error = r.error.map(Into::into);
+            view.metrics = r.metrics.map(Into::into);
+            view.warm = r.warm;
+            view.artifacts = r
+                .artifacts
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| ArtifactView {
+                    url: format!("/v1/executions/{}/artifacts/{i}", view.id),
+                    path: a.path,
+                    size: a.size,
+                    sha256: a.sha256,
+                })
+                .collect();
         }
+        view
     }
 }
 

@@ -532,12 +532,149 @@ async fn shutdown_finishes_in_flight_work_or_records_it_interrupted() {
     let store = warden_store::SqlStore::connect(&db).await.unwrap();
     let e = store.get_execution(&id).await.unwrap().unwrap();
     assert_eq!(e.status, warden_core::ExecutionStatus::Interrupted);
+    assert!(e.result.unwrap().error.unwrap().message.contains("shut down"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_leaves_accepted_async_work_that_has_not_started_queued() {
+    let s = server_with(|c| {
+        c.max_concurrent = 1;
+        c.shutdown_grace_secs = 0;
+    })
+    .await;
+    let dev = s.key("developer", "alice", None).await;
+    let m = manifest("vendor.slow.sleep", "1.0.0", "python3", "main.py");
+    let slow = "import time\ndef handler(e):\n    time.sleep(e.get('s', 1))\n    return {}\n";
+    s.publish(&dev, package(&m, &[("main.py", slow)]), "shop").await;
+    let mut ids = Vec::new();
+    for event in [r#"{"s": 5}"#, r#"{"s": 0}"#] {
+        let (st, v, _) = s
+            .execute(&s.admin, "shop", "vendor.slow.sleep", event, "?mode=async")
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let db = s.state.config.database_url();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stopped, _data) = s.stop_keep_data().await;
+    stopped.unwrap();
+    let store = warden_store::SqlStore::connect(&db).await.unwrap();
+    let running = store.get_execution(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(running.status, warden_core::ExecutionStatus::Interrupted);
+    let waiting = store.get_execution(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(waiting.status, warden_core::ExecutionStatus::Queued);
+    // Still in the queue, with its event, for the next start.
+    let (next, call) = store
+        .claim_next_execution("next-start", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, ids[1]);
+    assert_eq!(call.event, r#"{"s": 0}"#);
+}
+
+/// Put an async execution in the store's queue as a node that is gone
+/// would have: this server takes it from there.
+async fn enqueue(s: &Server, version: &str, sha256: &str, event: &str) -> String {
+    use warden_core::{Execution, ExecutionMode, ExecutionSource, ExecutionStatus, QueuedCall};
+    let e = Execution {
+        id: warden_core::model::new_id("exe"),
+        app: "shop".into(),
+        source: ExecutionSource::Plugin {
+            plugin: CODE.into(),
+            version: version.into(),
+        },
+        status: ExecutionStatus::Queued,
+        mode: ExecutionMode::Async,
+        node: "a-node-that-is-gone".into(),
+        error_kind: None,
+        result: None,
+        created_at: warden_core::model::now_ms(),
+        started_at: None,
+        finished_at: None,
+        duration_ms: None,
+    };
+    let call = QueuedCall {
+        event: event.into(),
+        package_sha256: sha256.into(),
+        timeout_ms: 5000,
+        memory_mb: 128,
+    };
+    s.state.store.enqueue_execution(e.clone(), call).await.unwrap();
+    e.id
+}
+
+/// The execution once final (the queue is polled about once a second).
+async fn settled(s: &Server, id: &str) -> Value {
+    for _ in 0..200 {
+        let v = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{id}"),
+                &s.admin,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        if !matches!(v["status"].as_str(), Some("queued" | "running")) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("execution {id} never finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_executions_run_with_their_version_or_end_saying_why() {
+    let s = server().await;
+    let dev = s.key("developer", "alice", None).await;
+    let v = s.publish(&dev, hello(CODE, "1.0.0"), "shop").await;
+    let sha = v["package_sha256"].as_str().unwrap().to_owned();
+
+    let ok = enqueue(&s, "1.0.0", &sha, r#"{"name": "Queue"}"#).await;
+    let done = settled(&s, &ok).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["return_value"], json!({"greeting": "hello Queue"}));
+    let record = s.state.store.get_execution(&ok).await.unwrap().unwrap();
+    assert_ne!(
+        record.node, "a-node-that-is-gone",
+        "the node that ran it owns the record"
+    );
+    assert!(record.started_at.is_some());
+
+    let cases = [
+        (enqueue(&s, "9.9.9", &sha, "{}").await, "no longer exists"),
+        (
+            enqueue(&s, "1.0.0", &"0".repeat(64), "{}").await,
+            "changed after the execution was accepted",
+        ),
+    ];
+    for (id, why) in cases {
+        let e = settled(&s, &id).await;
+        assert_eq!(
+            (e["status"].as_str(), e["error_kind"].as_str()),
+            (Some("error"), Some("version_unavailable")),
+            "{e}"
+        );
+        assert_eq!(e["error"]["type"], "VersionUnavailable");
+        assert!(e["error"]["message"].as_str().unwrap().contains(why), "{e}");
+    }
+
+    // The package is swapped on disk after the call was accepted.
+    let blob = s.data.path().join(format!("blobs/packages/{sha}.zip"));
+    std::fs::write(&blob, hello(CODE, "6.6.6")).unwrap();
+    let tampered = enqueue(&s, "1.0.0", &sha, r#"{"name": "Eve"}"#).await;
+    let e = settled(&s, &tampered).await;
+    assert_eq!(e["error_kind"], "version_unavailable", "{e}");
     assert!(
-        e.result.unwrap()["error"]["message"]
+        e["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("shut down")
+            .contains("vendor.greeting.say_hello 1.0.0 cannot be loaded"),
+        "{e}"
     );
+    assert_eq!(e["return_value"], Value::Null, "nothing of it ran");
+    s.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

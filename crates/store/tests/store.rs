@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde_json::json;
 use warden_core::store::{AuditFilter, ExecutionFilter, NewAudit, PluginFilter};
 use warden_core::{
-    Actor, ApiKey, Execution, ExecutionStatus, Registry, RegistryError, Role, Store, StoreError,
-    VersionStatus,
+    Actor, ApiKey, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, QueuedCall,
+    Registry, RegistryError, Role, Store, StoreError, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -18,6 +18,7 @@ use warden_package::build::ZipBuilder;
 use warden_store::{ObjectBlobs, SqlStore};
 
 struct Ctx {
+    url: String,
     store: Arc<SqlStore>,
     registry: Arc<Registry<SqlStore, ObjectBlobs>>,
     data: tempfile::TempDir,
@@ -104,6 +105,7 @@ async fn ctx(url: &str, data: tempfile::TempDir) -> Ctx {
         data.path().join("code"),
     ));
     Ctx {
+        url: url.to_owned(),
         store,
         registry,
         data,
@@ -139,6 +141,9 @@ both!(
     installations_pin_or_follow_and_block_deletion,
     the_audit_trail_is_append_only,
     executions_are_recorded_filtered_and_interrupted,
+    a_corrupt_execution_is_an_error_naming_it,
+    queued_async_executions_outlive_their_node_and_start_exactly_once,
+    corrupt_versions_and_keys_are_errors_naming_them,
     api_keys_are_found_by_hash_and_revoked,
     plugins_are_searched_and_paged,
 );
@@ -704,10 +709,12 @@ fn execution(app: &str, plugin: &str, status: ExecutionStatus) -> Execution {
     Execution {
         id: new_id("exe"),
         app: app.into(),
-        plugin: plugin.into(),
-        version: "1.0.0".into(),
+        source: ExecutionSource::Plugin {
+            plugin: plugin.into(),
+            version: "1.0.0".into(),
+        },
         status,
-        mode: "sync".into(),
+        mode: ExecutionMode::Sync,
         node: "node-a".into(),
         error_kind: None,
         result: None,
@@ -729,7 +736,8 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         if i % 5 != 0 {
             let mut done = e;
             done.status = ExecutionStatus::Success;
-            done.result = Some(json!({"status": "success", "return_value": {"i": i}}));
+            done.result =
+                Some(serde_json::from_value(json!({"status": "success", "return_value": {"i": i}})).unwrap());
             done.started_at = Some(now_ms());
             done.finished_at = Some(now_ms());
             done.duration_ms = Some(1.5);
@@ -738,7 +746,7 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
     }
     let one = s.get_execution(&ids[3]).await.unwrap().unwrap();
     assert_eq!(one.status, ExecutionStatus::Success);
-    assert_eq!(one.result.unwrap()["return_value"]["i"], 3);
+    assert_eq!(one.result.unwrap().return_value.unwrap()["i"], 3);
     assert_eq!(one.duration_ms, Some(1.5));
     // Pages of 10, newest first, no overlap, nothing missed.
     let mut seen = Vec::new();
@@ -800,8 +808,8 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
     assert_eq!(still.status, ExecutionStatus::Running);
     let e = s.get_execution(&ids[0]).await.unwrap().unwrap();
     assert_eq!(e.status, ExecutionStatus::Interrupted);
-    assert_eq!(e.error_kind.as_deref(), Some("interrupted"));
-    assert_eq!(e.result.unwrap()["error"]["message"], "the server restarted");
+    assert_eq!(e.error_kind.map(ErrorKind::as_str), Some("interrupted"));
+    assert_eq!(e.result.unwrap().error.unwrap().message, "the server restarted");
     assert_eq!(s.interrupt_unfinished("node-a", "again").await.unwrap(), 0);
     let missing = execution("shop", "a.b.c", ExecutionStatus::Success);
     assert!(matches!(
@@ -816,6 +824,207 @@ async fn executions_are_recorded_filtered_and_interrupted(ctx: Ctx) {
         s.get_execution(&ids[0]).await.unwrap().unwrap().status,
         ExecutionStatus::Interrupted
     );
+}
+
+async fn a_corrupt_execution_is_an_error_naming_it(ctx: Ctx) {
+    let s = &ctx.store;
+    let e = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    s.insert_execution(e.clone()).await.unwrap();
+    for (column, value, expected) in [
+        ("result", r#"{"status": "success", "stdout": 7}"#, "result"),
+        ("result", "not json", "result"),
+        ("status", "half-done", "unknown status `half-done`"),
+        ("mode", "later", "unknown mode `later`"),
+        ("error_kind", "oops", "unknown error kind `oops`"),
+    ] {
+        let sql = format!("UPDATE executions SET {column} = $1 WHERE id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(&e.id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        let err = s.get_execution(&e.id).await.unwrap_err();
+        match &err {
+            StoreError::Corrupt { record, reason } => {
+                assert_eq!(record, &format!("execution {}", e.id));
+                assert!(reason.contains(expected), "{reason}");
+            }
+            other => panic!("{column}: expected Corrupt, got {other:?}"),
+        }
+        assert!(err.to_string().contains(&e.id), "{err}");
+        // Listing fails the same way rather than skipping or defaulting it.
+        assert!(matches!(
+            s.list_executions(ExecutionFilter::default()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        let repair = match column {
+            "result" => "UPDATE executions SET result = NULL WHERE id = $1",
+            "status" => "UPDATE executions SET status = 'queued' WHERE id = $1",
+            "mode" => "UPDATE executions SET mode = 'sync' WHERE id = $1",
+            _ => "UPDATE executions SET error_kind = NULL WHERE id = $1",
+        };
+        sqlx::query(repair).bind(&e.id).execute(s.pool()).await.unwrap();
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+    }
+}
+
+async fn corrupt_versions_and_keys_are_errors_naming_them(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let v = active(&ctx, "1.0.0").await;
+    let pool = ctx.store.pool();
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+        match r {
+            Err(StoreError::Corrupt { record, reason }) => format!("{record}: {reason}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    sqlx::query("UPDATE plugin_versions SET files = '[{' WHERE id = $1")
+        .bind(&v.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let msg = corrupt(ctx.store.get_version(code, "1.0.0").await);
+    assert!(msg.starts_with(&format!("version {}: files:", v.id)), "{msg}");
+    assert!(corrupt(ctx.store.list_versions(code).await).contains(&v.id));
+    sqlx::query("UPDATE plugin_versions SET status = 'approved-ish' WHERE id = $1")
+        .bind(&v.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(corrupt(ctx.store.counts().await).contains("approved-ish"));
+    let key = ApiKey {
+        id: "wk_bad".into(),
+        name: "x".into(),
+        role: Role::Admin,
+        app: None,
+        hash: "ef".repeat(32),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    ctx.store.insert_key(key, NewAudit::default()).await.unwrap();
+    sqlx::query("UPDATE api_keys SET role = 'root' WHERE id = 'wk_bad'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        corrupt(ctx.store.find_key_by_hash(&"ef".repeat(32)).await),
+        "api key wk_bad: unknown role `root`"
+    );
+}
+
+fn queued(i: usize) -> (Execution, QueuedCall) {
+    let mut e = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    e.mode = ExecutionMode::Async;
+    let call = QueuedCall {
+        event: json!({"i": i, "pad": "x".repeat(i * 1000)}).to_string(),
+        package_sha256: format!("{i:064x}"),
+        timeout_ms: 1000 + i as u64,
+        memory_mb: 64,
+    };
+    (e, call)
+}
+
+async fn queue_len(s: &SqlStore) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM execution_queue")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    n
+}
+
+async fn queued_async_executions_outlive_their_node_and_start_exactly_once(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut calls = std::collections::HashMap::new();
+    for i in 0..40 {
+        let (e, call) = queued(i);
+        s.enqueue_execution(e.clone(), call.clone()).await.unwrap();
+        calls.insert(e.id.clone(), call);
+    }
+    // node-a started one of them before it crashed, and had a sync call
+    // recorded `queued` (which has no queue entry and cannot start).
+    let first = calls.keys().min().unwrap().clone();
+    assert!(s.claim_execution(&first, "node-a", now_ms()).await.unwrap());
+    assert!(!s.claim_execution(&first, "node-b", now_ms()).await.unwrap());
+    let sync = execution("shop", "a.b.c", ExecutionStatus::Queued);
+    s.insert_execution(sync.clone()).await.unwrap();
+    assert_eq!(s.interrupt_unfinished("node-a", "restart").await.unwrap(), 2);
+    let started = s.get_execution(&first).await.unwrap().unwrap();
+    assert_eq!(started.status, ExecutionStatus::Interrupted);
+    assert_eq!(
+        s.get_execution(&sync.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Interrupted
+    );
+    assert_eq!(queue_len(s).await, 39, "the accepted, unstarted ones stay queued");
+
+    // Two nodes with a pool each, four claimers per node, one queue.
+    let other = Arc::new(SqlStore::connect(&ctx.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = if t % 2 == 0 {
+            ctx.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let node = format!("node-{}", t % 2);
+            let mut got = Vec::new();
+            while let Some((e, call)) = store.claim_next_execution(&node, 42).await.unwrap() {
+                assert_eq!(
+                    (e.status, e.started_at, e.node.as_str()),
+                    (ExecutionStatus::Running, Some(42), node.as_str())
+                );
+                got.push((e.id, call));
+            }
+            got
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let mut ids: Vec<_> = claimed.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 39, "every queued execution started once");
+    assert_eq!(claimed.len(), 39, "and none twice");
+    for (id, call) in &claimed {
+        assert_eq!(&calls[id], call, "the event and limits come back as accepted");
+    }
+    assert_eq!(queue_len(s).await, 0, "a started execution's event is dropped");
+    assert!(s.claim_next_execution("node-a", 1).await.unwrap().is_none());
+
+    // One execution, many claims at once: one winner.
+    let (e, call) = queued(1);
+    s.enqueue_execution(e.clone(), call).await.unwrap();
+    let mut racers = Vec::new();
+    for t in 0..8 {
+        let store = if t % 2 == 0 {
+            ctx.store.clone()
+        } else {
+            other.clone()
+        };
+        let id = e.id.clone();
+        racers.push(tokio::spawn(async move {
+            store.claim_execution(&id, "node-x", 7).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+
+    // A queued execution that ends without starting leaves the queue too.
+    let (e, call) = queued(2);
+    s.enqueue_execution(e.clone(), call).await.unwrap();
+    let mut ended = e.clone();
+    ended.status = ExecutionStatus::Error;
+    ended.finished_at = Some(now_ms());
+    assert!(s.update_execution(ended).await.unwrap());
+    assert_eq!(queue_len(s).await, 0);
+    assert!(!s.claim_execution(&e.id, "node-a", 1).await.unwrap());
+    other.close().await;
 }
 
 async fn api_keys_are_found_by_hash_and_revoked(ctx: Ctx) {

@@ -1,0 +1,325 @@
+//! Execution records: inserted when a call is accepted, updated until final
+//! (a final record never changes), listed and filtered, and marked
+//! interrupted when their node comes back from a crash; and the durable
+//! queue of accepted async executions that have not started.
+//!
+//! A queued execution has a row in `execution_queue` holding its event and
+//! limits. Starting it is a claim: one transaction deletes that row and
+//! moves the execution from `queued` to `running` on the claiming node, so
+//! of any number of claims (threads, nodes sharing the database) exactly
+//! one wins. SQLite serializes the writes; PostgreSQL locks the row, and
+//! `FOR UPDATE SKIP LOCKED` lets nodes taking "the next one" at once take
+//! different ones instead of queueing behind each other.
+
+use sqlx::AnyPool;
+use warden_core::store::ExecutionFilter;
+use warden_core::{
+    ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page, QueuedCall,
+    StoreError, model::now_ms,
+};
+
+use crate::Backend;
+
+use crate::error::{Record, Result, all, corrupt, json, json_text, optional};
+use crate::query::{Where, page};
+
+macro_rules! columns {
+    () => {
+        "id, app, plugin, version, status, mode, node, error_kind, result, created_at, started_at, finished_at, \
+         duration_ms"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ExecutionRow {
+    id: String,
+    app: String,
+    plugin: String,
+    version: String,
+    status: String,
+    mode: String,
+    node: String,
+    error_kind: Option<String>,
+    result: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_ms: Option<f64>,
+}
+
+impl Record for ExecutionRow {
+    type Out = Execution;
+
+    fn into_record(self) -> Result<Execution> {
+        let record = format!("execution {}", self.id);
+        let unknown = |what: &str, name: &str| corrupt(&record, format!("unknown {what} `{name}`"));
+        Ok(Execution {
+            source: ExecutionSource::Plugin {
+                plugin: self.plugin,
+                version: self.version,
+            },
+            status: ExecutionStatus::parse(&self.status).ok_or_else(|| unknown("status", &self.status))?,
+            mode: ExecutionMode::parse(&self.mode).ok_or_else(|| unknown("mode", &self.mode))?,
+            error_kind: self
+                .error_kind
+                .map(|k| ErrorKind::parse(&k).ok_or_else(|| unknown("error kind", &k)))
+                .transpose()?,
+            result: self
+                .result
+                .map(|r| json::<ExecutionResult>(&record, "result", &r))
+                .transpose()?,
+            id: self.id,
+            app: self.app,
+            node: self.node,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+        })
+    }
+}
+
+fn result_text(r: Option<&ExecutionResult>) -> Result<Option<String>> {
+    r.map(|r| json_text("an execution's result", r)).transpose()
+}
+
+/// Record an accepted execution through `ex`.
+async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: &Execution) -> Result<()> {
+    let ExecutionSource::Plugin { plugin, version } = &e.source;
+    sqlx::query(concat!(
+        "INSERT INTO executions (",
+        columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ))
+    .bind(&e.id)
+    .bind(&e.app)
+    .bind(plugin)
+    .bind(version)
+    .bind(e.status.as_str())
+    .bind(e.mode.as_str())
+    .bind(&e.node)
+    .bind(e.error_kind.map(ErrorKind::as_str))
+    .bind(result_text(e.result.as_ref())?)
+    .bind(e.created_at)
+    .bind(e.started_at)
+    .bind(e.finished_at)
+    .bind(e.duration_ms)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Record an accepted execution.
+pub(crate) async fn insert(pool: &AnyPool, e: Execution) -> Result<()> {
+    insert_with(pool, &e).await
+}
+
+/// Update an unfinished execution; false when it is final already.
+pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
+    let ExecutionSource::Plugin { version, .. } = &e.source;
+    // Only async executions are ever queued; a started or ended one has no
+    // business in the queue (a claim removed it already, normally).
+    let dequeue = e.mode == ExecutionMode::Async && e.status != ExecutionStatus::Queued;
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE executions SET status = $1, error_kind = $2, result = $3, started_at = $4, finished_at = $5, \
+         duration_ms = $6, version = $7 WHERE id = $8 AND status IN ('queued', 'running')",
+    )
+    .bind(e.status.as_str())
+    .bind(e.error_kind.map(ErrorKind::as_str))
+    .bind(result_text(e.result.as_ref())?)
+    .bind(e.started_at)
+    .bind(e.finished_at)
+    .bind(e.duration_ms)
+    .bind(version)
+    .bind(&e.id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM executions WHERE id = $1")
+            .bind(&e.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return match exists {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound(format!("execution {}", e.id)).into()),
+        };
+    }
+    if dequeue {
+        sqlx::query("DELETE FROM execution_queue WHERE id = $1")
+            .bind(&e.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[derive(sqlx::FromRow)]
+struct QueueRow {
+    id: String,
+    event: String,
+    package_sha256: String,
+    timeout_ms: i64,
+    memory_mb: i64,
+}
+
+impl Record for QueueRow {
+    type Out = QueuedCall;
+
+    fn into_record(self) -> Result<QueuedCall> {
+        let record = format!("queue entry of execution {}", self.id);
+        let positive = |column: &str, v: i64| {
+            u64::try_from(v).map_err(|_| corrupt(&record, format!("{column} is negative ({v})")))
+        };
+        Ok(QueuedCall {
+            timeout_ms: positive("timeout_ms", self.timeout_ms)?,
+            memory_mb: positive("memory_mb", self.memory_mb)?,
+            event: self.event,
+            package_sha256: self.package_sha256,
+        })
+    }
+}
+
+/// Record an accepted async execution and its queue entry, together.
+pub(crate) async fn enqueue(pool: &AnyPool, e: Execution, call: QueuedCall) -> Result<()> {
+    let too_big =
+        |what: &str| StoreError::Backend(format!("the {what} of execution {} is out of range", e.id));
+    let timeout_ms = i64::try_from(call.timeout_ms).map_err(|_| too_big("timeout"))?;
+    let memory_mb = i64::try_from(call.memory_mb).map_err(|_| too_big("memory limit"))?;
+    let mut tx = pool.begin().await?;
+    insert_with(&mut *tx, &e).await?;
+    sqlx::query(
+        "INSERT INTO execution_queue (id, event, package_sha256, timeout_ms, memory_mb) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&e.id)
+    .bind(call.event)
+    .bind(call.package_sha256)
+    .bind(timeout_ms)
+    .bind(memory_mb)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+const START: &str = concat!(
+    "UPDATE executions SET status = 'running', started_at = $1, node = $2 WHERE id = $3 AND status = 'queued' \
+     RETURNING ",
+    columns!()
+);
+
+/// Start the queued execution `id` on `node`; false when it is not queued.
+pub(crate) async fn claim(pool: &AnyPool, id: &str, node: &str, at: i64) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let taken = sqlx::query("DELETE FROM execution_queue WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if taken.rows_affected() == 0 {
+        // Another claim won (its transaction removed the row first).
+        return Ok(false);
+    }
+    let started = sqlx::query(START)
+        .bind(at)
+        .bind(node)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    tx.commit().await?;
+    Ok(started)
+}
+
+macro_rules! take_next {
+    ($lock:literal) => {
+        concat!(
+            "DELETE FROM execution_queue WHERE id = (SELECT id FROM execution_queue ORDER BY id LIMIT 1",
+            $lock,
+            ") RETURNING id, event, package_sha256, timeout_ms, memory_mb"
+        )
+    };
+}
+
+/// Start the oldest queued execution on `node`.
+pub(crate) async fn claim_next(
+    pool: &AnyPool,
+    backend: Backend,
+    node: &str,
+    at: i64,
+) -> Result<Option<(Execution, QueuedCall)>> {
+    // A read first: an empty queue, the usual case, takes no write lock.
+    let any: Option<(String,)> = sqlx::query_as("SELECT id FROM execution_queue LIMIT 1")
+        .fetch_optional(pool)
+        .await?;
+    if any.is_none() {
+        return Ok(None);
+    }
+    let take = match backend {
+        Backend::Postgres => take_next!(" FOR UPDATE SKIP LOCKED"),
+        Backend::Sqlite => take_next!(""),
+    };
+    // An entry whose execution ended some other way is dropped on the way.
+    for _ in 0..16 {
+        let mut tx = pool.begin().await?;
+        let Some(entry): Option<QueueRow> = sqlx::query_as(take).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let row: Option<ExecutionRow> = sqlx::query_as(START)
+            .bind(at)
+            .bind(node)
+            .bind(&entry.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if let Some(row) = row {
+            return Ok(Some((row.into_record()?, entry.into_record()?)));
+        }
+    }
+    Ok(None)
+}
+
+/// One execution.
+pub(crate) async fn get(pool: &AnyPool, id: &str) -> Result<Option<Execution>> {
+    let row = sqlx::query_as(concat!("SELECT ", columns!(), " FROM executions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    optional::<ExecutionRow>(row)
+}
+
+/// Executions, newest first.
+pub(crate) async fn list(pool: &AnyPool, f: ExecutionFilter) -> Result<Page<Execution>> {
+    let mut w = Where::default();
+    w.text("app = $?", f.app.as_deref());
+    w.text("plugin = $?", f.plugin.as_deref());
+    w.text("version = $?", f.version.as_deref());
+    w.text("status = $?", f.status.map(ExecutionStatus::as_str));
+    w.int("created_at >= $?", f.since);
+    w.int("created_at < $?", f.until);
+    w.text("id < $?", f.cursor.as_deref());
+    let rows: Vec<ExecutionRow> = w
+        .select(concat!(columns!(), " FROM executions"), "id DESC", f.limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(page(all(rows)?, f.limit, |e| e.id.clone()))
+}
+
+/// Mark `node`'s started executions interrupted, and its queued ones that
+/// are not in the queue (they cannot start); queued ones in the queue stay.
+pub(crate) async fn interrupt_unfinished(pool: &AnyPool, node: &str, reason: &str) -> Result<u64> {
+    let result = ExecutionResult::platform_error("Interrupted", reason, None);
+    let done = sqlx::query(
+        "UPDATE executions SET status = $1, error_kind = $2, result = $3, finished_at = $4 \
+         WHERE node = $5 AND (status = 'running' OR (status = 'queued' AND NOT EXISTS \
+         (SELECT 1 FROM execution_queue q WHERE q.id = executions.id)))",
+    )
+    .bind(ExecutionStatus::Interrupted.as_str())
+    .bind(ErrorKind::Interrupted.as_str())
+    .bind(result_text(Some(&result))?)
+    .bind(now_ms())
+    .bind(node)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
