@@ -33,7 +33,7 @@ use warden_store::{ObjectBlobs, SqlStore};
 
 use crate::error::{ApiError, DisplayChain, FieldError};
 use crate::events::{Hub, Log};
-use crate::views::{ExecuteQuery, ExecutionView};
+use crate::views::{ExecuteQuery, ExecutionView, Mode};
 
 type Reg = Registry<SqlStore, ObjectBlobs>;
 
@@ -276,16 +276,7 @@ impl Executor {
         body: &[u8],
         q: &ExecuteQuery,
     ) -> Result<Accepted, ApiError> {
-        let is_async = match q.mode.as_deref() {
-            None | Some("sync") => false,
-            Some("async") => true,
-            Some(other) => {
-                return Err(ApiError::bad_field(
-                    "query:mode",
-                    format!("`{other}` is not `sync` or `async`"),
-                ));
-            }
-        };
+        let is_async = q.mode == Some(Mode::Async);
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_field(
                 "body",
@@ -495,8 +486,7 @@ impl Executor {
                 .error_kind
                 .clone()
                 .unwrap_or_else(|| status.as_str().to_owned());
-            metrics::counter!("warden_plugin_failures_total", "plugin" => plugin, "reason" => reason)
-                .increment(1);
+            crate::metrics::plugin_failure(crate::error::PluginFailure { plugin, reason });
         }
         let view = ExecutionView::from(exec);
         log.finish(serde_json::to_string(&view).unwrap_or_default());

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod sse;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -198,7 +199,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             .await
             .map_err(|e| StartError::Store {
                 url: redact(&url),
-                source: warden_core::StoreError::Backend(e.problem().detail),
+                source: warden_core::StoreError::Backend(e.to_string()),
             })?;
         Some(secret)
     };
@@ -348,9 +349,44 @@ pub fn openapi_json() -> String {
 }
 
 fn pretty_json(doc: &utoipa::openapi::OpenApi) -> String {
-    let mut s = doc.to_pretty_json().unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&document(doc)).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// The document as JSON, with the response links' fields named as OpenAPI
+/// names them: utoipa 5.5 writes `operation_id`, `operation_ref` and
+/// `request_body` in links, where the specification says `operationId`,
+/// `operationRef` and `requestBody` (tools following links ignore the
+/// others).
+fn document(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let responses = paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut())
+            .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+            .flat_map(|r| r.values_mut());
+        for response in responses {
+            let links = response.get_mut("links").and_then(|l| l.as_object_mut());
+            for link in links.into_iter().flat_map(|l| l.values_mut()) {
+                let Some(link) = link.as_object_mut() else {
+                    continue;
+                };
+                for (from, to) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(v) = link.remove(from) {
+                        link.insert(to.to_owned(), v);
+                    }
+                }
+            }
+        }
+    }
+    value
 }
 
 #[derive(Clone, Default)]
@@ -374,8 +410,13 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     error::problem_response(StatusCode::METHOD_NOT_ALLOWED, &e)
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::internal(&"a handler panicked").into_response()
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ApiError::internal(&format_args!("a handler panicked: {what}")).into_response()
 }
 
 /// The whole HTTP application over `state`.
@@ -392,7 +433,7 @@ pub fn app(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc_json) }
             }),
         )
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", doc))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/docs/openapi.json", document(&doc)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1 << 20))
@@ -406,7 +447,11 @@ pub fn app(state: AppState) -> Router {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        })
+        .on_response(error::LogOutcome)
+        // LogOutcome logs server errors; the layer's own failure log would
+        // be a second line for the same request.
+        .on_failure(()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
         .with_state(state)
 }
