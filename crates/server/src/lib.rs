@@ -349,44 +349,21 @@ pub fn openapi_json() -> String {
 }
 
 fn pretty_json(doc: &utoipa::openapi::OpenApi) -> String {
-    let mut s = serde_json::to_string_pretty(&document(doc)).unwrap_or_default();
+    let mut s = fix_links(&doc.to_pretty_json().unwrap_or_default());
     s.push('\n');
     s
 }
 
-/// The document as JSON, with the response links' fields named as OpenAPI
-/// names them: utoipa 5.5 writes `operation_id`, `operation_ref` and
-/// `request_body` in links, where the specification says `operationId`,
-/// `operationRef` and `requestBody` (tools following links ignore the
-/// others).
-fn document(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
-    let mut value = serde_json::to_value(doc).unwrap_or_default();
-    if let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        let responses = paths
-            .values_mut()
-            .filter_map(|item| item.as_object_mut())
-            .flat_map(|item| item.values_mut())
-            .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
-            .flat_map(|r| r.values_mut());
-        for response in responses {
-            let links = response.get_mut("links").and_then(|l| l.as_object_mut());
-            for link in links.into_iter().flat_map(|l| l.values_mut()) {
-                let Some(link) = link.as_object_mut() else {
-                    continue;
-                };
-                for (from, to) in [
-                    ("operation_id", "operationId"),
-                    ("operation_ref", "operationRef"),
-                    ("request_body", "requestBody"),
-                ] {
-                    if let Some(v) = link.remove(from) {
-                        link.insert(to.to_owned(), v);
-                    }
-                }
-            }
-        }
-    }
-    value
+/// The document's text with the response links' fields named as OpenAPI
+/// names them: utoipa 5.5 writes `operation_id` and `operation_ref` in
+/// links where the specification says `operationId` and `operationRef`
+/// (tools that follow links ignore the others). Done on the text, which
+/// keeps the document's order: a key followed by a string value can only
+/// be a link's (schema properties are objects; quotes inside strings are
+/// escaped).
+fn fix_links(json: &str) -> String {
+    json.replace("\"operation_id\": \"", "\"operationId\": \"")
+        .replace("\"operation_ref\": \"", "\"operationRef\": \"")
 }
 
 #[derive(Clone, Default)]
@@ -433,7 +410,8 @@ pub fn app(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc_json) }
             }),
         )
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/docs/openapi.json", document(&doc)))
+        // The UI reads the document served above (links fixed, see fix_links).
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1 << 20))

@@ -855,3 +855,53 @@ fn the_committed_openapi_document_matches_the_code() {
         "docs/openapi.json drifted from the code: run `cargo run -p warden-cli -- openapi > docs/openapi.json` and commit it"
     );
 }
+
+/// Every response link names an operation of the document by `operationId`
+/// (utoipa 5.5 writes `operation_id`; `openapi_json` renames it), and each
+/// parameter it fills is one that operation takes.
+#[test]
+fn response_links_point_at_operations_of_the_document() {
+    let doc: Value = serde_json::from_str(&warden_server::openapi_json()).unwrap();
+    let mut operations = std::collections::BTreeMap::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op["operationId"].as_str() {
+                let params: Vec<String> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect();
+                operations.insert(id.to_owned(), params);
+            }
+        }
+    }
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for response in responses.values() {
+                let Some(map) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in map {
+                    assert!(link.get("operation_id").is_none(), "{name}: {link}");
+                    let target = link["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}: {link}"));
+                    let params = &operations[target];
+                    for p in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            params.contains(p),
+                            "link {name} fills {p}, which {target} does not take"
+                        );
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 20, "only {links} links");
+}
