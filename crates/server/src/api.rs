@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoResponses;
 use utoipa::openapi::{RefOr, ResponseBuilder, ResponsesBuilder, content::ContentBuilder};
 use warden_core::store::{AuditFilter, ExecutionFilter, PluginFilter};
-use warden_core::{Blobs, ExecutionStatus, NewAudit, Role, Store};
+use warden_core::{Blobs, Role, Store};
 
 use crate::AppState;
 use crate::auth::{Principal, create_key};
@@ -38,17 +38,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Query string whose rejections are problem documents.
+/// Query string whose rejections are problem documents naming the
+/// parameter (`query:NAME`): enums, numbers and their ranges are checked
+/// as the query is read.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(r) => Err(ApiError::rejection(StatusCode::BAD_REQUEST, r.body_text())),
-        }
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let why = e.into_inner().to_string();
+            if path == "." {
+                ApiError::bad_request(format!("the query string cannot be read: {why}"))
+            } else {
+                ApiError::bad_field(&format!("query:{path}"), why)
+            }
+        })
     }
 }
 
@@ -66,61 +75,104 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
-/// The error answers every endpoint may give, as `application/problem+json`.
+/// Error answers, as `application/problem+json`, by status.
+const PROBLEMS: &[(&str, &str)] = &[
+    (
+        "400",
+        "The request cannot be read (the field or parameter is named)",
+    ),
+    ("401", "No API key, or an unknown or revoked one"),
+    ("403", "The key's role may not do this"),
+    (
+        "404",
+        "No such plugin, version, app, installation, execution or key (or not yours: the same answer)",
+    ),
+    (
+        "409",
+        "Exists already, in use, or the version's state does not allow it",
+    ),
+    ("413", "The body is over its limit"),
+    ("415", "The body's Content-Type is not one the operation takes"),
+    ("422", "Invalid: every problem located by JSON pointer or file"),
+    ("429", "Too many executions in flight; see Retry-After"),
+    ("503", "The store or the jail is unavailable"),
+];
+
+fn problem_responses(codes: &[&str]) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let mut b = ResponsesBuilder::new();
+    for (code, what) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
+        b = b.response(
+            *code,
+            ResponseBuilder::new()
+                .description(*what)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    b.build().into()
+}
+
+/// The error answers of an operation without a body.
 pub struct Problems;
 
 impl IntoResponses for Problems {
     fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        let problem = || {
-            ContentBuilder::new()
-                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
-                .build()
-        };
-        let mut b = ResponsesBuilder::new();
-        for (code, what) in [
-            (
-                "400",
-                "The request cannot be read (the field or parameter is named)",
-            ),
-            ("401", "No API key, or an unknown or revoked one"),
-            ("403", "The key's role may not do this"),
-            ("404", "No such plugin, version, app, installation or execution"),
-            (
-                "409",
-                "Exists already, in use, or the version's state does not allow it",
-            ),
-            ("413", "The body is over its limit"),
-            ("422", "Invalid: every problem located by JSON pointer or file"),
-            ("429", "Too many executions in flight; see Retry-After"),
-            ("503", "The store or the jail is unavailable"),
-        ] {
-            b = b.response(
-                code,
-                ResponseBuilder::new()
-                    .description(what)
-                    .content("application/problem+json", problem())
-                    .build(),
-            );
-        }
-        b.build().into()
+        problem_responses(&["400", "401", "403", "404", "409", "422", "503"])
+    }
+}
+
+/// The error answers of an operation that reads a body: those of
+/// [`Problems`], a body over its limit (413) and a body of the wrong
+/// content type (415).
+pub struct BodyProblems;
+
+impl IntoResponses for BodyProblems {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        problem_responses(&["400", "401", "403", "404", "409", "413", "415", "422", "503"])
+    }
+}
+
+/// The error answers of `execute`: those of [`BodyProblems`] and too many
+/// executions in flight (429).
+pub struct ExecuteProblems;
+
+impl IntoResponses for ExecuteProblems {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        problem_responses(&[
+            "400", "401", "403", "404", "409", "413", "415", "422", "429", "503",
+        ])
     }
 }
 
 fn limit(l: Option<u32>) -> Result<u32, ApiError> {
     match l {
-        None => Ok(50),
-        Some(n @ 1..=500) => Ok(n),
-        Some(_) => Err(ApiError::bad_field("query:limit", "must be between 1 and 500")),
+        None => Ok(DEFAULT_LIMIT),
+        Some(n @ 1..=MAX_LIMIT) => Ok(n),
+        Some(_) => Err(ApiError::bad_field(
+            "query:limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )),
     }
 }
 
+/// The plugin `code` as the caller may see it: the guard of every endpoint
+/// under `/v1/plugins/{code}` (and of `?plugin=` filters). App keys get
+/// 403 whatever the code; a developer asking for another developer's plugin
+/// gets exactly the answer for a plugin that does not exist.
 async fn owned_plugin(s: &AppState, p: &Principal, code: &str) -> Result<warden_core::Plugin, ApiError> {
     if p.actor.role == Role::App {
         return Err(ApiError::forbidden("app keys cannot read plugins"));
     }
-    let plugin = s.registry.plugin(code).await?;
-    p.require_owner(&plugin.owner)?;
-    Ok(plugin)
+    s.store
+        .get_plugin(code)
+        .await?
+        .filter(|plugin| p.may_see_plugin(&plugin.owner))
+        .ok_or_else(|| ApiError::not_found(format!("no plugin {code}")))
 }
 
 // ---------------------------------------------------------------- plugins
@@ -130,11 +182,12 @@ async fn owned_plugin(s: &AppState, p: &Principal, code: &str) -> Result<warden_
 /// (`Content-Type: application/zip`) or as the `package` field of a
 /// multipart form.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins",
-    request_body(content = Vec<u8>, content_type = "application/zip", description = "The package (zip)"),
+    request_body(description = "The package (zip): the body itself, or the `package` field of a form",
+        content((inline(PackageBytes) = "application/zip"), (UploadForm = "multipart/form-data"))),
     responses(
-        (status = 201, description = "A new version, in draft", body = VersionView),
-        (status = 200, description = "A new package for an existing draft (or a rejected version, now pending)", body = VersionView),
-        Problems),
+        (status = 201, description = "A new version, in draft", body = VersionView, links(("version" = (operation_id = "get_version", parameters(("code" = "$response.body#/plugin"), ("version" = "$response.body#/version")))), ("submit" = (operation_id = "submit", parameters(("code" = "$response.body#/plugin"), ("version" = "$response.body#/version")))))),
+        (status = 200, description = "A new package for an existing draft (or a rejected version, now pending)", body = VersionView, links(("version" = (operation_id = "get_version", parameters(("code" = "$response.body#/plugin"), ("version" = "$response.body#/version")))), ("submit" = (operation_id = "submit", parameters(("code" = "$response.body#/plugin"), ("version" = "$response.body#/version")))))),
+        BodyProblems),
     security(("api_key" = [])))]
 pub async fn upload(
     State(s): State<AppState>,
@@ -158,13 +211,29 @@ pub async fn upload(
             .await
             .map_err(|e| ApiError::rejection(e.status(), e.body_text()))?
         {
-            if field.name() == Some("package") {
-                package = Some(
-                    field
-                        .bytes()
-                        .await
-                        .map_err(|e| ApiError::rejection(e.status(), e.body_text()))?,
-                );
+            // The form has one field, as the document says: anything else
+            // is a mistake the client should hear about.
+            match field.name() {
+                Some("package") if package.is_none() => {
+                    package = Some(
+                        field
+                            .bytes()
+                            .await
+                            .map_err(|e| ApiError::rejection(e.status(), e.body_text()))?,
+                    );
+                }
+                Some("package") => {
+                    return Err(ApiError::bad_field(
+                        "form:package",
+                        "the form has two `package` fields",
+                    ));
+                }
+                other => {
+                    return Err(ApiError::bad_field(
+                        &format!("form:{}", other.unwrap_or_default()),
+                        "unknown field: the form has one field, `package`",
+                    ));
+                }
             }
         }
         package.ok_or_else(|| ApiError::bad_field("form:package", "the form has no `package` field"))?
@@ -190,12 +259,12 @@ pub async fn upload(
 
 /// List plugins (developers see their own).
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(PluginQuery),
-    responses((status = 200, body = PluginPage), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = Page<PluginView>, links(("plugin" = (operation_id = "get_plugin", parameters(("code" = "$response.body#/items/0/code")))), ("versions" = (operation_id = "list_versions", parameters(("code" = "$response.body#/items/0/code")))))), Problems), security(("api_key" = [])))]
 pub async fn list_plugins(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<PluginQuery>,
-) -> Result<Json<PluginPage>, ApiError> {
+) -> Result<Json<Page<PluginView>>, ApiError> {
     p.require_developer()?;
     let owner = match p.actor.role {
         Role::Admin => q.owner,
@@ -210,15 +279,12 @@ pub async fn list_plugins(
             limit: limit(q.limit)?,
         })
         .await?;
-    Ok(Json(PluginPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(Page::of(page)))
 }
 
 /// One plugin.
 #[utoipa::path(get, path = "/v1/plugins/{code}", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128)),
     responses((status = 200, body = PluginView), Problems), security(("api_key" = [])))]
 pub async fn get_plugin(
     State(s): State<AppState>,
@@ -230,8 +296,8 @@ pub async fn get_plugin(
 
 /// A plugin's versions, oldest first.
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code")),
-    responses((status = 200, body = Vec<VersionView>), Problems), security(("api_key" = [])))]
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128)),
+    responses((status = 200, body = Vec<VersionView>, links(("get_version" = (operation_id = "get_version", parameters(("code" = "$request.path.code"), ("version" = "$response.body#/0/version")))), ("get_manifest" = (operation_id = "get_manifest", parameters(("code" = "$request.path.code"), ("version" = "$response.body#/0/version")))), ("get_report" = (operation_id = "get_report", parameters(("code" = "$request.path.code"), ("version" = "$response.body#/0/version")))), ("version_audit" = (operation_id = "version_audit", parameters(("code" = "$request.path.code"), ("version" = "$response.body#/0/version")))), ("download_package" = (operation_id = "download_package", parameters(("code" = "$request.path.code"), ("version" = "$response.body#/0/version")))))), Problems), security(("api_key" = [])))]
 pub async fn list_versions(
     State(s): State<AppState>,
     p: Principal,
@@ -254,7 +320,7 @@ async fn owned_version(
 
 /// One version.
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
 pub async fn get_version(
     State(s): State<AppState>,
@@ -266,7 +332,7 @@ pub async fn get_version(
 
 /// A version's manifest, as uploaded.
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/manifest", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     responses((status = 200, description = "The manifest (see docs/manifest.schema.json)", body = Object), Problems), security(("api_key" = [])))]
 pub async fn get_manifest(
     State(s): State<AppState>,
@@ -278,7 +344,7 @@ pub async fn get_manifest(
 
 /// A version's review report: permission changes first, then findings.
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/report", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     responses((status = 200, description = "The report", body = Object), Problems), security(("api_key" = [])))]
 pub async fn get_report(
     State(s): State<AppState>,
@@ -295,7 +361,7 @@ pub async fn get_report(
 
 /// A version's audit trail, oldest first.
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/audit", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     responses((status = 200, body = Vec<AuditView>), Problems), security(("api_key" = [])))]
 pub async fn version_audit(
     State(s): State<AppState>,
@@ -328,8 +394,8 @@ pub async fn version_audit(
 
 /// Download a version's package (verified against its recorded hash).
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/package", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
-    responses((status = 200, description = "The package", content_type = "application/zip", body = Vec<u8>), Problems), security(("api_key" = [])))]
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
+    responses((status = 200, description = "The package", content_type = "application/zip", body = inline(Binary)), Problems), security(("api_key" = [])))]
 pub async fn download_package(
     State(s): State<AppState>,
     p: Principal,
@@ -347,14 +413,27 @@ pub async fn download_package(
     Ok(r)
 }
 
+/// Owner or admin: 403 for app keys, 404 for other developers (as for a
+/// plugin that does not exist).
+async fn owner_guard(s: &AppState, p: &Principal, code: &str) -> Result<(), ApiError> {
+    p.require_developer()?;
+    owned_plugin(s, p, code).await.map(drop)
+}
+
+/// Admin only: 403 for every other key, whatever the plugin.
+async fn admin_guard(s: &AppState, p: &Principal, code: &str) -> Result<(), ApiError> {
+    p.require_admin()?;
+    owned_plugin(s, p, code).await.map(drop)
+}
+
 macro_rules! transition {
-    ($name:ident, $path:literal, $doc:literal, $call:ident) => {
+    ($name:ident, $path:literal, $doc:literal, $call:ident, $guard:ident) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "plugins",
-            params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+            params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
             responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
         pub async fn $name(State(s): State<AppState>, p: Principal, ApiPath((code, version)): ApiPath<(String, String)>) -> Result<Json<VersionView>, ApiError> {
-            p.require_developer()?;
+            $guard(&s, &p, &code).await?;
             Ok(Json(s.registry.$call(&p.actor, &code, &version).await?.into()))
         }
     };
@@ -364,39 +443,43 @@ transition!(
     submit,
     "/v1/plugins/{code}/versions/{version}/submit",
     "Submit a draft for review: the checks run and the report is stored (owner or admin).",
-    submit
+    submit,
+    owner_guard
 );
 transition!(
     approve,
     "/v1/plugins/{code}/versions/{version}/approve",
     "Approve a pending version: apps can now call it (admin).",
-    approve
+    approve,
+    admin_guard
 );
 transition!(
     activate,
     "/v1/plugins/{code}/versions/{version}/activate",
     "Switch an inactive version back on (owner or admin).",
-    activate
+    activate,
+    owner_guard
 );
 transition!(
     deactivate,
     "/v1/plugins/{code}/versions/{version}/deactivate",
     "Switch an active version off: calls to it are refused (owner or admin).",
-    deactivate
+    deactivate,
+    owner_guard
 );
 
 /// Reject a pending version; a reason is required (admin).
 #[utoipa::path(post, path = "/v1/plugins/{code}/versions/{version}/reject", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     request_body = RejectBody,
-    responses((status = 200, body = VersionView), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = VersionView), BodyProblems), security(("api_key" = [])))]
 pub async fn reject(
     State(s): State<AppState>,
     p: Principal,
     ApiPath((code, version)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Json<VersionView>, ApiError> {
-    p.require_developer()?;
+    admin_guard(&s, &p, &code).await?;
     Ok(Json(
         s.registry
             .reject(&p.actor, &code, &version, &body.reason)
@@ -407,14 +490,14 @@ pub async fn reject(
 
 /// Delete a version no installation uses (owner or admin).
 #[utoipa::path(delete, path = "/v1/plugins/{code}/versions/{version}", tag = "plugins",
-    params(("code" = String, Path, description = "Plugin code"), ("version" = String, Path, description = "Semantic version")),
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
     responses((status = 204, description = "Deleted"), Problems), security(("api_key" = [])))]
 pub async fn delete_version(
     State(s): State<AppState>,
     p: Principal,
     ApiPath((code, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    p.require_developer()?;
+    owner_guard(&s, &p, &code).await?;
     s.registry.delete_version(&p.actor, &code, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -423,7 +506,7 @@ pub async fn delete_version(
 
 /// Create an app (admin).
 #[utoipa::path(post, path = "/v1/apps", tag = "apps", request_body = NewApp,
-    responses((status = 201, body = AppView), Problems), security(("api_key" = [])))]
+    responses((status = 201, body = AppView, links(("get_app" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))), ("list_installations" = (operation_id = "list_installations", parameters(("app" = "$response.body#/id")))))), BodyProblems), security(("api_key" = [])))]
 pub async fn create_app(
     State(s): State<AppState>,
     p: Principal,
@@ -436,7 +519,7 @@ pub async fn create_app(
 
 /// List apps (admin).
 #[utoipa::path(get, path = "/v1/apps", tag = "apps",
-    responses((status = 200, body = Vec<AppView>), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = Vec<AppView>, links(("get_app" = (operation_id = "get_app", parameters(("app" = "$response.body#/0/id")))), ("list_installations" = (operation_id = "list_installations", parameters(("app" = "$response.body#/0/id")))))), Problems), security(("api_key" = [])))]
 pub async fn list_apps(State(s): State<AppState>, p: Principal) -> Result<Json<Vec<AppView>>, ApiError> {
     p.require_admin()?;
     Ok(Json(
@@ -446,7 +529,7 @@ pub async fn list_apps(State(s): State<AppState>, p: Principal) -> Result<Json<V
 
 /// One app (admin, or the app's own key).
 #[utoipa::path(get, path = "/v1/apps/{app}", tag = "apps",
-    params(("app" = String, Path, description = "App id")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$")),
     responses((status = 200, body = AppView), Problems), security(("api_key" = [])))]
 pub async fn get_app(
     State(s): State<AppState>,
@@ -464,8 +547,8 @@ pub async fn get_app(
 
 /// An app's installations (admin, or the app's own key).
 #[utoipa::path(get, path = "/v1/apps/{app}/installations", tag = "apps",
-    params(("app" = String, Path, description = "App id")),
-    responses((status = 200, body = Vec<InstallationView>), Problems), security(("api_key" = [])))]
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$")),
+    responses((status = 200, body = Vec<InstallationView>, links(("execute" = (operation_id = "execute", parameters(("app" = "$request.path.app"), ("code" = "$response.body#/0/plugin")))))), Problems), security(("api_key" = [])))]
 pub async fn list_installations(
     State(s): State<AppState>,
     p: Principal,
@@ -489,8 +572,8 @@ pub async fn list_installations(
 /// Install a plugin in an app, pinned to an active version or following
 /// the latest active one (admin).
 #[utoipa::path(post, path = "/v1/apps/{app}/installations", tag = "apps",
-    params(("app" = String, Path, description = "App id")), request_body = NewInstallation,
-    responses((status = 201, body = InstallationView), Problems), security(("api_key" = [])))]
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$")), request_body = NewInstallation,
+    responses((status = 201, body = InstallationView), BodyProblems), security(("api_key" = [])))]
 pub async fn install(
     State(s): State<AppState>,
     p: Principal,
@@ -507,9 +590,9 @@ pub async fn install(
 
 /// Change an installation's pin (admin).
 #[utoipa::path(put, path = "/v1/apps/{app}/installations/{plugin}", tag = "apps",
-    params(("app" = String, Path, description = "App id"), ("plugin" = String, Path, description = "Plugin code")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$"), ("plugin" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128)),
     request_body = UpdateInstallation,
-    responses((status = 200, body = InstallationView), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = InstallationView), BodyProblems), security(("api_key" = [])))]
 pub async fn upgrade(
     State(s): State<AppState>,
     p: Principal,
@@ -527,7 +610,7 @@ pub async fn upgrade(
 
 /// Remove a plugin from an app (admin).
 #[utoipa::path(delete, path = "/v1/apps/{app}/installations/{plugin}", tag = "apps",
-    params(("app" = String, Path, description = "App id"), ("plugin" = String, Path, description = "Plugin code")),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$"), ("plugin" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128)),
     responses((status = 204, description = "Uninstalled"), Problems), security(("api_key" = [])))]
 pub async fn uninstall(
     State(s): State<AppState>,
@@ -546,12 +629,12 @@ pub async fn uninstall(
 /// the return value against its `output_schema`. `?mode=async` answers 202
 /// at once; poll `GET /v1/executions/{id}` or stream its events.
 #[utoipa::path(post, path = "/v1/apps/{app}/plugins/{code}/execute", tag = "executions",
-    params(("app" = String, Path, description = "App id"), ("code" = String, Path, description = "Plugin code"), ExecuteQuery),
+    params(("app" = String, Path, description = "App id", pattern = "^[a-z][a-z0-9-]{1,62}$"), ("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ExecuteQuery),
     request_body(content = Object, description = "The event (any JSON the plugin's input_schema accepts)"),
     responses(
-        (status = 200, description = "The finished execution", body = ExecutionView),
-        (status = 202, description = "Accepted (async): the execution as recorded", body = ExecutionView),
-        Problems),
+        (status = 200, description = "The finished execution", body = ExecutionView, links(("get_execution" = (operation_id = "get_execution", parameters(("id" = "$response.body#/id")))), ("execution_events" = (operation_id = "execution_events", parameters(("id" = "$response.body#/id")))))),
+        (status = 202, description = "Accepted (async): the execution as recorded", body = ExecutionView, links(("get_execution" = (operation_id = "get_execution", parameters(("id" = "$response.body#/id")))), ("execution_events" = (operation_id = "execution_events", parameters(("id" = "$response.body#/id")))))),
+        ExecuteProblems),
     security(("api_key" = [])))]
 pub async fn execute(
     State(s): State<AppState>,
@@ -584,36 +667,39 @@ pub async fn execute(
 
 // ---------------------------------------------------------------- executions
 
+/// The execution `id` as the caller may see it (admins: all; apps: their
+/// own; developers: their plugins'). Another tenant's execution gets
+/// exactly the answer for one that does not exist.
 async fn visible_execution(
     s: &AppState,
     p: &Principal,
     id: &str,
 ) -> Result<warden_core::Execution, ApiError> {
-    let e = s
-        .store
-        .get_execution(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no execution {id}")))?;
-    match p.actor.role {
-        Role::Admin => {}
-        Role::App => p.require_app(&e.app)?,
+    let missing = || ApiError::not_found(format!("no execution {id}"));
+    let e = s.store.get_execution(id).await?.ok_or_else(missing)?;
+    let visible = match p.actor.role {
+        Role::Admin => true,
+        Role::App => p.actor.app.as_deref() == Some(e.app.as_str()),
         Role::Developer => {
             let warden_core::ExecutionSource::Plugin { plugin, .. } = &e.source;
-            owned_plugin(s, p, plugin).await?;
+            s.store
+                .get_plugin(plugin)
+                .await?
+                .is_some_and(|plugin| p.may_see_plugin(&plugin.owner))
         }
-    }
-    Ok(e)
+    };
+    if visible { Ok(e) } else { Err(missing()) }
 }
 
 /// List executions, newest first (apps see their own; developers, one of
 /// their plugins' at a time).
 #[utoipa::path(get, path = "/v1/executions", tag = "executions", params(ExecutionQuery),
-    responses((status = 200, body = ExecutionPage), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = Page<ExecutionView>, links(("get_execution" = (operation_id = "get_execution", parameters(("id" = "$response.body#/items/0/id")))), ("execution_events" = (operation_id = "execution_events", parameters(("id" = "$response.body#/items/0/id")))))), Problems), security(("api_key" = [])))]
 pub async fn list_executions(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ExecutionQuery>,
-) -> Result<Json<ExecutionPage>, ApiError> {
+) -> Result<Json<Page<ExecutionView>>, ApiError> {
     let mut app = q.app;
     match p.actor.role {
         Role::Admin => {}
@@ -635,37 +721,25 @@ pub async fn list_executions(
             owned_plugin(&s, &p, plugin).await?;
         }
     }
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(st) => Some(ExecutionStatus::parse(st).ok_or_else(|| {
-            ApiError::bad_field(
-                "query:status",
-                "one of queued, running, success, failed, timeout, error, interrupted",
-            )
-        })?),
-    };
     let page = s
         .store
         .list_executions(ExecutionFilter {
             app,
             plugin: q.plugin,
             version: q.version,
-            status,
+            status: q.status,
             since: q.since,
             until: q.until,
             cursor: q.cursor,
             limit: limit(q.limit)?,
         })
         .await?;
-    Ok(Json(ExecutionPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(Page::of(page)))
 }
 
 /// One execution, with its result once final.
 #[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
+    params(("id" = String, Path, description = "Execution id", pattern = "^exe_[0-9a-f]{24,32}$")),
     responses((status = 200, body = ExecutionView), Problems), security(("api_key" = [])))]
 pub async fn get_execution(
     State(s): State<AppState>,
@@ -677,8 +751,8 @@ pub async fn get_execution(
 
 /// Download an artifact of an execution (by its index in `artifacts`).
 #[utoipa::path(get, path = "/v1/executions/{id}/artifacts/{index}", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), ("index" = usize, Path, description = "Index in the execution's `artifacts`")),
-    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>), Problems), security(("api_key" = [])))]
+    params(("id" = String, Path, description = "Execution id", pattern = "^exe_[0-9a-f]{24,32}$"), ("index" = u32, Path, description = "Index in the execution's `artifacts`", minimum = 0)),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream", body = inline(Binary)), Problems), security(("api_key" = [])))]
 pub async fn get_artifact(
     State(s): State<AppState>,
     p: Principal,
@@ -718,8 +792,8 @@ pub async fn get_artifact(
 /// `stderr` chunks (JSON strings) with increasing ids, then `result` (the
 /// execution, id `end`). Reconnect with `Last-Event-ID` to resume.
 #[utoipa::path(get, path = "/v1/executions/{id}/events", tag = "executions",
-    params(("id" = String, Path, description = "Execution id"), ("Last-Event-ID" = Option<String>, Header, description = "The last event id received")),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String), Problems), security(("api_key" = [])))]
+    params(("id" = String, Path, description = "Execution id", pattern = "^exe_[0-9a-f]{24,32}$"), ("Last-Event-ID" = Option<String>, Header, description = "The last event id received (`1`, `2`, … or `end`); an id the stream never sent replays it from the start")),
+    responses((status = 200, description = "An event stream: each event as described, then the stream ends", content_type = "text/event-stream", body = StreamEvent), Problems), security(("api_key" = [])))]
 pub async fn execution_events(
     State(s): State<AppState>,
     p: Principal,
@@ -731,65 +805,8 @@ pub async fn execution_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let stream = futures::stream::unfold((s, id, last, false), |(s, id, mut last, finished)| async move {
-        if finished {
-            return None;
-        }
-        let mut polls = 0u32;
-        loop {
-            if let Some(log) = s.exec.hub.get(&id) {
-                let changed = log.changed();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                let (events, _) = log.after(last.as_deref());
-                if !events.is_empty() {
-                    last = events.last().map(|e| e.id.clone());
-                    let done = last.as_deref() == Some("end");
-                    let batch: Vec<Result<SseEvent, Infallible>> = events
-                        .into_iter()
-                        .map(|e| Ok(SseEvent::default().id(e.id).event(e.kind).data(e.data)))
-                        .collect();
-                    return Some((futures::stream::iter(batch), (s, id, last, done)));
-                }
-                if last.as_deref() == Some("end") {
-                    return None;
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(15), changed).await;
-                continue;
-            }
-            // Not in memory (finished a while ago, or on another node):
-            // the stored record.
-            if last.as_deref() == Some("end") {
-                return None;
-            }
-            // Bounded: a record that never becomes final (its node is gone)
-            // ends the stream after about 15 minutes instead of polling on.
-            polls += 1;
-            if polls > 900 {
-                return None;
-            }
-            match s.store.get_execution(&id).await {
-                Ok(Some(e)) if e.status.is_final() => {
-                    let view = ExecutionView::from(e);
-                    let ev = SseEvent::default()
-                        .id("end")
-                        .event("result")
-                        .data(serde_json::to_string(&view).unwrap_or_default());
-                    return Some((
-                        futures::stream::iter(vec![Ok(ev)]),
-                        (s, id, Some("end".into()), true),
-                    ));
-                }
-                Ok(Some(_)) => {
-                    let pause = if polls < 40 { 250 } else { 1000 };
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                _ => return None,
-            }
-        }
-    });
-    use futures::StreamExt as _;
-    Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(crate::sse::events(s, id, last))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 // ---------------------------------------------------------------- audit, keys, me
@@ -797,12 +814,12 @@ pub async fn execution_events(
 /// List audit events, newest first (admin; developers for one of their
 /// plugins).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), Problems), security(("api_key" = [])))]
+    responses((status = 200, body = Page<AuditView>), Problems), security(("api_key" = [])))]
 pub async fn list_audit(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<Json<Page<AuditView>>, ApiError> {
     match p.actor.role {
         Role::Admin => {}
         Role::App => return Err(ApiError::forbidden("app keys cannot read the audit trail")),
@@ -828,24 +845,26 @@ pub async fn list_audit(
             limit: limit(q.limit)?,
         })
         .await?;
-    Ok(Json(AuditPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(Page::of(page)))
 }
 
 /// Create an API key; the secret is in this answer only (admin).
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
-    responses((status = 201, body = CreatedKey), Problems), security(("api_key" = [])))]
+    responses((status = 201, body = CreatedKey, links(("revoke" = (operation_id = "revoke_key", parameters(("id" = "$response.body#/key/id")))))), BodyProblems), security(("api_key" = [])))]
 pub async fn create_api_key(
     State(s): State<AppState>,
     p: Principal,
     ApiJson(body): ApiJson<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     p.require_admin()?;
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_field("/role", "one of admin, developer, app"))?;
-    let (key, secret) = create_key(&s.store, &p.actor.name, &body.name, role, body.app.as_deref()).await?;
+    let (key, secret) = create_key(
+        &s.store,
+        &p.actor.name,
+        &body.name,
+        body.role.into(),
+        body.app.as_deref(),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -865,9 +884,10 @@ pub async fn list_keys(State(s): State<AppState>, p: Principal) -> Result<Json<V
     ))
 }
 
-/// Revoke an API key (admin).
+/// Revoke an API key (admin). The last live admin key cannot be revoked
+/// (409 `/problems/last-admin-key`): create another admin key first.
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
-    params(("id" = String, Path, description = "Key id")),
+    params(("id" = String, Path, description = "Key id", pattern = "^key_[0-9a-f]{24,32}$")),
     responses((status = 204, description = "Revoked"), Problems), security(("api_key" = [])))]
 pub async fn revoke_key(
     State(s): State<AppState>,
@@ -875,15 +895,7 @@ pub async fn revoke_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
-    let audit = NewAudit {
-        actor: p.actor.name.clone(),
-        action: "revoke_key".into(),
-        detail: serde_json::json!({"key": id}),
-        ..Default::default()
-    };
-    if !s.store.revoke_key(&id, audit).await? {
-        return Err(ApiError::not_found(format!("no live key {id}")));
-    }
+    crate::auth::revoke_key(&s.store, &p.actor.name, &id).await?;
     s.keys.clear();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -42,6 +42,14 @@ fn random_hex(bytes: usize) -> String {
     hex(&buf)
 }
 
+/// A key's name trimmed of white space, if it is 1 to 64 characters with
+/// no control characters: the rule `views::KEY_NAME_PATTERN` states.
+pub fn valid_name(name: &str) -> Option<&str> {
+    let name = name.trim();
+    let n = name.chars().count();
+    ((1..=64).contains(&n) && !name.chars().any(char::is_control)).then_some(name)
+}
+
 /// Create a key for `name` with `role` (and `app` for app keys). Returns the
 /// stored record and the secret, which exists nowhere else.
 pub async fn create_key(
@@ -51,10 +59,9 @@ pub async fn create_key(
     role: Role,
     app: Option<&str>,
 ) -> Result<(ApiKey, String), ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+    let Some(name) = valid_name(name) else {
         return Err(ApiError::bad_field("/name", "1 to 64 printable characters"));
-    }
+    };
     if role == Role::App {
         let Some(a) = app else {
             return Err(ApiError::bad_field(
@@ -90,6 +97,48 @@ pub async fn create_key(
     };
     store.insert_key(key.clone(), audit).await?;
     Ok((key, secret))
+}
+
+/// Revocations through this process, one at a time: the last-admin check
+/// and the revocation must not interleave with another revocation.
+static REVOKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Revoke the live key `id` for `by`, refusing (409) to revoke the last
+/// live admin key: that would leave no one able to manage the server
+/// through the API (an API fuzzer once revoked the key it was using).
+pub async fn revoke_key(store: &SqlStore, by: &str, id: &str) -> Result<(), ApiError> {
+    let _one_at_a_time = REVOKING.lock().await;
+    let keys = store.list_keys().await?;
+    let live = |k: &&ApiKey| k.revoked_at.is_none();
+    let Some(key) = keys.iter().filter(live).find(|k| k.id == id) else {
+        return Err(ApiError::not_found(format!("no live key {id}")));
+    };
+    if key.role == Role::Admin
+        && !keys
+            .iter()
+            .filter(live)
+            .any(|k| k.role == Role::Admin && k.id != id)
+    {
+        return Err(ApiError::conflict_of(
+            "last-admin-key",
+            "The last admin key cannot be revoked",
+            format!(
+                "{id} is the last live admin key: revoking it would lock every admin out. \
+                 Create another admin key first (`warden admin create-key --role admin` on the \
+                 server's machine, or POST /v1/keys), then revoke this one"
+            ),
+        ));
+    }
+    let audit = NewAudit {
+        actor: by.to_owned(),
+        action: "revoke_key".into(),
+        detail: serde_json::json!({"key": id}),
+        ..Default::default()
+    };
+    if !store.revoke_key(id, audit).await? {
+        return Err(ApiError::not_found(format!("no live key {id}")));
+    }
+    Ok(())
 }
 
 /// Remembers checked keys for a short while.
@@ -212,15 +261,14 @@ impl Principal {
         }
     }
 
-    /// Admins, and developers for their own plugins.
-    pub fn require_owner(&self, owner: &str) -> Result<(), ApiError> {
+    /// Whether this key may see a plugin owned by `owner`: admins, and the
+    /// developer who owns it. Callers answer "not found" otherwise, never
+    /// naming the owner.
+    pub fn may_see_plugin(&self, owner: &str) -> bool {
         match self.actor.role {
-            Role::Admin => Ok(()),
-            Role::Developer if self.actor.name == owner => Ok(()),
-            Role::Developer => Err(ApiError::forbidden(format!(
-                "the plugin belongs to developer `{owner}`"
-            ))),
-            Role::App => Err(ApiError::forbidden("app keys cannot read plugins")),
+            Role::Admin => true,
+            Role::Developer => self.actor.name == owner,
+            Role::App => false,
         }
     }
 }

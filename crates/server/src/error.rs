@@ -2,6 +2,13 @@
 //! `application/problem+json` document. Clients get what they can act on
 //! (the field or file at fault, the state and the allowed moves); internals
 //! are logged with the request id, never sent.
+//!
+//! Building an [`ApiError`] (by hand or by a `From` conversion) has no side
+//! effect: it neither logs nor counts. Its response carries an [`Outcome`]
+//! extension with what the client is not told (the cause) and what the
+//! metrics count (a plugin failure); the request span logs the cause once
+//! (`crate::log_response`) and `crate::metrics::track_http` counts the
+//! failure once.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +75,28 @@ struct Inner {
     allowed: Option<Vec<String>>,
     retry_after: Option<u64>,
     www_authenticate: bool,
+    outcome: Outcome,
+}
+
+/// What a response carries for the server's own eyes only, as a response
+/// extension: the internal cause (for the log) and a plugin failure (for
+/// the metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The internal cause: logged once with the request id, never sent.
+    pub cause: Option<String>,
+    /// A failure to count in `warden_plugin_failures_total`.
+    pub plugin_failure: Option<PluginFailure>,
+}
+
+/// One plugin failure for the metrics: bounded labels (a plugin code and a
+/// reason), never ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFailure {
+    /// The plugin's code.
+    pub plugin: String,
+    /// Why (`integrity`, or an execution's error kind).
+    pub reason: String,
 }
 
 impl ApiError {
@@ -87,7 +116,20 @@ impl ApiError {
             allowed: None,
             retry_after: None,
             www_authenticate: false,
+            outcome: Outcome::default(),
         }))
+    }
+
+    /// The same error, carrying an internal cause for the log (never sent).
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> ApiError {
+        self.0.outcome.cause = Some(cause.to_string());
+        self
+    }
+
+    /// The internal cause, if any (for callers that report errors outside
+    /// a request, such as the command line).
+    pub fn cause(&self) -> Option<&str> {
+        self.0.outcome.cause.as_deref()
     }
 
     /// An extractor's rejection (bad JSON, wrong content type, too large),
@@ -169,6 +211,12 @@ impl ApiError {
         )
     }
 
+    /// 409 of a kind of its own (`/problems/<kind>`), for conflicts a
+    /// client handles differently from the generic one.
+    pub fn conflict_of(kind: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, kind, title, detail)
+    }
+
     /// 413.
     pub fn too_large(detail: impl Into<String>) -> ApiError {
         ApiError::new(
@@ -212,15 +260,16 @@ impl ApiError {
         )
     }
 
-    /// 500, with the cause logged and a generic message sent.
+    /// 500: a generic message is sent; the cause goes to the log with the
+    /// request id (when the response is sent, not here).
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
-        tracing::error!(error = %cause, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Internal error",
             "the server failed; the error is logged with this request's id",
         )
+        .with_cause(cause)
     }
 
     /// The status.
@@ -253,11 +302,19 @@ pub fn problem_response(status: StatusCode, body: &Problem) -> Response {
     r
 }
 
+impl std::fmt::Display for ApiError {
+    /// The detail, and the internal cause when there is one: for logs and
+    /// the command line, never for clients.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.outcome.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.0.detail),
+            None => f.write_str(&self.0.detail),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.0.status.is_server_error() {
-            tracing::warn!(status = self.0.status.as_u16(), detail = %self.0.detail, "request failed");
-        }
         let mut r = problem_response(self.0.status, &self.problem());
         if let Some(secs) = self.0.retry_after {
             r.headers_mut()
@@ -269,6 +326,7 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"warden\""),
             );
         }
+        r.extensions_mut().insert(self.0.outcome);
         r
     }
 }
@@ -282,8 +340,7 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(format!("the version changed concurrently; it is now {current}"))
             }
             StoreError::Backend(m) => {
-                tracing::error!(error = %m, "store failed");
-                ApiError::unavailable("the store is unavailable; retry shortly")
+                ApiError::unavailable("the store is unavailable; retry shortly").with_cause(m)
             }
             e @ StoreError::Corrupt { .. } => ApiError::internal(&e),
         }
@@ -313,14 +370,17 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::Conflict(m) => ApiError::conflict(m),
             RegistryError::Tampered { ref plugin, .. } => {
-                metrics::counter!("warden_plugin_failures_total", "plugin" => plugin.clone(), "reason" => "integrity")
-                    .increment(1);
-                ApiError::new(
+                let mut a = ApiError::new(
                     StatusCode::CONFLICT,
                     "integrity",
                     "The stored package failed its integrity check",
                     e.to_string(),
-                )
+                );
+                a.0.outcome.plugin_failure = Some(PluginFailure {
+                    plugin: plugin.clone(),
+                    reason: "integrity".into(),
+                });
+                a
             }
             RegistryError::Store(s) => s.into(),
             RegistryError::Io { .. } => ApiError::internal(&DisplayChain(&e)),
@@ -340,5 +400,115 @@ impl std::fmt::Display for DisplayChain<'_> {
             s = e.source();
         }
         Ok(())
+    }
+}
+
+/// Logs each response once, inside the request's span (the trace layer's
+/// `on_response`): server errors at `error` with their cause, client errors
+/// at `debug`, the rest at `debug` too. It replaces the trace layer's own
+/// failure log, so a failed request gives exactly one line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOutcome;
+
+impl<B> tower_http::trace::OnResponse<B> for LogOutcome {
+    fn on_response(self, response: &Response<B>, latency: std::time::Duration, _: &tracing::Span) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let cause = response
+            .extensions()
+            .get::<Outcome>()
+            .and_then(|o| o.cause.as_deref());
+        if response.status().is_server_error() {
+            tracing::error!(status, latency_ms, cause = cause.unwrap_or("-"), "request failed");
+        } else {
+            tracing::debug!(status, latency_ms, cause, "answered");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tower_http::trace::OnResponse;
+
+    use super::*;
+
+    /// Captures what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(f: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn conversions_neither_log_nor_leak_and_the_response_logs_once() {
+        let mut response = None;
+        let during_conversion = capture(|| {
+            let e = ApiError::from(RegistryError::Store(StoreError::Backend(
+                "disk /var/lib/warden on fire".into(),
+            )));
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(!e.problem().detail.contains("on fire"), "the cause is not sent");
+            assert_eq!(e.cause(), Some("disk /var/lib/warden on fire"));
+            let internal = ApiError::internal(&"a bug");
+            assert_eq!(internal.problem().status, 500);
+            response = Some(e.into_response());
+        });
+        assert_eq!(during_conversion, "", "conversions and rendering do not log");
+        let response = response.unwrap();
+        let logged = capture(|| {
+            LogOutcome.on_response(
+                &response,
+                std::time::Duration::from_millis(3),
+                &tracing::Span::none(),
+            );
+        });
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(
+            logged.contains("ERROR") && logged.contains("disk /var/lib/warden on fire"),
+            "{logged}"
+        );
+    }
+
+    #[test]
+    fn a_tampered_package_is_a_failure_to_count_carried_not_counted() {
+        let e = ApiError::from(RegistryError::Tampered {
+            plugin: "vendor.x.y".into(),
+            version: "1.0.0".into(),
+            expected: "aa".into(),
+            found: "bb".into(),
+        });
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        let outcome = r.extensions().get::<Outcome>().expect("the outcome rides along");
+        assert_eq!(
+            outcome.plugin_failure,
+            Some(PluginFailure {
+                plugin: "vendor.x.y".into(),
+                reason: "integrity".into()
+            })
+        );
     }
 }

@@ -44,7 +44,7 @@ use warden_store::{ObjectBlobs, SqlStore};
 
 use crate::error::{ApiError, DisplayChain, FieldError};
 use crate::events::{Hub, Log};
-use crate::views::{ExecuteQuery, ExecutionView};
+use crate::views::{ExecuteQuery, ExecutionView, Mode};
 
 type Reg = Registry<SqlStore, ObjectBlobs>;
 
@@ -342,11 +342,9 @@ impl Executor {
         body: &[u8],
         q: &ExecuteQuery,
     ) -> Result<Accepted, ApiError> {
-        let mode = match q.mode.as_deref() {
-            None => ExecutionMode::Sync,
-            Some(m) => ExecutionMode::parse(m).ok_or_else(|| {
-                ApiError::bad_field("query:mode", format!("`{m}` is not `sync` or `async`"))
-            })?,
+        let mode = match q.mode {
+            Some(Mode::Async) => ExecutionMode::Async,
+            None | Some(Mode::Sync) => ExecutionMode::Sync,
         };
         let is_async = mode == ExecutionMode::Async;
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -743,9 +741,11 @@ impl Executor {
         metrics::histogram!("warden_execution_duration_seconds", "plugin" => plugin.clone())
             .record(exec.duration_ms.unwrap_or(0.0) / 1000.0);
         if status != ExecutionStatus::Success {
-            let reason = exec.error_kind.map_or(status.as_str(), ErrorKind::as_str);
-            metrics::counter!("warden_plugin_failures_total", "plugin" => plugin, "reason" => reason)
-                .increment(1);
+            let reason = exec
+                .error_kind
+                .map_or(status.as_str(), ErrorKind::as_str)
+                .to_owned();
+            crate::metrics::plugin_failure(crate::error::PluginFailure { plugin, reason });
         }
         let view = ExecutionView::from(exec);
         log.finish(serde_json::to_string(&view).unwrap_or_default());

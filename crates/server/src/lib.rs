@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod sse;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -199,7 +200,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             .await
             .map_err(|e| StartError::Store {
                 url: redact(&url),
-                source: warden_core::StoreError::Backend(e.problem().detail),
+                source: warden_core::StoreError::Backend(e.to_string()),
             })?;
         Some(secret)
     };
@@ -352,9 +353,21 @@ pub fn openapi_json() -> String {
 }
 
 fn pretty_json(doc: &utoipa::openapi::OpenApi) -> String {
-    let mut s = doc.to_pretty_json().unwrap_or_default();
+    let mut s = fix_links(&doc.to_pretty_json().unwrap_or_default());
     s.push('\n');
     s
+}
+
+/// The document's text with the response links' fields named as OpenAPI
+/// names them: utoipa 5.5 writes `operation_id` and `operation_ref` in
+/// links where the specification says `operationId` and `operationRef`
+/// (tools that follow links ignore the others). Done on the text, which
+/// keeps the document's order: a key followed by a string value can only
+/// be a link's (schema properties are objects; quotes inside strings are
+/// escaped).
+fn fix_links(json: &str) -> String {
+    json.replace("\"operation_id\": \"", "\"operationId\": \"")
+        .replace("\"operation_ref\": \"", "\"operationRef\": \"")
 }
 
 #[derive(Clone, Default)]
@@ -378,8 +391,13 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     error::problem_response(StatusCode::METHOD_NOT_ALLOWED, &e)
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    ApiError::internal(&"a handler panicked").into_response()
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ApiError::internal(&format_args!("a handler panicked: {what}")).into_response()
 }
 
 /// The whole HTTP application over `state`.
@@ -396,7 +414,8 @@ pub fn app(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc_json) }
             }),
         )
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", doc))
+        // The UI reads the document served above (links fixed, see fix_links).
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1 << 20))
@@ -410,7 +429,11 @@ pub fn app(state: AppState) -> Router {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        })
+        .on_response(error::LogOutcome)
+        // LogOutcome logs server errors; the layer's own failure log would
+        // be a second line for the same request.
+        .on_failure(()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
         .with_state(state)
 }

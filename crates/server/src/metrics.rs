@@ -26,6 +26,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use warden_core::Store;
 
 use crate::AppState;
+use crate::error::{Outcome, PluginFailure};
 
 /// The process-wide recorder (installed once; tests start many servers).
 pub fn handle() -> PrometheusHandle {
@@ -70,7 +71,16 @@ pub async fn refresh(s: &AppState) {
     }
 }
 
-/// Count and time every request by its route template.
+/// Count one plugin failure: the one place `warden_plugin_failures_total`
+/// is incremented (executions that fail, and requests whose answer carries
+/// a [`PluginFailure`], such as an integrity failure).
+pub fn plugin_failure(failure: PluginFailure) {
+    metrics::counter!("warden_plugin_failures_total", "plugin" => failure.plugin, "reason" => failure.reason)
+        .increment(1);
+}
+
+/// Count and time every request by its route template, and count the
+/// plugin failure its answer carries, if any (see [`crate::error::Outcome`]).
 pub async fn track_http(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
@@ -79,6 +89,13 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(req).await;
+    if let Some(failure) = response
+        .extensions()
+        .get::<Outcome>()
+        .and_then(|o| o.plugin_failure.clone())
+    {
+        plugin_failure(failure);
+    }
     let status = response.status().as_u16().to_string();
     metrics::counter!("warden_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::{
-    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, Installation, Plugin, ResultMetrics,
-    Version,
+    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, ExecutionStatus, Installation, Plugin,
+    ResultMetrics, Version,
 };
 
 /// A plugin.
@@ -126,14 +126,30 @@ impl From<Version> for VersionView {
     }
 }
 
-/// A page of plugins.
+/// A page of a list: plugins by code; executions and audit events newest
+/// first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PluginPage {
-    /// Plugins, by code.
-    pub items: Vec<PluginView>,
-    /// Pass as `cursor` for the next page; absent at the end.
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` at the end.
     pub next_cursor: Option<String>,
 }
+
+impl<T> Page<T> {
+    /// The API's page of a store's page, each item made a view.
+    pub fn of<U: Into<T>>(page: warden_core::store::Page<U>) -> Page<T> {
+        Page {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// Page sizes: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// The largest page.
+pub const MAX_LIMIT: u32 = 500;
 
 /// Filters for listing plugins.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -146,6 +162,7 @@ pub struct PluginQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -153,8 +170,86 @@ pub struct PluginQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
-    /// Shown to the developer; required.
+    /// Shown to the developer; required (not only white space).
+    #[schema(pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")]
     pub reason: String,
+}
+
+/// Bytes of a file (a package, an artifact), as the OpenAPI document
+/// names them: a binary string.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {}
+
+/// A package as a request body: a binary string of at least one byte (an
+/// empty body is a 400).
+pub struct PackageBytes;
+
+impl utoipa::PartialSchema for PackageBytes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .min_length(Some(1))
+            .into()
+    }
+}
+
+impl ToSchema for PackageBytes {}
+
+/// An upload as a form: one field, `package`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The package (zip).
+    #[schema(value_type = String, format = Binary, min_length = 1)]
+    pub package: Vec<u8>,
+}
+
+/// One event of an execution's stream (`text/event-stream`). Keep-alive
+/// comments come between events while nothing happens.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// `status` (`{"status": …}`), `stdout` or `stderr` (a chunk, as a
+    /// JSON string), then `result` (the execution), after which the stream
+    /// ends.
+    #[schema(inline)]
+    pub event: StreamEventKind,
+    /// `1`, `2`, … in order, and `end` for `result`: send the last one seen
+    /// as `Last-Event-ID` to resume.
+    #[schema(pattern = "^([1-9][0-9]*|end)$")]
+    pub id: String,
+    /// JSON text.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+/// The kinds of stream events.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StreamEventKind {
+    /// A state change.
+    Status,
+    /// Output.
+    Stdout,
+    /// Output on stderr.
+    Stderr,
+    /// The execution, final.
+    Result,
 }
 
 /// An app.
@@ -183,6 +278,7 @@ impl From<App> for AppView {
 #[serde(deny_unknown_fields)]
 pub struct NewApp {
     /// 2 to 63 lowercase letters, digits or `-`, starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]{1,62}$")]
     pub id: String,
     /// Display name (default: the id).
     #[serde(default)]
@@ -237,16 +333,94 @@ pub struct UpdateInstallation {
     pub version: Option<String>,
 }
 
-/// A new API key.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A new API key. Its schema (below) states the rules [`crate::auth::create_key`]
+/// applies: a name of 1 to 64 characters once trimmed of white space, with
+/// no control characters; `app` for app keys only, and required for them.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// Principal name: the developer's name for developer keys.
     pub name: String,
-    /// `admin`, `developer` or `app`.
-    pub role: String,
+    /// The key's role.
+    pub role: KeyRole,
     /// The app, for app keys.
     pub app: Option<String>,
+}
+
+/// A key's name as a regular expression: white space (Unicode
+/// `White_Space`, which `str::trim` removes) around 1 to 64 characters
+/// that are not control characters and neither start nor end with white
+/// space. The server checks the same rule by hand (`auth::valid_name`).
+pub const KEY_NAME_PATTERN: &str = concat!(
+    "^[\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*",
+    "[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "([^\\u0000-\\u001f\\u007f-\\u009f]{0,62}",
+    "[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?",
+    "[\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$",
+);
+
+/// An app id as a regular expression (the registry's rule).
+pub const APP_ID_PATTERN: &str = "^[a-z][a-z0-9-]{1,62}$";
+
+impl utoipa::PartialSchema for NewKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let name = serde_json::json!({
+            "type": "string",
+            "description": "Principal name: the developer's name for developer keys (1 to 64 characters once trimmed, no control characters).",
+            "pattern": KEY_NAME_PATTERN,
+        });
+        let doc = serde_json::json!({
+            "description": "A new API key: `app` names the app of an app key, and only of an app key.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["name", "role"],
+                    "properties": {
+                        "name": name,
+                        "role": {"type": "string", "enum": ["admin", "developer"], "description": "The key's role."},
+                        "app": {"type": "null", "description": "Only app keys belong to an app."},
+                    },
+                    "additionalProperties": false,
+                },
+                {
+                    "type": "object",
+                    "required": ["name", "role", "app"],
+                    "properties": {
+                        "name": name,
+                        "role": {"type": "string", "enum": ["app"], "description": "The key's role."},
+                        "app": {"type": "string", "description": "The app whose plugins the key calls.", "pattern": APP_ID_PATTERN},
+                    },
+                    "additionalProperties": false,
+                },
+            ],
+        });
+        // A document built from literals above: it always parses.
+        serde_json::from_value(doc).unwrap_or_default()
+    }
+}
+
+impl ToSchema for NewKey {}
+
+/// Roles of API keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    /// Everything.
+    Admin,
+    /// Their own plugins.
+    Developer,
+    /// Call the plugins of one app.
+    App,
+}
+
+impl From<KeyRole> for warden_core::Role {
+    fn from(r: KeyRole) -> Self {
+        match r {
+            KeyRole::Admin => warden_core::Role::Admin,
+            KeyRole::Developer => warden_core::Role::Developer,
+            KeyRole::App => warden_core::Role::App,
+        }
+    }
 }
 
 /// An API key (never its secret, except once in [`CreatedKey`]).
@@ -322,8 +496,8 @@ pub struct AuditView {
     pub to_status: Option<String>,
     /// Why.
     pub reason: Option<String>,
-    /// More.
-    #[schema(value_type = Object)]
+    /// More, as the action recorded it (`null` when it recorded nothing).
+    #[schema(value_type = Option<Object>)]
     pub detail: Value,
 }
 
@@ -342,15 +516,6 @@ impl From<AuditEvent> for AuditView {
             detail: a.detail,
         }
     }
-}
-
-/// A page of audit events.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
-    /// Newest first.
-    pub items: Vec<AuditView>,
-    /// Pass as `cursor` for the next page; absent at the end.
-    pub next_cursor: Option<String>,
 }
 
 /// Filters for listing audit events.
@@ -372,6 +537,7 @@ pub struct AuditQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -449,8 +615,8 @@ pub struct ExecutionView {
     pub error_kind: Option<String>,
     /// The jail's detailed status (`ok`, `memory_limit`, …).
     pub jail_status: Option<String>,
-    /// The handler's return value (`success`).
-    #[schema(value_type = Option<Object>)]
+    /// The handler's return value (`success`): any JSON.
+    #[schema(value_type = Value)]
     pub return_value: Option<Value>,
     /// What the handler printed (capped).
     pub stdout: String,
@@ -570,15 +736,6 @@ impl From<Execution> for ExecutionView {
     }
 }
 
-/// A page of executions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExecutionPage {
-    /// Newest first.
-    pub items: Vec<ExecutionView>,
-    /// Pass as `cursor` for the next page; absent at the end.
-    pub next_cursor: Option<String>,
-}
-
 /// Filters for listing executions.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -590,7 +747,8 @@ pub struct ExecutionQuery {
     /// Only this version's.
     pub version: Option<String>,
     /// Only in this state.
-    pub status: Option<String>,
+    #[param(value_type = Option<StatusName>, inline)]
+    pub status: Option<ExecutionStatus>,
     /// Accepted at or after, Unix ms.
     pub since: Option<i64>,
     /// Accepted before, Unix ms.
@@ -598,6 +756,7 @@ pub struct ExecutionQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -607,11 +766,64 @@ pub struct ExecutionQuery {
 pub struct ExecuteQuery {
     /// `sync` (default: answer with the result) or `async` (answer 202 at
     /// once; poll or stream the execution).
-    pub mode: Option<String>,
-    /// Lower the version's timeout for this call, ms.
+    #[param(inline)]
+    pub mode: Option<Mode>,
+    /// Lower the version's timeout for this call, ms (at most the
+    /// version's own limit, else 422).
+    #[param(minimum = 1)]
     pub timeout_ms: Option<u64>,
-    /// Lower the version's memory limit for this call, MiB.
+    /// Lower the version's memory limit for this call, MiB (16 to the
+    /// version's own limit, else 422).
+    #[param(minimum = 16)]
     pub memory_mb: Option<u64>,
+}
+
+/// How an execution runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The answer is the finished execution.
+    #[default]
+    Sync,
+    /// The answer (202) is the execution as recorded; it runs on.
+    Async,
+}
+
+/// The states of an execution.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusName {
+    /// Accepted and recorded; not started.
+    Queued,
+    /// Running.
+    Running,
+    /// The handler returned a value.
+    Success,
+    /// The handler failed.
+    Failed,
+    /// Wall-clock limit.
+    Timeout,
+    /// The platform stopped it.
+    Error,
+    /// The server stopped while it ran.
+    Interrupted,
+}
+
+impl From<ExecutionStatus> for StatusName {
+    /// Exhaustive both ways: a new state in the core fails to compile here
+    /// until the document names it.
+    fn from(s: ExecutionStatus) -> StatusName {
+        match s {
+            ExecutionStatus::Queued => StatusName::Queued,
+            ExecutionStatus::Running => StatusName::Running,
+            ExecutionStatus::Success => StatusName::Success,
+            ExecutionStatus::Failed => StatusName::Failed,
+            ExecutionStatus::Timeout => StatusName::Timeout,
+            ExecutionStatus::Error => StatusName::Error,
+            ExecutionStatus::Interrupted => StatusName::Interrupted,
+        }
+    }
 }
 
 /// Liveness or readiness.

@@ -825,6 +825,158 @@ async fn operations_endpoints_answer() {
     s.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_admin_key_cannot_be_revoked() {
+    let s = server().await;
+    let me = s
+        .expect(Method::GET, "/v1/me", &s.admin, None, StatusCode::OK)
+        .await;
+    let first = me["key_id"].as_str().unwrap().to_owned();
+    // The key revoking itself, the last admin key: refused, named, still live.
+    let p = s
+        .expect(
+            Method::DELETE,
+            &format!("/v1/keys/{first}"),
+            &s.admin,
+            None,
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert_eq!(p["type"], "/problems/last-admin-key", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("warden admin create-key"),
+        "{p}"
+    );
+    s.expect(Method::GET, "/v1/me", &s.admin, None, StatusCode::OK)
+        .await;
+    // With a second admin key, the first one goes; then the second is the last.
+    let second = s.key("admin", "second", None).await;
+    s.expect(
+        Method::DELETE,
+        &format!("/v1/keys/{first}"),
+        &second,
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    s.expect(Method::GET, "/v1/me", &s.admin, None, StatusCode::UNAUTHORIZED)
+        .await;
+    let second_id = s
+        .expect(Method::GET, "/v1/me", &second, None, StatusCode::OK)
+        .await["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.expect(
+        Method::DELETE,
+        &format!("/v1/keys/{second_id}"),
+        &second,
+        None,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    // Other keys go as before; a key already revoked is not found.
+    let created = s
+        .expect(
+            Method::POST,
+            "/v1/keys",
+            &second,
+            Some(json!({"name": "alice", "role": "developer"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let dev_id = created["key"]["id"].as_str().unwrap().to_owned();
+    for expected in [StatusCode::NO_CONTENT, StatusCode::NOT_FOUND] {
+        s.expect(
+            Method::DELETE,
+            &format!("/v1/keys/{dev_id}"),
+            &second,
+            None,
+            expected,
+        )
+        .await;
+    }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn query_parameters_are_read_as_the_document_declares() {
+    let s = server().await;
+    // Enums and ranges are checked as the query is read, each problem
+    // naming its parameter; the document declares the same (see below).
+    for (query, location) in [
+        ("status=", "query:status"),
+        ("status=done", "query:status"),
+        ("limit=0", "query:limit"),
+        ("limit=501", "query:limit"),
+        ("limit=-1", "query:limit"),
+        ("since=soon", "query:since"),
+    ] {
+        let p = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions?{query}"),
+                &s.admin,
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(p["errors"][0]["location"], location, "{query}: {p}");
+    }
+    let page = s
+        .expect(
+            Method::GET,
+            "/v1/executions?status=success&limit=500",
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(
+        page["items"].is_array() && page.get("next_cursor").is_some(),
+        "{page}"
+    );
+    let doc = serde_json::to_value(warden_server::openapi()).unwrap();
+    let params = doc["paths"]["/v1/executions"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+    assert_eq!(param("limit")["minimum"], 1);
+    assert_eq!(param("limit")["maximum"], 500);
+    assert_eq!(
+        param("status")["enum"],
+        json!([
+            "queued",
+            "running",
+            "success",
+            "failed",
+            "timeout",
+            "error",
+            "interrupted"
+        ])
+    );
+    // A form upload has one field.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "package",
+            reqwest::multipart::Part::bytes(hello("vendor.a.b", "1.0.0")),
+        )
+        .text("extra", "x");
+    let dev = s.key("developer", "alice", None).await;
+    let r = s
+        .client
+        .post(s.url("/v1/plugins"))
+        .bearer_auth(&dev)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["errors"][0]["location"], "form:extra", "{p}");
+    s.stop().await.unwrap();
+}
+
 /// `docs/openapi.json` is what the code generates. To update it:
 /// `warden openapi > docs/openapi.json` (or `WARDEN_UPDATE_OPENAPI=1`).
 #[test]
@@ -839,4 +991,54 @@ fn the_committed_openapi_document_matches_the_code() {
         committed == generated,
         "docs/openapi.json drifted from the code: run `cargo run -p warden-cli -- openapi > docs/openapi.json` and commit it"
     );
+}
+
+/// Every response link names an operation of the document by `operationId`
+/// (utoipa 5.5 writes `operation_id`; `openapi_json` renames it), and each
+/// parameter it fills is one that operation takes.
+#[test]
+fn response_links_point_at_operations_of_the_document() {
+    let doc: Value = serde_json::from_str(&warden_server::openapi_json()).unwrap();
+    let mut operations = std::collections::BTreeMap::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op["operationId"].as_str() {
+                let params: Vec<String> = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect();
+                operations.insert(id.to_owned(), params);
+            }
+        }
+    }
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for response in responses.values() {
+                let Some(map) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in map {
+                    assert!(link.get("operation_id").is_none(), "{name}: {link}");
+                    let target = link["operationId"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{name}: {link}"));
+                    let params = &operations[target];
+                    for p in link["parameters"].as_object().unwrap().keys() {
+                        assert!(
+                            params.contains(p),
+                            "link {name} fills {p}, which {target} does not take"
+                        );
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 20, "only {links} links");
 }

@@ -2,6 +2,11 @@
 //! no key: allowed roles get past authorization, the others get 403, no key
 //! gets 401. An endpoint missing from the table below fails the test, so a
 //! new endpoint cannot ship without deciding who may call it.
+//!
+//! "Not yours" is answered exactly like "not there": a developer asking for
+//! another developer's plugin (any endpoint under `/v1/plugins/{code}`), or
+//! a developer or another app asking for an execution it may not see, gets
+//! the 404 a missing one gets, byte for byte but for the identifier.
 
 mod common;
 
@@ -68,6 +73,23 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
     ])
 }
 
+/// Roles that get, instead of 403, exactly the answer for a resource that
+/// does not exist: they must not learn that it does.
+fn hidden(method: &str, path: &str) -> &'static [&'static str] {
+    let allowed = table()[&(method, path)];
+    if path.starts_with("/v1/plugins/{code}") && allowed.contains(&"owner") {
+        &["dev"]
+    } else if path.starts_with("/v1/executions/{id}") {
+        &["dev", "app2"]
+    } else {
+        &[]
+    }
+}
+
+/// A plugin code and an execution id that exist nowhere.
+const MISSING_CODE: &str = "vendor.nothing.here";
+const MISSING_EXEC: &str = "exe_0000000000000000000000";
+
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
         ("POST", "/v1/apps") => Some(json!({"id": "zz-new"})),
@@ -120,19 +142,20 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         ("app", app.as_str()),
         ("app2", app2.as_str()),
     ]);
-    let fill = |path: &str| {
+    let fill_with = |path: &str, code: &str, exec: &str| {
         let id = if path.starts_with("/v1/keys") {
             spare_key.as_str()
         } else {
-            exec_id.as_str()
+            exec
         };
-        path.replace("{code}", CODE)
-            .replace("{plugin}", CODE)
+        path.replace("{code}", code)
+            .replace("{plugin}", code)
             .replace("{version}", "1.1.0")
             .replace("{app}", "shop")
             .replace("{id}", id)
             .replace("{index}", "0")
     };
+    let fill = |path: &str| fill_with(path, CODE, &exec_id);
 
     // The document's operations and the table must be the same set.
     let doc = serde_json::to_value(warden_server::openapi()).unwrap();
@@ -181,7 +204,34 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                 let r = s.call(m.clone(), &url, Some(key), body_for(method, path)).await;
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
+                // The same call for a plugin or an execution that does not exist.
+                let missing = fill_with(path, MISSING_CODE, MISSING_EXEC);
+                let r = s
+                    .call(m.clone(), &missing, Some(key), body_for(method, path))
+                    .await;
+                let missing_status = r.status();
+                let missing_text = r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .replace(MISSING_CODE, CODE)
+                    .replace(MISSING_EXEC, &exec_id);
+                if hidden(method, path).contains(role) {
+                    assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} as {role}: {text}");
+                } else {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
+                }
+                if path.starts_with("/v1/plugins/{code}") || path.starts_with("/v1/executions/{id}") {
+                    assert_eq!(
+                        (status, text.as_str()),
+                        (missing_status, missing_text.as_str()),
+                        "{method} {path} as {role}: not answered as for a missing one"
+                    );
+                    assert!(
+                        !text.contains("alice"),
+                        "{method} {path} as {role} names the owner: {text}"
+                    );
+                }
                 checked += 1;
             }
         }

@@ -123,7 +123,7 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<ExitCode> {
                 let (key, secret) = match created {
                     Ok(k) => k,
                     Err(e) => {
-                        eprintln!("{} {}", crate::style::error("error:"), e.problem().detail);
+                        eprintln!("{} {e}", crate::style::error("error:"));
                         store.close().await;
                         return Ok(ExitCode::from(2));
                     }
