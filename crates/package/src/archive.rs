@@ -7,16 +7,18 @@
 //! directory does not list. Warden adds the policy the crate does not have,
 //! all read from the central directory before a single byte is decompressed:
 //! names (UTF-8, relative, no `..`, no drive letters or backslashes, no names
-//! differing only in case), types (regular files and directories
+//! differing only in case, no control, bidirectional or invisible characters
+//! that let one name pose as another), types (regular files and directories
 //! only: no symlinks, devices, FIFOs), encryption, compression method,
 //! counts, declared sizes and compression ratios, and no bytes before the
 //! first entry. Only then are entries decompressed, each read through a cap
 //! one byte past its declared size, so a lying header cannot inflate past
 //! the limits either. Nothing is ever written to disk here.
 //!
-//! Every problem names its entry (`archive:<path>`) or the whole archive
-//! (`archive:`).
+//! Every problem names its entry (`archive:<path>`, the path escaped so the
+//! message is safe to print) or the whole archive (`archive:`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
@@ -65,40 +67,110 @@ pub struct Entry {
 
 fn problem(path: &str, message: impl Into<String>) -> Problem {
     Problem {
-        location: format!("archive:{path}"),
+        location: format!("archive:{}", escape(path)),
         message: message.into(),
     }
 }
 
+/// Why `c` may not appear in a package's file names, if it may not.
+///
+/// The set is every character that can make a file list show something other
+/// than the name: C0 and C1 controls and DEL (terminal escapes, newlines);
+/// the line and paragraph separators; the bidirectional embeddings,
+/// overrides, isolates and implicit marks (`readme\u{202e}yp.txt` shows as
+/// `readmetxt.py`); the invisible characters (Unicode's
+/// `Default_Ignorable_Code_Point`: zero-width space and joiners, U+FEFF, soft
+/// hyphen, variation selectors, tags, Hangul fillers…, plus the interlinear
+/// annotation marks U+FFF9–U+FFFB), with which `main.py` and `main\u{200b}.py`
+/// look the same; and the look-alikes of `/` and `\`, with which a file at
+/// the root seems to sit in a folder. Visible look-alike letters (Cyrillic
+/// `а` for Latin `a`) are not refused: they are ordinary letters in many
+/// languages, and a reviewer sees the file either way.
+fn refused_char(c: char) -> Option<&'static str> {
+    match c {
+        '\u{2028}' | '\u{2029}' => Some("a line or paragraph separator (it breaks a file list's lines)"),
+        c if c.is_control() => {
+            Some("a control character (it can rewrite what a terminal or a file list shows)")
+        }
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            Some("a bidirectional control (it reorders how the name is shown, so a file can pose as another)")
+        }
+        '\u{2044}' | '\u{2215}' | '\u{29f8}' | '\u{ff0f}' | '\u{2216}' | '\u{29f9}' | '\u{fe68}'
+        | '\u{ff3c}' => Some("a look-alike of `/` or `\\` (the file seems to be in another folder)"),
+        '\u{00ad}'
+        | '\u{034f}'
+        | '\u{115f}'..='\u{1160}'
+        | '\u{17b4}'..='\u{17b5}'
+        | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200d}'
+        | '\u{2060}'..='\u{2065}'
+        | '\u{206a}'..='\u{206f}'
+        | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}'
+        | '\u{feff}'
+        | '\u{ffa0}'
+        | '\u{fff0}'..='\u{fffb}'
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}' => Some("an invisible character (one name can pose as another)"),
+        _ => None,
+    }
+}
+
+/// `name` with every character a package's file name may not contain
+/// written as `\u{…}`, so that a message naming a hostile file is safe to
+/// print and shows what is really there.
+pub fn escape(name: &str) -> Cow<'_, str> {
+    if !name.chars().any(|c| refused_char(c).is_some()) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 16);
+    for c in name.chars() {
+        if refused_char(c).is_some() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Why a name is not acceptable, if it is not.
-fn bad_name(name: &str) -> Option<&'static str> {
+fn bad_name(name: &str) -> Option<Cow<'static, str>> {
+    let refuse = |why: &'static str| Some(Cow::Borrowed(why));
     if name.is_empty() || name == "/" {
-        return Some("empty name");
+        return refuse("empty name");
     }
     if name.contains('\0') {
-        return Some("the name contains a NUL byte");
+        return refuse("the name contains a NUL byte");
+    }
+    if let Some((c, why)) = name.chars().find_map(|c| Some((c, refused_char(c)?))) {
+        return Some(Cow::Owned(format!(
+            "the name contains U+{:04X}, {why}",
+            u32::from(c)
+        )));
     }
     if name.contains('\\') {
-        return Some("backslashes are not allowed in names (Windows paths escape on some tools)");
+        return refuse("backslashes are not allowed in names (Windows paths escape on some tools)");
     }
     if name.starts_with('/') {
-        return Some("absolute paths are not allowed");
+        return refuse("absolute paths are not allowed");
     }
     let b = name.as_bytes();
     if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
-        return Some("drive letters are not allowed");
+        return refuse("drive letters are not allowed");
     }
     let trimmed = name.strip_suffix('/').unwrap_or(name);
     for part in trimmed.split('/') {
         match part {
-            "" => return Some("empty path component (`//`)"),
-            "." => return Some("`.` components are not allowed"),
-            ".." => return Some("`..` components are not allowed (zip-slip)"),
+            "" => return refuse("empty path component (`//`)"),
+            "." => return refuse("`.` components are not allowed"),
+            ".." => return refuse("`..` components are not allowed (zip-slip)"),
             _ => {}
         }
     }
     if name.len() > 1024 {
-        return Some("the name is longer than 1024 bytes");
+        return refuse("the name is longer than 1024 bytes");
     }
     None
 }
@@ -208,7 +280,10 @@ fn structure_problems(archive: &mut ZipArchive<Cursor<&[u8]>>, refused: &HashSet
         if end > start {
             problems.push(problem(
                 second,
-                format!("its bytes overlap those of `{first}` (one entry hidden inside another)"),
+                format!(
+                    "its bytes overlap those of `{}` (one entry hidden inside another)",
+                    escape(first)
+                ),
             ));
         }
     }
@@ -736,6 +811,61 @@ mod tests {
     }
 
     #[test]
+    fn control_bidi_and_invisible_characters_in_names_are_refused_escaped() {
+        let zip = raw_zip(&[
+            ("notes\u{202e}yp.txt", b"x".as_slice()),
+            ("main\u{200b}.py", b"x"),
+            ("\u{feff}manifest.json", b"x"),
+            ("red\u{1b}[31m.py", b"x"),
+            ("two\nlines.py", b"x"),
+            ("c1\u{85}.py", b"x"),
+            ("del\u{7f}.py", b"x"),
+            ("iso\u{2066}late.py", b"x"),
+            ("mark\u{200f}.py", b"x"),
+            ("lib\u{2215}util.py", b"x"),
+            ("para\u{2029}graph.py", b"x"),
+            ("tag\u{e0041}.py", b"x"),
+        ]);
+        let m = messages(read(&zip, &ArchiveLimits::default()));
+        let bidi =
+            "a bidirectional control (it reorders how the name is shown, so a file can pose as another)";
+        let invisible = "an invisible character (one name can pose as another)";
+        let control = "a control character (it can rewrite what a terminal or a file list shows)";
+        assert_eq!(
+            m,
+            [
+                format!("archive:notes\\u{{202e}}yp.txt: the name contains U+202E, {bidi}"),
+                format!("archive:main\\u{{200b}}.py: the name contains U+200B, {invisible}"),
+                format!("archive:\\u{{feff}}manifest.json: the name contains U+FEFF, {invisible}"),
+                format!("archive:red\\u{{1b}}[31m.py: the name contains U+001B, {control}"),
+                format!("archive:two\\u{{a}}lines.py: the name contains U+000A, {control}"),
+                format!("archive:c1\\u{{85}}.py: the name contains U+0085, {control}"),
+                format!("archive:del\\u{{7f}}.py: the name contains U+007F, {control}"),
+                format!("archive:iso\\u{{2066}}late.py: the name contains U+2066, {bidi}"),
+                format!("archive:mark\\u{{200f}}.py: the name contains U+200F, {bidi}"),
+                "archive:lib\\u{2215}util.py: the name contains U+2215, a look-alike of `/` or `\\` (the file seems to be in another folder)".to_owned(),
+                "archive:para\\u{2029}graph.py: the name contains U+2029, a line or paragraph separator (it breaks a file list's lines)".to_owned(),
+                format!("archive:tag\\u{{e0041}}.py: the name contains U+E0041, {invisible}"),
+            ]
+        );
+        // Every message is safe to print as it is.
+        assert!(
+            m.iter().all(|l| l.chars().all(|c| refused_char(c).is_none())),
+            "{m:?}"
+        );
+        // Letters of every script, and visible symbols, stay allowed.
+        let zip = raw_zip(&[
+            ("café.py", b"x".as_slice()),
+            ("数据/处理.py", b"x"),
+            ("пример.py", b"x"),
+            ("עברית.txt", b"x"),
+            ("emoji-\u{1f600}.txt", b"x"),
+            ("a b+c=d~e.txt", b"x"),
+        ]);
+        assert_eq!(read(&zip, &ArchiveLimits::default()).unwrap().len(), 6);
+    }
+
+    #[test]
     fn a_local_header_that_disagrees_with_the_central_directory_is_refused() {
         let (body, directory, at) = two_entries();
         let zip = [body, directory.clone(), end(2, &directory, at)].concat();
@@ -939,6 +1069,17 @@ mod tests {
         assert_eq!(
             messages(read(&zip, &ArchiveLimits::default())),
             ["archive:main.py: duplicate entry"]
+        );
+        // A Unicode Path field is checked as the name it is.
+        let e = unicode_path("readme.txt", "readme\u{202e}yp.txt");
+        let a = local("readme.txt", b"x", &e);
+        let directory = central("readme.txt", b"x", &e, 0);
+        let zip = [a.clone(), directory.clone(), end(1, &directory, a.len())].concat();
+        let m = messages(read(&zip, &ArchiveLimits::default()));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("archive:readme\\u{202e}yp.txt: the name contains U+202E"),
+            "{m:?}"
         );
     }
 
