@@ -118,6 +118,68 @@ fn pack_and_test_report_problems_by_class() {
     assert_eq!(code, 2, "{err}");
 }
 
+#[test]
+fn pack_never_packs_a_package_of_its_own_plugin() {
+    let work = tempfile::tempdir().unwrap();
+    let (code, _, err) = plugin(&["init", "twice", "--runtime", "python"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let dir = work.path().join("twice");
+    let files = |zip: &Path| -> Vec<String> {
+        warden_package::open(&std::fs::read(zip).unwrap(), &Default::default())
+            .expect("the server accepts it")
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    };
+    // The package goes to dist/, which is never packed: a second pack packs
+    // exactly the same files.
+    let (code, out, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "./dist/com.example.twice-0.1.0.zip");
+    let zip = dir.join(out.trim());
+    let first = files(&zip);
+    assert!(first.contains(&"main.py".to_owned()), "{first:?}");
+    assert!(!first.iter().any(|f| f.ends_with(".zip")), "{first:?}");
+    let (code, again, err) = plugin(&["pack"], &dir);
+    assert_eq!((code, again.as_str()), (0, out.as_str()), "{err}");
+    assert_eq!(files(&zip), first, "the second pack packed something else");
+    // An output written elsewhere in the folder is left out too.
+    let (code, _, err) = plugin(&["pack", "--out", "release.zip"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(files(&dir.join("release.zip")), first);
+    let (code, _, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("left out release.zip: a package of this plugin"),
+        "{err}"
+    );
+    assert_eq!(files(&zip), first);
+    // So is every earlier version.
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["version"] = json!("0.2.0");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let (code, out, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "./dist/com.example.twice-0.2.0.zip");
+    assert_eq!(files(&dir.join(out.trim())), first);
+    // A package of another plugin is data like any other file.
+    let (code, _, err) = plugin(&["init", "other", "--runtime", "shell"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = plugin(
+        &["pack", "--out", dir.join("other.zip").to_str().unwrap()],
+        &work.path().join("other"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let mut expected = first.clone();
+    expected.push("other.zip".to_owned());
+    expected.sort();
+    assert_eq!(files(&dir.join(out.trim())), expected);
+}
+
 async fn api_key(s: &Serve, role: &str, name: &str) -> String {
     let c = super::client();
     let (st, k) = req(

@@ -160,7 +160,7 @@ pub fn raw_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// CRC-32 (IEEE), as zip wants it.
-fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &b in data {
         crc ^= u32::from(b);

@@ -225,3 +225,24 @@ fn the_report_flags_permissions_findings_and_denied_dependencies() {
     let json = serde_json::to_string(&report).unwrap();
     assert!(json.starts_with("{\"permission_changes\""), "{json}");
 }
+
+#[test]
+fn a_file_that_poses_as_another_is_refused_at_upload() {
+    // A reviewer's list would show `main.py` twice and `helpertxt.py`.
+    let zip = with(
+        MANIFEST,
+        &[
+            ("main.py", "def handler(e):\n    return e\n"),
+            ("main\u{200b}.py", "import os\n"),
+            ("helper\u{202e}yp.txt", "import socket\n"),
+        ],
+    );
+    let got = problems(&zip);
+    assert_eq!(
+        got,
+        [
+            "archive:main\\u{200b}.py: the name contains U+200B, an invisible character (one name can pose as another)",
+            "archive:helper\\u{202e}yp.txt: the name contains U+202E, a bidirectional control (it reorders how the name is shown, so a file can pose as another)",
+        ]
+    );
+}

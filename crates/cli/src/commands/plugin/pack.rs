@@ -10,9 +10,13 @@
 //!   Node.js `node_modules/@warden/sdk/`, Go `vendor/warden.dev/sdk/`, with
 //!   a local `replace` of it dropped from `go.mod`).
 //!
-//! Skipped: `.git/`, `target/`, `__pycache__/`, `*.pyc`, `.DS_Store`, zips
-//! at the top level, and whatever `.wardenignore` lists (one name, `dir/`
-//! or `*.ext` per line).
+//! The package goes to `dist/CODE-VERSION.zip` in the plugin directory,
+//! and a package never holds a package of its own plugin: skipped are hidden
+//! files and directories, `target/`, `__pycache__/`, `*.pyc`, `dist/` at the
+//! plugin's root, any earlier package of this plugin wherever it lies (a
+//! zip whose `manifest.json` has this plugin's `code`, e.g. an earlier
+//! `--out`), and whatever `.wardenignore` lists (one name, `dir/` or `*.ext`
+//! per line).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -31,7 +35,7 @@ use super::{exit, hint, plugin_dir, print_problems, read_manifest, sdk};
 pub struct PackArgs {
     /// The plugin directory [default: .].
     pub dir: Option<PathBuf>,
-    /// Where to write the package [default: ./CODE-VERSION.zip].
+    /// Where to write the package [default: DIR/dist/CODE-VERSION.zip].
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     /// Print the reviewers' report (findings) too.
@@ -78,9 +82,10 @@ fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
     }
 }
 
-/// What `pack` leaves out: every hidden file or directory (`.git`, `.env`,
-/// `.venv`, `.wardenignore` itself…), `target/`, `__pycache__/`, `*.pyc`,
-/// the output zip, and the patterns of `.wardenignore` (gitignore-like: `#`
+/// What `pack` leaves out by path: every hidden file or directory (`.git`,
+/// `.env`, `.venv`, `.wardenignore` itself…), `target/`, `__pycache__/`,
+/// `*.pyc`, `dist/` at the root (where packages are written), the output
+/// zip, and the patterns of `.wardenignore` (gitignore-like: `#`
 /// comments, `*` and `?` wildcards, a trailing `/` for directories only, a
 /// leading `/` or an inner `/` to match from the plugin's root).
 struct Ignore {
@@ -108,6 +113,9 @@ impl Ignore {
                 ("target".into(), true, false),
                 ("__pycache__".into(), true, false),
                 ("*.pyc".into(), false, false),
+                // Where `pack` writes; only at the root, so that a vendored
+                // dependency's `dist/` (`node_modules/x/dist/`) is packed.
+                (OUTPUT_DIR.into(), true, true),
             ],
             out: out.and_then(|o| o.canonicalize().ok()),
         };
@@ -160,7 +168,35 @@ impl Ignore {
 /// Files of the plugin: relative path → (bytes, executable).
 type Files = BTreeMap<String, (Vec<u8>, bool)>;
 
-fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, PackFailure> {
+/// The folder of the plugin directory that `pack` writes packages to.
+const OUTPUT_DIR: &str = "dist";
+
+/// Whether `data` is a package of the plugin `code`: an earlier output of
+/// `pack`, which a package must never hold (it would grow by a copy of
+/// itself on every pack).
+fn is_package_of(data: &[u8], code: &str) -> bool {
+    if !data.starts_with(b"PK") {
+        return false;
+    }
+    let Ok(entries) = warden_package::archive::read(data, &Policy::default().archive) else {
+        return false;
+    };
+    entries
+        .iter()
+        .find(|e| e.path == "manifest.json")
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.data).ok())
+        .is_some_and(|m| m["code"] == code)
+}
+
+/// Read the files of the plugin `code` in `dir`, leaving out what [`Ignore`]
+/// skips and earlier packages of the plugin (with a note in `notes`).
+fn collect(
+    dir: &Path,
+    out: Option<&Path>,
+    code: &str,
+    progress: bool,
+    notes: &mut Vec<String>,
+) -> Result<Files, PackFailure> {
     let ignore = Ignore::load(dir, out)?;
     let limits = Policy::default().archive;
     let mut paths = Vec::new();
@@ -185,9 +221,12 @@ fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, Pack
             if ignore.skips(&entry.path(), &rel_path, ft.is_dir()) {
                 continue;
             }
+            // Names are the plugin author's, but may be a stranger's
+            // checkout: escaped like the server's problems.
+            let shown = warden_package::archive::escape(&rel_path).into_owned();
             if ft.is_symlink() {
                 problems.push(problem(
-                    format!("archive:{rel_path}"),
+                    format!("archive:{shown}"),
                     "symbolic links are not allowed in a package: copy the file, or list it in .wardenignore",
                 ));
             } else if ft.is_dir() {
@@ -198,7 +237,7 @@ fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, Pack
                 total = total.saturating_add(size);
                 if size > limits.max_file_bytes {
                     problems.push(problem(
-                        format!("archive:{rel_path}"),
+                        format!("archive:{shown}"),
                         format!(
                             "{size} bytes; one file may have at most {} (list it in .wardenignore?)",
                             limits.max_file_bytes
@@ -208,7 +247,7 @@ fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, Pack
                 paths.push((entry.path(), rel_path));
             } else {
                 problems.push(problem(
-                    format!("archive:{rel_path}"),
+                    format!("archive:{shown}"),
                     "only regular files can be packed",
                 ));
             }
@@ -250,6 +289,13 @@ fn collect(dir: &Path, out: Option<&Path>, progress: bool) -> Result<Files, Pack
     let mut files = Files::new();
     for (abs, rel) in paths {
         let data = std::fs::read(&abs).map_err(|e| PackFailure::Other(format!("{rel}: {e}")))?;
+        if is_package_of(&data, code) {
+            notes.push(format!(
+                "left out {}: a package of this plugin (an earlier `pack` output)",
+                warden_package::archive::escape(&rel)
+            ));
+            continue;
+        }
         let executable = std::fs::metadata(&abs)
             .map(|m| m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false);
@@ -501,6 +547,7 @@ pub fn build_package(
     }
     let manifest = read_manifest(dir).map_err(|e| PackFailure::Invalid(vec![problem("manifest.json", e)]))?;
     let runtime = manifest["runtime"].as_str().unwrap_or_default().to_owned();
+    let code = manifest["code"].as_str().unwrap_or_default().to_owned();
     let entrypoint = manifest["entrypoint"]
         .as_str()
         .unwrap_or_default()
@@ -520,7 +567,7 @@ pub fn build_package(
         notes.push(format!("built {} with cargo → {entrypoint}", binary.display()));
         built = Some(data);
     }
-    let mut files = collect(dir, out, progress)?;
+    let mut files = collect(dir, out, &code, progress, notes)?;
     if let Some(data) = built {
         files.insert(entrypoint, (data, true));
     }
@@ -572,9 +619,21 @@ pub fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{} {n}", crate::style::dim("==>"));
     }
     let m = &packed.package.manifest;
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.zip", m.code, m.version)));
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            let folder = dir.join(OUTPUT_DIR);
+            if let Err(e) = std::fs::create_dir_all(&folder) {
+                eprintln!(
+                    "{} cannot create {}: {e}",
+                    crate::style::error("error:"),
+                    folder.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            folder.join(format!("{}-{}.zip", m.code, m.version))
+        }
+    };
     if let Err(e) = std::fs::write(&out, &packed.zip) {
         eprintln!(
             "{} cannot write {}: {e}",
@@ -664,5 +723,31 @@ mod tests {
         assert!(!skip("main.py", false) && !skip("assets.zip", false));
         std::fs::write(dir.path().join(".wardenignore"), "!keep\n").unwrap();
         assert!(Ignore::load(dir.path(), None).is_err());
+    }
+
+    #[test]
+    fn packages_of_the_plugin_and_dist_are_never_packed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ig = Ignore::load(dir.path(), None).unwrap_or_else(|_| panic!("loads"));
+        let p = dir.path();
+        let skip = |rel: &str, is_dir: bool| ig.skips(&p.join(rel), rel, is_dir);
+        assert!(skip("dist", true), "where packages are written");
+        assert!(!skip("dist", false), "a file named dist is the author's");
+        assert!(
+            !skip("node_modules/x/dist", true) && !skip("lib/dist", true),
+            "a dependency's dist/ is code"
+        );
+        let package = |code: &str| {
+            ZipBuilder::new()
+                .file("manifest.json", format!(r#"{{"code": "{code}"}}"#).as_bytes())
+                .file("main.py", b"")
+                .finish()
+        };
+        assert!(is_package_of(&package("a.b.c"), "a.b.c"));
+        assert!(!is_package_of(&package("a.b.other"), "a.b.c"));
+        let no_manifest = ZipBuilder::new().file("data.json", b"{}").finish();
+        assert!(!is_package_of(&no_manifest, "a.b.c"));
+        assert!(!is_package_of(b"PK\x03\x04 not really", "a.b.c"));
+        assert!(!is_package_of(br#"{"code": "a.b.c"}"#, "a.b.c"));
     }
 }
