@@ -340,6 +340,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, id: u64, mut s
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(false)
+        // A box may shut its write side once its request is sent; that
+        // must not cancel the request.
+        .half_close(true)
         .max_buf_size(limits.max_header_bytes)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);

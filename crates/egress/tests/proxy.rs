@@ -108,6 +108,22 @@ fn plain_http_is_forwarded_to_the_admitted_host_only() {
 }
 
 #[test]
+fn a_box_that_half_closes_after_its_request_gets_the_response() {
+    let up = http_upstream();
+    let port = up.addr.port();
+    let (handle, addr) = proxy(allow_upstream(port));
+    let mut s = client(addr);
+    write!(s, "GET http://upstream.test:{port}/half HTTP/1.1\r\n\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let head = read_head(&mut s);
+    assert_eq!(head.status, 200, "{head:?}");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    assert_eq!(body, "hello from upstream: GET /half HTTP/1.1");
+    assert!(only_record(&handle).allowed());
+}
+
+#[test]
 fn a_second_request_on_a_forwarded_connection_goes_nowhere() {
     let up = http_upstream();
     let port = up.addr.port();
