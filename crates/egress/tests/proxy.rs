@@ -635,6 +635,27 @@ fn a_closed_port_is_a_connect_failure() {
 }
 
 #[test]
+fn an_upstream_that_hangs_up_mid_request_is_a_502_and_a_cut() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            drop(s);
+        }
+    });
+    let (handle, addr) = proxy(allow_upstream(port));
+    let (head, _) = exchange(
+        addr,
+        format!("GET http://upstream.test:{port}/ HTTP/1.1\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(head.status, 502, "{head:?}");
+    assert_eq!(head.reason().as_deref(), Some("upstream_error"));
+    let r = only_record(&handle);
+    assert!(r.allowed(), "{r:#?}");
+    assert_eq!(r.reason(), Some(Reason::UpstreamError));
+}
+
+#[test]
 fn an_idle_tunnel_is_cut() {
     let up = echo("127.0.0.1:0");
     let port = up.addr.port();
