@@ -273,6 +273,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
             dir: dir.clone(),
             entrypoint: lang.entrypoint.into(),
             handler: "handler".into(),
+            layer: None,
         };
         runner.prewarm(&code, &CallLimits::default())?;
         let target = Target {

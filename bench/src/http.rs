@@ -233,6 +233,7 @@ impl Direct {
             dir: dir.path().to_owned(),
             entrypoint: "main.py".into(),
             handler: "handler".into(),
+            layer: None,
         };
         runner.prewarm(&code, &CallLimits::default())?;
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -64,6 +64,8 @@ names! {
         Error = "error",
         /// The server stopped (crash, restart) while it was running.
         Interrupted = "interrupted",
+        /// Someone cancelled it while it ran.
+        Cancelled = "cancelled",
     }
 }
 
@@ -113,6 +115,8 @@ names! {
         /// A queued execution's version can no longer run (deleted, its
         /// package changed or failed its hash check) by the time it started.
         VersionUnavailable = "version_unavailable",
+        /// Cancelled on request.
+        Cancelled = "cancelled",
     }
 }
 
@@ -183,6 +187,8 @@ pub enum ResultStatus {
     Timeout,
     /// The platform stopped or refused the call.
     Error,
+    /// Cancelled on request.
+    Cancelled,
 }
 
 /// The stored result of a call. Documents written by earlier versions carry

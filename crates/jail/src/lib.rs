@@ -54,7 +54,10 @@ pub use spec::{
     Bind, BoxSpec, Limits, MIB, MountSpec, OutputLimitAction, Stdin, WorkspaceSpec, default_env, system_binds,
 };
 pub use supervise::{Bounds, Capture, Ended, KilledFor, NoSink, Observed, OutputSink, Stream, classify};
-pub use workspace::{BoxDir, BoxFileError, EmptyBudget, WalkLimits, WalkReport, WorkspaceFile, escape_name};
+pub use workspace::{
+    BoxDir, BoxFileError, CopyLimits, CopyReport, EmptyBudget, WalkLimits, WalkReport, WorkspaceFile,
+    escape_name,
+};
 
 use crate::seccomp::{CompiledProfile, Profile};
 

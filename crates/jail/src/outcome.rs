@@ -25,6 +25,8 @@ pub enum Status {
     /// A syscall forbidden by the seccomp profile was attempted; the box was
     /// killed.
     Violation,
+    /// The host stopped it on request (a cancelled execution).
+    Cancelled,
     /// The jail failed to set the box up (nothing of the program ran, or the
     /// program could not be started).
     InternalError,
@@ -42,6 +44,7 @@ impl Status {
             Status::MemoryLimit => "memory_limit",
             Status::OutputLimit => "output_limit",
             Status::Violation => "violation",
+            Status::Cancelled => "cancelled",
             Status::InternalError => "internal_error",
         }
     }

@@ -78,6 +78,35 @@ impl RunningBox {
         text.split_whitespace().next()?.parse().ok()
     }
 
+    /// The host pids of processes of this box known by their pids inside
+    /// it (what the box's own programs report). Only processes of the box's
+    /// cgroup are considered, through the kernel's `NSpid` in their status;
+    /// pids without a match are left out.
+    pub fn host_pids(&mut self, inside: &[i64]) -> Vec<i32> {
+        if inside.is_empty() {
+            return Vec::new();
+        }
+        let Some(cg) = self.handle.cgroup_mut() else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for pid in cg.pids() {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                continue;
+            };
+            // "NSpid:\t<host pid>\t<pid in the box>": the innermost is last.
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|p| p.parse::<i64>().ok());
+            if inner.is_some_and(|p| inside.contains(&p)) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
     /// The slot's id.
     pub fn box_id(&self) -> u32 {
         self.handle.id()

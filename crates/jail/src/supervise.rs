@@ -190,6 +190,8 @@ pub enum KilledFor {
     /// The box stopped answering its supervisor (a stopped or silent
     /// fork-server, output held open past the end of the call).
     Unresponsive,
+    /// Someone asked for it to stop.
+    Cancelled,
 }
 
 /// Everything the host observed about one run (or one call in a live box),
@@ -275,6 +277,12 @@ pub fn classify(o: &Observed, b: &Bounds) -> (Status, Option<String>) {
                     "output passed {} bytes on one stream: the box was killed",
                     b.output_bytes
                 )),
+            );
+        }
+        Some(KilledFor::Cancelled) => {
+            return (
+                Status::Cancelled,
+                Some("cancelled: the processes were killed".into()),
             );
         }
         Some(KilledFor::Unresponsive) => {
@@ -662,6 +670,14 @@ mod tests {
                 ..Observed::default()
             }),
             Status::Timeout
+        );
+        assert_eq!(
+            status(Observed {
+                killed_for: Some(KilledFor::Cancelled),
+                ended: Some(Ended::Signaled(9)),
+                ..Observed::default()
+            }),
+            Status::Cancelled
         );
         assert_eq!(
             status(Observed {

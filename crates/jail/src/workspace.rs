@@ -436,6 +436,24 @@ impl BoxDir {
         Ok(report)
     }
 
+    /// Copy the tree at `rel` to the host directory `dest` (created here; it
+    /// must not exist, and its parent is the caller's own): directories,
+    /// regular files (mode 0644, or 0755 when the owner could execute),
+    /// and symlinks recreated as symlinks with their target text, never
+    /// followed (they are only ever resolved inside boxes). FIFOs, sockets
+    /// and devices are skipped. Stops with an error past `limits`.
+    pub fn copy_tree_out(
+        &self,
+        rel: &Path,
+        dest: &Path,
+        limits: CopyLimits,
+    ) -> Result<CopyReport, BoxFileError> {
+        let src = self.open_beneath(rel, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let mut report = CopyReport::default();
+        copy_dir(src, rel, dest, 0, limits, &mut report)?;
+        Ok(report)
+    }
+
     /// Remove everything in this directory (the directory itself stays),
     /// within `budget`. Returns false when the budget ran out or something
     /// could not be removed: the box is racing the clean-up, and the caller
@@ -457,6 +475,124 @@ impl BoxDir {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Caps on [`BoxDir::copy_tree_out`].
+#[derive(Debug, Clone, Copy)]
+pub struct CopyLimits {
+    /// Most entries (files, directories, links).
+    pub entries: usize,
+    /// Most bytes of file content.
+    pub bytes: u64,
+    /// Deepest directory level.
+    pub depth: usize,
+}
+
+/// What [`BoxDir::copy_tree_out`] copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Regular files.
+    pub files: usize,
+    /// Directories (the top one included).
+    pub dirs: usize,
+    /// Symlinks (recreated, not followed).
+    pub links: usize,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Entries skipped (FIFOs, sockets, devices).
+    pub skipped: usize,
+}
+
+fn copy_dir(
+    src: OwnedFd,
+    rel: &Path,
+    dest: &Path,
+    depth: usize,
+    limits: CopyLimits,
+    report: &mut CopyReport,
+) -> Result<(), BoxFileError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let too_big = |what: &str| BoxFileError::Io {
+        path: escape_name(rel.as_os_str().as_bytes()),
+        source: std::io::Error::other(format!("the tree holds more than {what}")),
+    };
+    let host_err = |source: std::io::Error| BoxFileError::Io {
+        path: dest.display().to_string(),
+        source,
+    };
+    if depth > limits.depth {
+        return Err(too_big(&format!("{} directory levels", limits.depth)));
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dest)
+        .map_err(host_err)?;
+    report.dirs += 1;
+    let mut entries = rustix::fs::Dir::new(src).map_err(|e| BoxFileError::from_errno(rel, e))?;
+    while let Some(entry) = entries.next() {
+        let entry = entry.map_err(|e| BoxFileError::from_errno(rel, e))?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if report.files + report.dirs + report.links >= limits.entries {
+            return Err(too_big(&format!("{} entries", limits.entries)));
+        }
+        let dir = entries.fd().map_err(|e| BoxFileError::from_errno(rel, e))?;
+        let os_name = OsStr::from_bytes(name.to_bytes());
+        let (sub_rel, sub_dest) = (rel.join(os_name), dest.join(os_name));
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| BoxFileError::from_errno(&sub_rel, e))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {
+                let sub = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| BoxFileError::from_errno(&sub_rel, e))?;
+                copy_dir(sub, &sub_rel, &sub_dest, depth + 1, limits, report)?;
+            }
+            FileType::RegularFile => {
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+                    Mode::empty(),
+                )
+                .map_err(|e| BoxFileError::from_errno(&sub_rel, e))?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| BoxFileError::from_errno(&sub_rel, e))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                    report.skipped += 1;
+                    continue;
+                }
+                let mode = if st.st_mode & 0o100 != 0 { 0o755 } else { 0o644 };
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&sub_dest)
+                    .map_err(host_err)?;
+                let left = limits.bytes.saturating_sub(report.bytes);
+                let n = std::io::copy(&mut File::from(fd).take(left + 1), &mut out).map_err(host_err)?;
+                if n > left {
+                    return Err(too_big(&format!("{} bytes", limits.bytes)));
+                }
+                report.bytes += n;
+                report.files += 1;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name, Vec::new())
+                    .map_err(|e| BoxFileError::from_errno(&sub_rel, e))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(target.to_bytes()), &sub_dest)
+                    .map_err(host_err)?;
+                report.links += 1;
+            }
+            _ => report.skipped += 1,
+        }
+    }
+    Ok(())
 }
 
 /// Remove the entries of `dir` (already open), depth-first, spending
@@ -795,6 +931,68 @@ mod tests {
         assert!(d.empty(EmptyBudget::default()));
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn trees_copy_out_with_links_as_links_and_within_caps() {
+        let (t, d) = dir();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"host").unwrap();
+        std::fs::create_dir_all(t.path().join("layer/pkg/bin")).unwrap();
+        std::fs::write(t.path().join("layer/pkg/mod.py"), b"x = 1").unwrap();
+        std::fs::write(t.path().join("layer/pkg/bin/tool"), b"#!/bin/sh").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            t.path().join("layer/pkg/bin/tool"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        symlink(outside.path().join("secret"), t.path().join("layer/pkg/evil")).unwrap();
+        symlink("../pkg/bin/tool", t.path().join("layer/tool")).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            t.path().join("layer/fifo"),
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let out = dest.path().join("copy");
+        let limits = CopyLimits {
+            entries: 100,
+            bytes: 1 << 20,
+            depth: 8,
+        };
+        let r = d.copy_tree_out(Path::new("layer"), &out, limits).unwrap();
+        assert_eq!((r.files, r.dirs, r.links, r.skipped), (2, 3, 2, 1));
+        assert_eq!(std::fs::read(out.join("pkg/mod.py")).unwrap(), b"x = 1");
+        let mode = std::fs::metadata(out.join("pkg/bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // The link is a link: its target is text, never read by the host.
+        assert_eq!(
+            std::fs::read_link(out.join("pkg/evil")).unwrap(),
+            outside.path().join("secret")
+        );
+        assert!(std::fs::symlink_metadata(out.join("fifo")).is_err());
+        // Caps.
+        let small = CopyLimits { bytes: 3, ..limits };
+        assert!(
+            d.copy_tree_out(Path::new("layer"), &dest.path().join("c2"), small)
+                .is_err()
+        );
+        let shallow = CopyLimits { depth: 1, ..limits };
+        assert!(
+            d.copy_tree_out(Path::new("layer"), &dest.path().join("c3"), shallow)
+                .is_err()
+        );
+        // A link where the tree should be is refused.
+        symlink(outside.path(), t.path().join("fake")).unwrap();
+        assert!(
+            d.copy_tree_out(Path::new("fake"), &dest.path().join("c4"), limits)
+                .is_err()
+        );
     }
 
     #[test]

@@ -19,9 +19,12 @@ mod admission;
 mod artifacts;
 mod cold;
 mod gobuild;
+pub mod layers;
+mod livecall;
 mod pycache;
 mod result;
 pub mod runtimes;
+pub mod session;
 mod warm;
 
 use std::collections::HashMap;
@@ -55,6 +58,10 @@ pub struct Code {
     pub entrypoint: String,
     /// Function name (wrapper runtimes).
     pub handler: String,
+    /// A dependency layer bound read-only into the box (a template's
+    /// packages), if any. Part of the code's identity: boxes of a key
+    /// always have the same layer.
+    pub layer: Option<layers::LayerMount>,
 }
 
 /// Limits of one call.
@@ -151,6 +158,9 @@ pub struct RunnerConfig {
     pub queue_timeout: Duration,
     /// The warm pool.
     pub warm: WarmConfig,
+    /// Dependency-layer builds running at once (each is a whole box with
+    /// pip or npm); more wait.
+    pub max_builds: usize,
 }
 
 impl Default for RunnerConfig {
@@ -161,6 +171,7 @@ impl Default for RunnerConfig {
             max_queue: 256,
             queue_timeout: Duration::from_secs(10),
             warm: WarmConfig::default(),
+            max_builds: 2,
         }
     }
 }
@@ -234,6 +245,7 @@ pub(crate) struct RunnerInner {
     pub config: RunnerConfig,
     pub admission: admission::Admission,
     pub pool: warm::WarmPool,
+    pub builds: admission::Admission,
 }
 
 impl std::fmt::Debug for Runner {
@@ -269,6 +281,8 @@ impl Runner {
                 config.queue_timeout,
             ),
             pool: warm::WarmPool::new(config.warm.clone()),
+            // Builds wait their turn (an hour at most); 64 may wait.
+            builds: admission::Admission::new(config.max_builds, 64, Duration::from_secs(3600)),
             jail,
             defs,
             wrappers,
@@ -344,6 +358,25 @@ impl Runner {
         self.inner.pool.stats()
     }
 
+    /// Install packages into a dependency layer, inside the jail (see
+    /// [`layers`]). At most `max_builds` run at once; more wait their turn.
+    pub fn build_layer(
+        &self,
+        b: layers::LayerBuild<'_>,
+    ) -> Result<layers::BuiltLayer, layers::LayerBuildError> {
+        let _turn = self.inner.builds.enter().map_err(|e| layers::LayerBuildError {
+            package: None,
+            message: format!("too many builds are waiting: {e}"),
+            log: String::new(),
+        })?;
+        layers::build(&self.inner, b)
+    }
+
+    /// Start a sandbox session's box (see [`session`]).
+    pub fn start_session(&self, spec: session::SessionSpec) -> Result<session::SessionBox, RuntimeError> {
+        session::start(&self.inner, spec)
+    }
+
     /// Build a Go plugin from `src` inside the jail, without network
     /// (vendored modules only), and write the binary to `out`.
     pub fn build_go(&self, src: &Path, out: &Path) -> Result<BuildOutput, RuntimeError> {
@@ -416,6 +449,11 @@ impl RunnerInner {
                 optional: false,
             });
         }
+        let layer_env = code.layer.as_ref().map(|l| {
+            let (bind, env) = l.bind_and_env();
+            binds.push(bind);
+            env
+        });
         spec.mounts = MountSpec {
             ro_binds: binds,
             workspace: Some(WorkspaceSpec {
@@ -426,6 +464,10 @@ impl RunnerInner {
         spec.env.retain(|(k, _)| k != "HOME");
         spec.env.push(("HOME".into(), "/workspace".into()));
         for (k, v) in &def.env {
+            spec.env.push((k.into(), v.into()));
+        }
+        if let Some((k, v)) = layer_env {
+            spec.env.retain(|(key, _)| key.to_str() != Some(k.as_str()));
             spec.env.push((k.into(), v.into()));
         }
         spec.limits = Limits {
@@ -445,6 +487,11 @@ impl RunnerInner {
         spec.stdin = Stdin::Null;
         spec
     }
+}
+
+/// A pipe for a call's output (the host keeps the read end).
+pub(crate) fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), RuntimeError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| RuntimeError::Channel(e.into()))
 }
 
 /// A memory file holding `bytes`, positioned at the start.

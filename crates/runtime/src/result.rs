@@ -21,6 +21,8 @@ pub enum CallStatus {
     /// The platform stopped the call: a limit (memory, CPU, output), a
     /// forbidden syscall, or an internal error. `jail_status` says which.
     Error,
+    /// Cancelled on request while it ran.
+    Cancelled,
 }
 
 /// The handler's error.
@@ -156,10 +158,10 @@ pub(crate) fn assemble(
             (None, Some(m)) => m.clone(),
             (None, None) => format!("the call ended with {kind}"),
         };
-        let status = if o.status == Status::Timeout {
-            CallStatus::Timeout
-        } else {
-            CallStatus::Error
+        let status = match o.status {
+            Status::Timeout => CallStatus::Timeout,
+            Status::Cancelled => CallStatus::Cancelled,
+            _ => CallStatus::Error,
         };
         (status, None, Some(err(kind, message)))
     } else {

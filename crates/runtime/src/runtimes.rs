@@ -95,6 +95,18 @@ const WRAPPERS: &[(&str, &str)] = &[
         "node/warden_wrapper.mjs",
         include_str!("../wrappers/node/warden_wrapper.mjs"),
     ),
+    (
+        "python/warden_session.py",
+        include_str!("../wrappers/python/warden_session.py"),
+    ),
+    (
+        "python/warden_repl.py",
+        include_str!("../wrappers/python/warden_repl.py"),
+    ),
+    (
+        "node/warden_repl.mjs",
+        include_str!("../wrappers/node/warden_repl.mjs"),
+    ),
 ];
 
 /// Write the wrappers under `dir` (world-readable: boxes run as other uids).

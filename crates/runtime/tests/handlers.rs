@@ -64,6 +64,7 @@ fn code(runtime: &str, dir: &Path, entrypoint: &str) -> Code {
         dir: dir.to_owned(),
         entrypoint: entrypoint.into(),
         handler: "handler".into(),
+        layer: None,
     }
 }
 

@@ -830,6 +830,7 @@ impl Executor {
             CallStatus::Failed => (ExecutionStatus::Failed, Some(ErrorKind::HandlerError)),
             CallStatus::Timeout => (ExecutionStatus::Timeout, Some(ErrorKind::Timeout)),
             CallStatus::Error => (ExecutionStatus::Error, Some(stopped_by(jail_status))),
+            CallStatus::Cancelled => (ExecutionStatus::Cancelled, Some(ErrorKind::Cancelled)),
         };
         (status, kind, result, artifacts)
     }
@@ -888,6 +889,7 @@ fn code_for(app: &str, v: &Version, dir: PathBuf, entrypoint: String, manifest: 
         dir,
         entrypoint,
         handler: manifest.handler.clone(),
+        layer: None,
     }
 }
 
@@ -914,6 +916,7 @@ fn stopped_by(jail: JailStatus) -> ErrorKind {
         JailStatus::OutputLimit => ErrorKind::OutputLimit,
         JailStatus::Violation => ErrorKind::Violation,
         JailStatus::InternalError => ErrorKind::InternalError,
+        JailStatus::Cancelled => ErrorKind::Cancelled,
         // The runtime reports a handler that ran as success or failure, so
         // these never come with `error`; should one, the platform is at fault.
         JailStatus::Ok | JailStatus::NonzeroExit => ErrorKind::Internal,
@@ -943,6 +946,7 @@ fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
             CallStatus::Failed => ResultStatus::Failed,
             CallStatus::Timeout => ResultStatus::Timeout,
             CallStatus::Error => ResultStatus::Error,
+            CallStatus::Cancelled => ResultStatus::Cancelled,
         },
         jail_status: Some(r.jail_status.as_str().to_owned()),
         stdout: r.stdout,

@@ -160,6 +160,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
                 grace: Duration::from_millis(config.warm.grace_ms),
                 ..WarmConfig::default()
             },
+            ..RunnerConfig::default()
         },
     )
     .map_err(StartError::Runtime)?;

@@ -808,6 +808,8 @@ pub enum StatusName {
     Error,
     /// The server stopped while it ran.
     Interrupted,
+    /// Cancelled on request while it ran.
+    Cancelled,
 }
 
 impl From<ExecutionStatus> for StatusName {
@@ -822,6 +824,7 @@ impl From<ExecutionStatus> for StatusName {
             ExecutionStatus::Timeout => StatusName::Timeout,
             ExecutionStatus::Error => StatusName::Error,
             ExecutionStatus::Interrupted => StatusName::Interrupted,
+            ExecutionStatus::Cancelled => StatusName::Cancelled,
         }
     }
 }

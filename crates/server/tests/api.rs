@@ -966,7 +966,8 @@ async fn query_parameters_are_read_as_the_document_declares() {
             "failed",
             "timeout",
             "error",
-            "interrupted"
+            "interrupted",
+            "cancelled"
         ])
     );
     // A form upload has one field.

@@ -221,6 +221,8 @@ fn exit_code(out: &RunOutcome) -> u8 {
         Status::CpuLimit => 152,
         Status::OutputLimit => 153,
         Status::Violation => 159,
+        // `warden run` never cancels; a signal from outside is what it would be.
+        Status::Cancelled => 130,
         Status::Signaled => 128u8.saturating_add(out.signal.unwrap_or(0) as u8),
     }
 }

@@ -219,6 +219,10 @@ impl WarmPool {
         self.codes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub(crate) fn config(&self) -> &WarmConfig {
+        &self.config
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         let codes = self.lock();
         let mut s = PoolStats {
@@ -505,8 +509,4 @@ enum CallEnd {
     /// The box was gone before the call could be judged (not the call's
     /// doing, as far as the host can tell): retry it cold.
     BoxLost(String),
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| RuntimeError::Channel(e.into()))
 }

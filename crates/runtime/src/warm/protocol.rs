@@ -19,7 +19,8 @@ pub(crate) struct CallRequest {
     pub cwd: String,
 }
 
-/// Fork-server → host.
+/// Fork-server → host, while it starts (a call's `started` and `exited` are
+/// [`crate::livecall::CallMessage`]s).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub(crate) enum ServerMessage {
@@ -35,16 +36,6 @@ pub(crate) enum ServerMessage {
         /// What the import printed (its tail).
         #[serde(default)]
         output: String,
-    },
-    /// A call's process was forked.
-    Started {
-        /// Its pid inside the box.
-        pid: i64,
-    },
-    /// A call's process ended, with its raw `wait` status.
-    Exited {
-        /// Raw status from `os.waitpid`.
-        status: i32,
     },
 }
 
@@ -65,14 +56,7 @@ mod tests {
             ServerMessage::parse(br#"{"msg":"ready","pid":7}"#),
             Some(ServerMessage::Ready { pid: 7 })
         );
-        assert_eq!(
-            ServerMessage::parse(br#"{"msg":"exited","status":256}"#),
-            Some(ServerMessage::Exited { status: 256 })
-        );
-        assert_eq!(
-            ServerMessage::parse(br#"{"msg":"started","pid":9}"#),
-            Some(ServerMessage::Started { pid: 9 })
-        );
+
         match ServerMessage::parse(
             br#"{"msg":"load_failed","error":{"type":"SyntaxError","message":"bad","line":2},"output":"x"}"#,
         ) {
@@ -93,8 +77,8 @@ mod tests {
     fn anything_else_is_not_a_message() {
         for bad in [
             &b"{}"[..],
-            br#"{"msg":"exited"}"#,
-            br#"{"msg":"exited","status":"0"}"#,
+            br#"{"msg":"ready"}"#,
+            br#"{"msg":"ready","pid":"7"}"#,
             br#"{"msg":"reboot"}"#,
             br#"{"exited": 0}"#,
             b"\xff\xfe",

@@ -19,7 +19,9 @@ import { pathToFileURL, fileURLToPath } from 'node:url';
 const RESULT_FD = 3;
 const EVENT_FD = 4;
 const READY_FD = 5;
-const CODE_DIR = '/code';
+// The plugin's code; a session's cells live elsewhere (the session agent
+// sets WARDEN_CODE_DIR).
+const CODE_DIR = process.env.WARDEN_CODE_DIR || '/code';
 const WRAPPER = fileURLToPath(import.meta.url);
 
 function trimStack(stack) {

@@ -24,7 +24,9 @@ import sys
 RESULT_FD = 3
 EVENT_FD = 4
 CONTROL_FD = 5
-CODE_DIR = "/code"
+# The plugin's code; a session's cells live elsewhere (the session agent
+# sets WARDEN_CODE_DIR).
+CODE_DIR = os.environ.get("WARDEN_CODE_DIR", "/code")
 WRAPPER_FILE = os.path.abspath(__file__)
 
 

@@ -188,6 +188,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         dir: code_dir.path().to_owned(),
         entrypoint,
         handler: m.handler.clone(),
+        layer: None,
     };
     let result = runner.invoke_cold(&code, &Invocation::new(serde_json::to_vec(&event)?, limits))?;
     let violations = match (result.status, &result.return_value) {

@@ -1,0 +1,509 @@
+//! Session boxes: one long-lived box per sandbox session, whose workspace and
+//! `/tmp` persist from one execution to the next until the session ends.
+//!
+//! The box's program is the session agent (`warden_session.py`, untrusted
+//! like everything in a box): for each execution it starts a process (a
+//! script, or a handler through the language's wrapper) or hands the code to
+//! the language's persistent interpreter (stateful cells), and reports
+//! `started`/`exited`. The host supervises each execution with the same loop
+//! as a fork-server call ([`crate::livecall`]): its wall clock, then the
+//! whole box at the wall clock plus a grace period; a cancel kills the
+//! execution's processes at once. Memory, processes and CPU are capped for
+//! the session as a whole (the box's cgroup), disk by the workspace's and
+//! `/tmp`'s sizes. Executions of one session run one at a time.
+//!
+//! Files move in and out through the jail's `BoxDir` only: beneath the
+//! workspace's descriptor, no links, regular files, non-blocking.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+use serde::{Deserialize, Serialize};
+use warden_jail::{
+    Bind, Bounds, BoxDir, Egress, EgressNet, JailError, Limits, MIB, MountSpec, OutputLimitAction,
+    PROXY_PORT, RunningBox, Stdin, WorkspaceSpec, classify,
+};
+
+use crate::layers::LayerMount;
+use crate::livecall::{self, LiveCall, NotSent};
+use crate::result::{self, HandlerResult};
+use crate::runtimes::Protocol;
+use crate::{CallLimits, OutputTap, RunnerInner, RuntimeError, artifacts, memfd_with, read_memfd};
+
+/// A session's languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Python 3 (the host's `/usr/bin/python3`).
+    Python,
+    /// JavaScript (the host's `/usr/bin/node`).
+    Javascript,
+    /// A bash script.
+    Shell,
+}
+
+impl Language {
+    /// The name the agent speaks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Javascript => "javascript",
+            Language::Shell => "shell",
+        }
+    }
+}
+
+/// How an execution's code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// A program: its output and exit code are the result.
+    Script,
+    /// `handler(event)`: its return value is the result, as for plugins.
+    Handler,
+    /// A cell of the language's persistent interpreter: variables, imports
+    /// and open files persist; the last expression's value is the result.
+    Repl,
+}
+
+impl ExecMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExecMode::Script => "script",
+            ExecMode::Handler => "handler",
+            ExecMode::Repl => "repl",
+        }
+    }
+}
+
+/// What a session box is started with.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// Memory of the whole session.
+    pub memory_bytes: u64,
+    /// Processes and threads of the whole session.
+    pub pids: u32,
+    /// CPU bandwidth, in cores.
+    pub cpu_cores: f64,
+    /// Size of the workspace.
+    pub disk_bytes: u64,
+    /// Size of `/tmp`.
+    pub tmp_bytes: u64,
+    /// Longest the box lives (the host's sweeper usually ends it first).
+    pub max_lifetime: Duration,
+    /// Environment of every execution (validated by the platform).
+    pub env: Vec<(String, String)>,
+    /// The template's dependency layer, if any.
+    pub layer: Option<LayerMount>,
+    /// Hosts the session may reach through the egress proxy (`host[:port]`);
+    /// empty: no network at all.
+    pub egress: Vec<String>,
+    /// Seed files, written into the workspace before the agent starts.
+    pub files: Vec<SeedFile>,
+}
+
+/// A file put into a new session's workspace.
+#[derive(Debug, Clone)]
+pub struct SeedFile {
+    /// Path relative to the workspace.
+    pub path: String,
+    /// Content.
+    pub bytes: Vec<u8>,
+}
+
+impl Default for SessionSpec {
+    fn default() -> Self {
+        SessionSpec {
+            memory_bytes: 512 * MIB,
+            pids: 128,
+            cpu_cores: 1.0,
+            disk_bytes: 1024 * MIB,
+            tmp_bytes: 256 * MIB,
+            max_lifetime: Duration::from_secs(24 * 3600),
+            env: Vec::new(),
+            layer: None,
+            egress: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// One execution in a session.
+#[derive(Clone)]
+pub struct SessionExec {
+    /// Its language.
+    pub language: Language,
+    /// How it runs.
+    pub mode: ExecMode,
+    /// The code.
+    pub code: Vec<u8>,
+    /// The event (handler mode).
+    pub event: Vec<u8>,
+    /// Limits (within the session's).
+    pub limits: CallLimits,
+    /// Environment added for this execution.
+    pub env: Vec<(String, String)>,
+    /// Where output goes as it comes.
+    pub tap: Option<OutputTap>,
+}
+
+/// What an execution did, beyond the call's result.
+#[derive(Debug, Clone)]
+pub struct SessionOutcome {
+    /// The result, in the same shape as a plugin call's.
+    pub result: HandlerResult,
+    /// The persistent interpreter had died (a crash or timeout of an earlier
+    /// cell) and was started anew for this one: its state is gone.
+    pub interpreter_restarted: bool,
+    /// The persistent interpreter ended with this cell (it crashed or timed
+    /// out); the next cell starts a new one.
+    pub interpreter_died: bool,
+}
+
+struct Inner {
+    running: RunningBox,
+    ctl: OwnedFd,
+    agent_pid: i32,
+    /// The agent's own stderr (non-blocking): its last words if it dies.
+    agent_err: OwnedFd,
+    proxy: Option<(EgressNet, warden_egress::ProxyHandle)>,
+}
+
+/// A session's box. Executions run one at a time; a cancel may come from
+/// another thread. Dropping it kills the box and frees its slot.
+pub struct SessionBox {
+    inner: Mutex<Option<Inner>>,
+    /// Write a byte here to cancel the running execution.
+    cancel_w: OwnedFd,
+    cancel_r: OwnedFd,
+    workspace: BoxDir,
+    grace: Duration,
+    started: Instant,
+}
+
+impl std::fmt::Debug for SessionBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBox").finish_non_exhaustive()
+    }
+}
+
+fn channel(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Channel(std::io::Error::other(e.to_string()))
+}
+
+pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, RuntimeError> {
+    let mut handle = rt.jail.acquire()?;
+    handle.prepare_workspace(spec.disk_bytes)?;
+    let workspace = handle.workspace()?;
+    for f in &spec.files {
+        let path = Path::new(&f.path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut dir = std::path::PathBuf::new();
+            for c in parent.components() {
+                dir.push(c);
+                workspace.ensure_dir(&dir, 0o755).map_err(JailError::from)?;
+            }
+        }
+        workspace
+            .write_file(path, &mut f.bytes.as_slice(), spec.disk_bytes)
+            .map_err(JailError::from)?;
+    }
+    let (host, boxed) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| RuntimeError::Channel(e.into()))?;
+    let mut box_spec =
+        warden_jail::BoxSpec::command(["/usr/bin/python3", "-S", "-B", "/warden/python/warden_session.py"]);
+    let mut binds = warden_jail::system_binds();
+    binds.push(Bind {
+        host: rt.wrappers.clone(),
+        target: "/warden".into(),
+        optional: false,
+    });
+    let mut env = vec![
+        ("HOME".to_owned(), "/workspace".to_owned()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+    ];
+    if let Some(layer) = &spec.layer {
+        let (bind, e) = layer.bind_and_env();
+        binds.push(bind);
+        env.push(e);
+    }
+    let mut proxy = None;
+    if !spec.egress.is_empty() {
+        binds.push(Bind::same("/etc/ssl/certs"));
+        let net = EgressNet::create(PROXY_PORT)?;
+        let policy = warden_egress::Policy::new(spec.egress.iter().map(String::as_str)).map_err(|e| {
+            RuntimeError::Channel(std::io::Error::other(format!("the session's allow-list: {e}")))
+        })?;
+        let listener = net.listener.try_clone().map_err(RuntimeError::Channel)?;
+        let handle = warden_egress::serve(listener, policy).map_err(channel)?;
+        let url = format!("http://127.0.0.1:{}", net.port);
+        for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            env.push((k.into(), url.clone()));
+        }
+        env.push(("NODE_EXTRA_CA_CERTS".into(), crate::layers::HOST_CA_BUNDLE.into()));
+        box_spec.egress = Some(Egress {
+            netns: net.netns.try_clone().map_err(RuntimeError::Channel)?,
+            port: net.port,
+        });
+        proxy = Some((net, handle));
+    }
+    env.extend(spec.env.iter().cloned());
+    for (k, v) in env {
+        box_spec.env.retain(|(key, _)| key.to_str() != Some(k.as_str()));
+        box_spec.env.push((k.into(), v.into()));
+    }
+    box_spec.mounts = MountSpec {
+        ro_binds: binds,
+        workspace: Some(WorkspaceSpec {
+            size_bytes: spec.disk_bytes,
+        }),
+    };
+    box_spec.cwd = "/workspace".into();
+    box_spec.limits = Limits {
+        wall_time: spec.max_lifetime + Duration::from_secs(60),
+        cpu_time: None,
+        memory_bytes: Some(spec.memory_bytes),
+        pids: Some(spec.pids),
+        cpu_cores: Some(spec.cpu_cores),
+        // The workspace's and /tmp's sizes cap the disk; one file may fill
+        // either (the size limit is there to stop runaway files elsewhere).
+        file_size_bytes: spec.disk_bytes.max(spec.tmp_bytes).max(MIB) + MIB,
+        open_files: 1024,
+        stack_bytes: 8 * MIB,
+        output_bytes: 64 * 1024,
+        tmp_bytes: spec.tmp_bytes,
+    };
+    box_spec.on_output_limit = OutputLimitAction::Truncate;
+    box_spec.stdin = Stdin::Null;
+    box_spec.extra_fds.push((boxed, 5));
+    let mut running = handle.spawn(box_spec)?;
+    drop(running.take_stdout());
+    let agent_err = running
+        .take_stderr()
+        .ok_or_else(|| channel("the session box has no stderr"))?;
+    rustix::fs::fcntl_setfl(&agent_err, rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| RuntimeError::Channel(e.into()))?;
+    let deadline = Instant::now() + rt.pool.config().start_timeout;
+    let agent_pid = wait_ready(&host, &mut running, deadline)?;
+    running.protect_from_oom(running.init_pid());
+    running.protect_from_oom(agent_pid);
+    let (cancel_r, cancel_w) = livecall::cancel_pipe().map_err(RuntimeError::Channel)?;
+    Ok(SessionBox {
+        inner: Mutex::new(Some(Inner {
+            running,
+            ctl: host,
+            agent_pid,
+            agent_err,
+            proxy,
+        })),
+        cancel_w,
+        cancel_r,
+        workspace,
+        grace: rt.pool.config().grace,
+        started: Instant::now(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Ready {
+    msg: String,
+}
+
+fn wait_ready(ctl: &OwnedFd, running: &mut RunningBox, deadline: Instant) -> Result<i32, RuntimeError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::net::recv(ctl, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n > 0 => {
+                let ok = serde_json::from_slice::<Ready>(&buf[..n]).is_ok_and(|r| r.msg == "ready");
+                if !ok {
+                    return Err(channel("the session agent's first message was not `ready`"));
+                }
+                return running
+                    .program_pid()
+                    .ok_or_else(|| channel("the session agent has no pid"));
+            }
+            Ok(_) => return Err(channel("the session agent closed its channel")),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(RuntimeError::Channel(e.into())),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            running.kill();
+            return Err(channel("the session agent did not start in time"));
+        }
+        let pidfd = running.pidfd();
+        let mut fds = [
+            PollFd::new(ctl, PollFlags::IN),
+            PollFd::new(&pidfd, PollFlags::IN),
+        ];
+        let ts = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        });
+        let _ = poll(&mut fds, Some(&ts));
+        if !fds[1].revents().is_empty() && fds[0].revents().is_empty() {
+            let events = running.read_events();
+            return Err(channel(format!(
+                "the session box died while starting: {events:?}"
+            )));
+        }
+    }
+}
+
+impl SessionBox {
+    /// The workspace, for file uploads, downloads and listings (every path
+    /// resolved beneath it; nothing the box planted is followed).
+    pub fn workspace(&self) -> &BoxDir {
+        &self.workspace
+    }
+
+    /// How long the box has lived.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the box is still alive (its init has not exited).
+    pub fn is_alive(&self) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(inner) = guard.as_mut() else { return false };
+
+        let pidfd = inner.running.pidfd();
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    }
+
+    /// Memory the session's box holds now (its cgroup's usage), when known.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        let mut guard = self.inner.lock().ok()?;
+        guard.as_mut()?.running.cgroup_mut()?.memory_usage()
+    }
+
+    /// Cancel the running execution (if any): its processes are killed and
+    /// it ends `cancelled`. True when a cancel was signalled.
+    pub fn cancel(&self) -> bool {
+        rustix::io::write(&self.cancel_w, &[1]).is_ok()
+    }
+
+    /// Run one execution, waiting for any running one to end first.
+    pub fn exec(&self, x: &SessionExec) -> Result<SessionOutcome, RuntimeError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = guard.as_mut().ok_or_else(|| channel("the session has ended"))?;
+        // A cancel sent while nothing ran is stale.
+        let mut drain = [0u8; 64];
+        while rustix::io::read(&self.cancel_r, &mut drain).is_ok_and(|n| n > 0) {}
+        let limits = &x.limits;
+        let code = memfd_with(c"warden-code", &x.code)?;
+        let event = memfd_with(c"warden-event", &x.event)?;
+        let result = memfd_with(c"warden-result", b"")?;
+        let (out_r, out_w) = crate::pipe()?;
+        let (err_r, err_w) = crate::pipe()?;
+        let cpu_seconds = limits.cpu_time.as_secs() + u64::from(limits.cpu_time.subsec_nanos() > 0);
+        let request = serde_json::json!({
+            "op": "exec",
+            "mode": x.mode.as_str(),
+            "language": x.language.as_str(),
+            "cpu_seconds": cpu_seconds.max(1),
+            "env": x.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        })
+        .to_string();
+        let init_pid = inner.running.init_pid();
+        let sent = livecall::run(
+            LiveCall {
+                running: &mut inner.running,
+                ctl: &inner.ctl,
+                keep: vec![init_pid, inner.agent_pid],
+                limits,
+                cgroup: None,
+                grace: self.grace,
+                tap: x.tap.as_ref(),
+                cancel: Some(self.cancel_r.as_fd()),
+            },
+            request.as_bytes(),
+            vec![
+                code,
+                event,
+                out_w,
+                err_w,
+                result.try_clone().map_err(RuntimeError::Channel)?,
+            ],
+            out_r,
+            err_r,
+        );
+        let end = match sent {
+            Ok(end) => end,
+            Err(NotSent(why)) => {
+                *guard = None;
+                return Err(channel(format!("the session's box is gone: {why}")));
+            }
+        };
+        if end.box_died && end.observed.ended.is_none() {
+            let mut words = [0u8; 4096];
+            let n = rustix::io::read(&inner.agent_err, &mut words).unwrap_or(0);
+            tracing::warn!(
+                agent = %String::from_utf8_lossy(&words[..n]),
+                "a session's agent died during an execution"
+            );
+        }
+        let (restarted, died) = (end.restarted, end.interpreter_died);
+        let dead = end.box_died || end.spoiled;
+        let bounds = Bounds {
+            wall_time: limits.timeout,
+            cpu_time: (x.mode != ExecMode::Repl).then_some(limits.cpu_time),
+            memory_bytes: None,
+            output_bytes: limits.output_bytes,
+        };
+        let (status, message) = classify(&end.observed, &bounds);
+        let doc = read_memfd(&result, limits.result_bytes);
+        let protocol = match x.mode {
+            ExecMode::Script => Protocol::Raw,
+            ExecMode::Handler | ExecMode::Repl => Protocol::Wrapper,
+        };
+        let artifacts = if dead {
+            Vec::new()
+        } else {
+            artifacts::collect(inner.running.handle(), limits.workspace_bytes)
+        };
+        let outcome = end.outcome(status, message, 0, &inner.running);
+        let result = result::assemble(protocol, outcome, doc, limits.result_bytes, artifacts, true);
+        if dead {
+            // The box is gone or cannot be trusted to serve again.
+            if let Some(inner) = guard.take() {
+                inner.running.kill();
+            }
+        }
+        Ok(SessionOutcome {
+            result,
+            interpreter_restarted: restarted,
+            interpreter_died: died,
+        })
+    }
+
+    /// End the session: kill the box, stop its proxy, free its slot (the
+    /// workspace goes with it). Returns the egress proxy's report, if any.
+    pub fn terminate(&self) -> Option<warden_egress::Report> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        inner.running.kill();
+        let report = inner.proxy.map(|(_, p)| p.stop());
+        drop(inner.running);
+        report
+    }
+}
+
+impl Drop for SessionBox {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
