@@ -436,6 +436,72 @@ impl BoxDir {
         Ok(report)
     }
 
+    /// What is at `rel` (never following a link there: a link is reported
+    /// as one).
+    pub fn stat(&self, rel: &Path) -> Result<EntryInfo, BoxFileError> {
+        let (parent, name) = match rel.file_name() {
+            Some(_) => self.parent_of(rel)?,
+            None => {
+                check_rel(rel)?;
+                let fd = self.open_beneath(rel, OFlags::DIRECTORY | OFlags::RDONLY)?;
+                let st = rustix::fs::fstat(&fd).map_err(|e| BoxFileError::from_errno(rel, e))?;
+                return Ok(EntryInfo::from_stat(String::new(), &st));
+            }
+        };
+        let st = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| BoxFileError::from_errno(rel, e))?;
+        Ok(EntryInfo::from_stat(name.to_string_lossy().into_owned(), &st))
+    }
+
+    /// The entries of the directory `rel` (not recursive), at most `max`;
+    /// the flag says whether there were more.
+    pub fn read_dir(&self, rel: &Path, max: usize) -> Result<(Vec<EntryInfo>, bool), BoxFileError> {
+        let dir = self.open_beneath(rel, OFlags::DIRECTORY | OFlags::RDONLY)?;
+        let mut entries = rustix::fs::Dir::new(dir).map_err(|e| BoxFileError::from_errno(rel, e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = entries.next() {
+            let entry = entry.map_err(|e| BoxFileError::from_errno(rel, e))?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if out.len() >= max {
+                return Ok((out, true));
+            }
+            let dir = entries.fd().map_err(|e| BoxFileError::from_errno(rel, e))?;
+            // Gone between the listing and the stat: not there.
+            let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(name.to_bytes()).into_owned();
+            out.push(EntryInfo::from_stat(name, &st));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((out, false))
+    }
+
+    /// Remove the file, link or directory tree at `rel` (a link is removed,
+    /// never followed), within `budget`.
+    pub fn remove(&self, rel: &Path, budget: EmptyBudget) -> Result<(), BoxFileError> {
+        let (parent, name) = self.parent_of(rel)?;
+        let name_c = std::ffi::CString::new(name.as_bytes()).map_err(|_| BoxFileError::InvalidPath {
+            path: escape_name(rel.as_os_str().as_bytes()),
+            reason: "it contains a NUL byte",
+        })?;
+        if let Err(e) = rustix::fs::statat(&parent, name_c.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            return Err(BoxFileError::from_errno(rel, e));
+        }
+        let mut left = budget.entries;
+        if remove_entry(parent.as_fd(), name_c.as_c_str(), budget.depth, &mut left) {
+            Ok(())
+        } else {
+            Err(BoxFileError::Io {
+                path: escape_name(rel.as_os_str().as_bytes()),
+                source: std::io::Error::other("it could not be removed whole (it is too large or changing)"),
+            })
+        }
+    }
+
     /// Copy the tree at `rel` to the host directory `dest` (created here; it
     /// must not exist, and its parent is the caller's own): directories,
     /// regular files (mode 0644, or 0755 when the owner could execute),
@@ -474,6 +540,49 @@ impl BoxDir {
     /// The directory's descriptor (for `fstatfs` checks by callers).
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// What kind of entry a [`EntryInfo`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link (never followed by the host).
+    Link,
+    /// A FIFO, socket or device.
+    Other,
+}
+
+/// One entry of a box directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// Its name (lossy UTF-8; escape it before showing it to a person).
+    pub name: String,
+    /// Its kind.
+    pub kind: EntryKind,
+    /// Size in bytes (of the link itself, for a link).
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    pub modified_ms: i64,
+}
+
+impl EntryInfo {
+    fn from_stat(name: String, st: &rustix::fs::Stat) -> EntryInfo {
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => EntryKind::File,
+            FileType::Directory => EntryKind::Directory,
+            FileType::Symlink => EntryKind::Link,
+            _ => EntryKind::Other,
+        };
+        EntryInfo {
+            name,
+            kind,
+            size: st.st_size as u64,
+            modified_ms: st.st_mtime * 1000 + (st.st_mtime_nsec / 1_000_000) as i64,
+        }
     }
 }
 
@@ -993,6 +1102,45 @@ mod tests {
             d.copy_tree_out(Path::new("fake"), &dest.path().join("c4"), limits)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn entries_are_listed_stated_and_removed_without_following_links() {
+        let (t, d) = dir();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"k").unwrap();
+        std::fs::create_dir_all(t.path().join("sub/deeper")).unwrap();
+        std::fs::write(t.path().join("sub/deeper/f"), b"12345").unwrap();
+        std::fs::write(t.path().join("a.txt"), b"abc").unwrap();
+        symlink(outside.path(), t.path().join("link")).unwrap();
+        let (entries, more) = d.read_dir(Path::new(""), 10).unwrap();
+        assert!(!more);
+        let kinds: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a.txt", EntryKind::File),
+                ("link", EntryKind::Link),
+                ("sub", EntryKind::Directory)
+            ]
+        );
+        assert_eq!(entries[0].size, 3);
+        assert!(entries[0].modified_ms > 0);
+        assert_eq!(d.read_dir(Path::new(""), 1).unwrap().1, true);
+        assert_eq!(d.stat(Path::new("link")).unwrap().kind, EntryKind::Link);
+        assert!(
+            d.read_dir(Path::new("link"), 10).is_err(),
+            "a link is never listed through"
+        );
+        // Removing the link removes the link only.
+        d.remove(Path::new("link"), EmptyBudget::default()).unwrap();
+        assert!(outside.path().join("keep").exists());
+        d.remove(Path::new("sub"), EmptyBudget::default()).unwrap();
+        assert!(!t.path().join("sub").exists());
+        assert!(matches!(
+            d.remove(Path::new("nothing"), EmptyBudget::default()),
+            Err(BoxFileError::NotFound(_))
+        ));
     }
 
     #[test]
