@@ -195,3 +195,8 @@ export function writeResult(name, text) {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, name), text);
 }
+
+/** Follow an entry of the main navigation. */
+export async function nav(page, label) {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label, exact: true }).click();
+}

@@ -48,7 +48,7 @@ function toRjsf(units: OutputUnit[]): RJSFValidationError[] {
       property,
       message,
       params: {},
-      stack: `${property} ${message}`.trim(),
+      stack: `${property.replace(/^\./, '') || 'the event'}: ${message}`,
       schemaPath: u.keywordLocation,
     };
   });

@@ -13,6 +13,7 @@ import { ExecutionDetail } from '../components/ExecutionDetail';
 import { PageTitle, ProblemView, useLoad } from '../components/common';
 import { useSession } from '../session';
 import { validator } from '../form/validator';
+import { buttonTemplates } from '../form/buttons';
 
 interface Target {
   version?: string;
@@ -74,6 +75,7 @@ export default function TryPlugin({ app, code }: { app: string; code: string }) 
           <Form
             schema={t.data.schema}
             validator={validator}
+            templates={{ ButtonTemplates: buttonTemplates }}
             formData={formData}
             onChange={(e) => setFormData(e.formData)}
             onSubmit={(e) => void run(e.formData)}
