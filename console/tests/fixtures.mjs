@@ -56,3 +56,17 @@ export function broken() {
     { 'main.py': 'def handler(event):\n    return event\n' },
   );
 }
+
+export const QUICK = 'tests.console.quick';
+
+/** A plugin that answers at once (and fails when asked to): load for the charts. */
+export function quick() {
+  return pack(
+    pythonManifest(QUICK, {
+      name: 'Quick',
+      description: 'Echoes its event; fails when the event says so.',
+      input_schema: { type: 'object', properties: { fail: { type: 'boolean', title: 'Fail' } } },
+    }),
+    { 'main.py': 'def handler(event):\n    if event.get("fail"):\n        raise RuntimeError("asked to fail")\n    return {"echo": event}\n' },
+  );
+}
