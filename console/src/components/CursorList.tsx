@@ -16,14 +16,7 @@ export interface Column<T> {
   className?: string;
 }
 
-export function CursorList<T>({
-  load,
-  columns,
-  rowKey,
-  filterKey,
-  empty,
-  label,
-}: {
+type Props<T> = {
   /** One page: the cursor of the page to load (undefined for the first). */
   load: (cursor: string | undefined) => Promise<Page<T>>;
   columns: Column<T>[];
@@ -32,18 +25,27 @@ export function CursorList<T>({
   filterKey: string;
   empty: string;
   label: string;
-}) {
+};
+
+/** New filters make a new list (from its first page): one request, not a
+ *  request for the old cursor followed by one for the first page. */
+export function CursorList<T>(props: Props<T>) {
+  return <Pages key={props.filterKey} {...props} />;
+}
+
+function Pages<T>({
+  load,
+  columns,
+  rowKey,
+  empty,
+  label,
+}: Props<T>) {
   // The cursors of the pages before this one, so Previous needs no state on the server.
   const [trail, setTrail] = useState<(string | undefined)[]>([]);
   const [cursor, setCursor] = useState<string | undefined>();
   const [page, setPage] = useState<Page<T>>();
   const [error, setError] = useState<unknown>();
   const [loading, setLoading] = useState(false);
-
-  useEffect(() => {
-    setTrail([]);
-    setCursor(undefined);
-  }, [filterKey]);
 
   useEffect(() => {
     let live = true;
@@ -61,7 +63,7 @@ export function CursorList<T>({
       live = false;
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [cursor, filterKey]);
+  }, [cursor]);
 
   return (
     <div className="cursor-list" aria-busy={loading}>
