@@ -16,9 +16,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(here, '../..');
 const require = createRequire(import.meta.url);
 
-/** Screenshots go to docs/console/ when WARDEN_CONSOLE_SCREENSHOTS=docs, else beside the test results. */
-export const SHOTS =
-  process.env.WARDEN_CONSOLE_SCREENSHOTS === 'docs' ? join(ROOT, 'docs/console') : join(ROOT, 'console/test-results/screenshots');
+/** Screenshots go beside the test results; with WARDEN_CONSOLE_SCREENSHOTS=docs
+ *  the main pages' go to docs/console/, which docs/console.md shows. */
+const SHOTS = join(ROOT, 'console/test-results/screenshots');
+const DOCS = join(ROOT, 'docs/console');
+const DOC_PAGES = new Set([
+  'signin', 'review-queue', 'version-report', 'version-files', 'plugins', 'upload-problems', 'app',
+  'try', 'try-live', 'executions', 'execution', 'operations', 'keys', 'audit',
+]);
 
 export function wardenBin() {
   if (process.env.WARDEN_BIN) return process.env.WARDEN_BIN;
@@ -186,8 +191,9 @@ export async function axe(page) {
 }
 
 export async function shot(page, name) {
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+  const dir = process.env.WARDEN_CONSOLE_SCREENSHOTS === 'docs' && DOC_PAGES.has(name) ? DOCS : SHOTS;
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, `${name}.png`), fullPage: false });
 }
 
 export function writeResult(name, text) {

@@ -40,7 +40,7 @@ const NAV = {
 };
 
 for (const role of ['admin', 'developer', 'app']) {
-  test(`a ${role} key sees what its role may do, and the key stays in this tab`, async () => {
+  test(`${role === 'admin' ? 'an' : 'a'} ${role} key sees what its role may do, and the key stays in this tab`, async () => {
     const page = await newPage(browser);
     await signIn(page, server.base, keys[role]);
     assert.match(await page.getByTestId('whoami').textContent(), new RegExp(role));
