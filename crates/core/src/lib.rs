@@ -6,6 +6,7 @@
 //! speak HTTP (`warden-server` parses requests into calls on the core and
 //! renders its results).
 
+pub mod event;
 pub mod execution;
 pub mod lifecycle;
 pub mod model;
@@ -21,5 +22,5 @@ pub use model::{Actor, ApiKey, App, AuditEvent, Installation, Plugin, Role, Vers
 pub use registry::{GoBuilder, Registry, RegistryError};
 pub use store::{
     AuditFilter, Blobs, Counts, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    Store, StoreError, Transition,
+    Revoked, Store, StoreError, Transition,
 };

@@ -201,9 +201,11 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         match actor.role {
             Role::Admin => Ok(()),
             Role::Developer if actor.name == plugin.owner => Ok(()),
+            // Never the owner's name: one developer learns nothing about
+            // another (reads answer 404, as for a plugin that does not exist).
             Role::Developer => Err(RegistryError::Forbidden(format!(
-                "plugin {} belongs to developer `{}`",
-                plugin.code, plugin.owner
+                "plugin {} belongs to another developer",
+                plugin.code
             ))),
             Role::App => Err(RegistryError::Forbidden("apps cannot manage plugins".into())),
         }

@@ -308,8 +308,26 @@ pub trait Store: Send + Sync + 'static {
     fn find_key_by_hash(&self, hash: &str) -> impl Future<Output = R<Option<ApiKey>>> + Send;
     /// Revoke a key. False when it did not exist or was revoked already.
     fn revoke_key(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<bool>> + Send;
+    /// Revoke a key unless it is the last live admin key, atomically: two
+    /// revocations racing on several nodes never leave no admin key.
+    fn revoke_key_keeping_an_admin(
+        &self,
+        id: &str,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Revoked>> + Send;
     /// All keys (hashes are never returned).
     fn list_keys(&self) -> impl Future<Output = R<Vec<ApiKey>>> + Send;
+}
+
+/// What [`Store::revoke_key_keeping_an_admin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The key is revoked.
+    Done,
+    /// No live key by that id.
+    NotFound,
+    /// It is the last live admin key: left alone.
+    LastAdmin,
 }
 
 /// Package blobs, content-addressed by their SHA-256.

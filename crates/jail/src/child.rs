@@ -63,6 +63,8 @@ pub(crate) struct ChildPlan {
     pub landlock_abi: u32,
     /// Landlock rules, paths relative to the new root.
     pub landlock_rules: Vec<(CString, u64)>,
+    /// The one TCP port the box may connect to (its egress proxy), if any.
+    pub landlock_connect_port: Option<u16>,
     /// Resource limits for init and the program.
     pub rlimits: Vec<Rlimit>,
     /// Uid and gid of the box.
@@ -351,6 +353,12 @@ fn init_setup(plan: &mut ChildPlan) -> Result<Running, Fail> {
             let target = ll::open_path(rustix::fs::CWD, path).map_err(fail_sys(Step::LandlockRulePath))?;
             ll::add_path_rule(rs.as_fd(), target.as_fd(), *access)
                 .map_err(fail_sys(Step::LandlockAddRule))?;
+        }
+        // A box granted egress may connect to its proxy's port, nowhere else.
+        if let Some(port) = plan.landlock_connect_port
+            && plan.landlock_abi >= 4
+        {
+            ll::add_connect_port_rule(rs.as_fd(), port).map_err(fail_sys(Step::LandlockAddRule))?;
         }
         Some(rs)
     } else {

@@ -51,6 +51,9 @@ pub(crate) struct LaunchRequest {
     pub workspace: PathBuf,
     pub uid: u32,
     pub netns: Option<OwnedFd>,
+    /// The egress proxy's port, for a box granted egress (landlock allows
+    /// TCP connect to it alone).
+    pub egress_port: Option<u16>,
     /// cgroup v2 directory for `CLONE_INTO_CGROUP`.
     pub cgroup_dir: Option<OwnedFd>,
     pub spec: BoxSpec,
@@ -113,6 +116,7 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
         workspace,
         uid,
         netns,
+        egress_port,
         cgroup_dir,
         spec,
         program,
@@ -297,6 +301,7 @@ pub(crate) fn launch(req: LaunchRequest) -> Result<Launched, JailError> {
         hostname: cstring(hostname.as_bytes(), "hostname")?,
         landlock_abi,
         landlock_rules,
+        landlock_connect_port: egress_port,
         rlimits,
         uid,
         gid: uid,

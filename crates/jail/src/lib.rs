@@ -21,6 +21,7 @@
 
 mod cgroup;
 mod child;
+mod egress;
 mod error;
 mod features;
 mod ipc;
@@ -42,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use cgroup::{Baseline as CgroupBaseline, BoxCgroup, CgroupLimits, CgroupReport, CgroupStats, Cgroups};
+pub use egress::{Egress, EgressNet, PROXY_PORT};
 pub use error::JailError;
 pub use features::{Facility, Features};
 pub use mounts::PlanError;
@@ -333,6 +335,21 @@ impl BoxHandle {
         if spec.limits.wall_time.is_zero() {
             return Err(JailError::Spec("the wall-clock limit must be positive".into()));
         }
+        let mut spec = spec;
+        let egress = spec.egress.take();
+        if egress.is_some() {
+            if jail.rootless() {
+                return Err(JailError::Spec(
+                    "egress needs root: the host joins the box's network namespace to give it its proxy"
+                        .into(),
+                ));
+            }
+            // The built-in profiles refuse every internet socket; a box
+            // granted egress runs under their refinement.
+            if spec.seccomp_profile == "default" {
+                spec.seccomp_profile = "egress".into();
+            }
+        }
         let profile = jail.profile(&spec.seccomp_profile)?;
         let program = launch::resolve_program(&spec)?;
         let limits = spec.limits.clone();
@@ -350,13 +367,15 @@ impl BoxHandle {
             }
             None => (None, None),
         };
-        let netns = match &slot.netns {
-            Some(fd) => Some(fd.try_clone().map_err(|e| JailError::Launch {
-                step: "dup netns",
-                source: e,
-            })?),
-            None => None,
+        let (netns, egress_port) = match (&egress, &slot.netns) {
+            (Some(e), _) => (Some(e.netns.try_clone()), Some(e.port)),
+            (None, Some(fd)) => (Some(fd.try_clone()), None),
+            (None, None) => (None, None),
         };
+        let netns = netns.transpose().map_err(|e| JailError::Launch {
+            step: "dup netns",
+            source: e,
+        })?;
         let sandbox = SandboxReport {
             sandboxed: true,
             user_namespace: jail.rootless(),
@@ -376,6 +395,7 @@ impl BoxHandle {
             workspace: slot.work_dir.clone(),
             uid: slot.uid,
             netns,
+            egress_port,
             cgroup_dir,
             spec,
             program,

@@ -36,6 +36,7 @@ use serde::Deserialize;
 pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     ("default", include_str!("../policy/default.json")),
     ("strict", include_str!("../policy/strict.json")),
+    ("egress", include_str!("../policy/egress.json")),
 ];
 
 /// Syscalls the jail itself makes after the filter is in place (init's
@@ -71,6 +72,10 @@ pub struct Profile {
     pub description: String,
     /// Verdict for every syscall the profile does not list.
     pub default_action: Action,
+    /// A profile this one refines: its rules come after this profile's own,
+    /// so for a syscall listed in both, this profile's rules are tried first.
+    #[serde(default)]
+    pub extends: Option<String>,
     /// The listed syscalls.
     pub rules: Vec<Rule>,
 }
@@ -196,6 +201,10 @@ fn symbol(name: &str) -> Option<u64> {
         "AF_INET6" => libc::AF_INET6.into(),
         "AF_NETLINK" => libc::AF_NETLINK.into(),
         "AF_PACKET" => libc::AF_PACKET.into(),
+        "SOCK_STREAM" => libc::SOCK_STREAM.into(),
+        // The type bits of socket()'s second argument, without the
+        // SOCK_NONBLOCK and SOCK_CLOEXEC flags (the kernel's SOCK_TYPE_MASK).
+        "SOCK_TYPE_MASK" => 0xf,
         "CLONE_THREAD" => libc::CLONE_THREAD.into(),
         "CLONE_NEWNS" => libc::CLONE_NEWNS.into(),
         "CLONE_NEWCGROUP" => libc::CLONE_NEWCGROUP.into(),
@@ -516,17 +525,37 @@ impl Profile {
     /// A built-in profile by name, or a profile file when `name` contains a
     /// `/` or ends in `.json`.
     pub fn load(name: &str) -> Result<Profile, PolicyError> {
-        if let Some((_, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name) {
-            return Profile::from_json(name, text);
-        }
-        if name.contains('/') || name.ends_with(".json") {
+        Profile::load_depth(name, 0)
+    }
+
+    fn load_depth(name: &str, depth: usize) -> Result<Profile, PolicyError> {
+        let profile = if let Some((_, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name) {
+            Profile::from_json(name, text)?
+        } else if name.contains('/') || name.ends_with(".json") {
             let text = std::fs::read_to_string(Path::new(name)).map_err(|source| PolicyError::Read {
                 path: name.to_owned(),
                 source,
             })?;
-            return Profile::from_json(name, &text);
+            Profile::from_json(name, &text)?
+        } else {
+            return Err(PolicyError::Unknown(name.to_owned()));
+        };
+        profile.flatten(depth)
+    }
+
+    /// Fold the profile this one `extends` in: its rules after ours.
+    fn flatten(mut self, depth: usize) -> Result<Profile, PolicyError> {
+        let Some(parent) = self.extends.take() else {
+            return Ok(self);
+        };
+        if depth >= 4 {
+            return Err(self.profile_error(format!(
+                "`extends: {parent}` goes more than 4 profiles deep (a cycle?)"
+            )));
         }
-        Err(PolicyError::Unknown(name.to_owned()))
+        let parent = Profile::load_depth(&parent, depth + 1)?;
+        self.rules.extend(parent.rules);
+        Ok(self)
     }
 
     fn rule_error(&self, index: usize, reason: impl Into<String>) -> PolicyError {
@@ -1017,6 +1046,55 @@ mod tests {
                 .to_string()
                 .contains("unknown seccomp profile")
         );
+    }
+
+    #[test]
+    fn the_egress_profile_allows_tcp_streams_only_on_top_of_default() {
+        let arch = native_arch().unwrap();
+        let socket = syscalls::Sysno::socket.id() as u32;
+        let eacces = RET_ERRNO | libc::EACCES as u32;
+        let stream = (libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) as u64;
+        let run = |name: &str, domain: i32, kind: u64| {
+            let c = Profile::load(name).unwrap().compile(true).unwrap();
+            emulate(
+                &c.with_tokens(0, 0),
+                arch,
+                socket,
+                [domain as u64, kind, 0, 0, 0, 0],
+            )
+        };
+        for domain in [libc::AF_INET, libc::AF_INET6] {
+            assert_eq!(run("egress", domain, stream), RET_ALLOW);
+            assert_eq!(run("default", domain, stream), eacces);
+            for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW, libc::SOCK_SEQPACKET] {
+                assert_eq!(run("egress", domain, kind as u64), eacces, "type {kind}");
+            }
+        }
+        // Everything else is the default profile's verdict.
+        assert_eq!(run("egress", libc::AF_UNIX, stream), RET_ALLOW);
+        assert_eq!(run("egress", libc::AF_NETLINK, libc::SOCK_RAW as u64), eacces);
+        let ptrace = syscalls::Sysno::ptrace.id() as u32;
+        let c = Profile::load("egress").unwrap().compile(true).unwrap();
+        assert_eq!(
+            emulate(&c.with_tokens(0, 0), arch, ptrace, [0; 6]),
+            RET_USER_NOTIF
+        );
+    }
+
+    #[test]
+    fn profiles_extend_at_most_a_few_levels() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        std::fs::write(
+            &a,
+            format!(
+                r#"{{"name":"a","description":"","default_action":"EPERM","extends":"{}","rules":[]}}"#,
+                a.display()
+            ),
+        )
+        .unwrap();
+        let err = Profile::load(a.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("more than 4 profiles deep"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub struct BoxSpec {
     pub extra_fds: Vec<(OwnedFd, i32)>,
     /// What to do when a stream exceeds its output cap.
     pub on_output_limit: OutputLimitAction,
+    /// Egress through the host's proxy (root only): the box joins this
+    /// network namespace instead of a pooled empty one, runs under the
+    /// `egress` seccomp profile, and landlock lets it connect to the proxy's
+    /// port only. `None`: no network at all.
+    pub egress: Option<crate::egress::Egress>,
 }
 
 impl BoxSpec {
@@ -60,6 +65,7 @@ impl BoxSpec {
             stdin: Stdin::Null,
             extra_fds: Vec::new(),
             on_output_limit: OutputLimitAction::Kill,
+            egress: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use warden_core::model::{hex, new_id, now_ms};
-use warden_core::{Actor, ApiKey, NewAudit, Role, Store};
+use warden_core::{Actor, ApiKey, NewAudit, Revoked, Role, Store};
 use warden_store::SqlStore;
 
 use crate::AppState;
@@ -99,27 +99,22 @@ pub async fn create_key(
     Ok((key, secret))
 }
 
-/// Revocations through this process, one at a time: the last-admin check
-/// and the revocation must not interleave with another revocation.
-static REVOKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Revoke the live key `id` for `by`, refusing (409) to revoke the last
 /// live admin key: that would leave no one able to manage the server
 /// through the API (an API fuzzer once revoked the key it was using).
 pub async fn revoke_key(store: &SqlStore, by: &str, id: &str) -> Result<(), ApiError> {
-    let _one_at_a_time = REVOKING.lock().await;
-    let keys = store.list_keys().await?;
-    let live = |k: &&ApiKey| k.revoked_at.is_none();
-    let Some(key) = keys.iter().filter(live).find(|k| k.id == id) else {
-        return Err(ApiError::not_found(format!("no live key {id}")));
+    let audit = NewAudit {
+        actor: by.to_owned(),
+        action: "revoke_key".into(),
+        detail: serde_json::json!({"key": id}),
+        ..Default::default()
     };
-    if key.role == Role::Admin
-        && !keys
-            .iter()
-            .filter(live)
-            .any(|k| k.role == Role::Admin && k.id != id)
-    {
-        return Err(ApiError::conflict_of(
+    // One atomic statement in the store: several nodes revoking the last two
+    // admin keys at once still leave one.
+    match store.revoke_key_keeping_an_admin(id, audit).await? {
+        Revoked::Done => Ok(()),
+        Revoked::NotFound => Err(ApiError::not_found(format!("no live key {id}"))),
+        Revoked::LastAdmin => Err(ApiError::conflict_of(
             "last-admin-key",
             "The last admin key cannot be revoked",
             format!(
@@ -127,18 +122,8 @@ pub async fn revoke_key(store: &SqlStore, by: &str, id: &str) -> Result<(), ApiE
                  Create another admin key first (`warden admin create-key --role admin` on the \
                  server's machine, or POST /v1/keys), then revoke this one"
             ),
-        ));
+        )),
     }
-    let audit = NewAudit {
-        actor: by.to_owned(),
-        action: "revoke_key".into(),
-        detail: serde_json::json!({"key": id}),
-        ..Default::default()
-    };
-    if !store.revoke_key(id, audit).await? {
-        return Err(ApiError::not_found(format!("no live key {id}")));
-    }
-    Ok(())
 }
 
 /// Remembers checked keys for a short while.

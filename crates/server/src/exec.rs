@@ -355,6 +355,22 @@ impl Executor {
         }
         let event: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_field("body", format!("the event is not valid JSON: {e}")))?;
+        // Checked as the handler will read it: an integer beyond 64 bits
+        // would be checked rounded and received exact.
+        if let Some(w) = warden_core::event::wide_integer(body) {
+            let at = if w.pointer.is_empty() {
+                "/".to_owned()
+            } else {
+                w.pointer
+            };
+            return Err(ApiError::bad_field(
+                &at,
+                format!(
+                    "the integer {} does not fit in 64 bits, so the schema check and the handler would see different numbers; send it as a string",
+                    w.literal
+                ),
+            ));
+        }
         let version = self.registry.resolve(app, plugin).await?;
         let (dir, entrypoint, manifest, loaded) = self.load(&version).await?;
         let violations = loaded.input.validate(&event);

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::{
-    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, ExecutionStatus, Installation, Plugin,
-    ResultMetrics, Version,
+    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, ExecutionStatus, Installation,
+    Plugin, ResultMetrics, Version,
 };
 
 /// A plugin.

@@ -69,6 +69,20 @@ async fn execute_checks_input_and_output_and_records_everything() {
     let (st, p, _) = s.execute(&app, "shop", CODE, "{\"name\": ", "").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(p["detail"].as_str().unwrap().contains("not valid JSON"), "{p}");
+    // An integer beyond 64 bits would be checked rounded and received exact
+    // by the handler: refused where it is.
+    let (st, p, _) = s
+        .execute(
+            &app,
+            "shop",
+            CODE,
+            r#"{"name": "x", "n": [1, 18446744073709551616]}"#,
+            "",
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["errors"][0]["location"], "/n/1", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("64 bits"), "{p}");
     // Limits only within the version's.
     let (st, p, _) = s
         .execute(

@@ -3,7 +3,7 @@
 
 use sqlx::AnyPool;
 use warden_core::store::NewAudit;
-use warden_core::{ApiKey, Role, model::now_ms};
+use warden_core::{ApiKey, Revoked, Role, model::now_ms};
 
 use crate::audit;
 use crate::error::{Record, Result, all, corrupt, optional};
@@ -81,20 +81,43 @@ pub(crate) async fn find_by_hash(pool: &AnyPool, hash: &str) -> Result<Option<Ap
     optional::<KeyRow>(row)
 }
 
-/// Revoke a live key (false when there is none by that id).
-pub(crate) async fn revoke(pool: &AnyPool, id: &str, a: NewAudit) -> Result<bool> {
+/// Revoke a live key; with `keep_an_admin`, never the last live admin key.
+pub(crate) async fn revoke(pool: &AnyPool, id: &str, a: NewAudit, keep_an_admin: bool) -> Result<Revoked> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now_ms())
-        .bind(id)
+    if keep_an_admin {
+        // Lock every live admin key first (row locks on PostgreSQL, the
+        // write lock on SQLite): a revocation racing this one waits, then
+        // counts what this one left.
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = revoked_at WHERE role = 'admin' AND revoked_at IS NULL",
+        )
         .execute(&mut *tx)
         .await?;
+    }
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+         AND ($3 = 0 OR role <> 'admin' \
+              OR (SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL) > 1)",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .bind(i64::from(keep_an_admin))
+    .execute(&mut *tx)
+    .await?;
     if done.rows_affected() == 0 {
-        return Ok(false);
+        let live = sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Ok(if live.is_some() {
+            Revoked::LastAdmin
+        } else {
+            Revoked::NotFound
+        });
     }
     audit::insert(&mut *tx, &a).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Revoked::Done)
 }
 
 /// Every key, without hashes.

@@ -35,8 +35,8 @@ use warden_core::store::{
     AuditFilter, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Counts, Execution, Installation, Plugin, QueuedCall, Store, StoreError, Version,
-    VersionStatus,
+    ApiKey, App, AuditEvent, Counts, Execution, Installation, Plugin, QueuedCall, Revoked, Store, StoreError,
+    Version, VersionStatus,
 };
 
 pub use blobs::ObjectBlobs;
@@ -300,7 +300,11 @@ impl Store for SqlStore {
     }
 
     async fn revoke_key(&self, id: &str, audit: NewAudit) -> R<bool> {
-        Ok(keys::revoke(&self.pool, id, audit).await?)
+        Ok(keys::revoke(&self.pool, id, audit, false).await? == Revoked::Done)
+    }
+
+    async fn revoke_key_keeping_an_admin(&self, id: &str, audit: NewAudit) -> R<Revoked> {
+        Ok(keys::revoke(&self.pool, id, audit, true).await?)
     }
 
     async fn list_keys(&self) -> R<Vec<ApiKey>> {

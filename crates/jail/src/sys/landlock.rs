@@ -103,6 +103,36 @@ struct PathBeneathAttr {
     parent_fd: i32,
 }
 
+/// `struct landlock_net_port_attr`.
+#[repr(C, packed)]
+struct NetPortAttr {
+    allowed_access: u64,
+    port: u64,
+}
+
+/// `LANDLOCK_RULE_NET_PORT`.
+const RULE_NET_PORT: u32 = 2;
+
+/// Allow TCP `connect` to `port` (any address): the one door of a box that
+/// is granted egress, its proxy on loopback. ABI 4+.
+pub(crate) fn add_connect_port_rule(ruleset: BorrowedFd<'_>, port: u16) -> SysResult<()> {
+    let attr = NetPortAttr {
+        allowed_access: NET_CONNECT_TCP,
+        port: u64::from(port),
+    };
+    // SAFETY: `attr` is a valid net-port attribute read by the kernel.
+    unsafe {
+        syscall!(
+            Sysno::landlock_add_rule,
+            ruleset.as_raw_fd(),
+            RULE_NET_PORT,
+            &raw const attr,
+            0u32
+        )
+    }?;
+    Ok(())
+}
+
 /// The kernel's landlock ABI version, 0 when landlock is absent or disabled.
 pub(crate) fn abi_version() -> u32 {
     // SAFETY: a null attr with size 0 and the VERSION flag only queries.

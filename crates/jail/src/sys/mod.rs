@@ -606,3 +606,27 @@ pub(crate) fn remove_sysv(kind: SysvKind) -> usize {
     }
     removed
 }
+
+/// Bring the loopback interface of the calling thread's network namespace
+/// up (`SIOCSIFFLAGS` with `IFF_UP`). Needs `CAP_NET_ADMIN` over it.
+pub(crate) fn set_loopback_up() -> SysResult<()> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .map_err(|e| Errno::new(e.raw_os_error()))?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq for SIOCGIFFLAGS, which fills its flags.
+    unsafe { syscall!(Sysno::ioctl, sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) }?;
+    // SAFETY: the union member written by SIOCGIFFLAGS is ifru_flags.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: `req` names lo and carries its flags, as SIOCSIFFLAGS reads it.
+    unsafe { syscall!(Sysno::ioctl, sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) }?;
+    Ok(())
+}
