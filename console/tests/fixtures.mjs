@@ -20,6 +20,7 @@ export const GREETER_SCHEMA = {
 };
 
 export const GREETER_SOURCE = `"""Greets slowly, so the console shows its output live."""
+import os
 import subprocess  # a review finding (PY-SUBPROCESS), never used
 import time
 
@@ -29,6 +30,9 @@ def handler(event):
         print(f"step {i} of 3 for {event['name']}", flush=True)
         time.sleep(0.7)
     word = "HELLO" if event.get("options", {}).get("loud") else "Hello"
+    os.makedirs("out", exist_ok=True)
+    with open("out/greeting.txt", "w") as f:
+        f.write(f"{word}, {event['name']}!\\n")
     return {"greeting": f"{word}, {event['name']}!", "times": event.get("times"), "mood": event["mood"], "tags": event.get("tags", [])}
 `;
 

@@ -4,6 +4,7 @@
 // live output → see the execution; and a rejection with its reason.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { client, launch, nav, newPage, probes, shot, signIn, startServer } from './harness.mjs';
 import { GREETER, broken, greeter } from './fixtures.mjs';
 
@@ -88,6 +89,11 @@ test('upload → submit → review with findings → approve → install → run
   await admin.getByRole('button', { name: 'Install' }).click();
   const inst = admin.getByRole('table', { name: 'Installations' }).getByRole('row', { name: new RegExp(GREETER.replace(/\./g, '\\.')) });
   await inst.getByText('follows the latest active version').waitFor();
+  await inst.getByLabel(/Version to pin/).fill('1.0.0');
+  await inst.getByRole('button', { name: 'Pin' }).click();
+  await inst.getByText('pinned to 1.0.0').waitFor();
+  await inst.getByRole('button', { name: 'Follow latest' }).click();
+  await inst.getByText('follows the latest active version').waitFor();
   await shot(admin, 'app');
 
   // Try it: the form comes from the input_schema; the browser checks it first.
@@ -124,6 +130,11 @@ test('upload → submit → review with findings → approve → install → run
   await exec.first().getByRole('link', { name: /^exe_/ }).click();
   await admin.getByTestId('stdout').getByText('step 2 of 3 for Ada').waitFor();
   await shot(admin, 'execution');
+  // Its artifact, downloaded through the API (the key in a header, never in the URL).
+  const artifact = admin.getByRole('table', { name: 'Artifacts' }).getByRole('row', { name: /greeting\.txt/ });
+  const [download] = await Promise.all([admin.waitForEvent('download'), artifact.getByRole('button', { name: 'Download' }).click()]);
+  assert.equal(download.suggestedFilename(), 'greeting.txt');
+  assert.equal(readFileSync(await download.path(), 'utf8'), 'HELLO, Ada!\n');
 
   for (const page of [dev, admin]) {
     assert.deepEqual(await probes(page), { pwned: undefined, violations: [] });

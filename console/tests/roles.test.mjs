@@ -91,3 +91,22 @@ test('a wrong key is refused with the reason, and nothing is kept', async () => 
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   await page.context().close();
 });
+
+test('an admin makes a key (its secret shown once) and revokes it', async () => {
+  const page = await newPage(browser);
+  await signIn(page, server.base, keys.admin);
+  await page.goto(`${server.base}/console/keys`);
+  await page.getByLabel('Name').fill('temp-dev');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = await page.getByTestId('new-secret').textContent();
+  assert.match(secret, /^wk_[0-9a-f]{40}$/);
+  const me = await client(server.base, secret)('GET', '/v1/me');
+  assert.equal(me.name, 'temp-dev');
+  page.once('dialog', (d) => d.accept());
+  const row = page.getByRole('table', { name: 'API keys' }).getByRole('row', { name: /temp-dev/ });
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await row.getByRole('button', { name: 'Revoke' }).waitFor({ state: 'detached' });
+  await assert.rejects(client(server.base, secret)('GET', '/v1/me'), /401/);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
