@@ -51,8 +51,13 @@ test('the first load is small: its compressed size, measured in the browser', as
     const s = await req.sizes();
     sizes.push({ url: new URL(req.url()).pathname, bytes: s.responseBodySize + s.responseHeadersSize, body: s.responseBodySize });
   });
-  await page.goto(`${server.base}/console/`, { waitUntil: 'networkidle' });
+  const response = await page.goto(`${server.base}/console/`, { waitUntil: 'networkidle' });
   await page.getByLabel('API key').waitFor();
+  // The page came with the strict policy, compressed.
+  const headers = response.headers();
+  assert.match(headers['content-security-policy'], /default-src 'none'; script-src 'self'; style-src 'self';.*connect-src 'self'/);
+  assert.doesNotMatch(headers['content-security-policy'], /unsafe/);
+  assert.equal(headers['content-encoding'], 'gzip');
   const body = sizes.reduce((a, s) => a + s.body, 0);
   const total = sizes.reduce((a, s) => a + s.bytes, 0);
   const report = [

@@ -62,7 +62,6 @@ function Pages<T>({
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [cursor]);
 
   return (

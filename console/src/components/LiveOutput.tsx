@@ -35,7 +35,6 @@ export function LiveOutput({ id, onResult }: { id: string; onResult?: (e: Execut
       if (!abort.signal.aborted) setError(e);
     });
     return () => abort.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id]);
 
   return (

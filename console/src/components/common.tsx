@@ -31,7 +31,6 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
       })
       .catch((e) => mine === seq.current && setError(e))
       .finally(() => mine === seq.current && setLoading(false));
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload };
