@@ -3298,7 +3298,7 @@ export interface operations {
                 /** @description Only this version's. */
                 version?: string;
                 /** @description Only in this state. */
-                status?: "queued" | "running" | "success" | "failed" | "timeout" | "error" | "interrupted";
+                status?: "queued" | "running" | "success" | "failed" | "timeout" | "error" | "interrupted" | "cancelled";
                 /** @description Accepted at or after, Unix ms. */
                 since?: number;
                 /** @description Accepted before, Unix ms. */
