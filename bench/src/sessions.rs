@@ -68,7 +68,7 @@ pub fn run(runs: usize, idle: usize) -> anyhow::Result<()> {
 
     // Start cost.
     let mut starts = Vec::new();
-    for i in 0..runs.min(50).max(5) + 2 {
+    for i in 0..runs.clamp(5, 50) + 2 {
         let t = Instant::now();
         let s = runner.start_session(SessionSpec::default())?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
