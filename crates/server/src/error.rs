@@ -339,6 +339,7 @@ impl From<StoreError> for ApiError {
             StoreError::Stale { current } => {
                 ApiError::conflict(format!("the version changed concurrently; it is now {current}"))
             }
+            e @ StoreError::Changed { .. } => ApiError::conflict(e.to_string()),
             StoreError::Backend(m) => {
                 ApiError::unavailable("the store is unavailable; retry shortly").with_cause(m)
             }
