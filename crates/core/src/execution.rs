@@ -9,44 +9,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A closed set of names: `as_str`, `parse` and `NAMES` from one list, so
-/// what is stored, shown and parsed cannot drift apart.
-macro_rules! names {
-    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vm])* #[serde(rename = $s)] $variant,)*
-        }
-
-        impl $name {
-            /// Every name, in declaration order (for messages listing them).
-            pub const NAMES: &'static [&'static str] = &[$($s),*];
-
-            /// The name, as stored and shown.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $s,)*
-                }
-            }
-
-            /// Parse a stored or requested name.
-            pub fn parse(s: &str) -> Option<Self> {
-                match s {
-                    $($s => Some($name::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 names! {
     /// State of an execution.
     pub enum ExecutionStatus {

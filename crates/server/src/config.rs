@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use warden_core::{Resources, TemplatePolicy};
 use warden_package::DenyRule;
 
 /// A configuration key: its dotted path in the TOML file, its environment
@@ -57,6 +58,12 @@ keys! {
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
+    "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
+    "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
+    "templates.max_disk_mb", "WARDEN_TEMPLATES_MAX_DISK_MB", "10240", "Largest `resources.disk_mb` a template may ask for (1024 to 1048576).";
+    "templates.max_pids", "WARDEN_TEMPLATES_MAX_PIDS", "1024", "Largest `resources.pids` a template may ask for (128 to 65536).";
+    "templates.max_idle_timeout_secs", "WARDEN_TEMPLATES_MAX_IDLE_TIMEOUT_SECS", "86400", "Largest `resources.idle_timeout_secs` a template may ask for (900 to 2592000).";
+    "templates.max_lifetime_secs", "WARDEN_TEMPLATES_MAX_LIFETIME_SECS", "604800", "Largest `resources.max_lifetime_secs` a template may ask for (86400 to 2592000).";
     "policy.deny", "-", "[]", "Denied dependencies: `[[policy.deny]]` tables with `ecosystem` (`pypi`, `npm`, `go`), `name`, `versions` (a semver requirement or `*`) and `reason`. File only.";
 }
 
@@ -148,6 +155,54 @@ impl Default for PolicySection {
     }
 }
 
+/// The templates section: the ceilings of what a template may ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesSection {
+    /// Most CPU cores.
+    pub max_cpu_cores: f64,
+    /// Most memory, MiB.
+    pub max_memory_mb: u64,
+    /// Most disk, MiB.
+    pub max_disk_mb: u64,
+    /// Most processes.
+    pub max_pids: u32,
+    /// Longest idle timeout, seconds.
+    pub max_idle_timeout_secs: u64,
+    /// Longest lifetime, seconds.
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for TemplatesSection {
+    fn default() -> Self {
+        let max = TemplatePolicy::default().max;
+        TemplatesSection {
+            max_cpu_cores: max.cpu_cores,
+            max_memory_mb: max.memory_mb,
+            max_disk_mb: max.disk_mb,
+            max_pids: max.pids,
+            max_idle_timeout_secs: max.idle_timeout_secs,
+            max_lifetime_secs: max.max_lifetime_secs,
+        }
+    }
+}
+
+impl TemplatesSection {
+    /// The core's policy for these ceilings.
+    pub fn policy(&self) -> TemplatePolicy {
+        TemplatePolicy {
+            max: Resources {
+                cpu_cores: self.max_cpu_cores,
+                memory_mb: self.max_memory_mb,
+                disk_mb: self.max_disk_mb,
+                pids: self.max_pids,
+                idle_timeout_secs: self.max_idle_timeout_secs,
+                max_lifetime_secs: self.max_lifetime_secs,
+            },
+        }
+    }
+}
+
 /// Everything `warden serve` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +241,8 @@ pub struct Config {
     pub warm: WarmSection,
     /// The package policy.
     pub policy: PolicySection,
+    /// Templates' ceilings.
+    pub templates: TemplatesSection,
 }
 
 impl Default for Config {
@@ -208,6 +265,7 @@ impl Default for Config {
             jail: JailSection::default(),
             warm: WarmSection::default(),
             policy: PolicySection::default(),
+            templates: TemplatesSection::default(),
         }
     }
 }
@@ -290,6 +348,10 @@ impl Config {
         }
         if self.warm.max_per_code < self.warm.prewarm_per_code {
             return bad("warm.max_per_code", "must be at least warm.prewarm_per_code");
+        }
+        if let Err(why) = self.templates.policy().check() {
+            let (key, message) = why.split_once(": ").unwrap_or(("templates", &why));
+            return bad(key, message);
         }
         Ok(())
     }
@@ -416,6 +478,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen") || e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn template_ceilings_are_read_and_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("WARDEN_TEMPLATES_MAX_MEMORY_MB", "8192"),
+                ("WARDEN_TEMPLATES_MAX_CPU_CORES", "2.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.templates.policy().max.memory_mb, 8192);
+        assert_eq!(c.templates.policy().max.cpu_cores, 2.5);
+        // Below the default a template gets, or beyond any server's.
+        let e = Config::load(None, env(&[("WARDEN_TEMPLATES_MAX_MEMORY_MB", "256")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("templates.max_memory_mb: 256 is outside 512"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("WARDEN_TEMPLATES_MAX_CPU_CORES", "1000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("templates.max_cpu_cores:"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Warden's HTTP API (`warden serve`): plugins and their review, apps and
 //! installations, executions with schema checks, streaming and durable
-//! records, API keys, audit, OpenAPI, health and metrics.
+//! records, templates and their dependency layers, API keys, audit,
+//! OpenAPI, health and metrics.
 //!
 //! The HTTP layer parses requests into calls on the core (the registry), the
 //! store and the [`exec::Executor`], and renders their results; it makes no
@@ -15,6 +16,7 @@ pub mod events;
 pub mod exec;
 pub mod metrics;
 pub mod sse;
+pub mod templates;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
-use warden_core::{GoBuilder, Registry, Role, Store};
+use warden_core::{GoBuilder, Registry, Role, Store, TemplateError, Templates};
 use warden_jail::{Jail, JailConfig};
 use warden_package::{PlatformLimits, Policy, Problem};
 use warden_runtime::{Runner, RunnerConfig, RuntimeError, WarmConfig};
@@ -52,6 +54,8 @@ pub struct AppState {
     pub blobs: Arc<ObjectBlobs>,
     /// Uploads, reviews, installations.
     pub registry: Arc<Registry<SqlStore, ObjectBlobs>>,
+    /// Templates (validation, writes, built-ins).
+    pub templates: Arc<Templates<SqlStore>>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
     /// API key checks.
@@ -82,6 +86,9 @@ pub enum StartError {
         #[source]
         source: warden_core::StoreError,
     },
+    /// The built-in templates could not be created.
+    #[error("cannot create the built-in templates")]
+    Builtins(#[source] TemplateError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -186,6 +193,11 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             url: redact(&url),
             source: e,
         })?;
+    let templates = Arc::new(Templates::new(store.clone(), config.templates.policy()));
+    let created = templates.ensure_builtins().await.map_err(StartError::Builtins)?;
+    if !created.is_empty() {
+        tracing::info!(templates = ?created, "built-in templates created or brought up to date");
+    }
     let first_admin_key = if store
         .list_keys()
         .await
@@ -241,6 +253,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         store,
         blobs,
         registry,
+        templates,
         exec,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
@@ -302,6 +315,7 @@ impl Modify for SecurityAddon {
         (name = "apps", description = "Apps (tenants) and their installations"),
         (name = "executions", description = "Calling plugins; execution records and events"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -312,6 +326,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     use api::*;
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
+    let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(upload, list_plugins).layer(package_limit))
         .routes(routes!(get_plugin))
@@ -335,6 +350,16 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(get_execution))
         .routes(routes!(get_artifact))
         .routes(routes!(execution_events))
+        .routes(routes!(templates::create_template, templates::list_templates).layer(template_limit))
+        .routes(
+            routes!(
+                templates::get_template,
+                templates::replace_template,
+                templates::delete_template
+            )
+            .layer(template_limit),
+        )
+        .routes(routes!(templates::get_layer))
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))

@@ -62,6 +62,12 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/executions/{id}"), EXEC),
         (("GET", "/v1/executions/{id}/artifacts/{index}"), EXEC),
         (("GET", "/v1/executions/{id}/events"), EXEC),
+        (("GET", "/v1/templates"), ALL),
+        (("POST", "/v1/templates"), ADMIN),
+        (("GET", "/v1/templates/{id}"), ALL),
+        (("PUT", "/v1/templates/{id}"), ADMIN),
+        (("DELETE", "/v1/templates/{id}"), ADMIN),
+        (("GET", "/v1/layers/{id}"), ALL),
         (("GET", "/v1/audit"), ADMIN),
         (("POST", "/v1/keys"), ADMIN),
         (("GET", "/v1/keys"), ADMIN),
@@ -85,6 +91,9 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
         &[]
     }
 }
+
+/// A layer id (none is built in this test).
+const LAYER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A plugin code and an execution id that exist nowhere.
 const MISSING_CODE: &str = "vendor.nothing.here";
@@ -145,6 +154,11 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
     let fill_with = |path: &str, code: &str, exec: &str| {
         let id = if path.starts_with("/v1/keys") {
             spare_key.as_str()
+        } else if path.starts_with("/v1/templates") {
+            // A built-in: present on every start, and never deleted.
+            "python-basic"
+        } else if path.starts_with("/v1/layers") {
+            LAYER
         } else {
             exec
         };
