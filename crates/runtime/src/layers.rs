@@ -31,7 +31,7 @@ pub const PYTHON_LAYER: &str = "/layers/python";
 pub const NODE_LAYER: &str = "/layers/node";
 
 /// The interpreter a layer is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerRuntime {
     /// `pip install --target`.

@@ -55,6 +55,18 @@ keys! {
     "warm.idle_ttl_secs", "WARDEN_WARM_IDLE_TTL_SECS", "300", "Idle warm boxes are stopped after this long.";
     "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold.";
     "warm.grace_ms", "WARDEN_WARM_GRACE_MS", "2000", "Past a warm call's wall clock, how long the host waits for its box to report the end before it counts the box as dead, kills it and replaces it.";
+    "layers.dir", "WARDEN_LAYERS_DIR", "\"<data_dir>/layers\"", "Folder of built dependency layers (one read-only tree each, bound into boxes of templates that use it).";
+    "layers.pip_index_url", "WARDEN_LAYERS_PIP_INDEX_URL", "\"https://pypi.org/simple\"", "The Python package index builds install from (a mirror's URL here); never a URL with credentials.";
+    "layers.pip_index_hosts", "WARDEN_LAYERS_PIP_INDEX_HOSTS", "[\"pypi.org\", \"files.pythonhosted.org\"]", "`host[:port]` a Python build's box may reach through the egress proxy (the index and where it serves files from).";
+    "layers.npm_registry", "WARDEN_LAYERS_NPM_REGISTRY", "\"https://registry.npmjs.org/\"", "The npm registry builds install from (a mirror's URL here).";
+    "layers.npm_registry_hosts", "WARDEN_LAYERS_NPM_REGISTRY_HOSTS", "[\"registry.npmjs.org\"]", "`host[:port]` a Node.js build's box may reach through the egress proxy.";
+    "layers.folder", "WARDEN_LAYERS_FOLDER", "none", "Air-gapped hosts: a folder of wheels and sdists (pip) and tarballs (npm) that builds install from, with no network at all; when set, the indexes are not used.";
+    "layers.allow_cidrs", "WARDEN_LAYERS_ALLOW_CIDRS", "[]", "Addresses a build may reach although they are not public (a mirror on the local network), as CIDRs; the egress proxy refuses them otherwise.";
+    "layers.build_timeout_secs", "WARDEN_LAYERS_BUILD_TIMEOUT_SECS", "600", "Longest a build may take.";
+    "layers.max_size_mb", "WARDEN_LAYERS_MAX_SIZE_MB", "1024", "Largest installed layer; a larger one fails its build.";
+    "layers.max_builds", "WARDEN_LAYERS_MAX_BUILDS", "2", "Builds running at once on this node; more wait their turn.";
+    "layers.gc_unused_days", "WARDEN_LAYERS_GC_UNUSED_DAYS", "30", "A layer no template uses and no box was given for this long is deleted.";
+    "layers.gc_max_total_mb", "WARDEN_LAYERS_GC_MAX_TOTAL_MB", "20480", "When layers take more than this, the least recently used that no template uses are deleted first.";
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
@@ -155,6 +167,55 @@ impl Default for PolicySection {
     }
 }
 
+/// The layers section: where dependency layers are built from and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayersSection {
+    /// Folder of layers (default: in the data folder).
+    pub dir: Option<PathBuf>,
+    /// The Python index.
+    pub pip_index_url: String,
+    /// Hosts a Python build may reach.
+    pub pip_index_hosts: Vec<String>,
+    /// The npm registry.
+    pub npm_registry: String,
+    /// Hosts a Node.js build may reach.
+    pub npm_registry_hosts: Vec<String>,
+    /// Air-gapped: build from this folder, no network.
+    pub folder: Option<PathBuf>,
+    /// Non-public addresses builds may reach.
+    pub allow_cidrs: Vec<String>,
+    /// Longest build.
+    pub build_timeout_secs: u64,
+    /// Largest layer, MiB.
+    pub max_size_mb: u64,
+    /// Builds at once.
+    pub max_builds: usize,
+    /// Unused layers go after this many days.
+    pub gc_unused_days: u64,
+    /// Most MiB of layers kept.
+    pub gc_max_total_mb: u64,
+}
+
+impl Default for LayersSection {
+    fn default() -> Self {
+        LayersSection {
+            dir: None,
+            pip_index_url: "https://pypi.org/simple".into(),
+            pip_index_hosts: vec!["pypi.org".into(), "files.pythonhosted.org".into()],
+            npm_registry: "https://registry.npmjs.org/".into(),
+            npm_registry_hosts: vec!["registry.npmjs.org".into()],
+            folder: None,
+            allow_cidrs: Vec::new(),
+            build_timeout_secs: 600,
+            max_size_mb: 1024,
+            max_builds: 2,
+            gc_unused_days: 30,
+            gc_max_total_mb: 20480,
+        }
+    }
+}
+
 /// The templates section: the ceilings of what a template may ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -243,6 +304,8 @@ pub struct Config {
     pub policy: PolicySection,
     /// Templates' ceilings.
     pub templates: TemplatesSection,
+    /// Dependency layers.
+    pub layers: LayersSection,
 }
 
 impl Default for Config {
@@ -266,6 +329,7 @@ impl Default for Config {
             warm: WarmSection::default(),
             policy: PolicySection::default(),
             templates: TemplatesSection::default(),
+            layers: LayersSection::default(),
         }
     }
 }
@@ -342,6 +406,26 @@ impl Config {
         }
         if self.max_event_bytes < 2 {
             return bad("max_event_bytes", "must hold at least `{}`");
+        }
+        if self.layers.max_builds == 0 {
+            return bad("layers.max_builds", "must be at least 1");
+        }
+        if self.layers.build_timeout_secs == 0 {
+            return bad("layers.build_timeout_secs", "must be at least 1");
+        }
+        for (key, url) in [
+            ("layers.pip_index_url", &self.layers.pip_index_url),
+            ("layers.npm_registry", &self.layers.npm_registry),
+        ] {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return bad(key, "must be an http(s) URL");
+            }
+            if url.contains('@') {
+                return bad(
+                    key,
+                    "must not carry credentials (every API role can read a layer's index)",
+                );
+            }
         }
         if self.jail.max_boxes == 0 {
             return bad("jail.max_boxes", "must be at least 1");

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod builds;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub registry: Arc<Registry<SqlStore, ObjectBlobs>>,
     /// Templates (validation, writes, built-ins).
     pub templates: Arc<Templates<SqlStore>>,
+    /// Template builds and dependency layers.
+    pub builds: Arc<builds::Builds>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
     /// API key checks.
@@ -89,6 +92,9 @@ pub enum StartError {
     /// The built-in templates could not be created.
     #[error("cannot create the built-in templates")]
     Builtins(#[source] TemplateError),
+    /// The layers folder is unusable.
+    #[error("cannot use the layers folder")]
+    Layers(#[source] std::io::Error),
     /// The listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -168,7 +174,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
                 grace: Duration::from_millis(config.warm.grace_ms),
                 ..WarmConfig::default()
             },
-            ..RunnerConfig::default()
+            max_builds: config.layers.max_builds,
         },
     )
     .map_err(StartError::Runtime)?;
@@ -234,6 +240,18 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         registry = registry.with_go_builder(Arc::new(GoInJail(runner.clone())));
     }
     let registry = Arc::new(registry);
+    let builds = Arc::new(
+        builds::Builds::new(
+            store.clone(),
+            blobs.clone(),
+            runner.clone(),
+            node.clone(),
+            config.layers.clone(),
+            &config.data_dir,
+        )
+        .map_err(StartError::Layers)?,
+    );
+    builds.start_collector();
     let capacity = config.max_concurrent + config.max_queue;
     let exec = Arc::new(exec::Executor::new(
         registry.clone(),
@@ -254,6 +272,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         blobs,
         registry,
         templates,
+        builds,
         exec,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
@@ -360,6 +379,8 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
             .layer(template_limit),
         )
         .routes(routes!(templates::get_layer))
+        .routes(routes!(builds::build_template))
+        .routes(routes!(builds::layer_events))
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))
