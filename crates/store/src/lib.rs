@@ -43,7 +43,7 @@ use warden_core::{
     Revoked, Store, StoreError, Template, Version, VersionStatus,
 };
 
-pub use blobs::ObjectBlobs;
+pub use blobs::{ObjectBlobs, S3Error, S3Options};
 
 type R<T> = Result<T, StoreError>;
 
