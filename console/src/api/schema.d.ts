@@ -1764,6 +1764,11 @@ export interface components {
              */
             updated_at: number;
         };
+        /**
+         * @description A version's trust level.
+         * @enum {string}
+         */
+        TrustLevelView: "builtin" | "trusted" | "untrusted";
         /** @description Change an installation. */
         UpdateInstallation: {
             /** @description Pin this active version; `null`: follow the latest active version. */
@@ -1818,6 +1823,12 @@ export interface components {
              * @description Increases with every change.
              */
             revision: number;
+            /**
+             * @description How far the platform trusts its code: `builtin` (compiled into
+             *     Warden), `trusted` (signed by a key registered to the owner and
+             *     approved as trusted) or `untrusted` (the jail only).
+             */
+            trust_level: components["schemas"]["TrustLevelView"];
         };
     };
     responses: never;

@@ -53,6 +53,7 @@ pub mod model;
 pub mod registry;
 pub mod store;
 pub mod template;
+pub mod tier;
 
 pub use execution::{
     ArtifactRecord, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult, ExecutionSource,
@@ -70,3 +71,4 @@ pub use template::{
     Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,
     TemplateError, TemplatePolicy, TemplateRuntime, TemplateSpec, Templates,
 };
+pub use tier::TrustLevel;

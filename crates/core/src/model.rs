@@ -160,6 +160,10 @@ pub struct Version {
     pub updated_at: i64,
     /// Increases with every change (optimistic concurrency).
     pub revision: i64,
+    /// How far the platform trusts its code (decided at review; built-ins
+    /// at start).
+    #[serde(default)]
+    pub trust_level: crate::tier::TrustLevel,
 }
 
 /// An app: a tenant that calls plugins.

@@ -15,6 +15,7 @@ use warden_package::{Manifest, Policy, Problem};
 use crate::lifecycle::{self, Action, LifecycleError, VersionStatus};
 use crate::model::{Actor, App, Installation, Plugin, Role, Version, hex, new_id, now_ms};
 use crate::store::{Blobs, NewAudit, NewVersion, PackageFields, Store, StoreError, Transition};
+use crate::tier::{self, TrustLevel};
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +249,15 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         }
         let (pkg, bytes) = self.open(bytes).await?;
         let m = &pkg.manifest;
+        if m.code.starts_with(tier::BUILTIN_PREFIX) {
+            return Err(problem(
+                "/code",
+                format!(
+                    "codes starting with `{}` are reserved for Warden's built-in plugins",
+                    tier::BUILTIN_PREFIX
+                ),
+            ));
+        }
         let existing = self.store.get_plugin(&m.code).await?;
         if let Some(existing) = &existing {
             Self::check_owner(actor, existing)?;
@@ -370,6 +380,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
                     to,
                     reason,
                     report: Some(report_value(&report, &v.package_sha256)),
+                    trust_level: None,
                 },
                 a,
             )
@@ -398,6 +409,97 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         let _ = std::fs::remove_file(&out);
         self.blobs.put(&build_key(&v.package_sha256), binary).await?;
         Ok(())
+    }
+
+    /// Record a plugin compiled into Warden as an Active version of the
+    /// owner `warden` at trust level `builtin` (at start, on every node).
+    /// Its package is its manifest as JSON, stored and hash-checked like
+    /// any other, so loading it is verified the same way. Registering what
+    /// is already recorded does nothing; a recorded version with another
+    /// manifest is a conflict (a changed built-in needs a new version).
+    pub async fn register_builtin(&self, manifest: &Manifest) -> R<Version> {
+        if !manifest.code.starts_with(tier::BUILTIN_PREFIX) || manifest.runtime != tier::BUILTIN_RUNTIME {
+            return Err(problem(
+                "/code",
+                format!(
+                    "a built-in's code starts with `{}` and its runtime is `{}`",
+                    tier::BUILTIN_PREFIX,
+                    tier::BUILTIN_RUNTIME
+                ),
+            ));
+        }
+        let package = serde_json::to_vec(manifest)
+            .map_err(|e| problem("/", format!("the manifest does not serialize: {e}")))?;
+        let sha256 = hex(&Sha256::digest(&package));
+        let size = package.len() as i64;
+        let existing = self.store.get_version(&manifest.code, &manifest.version).await?;
+        if let Some(v) = existing {
+            return Self::same_builtin(v, &sha256);
+        }
+        self.blobs.put(&blob_key(&sha256), package).await?;
+        let system = Actor {
+            name: tier::BUILTIN_OWNER.into(),
+            ..Actor::system()
+        };
+        let new = NewVersion {
+            plugin: manifest.code.clone(),
+            owner: tier::BUILTIN_OWNER.into(),
+            name: manifest.name.clone(),
+            description: manifest.description.clone(),
+            version: manifest.version.clone(),
+            package: PackageFields {
+                manifest: serde_json::to_value(manifest).unwrap_or(Value::Null),
+                sha256: sha256.clone(),
+                size,
+                files: json!([]),
+                uploaded_by: tier::BUILTIN_OWNER.into(),
+            },
+        };
+        let mut a = audit(&system, "register", None, Some(VersionStatus::Draft));
+        a.plugin = Some(manifest.code.clone());
+        a.version = Some(manifest.version.clone());
+        a.detail = json!({"sha256": sha256, "trust_level": TrustLevel::Builtin});
+        let v = match self.store.create_version(new, a).await {
+            Ok(v) => v,
+            // Another node registered it first.
+            Err(StoreError::Conflict(_)) => {
+                let v = self.version(&manifest.code, &manifest.version).await?;
+                return Self::same_builtin(v, &sha256);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut a = audit(&system, "activate", Some(&v), Some(VersionStatus::Active));
+        a.detail = json!({"trust_level": TrustLevel::Builtin});
+        match self
+            .store
+            .set_status(
+                &v.id,
+                Transition {
+                    from: VersionStatus::Draft,
+                    revision: v.revision,
+                    to: VersionStatus::Active,
+                    reason: None,
+                    report: None,
+                    trust_level: Some(TrustLevel::Builtin),
+                },
+                a,
+            )
+            .await
+        {
+            Ok(v) => Ok(v),
+            Err(StoreError::Stale { .. }) => self.version(&manifest.code, &manifest.version).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn same_builtin(v: Version, sha256: &str) -> R<Version> {
+        if v.trust_level == TrustLevel::Builtin && v.package_sha256 == sha256 {
+            return Ok(v);
+        }
+        Err(RegistryError::Conflict(format!(
+            "built-in {} {} is recorded with another manifest or trust level (package {}, this build's {sha256}): a changed built-in needs a new version",
+            v.plugin, v.version, v.package_sha256
+        )))
     }
 
     /// Approve a Pending version (admin).
@@ -485,6 +587,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
                     to,
                     reason,
                     report: None,
+                    trust_level: None,
                 },
                 a,
             )
@@ -541,6 +644,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
                         to: VersionStatus::Failed,
                         reason: Some(reason),
                         report: None,
+                        trust_level: None,
                     },
                     a,
                 )
@@ -583,6 +687,11 @@ impl<S: Store, B: Blobs> Registry<S, B> {
             }
         }
         let manifest = manifest_of(v).ok_or_else(|| problem("/", "the stored manifest no longer parses"))?;
+        if manifest.runtime == tier::BUILTIN_RUNTIME {
+            // Built-in code is in the server: its package is its manifest,
+            // verified above; there is nothing to unpack.
+            return Ok((self.code_root.clone(), manifest.entrypoint.clone(), manifest));
+        }
         let unpacked = self.code_root.join(&v.package_sha256);
         let dir = if unpacked.is_dir() {
             // Unpacked from these very bytes (the directory is named by their hash).

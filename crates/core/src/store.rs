@@ -124,6 +124,8 @@ pub struct Transition {
     pub reason: Option<String>,
     /// A new reviewers' report, if any (the old one stays otherwise).
     pub report: Option<Value>,
+    /// A new trust level, if any (the old one stays otherwise).
+    pub trust_level: Option<crate::tier::TrustLevel>,
 }
 
 /// Figures for metrics.

@@ -84,6 +84,7 @@ const CODE_EXTENSIONS: &[(&str, &[&str])] = &[
     ("python3", &["py"]),
     ("node", &["js", "mjs", "cjs"]),
     ("shell", &["sh", "bash"]),
+    ("wasm", &["wasm"]),
 ];
 
 /// Check a package. On failure, every problem found.
@@ -148,6 +149,12 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
                             exts.join(", .")
                         )));
                     }
+                }
+                if manifest.runtime == "wasm" && !e.data.starts_with(b"\0asm") {
+                    problems.push(entry_problem(format!(
+                        "`{}` is not a WebAssembly module (it does not start with the `\\0asm` magic)",
+                        manifest.entrypoint
+                    )));
                 }
                 if manifest.runtime == "native" && !e.executable {
                     problems.push(entry_problem(format!(

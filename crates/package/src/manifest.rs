@@ -26,7 +26,8 @@ pub struct Manifest {
     /// Plugin type (`sandbox`).
     #[serde(rename = "type")]
     pub kind: String,
-    /// `python3`, `node`, `shell`, `go`, `native`.
+    /// `python3`, `node`, `shell`, `go`, `native`, `wasm` (and `builtin`
+    /// for plugins compiled into Warden, which no upload may claim).
     pub runtime: String,
     /// File (or, for Go, directory) to load.
     pub entrypoint: String,
@@ -170,11 +171,14 @@ pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Pr
                 p.location.as_str(),
                 doc.get(&p.location[1..]).and_then(Value::as_str),
             ) {
-                ("/type", Some(t @ ("api" | "wasm"))) => {
+                ("/type", Some("wasm")) => {
+                    p.message = "type `wasm` is not a type: WebAssembly plugins are `sandbox` plugins with `runtime: wasm`".into();
+                }
+                ("/type", Some(t @ "api")) => {
                     p.message = format!("type `{t}` is not supported yet: only `sandbox`");
                 }
                 ("/runtime", Some(r)) => {
-                    p.message = format!("`{r}` is not a runtime: use python3, node, shell, go or native");
+                    p.message = format!("`{r}` is not a runtime: use python3, node, shell, go, native or wasm");
                 }
                 _ => {}
             }

@@ -246,3 +246,28 @@ fn a_file_that_poses_as_another_is_refused_at_upload() {
         ]
     );
 }
+
+#[test]
+fn wasm_packages_carry_a_webassembly_module() {
+    let manifest = MANIFEST
+        .replace("\"python3\"", "\"wasm\"")
+        .replace("main.py", "plugin.wasm");
+    let module = "\0asm\x01\0\0\0";
+    assert!(open(&with(&manifest, &[("plugin.wasm", module)]), &Policy::default()).is_ok());
+    assert_eq!(
+        problems(&with(&manifest, &[("plugin.wasm", "#!/bin/sh\necho hi\n")])),
+        ["/entrypoint: `plugin.wasm` is not a WebAssembly module (it does not start with the `\\0asm` magic)"]
+    );
+    let named = manifest.replace("plugin.wasm", "plugin.bin");
+    assert_eq!(
+        problems(&with(&named, &[("plugin.bin", module)])),
+        ["/entrypoint: `plugin.bin` does not look like a wasm file (expected .wasm)"]
+    );
+    let builtin = MANIFEST.replace("\"python3\"", "\"builtin\"");
+    assert!(
+        problems(&with(&builtin, &[("main.py", "")]))
+            .iter()
+            .any(|p| p.starts_with("/runtime: `builtin` is not a runtime")),
+        "an upload may not claim the built-in runtime"
+    );
+}

@@ -37,7 +37,7 @@ use warden_jail::{
 };
 
 pub use gobuild::{BuildError, BuildOutput};
-pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics};
+pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics, StdioRun, stdio_call};
 pub use runtimes::{Protocol, RuntimeDef, WarmMode};
 pub use warden_jail::Stream;
 pub use warm::{PoolStats, WarmBoxInfo, WarmConfig};

@@ -206,6 +206,63 @@ pub(crate) fn assemble(
     }
 }
 
+/// What a stdio-protocol call that ran outside the jail (the wasm tier,
+/// in-process) did, in the jail's terms.
+#[derive(Debug, Clone, Default)]
+pub struct StdioRun {
+    /// How it ended (`ok`, `nonzero_exit`, `timeout`, `memory_limit`,
+    /// `internal_error`, …).
+    pub status: Option<Status>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Why, for statuses other than `ok` and `nonzero_exit`.
+    pub message: Option<String>,
+    /// Descriptor 1, capped.
+    pub stdout: Vec<u8>,
+    /// Descriptor 2, capped.
+    pub stderr: Vec<u8>,
+    /// stdout passed its cap.
+    pub stdout_truncated: bool,
+    /// stderr passed its cap.
+    pub stderr_truncated: bool,
+    /// Wall-clock time.
+    pub wall_ms: f64,
+    /// Peak memory.
+    pub peak_memory_bytes: u64,
+}
+
+/// The result of a stdio-protocol call that ran outside the jail, decided
+/// exactly as for a jailed `shell` or `native` handler: stdout is the
+/// value, `{"error": {…}}` on stdout with a non-zero exit is the failure.
+pub fn stdio_call(run: StdioRun) -> HandlerResult {
+    let o = RunOutcome {
+        status: run.status.unwrap_or(Status::InternalError),
+        exit_code: run.exit_code,
+        signal: None,
+        wall_ms: run.wall_ms,
+        cpu_ms: run.wall_ms,
+        peak_memory_bytes: run.peak_memory_bytes,
+        io_read_bytes: 0,
+        io_write_bytes: 0,
+        stdout: run.stdout,
+        stderr: run.stderr,
+        stdout_truncated: run.stdout_truncated,
+        stderr_truncated: run.stderr_truncated,
+        violation: None,
+        message: run.message,
+        box_id: 0,
+        sandbox: warden_jail::SandboxReport {
+            sandboxed: false,
+            user_namespace: false,
+            cgroup: "none".into(),
+            landlock_abi: 0,
+            seccomp_profile: "none".into(),
+            uid: 0,
+        },
+    };
+    assemble(Protocol::Stdio, o, None, 0, Vec::new(), false)
+}
+
 type Decision = (CallStatus, Option<Value>, Option<HandlerError>);
 
 fn wrapper_result(o: &RunOutcome, doc: Option<Vec<u8>>, cap: usize) -> Decision {

@@ -85,6 +85,9 @@ keys! {
     "templates.max_pids", "WARDEN_TEMPLATES_MAX_PIDS", "1024", "Largest `resources.pids` a template may ask for (128 to 65536).";
     "templates.max_idle_timeout_secs", "WARDEN_TEMPLATES_MAX_IDLE_TIMEOUT_SECS", "86400", "Largest `resources.idle_timeout_secs` a template may ask for (900 to 2592000).";
     "templates.max_lifetime_secs", "WARDEN_TEMPLATES_MAX_LIFETIME_SECS", "604800", "Largest `resources.max_lifetime_secs` a template may ask for (86400 to 2592000).";
+    "tiers.wasm_untrusted", "WARDEN_TIERS_WASM_UNTRUSTED", "false", "Let untrusted versions (unsigned, or not approved as trusted) use the `wasm` runtime. The wasm tier runs inside the server process (in wasmtime, without files or sockets), so by default only trusted versions may; untrusted publishers reach only the jail.";
+    "tiers.wasm_max_instances", "WARDEN_TIERS_WASM_MAX_INSTANCES", "64", "WebAssembly instances alive at once (the pooling allocator's pool); a call beyond it ends `error`. Keep it at least `max_concurrent`.";
+    "tiers.wasm_max_memory_mb", "WARDEN_TIERS_WASM_MAX_MEMORY_MB", "1024", "Largest linear memory of one wasm call (its `limits.memory_mb` is capped at this).";
     "policy.deny", "-", "[]", "Denied dependencies: `[[policy.deny]]` tables with `ecosystem` (`pypi`, `npm`, `go`), `name`, `versions` (a semver requirement or `*`) and `reason`. File only.";
 }
 
@@ -172,6 +175,29 @@ impl Default for PolicySection {
             max_timeout_ms: 60_000,
             max_memory_mb: 1024,
             deny: Vec::new(),
+        }
+    }
+}
+
+/// The trust tiers section: who may use the in-process wasm tier, and its
+/// engine's size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TiersSection {
+    /// Untrusted versions may use the `wasm` runtime.
+    pub wasm_untrusted: bool,
+    /// Instances alive at once.
+    pub wasm_max_instances: u32,
+    /// Largest linear memory of a call, MiB.
+    pub wasm_max_memory_mb: u64,
+}
+
+impl Default for TiersSection {
+    fn default() -> Self {
+        TiersSection {
+            wasm_untrusted: false,
+            wasm_max_instances: 64,
+            wasm_max_memory_mb: 1024,
         }
     }
 }
@@ -396,6 +422,8 @@ pub struct Config {
     pub layers: LayersSection,
     /// Object storage.
     pub objects: ObjectsSection,
+    /// Trust tiers.
+    pub tiers: TiersSection,
 }
 
 impl Default for Config {
@@ -421,6 +449,7 @@ impl Default for Config {
             templates: TemplatesSection::default(),
             layers: LayersSection::default(),
             objects: ObjectsSection::default(),
+            tiers: TiersSection::default(),
         }
     }
 }

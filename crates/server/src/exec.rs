@@ -39,11 +39,13 @@ use warden_core::{
 use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
 use warden_package::{Manifest, PlatformLimits};
-use warden_runtime::{CallLimits, CallStatus, Code, HandlerResult, Invocation, Runner, Stream};
+use warden_runtime::{CallLimits, CallStatus, HandlerResult, Invocation, Runner, Stream};
 use warden_store::{ObjectBlobs, SqlStore};
 
+use crate::config::TiersSection;
 use crate::error::{ApiError, DisplayChain, FieldError};
 use crate::events::{Hub, Log};
+use crate::tiers::{Target, Tiers};
 use crate::views::{ExecuteQuery, ExecutionView, Mode};
 
 type Reg = Registry<SqlStore, ObjectBlobs>;
@@ -105,6 +107,8 @@ pub struct Executor {
     store: Arc<SqlStore>,
     blobs: Arc<ObjectBlobs>,
     runner: Runner,
+    /// Where calls run: built-in, wasm or jail.
+    tiers: Arc<Tiers>,
     node: String,
     capacity: usize,
     retry_after: u64,
@@ -142,7 +146,7 @@ pub struct Accepted {
 
 struct Job {
     exec: Execution,
-    code: Code,
+    target: Target,
     inv: Invocation,
     loaded: Arc<Loaded>,
     log: Arc<Log>,
@@ -171,8 +175,10 @@ impl Executor {
         capacity: usize,
         retry_after: u64,
         platform: PlatformLimits,
+        tiers: TiersSection,
     ) -> Executor {
         Executor {
+            tiers: Arc::new(Tiers::new(tiers)),
             registry,
             store,
             blobs,
@@ -190,6 +196,17 @@ impl Executor {
             loaded: Mutex::new(HashMap::new()),
             hub: Hub::default(),
         }
+    }
+
+    /// Record every built-in plugin of this build (an Active version at
+    /// trust level `builtin`); returns their codes.
+    pub async fn register_builtins(&self) -> Result<Vec<String>, warden_core::RegistryError> {
+        let mut codes = Vec::new();
+        for m in self.tiers.builtin_manifests() {
+            let v = self.registry.register_builtin(&m).await?;
+            codes.push(format!("{} {}", v.plugin, v.version));
+        }
+        Ok(codes)
     }
 
     /// Executions in flight on this node.
@@ -420,7 +437,7 @@ impl Executor {
                 })
             })
             .transpose()?;
-        let code = code_for(app, &version, dir, entrypoint, &manifest);
+        let target = self.tiers.target(app, &version, &dir, &entrypoint, &manifest)?;
         let log = self.hub.open(&exec.id);
         let inv = Self::invocation(body.to_vec(), limits, &log);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -428,7 +445,7 @@ impl Executor {
         let view = ExecutionView::from(exec.clone());
         let job = Job {
             exec,
-            code,
+            target,
             inv,
             loaded,
             log,
@@ -576,11 +593,11 @@ impl Executor {
         log.status("running");
         let (done, _) = tokio::sync::oneshot::channel();
         match self.prepare(&exec, &call).await {
-            Ok((code, loaded, limits)) => {
+            Ok((target, loaded, limits)) => {
                 let inv = Self::invocation(call.event.into_bytes(), limits, &log);
                 let job = Job {
                     exec,
-                    code,
+                    target,
                     inv,
                     loaded,
                     log,
@@ -611,7 +628,7 @@ impl Executor {
         &self,
         exec: &Execution,
         call: &QueuedCall,
-    ) -> Result<(Code, Arc<Loaded>, CallLimits), Unavailable> {
+    ) -> Result<(Target, Arc<Loaded>, CallLimits), Unavailable> {
         let ExecutionSource::Plugin { plugin, version } = &exec.source;
         let v = match self.store.get_version(plugin, version).await {
             Ok(Some(v)) => v,
@@ -648,11 +665,11 @@ impl Executor {
             ))
         })?;
         let limits = self.call_limits(&manifest, call.timeout_ms, call.memory_mb);
-        Ok((
-            code_for(&exec.app, &v, dir, entrypoint, &manifest),
-            loaded,
-            limits,
-        ))
+        let target = self
+            .tiers
+            .target(&exec.app, &v, &dir, &entrypoint, &manifest)
+            .map_err(|e| Unavailable(e.problem().detail))?;
+        Ok((target, loaded, limits))
     }
 
     /// Run `job` in `slot`; should the platform panic, the execution still
@@ -679,7 +696,7 @@ impl Executor {
     async fn run(self: Arc<Self>, job: Job, slot: OwnedSemaphorePermit) {
         let Job {
             mut exec,
-            code,
+            target,
             inv,
             loaded,
             log,
@@ -690,9 +707,12 @@ impl Executor {
         // The call blocks this task's thread for its duration; tokio moves
         // the thread's other tasks elsewhere meanwhile. Cheaper than a hop
         // to the blocking pool and back, and a panic stays contained.
-        let runner = self.runner.clone();
-        let call =
-            move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.invoke(&code, &inv)));
+        let (runner, tiers) = (self.runner.clone(), self.tiers.clone());
+        let call = move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tiers.invoke(&runner, &target, &inv)
+            }))
+        };
         let outcome = if tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::CurrentThread
         {
@@ -877,19 +897,6 @@ impl Executor {
             n += usize::from(written);
         }
         n
-    }
-}
-
-/// How `app` runs version `v`, unpacked in `dir`.
-fn code_for(app: &str, v: &Version, dir: PathBuf, entrypoint: String, manifest: &Manifest) -> Code {
-    Code {
-        // Never shared across apps, plugins, versions or packages.
-        key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
-        runtime: manifest.runtime.clone(),
-        dir,
-        entrypoint,
-        handler: manifest.handler.clone(),
-        layer: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod exec;
 pub mod metrics;
 pub mod sse;
 pub mod templates;
+mod tiers;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -95,6 +96,9 @@ pub enum StartError {
     /// Object storage is unusable: the setting to fix, and why.
     #[error("cannot use object storage")]
     Objects(#[source] warden_store::S3Error),
+    /// A built-in plugin could not be registered.
+    #[error("cannot register the built-in plugins")]
+    BuiltinPlugins(#[source] warden_core::RegistryError),
     /// The layers folder is unusable.
     #[error("cannot use the layers folder")]
     Layers(#[source] std::io::Error),
@@ -271,7 +275,13 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         capacity,
         config.retry_after_secs,
         platform,
+        config.tiers.clone(),
     ));
+    let registered = exec
+        .register_builtins()
+        .await
+        .map_err(StartError::BuiltinPlugins)?;
+    tracing::info!(plugins = ?registered, "built-in plugins registered");
     // Queued executions start as soon as there is a slot: this node's
     // leftovers from before a crash, other nodes' and new ones alike.
     exec.start_dispatcher();

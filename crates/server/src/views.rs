@@ -94,6 +94,32 @@ pub struct VersionView {
     pub updated_at: i64,
     /// Increases with every change.
     pub revision: i64,
+    /// How far the platform trusts its code: `builtin` (compiled into
+    /// Warden), `trusted` (signed by a key registered to the owner and
+    /// approved as trusted) or `untrusted` (the jail only).
+    pub trust_level: TrustLevelView,
+}
+
+/// A version's trust level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustLevelView {
+    /// Compiled into Warden.
+    Builtin,
+    /// Signed by a key registered to the owner, approved as trusted.
+    Trusted,
+    /// Everything else: the jail only.
+    Untrusted,
+}
+
+impl From<warden_core::TrustLevel> for TrustLevelView {
+    fn from(t: warden_core::TrustLevel) -> Self {
+        match t {
+            warden_core::TrustLevel::Builtin => TrustLevelView::Builtin,
+            warden_core::TrustLevel::Trusted => TrustLevelView::Trusted,
+            warden_core::TrustLevel::Untrusted => TrustLevelView::Untrusted,
+        }
+    }
 }
 
 impl From<Version> for VersionView {
@@ -122,6 +148,7 @@ impl From<Version> for VersionView {
             created_at: v.created_at,
             updated_at: v.updated_at,
             revision: v.revision,
+            trust_level: v.trust_level.into(),
         }
     }
 }

@@ -4,7 +4,9 @@
 use serde_json::Value;
 use sqlx::{AnyConnection, AnyPool};
 use warden_core::store::{NewAudit, NewVersion, PackageFields, PluginFilter, Transition};
-use warden_core::{Counts, Page, Plugin, StoreError, Version, VersionStatus, model::new_id, model::now_ms};
+use warden_core::{
+    Counts, Page, Plugin, StoreError, TrustLevel, Version, VersionStatus, model::new_id, model::now_ms,
+};
 
 use crate::audit;
 use crate::error::{Record, Result, all, corrupt, json, json_text, optional};
@@ -19,7 +21,7 @@ macro_rules! plugin_columns {
 macro_rules! version_columns {
     () => {
         "id, plugin, version, status, manifest, package_sha256, package_size, files, report, \
-         status_reason, uploaded_by, created_at, updated_at, revision"
+         status_reason, uploaded_by, created_at, updated_at, revision, trust_level"
     };
 }
 
@@ -66,6 +68,7 @@ pub(crate) struct VersionRow {
     created_at: i64,
     updated_at: i64,
     revision: i64,
+    trust_level: String,
 }
 
 fn version_status(record: &str, s: &str) -> Result<VersionStatus> {
@@ -99,6 +102,8 @@ impl Record for VersionRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             revision: self.revision,
+            trust_level: TrustLevel::parse(&self.trust_level)
+                .ok_or_else(|| corrupt(&record, format!("unknown trust level `{}`", self.trust_level)))?,
         })
     }
 }
@@ -145,11 +150,12 @@ pub(crate) async fn create_version(pool: &AnyPool, new: NewVersion, a: NewAudit)
         created_at: now,
         updated_at: now,
         revision: 1,
+        trust_level: TrustLevel::Untrusted,
     };
     sqlx::query(concat!(
         "INSERT INTO plugin_versions (",
         version_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10, 1)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10, 1, 'untrusted')"
     ))
     .bind(&v.id)
     .bind(&v.plugin)
@@ -244,7 +250,8 @@ pub(crate) async fn set_status(pool: &AnyPool, id: &str, t: Transition, a: NewAu
     let mut tx = pool.begin().await?;
     let row = sqlx::query_as(concat!(
         "UPDATE plugin_versions SET status = $1, status_reason = $2, report = COALESCE($3, report), updated_at = $4, \
-         revision = revision + 1 WHERE id = $5 AND status = $6 AND revision = $7 RETURNING ",
+         revision = revision + 1, trust_level = COALESCE($8, trust_level) \
+         WHERE id = $5 AND status = $6 AND revision = $7 RETURNING ",
         version_columns!()
     ))
     .bind(t.to.as_str())
@@ -254,6 +261,7 @@ pub(crate) async fn set_status(pool: &AnyPool, id: &str, t: Transition, a: NewAu
     .bind(id)
     .bind(t.from.as_str())
     .bind(t.revision)
+    .bind(t.trust_level.map(TrustLevel::as_str))
     .fetch_optional(&mut *tx)
     .await?;
     changed(tx, id, row, &a).await

@@ -1,0 +1,339 @@
+//! The executor's tiers: where a version's code runs, chosen by its
+//! runtime and allowed by its trust level ([`warden_core::tier::may_run`]).
+//!
+//! * **builtin**: a Rust plugin compiled into the server
+//!   ([`warden_builtins`]), called on the execution's thread.
+//! * **wasm**: a WASI command module in the in-process WebAssembly tier
+//!   ([`warden_wasm`]), compiled once per package and instantiated afresh
+//!   for every call.
+//! * **jail**: every other runtime, through the runtime's [`Runner`].
+//!
+//! Every tier answers with the runtime's [`HandlerResult`], so the
+//! executor judges, records and counts all calls the same way.
+//!
+//! Must never: run a version at a tier its trust level does not allow; run
+//! a wasm module that was not compiled from the verified package.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use serde_json::Value;
+use warden_builtins::{Builtin, Failure};
+use warden_core::Version;
+use warden_core::tier;
+use warden_jail::Status as JailStatus;
+use warden_package::Manifest;
+use warden_runtime::{
+    CallStatus, Code, HandlerError, HandlerResult, Invocation, Metrics, Runner, RuntimeError, StdioRun,
+    Stream, stdio_call,
+};
+
+use crate::config::TiersSection;
+use crate::error::ApiError;
+
+/// Where one call runs.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// In the jail, through the runtime.
+    Jail(Code),
+    /// A built-in plugin.
+    Builtin(Arc<dyn Builtin>),
+    /// A compiled wasm module.
+    Wasm(warden_wasm::Module),
+}
+
+/// The tiers of this node: the built-ins it was compiled with, the wasm
+/// engine (made on first use) and its compiled modules.
+pub(crate) struct Tiers {
+    builtins: HashMap<&'static str, Arc<dyn Builtin>>,
+    config: TiersSection,
+    engine: OnceLock<Result<warden_wasm::Engine, String>>,
+    /// Package hash → compiled module.
+    modules: Mutex<HashMap<String, warden_wasm::Module>>,
+}
+
+impl Tiers {
+    /// The tiers with every built-in of this build.
+    pub(crate) fn new(config: TiersSection) -> Tiers {
+        Tiers {
+            builtins: warden_builtins::all()
+                .into_iter()
+                .map(|b| (b.spec().code, b))
+                .collect(),
+            config,
+            engine: OnceLock::new(),
+            modules: Mutex::default(),
+        }
+    }
+
+    /// The built-ins' manifests, for registration at start.
+    pub(crate) fn builtin_manifests(&self) -> Vec<Manifest> {
+        let mut specs: Vec<_> = self.builtins.values().map(|b| b.spec()).collect();
+        specs.sort_by_key(|s| s.code);
+        specs
+            .into_iter()
+            .map(|s| Manifest {
+                code: s.code.into(),
+                name: s.name.into(),
+                version: s.version.into(),
+                kind: "builtin".into(),
+                runtime: tier::BUILTIN_RUNTIME.into(),
+                entrypoint: s.code.into(),
+                handler: "call".into(),
+                description: s.description.into(),
+                author: "Warden".into(),
+                input_schema: s.input_schema,
+                output_schema: s.output_schema,
+                limits: warden_package::ManifestLimits {
+                    timeout_ms: Some(s.timeout_ms),
+                    memory_mb: None,
+                    pids: None,
+                },
+                permissions: Default::default(),
+                changelog: None,
+            })
+            .collect()
+    }
+
+    fn engine(&self) -> Result<&warden_wasm::Engine, String> {
+        self.engine
+            .get_or_init(|| {
+                warden_wasm::Engine::new(warden_wasm::EngineConfig {
+                    max_instances: self.config.wasm_max_instances.max(1),
+                    max_memory_bytes: self.config.wasm_max_memory_mb.max(1) << 20,
+                    ..warden_wasm::EngineConfig::default()
+                })
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Where `v` (verified and unpacked in `dir`, with `manifest`) runs for
+    /// `app`; a problem naming why when its trust level does not allow its
+    /// runtime, or its code cannot be prepared.
+    pub(crate) fn target(
+        &self,
+        app: &str,
+        v: &Version,
+        dir: &Path,
+        entrypoint: &str,
+        manifest: &Manifest,
+    ) -> Result<Target, ApiError> {
+        let refuse = |why: String| {
+            ApiError::conflict_of(
+                "version-unavailable",
+                "The version cannot run",
+                format!("{} {} cannot run: {why}", v.plugin, v.version),
+            )
+        };
+        tier::may_run(&manifest.runtime, v.trust_level, self.config.wasm_untrusted).map_err(refuse)?;
+        match manifest.runtime.as_str() {
+            tier::BUILTIN_RUNTIME => self
+                .builtins
+                .get(manifest.entrypoint.as_str())
+                .cloned()
+                .map(Target::Builtin)
+                .ok_or_else(|| refuse("this server was built without that built-in".into())),
+            tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(refuse),
+            _ => Ok(Target::Jail(Code {
+                // Never shared across apps, plugins, versions or packages.
+                key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
+                runtime: manifest.runtime.clone(),
+                dir: dir.to_owned(),
+                entrypoint: entrypoint.to_owned(),
+                handler: manifest.handler.clone(),
+                layer: None,
+            })),
+        }
+    }
+
+    /// The compiled module of `v`'s package, compiled on first use.
+    fn module(&self, v: &Version, dir: &Path, entrypoint: &str) -> Result<warden_wasm::Module, String> {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&v.package_sha256)
+        {
+            return Ok(m.clone());
+        }
+        let engine = self.engine()?;
+        // Unpacked from the verified package (the folder is named by its hash).
+        let bytes = std::fs::read(dir.join(entrypoint))
+            .map_err(|e| format!("its module `{entrypoint}` cannot be read: {e}"))?;
+        let started = Instant::now();
+        let module = engine
+            .compile(&bytes)
+            .map_err(|e| format!("its module `{entrypoint}` does not compile for the wasm tier: {e}"))?;
+        tracing::info!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+            compile_ms = started.elapsed().as_secs_f64() * 1000.0, "wasm module compiled");
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(v.package_sha256.clone(), module.clone());
+        Ok(module)
+    }
+
+    /// Run `inv` at `target`. Blocks for the call's duration.
+    pub(crate) fn invoke(
+        &self,
+        runner: &Runner,
+        target: &Target,
+        inv: &Invocation,
+    ) -> Result<HandlerResult, RuntimeError> {
+        match target {
+            Target::Jail(code) => runner.invoke(code, inv),
+            Target::Builtin(b) => Ok(builtin_call(b.as_ref(), inv)),
+            Target::Wasm(module) => Ok(match self.engine() {
+                Ok(engine) => wasm_call(engine, module, inv),
+                Err(e) => stdio_call(StdioRun {
+                    status: Some(JailStatus::InternalError),
+                    message: Some(format!("the wasm engine could not start: {e}")),
+                    ..StdioRun::default()
+                }),
+            }),
+        }
+    }
+}
+
+fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {
+    let started = Instant::now();
+    let event: Value = serde_json::from_slice(&inv.event).unwrap_or(Value::Null);
+    let out = b.call(
+        &event,
+        warden_builtins::Limits {
+            timeout: inv.limits.timeout,
+            output_bytes: inv.limits.result_bytes,
+        },
+    );
+    let wall = started.elapsed();
+    let error = |kind: &str, message: String| HandlerError {
+        kind: kind.to_owned(),
+        message,
+        traceback: None,
+        file: None,
+        line: None,
+    };
+    let (status, jail_status, value, err) = match out {
+        Ok(v) => (CallStatus::Success, JailStatus::Ok, Some(v), None),
+        Err(Failure::Handler { kind, message }) => (
+            CallStatus::Failed,
+            JailStatus::NonzeroExit,
+            None,
+            Some(error(kind, message)),
+        ),
+        Err(f @ Failure::Timeout(_)) => (
+            CallStatus::Timeout,
+            JailStatus::Timeout,
+            None,
+            Some(error("timeout", f.to_string())),
+        ),
+        Err(f @ Failure::OutputLimit(_)) => (
+            CallStatus::Failed,
+            JailStatus::NonzeroExit,
+            None,
+            Some(error("ResultTooLarge", f.to_string())),
+        ),
+    };
+    HandlerResult {
+        status,
+        jail_status,
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        exit_code: None,
+        signal: None,
+        execution_time: wall.as_secs_f64(),
+        return_value: value,
+        error: err,
+        metrics: Metrics {
+            duration_ms: wall.as_secs_f64() * 1000.0,
+            cpu_time_ms: wall.as_secs_f64() * 1000.0,
+            ..Metrics::default()
+        },
+        artifacts: Vec::new(),
+        warm: true,
+    }
+}
+
+fn wasm_call(engine: &warden_wasm::Engine, module: &warden_wasm::Module, inv: &Invocation) -> HandlerResult {
+    let tap = inv.tap.clone().map(|tap| {
+        Arc::new(move |s: warden_wasm::Stream, data: &[u8]| {
+            tap(
+                match s {
+                    warden_wasm::Stream::Stdout => Stream::Stdout,
+                    warden_wasm::Stream::Stderr => Stream::Stderr,
+                },
+                data,
+            )
+        }) as Arc<warden_wasm::Tap>
+    });
+    let run = engine.run(
+        module,
+        &warden_wasm::Call {
+            stdin: &inv.event,
+            timeout: inv.limits.timeout,
+            memory_bytes: inv.limits.memory_bytes,
+            output_bytes: inv.limits.output_bytes,
+            tap,
+        },
+    );
+    let mut trap = None;
+    let (status, exit_code, message) = match run.end {
+        warden_wasm::End::Exited(0) => (JailStatus::Ok, Some(0), None),
+        warden_wasm::End::Exited(c) => (JailStatus::NonzeroExit, Some(c), None),
+        warden_wasm::End::Trapped {
+            kind,
+            message,
+            backtrace,
+        } => {
+            trap = Some(HandlerError {
+                kind: match kind {
+                    warden_wasm::TrapKind::StackOverflow => "StackOverflow".into(),
+                    warden_wasm::TrapKind::Other => "WasmTrap".into(),
+                },
+                message: format!("the module trapped: {message}"),
+                traceback: backtrace,
+                file: None,
+                line: None,
+            });
+            (JailStatus::NonzeroExit, None, None)
+        }
+        warden_wasm::End::Timeout => (
+            JailStatus::Timeout,
+            None,
+            Some(format!(
+                "the module ran past the call's wall-clock limit of {} ms",
+                inv.limits.timeout.as_millis()
+            )),
+        ),
+        warden_wasm::End::MemoryLimit { asked, cap } => (
+            JailStatus::MemoryLimit,
+            None,
+            Some(format!(
+                "the module asked for {asked} bytes of linear memory; the call's cap is {cap}"
+            )),
+        ),
+        warden_wasm::End::Failed(why) => (JailStatus::InternalError, None, Some(why)),
+    };
+    let mut r = stdio_call(StdioRun {
+        status: Some(status),
+        exit_code,
+        message,
+        stdout: run.stdout,
+        stderr: run.stderr,
+        stdout_truncated: run.stdout_truncated,
+        stderr_truncated: run.stderr_truncated,
+        wall_ms: run.wall.as_secs_f64() * 1000.0,
+        peak_memory_bytes: run.peak_memory_bytes,
+    });
+    if let Some(t) = trap {
+        r.status = CallStatus::Failed;
+        r.error = Some(t);
+    }
+    r
+}
