@@ -256,7 +256,9 @@ fn wasm_packages_carry_a_webassembly_module() {
     assert!(open(&with(&manifest, &[("plugin.wasm", module)]), &Policy::default()).is_ok());
     assert_eq!(
         problems(&with(&manifest, &[("plugin.wasm", "#!/bin/sh\necho hi\n")])),
-        ["/entrypoint: `plugin.wasm` is not a WebAssembly module (it does not start with the `\\0asm` magic)"]
+        [
+            "/entrypoint: `plugin.wasm` is not a WebAssembly module (it does not start with the `\\0asm` magic)"
+        ]
     );
     let named = manifest.replace("plugin.wasm", "plugin.bin");
     assert_eq!(

@@ -199,3 +199,115 @@ async fn builtin_codes_are_reserved_and_uploads_start_untrusted() {
     second.stop().await.unwrap();
     s.stop().await.unwrap();
 }
+
+const WASI: &str = "wasi_snapshot_preview1";
+
+/// A wasm package whose module's `_start` is `body` (with fd_write
+/// imported as `$fd_write` and one page of memory holding `data` at 64).
+fn wasm_package(code: &str, body: &str, data: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+  (import "{WASI}" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "{data}")
+  (func (export "_start") {body}))"#
+    );
+    let module = wat::parse_str(&wat).expect("the fixture is valid WebAssembly text");
+    let mut m = manifest(code, "1.0.0", "wasm", "plugin.wasm");
+    m["output_schema"] = json!({"type": "object"});
+    let mut b = warden_package::build::ZipBuilder::new().file("manifest.json", m.to_string().as_bytes());
+    b = b.file("plugin.wasm", &module);
+    b.finish()
+}
+
+/// Writes `data` (its length `len`) to stdout.
+fn write_stdout(len: usize) -> String {
+    format!(
+        "(i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const {len})) \
+         (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wasm_plugins_run_in_process_only_where_the_operator_allows_untrusted_ones() {
+    let greeting = r#"{\"greeting\":\"hello from wasm\"}"#;
+    let len = greeting.replace('\\', "").len();
+    // By default an untrusted version cannot use the in-process tier.
+    let s = server().await;
+    let dev = s.key("developer", "wasm-dev", None).await;
+    let v = s
+        .publish(
+            &dev,
+            wasm_package("vendor.wasm.hello", &write_stdout(len), greeting),
+            "wasm",
+        )
+        .await;
+    assert_eq!(v["trust_level"], "untrusted");
+    let app = s.key("app", "wasm-key", Some("wasm")).await;
+    let (status, body, _) = s.execute(&app, "wasm", "vendor.wasm.hello", "{}", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("tiers.wasm_untrusted"),
+        "{body}"
+    );
+    s.stop().await.unwrap();
+
+    let s = server_with(|c| c.tiers.wasm_untrusted = true).await;
+    let dev = s.key("developer", "wasm-dev", None).await;
+    s.publish(
+        &dev,
+        wasm_package("vendor.wasm.hello", &write_stdout(len), greeting),
+        "wasm",
+    )
+    .await;
+    s.publish(
+        &dev,
+        wasm_package("vendor.wasm.spin", "(loop $l (br $l))", ""),
+        "wasm",
+    )
+    .await;
+    s.publish(
+        &dev,
+        wasm_package(
+            "vendor.wasm.hog",
+            "(if (i32.eq (memory.grow (i32.const 60000)) (i32.const -1)) (then unreachable))",
+            "",
+        ),
+        "wasm",
+    )
+    .await;
+    s.publish(
+        &dev,
+        wasm_package("vendor.wasm.deep", "(call $deep) ) (func $deep (call $deep)", ""),
+        "wasm",
+    )
+    .await;
+    let app = s.key("app", "wasm-key", Some("wasm")).await;
+    let (status, body, _) = s.execute(&app, "wasm", "vendor.wasm.hello", "{}", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success", "{body}");
+    assert_eq!(
+        body["return_value"],
+        json!({"greeting": "hello from wasm"}),
+        "{body}"
+    );
+
+    let (_, body, _) = s
+        .execute(&app, "wasm", "vendor.wasm.spin", "{}", "?timeout_ms=300")
+        .await;
+    assert_eq!(body["status"], "timeout", "{body}");
+    assert_eq!(body["error_kind"], "timeout", "{body}");
+
+    let (_, body, _) = s.execute(&app, "wasm", "vendor.wasm.hog", "{}", "").await;
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error_kind"], "memory_limit", "{body}");
+
+    let (_, body, _) = s.execute(&app, "wasm", "vendor.wasm.deep", "{}", "").await;
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["error"]["type"], "StackOverflow", "{body}");
+
+    // The server is still serving.
+    let (_, body, _) = s.execute(&app, "wasm", "vendor.wasm.hello", "{}", "").await;
+    assert_eq!(body["status"], "success", "{body}");
+    s.stop().await.unwrap();
+}
