@@ -16,6 +16,7 @@ use warden_package::build::ZipBuilder;
 
 mod plugin_kit;
 mod templates;
+mod tiers;
 
 const CODE: &str = "vendor.greeting.say_hello";
 

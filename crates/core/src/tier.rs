@@ -13,19 +13,15 @@
 
 names! {
     /// How far the platform trusts a version's code.
+    #[derive(Default)]
     pub enum TrustLevel {
         /// Compiled into Warden.
         Builtin = "builtin",
         /// Signed by a key registered to the owner, approved as trusted.
         Trusted = "trusted",
         /// Everything else.
+        #[default]
         Untrusted = "untrusted",
-    }
-}
-
-impl Default for TrustLevel {
-    fn default() -> Self {
-        TrustLevel::Untrusted
     }
 }
 
