@@ -135,6 +135,9 @@ pub struct Counts {
     pub versions: Vec<(VersionStatus, u64)>,
     /// Plugins with at least one active version.
     pub active_plugins: u64,
+    /// Plugins with at least one active version, per trust level of their
+    /// active versions (a plugin counts once per level it has active).
+    pub active_by_trust: Vec<(crate::tier::TrustLevel, u64)>,
 }
 
 /// A page of results, newest first.

@@ -260,7 +260,15 @@ impl Executor {
 
     /// Verify and unpack `v`, compile its schemas once per package.
     async fn load(&self, v: &Version) -> Result<(PathBuf, String, Manifest, Arc<Loaded>), ApiError> {
-        let (dir, entrypoint, manifest) = self.registry.load_for_run(v).await?;
+        let started = Instant::now();
+        let (dir, entrypoint, manifest) = match self.registry.load_for_run(v).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+                    lifecycle_state = "failed", error = %e, "a plugin version failed to load");
+                return Err(e.into());
+            }
+        };
         let cached = self
             .loaded
             .lock()
@@ -288,6 +296,11 @@ impl Executor {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(v.id.clone(), l.clone());
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                metrics::histogram!("warden_plugin_load_duration_ms", "trust_level" => v.trust_level.as_str())
+                    .record(ms);
+                tracing::info!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+                    lifecycle_state = "active", load_ms = ms, "a plugin version is loaded on this node");
                 l
             }
         };

@@ -8,7 +8,8 @@
 //! | `warden_executions_rejected_total` | counter | reason |
 //! | `warden_executions_in_flight` | gauge | |
 //! | `warden_plugin_failures_total` | counter | plugin, reason |
-//! | `warden_plugin_active_count` | gauge | |
+//! | `warden_plugin_active_count` | gauge | trust_level |
+//! | `warden_plugin_load_duration_ms` | histogram | trust_level (verify, unpack, compile schemas and wasm: once per version and node) |
 //! | `warden_plugin_versions` | gauge | status |
 //! | `warden_pool_boxes` | gauge | state (idle, busy, starting) |
 //! | `warden_sandbox_process_restarts_total` | counter | |
@@ -38,6 +39,14 @@ pub fn handle() -> PrometheusHandle {
             ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_ms".into()),
+                        &[
+                            0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
                 Ok(h) => h,
@@ -59,7 +68,14 @@ pub async fn refresh(s: &AppState) {
     metrics::counter!("warden_cold_fallbacks_total").absolute(pool.cold_fallbacks_total);
     metrics::gauge!("warden_executions_in_flight").set(s.exec.in_flight() as f64);
     if let Ok(counts) = s.store.counts().await {
-        metrics::gauge!("warden_plugin_active_count").set(counts.active_plugins as f64);
+        for level in warden_core::TrustLevel::NAMES {
+            let n = counts
+                .active_by_trust
+                .iter()
+                .find(|(t, _)| t.as_str() == *level)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("warden_plugin_active_count", "trust_level" => *level).set(n as f64);
+        }
         for status in ["draft", "pending", "active", "rejected", "inactive", "failed"] {
             let n = counts
                 .versions

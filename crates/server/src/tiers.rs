@@ -137,7 +137,11 @@ impl Tiers {
                 .cloned()
                 .map(Target::Builtin)
                 .ok_or_else(|| refuse("this server was built without that built-in".into())),
-            tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(refuse),
+            tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(|why| {
+                tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+                    lifecycle_state = "failed", reason = %why, "a wasm plugin version cannot run");
+                refuse(why)
+            }),
             _ => Ok(Target::Jail(Code {
                 // Never shared across apps, plugins, versions or packages.
                 key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
@@ -168,8 +172,11 @@ impl Tiers {
         let module = engine
             .compile(&bytes)
             .map_err(|e| format!("its module `{entrypoint}` does not compile for the wasm tier: {e}"))?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        metrics::histogram!("warden_plugin_load_duration_ms", "trust_level" => v.trust_level.as_str())
+            .record(ms);
         tracing::info!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
-            compile_ms = started.elapsed().as_secs_f64() * 1000.0, "wasm module compiled");
+            lifecycle_state = "initializing", compile_ms = ms, "wasm module compiled");
         self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())

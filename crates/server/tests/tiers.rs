@@ -146,6 +146,29 @@ async fn builtins_are_listed_installed_called_and_audited_like_any_plugin() {
         .collect();
     assert!(actions.contains(&"register"), "{audit}");
     assert!(actions.contains(&"install"), "{audit}");
+
+    // Metrics by trust level, and the time to load a version.
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("warden_plugin_active_count{trust_level=\"builtin\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_plugin_active_count{trust_level=\"untrusted\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_plugin_load_duration_ms_count{trust_level=\"builtin\"}"),
+        "{metrics}"
+    );
     s.stop().await.unwrap();
 }
 

@@ -369,8 +369,23 @@ pub(crate) async fn counts(pool: &AnyPool) -> Result<Counts> {
         sqlx::query_as("SELECT COUNT(DISTINCT plugin) AS n FROM plugin_versions WHERE status = 'active'")
             .fetch_one(pool)
             .await?;
+    let by_trust: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT trust_level, COUNT(DISTINCT plugin) AS n FROM plugin_versions WHERE status = 'active' \
+         GROUP BY trust_level",
+    )
+    .fetch_all(pool)
+    .await?;
+    let active_by_trust = by_trust
+        .into_iter()
+        .map(|(t, n)| {
+            let level = TrustLevel::parse(&t)
+                .ok_or_else(|| corrupt("plugin_versions", format!("unknown trust level `{t}`")))?;
+            Ok((level, n.max(0) as u64))
+        })
+        .collect::<Result<_>>()?;
     Ok(Counts {
         versions,
         active_plugins: active.max(0) as u64,
+        active_by_trust,
     })
 }
