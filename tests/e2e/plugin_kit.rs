@@ -313,3 +313,32 @@ async fn every_sample_is_published_approved_and_executed_through_the_server() {
         }
     }
 }
+
+/// `init --runtime wasm` gives C that Debian's clang-14 builds into a WASI
+/// module, and `test` runs it in the wasm tier as the server does: the
+/// result, a refused import, a module that is not WebAssembly.
+#[test]
+fn init_makes_a_wasm_plugin_that_builds_with_clang_and_tests_in_the_wasm_tier() {
+    let work = tempfile::tempdir().unwrap();
+    let (code, _, err) = plugin(&["init", "my-wasm", "--runtime", "wasm"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let dir = work.path().join("my-wasm");
+    let (code, out, err) = run(Command::new("sh").arg(dir.join("build.sh")));
+    assert_eq!(
+        code, 0,
+        "build.sh (needs clang-14 and wasi-libc: scripts/install-deps): {out}\n{err}"
+    );
+    let (code, out, err) = plugin(&["test"], &dir);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let value: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("stdout is the value: {out}"));
+    assert_eq!(value, json!({"message": "Hello, Ada!"}));
+
+    // A module importing what the tier does not grant is refused by name.
+    let c = "__attribute__((import_module(\"env\"), import_name(\"steal\"))) int steal(void);\nint main(void) { return steal(); }\n";
+    std::fs::write(dir.join("main.c"), c).unwrap();
+    let (code, out, err) = run(Command::new("sh").arg(dir.join("build.sh")));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = plugin(&["test"], &dir);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("env.steal"), "{err}");
+}

@@ -24,7 +24,14 @@ async fn builtins_are_served_by_the_binary() {
     assert_eq!(st, StatusCode::OK, "{versions}");
     assert_eq!(versions[0]["trust_level"], "builtin", "{versions}");
     assert_eq!(versions[0]["status"], "active", "{versions}");
-    let (st, _) = req(&c, Method::POST, s.url("/v1/apps"), &admin, Some(json!({"id": "mail"}))).await;
+    let (st, _) = req(
+        &c,
+        Method::POST,
+        s.url("/v1/apps"),
+        &admin,
+        Some(json!({"id": "mail"})),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED);
     let (st, body) = req(
         &c,
@@ -55,7 +62,11 @@ async fn builtins_are_served_by_the_binary() {
     .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "success", "{body}");
-    assert_eq!(body["return_value"], json!({"text": "Hi Ada! Hi Linus! "}), "{body}");
+    assert_eq!(
+        body["return_value"],
+        json!({"text": "Hi Ada! Hi Linus! "}),
+        "{body}"
+    );
     let sha = versions[0]["package_sha256"].clone();
     s.signal(rustix::process::Signal::TERM);
     assert!(s.wait().success());

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod sse;
 pub mod templates;
 mod tiers;
+pub use tiers::wasm_call_once;
 pub mod views;
 
 use std::net::SocketAddr;

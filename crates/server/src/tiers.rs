@@ -26,8 +26,8 @@ use warden_core::tier;
 use warden_jail::Status as JailStatus;
 use warden_package::Manifest;
 use warden_runtime::{
-    CallStatus, Code, HandlerError, HandlerResult, Invocation, Metrics, Runner, RuntimeError, StdioRun,
-    Stream, stdio_call,
+    CallLimits, CallStatus, Code, HandlerError, HandlerResult, Invocation, Metrics, Runner, RuntimeError,
+    StdioRun, Stream, stdio_call,
 };
 
 use crate::config::TiersSection;
@@ -204,6 +204,21 @@ impl Tiers {
             }),
         }
     }
+}
+
+/// Compile `module` and run it once on `event` under `limits`, exactly as
+/// the wasm tier runs a call (for `warden plugin test`); `Err` says why the
+/// module cannot run in the tier.
+pub fn wasm_call_once(module: &[u8], event: &[u8], limits: &CallLimits) -> Result<HandlerResult, String> {
+    let engine = warden_wasm::Engine::new(warden_wasm::EngineConfig {
+        max_instances: 1,
+        max_memory_bytes: limits.memory_bytes.max(1 << 20),
+        ..warden_wasm::EngineConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let module = engine.compile(module).map_err(|e| e.to_string())?;
+    let inv = Invocation::new(event.to_vec(), limits.clone());
+    Ok(wasm_call(&engine, &module, &inv))
 }
 
 fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {

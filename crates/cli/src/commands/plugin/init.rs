@@ -23,6 +23,9 @@ pub enum Runtime {
     Shell,
     /// Rust, built into a native binary with the Rust SDK.
     Rust,
+    /// C compiled to a WASI command module (`clang-14 --target=wasm32-wasi`),
+    /// run in the in-process WebAssembly tier.
+    Wasm,
 }
 
 /// Arguments of `warden plugin init`.
@@ -204,6 +207,38 @@ if [ -z "${name// }" ]; then
   exit 1
 fi
 printf '{"message": "Hello, %s!"}\n' "$name"
+"#;
+
+const WASM_MAIN: &str = r#"/* {{name}}: a Warden plugin compiled to WebAssembly (a WASI command).
+ * The event arrives as JSON on stdin; what is printed on stdout is the
+ * result. Files and sockets are not available in the wasm tier. */
+#include <stdio.h>
+#include <string.h>
+
+int main(void) {
+    static char event[65536];
+    size_t n = fread(event, 1, sizeof event - 1, stdin);
+    event[n] = '\0';
+    /* A real plugin would use a JSON library; the sample finds "name". */
+    const char *key = strstr(event, "\"name\"");
+    const char *start = key ? strchr(key + 6, '"') : NULL;
+    const char *end = start ? strchr(start + 1, '"') : NULL;
+    if (!start || !end || end == start + 1) {
+        printf("{\"error\": {\"type\": \"ValidationError\", \"message\": \"name must not be blank\"}}\n");
+        return 1;
+    }
+    printf("{\"message\": \"Hello, %.*s!\"}\n", (int)(end - start - 1), start + 1);
+    return 0;
+}
+"#;
+
+const WASM_BUILD: &str = r#"#!/bin/sh
+# Build plugin.wasm with Debian's clang-14, lld-14, wasi-libc and
+# libclang-rt-14-dev-wasm32 (Warden's scripts/install-deps installs them).
+set -eu
+cd "$(dirname "$0")"
+clang-14 --target=wasm32-wasi -O2 -o plugin.wasm main.c
+echo ok
 "#;
 
 const SH_TEST: &str = r#"#!/bin/bash
@@ -433,6 +468,16 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             files.push(("warden-plugin/src/lib.rs".into(), sdk::RUST_LIB.into(), false));
             files.push((".gitignore".into(), "/target\n/bin\n".to_owned(), false));
             "cargo test"
+        }
+        Runtime::Wasm => {
+            files.push((
+                "manifest.json".into(),
+                manifest(&code, &name, "wasm", "plugin.wasm"),
+                false,
+            ));
+            files.push(("main.c".into(), fill(WASM_MAIN, &name, &krate), false));
+            files.push(("build.sh".into(), WASM_BUILD.into(), true));
+            "sh build.sh"
         }
     };
     files.push(("event.json".into(), event, false));

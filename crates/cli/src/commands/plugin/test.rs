@@ -129,50 +129,6 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(exit::VALIDATION));
     }
 
-    let jail = Jail::new(JailConfig::default())?;
-    let runner = Runner::new(
-        jail,
-        RunnerConfig {
-            warm: WarmConfig {
-                enabled: false,
-                ..WarmConfig::default()
-            },
-            ..RunnerConfig::default()
-        },
-    )?;
-    let code_dir = tempfile::Builder::new().prefix("warden-plugin-test-").tempdir()?;
-    write_tree(code_dir.path(), packed.package.entries())?;
-    let mut entrypoint = m.entrypoint.trim_start_matches("./").to_owned();
-    if m.runtime == "go" {
-        if !args.json {
-            eprintln!(
-                "{} building with Go in the jail (no network, vendored modules only)",
-                crate::style::dim("==>")
-            );
-        }
-        let out = code_dir.path().join(warden_core::registry::GO_BINARY);
-        let build_dir = out.parent().unwrap_or(code_dir.path());
-        std::fs::create_dir_all(build_dir)?;
-        std::fs::set_permissions(build_dir, std::fs::Permissions::from_mode(0o755))?;
-        match runner.build_go(code_dir.path(), &out) {
-            Ok(_) => entrypoint = warden_core::registry::GO_BINARY.into(),
-            Err(RuntimeError::BuildFailed { errors, log }) => {
-                let problems: Vec<Problem> = errors
-                    .iter()
-                    .map(|e| Problem {
-                        location: format!("{}:{}", e.file, e.line),
-                        message: e.message.clone(),
-                    })
-                    .collect();
-                if problems.is_empty() {
-                    eprintln!("{log}");
-                }
-                print_problems("go build failed", &problems);
-                return Ok(ExitCode::from(exit::VALIDATION));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
     let platform = PlatformLimits::default();
     let timeout = Duration::from_millis(m.timeout_ms(&platform));
     let limits = CallLimits {
@@ -182,15 +138,80 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         pids: m.pids(&platform),
         ..CallLimits::default()
     };
-    let code = Code {
-        key: format!("local/{}@{}", m.code, m.version),
-        runtime: m.runtime.clone(),
-        dir: code_dir.path().to_owned(),
-        entrypoint,
-        handler: m.handler.clone(),
-        layer: None,
+    let result = if m.runtime == "wasm" {
+        // In-process, exactly as the server's wasm tier runs it.
+        let ep = m.entrypoint.trim_start_matches("./");
+        let Some(module) = packed.package.entries().iter().find(|e| e.path == ep) else {
+            anyhow::bail!("the package has no {ep}");
+        };
+        match warden_server::wasm_call_once(&module.data, &serde_json::to_vec(&event)?, &limits) {
+            Ok(r) => r,
+            Err(why) => {
+                print_problems(
+                    "the module cannot run in the wasm tier",
+                    &[Problem {
+                        location: "/entrypoint".into(),
+                        message: why,
+                    }],
+                );
+                return Ok(ExitCode::from(exit::VALIDATION));
+            }
+        }
+    } else {
+        let jail = Jail::new(JailConfig::default())?;
+        let runner = Runner::new(
+            jail,
+            RunnerConfig {
+                warm: WarmConfig {
+                    enabled: false,
+                    ..WarmConfig::default()
+                },
+                ..RunnerConfig::default()
+            },
+        )?;
+        let code_dir = tempfile::Builder::new().prefix("warden-plugin-test-").tempdir()?;
+        write_tree(code_dir.path(), packed.package.entries())?;
+        let mut entrypoint = m.entrypoint.trim_start_matches("./").to_owned();
+        if m.runtime == "go" {
+            if !args.json {
+                eprintln!(
+                    "{} building with Go in the jail (no network, vendored modules only)",
+                    crate::style::dim("==>")
+                );
+            }
+            let out = code_dir.path().join(warden_core::registry::GO_BINARY);
+            let build_dir = out.parent().unwrap_or(code_dir.path());
+            std::fs::create_dir_all(build_dir)?;
+            std::fs::set_permissions(build_dir, std::fs::Permissions::from_mode(0o755))?;
+            match runner.build_go(code_dir.path(), &out) {
+                Ok(_) => entrypoint = warden_core::registry::GO_BINARY.into(),
+                Err(RuntimeError::BuildFailed { errors, log }) => {
+                    let problems: Vec<Problem> = errors
+                        .iter()
+                        .map(|e| Problem {
+                            location: format!("{}:{}", e.file, e.line),
+                            message: e.message.clone(),
+                        })
+                        .collect();
+                    if problems.is_empty() {
+                        eprintln!("{log}");
+                    }
+                    print_problems("go build failed", &problems);
+                    return Ok(ExitCode::from(exit::VALIDATION));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let code = Code {
+            key: format!("local/{}@{}", m.code, m.version),
+            runtime: m.runtime.clone(),
+            dir: code_dir.path().to_owned(),
+            entrypoint,
+            handler: m.handler.clone(),
+            layer: None,
+        };
+        runner.invoke_cold(&code, &Invocation::new(serde_json::to_vec(&event)?, limits))?
     };
-    let result = runner.invoke_cold(&code, &Invocation::new(serde_json::to_vec(&event)?, limits))?;
     let violations = match (result.status, &result.return_value) {
         (CallStatus::Success, v) => output.validate(v.as_ref().unwrap_or(&Value::Null)),
         _ => Vec::new(),
