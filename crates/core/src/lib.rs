@@ -51,6 +51,7 @@ pub mod layer;
 pub mod lifecycle;
 pub mod model;
 pub mod registry;
+pub mod snapshot;
 pub mod store;
 pub mod template;
 pub mod tier;
@@ -63,9 +64,10 @@ pub use layer::{Layer, LayerError, LayerStatus, LockedPackage, layer_id};
 pub use lifecycle::{Action, LifecycleError, VersionStatus};
 pub use model::{Actor, ApiKey, App, AuditEvent, Installation, Plugin, Role, Version};
 pub use registry::{GoBuilder, Registry, RegistryError};
+pub use snapshot::{Node, Snapshot, SnapshotStatus, SnapshotTrigger};
 pub use store::{
     AuditFilter, Blobs, Counts, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page,
-    PluginFilter, Revoked, Store, StoreError, TemplateFilter, Transition,
+    PluginFilter, Revoked, SnapshotFilter, Store, StoreError, TemplateFilter, Transition,
 };
 pub use template::{
     Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,

@@ -6,8 +6,9 @@
 //! One module per resource, each with its typed rows (`sqlx::FromRow`) and
 //! its queries: [`plugins`] (plugins and versions), [`apps`] (apps and
 //! installations), [`executions`] (with the durable queue of async
-//! executions), [`templates`], [`layers`] (dependency layers), [`keys`],
-//! [`audit`]. Queries fail with
+//! executions), [`templates`], [`layers`] (dependency layers),
+//! [`snapshots`] (session snapshots and the nodes sharing the database),
+//! [`keys`], [`audit`]. Queries fail with
 //! [`error::Error`], turned into the core's `StoreError` once, at the
 //! [`Store`] boundary below; a stored value that does not parse is an error
 //! naming its record.
@@ -26,6 +27,7 @@ mod keys;
 mod layers;
 mod plugins;
 mod query;
+mod snapshots;
 mod templates;
 
 use std::path::Path;
@@ -36,11 +38,11 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use warden_core::store::{
     AuditFilter, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    TemplateFilter, Transition,
+    SnapshotFilter, TemplateFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Plugin, QueuedCall,
-    Revoked, Store, StoreError, Template, Version, VersionStatus,
+    ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Node, Plugin, QueuedCall,
+    Revoked, Snapshot, SnapshotStatus, Store, StoreError, Template, Version, VersionStatus,
 };
 
 pub use blobs::{ObjectBlobs, S3Error, S3Options};
@@ -367,5 +369,41 @@ impl Store for SqlStore {
 
     async fn delete_layer(&self, id: &str) -> R<bool> {
         Ok(layers::delete(&self.pool, id).await?)
+    }
+
+    async fn insert_snapshot(&self, s: Snapshot) -> R<()> {
+        Ok(snapshots::insert(&self.pool, s).await?)
+    }
+
+    async fn update_snapshot(&self, from: SnapshotStatus, s: Snapshot) -> R<Snapshot> {
+        Ok(snapshots::update(&self.pool, from, s).await?)
+    }
+
+    async fn get_snapshot(&self, id: &str) -> R<Option<Snapshot>> {
+        Ok(snapshots::get(&self.pool, id).await?)
+    }
+
+    async fn list_snapshots(&self, filter: SnapshotFilter) -> R<Page<Snapshot>> {
+        Ok(snapshots::list(&self.pool, filter).await?)
+    }
+
+    async fn latest_snapshot(&self, session: &str) -> R<Option<Snapshot>> {
+        Ok(snapshots::latest(&self.pool, session).await?)
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> R<bool> {
+        Ok(snapshots::delete(&self.pool, id).await?)
+    }
+
+    async fn heartbeat(&self, node: Node) -> R<()> {
+        Ok(snapshots::heartbeat(&self.pool, node).await?)
+    }
+
+    async fn get_node(&self, id: &str) -> R<Option<Node>> {
+        Ok(snapshots::node(&self.pool, id).await?)
+    }
+
+    async fn list_nodes(&self) -> R<Vec<Node>> {
+        Ok(snapshots::nodes(&self.pool).await?)
     }
 }
