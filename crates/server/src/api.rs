@@ -680,13 +680,15 @@ async fn visible_execution(
     let visible = match p.actor.role {
         Role::Admin => true,
         Role::App => p.actor.app.as_deref() == Some(e.app.as_str()),
-        Role::Developer => {
-            let warden_core::ExecutionSource::Plugin { plugin, .. } = &e.source;
-            s.store
+        // A session's executions are its app's alone.
+        Role::Developer => match e.source.plugin() {
+            Some((plugin, _)) => s
+                .store
                 .get_plugin(plugin)
                 .await?
-                .is_some_and(|plugin| p.may_see_plugin(&plugin.owner))
-        }
+                .is_some_and(|plugin| p.may_see_plugin(&plugin.owner)),
+            None => false,
+        },
     };
     if visible { Ok(e) } else { Err(missing()) }
 }
@@ -727,6 +729,7 @@ pub async fn list_executions(
             app,
             plugin: q.plugin,
             version: q.version,
+            session: None,
             status: q.status,
             since: q.since,
             until: q.until,

@@ -612,7 +612,13 @@ impl Executor {
         exec: &Execution,
         call: &QueuedCall,
     ) -> Result<(Code, Arc<Loaded>, CallLimits), Unavailable> {
-        let ExecutionSource::Plugin { plugin, version } = &exec.source;
+        // Only plugins' executions wait in the shared queue (a session's
+        // can run only on the node holding its box).
+        let Some((plugin, version)) = exec.source.plugin() else {
+            return Err(Unavailable(
+                "a session's execution cannot be started from the shared queue".into(),
+            ));
+        };
         let v = match self.store.get_version(plugin, version).await {
             Ok(Some(v)) => v,
             Ok(None) => {
@@ -749,8 +755,7 @@ impl Executor {
         done: tokio::sync::oneshot::Sender<ExecutionView>,
     ) {
         self.record(&exec).await;
-        let ExecutionSource::Plugin { plugin, .. } = &exec.source;
-        let plugin = plugin.clone();
+        let plugin = exec.source.plugin().map_or("", |(p, _)| p).to_owned();
         let status = exec.status;
         metrics::counter!("warden_executions_total", "plugin" => plugin.clone(), "status" => status.as_str())
             .increment(1);
@@ -974,6 +979,8 @@ fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
         }),
         artifacts,
         warm: r.warm,
+        interpreter_restarted: false,
+        interpreter_died: false,
     };
     (result, data)
 }
