@@ -300,9 +300,16 @@ pub(crate) fn build(rt: &RunnerInner, b: LayerBuild<'_>) -> Result<BuiltLayer, L
             ]);
         }
         LayerRuntime::Node => {
+            let npm = npm_cli().ok_or_else(|| {
+                fail(
+                    None,
+                    "npm is not installed on this host (neither /usr/lib/node_modules/npm nor Debian's npm package)",
+                    "",
+                )
+            })?;
             argv = [
                 "/usr/bin/node",
-                "/usr/lib/node_modules/npm/bin/npm-cli.js",
+                npm,
                 "install",
                 "--prefix",
                 "/workspace/layer/node",
@@ -508,6 +515,17 @@ pub(crate) fn build(rt: &RunnerInner, b: LayerBuild<'_>) -> Result<BuiltLayer, L
         log,
         duration: started.elapsed(),
     })
+}
+
+/// The host's npm (its JavaScript entry point: boxes run it with the host's
+/// node, from `/usr`).
+fn npm_cli() -> Option<&'static str> {
+    [
+        "/usr/lib/node_modules/npm/bin/npm-cli.js",
+        "/usr/share/nodejs/npm/bin/npm-cli.js",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file())
 }
 
 /// The tarball in `dir` for `p` (npm's `npm pack` naming: `name-1.2.3.tgz`,

@@ -149,7 +149,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(
             out,
-            "warden: listening on http://{addr} (API docs: http://{addr}/docs)"
+            "warden: listening on http://{addr} (console: http://{addr}/console/, API docs: http://{addr}/docs)"
         )?;
         out.flush()?;
         drop(out);

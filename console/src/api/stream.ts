@@ -1,0 +1,70 @@
+// An execution's live event stream (GET /v1/executions/{id}/events,
+// text/event-stream). EventSource cannot send an Authorization header and
+// the key must never be in a URL, so the stream is read with fetch and
+// parsed with eventsource-parser. A dropped connection resumes with
+// Last-Event-ID, which the server honours exactly.
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { authHeaders, ApiError, type Execution } from './client';
+
+export type StreamEvent =
+  | { kind: 'status'; status: string }
+  | { kind: 'stdout' | 'stderr'; text: string }
+  | { kind: 'result'; execution: Execution };
+
+/** Follow the stream until `result` (or `signal` aborts); calls `on` per event. */
+export async function followExecution(
+  id: string,
+  on: (e: StreamEvent) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  let lastId: string | undefined;
+  let attempts = 0;
+  for (;;) {
+    let done = false;
+    const parser = createParser({
+      onEvent(msg: EventSourceMessage) {
+        if (msg.id) lastId = msg.id;
+        let data: unknown;
+        try {
+          data = JSON.parse(msg.data);
+        } catch {
+          return;
+        }
+        switch (msg.event) {
+          case 'status':
+            on({ kind: 'status', status: String((data as { status?: unknown }).status ?? '') });
+            break;
+          case 'stdout':
+          case 'stderr':
+            on({ kind: msg.event, text: typeof data === 'string' ? data : JSON.stringify(data) });
+            break;
+          case 'result':
+            done = true;
+            on({ kind: 'result', execution: data as Execution });
+            break;
+        }
+      },
+    });
+    try {
+      const headers: Record<string, string> = { ...authHeaders(), Accept: 'text/event-stream' };
+      if (lastId) headers['Last-Event-ID'] = lastId;
+      const r = await fetch(`/v1/executions/${encodeURIComponent(id)}/events`, { headers, signal });
+      if (!r.ok || !r.body) {
+        const body = await r.json().catch(() => ({}));
+        throw new ApiError(r.status, { title: `The stream answered ${r.status}`, status: r.status, type: '', ...body });
+      }
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { value, done: end } = await reader.read();
+        if (end) break;
+        parser.feed(value);
+      }
+    } catch (e) {
+      if (signal.aborted || e instanceof ApiError) throw e;
+    }
+    if (done || signal.aborted) return;
+    attempts += 1;
+    if (attempts > 5) throw new Error('the event stream kept closing before the result');
+    await new Promise((res) => setTimeout(res, 500 * attempts));
+  }
+}

@@ -1,0 +1,20 @@
+// The navigation: one entry per resource, shown when the signed-in role may
+// use it. Sessions and templates add their entries here as their API lands.
+import type { Can } from './session';
+
+export interface NavEntry {
+  href: string;
+  label: string;
+  show: (can: Can) => boolean;
+}
+
+export const NAV: NavEntry[] = [
+  { href: '/review', label: 'Review queue', show: (c) => c.review },
+  { href: '/plugins', label: 'Plugins', show: (c) => c.listPlugins },
+  { href: '/upload', label: 'Upload', show: (c) => c.upload },
+  { href: '/apps', label: 'Apps', show: (c) => c.run },
+  { href: '/executions', label: 'Executions', show: () => true },
+  { href: '/operations', label: 'Operations', show: (c) => c.operations },
+  { href: '/keys', label: 'API keys', show: (c) => c.keys },
+  { href: '/audit', label: 'Audit log', show: (c) => c.audit },
+];
