@@ -99,8 +99,21 @@ const PROBLEMS: &[(&str, &str)] = &[
 ];
 
 fn problem_responses(codes: &[&str]) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let described: Vec<(&str, &str)> = PROBLEMS
+        .iter()
+        .filter(|(c, _)| codes.contains(c))
+        .copied()
+        .collect();
+    described_problems(&described)
+}
+
+/// Error answers, as `application/problem+json`, with their descriptions
+/// (for operations whose statuses mean something of their own).
+pub(crate) fn described_problems(
+    codes: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     let mut b = ResponsesBuilder::new();
-    for (code, what) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
+    for (code, what) in codes {
         b = b.response(
             *code,
             ResponseBuilder::new()
@@ -149,7 +162,7 @@ impl IntoResponses for ExecuteProblems {
     }
 }
 
-fn limit(l: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn limit(l: Option<u32>) -> Result<u32, ApiError> {
     match l {
         None => Ok(DEFAULT_LIMIT),
         Some(n @ 1..=MAX_LIMIT) => Ok(n),
@@ -670,7 +683,7 @@ pub async fn execute(
 /// The execution `id` as the caller may see it (admins: all; apps: their
 /// own; developers: their plugins'). Another tenant's execution gets
 /// exactly the answer for one that does not exist.
-async fn visible_execution(
+pub(crate) async fn visible_execution(
     s: &AppState,
     p: &Principal,
     id: &str,
