@@ -41,7 +41,7 @@ struct Ctx {
 
 /// bubblewrap with the isolation `warden run` gives by default (minus
 /// seccomp, cgroups and landlock, which bwrap does not set up itself).
-fn bwrap_args(argv: &[&str]) -> Vec<String> {
+pub(crate) fn bwrap_args(argv: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "--ro-bind",
         "/usr",

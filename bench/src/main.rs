@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod handlers;
 mod http;
 mod jail;
+mod sessions;
 mod stats;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,19 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// Sandbox sessions in the runtime: start cost, executions per mode,
+    /// memory per idle session, against a bubblewrap box per execution.
+    Sessions {
+        /// Executions measured per mode.
+        #[arg(long, default_value = "300")]
+        runs: usize,
+        /// Idle sessions started for the memory figures.
+        #[arg(long, default_value = "100")]
+        idle: usize,
+        /// A short smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The HTTP API: latency over the runtime's warm call, and a burst of
     /// concurrent execute requests with a record check.
     Http {
@@ -68,6 +82,10 @@ fn main() -> anyhow::Result<()> {
             jail::run(runs, seconds)
         }
         Bench::Handlers { seconds, quick } => handlers::run(if quick { 0.3 } else { seconds }),
+        Bench::Sessions { runs, idle, quick } => {
+            let (runs, idle) = if quick { (10, 3) } else { (runs, idle) };
+            sessions::run(runs, idle)
+        }
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };
             http::run(calls, burst)

@@ -21,6 +21,10 @@ const HELLO: &str = "def handler(event):\n    return {'hello': event.get('name',
 async fn assert_all_final(p: &Platform) {
     let left = p.unfinished().await;
     assert!(left.is_empty(), "executions left unfinished: {left:#?}");
+    // Every retired box's init was reaped: none is a zombie holding a pid
+    // (and a charge in its slot's pids cgroup).
+    let zombies = p.zombies();
+    assert!(zombies.is_empty(), "unreaped box inits: {zombies:?}");
 }
 
 /// Finding 1: the host recreated `out/` and chowned it by name after each

@@ -236,6 +236,27 @@ impl Platform {
         }
     }
 
+    /// Zombie children of the server (unreaped box inits), each as
+    /// `pid comm`.
+    pub fn zombies(&self) -> Vec<String> {
+        let me = self.child.id().to_string();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let (state, ppid) = (fields.next(), fields.next());
+            if state == Some("Z") && ppid == Some(me.as_str()) {
+                out.push(head.replace(" (", " "));
+            }
+        }
+        out
+    }
+
     /// The jail state directory.
     pub fn state_dir(&self) -> PathBuf {
         self.state.path().to_owned()

@@ -403,6 +403,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List templates by id, built-ins included (every role). */
+        get: operations["list_templates"];
+        put?: never;
+        /**
+         * Create a template (admin). Every problem of the body is answered at
+         *     once, each at its JSON pointer.
+         */
+        post: operations["create_template"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/templates/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One template (every role). */
+        get: operations["get_template"];
+        /**
+         * Replace a template whole (admin): every field but `id`, and the
+         *     `revision` it was read at. A stale revision is a 409
+         *     (`/problems/stale-revision`); a built-in cannot be replaced (409
+         *     `/problems/builtin`). The layer stays when the packages are the same.
+         */
+        put: operations["replace_template"];
+        post?: never;
+        /**
+         * Delete a template (admin); a built-in cannot be deleted (409
+         *     `/problems/builtin`).
+         */
+        delete: operations["delete_template"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/layers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A dependency layer: its packages, build state, log and lock (every
+         *     role).
+         */
+        get: operations["get_layer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -592,6 +660,16 @@ export interface components {
             /** @description The secret to send as `Authorization: Bearer …`. */
             secret: string;
         };
+        /**
+         * @description Package ecosystems.
+         * @enum {string}
+         */
+        EcosystemName: "pip" | "npm";
+        /**
+         * @description Seed file encodings.
+         * @enum {string}
+         */
+        EncodingName: "utf8" | "base64";
         /** @description The handler's error. */
         ErrorView: {
             /**
@@ -759,6 +837,71 @@ export interface components {
              */
             revoked_at?: number | null;
         };
+        /** @description Why a layer's build failed. */
+        LayerErrorView: {
+            /** @description The package at fault, when known. */
+            package?: string | null;
+            /** @description What went wrong. */
+            message: string;
+        };
+        /**
+         * @description Layer states.
+         * @enum {string}
+         */
+        LayerStatusName: "queued" | "building" | "ready" | "failed";
+        /** @description A dependency layer. */
+        LayerView: {
+            /** @description Content address: SHA-256 of runtime, interpreter, packages, index. */
+            id: string;
+            /** @description The runtime. */
+            runtime: components["schemas"]["RuntimeName"];
+            /** @description The interpreter's version. */
+            interpreter: string;
+            /** @description The packages, normalized. */
+            packages: components["schemas"]["PackageView"][];
+            /** @description Where they come from: an index URL or `folder:<digest>`. */
+            index: string;
+            /** @description `queued`, `building`, `ready` or `failed`. */
+            status: components["schemas"]["LayerStatusName"];
+            error?: null | components["schemas"]["LayerErrorView"];
+            /** @description The build's log (its end). */
+            log: string;
+            /** @description What was installed. */
+            lock: components["schemas"]["LockedPackageView"][];
+            /**
+             * Format: int64
+             * @description Bytes on disk.
+             */
+            size_bytes: number;
+            /** @description The node that built it. */
+            node?: string | null;
+            /**
+             * Format: int64
+             * @description Created, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Ready or failed, Unix ms.
+             */
+            built_at?: number | null;
+            /**
+             * Format: int64
+             * @description Last used by a box, Unix ms.
+             */
+            last_used_at?: number | null;
+        };
+        /** @description One installed distribution. */
+        LockedPackageView: {
+            /** @description Name. */
+            name: string;
+            /** @description Exact version. */
+            version: string;
+            /** @description SHA-256 of the distribution (pip). */
+            sha256?: string | null;
+            /** @description Integrity (npm). */
+            integrity?: string | null;
+        };
         /** @description The caller. */
         MeView: {
             /** @description Principal name. */
@@ -798,6 +941,18 @@ export interface components {
              */
             io_write_bytes: number;
         };
+        /**
+         * @description Network modes.
+         * @enum {string}
+         */
+        NetworkModeName: "none" | "allow_list";
+        /** @description A template's network policy. */
+        NetworkView: {
+            /** @description `none` or `allow_list`. */
+            mode: components["schemas"]["NetworkModeName"];
+            /** @description Allowed `host[:port]` entries. */
+            allow: string[];
+        };
         /** @description A new app. */
         NewApp: {
             /** @description 2 to 63 lowercase letters, digits or `-`, starting with a letter. */
@@ -833,6 +988,180 @@ export interface components {
              * @enum {string}
              */
             role: "app";
+        };
+        /** @description A new template. */
+        NewTemplate: {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description 1 to 63 lowercase letters, digits or `-`. */
+            id: string;
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description Each package once (names compared as the index does). */
+            packages?: {
+                /** @enum {string} */
+                ecosystem: "pip";
+                hashes?: string[];
+                name: string;
+                /** @description Absent or null: any version. */
+                version?: string | null;
+            }[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @enum {string} */
+            runtime: "python";
+        } | {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description 1 to 63 lowercase letters, digits or `-`. */
+            id: string;
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description Each package once (names compared as the index does). */
+            packages?: {
+                /** @enum {string} */
+                ecosystem: "npm";
+                hashes?: string[];
+                name: string;
+                /** @description Absent or null: any version. */
+                version?: string | null;
+            }[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @enum {string} */
+            runtime: "node";
+        } | {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description 1 to 63 lowercase letters, digits or `-`. */
+            id: string;
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description A shell template has no packages. */
+            packages?: Record<string, never>[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @enum {string} */
+            runtime: "shell";
+        };
+        /** @description A package requirement. */
+        PackageView: {
+            /** @description pip or npm. */
+            ecosystem: components["schemas"]["EcosystemName"];
+            /** @description The package's name. */
+            name: string;
+            /** @description Its version specifier; `null`: any. */
+            version?: string | null;
+            /** @description Accepted hashes. */
+            hashes: string[];
         };
         /**
          * @description A page of a list: plugins by code; executions and audit events newest
@@ -977,6 +1306,59 @@ export interface components {
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
         };
+        /**
+         * @description A page of a list: plugins by code; executions and audit events newest
+         *     first.
+         */
+        Page_TemplateView: {
+            /** @description The items. */
+            items: {
+                /** @description Identifier. */
+                id: string;
+                /** @description Display name. */
+                name: string;
+                /** @description What it is for. */
+                description?: string | null;
+                /** @description `python`, `node` or `shell`. */
+                runtime: components["schemas"]["RuntimeName"];
+                /** @description Third-party packages. */
+                packages: components["schemas"]["PackageView"][];
+                /** @description Environment variables of its boxes. */
+                env: {
+                    [key: string]: string;
+                };
+                /** @description Default resources of its boxes. */
+                resources: components["schemas"]["ResourcesView"];
+                /** @description Who its boxes may reach. */
+                network: components["schemas"]["NetworkView"];
+                /** @description Files written into each box's workspace. */
+                files: components["schemas"]["SeedFileView"][];
+                /** @description Shipped with Warden: cannot be changed or deleted. */
+                builtin: boolean;
+                /**
+                 * @description The id of the ready dependency layer its boxes get; `null` until one
+                 *     is built (and for templates without packages).
+                 */
+                layer?: string | null;
+                /**
+                 * Format: int64
+                 * @description Increases with every change; send it back to replace the template.
+                 */
+                revision: number;
+                /**
+                 * Format: int64
+                 * @description Created, Unix ms.
+                 */
+                created_at: number;
+                /**
+                 * Format: int64
+                 * @description Last change, Unix ms.
+                 */
+                updated_at: number;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` at the end. */
+            next_cursor?: string | null;
+        };
         /** @description A plugin. */
         PluginView: {
             /** @description Reverse-DNS code, e.g. `vendor.greeting.say_hello`. */
@@ -1026,6 +1408,58 @@ export interface components {
             /** @description Shown to the developer; required (not only white space). */
             reason: string;
         };
+        /** @description A template's resources. */
+        ResourcesView: {
+            /**
+             * Format: double
+             * @description CPU cores.
+             */
+            cpu_cores: number;
+            /**
+             * Format: int64
+             * @description Memory, MiB.
+             */
+            memory_mb: number;
+            /**
+             * Format: int64
+             * @description Disk, MiB.
+             */
+            disk_mb: number;
+            /**
+             * Format: int32
+             * @description Processes and threads.
+             */
+            pids: number;
+            /**
+             * Format: int64
+             * @description Idle time before a box stops, seconds.
+             */
+            idle_timeout_secs: number;
+            /**
+             * Format: int64
+             * @description Longest life of a box, seconds.
+             */
+            max_lifetime_secs: number;
+        };
+        /**
+         * @description The runtimes, as the API names them.
+         * @enum {string}
+         */
+        RuntimeName: "python" | "node" | "shell";
+        /** @description A seed file. */
+        SeedFileView: {
+            /** @description Path in the workspace. */
+            path: string;
+            /** @description Content, as `encoding` says. */
+            content: string;
+            /** @description `utf8` or `base64`. */
+            encoding: components["schemas"]["EncodingName"];
+            /**
+             * Format: int32
+             * @description Permission bits; `null`: 0o644.
+             */
+            mode?: number | null;
+        };
         /**
          * @description One event of an execution's stream (`text/event-stream`). Keep-alive
          *     comments come between events while nothing happens.
@@ -1062,6 +1496,214 @@ export interface components {
              * @description Informational findings.
              */
             info: number;
+        };
+        /** @description A template's full replacement: every field but `id`, and the `revision` it was read at. */
+        TemplateReplacement: {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description Each package once (names compared as the index does). */
+            packages?: {
+                /** @enum {string} */
+                ecosystem: "pip";
+                hashes?: string[];
+                name: string;
+                /** @description Absent or null: any version. */
+                version?: string | null;
+            }[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @description The revision the template was read at; a replacement applies only to it (409 otherwise). */
+            revision: number;
+            /** @enum {string} */
+            runtime: "python";
+        } | {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description Each package once (names compared as the index does). */
+            packages?: {
+                /** @enum {string} */
+                ecosystem: "npm";
+                hashes?: string[];
+                name: string;
+                /** @description Absent or null: any version. */
+                version?: string | null;
+            }[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @description The revision the template was read at; a replacement applies only to it (409 otherwise). */
+            revision: number;
+            /** @enum {string} */
+            runtime: "node";
+        } | {
+            description?: string | null;
+            /** @description Variables of its boxes. Names the platform sets are refused (422): PATH, HOME, PWD, TMPDIR, PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE, NODE_PATH, NODE_OPTIONS, LD_*, WARDEN_*. */
+            env?: {
+                [key: string]: string;
+            };
+            /** @description Each path once; at most 1 MiB in all. */
+            files?: ({
+                content: string;
+                /** @enum {string} */
+                encoding?: "utf8";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            } | {
+                content: string;
+                /** @enum {string} */
+                encoding: "base64";
+                /** @description Permission bits (no setuid, setgid or sticky bit); absent or null: 0o644. */
+                mode?: number | null;
+                path: string;
+            })[];
+            /** @description Display name; default: the id. */
+            name?: string;
+            /** @description Default: no network. */
+            network?: {
+                allow?: string[];
+                /** @enum {string} */
+                mode: "none";
+            } | {
+                allow: string[];
+                /** @enum {string} */
+                mode: "allow_list";
+            };
+            /** @description A shell template has no packages. */
+            packages?: Record<string, never>[];
+            /** @description Defaults fill what is left out; the server's `templates.max_*` ceilings apply (422 beyond them). */
+            resources?: {
+                cpu_cores?: number;
+                disk_mb?: number;
+                idle_timeout_secs?: number;
+                max_lifetime_secs?: number;
+                memory_mb?: number;
+                pids?: number;
+            };
+            /** @description The revision the template was read at; a replacement applies only to it (409 otherwise). */
+            revision: number;
+            /** @enum {string} */
+            runtime: "shell";
+        };
+        /** @description A template. */
+        TemplateView: {
+            /** @description Identifier. */
+            id: string;
+            /** @description Display name. */
+            name: string;
+            /** @description What it is for. */
+            description?: string | null;
+            /** @description `python`, `node` or `shell`. */
+            runtime: components["schemas"]["RuntimeName"];
+            /** @description Third-party packages. */
+            packages: components["schemas"]["PackageView"][];
+            /** @description Environment variables of its boxes. */
+            env: {
+                [key: string]: string;
+            };
+            /** @description Default resources of its boxes. */
+            resources: components["schemas"]["ResourcesView"];
+            /** @description Who its boxes may reach. */
+            network: components["schemas"]["NetworkView"];
+            /** @description Files written into each box's workspace. */
+            files: components["schemas"]["SeedFileView"][];
+            /** @description Shipped with Warden: cannot be changed or deleted. */
+            builtin: boolean;
+            /**
+             * @description The id of the ready dependency layer its boxes get; `null` until one
+             *     is built (and for templates without packages).
+             */
+            layer?: string | null;
+            /**
+             * Format: int64
+             * @description Increases with every change; send it back to replace the template.
+             */
+            revision: number;
+            /**
+             * Format: int64
+             * @description Created, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Last change, Unix ms.
+             */
+            updated_at: number;
         };
         /** @description Change an installation. */
         UpdateInstallation: {
@@ -1180,7 +1822,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1189,7 +1831,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1278,7 +1920,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1287,7 +1929,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1381,7 +2023,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1390,7 +2032,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1466,7 +2108,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1475,7 +2117,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1553,7 +2195,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1562,7 +2204,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1639,7 +2281,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1648,7 +2290,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1727,7 +2369,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1736,7 +2378,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1815,7 +2457,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1824,7 +2466,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1902,7 +2544,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1911,7 +2553,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1990,7 +2632,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -1999,7 +2641,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2077,7 +2719,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2086,7 +2728,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2164,7 +2806,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2173,7 +2815,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2255,7 +2897,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2264,7 +2906,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2360,7 +3002,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2369,7 +3011,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2447,7 +3089,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2456,7 +3098,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2529,7 +3171,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2538,7 +3180,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2615,7 +3257,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2624,7 +3266,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2718,7 +3360,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2727,7 +3369,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2803,7 +3445,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2812,7 +3454,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2892,7 +3534,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2901,7 +3543,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3001,7 +3643,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3010,7 +3652,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3105,7 +3747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3114,7 +3756,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3223,7 +3865,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3232,7 +3874,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3349,7 +3991,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3358,7 +4000,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3434,7 +4076,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3443,7 +4085,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3522,7 +4164,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3531,7 +4173,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3611,7 +4253,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3620,7 +4262,564 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_templates: {
+        parameters: {
+            query?: {
+                /** @description Only this runtime's. */
+                runtime?: "python" | "node" | "shell";
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 500 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_TemplateView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_template: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewTemplate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description The template's URL */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body's Content-Type is not one the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_template: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Template id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    replace_template: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Template id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TemplateReplacement"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TemplateView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body's Content-Type is not one the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_template: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Template id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_layer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Layer id (64 hex digits) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LayerView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3710,7 +4909,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3719,7 +4918,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3792,7 +4991,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3801,7 +5000,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3878,7 +5077,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3887,7 +5086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3980,7 +5179,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3989,7 +5188,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4062,7 +5261,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such plugin, version, app, installation, execution or key (or not yours: the same answer) */
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4071,7 +5270,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Exists already, in use, or the version's state does not allow it */
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
             409: {
                 headers: {
                     [name: string]: unknown;

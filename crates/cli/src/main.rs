@@ -36,6 +36,8 @@ enum Command {
     Admin(commands::admin::AdminArgs),
     /// Write, pack, test and publish plugins.
     Plugin(commands::plugin::PluginArgs),
+    /// A server's templates: list, show.
+    Template(commands::template::TemplateArgs),
     /// Print the API's OpenAPI document.
     Openapi,
 }
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::serve(*args),
         Command::Admin(args) => commands::admin::admin(args),
         Command::Plugin(args) => commands::plugin::plugin(args),
+        Command::Template(args) => commands::template::template(args),
         Command::Openapi => commands::admin::openapi(),
     };
     match result {

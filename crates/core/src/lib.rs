@@ -1,5 +1,6 @@
 //! Warden's platform core: plugins and their versions, the review lifecycle,
-//! apps and installations, executions, sandbox sessions and the audit trail.
+//! apps and installations, executions, templates and their dependency
+//! layers, sandbox sessions, and the audit trail.
 //!
 //! The core decides; it does not store (the [`store::Store`] and
 //! [`store::Blobs`] traits, implemented by `warden-store`) and it does not
@@ -46,16 +47,19 @@ macro_rules! names {
 
 pub mod event;
 pub mod execution;
+pub mod layer;
 pub mod lifecycle;
 pub mod model;
 pub mod registry;
 pub mod session;
 pub mod store;
+pub mod template;
 
 pub use execution::{
     ArtifactRecord, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult, ExecutionSource,
     ExecutionStatus, QueuedCall, ResultMetrics, ResultStatus, ResultViolation,
 };
+pub use layer::{Layer, LayerError, LayerStatus, LockedPackage, layer_id};
 pub use lifecycle::{Action, LifecycleError, VersionStatus};
 pub use model::{Actor, ApiKey, App, AuditEvent, Installation, Plugin, Role, Version};
 pub use registry::{GoBuilder, Registry, RegistryError};
@@ -64,6 +68,10 @@ pub use session::{
     SessionStatus, SessionUsage,
 };
 pub use store::{
-    AuditFilter, Blobs, Counts, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    Revoked, SessionMove, Store, StoreError, Transition,
+    AuditFilter, Blobs, Counts, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page,
+    PluginFilter, Revoked, SessionMove, Store, StoreError, TemplateFilter, Transition,
+};
+pub use template::{
+    Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,
+    TemplateError, TemplatePolicy, TemplateRuntime, TemplateSpec, Templates,
 };

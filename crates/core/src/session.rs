@@ -247,6 +247,43 @@ pub struct SessionTemplate {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+impl SessionTemplate {
+    /// What a session needs from the stored template `t`: its resources and
+    /// timeouts as defaults, its environment, its allow-list (when its
+    /// network mode is `allow_list`), its layer and its seed files. An
+    /// error naming the template when a seed file does not decode (a
+    /// stored template was checked when it was written).
+    pub fn of(t: &crate::template::Template) -> Result<SessionTemplate, String> {
+        let files = t
+            .files
+            .iter()
+            .map(|f| {
+                f.bytes()
+                    .map(|b| (f.path.clone(), b))
+                    .map_err(|e| format!("template `{}`: seed file `{}`: {e}", t.id, f.path))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SessionTemplate {
+            id: t.id.clone(),
+            resources: SessionResources {
+                cpu_cores: t.resources.cpu_cores,
+                memory_mb: t.resources.memory_mb,
+                disk_mb: t.resources.disk_mb,
+                pids: t.resources.pids,
+            },
+            idle_timeout_secs: t.resources.idle_timeout_secs,
+            max_lifetime_secs: t.resources.max_lifetime_secs,
+            env: t.env.clone(),
+            allow: match t.network.mode {
+                crate::template::NetworkMode::AllowList => t.network.allow.clone(),
+                crate::template::NetworkMode::None => Vec::new(),
+            },
+            layer: t.layer.clone(),
+            files,
+        })
+    }
+}
+
 /// What a server lets sessions ask for (the `sessions.*` configuration).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionPolicy {
@@ -464,13 +501,22 @@ pub fn plan(
         policy.max_lifetime_secs,
         &mut lifetime,
     );
-    // Template defaults beyond the server's policy are clamped to it (a
-    // template is checked against the templates' ceilings, which an
-    // operator may set above the sessions').
-    r.cpu_cores = r.cpu_cores.min(max.cpu_cores);
-    r.memory_mb = r.memory_mb.min(max.memory_mb);
-    r.disk_mb = r.disk_mb.min(max.disk_mb);
-    r.pids = r.pids.min(max.pids);
+    // Template defaults outside the session's bounds are brought within
+    // them (a template is checked against the templates' ceilings, which an
+    // operator may set above the sessions'; its floors are lower than what
+    // a session's agent needs).
+    if req.cpu_cores.is_none() {
+        r.cpu_cores = r.cpu_cores.max(min.cpu_cores).min(max.cpu_cores);
+    }
+    if req.memory_mb.is_none() {
+        r.memory_mb = r.memory_mb.max(min.memory_mb).min(max.memory_mb);
+    }
+    if req.disk_mb.is_none() {
+        r.disk_mb = r.disk_mb.max(min.disk_mb).min(max.disk_mb);
+    }
+    if req.pids.is_none() {
+        r.pids = r.pids.max(min.pids).min(max.pids);
+    }
     let mut env = t.env.clone();
     check_env("/env", &req.env, &mut problems);
     env.extend(req.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -992,6 +1038,51 @@ mod tests {
         ] {
             assert!(!valid_allow_entry(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_stored_template_gives_its_defaults_and_its_allow_list() {
+        use crate::template::{
+            NetworkMode, NetworkPolicy, SeedEncoding, SeedFile, Template, TemplateRuntime,
+        };
+        let mut spec = Template::new(
+            crate::template::TemplateSpec {
+                id: "t".into(),
+                name: "t".into(),
+                description: None,
+                runtime: TemplateRuntime::Python,
+                packages: Vec::new(),
+                env: BTreeMap::from([("A".into(), "1".into())]),
+                resources: crate::template::Resources {
+                    memory_mb: 16,
+                    ..Default::default()
+                },
+                network: NetworkPolicy {
+                    mode: NetworkMode::AllowList,
+                    allow: vec!["example.com".into()],
+                },
+                files: vec![SeedFile {
+                    path: "b.bin".into(),
+                    content: "AAE=".into(),
+                    encoding: SeedEncoding::Base64,
+                    mode: None,
+                }],
+            },
+            false,
+            0,
+        );
+        let t = SessionTemplate::of(&spec).unwrap();
+        assert_eq!(t.allow, ["example.com"]);
+        assert_eq!(t.files, [("b.bin".to_owned(), vec![0u8, 1])]);
+        assert_eq!(t.env["A"], "1");
+        // A template's floor is lower than a session's: brought up to it.
+        let p = plan(&NewSession::default(), &t, &SessionPolicy::default()).unwrap();
+        assert_eq!(p.resources.memory_mb, SessionResources::MIN.memory_mb);
+        assert_eq!(p.network, ["example.com"]);
+        spec.network.mode = NetworkMode::None;
+        assert!(SessionTemplate::of(&spec).unwrap().allow.is_empty());
+        spec.files[0].content = "not base64!".into();
+        assert!(SessionTemplate::of(&spec).unwrap_err().contains("b.bin"));
     }
 
     #[test]

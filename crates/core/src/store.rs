@@ -11,9 +11,11 @@ use std::future::Future;
 use serde_json::Value;
 
 use crate::execution::{Execution, ExecutionStatus, QueuedCall};
+use crate::layer::{Layer, LayerStatus};
 use crate::lifecycle::VersionStatus;
 use crate::model::{ApiKey, App, AuditEvent, Installation, Plugin, Version};
 use crate::session::{Session, SessionFilter, SessionStatus, SessionUsage};
+use crate::template::{Template, TemplateRuntime};
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +32,19 @@ pub enum StoreError {
         /// Its state now.
         current: VersionStatus,
     },
-    /// Still referenced (an installation uses the version).
+    /// Still referenced (an installation uses the version, a template the
+    /// layer).
     #[error("in use: {0}")]
     InUse(String),
+    /// A compare-and-set found the record changed since it was read (a
+    /// template's revision, a layer's state): nothing was written.
+    #[error("{record} changed concurrently: it is now {now}")]
+    Changed {
+        /// Which record (`template python-basic`, `layer 3f…`).
+        record: String,
+        /// What it is now (`revision 4`, `building`).
+        now: String,
+    },
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -190,6 +202,31 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// Filters for listing templates (by id).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TemplateFilter {
+    /// Only this runtime's.
+    pub runtime: Option<TemplateRuntime>,
+    /// Continue after this id.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Filters for listing dependency layers (by id).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerFilter {
+    /// Only in this state.
+    pub status: Option<LayerStatus>,
+    /// Only those not bound into a box since this time (Unix ms; a layer
+    /// never used counts from its creation).
+    pub unused_since: Option<i64>,
+    /// Continue after this id.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
 type R<T> = Result<T, StoreError>;
 
 /// A session's state change, applied only if it is still in one of `from`.
@@ -206,8 +243,8 @@ pub struct SessionMove {
     pub at: i64,
 }
 
-/// Records: plugins, versions, apps, installations, executions, sessions,
-/// audit, keys.
+/// Records: plugins, versions, apps, installations, executions, templates
+/// and layers, sessions, audit, keys.
 pub trait Store: Send + Sync + 'static {
     /// The backend answers.
     fn ping(&self) -> impl Future<Output = R<()>> + Send;
@@ -360,6 +397,63 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = R<Revoked>> + Send;
     /// All keys (hashes are never returned).
     fn list_keys(&self) -> impl Future<Output = R<Vec<ApiKey>>> + Send;
+
+    /// Insert a template as given (revision 1 normally) with its audit
+    /// event. `Conflict` when the id is taken.
+    fn insert_template(&self, t: Template, audit: NewAudit) -> impl Future<Output = R<Template>> + Send;
+    /// One template.
+    fn get_template(&self, id: &str) -> impl Future<Output = R<Option<Template>>> + Send;
+    /// Templates by id.
+    fn list_templates(&self, filter: TemplateFilter) -> impl Future<Output = R<Page<Template>>> + Send;
+    /// Replace the spec of template `t.id` (name, description, runtime,
+    /// packages, env, resources, network, files; and `updated_at`) if it is
+    /// still at revision `t.revision`, with its audit event: the stored
+    /// revision becomes `t.revision + 1`. Its layer stays when
+    /// `keep_layer` (the packages need the same layer), else it is
+    /// cleared; whatever `t.layer` says. `Changed` naming the revision it
+    /// is at when it moved, `NotFound` when it is gone.
+    fn update_template(
+        &self,
+        t: Template,
+        keep_layer: bool,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Template>> + Send;
+    /// Delete a template with its audit event. `Conflict` for a built-in,
+    /// `NotFound` when there is none.
+    fn delete_template(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<()>> + Send;
+    /// Point template `id` at `layer` (or at none) if it is still at
+    /// `revision` (the packages the layer was built for), with its audit
+    /// event. The layer must exist (`NotFound`) and be ready (`Conflict`);
+    /// the revision does not change. `Changed` when the revision moved.
+    fn set_template_layer(
+        &self,
+        id: &str,
+        revision: i64,
+        layer: Option<&str>,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Template>> + Send;
+
+    /// Insert a layer unless one with its id exists: the stored layer, and
+    /// whether this call created it. Of concurrent inserts of one id,
+    /// exactly one creates it (builds of the same layer coalesce).
+    fn insert_layer(&self, layer: Layer) -> impl Future<Output = R<(Layer, bool)>> + Send;
+    /// One layer.
+    fn get_layer(&self, id: &str) -> impl Future<Output = R<Option<Layer>>> + Send;
+    /// Write `layer`'s state and build results (status, error, log cut to
+    /// `layer::LOG_CAP`, lock, size, node, built_at) if the stored layer is
+    /// still in `from`: a compare-and-set, so of two builders claiming a
+    /// queued layer one wins. `Conflict` for a move
+    /// [`LayerStatus::can_move`] refuses, `Changed` naming its state when
+    /// it is no longer in `from`, `NotFound`.
+    fn update_layer(&self, from: LayerStatus, layer: Layer) -> impl Future<Output = R<Layer>> + Send;
+    /// Record that layer `id` was bound into a box at `at` (the time never
+    /// moves back). False when there is no such layer.
+    fn touch_layer(&self, id: &str, at: i64) -> impl Future<Output = R<bool>> + Send;
+    /// Layers by id.
+    fn list_layers(&self, filter: LayerFilter) -> impl Future<Output = R<Page<Layer>>> + Send;
+    /// Delete a layer no template points at (`InUse` otherwise). False
+    /// when there was none.
+    fn delete_layer(&self, id: &str) -> impl Future<Output = R<bool>> + Send;
 }
 
 /// What [`Store::revoke_key_keeping_an_admin`] did.

@@ -36,6 +36,11 @@ pub enum BoxEvent {
 /// A started box. Dropping it kills the box (its lifeline closes).
 #[derive(Debug)]
 pub struct RunningBox {
+    /// Kills and reaps init when the box is dropped without being waited
+    /// for (a warm box retired, a session ended): an unreaped init stays a
+    /// zombie of this process, charged to the slot's pids cgroup. First, so
+    /// it runs before the slot goes back to the pool (fields drop in order).
+    reaper: Option<Reaper>,
     handle: BoxHandle,
     launched: Launched,
     limits: Limits,
@@ -43,6 +48,45 @@ pub struct RunningBox {
     baseline: Option<Baseline>,
     sandbox: SandboxReport,
     seen: supervise::Seen,
+}
+
+/// See [`RunningBox::reaper`].
+#[derive(Debug)]
+struct Reaper {
+    /// `None` once disarmed.
+    pidfd: Option<OwnedFd>,
+}
+
+impl Reaper {
+    /// Someone else reaps init (the one-shot supervisor).
+    fn disarm(mut self) {
+        self.pidfd = None;
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Some(pidfd) = &self.pidfd else { return };
+        let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+        // SIGKILL from the host always lands; the wait is bounded anyway.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            if sys::reap_pidfd(pidfd.as_fd()) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                tracing::warn!("a box's init did not die within 2 s of SIGKILL; left unreaped");
+                return;
+            }
+            let mut fds = [rustix::event::PollFd::new(pidfd, rustix::event::PollFlags::IN)];
+            let ts = rustix::event::Timespec::try_from(left).unwrap_or(rustix::event::Timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            });
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+        }
+    }
 }
 
 impl RunningBox {
@@ -55,6 +99,11 @@ impl RunningBox {
         sandbox: SandboxReport,
     ) -> RunningBox {
         supervise::set_nonblocking(&launched.report);
+        let reaper = launched
+            .pidfd
+            .try_clone()
+            .ok()
+            .map(|pidfd| Reaper { pidfd: Some(pidfd) });
         RunningBox {
             handle,
             launched,
@@ -63,6 +112,7 @@ impl RunningBox {
             baseline,
             sandbox,
             seen: supervise::Seen::default(),
+            reaper,
         }
     }
 
@@ -249,7 +299,12 @@ impl RunningBox {
             baseline,
             sandbox,
             seen,
+            reaper,
         } = self;
+        // The supervisor below reaps init itself.
+        if let Some(r) = reaper {
+            r.disarm();
+        }
         let collected = supervise::supervise(
             launched,
             seen,

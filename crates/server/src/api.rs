@@ -85,11 +85,11 @@ const PROBLEMS: &[(&str, &str)] = &[
     ("403", "The key's role may not do this"),
     (
         "404",
-        "No such plugin, version, app, installation, execution or key (or not yours: the same answer)",
+        "No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer)",
     ),
     (
         "409",
-        "Exists already, in use, or the version's state does not allow it",
+        "Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision",
     ),
     ("413", "The body is over its limit"),
     ("415", "The body's Content-Type is not one the operation takes"),
@@ -162,6 +162,8 @@ impl IntoResponses for ExecuteProblems {
     }
 }
 
+/// A list's page size from `?limit=`: the default when absent, 400 naming
+/// `query:limit` out of 1 to [`MAX_LIMIT`].
 pub(crate) fn limit(l: Option<u32>) -> Result<u32, ApiError> {
     match l {
         None => Ok(DEFAULT_LIMIT),

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use warden_core::{Resources, TemplatePolicy};
 use warden_package::DenyRule;
 
 /// A configuration key: its dotted path in the TOML file, its environment
@@ -78,6 +79,12 @@ keys! {
     "sessions.max_pending", "WARDEN_SESSIONS_MAX_PENDING", "16", "Executions running or waiting in one session (they run one at a time); beyond it, 429.";
     "sessions.sync_wait_secs", "WARDEN_SESSIONS_SYNC_WAIT_SECS", "300", "Longest a synchronous execution request waits; an execution still running then is answered 202 (poll or stream it).";
     "sessions.sweep_interval_ms", "WARDEN_SESSIONS_SWEEP_INTERVAL_MS", "1000", "How often the sweeper looks for sessions past their idle timeout or max lifetime (and for dead boxes).";
+    "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
+    "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
+    "templates.max_disk_mb", "WARDEN_TEMPLATES_MAX_DISK_MB", "10240", "Largest `resources.disk_mb` a template may ask for (1024 to 1048576).";
+    "templates.max_pids", "WARDEN_TEMPLATES_MAX_PIDS", "1024", "Largest `resources.pids` a template may ask for (128 to 65536).";
+    "templates.max_idle_timeout_secs", "WARDEN_TEMPLATES_MAX_IDLE_TIMEOUT_SECS", "86400", "Largest `resources.idle_timeout_secs` a template may ask for (900 to 2592000).";
+    "templates.max_lifetime_secs", "WARDEN_TEMPLATES_MAX_LIFETIME_SECS", "604800", "Largest `resources.max_lifetime_secs` a template may ask for (86400 to 2592000).";
     "policy.deny", "-", "[]", "Denied dependencies: `[[policy.deny]]` tables with `ecosystem` (`pypi`, `npm`, `go`), `name`, `versions` (a semver requirement or `*`) and `reason`. File only.";
 }
 
@@ -246,6 +253,54 @@ impl Default for SessionsSection {
     }
 }
 
+/// The templates section: the ceilings of what a template may ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesSection {
+    /// Most CPU cores.
+    pub max_cpu_cores: f64,
+    /// Most memory, MiB.
+    pub max_memory_mb: u64,
+    /// Most disk, MiB.
+    pub max_disk_mb: u64,
+    /// Most processes.
+    pub max_pids: u32,
+    /// Longest idle timeout, seconds.
+    pub max_idle_timeout_secs: u64,
+    /// Longest lifetime, seconds.
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for TemplatesSection {
+    fn default() -> Self {
+        let max = TemplatePolicy::default().max;
+        TemplatesSection {
+            max_cpu_cores: max.cpu_cores,
+            max_memory_mb: max.memory_mb,
+            max_disk_mb: max.disk_mb,
+            max_pids: max.pids,
+            max_idle_timeout_secs: max.idle_timeout_secs,
+            max_lifetime_secs: max.max_lifetime_secs,
+        }
+    }
+}
+
+impl TemplatesSection {
+    /// The core's policy for these ceilings.
+    pub fn policy(&self) -> TemplatePolicy {
+        TemplatePolicy {
+            max: Resources {
+                cpu_cores: self.max_cpu_cores,
+                memory_mb: self.max_memory_mb,
+                disk_mb: self.max_disk_mb,
+                pids: self.max_pids,
+                idle_timeout_secs: self.max_idle_timeout_secs,
+                max_lifetime_secs: self.max_lifetime_secs,
+            },
+        }
+    }
+}
+
 /// Everything `warden serve` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -286,6 +341,8 @@ pub struct Config {
     pub policy: PolicySection,
     /// Sessions.
     pub sessions: SessionsSection,
+    /// Templates' ceilings.
+    pub templates: TemplatesSection,
 }
 
 impl Default for Config {
@@ -309,6 +366,7 @@ impl Default for Config {
             warm: WarmSection::default(),
             policy: PolicySection::default(),
             sessions: SessionsSection::default(),
+            templates: TemplatesSection::default(),
         }
     }
 }
@@ -435,6 +493,10 @@ impl Config {
                 "sessions.max_pending",
                 "sessions.max_pending and sessions.sweep_interval_ms must be at least 1",
             );
+        }
+        if let Err(why) = self.templates.policy().check() {
+            let (key, message) = why.split_once(": ").unwrap_or(("templates", &why));
+            return bad(key, message);
         }
         Ok(())
     }
@@ -588,6 +650,32 @@ mod tests {
             let e = Config::load(None, env(&[(var, value)])).unwrap_err().to_string();
             assert!(e.contains(key), "{var}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn template_ceilings_are_read_and_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("WARDEN_TEMPLATES_MAX_MEMORY_MB", "8192"),
+                ("WARDEN_TEMPLATES_MAX_CPU_CORES", "2.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.templates.policy().max.memory_mb, 8192);
+        assert_eq!(c.templates.policy().max.cpu_cores, 2.5);
+        // Below the default a template gets, or beyond any server's.
+        let e = Config::load(None, env(&[("WARDEN_TEMPLATES_MAX_MEMORY_MB", "256")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("templates.max_memory_mb: 256 is outside 512"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("WARDEN_TEMPLATES_MAX_CPU_CORES", "1000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("templates.max_cpu_cores:"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use warden_core::{RegistryError, StoreError};
+use warden_core::{RegistryError, StoreError, TemplateError};
 
 /// One located problem: a JSON pointer into the request (`/name`,
 /// `/limits/memory_mb`), a query parameter (`query:limit`) or a file of the
@@ -408,6 +408,7 @@ impl From<StoreError> for ApiError {
             StoreError::Stale { current } => {
                 ApiError::conflict(format!("the version changed concurrently; it is now {current}"))
             }
+            e @ StoreError::Changed { .. } => ApiError::conflict(e.to_string()),
             StoreError::Backend(m) => {
                 ApiError::unavailable("the store is unavailable; retry shortly").with_cause(m)
             }
@@ -453,6 +454,32 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::Store(s) => s.into(),
             RegistryError::Io { .. } => ApiError::internal(&DisplayChain(&e)),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        match e {
+            TemplateError::Invalid(problems) => ApiError::invalid(
+                "invalid",
+                "The template is invalid",
+                problems.into_iter().map(FieldError::from).collect(),
+            ),
+            TemplateError::NotFound(m) => ApiError::not_found(m),
+            TemplateError::Forbidden(m) => ApiError::forbidden(m),
+            TemplateError::Conflict(m) => ApiError::conflict(m),
+            e @ TemplateError::Builtin(_) => ApiError::conflict_of(
+                "builtin",
+                "Built-in templates cannot be changed or deleted",
+                e.to_string(),
+            ),
+            e @ TemplateError::Stale { .. } => ApiError::conflict_of(
+                "stale-revision",
+                "The template changed since it was read",
+                e.to_string(),
+            ),
+            TemplateError::Store(s) => s.into(),
         }
     }
 }

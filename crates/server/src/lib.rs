@@ -1,6 +1,7 @@
 //! Warden's HTTP API (`warden serve`): plugins and their review, apps and
 //! installations, executions with schema checks, streaming and durable
-//! records, API keys, audit, OpenAPI, health and metrics.
+//! records, templates and their dependency layers, API keys, audit,
+//! OpenAPI, health and metrics.
 //!
 //! The HTTP layer parses requests into calls on the core (the registry), the
 //! store and the [`exec::Executor`], and renders their results; it makes no
@@ -16,6 +17,7 @@ pub mod exec;
 pub mod metrics;
 pub mod sessions;
 pub mod sse;
+pub mod templates;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -35,7 +37,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
-use warden_core::{GoBuilder, Registry, Role, Store};
+use warden_core::{GoBuilder, Registry, Role, Store, TemplateError, Templates};
 use warden_jail::{Jail, JailConfig};
 use warden_package::{PlatformLimits, Policy, Problem};
 use warden_runtime::{Runner, RunnerConfig, RuntimeError, WarmConfig};
@@ -53,6 +55,8 @@ pub struct AppState {
     pub blobs: Arc<ObjectBlobs>,
     /// Uploads, reviews, installations.
     pub registry: Arc<Registry<SqlStore, ObjectBlobs>>,
+    /// Templates (validation, writes, built-ins).
+    pub templates: Arc<Templates<SqlStore>>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
     /// Sandbox sessions on this node.
@@ -85,6 +89,9 @@ pub enum StartError {
         #[source]
         source: warden_core::StoreError,
     },
+    /// The built-in templates could not be created.
+    #[error("cannot create the built-in templates")]
+    Builtins(#[source] TemplateError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -204,6 +211,11 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             url: redact(&url),
             source: e,
         })?;
+    let templates = Arc::new(Templates::new(store.clone(), config.templates.policy()));
+    let created = templates.ensure_builtins().await.map_err(StartError::Builtins)?;
+    if !created.is_empty() {
+        tracing::info!(templates = ?created, "built-in templates created or brought up to date");
+    }
     let first_admin_key = if store
         .list_keys()
         .await
@@ -261,6 +273,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         blobs.clone(),
         runner.clone(),
         exec.hub.clone(),
+        templates.clone(),
         exec_node.clone(),
         config.sessions.clone(),
     );
@@ -269,6 +282,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         store,
         blobs,
         registry,
+        templates,
         exec,
         sessions,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
@@ -333,6 +347,7 @@ impl Modify for SecurityAddon {
         (name = "executions", description = "Calling plugins; execution records and events"),
         (name = "sessions", description = "Sandbox sessions: code (scripts, handlers, stateful cells) and files in a long-lived box"),
         (name = "audit", description = "The append-only audit trail"),
+        (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -343,6 +358,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     use api::*;
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
+    let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
     let s = &config.sessions;
     let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
     // A form's boundaries and headers beside the file.
@@ -390,6 +406,16 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         )
         .routes(routes!(sessions::api::list_files, sessions::api::upload_file).layer(upload_limit))
         .routes(routes!(sessions::api::make_directory))
+        .routes(routes!(templates::create_template, templates::list_templates).layer(template_limit))
+        .routes(
+            routes!(
+                templates::get_template,
+                templates::replace_template,
+                templates::delete_template
+            )
+            .layer(template_limit),
+        )
+        .routes(routes!(templates::get_layer))
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))

@@ -77,6 +77,12 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("PUT", "/v1/sessions/{id}/files/{path}"), APP),
         (("DELETE", "/v1/sessions/{id}/files/{path}"), APP),
         (("POST", "/v1/sessions/{id}/directories"), APP),
+        (("GET", "/v1/templates"), ALL),
+        (("POST", "/v1/templates"), ADMIN),
+        (("GET", "/v1/templates/{id}"), ALL),
+        (("PUT", "/v1/templates/{id}"), ADMIN),
+        (("DELETE", "/v1/templates/{id}"), ADMIN),
+        (("GET", "/v1/layers/{id}"), ALL),
         (("GET", "/v1/audit"), ADMIN),
         (("POST", "/v1/keys"), ADMIN),
         (("GET", "/v1/keys"), ADMIN),
@@ -106,6 +112,9 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
         &[]
     }
 }
+
+/// A layer id (none is built in this test).
+const LAYER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A plugin code, an execution id and a session id that exist nowhere.
 const MISSING_CODE: &str = "vendor.nothing.here";
@@ -190,6 +199,11 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
             spare_key.as_str()
         } else if path.starts_with("/v1/sessions") {
             session
+        } else if path.starts_with("/v1/templates") {
+            // A built-in: present on every start, and never deleted.
+            "python-basic"
+        } else if path.starts_with("/v1/layers") {
+            LAYER
         } else {
             exec
         };

@@ -1465,3 +1465,95 @@ async fn a_shutdown_records_the_sessions_it_ended() {
     let e = store.get_execution(&exec).await.unwrap().unwrap();
     assert_eq!(e.status.as_str(), "interrupted", "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_takes_its_templates_defaults_and_stays_within_what_it_allows() {
+    let s = server().await;
+    let shop = app(&s, "shop").await;
+    s.expect(
+        Method::POST,
+        "/v1/templates",
+        &s.admin,
+        Some(json!({
+            "id": "scraper",
+            "runtime": "python",
+            "env": {"MODE": "scrape"},
+            "resources": {"memory_mb": 768, "idle_timeout_secs": 1800},
+            "network": {"mode": "allow_list", "allow": ["example.com:443", "*.example.org"]},
+            "files": [{"path": "conf/settings.toml", "content": "retries = 3\n"}]
+        })),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = create(&s, &shop, json!({"template": "scraper"})).await;
+    assert_eq!(v["template"], "scraper");
+    assert_eq!(v["resources"]["memory_mb"], 768);
+    assert_eq!(v["idle_timeout_secs"], 1800);
+    assert_eq!(v["env"]["MODE"], "scrape");
+    assert_eq!(v["network"]["allow"], json!(["example.com:443", "*.example.org"]));
+    let id = v["id"].as_str().unwrap();
+    let e = done(
+        &s,
+        &shop,
+        id,
+        py("import os\nprint(open('conf/settings.toml').read().strip(), os.environ['MODE'])"),
+    )
+    .await;
+    assert_eq!(e["stdout"], "retries = 3 scrape\n", "{e}");
+    // A part of the template's allow-list, or none; never beyond it.
+    let v = create(
+        &s,
+        &shop,
+        json!({"template": "scraper", "network": {"allow": ["api.example.org:443"]}}),
+    )
+    .await;
+    assert_eq!(v["network"]["allow"], json!(["api.example.org:443"]));
+    let v = create(
+        &s,
+        &shop,
+        json!({"template": "scraper", "network": {"allow": []}}),
+    )
+    .await;
+    assert_eq!(v["network"]["allow"], json!([]));
+    let p = s
+        .expect(
+            Method::POST,
+            "/v1/sessions",
+            &shop,
+            Some(json!({"template": "scraper", "network": {"allow": ["example.com:80", "evil.com"]}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    let at: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["/network/allow/0", "/network/allow/1"], "{p}");
+    // A template whose packages are not served to sessions yet: refused,
+    // saying so.
+    s.expect(
+        Method::POST,
+        "/v1/templates",
+        &s.admin,
+        Some(json!({"id": "with-pkgs", "runtime": "python", "packages": [{"ecosystem": "pip", "name": "requests"}]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let p = s
+        .expect(
+            Method::POST,
+            "/v1/sessions",
+            &shop,
+            Some(json!({"template": "with-pkgs"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(p["errors"][0]["location"], "/template");
+    assert!(
+        p["errors"][0]["message"].as_str().unwrap().contains("packages"),
+        "{p}"
+    );
+    s.stop().await.unwrap();
+}

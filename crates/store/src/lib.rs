@@ -6,7 +6,8 @@
 //! One module per resource, each with its typed rows (`sqlx::FromRow`) and
 //! its queries: [`plugins`] (plugins and versions), [`apps`] (apps and
 //! installations), [`executions`] (with the durable queue of async
-//! executions), [`sessions`], [`keys`], [`audit`]. Queries fail with
+//! executions), [`templates`], [`layers`] (dependency layers),
+//! [`sessions`], [`keys`], [`audit`]. Queries fail with
 //! [`error::Error`], turned into the core's `StoreError` once, at the
 //! [`Store`] boundary below; a stored value that does not parse is an error
 //! naming its record.
@@ -22,9 +23,11 @@ mod blobs;
 mod error;
 mod executions;
 mod keys;
+mod layers;
 mod plugins;
 mod query;
 mod sessions;
+mod templates;
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,12 +36,12 @@ use serde_json::Value;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use warden_core::store::{
-    AuditFilter, ExecutionFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter, SessionMove,
-    Transition,
+    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
+    SessionMove, TemplateFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Counts, Execution, Installation, Plugin, QueuedCall, Revoked, Session,
-    SessionFilter, SessionUsage, Store, StoreError, Version, VersionStatus,
+    ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Plugin, QueuedCall,
+    Revoked, Session, SessionFilter, SessionUsage, Store, StoreError, Template, Version, VersionStatus,
 };
 
 pub use blobs::ObjectBlobs;
@@ -343,5 +346,59 @@ impl Store for SqlStore {
 
     async fn list_keys(&self) -> R<Vec<ApiKey>> {
         Ok(keys::list(&self.pool).await?)
+    }
+
+    async fn insert_template(&self, t: Template, audit: NewAudit) -> R<Template> {
+        Ok(templates::insert(&self.pool, t, audit).await?)
+    }
+
+    async fn get_template(&self, id: &str) -> R<Option<Template>> {
+        Ok(templates::get(&self.pool, id).await?)
+    }
+
+    async fn list_templates(&self, filter: TemplateFilter) -> R<Page<Template>> {
+        Ok(templates::list(&self.pool, filter).await?)
+    }
+
+    async fn update_template(&self, t: Template, keep_layer: bool, audit: NewAudit) -> R<Template> {
+        Ok(templates::update(&self.pool, t, keep_layer, audit).await?)
+    }
+
+    async fn delete_template(&self, id: &str, audit: NewAudit) -> R<()> {
+        Ok(templates::delete(&self.pool, id, audit).await?)
+    }
+
+    async fn set_template_layer(
+        &self,
+        id: &str,
+        revision: i64,
+        layer: Option<&str>,
+        audit: NewAudit,
+    ) -> R<Template> {
+        Ok(templates::set_layer(&self.pool, id, revision, layer, audit).await?)
+    }
+
+    async fn insert_layer(&self, layer: Layer) -> R<(Layer, bool)> {
+        Ok(layers::insert(&self.pool, layer).await?)
+    }
+
+    async fn get_layer(&self, id: &str) -> R<Option<Layer>> {
+        Ok(layers::get(&self.pool, id).await?)
+    }
+
+    async fn update_layer(&self, from: LayerStatus, layer: Layer) -> R<Layer> {
+        Ok(layers::update(&self.pool, from, layer).await?)
+    }
+
+    async fn touch_layer(&self, id: &str, at: i64) -> R<bool> {
+        Ok(layers::touch(&self.pool, id, at).await?)
+    }
+
+    async fn list_layers(&self, filter: LayerFilter) -> R<Page<Layer>> {
+        Ok(layers::list(&self.pool, filter).await?)
+    }
+
+    async fn delete_layer(&self, id: &str) -> R<bool> {
+        Ok(layers::delete(&self.pool, id).await?)
     }
 }

@@ -7,11 +7,14 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use warden_core::store::{AuditFilter, ExecutionFilter, NewAudit, PluginFilter, SessionMove};
+use warden_core::store::{
+    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, PluginFilter, SessionMove, TemplateFilter,
+};
 use warden_core::{
-    Actor, ApiKey, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, QueuedCall,
-    Registry, RegistryError, Revoked, Role, RunMode, Session, SessionFilter, SessionLanguage,
-    SessionResources, SessionStatus, SessionUsage, Store, StoreError, VersionStatus,
+    Actor, ApiKey, Ecosystem, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Layer,
+    LayerError, LayerStatus, LockedPackage, PackageReq, QueuedCall, Registry, RegistryError, Revoked, Role,
+    RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus, SessionUsage, Store,
+    StoreError, TemplateError, TemplatePolicy, TemplateRuntime, Templates, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -148,6 +151,13 @@ both!(
     api_keys_are_found_by_hash_and_revoked,
     the_last_admin_key_survives_racing_revocations,
     plugins_are_searched_and_paged,
+    templates_are_created_listed_replaced_and_deleted_with_their_audit,
+    racing_replacements_of_a_template_leave_one_winner,
+    builtins_appear_once_across_nodes_and_stay,
+    layers_are_inserted_once_and_move_through_their_build,
+    a_template_points_only_at_a_ready_layer_built_for_its_revision,
+    layers_are_listed_touched_and_collected,
+    corrupt_templates_and_layers_are_errors_naming_them,
     sessions_move_only_from_where_they_are_and_are_lost_with_their_node,
     sessions_are_listed_filtered_counted_and_deleted_once_ended,
     session_executions_are_ordinary_records,
@@ -1171,6 +1181,546 @@ async fn plugins_are_searched_and_paged(ctx: Ctx) {
         .await
         .unwrap();
     assert!(none.items.is_empty());
+}
+
+fn templates(ctx: &Ctx) -> Templates<SqlStore> {
+    Templates::new(ctx.store.clone(), TemplatePolicy::default())
+}
+
+/// The template audit events, oldest first: (action, template, actor).
+async fn template_trail(ctx: &Ctx) -> Vec<(String, String, String)> {
+    let mut events = ctx
+        .store
+        .list_audit(AuditFilter {
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items;
+    events.reverse();
+    events
+        .into_iter()
+        .filter(|e| e.action.ends_with("_template") || e.action == "set_template_layer")
+        .map(|e| {
+            (
+                e.action,
+                e.detail["template"].as_str().unwrap_or("").to_owned(),
+                e.actor,
+            )
+        })
+        .collect()
+}
+
+async fn templates_are_created_listed_replaced_and_deleted_with_their_audit(ctx: Ctx) {
+    let t = templates(&ctx);
+    let body = json!({
+        "id": "scraper", "name": "Scraper", "runtime": "python",
+        "packages": [{"ecosystem": "pip", "name": "requests", "version": ">=2,<3"}],
+        "env": {"LANG": "C.UTF-8"},
+        "network": {"mode": "allow_list", "allow": ["example.com:443"]},
+        "files": [{"path": "conf/a.txt", "content": "x"}],
+    });
+    let created = t.create(&admin(), &body).await.unwrap();
+    assert_eq!(
+        (created.revision, created.builtin, created.layer.clone()),
+        (1, false, None)
+    );
+    assert_eq!(ctx.store.get_template("scraper").await.unwrap().unwrap(), created);
+    // The id is taken; a developer may not write; bad input changes nothing.
+    assert!(matches!(
+        t.create(&admin(), &body).await,
+        Err(TemplateError::Conflict(_))
+    ));
+    assert!(matches!(
+        t.create(&dev("alice"), &body).await,
+        Err(TemplateError::Forbidden(_))
+    ));
+    let bad =
+        json!({"id": "evil", "runtime": "python", "packages": [{"ecosystem": "pip", "name": "x; rm -rf /"}]});
+    match t.create(&admin(), &bad).await {
+        Err(TemplateError::Invalid(p)) => assert_eq!(p[0].location, "/packages/0/name"),
+        other => panic!("{other:?}"),
+    }
+    assert!(ctx.store.get_template("evil").await.unwrap().is_none());
+    for i in 0..5 {
+        t.create(&admin(), &json!({"id": format!("n{i}"), "runtime": "node"}))
+            .await
+            .unwrap();
+    }
+    // Pages by id, filtered by runtime.
+    let first = t
+        .list(TemplateFilter {
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["n0", "n1", "n2", "n3"]
+    );
+    let rest = t
+        .list(TemplateFilter {
+            cursor: first.next_cursor,
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["n4", "scraper"]
+    );
+    assert!(rest.next_cursor.is_none());
+    let pythons = t
+        .list(TemplateFilter {
+            runtime: Some(TemplateRuntime::Python),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pythons.items.len(), 1);
+    // A full replacement at the revision read.
+    let replaced = t
+        .replace(
+            &admin(),
+            "scraper",
+            &json!({"name": "Scraper 2", "runtime": "python", "revision": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!((replaced.revision, replaced.name.as_str()), (2, "Scraper 2"));
+    assert!(
+        replaced.packages.is_empty() && replaced.env.is_empty(),
+        "a full replacement"
+    );
+    assert_eq!(replaced.created_at, created.created_at);
+    // At a revision that is no longer current: nothing changes.
+    match t
+        .replace(&admin(), "scraper", &json!({"runtime": "shell", "revision": 1}))
+        .await
+    {
+        Err(TemplateError::Stale { read, now, .. }) => assert_eq!((read, now.as_str()), (1, "revision 2")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ctx.store.get_template("scraper").await.unwrap().unwrap(),
+        replaced
+    );
+    assert!(matches!(
+        t.replace(&admin(), "nothing", &json!({"runtime": "shell", "revision": 1}))
+            .await,
+        Err(TemplateError::NotFound(_))
+    ));
+    t.delete(&admin(), "scraper").await.unwrap();
+    assert!(matches!(
+        t.delete(&admin(), "scraper").await,
+        Err(TemplateError::NotFound(_))
+    ));
+    assert!(matches!(t.get("scraper").await, Err(TemplateError::NotFound(_))));
+    let trail = template_trail(&ctx).await;
+    let scraper: Vec<_> = trail.iter().filter(|(_, id, _)| id == "scraper").collect();
+    assert_eq!(
+        scraper
+            .iter()
+            .map(|(a, _, who)| (a.as_str(), who.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("create_template", "root"),
+            ("update_template", "root"),
+            ("delete_template", "root")
+        ]
+    );
+}
+
+async fn racing_replacements_of_a_template_leave_one_winner(ctx: Ctx) {
+    let t = Arc::new(templates(&ctx));
+    t.create(&admin(), &json!({"id": "contested", "runtime": "shell"}))
+        .await
+        .unwrap();
+    // Two nodes, eight admins, all read revision 1.
+    let other = Arc::new(SqlStore::connect(&ctx.url).await.unwrap());
+    let mut racers = Vec::new();
+    for i in 0..8 {
+        let service = if i % 2 == 0 {
+            t.clone()
+        } else {
+            Arc::new(Templates::new(other.clone(), TemplatePolicy::default()))
+        };
+        racers.push(tokio::spawn(async move {
+            let body = json!({"name": format!("by {i}"), "runtime": "shell", "revision": 1});
+            service.replace(&admin(), "contested", &body).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(t) => winners.push(t),
+            Err(TemplateError::Stale { now, .. }) => assert_eq!(now, "revision 2"),
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one replacement lands");
+    let stored = ctx.store.get_template("contested").await.unwrap().unwrap();
+    assert_eq!((stored.revision, &stored.name), (2, &winners[0].name));
+    let updates = template_trail(&ctx)
+        .await
+        .into_iter()
+        .filter(|(a, id, _)| a == "update_template" && id == "contested")
+        .count();
+    assert_eq!(updates, 1, "one audit event for the one change");
+    other.close().await;
+}
+
+async fn builtins_appear_once_across_nodes_and_stay(ctx: Ctx) {
+    // Three nodes starting at once on one database.
+    let mut starts = Vec::new();
+    for _ in 0..3 {
+        let store = Arc::new(SqlStore::connect(&ctx.url).await.unwrap());
+        starts.push(tokio::spawn(async move {
+            Templates::new(store, TemplatePolicy::default())
+                .ensure_builtins()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = Vec::new();
+    for s in starts {
+        created.extend(s.await.unwrap());
+    }
+    created.sort();
+    assert_eq!(
+        created,
+        ["node-basic", "python-basic", "shell"],
+        "each created once"
+    );
+    let t = templates(&ctx);
+    assert!(
+        t.ensure_builtins().await.unwrap().is_empty(),
+        "a restart changes nothing"
+    );
+    let all = t.list(TemplateFilter::default()).await.unwrap().items;
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|x| x.builtin && x.revision == 1));
+    let python = t.get("python-basic").await.unwrap();
+    assert_eq!(python.runtime, TemplateRuntime::Python);
+    assert!(python.packages.is_empty());
+    // Built-ins cannot be changed or deleted through the service, nor
+    // deleted in the store.
+    assert!(matches!(
+        t.delete(&admin(), "python-basic").await,
+        Err(TemplateError::Builtin(_))
+    ));
+    assert!(matches!(
+        t.replace(&admin(), "shell", &json!({"runtime": "shell", "revision": 1}))
+            .await,
+        Err(TemplateError::Builtin(_))
+    ));
+    assert!(matches!(
+        ctx.store.delete_template("shell", NewAudit::default()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // An older definition stored (here: edited behind Warden's back) is
+    // brought back to this version's at the next start.
+    sqlx::query("UPDATE templates SET name = 'Old name' WHERE id = 'shell'")
+        .execute(ctx.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(t.ensure_builtins().await.unwrap(), ["shell"]);
+    let shell = t.get("shell").await.unwrap();
+    assert_eq!((shell.name.as_str(), shell.revision), ("Shell (bash)", 2));
+    let creations = template_trail(&ctx)
+        .await
+        .into_iter()
+        .filter(|(a, _, who)| a == "create_template" && who == "system")
+        .count();
+    assert_eq!(creations, 3);
+}
+
+fn pip(name: &str, version: &str) -> PackageReq {
+    PackageReq {
+        ecosystem: Ecosystem::Pip,
+        name: name.into(),
+        version: Some(version.into()),
+        hashes: vec![],
+    }
+}
+
+fn queued_layer(packages: &[PackageReq]) -> Layer {
+    Layer::queued(
+        TemplateRuntime::Python,
+        "Python 3.11.2",
+        packages,
+        "https://pypi.org/simple",
+        now_ms(),
+    )
+}
+
+async fn layers_are_inserted_once_and_move_through_their_build(ctx: Ctx) {
+    let s = &ctx.store;
+    let layer = queued_layer(&[pip("six", "==1.16.0")]);
+    // Builds of the same layer coalesce: of many inserts, one creates it.
+    let mut inserts = Vec::new();
+    for _ in 0..6 {
+        let (store, layer) = (s.clone(), layer.clone());
+        inserts.push(tokio::spawn(
+            async move { store.insert_layer(layer).await.unwrap() },
+        ));
+    }
+    let mut created = 0;
+    for i in inserts {
+        let (stored, new) = i.await.unwrap();
+        assert_eq!(stored, layer);
+        created += usize::from(new);
+    }
+    assert_eq!(created, 1);
+    // One of several builders claims it.
+    let mut claims = Vec::new();
+    for n in 0..4 {
+        let (store, mut l) = (s.clone(), layer.clone());
+        claims.push(tokio::spawn(async move {
+            l.status = LayerStatus::Building;
+            l.node = Some(format!("node-{n}"));
+            store.update_layer(LayerStatus::Queued, l).await
+        }));
+    }
+    let mut building = None;
+    for c in claims {
+        match c.await.unwrap() {
+            Ok(l) => {
+                assert!(building.is_none(), "two builders claimed it");
+                building = Some(l);
+            }
+            Err(StoreError::Changed { now, .. }) => assert_eq!(now, "building"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let mut l = building.expect("one builder claims it");
+    // The log grows while it builds, and is kept to its end.
+    l.log = format!("{}Successfully installed six-1.16.0\n", "x".repeat(100_000));
+    let l = s.update_layer(LayerStatus::Building, l).await.unwrap();
+    assert!(l.log.len() <= warden_core::layer::LOG_CAP);
+    assert!(l.log.ends_with("six-1.16.0\n"));
+    let mut done = l.clone();
+    done.status = LayerStatus::Ready;
+    done.lock = vec![LockedPackage {
+        name: "six".into(),
+        version: "1.16.0".into(),
+        sha256: Some("ab".repeat(32)),
+        integrity: None,
+    }];
+    done.size_bytes = 54_321;
+    done.built_at = Some(now_ms());
+    let ready = s.update_layer(LayerStatus::Building, done).await.unwrap();
+    assert_eq!(s.get_layer(&layer.id).await.unwrap().unwrap(), ready);
+    // A ready layer never changes again.
+    let mut again = ready.clone();
+    again.size_bytes = 1;
+    assert!(matches!(
+        s.update_layer(LayerStatus::Ready, again.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    again.status = LayerStatus::Failed;
+    assert!(matches!(
+        s.update_layer(LayerStatus::Building, again).await,
+        Err(StoreError::Changed { .. })
+    ));
+    // A failed build names the package, and can be queued again.
+    let other = queued_layer(&[pip("no-such-package-here", "==9.9.9")]);
+    assert_ne!(other.id, layer.id);
+    let (mut f, _) = s.insert_layer(other).await.unwrap();
+    f.status = LayerStatus::Failed;
+    f.error = Some(LayerError {
+        package: Some("no-such-package-here".into()),
+        message: "no matching distribution".into(),
+    });
+    f.log = "ERROR: No matching distribution found\n".into();
+    let failed = s.update_layer(LayerStatus::Queued, f).await.unwrap();
+    assert_eq!(
+        failed.error.as_ref().unwrap().package.as_deref(),
+        Some("no-such-package-here")
+    );
+    let mut retry = failed.clone();
+    retry.status = LayerStatus::Queued;
+    retry.error = None;
+    retry.log.clear();
+    let requeued = s.update_layer(LayerStatus::Failed, retry).await.unwrap();
+    assert_eq!(
+        (requeued.status, requeued.error.clone()),
+        (LayerStatus::Queued, None)
+    );
+    let mut missing = queued_layer(&[pip("zzz", "==1")]);
+    missing.status = LayerStatus::Building;
+    assert!(matches!(
+        s.update_layer(LayerStatus::Queued, missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn a_template_points_only_at_a_ready_layer_built_for_its_revision(ctx: Ctx) {
+    let t = templates(&ctx);
+    let s = &ctx.store;
+    let body = json!({"id": "six", "runtime": "python",
+        "packages": [{"ecosystem": "pip", "name": "six", "version": "==1.16.0"}]});
+    let tpl = t.create(&admin(), &body).await.unwrap();
+    let (layer, _) = s.insert_layer(queued_layer(&tpl.packages)).await.unwrap();
+    // Not ready yet; not there at all.
+    assert!(matches!(
+        t.set_layer(&Actor::system(), "six", 1, Some(&layer.id)).await,
+        Err(TemplateError::Conflict(m)) if m.contains("queued, not ready")
+    ));
+    assert!(matches!(
+        t.set_layer(&Actor::system(), "six", 1, Some(&"0".repeat(64)))
+            .await,
+        Err(TemplateError::NotFound(_))
+    ));
+    let mut l = layer.clone();
+    l.status = LayerStatus::Building;
+    let l = s.update_layer(LayerStatus::Queued, l).await.unwrap();
+    let mut l2 = l.clone();
+    l2.status = LayerStatus::Ready;
+    s.update_layer(LayerStatus::Building, l2).await.unwrap();
+    let with = t
+        .set_layer(&Actor::system(), "six", 1, Some(&layer.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (with.layer.as_deref(), with.revision),
+        (Some(layer.id.as_str()), 1)
+    );
+    assert!(matches!(
+        t.set_layer(&dev("alice"), "six", 1, None).await,
+        Err(TemplateError::Forbidden(_))
+    ));
+    // A layer a template uses cannot be collected.
+    assert!(matches!(
+        s.delete_layer(&layer.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    // Replacing the template with the same packages (other spelling and
+    // order) keeps its layer; other packages clear it.
+    let same = json!({"name": "renamed", "runtime": "python", "revision": 1,
+        "packages": [{"ecosystem": "pip", "name": "Six", "version": "==1.16.0"}]});
+    let kept = t.replace(&admin(), "six", &same).await.unwrap();
+    assert_eq!(
+        (kept.layer.as_deref(), kept.revision),
+        (Some(layer.id.as_str()), 2)
+    );
+    // A build that finished for revision 1 cannot land on revision 2.
+    assert!(matches!(
+        t.set_layer(&Actor::system(), "six", 1, None).await,
+        Err(TemplateError::Stale { .. })
+    ));
+    let changed = json!({"runtime": "python", "revision": 2,
+        "packages": [{"ecosystem": "pip", "name": "six", "version": "==1.15.0"}]});
+    let cleared = t.replace(&admin(), "six", &changed).await.unwrap();
+    assert_eq!((cleared.layer.as_deref(), cleared.revision), (None, 3));
+    assert!(s.delete_layer(&layer.id).await.unwrap(), "unused now, it can go");
+    assert!(!s.delete_layer(&layer.id).await.unwrap());
+    assert!(
+        template_trail(&ctx)
+            .await
+            .iter()
+            .any(|(a, id, who)| a == "set_template_layer" && id == "six" && who == "system")
+    );
+}
+
+async fn layers_are_listed_touched_and_collected(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut l = queued_layer(&[pip("pkg", &format!("=={i}"))]);
+        l.created_at = 1_000 + i;
+        let (l, _) = s.insert_layer(l).await.unwrap();
+        ids.push(l.id);
+    }
+    ids.sort();
+    let mut l = s.get_layer(&ids[0]).await.unwrap().unwrap();
+    l.status = LayerStatus::Building;
+    s.update_layer(LayerStatus::Queued, l).await.unwrap();
+    // Touches only move forward.
+    assert!(s.touch_layer(&ids[1], 50_000).await.unwrap());
+    assert!(s.touch_layer(&ids[1], 40_000).await.unwrap());
+    assert_eq!(
+        s.get_layer(&ids[1]).await.unwrap().unwrap().last_used_at,
+        Some(50_000)
+    );
+    assert!(!s.touch_layer(&"f".repeat(64), 1).await.unwrap());
+    let page = s
+        .list_layers(LayerFilter {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|l| l.id.clone()).collect::<Vec<_>>(),
+        ids[..3]
+    );
+    let rest = s
+        .list_layers(LayerFilter {
+            cursor: page.next_cursor,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 2);
+    let building = s
+        .list_layers(LayerFilter {
+            status: Some(LayerStatus::Building),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(building.items.len(), 1);
+    // Unused since 10 s: all but the one used at 50 s.
+    let stale = s
+        .list_layers(LayerFilter {
+            unused_since: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stale.items.len(), 4);
+    assert!(stale.items.iter().all(|l| l.id != ids[1]));
+}
+
+async fn corrupt_templates_and_layers_are_errors_naming_them(ctx: Ctx) {
+    fn corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+        match r {
+            Err(StoreError::Corrupt { record, reason }) => format!("{record}: {reason}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    let t = templates(&ctx);
+    t.create(&admin(), &json!({"id": "c", "runtime": "shell"}))
+        .await
+        .unwrap();
+    let pool = ctx.store.pool();
+    sqlx::query("UPDATE templates SET resources = '{\"cpu_cores\": \"lots\"}' WHERE id = 'c'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(corrupt(ctx.store.get_template("c").await).starts_with("template c: resources:"));
+    sqlx::query("UPDATE templates SET resources = '{}', runtime = 'cobol' WHERE id = 'c'")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        corrupt(ctx.store.list_templates(TemplateFilter::default()).await),
+        "template c: unknown runtime `cobol`"
+    );
+    let (l, _) = ctx.store.insert_layer(queued_layer(&[])).await.unwrap();
+    sqlx::query("UPDATE layers SET status = 'done' WHERE id = $1")
+        .bind(&l.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        corrupt(ctx.store.get_layer(&l.id).await),
+        format!("layer {}: unknown status `done`", l.id)
+    );
 }
 
 fn session(app: &str, node: &str) -> Session {

@@ -6,6 +6,7 @@ pub mod plugin;
 pub mod pool;
 pub mod run;
 pub mod serve;
+pub mod template;
 
 /// `hint:` lines for an error, pointing at the next step.
 pub fn hints_for(err: &anyhow::Error) -> Vec<String> {

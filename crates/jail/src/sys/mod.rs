@@ -420,6 +420,38 @@ pub(crate) fn reap_any() -> Option<(i32, i32)> {
     (pid > 0).then_some((pid, status))
 }
 
+/// Reap the child behind `pidfd` if it has exited, without blocking: true
+/// when it was reaped now or before. Through the pidfd (`P_PIDFD`), never a
+/// pid, so a recycled pid can never be reaped by mistake.
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>) -> bool {
+    const P_PIDFD: usize = 3;
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out-pointer; rusage is not requested.
+    let r = unsafe {
+        syscall!(
+            Sysno::waitid,
+            P_PIDFD,
+            pidfd.as_raw_fd(),
+            &raw mut info,
+            libc::WEXITED | libc::WNOHANG | libc::__WALL,
+            0usize
+        )
+    };
+    match r {
+        Ok(_) => {
+            // WNOHANG with nothing to reap leaves si_pid at 0.
+            // SAFETY: the kernel filled `info`; si_pid is valid for SIGCHLD
+            // information, and zero (as initialized) otherwise.
+            let pid = unsafe { info.si_pid() };
+            pid != 0
+        }
+        Err(Errno::EINTR) => false,
+        // ECHILD: reaped already (by the one-shot supervisor).
+        Err(_) => true,
+    }
+}
+
 /// Resource usage of a reaped child, as `wait4` reports it.
 pub(crate) struct Rusage {
     /// User + system CPU time in microseconds.

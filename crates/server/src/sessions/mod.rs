@@ -44,7 +44,7 @@ use warden_core::store::{ExecutionFilter, SessionMove};
 use warden_core::{
     Actor, ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page,
     Role, RunMode, Session, SessionFilter, SessionLanguage, SessionPolicy, SessionQuota, SessionResources,
-    SessionStatus, SessionUsage, Store, StoreError,
+    SessionStatus, SessionUsage, Store, StoreError, TemplateError, Templates,
 };
 use warden_jail::{BoxFileError, EmptyBudget, EntryInfo, EntryKind, JailError, MIB};
 use warden_package::Problem;
@@ -262,6 +262,7 @@ pub struct SessionManager {
     blobs: Arc<ObjectBlobs>,
     runner: Runner,
     hub: Arc<Hub>,
+    templates: Arc<Templates<SqlStore>>,
     node: String,
     settings: SessionsSection,
     policy: SessionPolicy,
@@ -308,6 +309,7 @@ impl SessionManager {
         blobs: Arc<ObjectBlobs>,
         runner: Runner,
         hub: Arc<Hub>,
+        templates: Arc<Templates<SqlStore>>,
         node: String,
         settings: SessionsSection,
     ) -> Arc<SessionManager> {
@@ -331,6 +333,7 @@ impl SessionManager {
             blobs,
             runner,
             hub,
+            templates,
             node,
             settings,
             policy,
@@ -423,15 +426,31 @@ impl SessionManager {
 
     /// What a session needs from the template `id`.
     async fn template(&self, id: &str) -> R<SessionTemplate> {
-        builtin_template(id).ok_or_else(|| {
+        let invalid = |message: String| {
             SessionError::Invalid(vec![Problem {
                 location: "/template".into(),
-                message: format!(
-                    "no template `{}`; the built-in ones are python-basic, node-basic and shell",
-                    warden_jail::escape_name(id.as_bytes())
-                ),
+                message,
             }])
-        })
+        };
+        let t = match self.templates.get(id).await {
+            Ok(t) => t,
+            Err(TemplateError::NotFound(_)) => {
+                return Err(invalid(format!(
+                    "no template `{}` (GET /v1/templates lists them)",
+                    warden_jail::escape_name(id.as_bytes())
+                )));
+            }
+            Err(TemplateError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(SessionError::Internal(e.to_string())),
+        };
+        if !t.packages.is_empty() {
+            // Layers (a template's built packages) are not yet bound into
+            // session boxes.
+            return Err(invalid(format!(
+                "template `{id}` has packages; sessions do not get dependency layers yet: use a template without packages"
+            )));
+        }
+        SessionTemplate::of(&t).map_err(SessionError::Internal)
     }
 
     /// Create a session for `actor` (in `app`, which admins name and apps
@@ -1397,15 +1416,26 @@ impl SessionManager {
         });
         let mut body = std::pin::pin!(body);
         let mut broken = None;
+        // Once the writer has stopped (a refusal, a full disk), the rest of
+        // the body is still read, up to the cap, so the client gets the
+        // answer on a connection it can reuse.
+        let (mut read, mut writing) = (0u64, true);
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                let io = std::io::Error::other(e.message.clone());
-                broken = Some(e);
-                io
-            });
-            let failed = chunk.is_err();
-            if tx.send(chunk).await.is_err() || failed {
-                break;
+            match chunk {
+                Ok(bytes) => {
+                    read += bytes.len() as u64;
+                    if writing && tx.send(Ok(bytes)).await.is_err() {
+                        writing = false;
+                    }
+                    if !writing && read > cap {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.message.clone()))).await;
+                    broken = Some(e);
+                    break;
+                }
             }
         }
         drop(tx);
@@ -1517,19 +1547,4 @@ fn make_dirs(ws: &warden_jail::BoxDir, dir: &Path) -> Result<bool, BoxFileError>
         }
     }
     Ok(made)
-}
-
-/// The built-in templates, until templates are stored (issue 12's
-/// templates branch replaces this with the store's).
-fn builtin_template(id: &str) -> Option<SessionTemplate> {
-    matches!(id, "python-basic" | "node-basic" | "shell").then(|| SessionTemplate {
-        id: id.to_owned(),
-        resources: SessionResources::default(),
-        idle_timeout_secs: 15 * 60,
-        max_lifetime_secs: 24 * 3600,
-        env: Default::default(),
-        allow: Vec::new(),
-        layer: None,
-        files: Vec::new(),
-    })
 }

@@ -80,13 +80,14 @@ fn toml_lite(text: &str) -> Result<Credentials, String> {
     Ok(c)
 }
 
-fn fail(class: u8, msg: &str) -> ExitCode {
+/// Report `msg` as an error on stderr; the exit code `class`.
+pub(crate) fn fail(class: u8, msg: &str) -> ExitCode {
     eprintln!("{} {msg}", crate::style::error("error:"));
     ExitCode::from(class)
 }
 
-/// A problem document's words.
-fn problem_text(body: &Value) -> String {
+/// A problem document's words, with each located problem on its own line.
+pub(crate) fn problem_text(body: &Value) -> String {
     let mut s = body["detail"]
         .as_str()
         .unwrap_or("the server refused the request")
@@ -103,17 +104,21 @@ fn problem_text(body: &Value) -> String {
     s
 }
 
-/// Run the command.
-pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+/// The server and API key to use: `server` (from `--server` or
+/// `WARDEN_SERVER`) or the credentials file's, and `WARDEN_API_KEY` or the
+/// credentials file's. On a usage error (nothing configured, not a URL) it
+/// is reported, with a hint, and its exit code returned; `no_server` is the
+/// error when no server is given (`no server to publish to`).
+pub(crate) fn server_and_key(server: Option<String>, no_server: &str) -> Result<(String, String), ExitCode> {
     let creds = match load_credentials() {
         Ok(c) => c,
-        Err(e) => return Ok(fail(2, &e.to_string())),
+        Err(e) => return Err(fail(2, &e.to_string())),
     };
-    let Some(server) = args.server.clone().or(creds.server) else {
+    let Some(server) = server.or(creds.server) else {
         hint(
             "pass --server URL, set WARDEN_SERVER, or put `server = \"URL\"` in ~/.config/warden/credentials.toml",
         );
-        return Ok(fail(2, "no server to publish to"));
+        return Err(fail(2, no_server));
     };
     let Some(key) = std::env::var("WARDEN_API_KEY")
         .ok()
@@ -121,14 +126,33 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         .or(creds.api_key)
     else {
         hint("set WARDEN_API_KEY, or put `api_key = \"wk_…\"` in ~/.config/warden/credentials.toml");
-        return Ok(fail(2, "no API key"));
+        return Err(fail(2, "no API key"));
     };
     if !(server.starts_with("http://") || server.starts_with("https://")) {
-        return Ok(fail(
+        return Err(fail(
             2,
             &format!("`{server}` is not a server URL: give http://HOST:PORT or https://HOST"),
         ));
     }
+    Ok((server.trim_end_matches('/').to_owned(), key))
+}
+
+/// The HTTP client of the commands that speak to a server: TLS through
+/// rustls with the ring provider (roots from the system), Warden's user
+/// agent.
+pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("warden-cli/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Run the command.
+pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let (server, key) = match server_and_key(args.server.clone(), "no server to publish to") {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let dir = plugin_dir(args.dir);
     let mut notes = Vec::new();
     let packed = match build_package(&dir, None, true, &mut notes) {
@@ -142,16 +166,12 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         packed.package.manifest.code.clone(),
         packed.package.manifest.version.clone(),
     );
-    // TLS through rustls with the ring provider; roots from the system.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let base = server.trim_end_matches('/').to_owned();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("warden-cli/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let base = server;
+        let client = http_client()?;
         eprintln!(
             "{} uploading {code} {version} to {base}",
             crate::style::dim("==>")
