@@ -528,8 +528,8 @@ export interface paths {
         put?: never;
         /**
          * Upload a file into the session's workspace as a form with one field,
-         *     `file` (at most `sessions.max_upload_bytes`): to `?path=`, or to the
-         *     part's file name in the workspace.
+         *     `file` (at most `sessions.max_upload_bytes`), to `?path=`. Missing
+         *     directories are made; an existing file is replaced (200).
          */
         post: operations["upload_file"];
         delete?: never;
@@ -1203,7 +1203,11 @@ export interface components {
         };
         /** @description A directory to make. */
         NewDirectoryBody: {
-            /** @description Its path relative to the workspace; missing parents are made too. */
+            /**
+             * @description Its path relative to the workspace (`/` between names; no empty,
+             *     `.` or `..` name, no control characters); missing parents are made
+             *     too.
+             */
             path: string;
         };
         /** @description Code to run in a session. */
@@ -5494,7 +5498,10 @@ export interface operations {
     list_files: {
         parameters: {
             query?: {
-                /** @description A directory relative to the workspace (absent: the workspace). */
+                /**
+                 * @description A directory relative to the workspace (absent: the workspace): `/`
+                 *     between names; no empty, `.` or `..` name, no control characters.
+                 */
                 path?: string;
             };
             header?: never;
@@ -5572,12 +5579,9 @@ export interface operations {
     };
     upload_file: {
         parameters: {
-            query?: {
-                /**
-                 * @description The file's path relative to the workspace (absent: the part's file
-                 *     name, in the workspace). Missing directories are created.
-                 */
-                path?: string;
+            query: {
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096. Missing directories are made. */
+                path: string;
             };
             header?: never;
             path: {
@@ -6894,7 +6898,7 @@ export interface operations {
             path: {
                 /** @description Session id */
                 id: string;
-                /** @description The file's path relative to the workspace (`/` between names) */
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
                 path: string;
             };
             cookie?: never;
@@ -6991,7 +6995,7 @@ export interface operations {
             path: {
                 /** @description Session id */
                 id: string;
-                /** @description The file's path relative to the workspace (`/` between names) */
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
                 path: string;
             };
             cookie?: never;
@@ -7111,7 +7115,7 @@ export interface operations {
             path: {
                 /** @description Session id */
                 id: string;
-                /** @description The path relative to the workspace (`/` between names) */
+                /** @description The path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
                 path: string;
             };
             cookie?: never;

@@ -706,7 +706,7 @@ pub struct NewSessionExecution {
     pub mode: RunMode,
     /// The code.
     pub code: String,
-    /// The event (handler mode only).
+    /// The event (handler mode only; a JSON object).
     pub event: Option<Value>,
     /// Its wall clock, ms (the policy's default when absent).
     pub timeout_ms: Option<u64>,
@@ -754,6 +754,9 @@ pub fn plan_exec(req: &NewSessionExecution, policy: &SessionPolicy) -> Result<Ex
     let event = match (&req.event, req.mode) {
         (None, _) => "{}".to_owned(),
         (Some(e), RunMode::Handler) => {
+            if !e.is_object() {
+                problems.push(problem("/event", "the event must be a JSON object"));
+            }
             let text = e.to_string();
             if text.len() > policy.max_event_bytes {
                 problems.push(problem(
@@ -1114,6 +1117,13 @@ mod tests {
             locations(plan_exec(&bad, &policy)),
             ["/mode", "/code", "/event", "/timeout_ms", "/env/WARDEN_X"]
         );
+        let not_object = NewSessionExecution {
+            event: Some(json!([1, 2])),
+            ..ok
+        };
+        let problems = plan_exec(&not_object, &policy).unwrap_err();
+        assert_eq!(problems[0].location, "/event");
+        assert!(problems[0].message.contains("JSON object"), "{problems:?}");
     }
 
     #[test]

@@ -322,6 +322,11 @@ async fn code_runs_in_every_language_and_mode_and_cells_keep_their_state() {
             "/event",
         ),
         (
+            json!({"language": "python", "mode": "handler", "code": "x", "event": "text"}),
+            422,
+            "/event",
+        ),
+        (
             json!({"language": "python", "code": "x", "env": {"LD_PRELOAD": "/x.so"}}),
             422,
             "/env/LD_PRELOAD",
@@ -576,7 +581,7 @@ async fn files_move_in_and_out_and_every_path_is_checked() {
     assert_eq!(st, StatusCode::CONFLICT);
     let (st, _, _) = raw(&s, Method::PUT, &f("a/b"), &shop, &[], b"x".to_vec()).await;
     assert_eq!(st, StatusCode::CONFLICT);
-    // Multipart: to ?path=, or to the part's file name.
+    // Multipart: to ?path= (required).
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(b"from a form".to_vec()).file_name("ignored.txt"),
@@ -596,7 +601,7 @@ async fn files_move_in_and_out_and_every_path_is_checked() {
     );
     let r = s
         .client
-        .post(s.url(&format!("/v1/sessions/{id}/files")))
+        .post(s.url(&format!("/v1/sessions/{id}/files?path=named.txt")))
         .bearer_auth(&shop)
         .multipart(form)
         .send()
@@ -605,6 +610,23 @@ async fn files_move_in_and_out_and_every_path_is_checked() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let (_, _, b) = raw(&s, Method::GET, &f("named.txt"), &shop, &[], vec![]).await;
     assert_eq!(b, b"named");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+    );
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/sessions/{id}/files")))
+        .bearer_auth(&shop)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "?path= is required");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["location"],
+        "query:path"
+    );
     // Malformed forms: each a 400 naming what is wrong.
     let form = reqwest::multipart::Form::new().text("other", "x");
     let r = s
@@ -693,6 +715,11 @@ async fn files_move_in_and_out_and_every_path_is_checked() {
     }
     let long = "a".repeat(300);
     let (st, _, b) = raw(&s, Method::PUT, &f(&long), &shop, &[], b"x".to_vec()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(json_of(&b)["detail"].as_str().unwrap().contains("255 characters"));
+    // 200 characters but 400 bytes: the kernel's limit is in bytes.
+    let wide = "é".repeat(200);
+    let (st, _, b) = raw(&s, Method::PUT, &f(&wide), &shop, &[], b"x".to_vec()).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(json_of(&b)["detail"].as_str().unwrap().contains("255 bytes"));
     let (st, p) = literal(

@@ -411,10 +411,7 @@ pub async fn list_files(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<FilesQuery>,
 ) -> Result<Json<FileListView>, ApiError> {
-    let (dir, entries, truncated) = s
-        .sessions
-        .list_files(&p.actor, &id, q.path.as_deref().unwrap_or_default())
-        .await?;
+    let (dir, entries, truncated) = s.sessions.list_files(&p.actor, &id, q.path.as_deref()).await?;
     Ok(Json(FileListView {
         entries: entries.into_iter().map(|e| FileEntryView::of(&dir, e)).collect(),
         path: dir,
@@ -426,7 +423,7 @@ pub async fn list_files(
 /// (`Range: bytes=…`) answers 206. Links are never followed; FIFOs and
 /// devices are never opened.
 #[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The file's path relative to the workspace (`/` between names)", max_length = 4096), ("Range" = Option<String>, Header, description = "One byte range: `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX` (anything else is ignored)")),
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096", max_length = 4096, pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$"), ("Range" = Option<String>, Header, description = "One byte range: `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX` (anything else is ignored)")),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = inline(Binary)),
         (status = 206, description = "The range asked for (`Content-Range` says which)", content_type = "application/octet-stream", body = inline(Binary)),
@@ -512,7 +509,7 @@ fn check_length(headers: &HeaderMap, cap: u64) -> Result<(), ApiError> {
 /// are made; an existing file is replaced (200); a link, FIFO or
 /// directory in its place is refused.
 #[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The file's path relative to the workspace (`/` between names)", max_length = 4096)),
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096", max_length = 4096, pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$")),
     request_body(description = "The file's bytes", content((inline(Binary) = "application/octet-stream"))),
     responses(
         (status = 201, description = "Created", body = FileEntryView),
@@ -538,10 +535,10 @@ pub async fn put_file(
 }
 
 /// Upload a file into the session's workspace as a form with one field,
-/// `file` (at most `sessions.max_upload_bytes`): to `?path=`, or to the
-/// part's file name in the workspace.
+/// `file` (at most `sessions.max_upload_bytes`), to `?path=`. Missing
+/// directories are made; an existing file is replaced (200).
 #[utoipa::path(post, path = "/v1/sessions/{id}/files", tag = "sessions",
-    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), UploadQuery),
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Query, description = "The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096. Missing directories are made.", max_length = 4096, pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$")),
     request_body(content = UploadFileForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Created", body = FileEntryView),
@@ -568,6 +565,12 @@ pub async fn upload_file(
             "send the file as `multipart/form-data` with one field, `file` (or PUT the bytes to /v1/sessions/{id}/files/{path})".into(),
         ));
     }
+    let Some(path) = q.path else {
+        return Err(ApiError::bad_field(
+            "query:path",
+            "name the file's path in the workspace: `?path=…`",
+        ));
+    };
     let mut form = Multipart::from_request(req, &s)
         .await
         .map_err(|r| ApiError::rejection(r.status(), r.body_text()))?;
@@ -579,16 +582,7 @@ pub async fn upload_file(
     {
         match field.name() {
             Some("file") if written_file.is_none() => {
-                let (path, location) = match (&q.path, field.file_name()) {
-                    (Some(p), _) => (p.clone(), "query:path"),
-                    (None, Some(name)) => (name.to_owned(), "form:file"),
-                    (None, None) => {
-                        return Err(ApiError::bad_field(
-                            "query:path",
-                            "name the file: `?path=…`, or a file name in the part",
-                        ));
-                    }
-                };
+                let location = "query:path";
                 let body = field.map_err(|e| super::BodyError {
                     too_large: e.status() == StatusCode::PAYLOAD_TOO_LARGE,
                     message: e.body_text(),
@@ -617,7 +611,7 @@ pub async fn upload_file(
 /// Remove a file, a link (never what it points to) or a directory tree of
 /// the session's workspace.
 #[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", tag = "sessions",
-    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The path relative to the workspace (`/` between names)", max_length = 4096)),
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), ("path" = String, Path, description = "The path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096", max_length = 4096, pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$")),
     responses((status = 204, description = "Removed"), FileProblems), security(("api_key" = [])))]
 pub async fn delete_file(
     State(s): State<AppState>,

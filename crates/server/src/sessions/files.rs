@@ -20,21 +20,31 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest name in a path, bytes (Linux's `NAME_MAX`).
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// A path relative to the workspace as the OpenAPI document states it:
+/// `/`-separated names, none empty, `.` or `..`, no control characters,
+/// each at most 255 characters. (What a pattern cannot state: a name is
+/// also at most 255 bytes of UTF-8, and the path 4096 bytes.) Held
+/// together with [`check_path`] by a test.
+pub const PATH_PATTERN: &str = concat!(
+    "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}",
+    "|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}",
+    "|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})",
+    "(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}",
+    "|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}",
+    "|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$"
+);
+
 /// Why a path was refused, for a 400 naming it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPath(pub &'static str);
 
-/// Check a path relative to the workspace as text: not empty (unless
-/// `root_ok`, where empty means the workspace), at most 4096 bytes, no NUL,
-/// no control characters, not absolute, no empty, `.` or `..` segment, no
-/// name over 255 bytes. Returns it as a relative path.
-pub fn check_path(raw: &str, root_ok: bool) -> Result<PathBuf, BadPath> {
+/// Check a path relative to the workspace as text: not empty, at most
+/// 4096 bytes, no NUL, no control characters, not absolute, no empty, `.`
+/// or `..` segment, no name over 255 characters or bytes. Returns it as a
+/// relative path.
+pub fn check_path(raw: &str) -> Result<PathBuf, BadPath> {
     if raw.is_empty() {
-        return if root_ok {
-            Ok(PathBuf::new())
-        } else {
-            Err(BadPath("it is empty: name a file in the workspace"))
-        };
+        return Err(BadPath("it is empty: name a file or directory in the workspace"));
     }
     if raw.len() > MAX_PATH_BYTES {
         return Err(BadPath("it is longer than 4096 bytes"));
@@ -55,6 +65,9 @@ pub fn check_path(raw: &str, root_ok: bool) -> Result<PathBuf, BadPath> {
             "" => return Err(BadPath("it has an empty segment (`//`, or a trailing `/`)")),
             "." => return Err(BadPath("it has a `.` segment")),
             ".." => return Err(BadPath("`..` is not allowed")),
+            s if s.chars().count() > MAX_NAME_BYTES => {
+                return Err(BadPath("a name in it is longer than 255 characters"));
+            }
             s if s.len() > MAX_NAME_BYTES => return Err(BadPath("a name in it is longer than 255 bytes")),
             _ => {}
         }
@@ -231,17 +244,13 @@ mod tests {
 
     #[test]
     fn paths_are_refused_with_their_reason() {
-        assert_eq!(check_path("a/b.txt", false).unwrap(), PathBuf::from("a/b.txt"));
+        assert_eq!(check_path("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
         assert_eq!(
-            check_path("...", false).unwrap(),
+            check_path("...").unwrap(),
             PathBuf::from("..."),
             "a name of three dots is a name"
         );
-        assert_eq!(
-            check_path(".hidden/x", false).unwrap(),
-            PathBuf::from(".hidden/x")
-        );
-        assert_eq!(check_path("", true).unwrap(), PathBuf::new());
+        assert_eq!(check_path(".hidden/x").unwrap(), PathBuf::from(".hidden/x"));
         for (bad, why) in [
             ("", "empty"),
             ("/etc/passwd", "absolute"),
@@ -255,16 +264,67 @@ mod tests {
             ("a\u{1b}[2Jb", "control"),
             ("a\u{85}b", "control"),
         ] {
-            let e = check_path(bad, false).unwrap_err();
+            let e = check_path(bad).unwrap_err();
             assert!(e.0.contains(why), "{bad:?}: {e:?}");
         }
-        assert!(check_path(&"a".repeat(256), false).unwrap_err().0.contains("255"));
-        assert!(
-            check_path(&"a/".repeat(2049), false)
-                .unwrap_err()
-                .0
-                .contains("4096")
-        );
+        assert!(check_path(&"a".repeat(256)).unwrap_err().0.contains("255"));
+        assert!(check_path(&"a/".repeat(2049)).unwrap_err().0.contains("4096"));
+    }
+
+    /// The document's pattern and the server's check accept the same
+    /// paths (but for the byte lengths a pattern cannot state).
+    #[test]
+    fn the_documents_pattern_is_the_servers_check() {
+        let re = regex::Regex::new(PATH_PATTERN).unwrap();
+        let alphabet = ["a", ".", "/", "..", "\u{0}", "\n", "\u{85}", "é", "\\", " ", "-"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut samples: Vec<String> = vec![
+            "a".repeat(255),
+            "a".repeat(256),
+            format!("{}/b", "é".repeat(200)),
+            "...".into(),
+            "..a".into(),
+            ".a/..b/...".into(),
+        ];
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for k in 0..(seed % 9) {
+                s.push_str(alphabet[((seed >> (k * 5)) % alphabet.len() as u64) as usize]);
+            }
+            samples.push(s);
+        }
+        for s in samples {
+            let bytes_ok = s.len() <= MAX_PATH_BYTES && s.split('/').all(|n| n.len() <= MAX_NAME_BYTES);
+            let by_doc = re.is_match(&s) && s.chars().count() <= MAX_PATH_BYTES && bytes_ok;
+            let by_check = check_path(&s);
+            assert_eq!(by_doc, by_check.is_ok(), "{s:?}: {by_check:?}");
+        }
+    }
+
+    /// Every path the document describes carries this pattern.
+    #[test]
+    fn the_document_states_the_pattern_for_every_path() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let mut found = 0;
+        for (route, item) in doc["paths"].as_object().unwrap() {
+            if !route.starts_with("/v1/sessions/{id}/files") {
+                continue;
+            }
+            for op in item.as_object().unwrap().values() {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    if param["name"] == "path" {
+                        assert_eq!(param["schema"]["pattern"], PATH_PATTERN, "{route}");
+                        found += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(found, 5, "GET (list), POST (form), GET, PUT, DELETE");
+        let dir = &doc["components"]["schemas"]["NewDirectoryBody"]["properties"]["path"];
+        assert_eq!(dir["pattern"], PATH_PATTERN);
     }
 
     #[test]

@@ -286,8 +286,8 @@ fn bad_field(location: &str, message: impl Into<String>) -> SessionError {
 }
 
 /// A checked path, or a 400 naming `location` and the reason.
-fn checked(raw: &str, location: &str, root_ok: bool) -> R<PathBuf> {
-    files::check_path(raw, root_ok).map_err(|e| {
+fn checked(raw: &str, location: &str) -> R<PathBuf> {
+    files::check_path(raw).map_err(|e| {
         bad_field(
             location,
             format!("`{}`: {}", warden_jail::escape_name(raw.as_bytes()), e.0),
@@ -1317,7 +1317,7 @@ impl SessionManager {
     /// Open a regular file of the workspace for reading (never through a
     /// link, never a FIFO or a device).
     pub async fn open_file(&self, actor: &Actor, id: &str, raw: &str) -> R<OpenFile> {
-        let path = checked(raw, "path:path", false)?;
+        let path = checked(raw, "path:path")?;
         let live = self.for_files(actor, id).await?;
         let p = path.clone();
         let (file, size) = blocking(move || live.boxed.workspace().open_file(&p))
@@ -1326,9 +1326,17 @@ impl SessionManager {
         Ok(OpenFile { file, size, path })
     }
 
-    /// The entries of a workspace directory (`""`: the workspace).
-    pub async fn list_files(&self, actor: &Actor, id: &str, raw: &str) -> R<(String, Vec<EntryInfo>, bool)> {
-        let path = checked(raw, "query:path", true)?;
+    /// The entries of a workspace directory (`None`: the workspace).
+    pub async fn list_files(
+        &self,
+        actor: &Actor,
+        id: &str,
+        raw: Option<&str>,
+    ) -> R<(String, Vec<EntryInfo>, bool)> {
+        let path = match raw {
+            Some(raw) => checked(raw, "query:path")?,
+            None => PathBuf::new(),
+        };
         let live = self.for_files(actor, id).await?;
         let p = path.clone();
         let (entries, more) = blocking(move || live.boxed.workspace().read_dir(&p, MAX_LIST_ENTRIES))
@@ -1340,7 +1348,7 @@ impl SessionManager {
     /// Remove a file, link or directory tree of the workspace (a link is
     /// removed, never followed).
     pub async fn remove_file(&self, actor: &Actor, id: &str, raw: &str) -> R<()> {
-        let path = checked(raw, "path:path", false)?;
+        let path = checked(raw, "path:path")?;
         let live = self.for_files(actor, id).await?;
         blocking(move || live.boxed.workspace().remove(&path, EmptyBudget::default()))
             .await?
@@ -1349,7 +1357,7 @@ impl SessionManager {
 
     /// Make a directory of the workspace, and its missing parents.
     pub async fn make_dir(&self, actor: &Actor, id: &str, raw: &str, location: &str) -> R<Written> {
-        let path = checked(raw, location, false)?;
+        let path = checked(raw, location)?;
         let live = self.for_files(actor, id).await?;
         let p = path.clone();
         let (entry, created) = blocking(move || {
@@ -1381,7 +1389,7 @@ impl SessionManager {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Send,
     {
-        let path = checked(raw, location, false)?;
+        let path = checked(raw, location)?;
         let live = self.for_files(actor, id).await?;
         let cap = self.settings.max_upload_bytes;
         let (tx, mut reader) = files::ChunkReader::new();

@@ -410,18 +410,20 @@ pub struct FileListView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FilesQuery {
-    /// A directory relative to the workspace (absent: the workspace).
-    #[param(max_length = 4096)]
+    /// A directory relative to the workspace (absent: the workspace): `/`
+    /// between names; no empty, `.` or `..` name, no control characters.
+    #[param(
+        max_length = 4096,
+        pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$"
+    )]
     pub path: Option<String>,
 }
 
-/// Where a multipart upload goes.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// Where a multipart upload goes (`path` is required; the handler checks
+/// the session first, so a caller who may not see it learns nothing more).
+#[derive(Debug, Deserialize)]
 pub struct UploadQuery {
-    /// The file's path relative to the workspace (absent: the part's file
-    /// name, in the workspace). Missing directories are created.
-    #[param(max_length = 4096)]
+    /// The file's path relative to the workspace.
     pub path: Option<String>,
 }
 
@@ -439,7 +441,13 @@ pub struct UploadFileForm {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDirectoryBody {
-    /// Its path relative to the workspace; missing parents are made too.
-    #[schema(min_length = 1, max_length = 4096)]
+    /// Its path relative to the workspace (`/` between names; no empty,
+    /// `.` or `..` name, no control characters); missing parents are made
+    /// too.
+    #[schema(
+        min_length = 1,
+        max_length = 4096,
+        pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$"
+    )]
     pub path: String,
 }
