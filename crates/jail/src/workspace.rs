@@ -119,6 +119,15 @@ pub enum BoxFileError {
         /// The cap.
         limit: u64,
     },
+    /// An archive being unpacked is malformed or holds what a workspace
+    /// may not.
+    #[error("archive entry `{entry}`: {reason}")]
+    Archive {
+        /// The entry's path, escaped (empty when the archive itself is bad).
+        entry: String,
+        /// Why.
+        reason: String,
+    },
     /// Some other system error.
     #[error("`{path}`")]
     Io {
@@ -131,7 +140,7 @@ pub enum BoxFileError {
 }
 
 impl BoxFileError {
-    fn from_errno(rel: &Path, e: Errno) -> BoxFileError {
+    pub(crate) fn from_errno(rel: &Path, e: Errno) -> BoxFileError {
         let path = escape_name(rel.as_os_str().as_bytes());
         match e {
             Errno::NOENT => BoxFileError::NotFound(path),
@@ -174,12 +183,12 @@ pub fn escape_name(bytes: &[u8]) -> String {
     out
 }
 
-const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+pub(crate) const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS)
     .union(ResolveFlags::NO_XDEV);
 
-fn kind_of(ft: FileType) -> &'static str {
+pub(crate) fn kind_of(ft: FileType) -> &'static str {
     match ft {
         FileType::RegularFile => "a regular file",
         FileType::Directory => "a directory",
@@ -195,7 +204,7 @@ fn kind_of(ft: FileType) -> &'static str {
 /// Check that `rel` is a plain relative path: no absolute path, no `..`,
 /// no NUL. (`openat2` would refuse escapes anyway; this gives a clear error
 /// first.) The empty path and `.` mean the directory itself.
-fn check_rel(rel: &Path) -> Result<(), BoxFileError> {
+pub(crate) fn check_rel(rel: &Path) -> Result<(), BoxFileError> {
     let bad = |reason| BoxFileError::InvalidPath {
         path: escape_name(rel.as_os_str().as_bytes()),
         reason,
@@ -236,8 +245,8 @@ impl Default for EmptyBudget {
 /// may have planted (see the module's documentation).
 #[derive(Debug)]
 pub struct BoxDir {
-    fd: OwnedFd,
-    uid: Option<u32>,
+    pub(crate) fd: OwnedFd,
+    pub(crate) uid: Option<u32>,
 }
 
 impl BoxDir {
@@ -255,7 +264,7 @@ impl BoxDir {
         Ok(BoxDir { fd, uid })
     }
 
-    fn open_beneath(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, BoxFileError> {
+    pub(crate) fn open_beneath(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, BoxFileError> {
         check_rel(rel)?;
         let start = if rel.as_os_str().is_empty() {
             Path::new(".")
@@ -273,7 +282,7 @@ impl BoxDir {
     }
 
     /// Open the parent of `rel` and return it with `rel`'s last name.
-    fn parent_of<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr), BoxFileError> {
+    pub(crate) fn parent_of<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr), BoxFileError> {
         check_rel(rel)?;
         let name = rel.file_name().ok_or_else(|| BoxFileError::InvalidPath {
             path: escape_name(rel.as_os_str().as_bytes()),
@@ -374,6 +383,18 @@ impl BoxDir {
     /// symlink, FIFO or directory in its place is refused, never followed.
     /// Returns the bytes written.
     pub fn write_file(&self, rel: &Path, data: &mut dyn Read, max_bytes: u64) -> Result<u64, BoxFileError> {
+        self.write_file_as(rel, data, max_bytes, FileMeta::default())
+    }
+
+    /// [`BoxDir::write_file`], then give the file `meta`'s mode and
+    /// modification time (on its descriptor).
+    pub fn write_file_as(
+        &self,
+        rel: &Path,
+        data: &mut dyn Read,
+        max_bytes: u64,
+        meta: FileMeta,
+    ) -> Result<u64, BoxFileError> {
         let (parent, name) = self.parent_of(rel)?;
         let fd = rustix::fs::openat2(
             &parent,
@@ -418,6 +439,22 @@ impl BoxDir {
                 path: escape_name(rel.as_os_str().as_bytes()),
                 limit: max_bytes,
             });
+        }
+        if let Some(mode) = meta.mode {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode & 0o777)).map_err(io)?;
+        }
+        if let Some(secs) = meta.modified_secs {
+            let at = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: secs,
+                    tv_nsec: 0,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: secs,
+                    tv_nsec: 0,
+                },
+            };
+            rustix::fs::futimens(&file, &at).map_err(io)?;
         }
         Ok(written)
     }
@@ -541,6 +578,17 @@ impl BoxDir {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// The mode and time [`BoxDir::write_file_as`] gives a file (`None`: the
+/// default mode of a new file, 0644, or the existing file's; the time of
+/// the write).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Permission bits (only `0o777` of them are kept: never set-id).
+    pub mode: Option<u32>,
+    /// Last modification, seconds since the Unix epoch.
+    pub modified_secs: Option<i64>,
 }
 
 /// What kind of entry a [`EntryInfo`] is.

@@ -823,8 +823,10 @@ pub async fn execution_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    Ok(Sse::new(crate::sse::events(s, id, last))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(
+        Sse::new(crate::sse::events(s, crate::sse::Source::Execution, id, last))
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
 }
 
 // ---------------------------------------------------------------- audit, keys, me

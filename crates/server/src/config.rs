@@ -36,7 +36,16 @@ keys! {
     "node_id", "WARDEN_NODE_ID", "\"<hostname>:<port>\"", "This server's name, recorded with the executions it runs; at start it marks its own started, unfinished ones interrupted (accepted async ones that had not started stay queued and run). Keep it stable across restarts and unique across servers sharing a database.";
     "data_dir", "WARDEN_DATA_DIR", "\"warden-data\"", "Folder for the SQLite database, package blobs and unpacked code (created when missing).";
     "database_url", "WARDEN_DATABASE_URL", "\"sqlite://<data_dir>/warden.db\"", "Records: `sqlite://PATH` (embedded, one WAL file) or `postgres://USER@HOST/DB`.";
-    "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs and artifacts.";
+    "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs, artifacts and layer archives, when `objects.url` is not set.";
+    "objects.url", "WARDEN_OBJECTS_URL", "none", "S3-compatible object storage for package blobs, artifacts and layer archives, shared by every node: `s3://bucket` or `s3://bucket/prefix`. Unset: the local `blob_dir`. Checked at start (a small object is written, read back and deleted); a failure names the setting to fix.";
+    "objects.endpoint", "WARDEN_OBJECTS_ENDPOINT", "none", "The service's URL for S3-compatible services (MinIO, Ceph, …), e.g. `https://s3.example.net`; unset: AWS.";
+    "objects.region", "WARDEN_OBJECTS_REGION", "\"us-east-1\"", "The region, as the service expects it in signatures.";
+    "objects.access_key_id", "WARDEN_OBJECTS_ACCESS_KEY_ID", "none", "Access key id. With neither key set, the machine's own credentials are used (instance metadata, web identity); `AWS_*` variables are not read.";
+    "objects.secret_access_key", "WARDEN_OBJECTS_SECRET_ACCESS_KEY", "none", "Secret access key; prefer the environment variable to the file. Never logged or shown.";
+    "objects.allow_http", "WARDEN_OBJECTS_ALLOW_HTTP", "false", "Allow a plain-HTTP `objects.endpoint` (a service on the local network or loopback).";
+    "objects.virtual_hosted", "WARDEN_OBJECTS_VIRTUAL_HOSTED", "false", "Address buckets as `bucket.host` instead of `host/bucket` (path style, which S3-compatible services expect).";
+    "objects.timeout_secs", "WARDEN_OBJECTS_TIMEOUT_SECS", "30", "Per-request timeout, and the longest time spent retrying one request.";
+    "objects.retries", "WARDEN_OBJECTS_RETRIES", "3", "Retries of a failed request (with backoff) before it counts as failed.";
     "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
     "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
     "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
@@ -55,6 +64,18 @@ keys! {
     "warm.idle_ttl_secs", "WARDEN_WARM_IDLE_TTL_SECS", "300", "Idle warm boxes are stopped after this long.";
     "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold.";
     "warm.grace_ms", "WARDEN_WARM_GRACE_MS", "2000", "Past a warm call's wall clock, how long the host waits for its box to report the end before it counts the box as dead, kills it and replaces it.";
+    "layers.dir", "WARDEN_LAYERS_DIR", "\"<data_dir>/layers\"", "Folder of built dependency layers (one read-only tree each, bound into boxes of templates that use it).";
+    "layers.pip_index_url", "WARDEN_LAYERS_PIP_INDEX_URL", "\"https://pypi.org/simple\"", "The Python package index builds install from (a mirror's URL here); never a URL with credentials.";
+    "layers.pip_index_hosts", "WARDEN_LAYERS_PIP_INDEX_HOSTS", "[\"pypi.org\", \"files.pythonhosted.org\"]", "`host[:port]` a Python build's box may reach through the egress proxy (the index and where it serves files from).";
+    "layers.npm_registry", "WARDEN_LAYERS_NPM_REGISTRY", "\"https://registry.npmjs.org/\"", "The npm registry builds install from (a mirror's URL here).";
+    "layers.npm_registry_hosts", "WARDEN_LAYERS_NPM_REGISTRY_HOSTS", "[\"registry.npmjs.org\"]", "`host[:port]` a Node.js build's box may reach through the egress proxy.";
+    "layers.folder", "WARDEN_LAYERS_FOLDER", "none", "Air-gapped hosts: a folder of wheels and sdists (pip) and tarballs (npm) that builds install from, with no network at all; when set, the indexes are not used.";
+    "layers.allow_cidrs", "WARDEN_LAYERS_ALLOW_CIDRS", "[]", "Addresses a build may reach although they are not public (a mirror on the local network), as CIDRs; the egress proxy refuses them otherwise.";
+    "layers.build_timeout_secs", "WARDEN_LAYERS_BUILD_TIMEOUT_SECS", "600", "Longest a build may take.";
+    "layers.max_size_mb", "WARDEN_LAYERS_MAX_SIZE_MB", "1024", "Largest installed layer; a larger one fails its build.";
+    "layers.max_builds", "WARDEN_LAYERS_MAX_BUILDS", "2", "Builds running at once on this node; more wait their turn.";
+    "layers.gc_unused_days", "WARDEN_LAYERS_GC_UNUSED_DAYS", "30", "A layer no template uses and no box was given for this long is deleted.";
+    "layers.gc_max_total_mb", "WARDEN_LAYERS_GC_MAX_TOTAL_MB", "20480", "When layers take more than this, the least recently used that no template uses are deleted first.";
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
@@ -253,6 +274,134 @@ impl Default for SessionsSection {
     }
 }
 
+/// The layers section: where dependency layers are built from and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayersSection {
+    /// Folder of layers (default: in the data folder).
+    pub dir: Option<PathBuf>,
+    /// The Python index.
+    pub pip_index_url: String,
+    /// Hosts a Python build may reach.
+    pub pip_index_hosts: Vec<String>,
+    /// The npm registry.
+    pub npm_registry: String,
+    /// Hosts a Node.js build may reach.
+    pub npm_registry_hosts: Vec<String>,
+    /// Air-gapped: build from this folder, no network.
+    pub folder: Option<PathBuf>,
+    /// Non-public addresses builds may reach.
+    pub allow_cidrs: Vec<String>,
+    /// Longest build.
+    pub build_timeout_secs: u64,
+    /// Largest layer, MiB.
+    pub max_size_mb: u64,
+    /// Builds at once.
+    pub max_builds: usize,
+    /// Unused layers go after this many days.
+    pub gc_unused_days: u64,
+    /// Most MiB of layers kept.
+    pub gc_max_total_mb: u64,
+}
+
+impl Default for LayersSection {
+    fn default() -> Self {
+        LayersSection {
+            dir: None,
+            pip_index_url: "https://pypi.org/simple".into(),
+            pip_index_hosts: vec!["pypi.org".into(), "files.pythonhosted.org".into()],
+            npm_registry: "https://registry.npmjs.org/".into(),
+            npm_registry_hosts: vec!["registry.npmjs.org".into()],
+            folder: None,
+            allow_cidrs: Vec::new(),
+            build_timeout_secs: 600,
+            max_size_mb: 1024,
+            max_builds: 2,
+            gc_unused_days: 30,
+            gc_max_total_mb: 20480,
+        }
+    }
+}
+
+/// The object storage section: an S3-compatible bucket shared by every
+/// node, instead of the local blob folder.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectsSection {
+    /// `s3://bucket[/prefix]`; unset: the local blob folder.
+    pub url: Option<String>,
+    /// The service's URL (S3-compatible services).
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// Virtual-hosted-style addressing.
+    pub virtual_hosted: bool,
+    /// Per-request timeout, seconds.
+    pub timeout_secs: u64,
+    /// Retries per request.
+    pub retries: usize,
+}
+
+impl std::fmt::Debug for ObjectsSection {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectsSection")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted", &self.virtual_hosted)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl Default for ObjectsSection {
+    fn default() -> Self {
+        ObjectsSection {
+            url: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            virtual_hosted: false,
+            timeout_secs: 30,
+            retries: 3,
+        }
+    }
+}
+
+impl ObjectsSection {
+    /// The store's options, when object storage is configured.
+    pub fn s3(&self) -> Option<warden_store::S3Options> {
+        let url = self.url.clone()?;
+        Some(warden_store::S3Options {
+            url,
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            allow_http: self.allow_http,
+            virtual_hosted: self.virtual_hosted,
+            timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            retries: self.retries,
+        })
+    }
+}
+
 /// The templates section: the ceilings of what a template may ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -343,6 +492,10 @@ pub struct Config {
     pub sessions: SessionsSection,
     /// Templates' ceilings.
     pub templates: TemplatesSection,
+    /// Dependency layers.
+    pub layers: LayersSection,
+    /// Object storage.
+    pub objects: ObjectsSection,
 }
 
 impl Default for Config {
@@ -367,6 +520,8 @@ impl Default for Config {
             policy: PolicySection::default(),
             sessions: SessionsSection::default(),
             templates: TemplatesSection::default(),
+            layers: LayersSection::default(),
+            objects: ObjectsSection::default(),
         }
     }
 }
@@ -443,6 +598,40 @@ impl Config {
         }
         if self.max_event_bytes < 2 {
             return bad("max_event_bytes", "must hold at least `{}`");
+        }
+        if self.layers.max_builds == 0 {
+            return bad("layers.max_builds", "must be at least 1");
+        }
+        if self.layers.build_timeout_secs == 0 {
+            return bad("layers.build_timeout_secs", "must be at least 1");
+        }
+        for (key, url) in [
+            ("layers.pip_index_url", &self.layers.pip_index_url),
+            ("layers.npm_registry", &self.layers.npm_registry),
+        ] {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                return bad(key, "must be an http(s) URL");
+            }
+            if url.contains('@') {
+                return bad(
+                    key,
+                    "must not carry credentials (every API role can read a layer's index)",
+                );
+            }
+        }
+        if self.objects.url.is_none()
+            && (self.objects.endpoint.is_some() || self.objects.access_key_id.is_some())
+        {
+            return bad(
+                "objects.url",
+                "is not set, so the other objects.* settings would be ignored: set it (s3://bucket) or remove them",
+            );
+        }
+        if let Some(e) = &self.objects.endpoint
+            && !e.starts_with("https://")
+            && !e.starts_with("http://")
+        {
+            return bad("objects.endpoint", "must be an http(s) URL");
         }
         if self.jail.max_boxes == 0 {
             return bad("jail.max_boxes", "must be at least 1");

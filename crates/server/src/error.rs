@@ -531,6 +531,8 @@ fn file_error(e: warden_jail::BoxFileError) -> ApiError {
             kind_conflict(e.to_string())
         }
         e @ F::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        // Only unpacking reports it, and what is unpacked is the client's.
+        e @ F::Archive { .. } => ApiError::bad_field("body", e.to_string()),
         F::Io { path, source } => match source.kind() {
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
                 ApiError::disk_full(format!(

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod builds;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub registry: Arc<Registry<SqlStore, ObjectBlobs>>,
     /// Templates (validation, writes, built-ins).
     pub templates: Arc<Templates<SqlStore>>,
+    /// Template builds and dependency layers.
+    pub builds: Arc<builds::Builds>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
     /// Sandbox sessions on this node.
@@ -92,6 +95,12 @@ pub enum StartError {
     /// The built-in templates could not be created.
     #[error("cannot create the built-in templates")]
     Builtins(#[source] TemplateError),
+    /// Object storage is unusable: the setting to fix, and why.
+    #[error("cannot use object storage")]
+    Objects(#[source] warden_store::S3Error),
+    /// The layers folder is unusable.
+    #[error("cannot use the layers folder")]
+    Layers(#[source] std::io::Error),
     /// The listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -174,7 +183,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
                 grace: Duration::from_millis(config.warm.grace_ms),
                 ..WarmConfig::default()
             },
-            ..RunnerConfig::default()
+            max_builds: config.layers.max_builds,
         },
     )
     .map_err(StartError::Runtime)?;
@@ -183,12 +192,17 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         url: redact(&url),
         source: e,
     })?);
-    let blobs = Arc::new(
-        ObjectBlobs::local(&config.blob_dir()).map_err(|e| StartError::Store {
+    let blobs = Arc::new(match config.objects.s3() {
+        Some(o) => {
+            let b = ObjectBlobs::s3(&o).map_err(StartError::Objects)?;
+            b.probe().await.map_err(StartError::Objects)?;
+            b
+        }
+        None => ObjectBlobs::local(&config.blob_dir()).map_err(|e| StartError::Store {
             url: config.blob_dir().display().to_string(),
             source: e,
         })?,
-    );
+    });
     let interrupted = store
         .interrupt_unfinished(
             &node,
@@ -252,6 +266,18 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         registry = registry.with_go_builder(Arc::new(GoInJail(runner.clone())));
     }
     let registry = Arc::new(registry);
+    let builds = Arc::new(
+        builds::Builds::new(
+            store.clone(),
+            blobs.clone(),
+            runner.clone(),
+            node.clone(),
+            config.layers.clone(),
+            &config.data_dir,
+        )
+        .map_err(StartError::Layers)?,
+    );
+    builds.start_collector();
     let capacity = config.max_concurrent + config.max_queue;
     let exec_node = node.clone();
     let exec = Arc::new(exec::Executor::new(
@@ -283,6 +309,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         blobs,
         registry,
         templates,
+        builds,
         exec,
         sessions,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
@@ -416,6 +443,8 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
             .layer(template_limit),
         )
         .routes(routes!(templates::get_layer))
+        .routes(routes!(builds::build_template))
+        .routes(routes!(builds::layer_events))
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))

@@ -4,8 +4,10 @@
 //! dependency-layer builds.
 //!
 //! Data goes to stdout (a table, or the API's JSON with `--json`),
-//! diagnostics to stderr. Exit codes: 0 ok, 1 no such template, 2 usage,
-//! 5 the server could not be reached or refused.
+//! diagnostics to stderr; a build's progress goes to stderr too, as a
+//! spinner with the installer's last line on a terminal, as plain lines
+//! otherwise. Exit codes: 0 ok, 1 no such template, 2 usage, 3 the build
+//! failed, 5 the server could not be reached or refused.
 
 use std::process::ExitCode;
 
@@ -13,7 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 use warden_package::archive::escape;
 
-use super::plugin::exit::NETWORK;
+use super::plugin::exit::{NETWORK, VALIDATION};
 use super::plugin::hint;
 use super::plugin::publish::{fail, http_client, problem_text, server_and_key};
 
@@ -33,6 +35,8 @@ enum TemplateCommand {
     List(ListArgs),
     /// Show one template, field by field.
     Show(ShowArgs),
+    /// Build a template's dependency layer (admin) and follow its log.
+    Build(ShowArgs),
 }
 
 /// Where the templates are.
@@ -75,7 +79,7 @@ struct ShowArgs {
 pub fn template(args: TemplateArgs) -> anyhow::Result<ExitCode> {
     let server = match &args.command {
         TemplateCommand::List(a) => &a.server,
-        TemplateCommand::Show(a) => &a.server,
+        TemplateCommand::Show(a) | TemplateCommand::Build(a) => &a.server,
     };
     let (base, key) = match server_and_key(server.server.clone(), "no server to ask") {
         Ok(v) => v,
@@ -116,6 +120,7 @@ pub fn template(args: TemplateArgs) -> anyhow::Result<ExitCode> {
                     print!("{}", table(&items));
                 }
             }
+            TemplateCommand::Build(a) => return build(&client, &base, &key, &a).await,
             TemplateCommand::Show(a) => {
                 let t = match get(format!(
                     "/v1/templates/{}",
@@ -135,6 +140,149 @@ pub fn template(args: TemplateArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `POST /v1/templates/{id}/build`, then the layer's events until it is
+/// ready or failed.
+async fn build(client: &reqwest::Client, base: &str, key: &str, a: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let id: String = form_urlencoded(&a.id).collect();
+    let r = match client
+        .post(format!("{base}/v1/templates/{id}/build"))
+        .bearer_auth(key)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            hint("is the server running and the URL right?");
+            return Ok(fail(NETWORK, &format!("cannot reach {base}: {e}")));
+        }
+    };
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    match status.as_u16() {
+        200 | 202 => {}
+        404 => return Ok(fail(NOT_FOUND, &problem_text(&v))),
+        401 | 403 => {
+            hint("building needs an admin key (WARDEN_API_KEY)");
+            return Ok(fail(NETWORK, &problem_text(&v)));
+        }
+        _ => {
+            return Ok(fail(
+                NETWORK,
+                &format!("{base} answered {status}: {}", problem_text(&v)),
+            ));
+        }
+    }
+    let mut layer = v["layer"].clone();
+    if let Some(events) = v["events"].as_str() {
+        match follow(client, base, key, events).await {
+            Ok(Some(l)) => layer = l,
+            Ok(None) => {}
+            Err(e) => return Ok(fail(NETWORK, &format!("following the build: {e}"))),
+        }
+    }
+    let state = if layer.is_null() {
+        "not_needed".to_owned()
+    } else {
+        text(&layer["status"])
+    };
+    if a.server.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json_summary(&a.id, &state, &layer))?
+        );
+    } else {
+        match state.as_str() {
+            "not_needed" => println!(
+                "{}: no packages to install (the standard library is all)",
+                escape(&a.id)
+            ),
+            _ => {
+                println!("{}: layer {} {state}", escape(&a.id), text(&layer["id"]));
+                for p in layer["lock"].as_array().into_iter().flatten() {
+                    println!("  {} {}", text(&p["name"]), text(&p["version"]));
+                }
+            }
+        }
+    }
+    if state == "failed" {
+        let e = &layer["error"];
+        let who = e["package"]
+            .as_str()
+            .map(|p| format!("package `{}`: ", escape(p)))
+            .unwrap_or_default();
+        return Ok(fail(
+            VALIDATION,
+            &format!("the build failed: {who}{}", text(&e["message"])),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json_summary(template: &str, state: &str, layer: &Value) -> Value {
+    serde_json::json!({"template": template, "status": state, "layer": layer})
+}
+
+/// Read the build's Server-Sent Events: output to stderr (a spinner with
+/// the last line on a terminal), the layer's record at the end.
+async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    path: &str,
+) -> anyhow::Result<Option<Value>> {
+    use std::io::IsTerminal as _;
+    let mut r = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await?
+        .error_for_status()?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} building {elapsed} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let mut buf = String::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    let mut result = None;
+    while let Some(chunk) = r.chunk().await? {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(nl) = buf.find('\n') {
+            let line: String = buf.drain(..=nl).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            } else if line.is_empty() && !event.is_empty() {
+                match event.as_str() {
+                    "stdout" | "stderr" => {
+                        let text: String = serde_json::from_str(&data).unwrap_or_default();
+                        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                            match &bar {
+                                Some(b) => b.set_message(escape(l).into_owned()),
+                                None => eprintln!("{}", escape(l)),
+                            }
+                        }
+                    }
+                    "result" => result = serde_json::from_str(&data).ok(),
+                    _ => {}
+                }
+                event.clear();
+                data.clear();
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(result)
 }
 
 /// `GET base + path` as JSON; a failure reported on stderr, as an exit code.
