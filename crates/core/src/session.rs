@@ -392,6 +392,9 @@ pub struct NewSession {
     pub network: Option<Vec<String>>,
     /// Extra packages (not supported yet: any is refused).
     pub packages: Vec<Value>,
+    /// A snapshot (of a session of the same app) whose files the new
+    /// session's workspace starts with; its template is the default.
+    pub snapshot: Option<String>,
 }
 
 /// The template a session starts from when it names none.

@@ -319,6 +319,30 @@ impl ApiError {
         )
     }
 
+    /// 422: a snapshot cannot be taken or restored (too large, not ready,
+    /// does not fit the workspace).
+    pub fn snapshot_refused(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "snapshot-refused",
+            "The snapshot cannot be taken or restored",
+            detail,
+        )
+    }
+
+    /// 503 with `Retry-After`: the object store failed a snapshot's
+    /// transfer; nothing changed but the snapshot's record.
+    pub fn object_store(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "object-store",
+            "The object store is unavailable",
+            detail,
+        );
+        e.0.retry_after = Some(retry_after);
+        e
+    }
+
     /// 503: a dependency (the store, the jail) is unavailable.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(
@@ -511,6 +535,8 @@ impl From<crate::sessions::SessionError> for ApiError {
             S::File(e) => file_error(e),
             S::TooLarge(m) => ApiError::too_large(m),
             S::Body(m) => ApiError::bad_field("body", m),
+            S::SnapshotRefused(m) => ApiError::snapshot_refused(m),
+            S::ObjectStore(m) => ApiError::object_store(m, 5),
             e @ S::ShuttingDown => ApiError::unavailable(e.to_string()),
             S::Store(e) => e.into(),
             S::Internal(m) => ApiError::internal(&m),

@@ -153,6 +153,8 @@ pub struct Started {
     /// Sessions of this node found live (their boxes died with the previous
     /// process) and marked lost.
     pub lost_sessions: u64,
+    /// Sessions of this node resumed from their latest snapshot.
+    pub resumed_sessions: u64,
 }
 
 /// Open everything `config` names: jail, runtime, store, blobs; recover
@@ -207,18 +209,6 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         .interrupt_unfinished(
             &node,
             "the server stopped before the execution finished (crash or restart)",
-        )
-        .await
-        .map_err(|e| StartError::Store {
-            url: redact(&url),
-            source: e,
-        })?;
-    // No box survives its server: the sessions this node ran are gone.
-    let lost_sessions = store
-        .lose_sessions(
-            &node,
-            "the server stopped while the session was live (crash or restart); its box did not survive",
-            warden_core::model::now_ms(),
         )
         .await
         .map_err(|e| StartError::Store {
@@ -300,9 +290,21 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         runner.clone(),
         exec.hub.clone(),
         templates.clone(),
-        exec_node.clone(),
+        sessions::ThisNode {
+            node: exec_node.clone(),
+            scratch: config.data_dir.join("tmp").join("snapshots"),
+        },
         config.sessions.clone(),
     );
+    // No box survives its server: the sessions this node ran resume from
+    // their latest snapshot, or are lost.
+    let recovered = sessions.recover().await.map_err(|e| StartError::Store {
+        url: redact(&url),
+        source: match e {
+            sessions::SessionError::Store(e) => e,
+            e => warden_core::StoreError::Backend(e.to_string()),
+        },
+    })?;
     sessions.start_sweeper();
     let state = AppState {
         store,
@@ -321,7 +323,8 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         state,
         first_admin_key,
         interrupted,
-        lost_sessions,
+        lost_sessions: recovered.lost,
+        resumed_sessions: recovered.resumed,
     })
 }
 
@@ -424,6 +427,12 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(sessions::api::get_session, sessions::api::delete_session))
         .routes(routes!(sessions::api::terminate_session))
+        .routes(routes!(sessions::api::snapshot_session))
+        .routes(routes!(sessions::api::list_snapshots))
+        .routes(routes!(
+            sessions::api::get_snapshot,
+            sessions::api::delete_snapshot
+        ))
         .routes(
             routes!(
                 sessions::api::execute_in_session,

@@ -77,6 +77,10 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("PUT", "/v1/sessions/{id}/files/{path}"), APP),
         (("DELETE", "/v1/sessions/{id}/files/{path}"), APP),
         (("POST", "/v1/sessions/{id}/directories"), APP),
+        (("POST", "/v1/sessions/{id}/snapshots"), APP),
+        (("GET", "/v1/snapshots"), APPS),
+        (("GET", "/v1/snapshots/{id}"), APP),
+        (("DELETE", "/v1/snapshots/{id}"), APP),
         (("GET", "/v1/templates"), ALL),
         (("POST", "/v1/templates"), ADMIN),
         (("GET", "/v1/templates/{id}"), ALL),
@@ -107,7 +111,7 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
         &["app2"]
     } else if path.starts_with("/v1/executions/{id}") {
         &["dev", "app2"]
-    } else if path.starts_with("/v1/sessions/{id}") {
+    } else if path.starts_with("/v1/sessions/{id}") || path.starts_with("/v1/snapshots/{id}") {
         // Developers may not use sessions at all (403 whatever the id).
         &["app2"]
     } else {
@@ -122,6 +126,7 @@ const LAYER: &str = "00000000000000000000000000000000000000000000000000000000000
 const MISSING_CODE: &str = "vendor.nothing.here";
 const MISSING_EXEC: &str = "exe_0000000000000000000000";
 const MISSING_SESSION: &str = "ses_0000000000000000000000";
+const MISSING_SNAPSHOT: &str = "snp_0000000000000000000000";
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
@@ -188,6 +193,16 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    let snapshot = s
+        .expect(
+            Method::POST,
+            &format!("/v1/sessions/{session_id}/snapshots"),
+            &app,
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    let snapshot_id = snapshot["id"].as_str().unwrap().to_owned();
 
     let keys: BTreeMap<&str, &str> = BTreeMap::from([
         ("admin", s.admin.as_str()),
@@ -196,11 +211,13 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         ("app", app.as_str()),
         ("app2", app2.as_str()),
     ]);
-    let fill_with = |path: &str, code: &str, exec: &str, session: &str| {
+    let fill_with = |path: &str, code: &str, exec: &str, session: &str, snap: &str| {
         let id = if path.starts_with("/v1/keys") {
             spare_key.as_str()
         } else if path.starts_with("/v1/sessions") {
             session
+        } else if path.starts_with("/v1/snapshots") {
+            snap
         } else if path.starts_with("/v1/templates") {
             // A built-in: present on every start, and never deleted.
             "python-basic"
@@ -217,7 +234,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
             .replace("{index}", "0")
             .replace("{path}", "hello.txt")
     };
-    let fill = |path: &str| fill_with(path, CODE, &exec_id, &session_id);
+    let fill = |path: &str| fill_with(path, CODE, &exec_id, &session_id, &snapshot_id);
 
     // The document's operations and the table must be the same set.
     let doc = serde_json::to_value(warden_server::openapi()).unwrap();
@@ -267,7 +284,13 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
                 // The same call for a plugin or an execution that does not exist.
-                let missing = fill_with(path, MISSING_CODE, MISSING_EXEC, MISSING_SESSION);
+                let missing = fill_with(
+                    path,
+                    MISSING_CODE,
+                    MISSING_EXEC,
+                    MISSING_SESSION,
+                    MISSING_SNAPSHOT,
+                );
                 let r = s
                     .call(m.clone(), &missing, Some(key), body_for(method, path))
                     .await;
@@ -278,7 +301,8 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                     .unwrap_or_default()
                     .replace(MISSING_CODE, CODE)
                     .replace(MISSING_EXEC, &exec_id)
-                    .replace(MISSING_SESSION, &session_id);
+                    .replace(MISSING_SESSION, &session_id)
+                    .replace(MISSING_SNAPSHOT, &snapshot_id);
                 if hidden(method, path).contains(role) {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} as {role}: {text}");
                 } else {
@@ -287,6 +311,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                 if path.starts_with("/v1/plugins/{code}")
                     || path.starts_with("/v1/executions/{id}")
                     || path.starts_with("/v1/sessions/{id}")
+                    || path.starts_with("/v1/snapshots/{id}")
                 {
                     assert_eq!(
                         (status, text.as_str()),

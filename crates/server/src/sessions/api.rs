@@ -16,7 +16,7 @@ use futures::TryStreamExt as _;
 use utoipa::IntoResponses;
 use utoipa::openapi::RefOr;
 use warden_core::SessionFilter;
-use warden_core::store::ExecutionFilter;
+use warden_core::store::{ExecutionFilter, SnapshotFilter};
 
 use super::files::{self, Ranged};
 use super::views::*;
@@ -269,16 +269,142 @@ pub async fn get_session(
 
 /// End a session: its running execution is cancelled, its box killed, its
 /// workspace and everything it held freed. The record stays (`terminated`,
-/// with the reason).
+/// with the reason). With `?snapshot=true` the workspace is snapshotted
+/// first (the snapshot's id is in the `Warden-Snapshot` header); if the
+/// snapshot fails, the session is not terminated.
 #[utoipa::path(post, path = "/v1/sessions/{id}/terminate", tag = "sessions",
-    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$")),
-    responses((status = 200, description = "The session, ended", body = SessionView), SessionProblems), security(("api_key" = [])))]
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$"), TerminateQuery),
+    responses((status = 200, description = "The session, ended", body = SessionView,
+        headers(("Warden-Snapshot" = String, description = "The snapshot taken first (with `?snapshot=true`)"))),
+        SnapshotProblems), security(("api_key" = [])))]
 pub async fn terminate_session(
     State(s): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(s.sessions.terminate(&p.actor, &id).await?.into()))
+    ApiQuery(q): ApiQuery<TerminateQuery>,
+) -> Result<Response, ApiError> {
+    if q.snapshot == Some(true) {
+        let (ended, snap) = s.sessions.terminate_with_snapshot(&p.actor, &id).await?;
+        let mut r = Json(SessionView::from(ended)).into_response();
+        if let Ok(h) = HeaderValue::from_str(&snap.id) {
+            r.headers_mut().insert("warden-snapshot", h);
+        }
+        return Ok(r);
+    }
+    Ok(Json(SessionView::from(s.sessions.terminate(&p.actor, &id).await?)).into_response())
+}
+
+// --------------------------------------------------------------- snapshots
+
+problems!(
+    SnapshotProblems,
+    "The error answers of taking a snapshot.",
+    [
+        ("400", "A parameter cannot be used (it is named)"),
+        ("401", "No API key, or an unknown or revoked one"),
+        ("403", "Developer keys cannot use sessions"),
+        ("404", "No such session (or not this app's: the same answer)"),
+        ("409", "The session is not running, or runs on another node"),
+        (
+            "422",
+            "The workspace is larger than `sessions.snapshot_max_mb` (or deeper, or holds more entries, than a snapshot may)"
+        ),
+        (
+            "503",
+            "The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down"
+        ),
+    ]
+);
+
+problems!(
+    SnapshotReadProblems,
+    "The error answers of reading or deleting snapshots.",
+    [
+        ("400", "A parameter cannot be used (it is named)"),
+        ("401", "No API key, or an unknown or revoked one"),
+        (
+            "403",
+            "Developer keys cannot use sessions; an app key naming another app"
+        ),
+        ("404", "No such snapshot (or not this app's: the same answer)"),
+        (
+            "422",
+            "The snapshot is still being taken (it cannot be deleted yet)"
+        ),
+        ("503", "The store or the object store is unavailable"),
+    ]
+);
+
+/// Snapshot a running session's workspace into the object store now (after
+/// its running execution, if any). A session can later start from it
+/// (`POST /v1/sessions` with `snapshot`), and the session itself resumes
+/// from its latest snapshot if its node restarts.
+#[utoipa::path(post, path = "/v1/sessions/{id}/snapshots", tag = "sessions",
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$")),
+    responses((status = 201, description = "The snapshot, ready", body = SnapshotView,
+        links(("get_snapshot" = (operation_id = "get_snapshot", parameters(("id" = "$response.body#/id")))), ("delete_snapshot" = (operation_id = "delete_snapshot", parameters(("id" = "$response.body#/id")))))),
+        SnapshotProblems), security(("api_key" = [])))]
+pub async fn snapshot_session(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let snap = s.sessions.snapshot(&p.actor, &id).await?;
+    let location = format!("/v1/snapshots/{}", snap.id);
+    Ok(located(
+        (StatusCode::CREATED, Json(SnapshotView::from(snap))).into_response(),
+        &location,
+    ))
+}
+
+/// List snapshots, newest first (apps see their own; admins all).
+#[utoipa::path(get, path = "/v1/snapshots", tag = "sessions", params(SnapshotQuery),
+    responses((status = 200, body = Page<SnapshotView>), SnapshotReadProblems),
+    security(("api_key" = [])))]
+pub async fn list_snapshots(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<SnapshotQuery>,
+) -> Result<Json<Page<SnapshotView>>, ApiError> {
+    let page = s
+        .sessions
+        .list_snapshots(
+            &p.actor,
+            SnapshotFilter {
+                app: q.app,
+                session: q.session,
+                status: q.status.map(Into::into),
+                cursor: q.cursor,
+                limit: limit(q.limit)?,
+            },
+        )
+        .await?;
+    Ok(Json(Page::of(page)))
+}
+
+/// One snapshot.
+#[utoipa::path(get, path = "/v1/snapshots/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Snapshot id", pattern = "^snp_[0-9a-f]{24,32}$")),
+    responses((status = 200, body = SnapshotView), SnapshotReadProblems), security(("api_key" = [])))]
+pub async fn get_snapshot(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SnapshotView>, ApiError> {
+    Ok(Json(s.sessions.get_snapshot(&p.actor, &id).await?.into()))
+}
+
+/// Delete a snapshot: its archive in the object store, then its record.
+#[utoipa::path(delete, path = "/v1/snapshots/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Snapshot id", pattern = "^snp_[0-9a-f]{24,32}$")),
+    responses((status = 204, description = "Deleted"), SnapshotReadProblems), security(("api_key" = [])))]
+pub async fn delete_snapshot(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    s.sessions.delete_snapshot(&p.actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Delete a session: terminated first if it is live, then its record (its

@@ -26,7 +26,10 @@
 
 pub mod api;
 pub mod files;
+pub mod snapshots;
 pub mod views;
+
+pub use snapshots::Recovered;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -126,6 +129,14 @@ pub enum SessionError {
     /// that went away).
     #[error("{0}")]
     Body(String),
+    /// A snapshot cannot be taken or restored (too large, not ready, does
+    /// not fit): 422 saying why.
+    #[error("{0}")]
+    SnapshotRefused(String),
+    /// The object store failed a snapshot's upload or download: 503; the
+    /// session keeps running.
+    #[error("{0}")]
+    ObjectStore(String),
     /// The server is shutting down.
     #[error("this server is shutting down: retry on another node, or shortly")]
     ShuttingDown,
@@ -256,6 +267,16 @@ pub struct Written {
     pub path: String,
 }
 
+/// What a manager keeps of its own node: its name (on the records of the
+/// sessions it runs) and a local folder for snapshots in transit.
+#[derive(Debug, Clone)]
+pub struct ThisNode {
+    /// The node's name (`Config::node`).
+    pub node: String,
+    /// Scratch folder for snapshot archives (emptied at start).
+    pub scratch: PathBuf,
+}
+
 /// Sessions on this node (see the module's documentation).
 pub struct SessionManager {
     store: Arc<SqlStore>,
@@ -272,6 +293,9 @@ pub struct SessionManager {
     /// Held while a creation checks the quotas and records the session.
     admission: tokio::sync::Mutex<()>,
     closing: AtomicBool,
+    /// Where snapshots are packed and fetched on their way to and from the
+    /// object store.
+    scratch: PathBuf,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -310,9 +334,10 @@ impl SessionManager {
         runner: Runner,
         hub: Arc<Hub>,
         templates: Arc<Templates<SqlStore>>,
-        node: String,
+        local: ThisNode,
         settings: SessionsSection,
     ) -> Arc<SessionManager> {
+        let ThisNode { node, scratch } = local;
         let policy = SessionPolicy {
             max: SessionResources {
                 cpu_cores: settings.max_cpu_cores,
@@ -341,6 +366,7 @@ impl SessionManager {
             reserved: Mutex::default(),
             admission: tokio::sync::Mutex::new(()),
             closing: AtomicBool::new(false),
+            scratch,
         })
     }
 
@@ -488,9 +514,14 @@ impl SessionManager {
                 app
             }
         };
+        let restore = match &req.snapshot {
+            Some(sid) => Some(self.snapshot_to_restore(&app, sid).await?),
+            None => None,
+        };
         let template_id = req
             .template
             .clone()
+            .or_else(|| restore.as_ref().map(|s| s.template.clone()))
             .unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
         let t = self.template(&template_id).await?;
         let p = plan(&req, &t, &self.policy).map_err(SessionError::Invalid)?;
@@ -587,6 +618,22 @@ impl SessionManager {
                 return Err(e);
             }
         };
+        if let Some(snap) = &restore
+            && let Err(e) = self.restore(&boxed, snap, p.resources.disk_mb * MIB).await
+        {
+            lock(&self.reserved).remove(&id);
+            let b = boxed.clone();
+            if let Err(e) = blocking(move || b.terminate()).await {
+                tracing::warn!(session = %id, error = %e, "ending a session's box failed");
+            }
+            self.fail(
+                &id,
+                &[SessionStatus::Creating],
+                &format!("its snapshot could not be restored: {e}"),
+            )
+            .await;
+            return Err(e);
+        }
         let live = Arc::new(Live {
             session: session.clone(),
             boxed,

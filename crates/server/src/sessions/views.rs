@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::session::NewSession;
-use warden_core::{Session, SessionResources, SessionStatus};
+use warden_core::{Session, SessionResources, SessionStatus, Snapshot, SnapshotStatus, SnapshotTrigger};
 use warden_jail::{EntryInfo, EntryKind};
 
 use crate::views::{LanguageName, Mode, RunModeName};
@@ -54,6 +54,11 @@ pub struct NewSessionBody {
     #[serde(default)]
     #[schema(max_items = 0)]
     pub packages: Vec<Value>,
+    /// Start from this snapshot (of one of the app's sessions): its files
+    /// are restored into the workspace before the session runs, and its
+    /// template is the default one.
+    #[schema(pattern = "^snp_[0-9a-f]{24,32}$")]
+    pub snapshot: Option<String>,
 }
 
 /// Resources asked for.
@@ -100,6 +105,7 @@ impl NewSessionBody {
                 env: self.env,
                 network: self.network.map(|n| n.allow),
                 packages: self.packages,
+                snapshot: self.snapshot,
             },
         )
     }
@@ -450,4 +456,141 @@ pub struct NewDirectoryBody {
         pattern = "^([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253})(/([^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,254}|\\.[^/.\\u0000-\\u001f\\u007f-\\u009f][^/\\u0000-\\u001f\\u007f-\\u009f]{0,253}|\\.\\.[^/\\u0000-\\u001f\\u007f-\\u009f]{1,253}))*$"
     )]
     pub path: String,
+}
+
+/// A snapshot id, as the API states it.
+pub const SNAPSHOT_ID_PATTERN: &str = "^snp_[0-9a-f]{24,32}$";
+
+/// The states of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotStatusName {
+    /// Being packed and uploaded.
+    Creating,
+    /// In the object store: a session can start from it.
+    Ready,
+    /// Packing or the upload failed (`error` says why).
+    Failed,
+}
+
+impl From<SnapshotStatus> for SnapshotStatusName {
+    fn from(s: SnapshotStatus) -> Self {
+        match s {
+            SnapshotStatus::Creating => SnapshotStatusName::Creating,
+            SnapshotStatus::Ready => SnapshotStatusName::Ready,
+            SnapshotStatus::Failed => SnapshotStatusName::Failed,
+        }
+    }
+}
+
+impl From<SnapshotStatusName> for SnapshotStatus {
+    fn from(s: SnapshotStatusName) -> Self {
+        match s {
+            SnapshotStatusName::Creating => SnapshotStatus::Creating,
+            SnapshotStatusName::Ready => SnapshotStatus::Ready,
+            SnapshotStatusName::Failed => SnapshotStatus::Failed,
+        }
+    }
+}
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotTriggerName {
+    /// `POST /v1/sessions/{id}/snapshots`.
+    Request,
+    /// `POST /v1/sessions/{id}/terminate?snapshot=true`.
+    Terminate,
+    /// The node's periodic snapshot.
+    Schedule,
+}
+
+impl From<SnapshotTrigger> for SnapshotTriggerName {
+    fn from(t: SnapshotTrigger) -> Self {
+        match t {
+            SnapshotTrigger::Request => SnapshotTriggerName::Request,
+            SnapshotTrigger::Terminate => SnapshotTriggerName::Terminate,
+            SnapshotTrigger::Schedule => SnapshotTriggerName::Schedule,
+        }
+    }
+}
+
+/// A session's workspace, saved in the object store.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotView {
+    /// Snapshot id.
+    pub id: String,
+    /// The app that owns it.
+    pub app: String,
+    /// The session it was taken of.
+    pub session: String,
+    /// That session's template (a session started from the snapshot gets
+    /// it unless it names another).
+    pub template: String,
+    /// Its state.
+    #[schema(inline)]
+    pub status: SnapshotStatusName,
+    /// Why it was taken.
+    #[schema(inline)]
+    pub trigger: SnapshotTriggerName,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The archive's size, bytes.
+    pub size_bytes: i64,
+    /// Regular files in it.
+    pub files: i64,
+    /// The node that took it.
+    pub node: String,
+    /// Asked for, Unix ms.
+    pub created_at: i64,
+    /// Ready, Unix ms.
+    pub ready_at: Option<i64>,
+}
+
+impl From<Snapshot> for SnapshotView {
+    fn from(s: Snapshot) -> Self {
+        SnapshotView {
+            status: s.status.into(),
+            trigger: s.trigger.into(),
+            id: s.id,
+            app: s.app,
+            session: s.session,
+            template: s.template,
+            error: s.error,
+            size_bytes: s.size_bytes,
+            files: s.files,
+            node: s.node,
+            created_at: s.created_at,
+            ready_at: s.ready_at,
+        }
+    }
+}
+
+/// Filters of `GET /v1/snapshots`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    /// Only this app's (admins; an app key sees its own only).
+    #[param(pattern = "^[a-z][a-z0-9-]{1,62}$")]
+    pub app: Option<String>,
+    /// Only of this session.
+    #[param(pattern = "^ses_[0-9a-f]{24,32}$")]
+    pub session: Option<String>,
+    /// Only in this state.
+    #[param(value_type = Option<SnapshotStatusName>, inline)]
+    pub status: Option<SnapshotStatusName>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// Options of `POST /v1/sessions/{id}/terminate`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TerminateQuery {
+    /// Snapshot the workspace first; if the snapshot fails the session is
+    /// not terminated (503 or 422 says why) and keeps running.
+    pub snapshot: Option<bool>,
 }
