@@ -394,6 +394,10 @@ pub trait Store: Send + Sync + 'static {
     /// Mark `node`'s live sessions `lost` with `reason` at `at` (at start-up:
     /// their boxes died with the process that ran them). Returns how many.
     fn lose_sessions(&self, node: &str, reason: &str, at: i64) -> impl Future<Output = R<u64>> + Send;
+    /// Move a live session from node `from` to node `to` (compare-and-set
+    /// on its node: of several nodes taking over a dead one's session, one
+    /// wins). True for the winner.
+    fn claim_session(&self, id: &str, from: &str, to: &str) -> impl Future<Output = R<bool>> + Send;
 
     /// Versions per state, and how many plugins have an active version.
     fn counts(&self) -> impl Future<Output = R<Counts>> + Send;

@@ -46,6 +46,9 @@ keys! {
     "objects.virtual_hosted", "WARDEN_OBJECTS_VIRTUAL_HOSTED", "false", "Address buckets as `bucket.host` instead of `host/bucket` (path style, which S3-compatible services expect).";
     "objects.timeout_secs", "WARDEN_OBJECTS_TIMEOUT_SECS", "30", "Per-request timeout, and the longest time spent retrying one request.";
     "objects.retries", "WARDEN_OBJECTS_RETRIES", "3", "Retries of a failed request (with backoff) before it counts as failed.";
+    "cluster.advertise_url", "WARDEN_CLUSTER_ADVERTISE_URL", "none", "The base URL other nodes sharing the database reach this node at (e.g. `http://10.0.0.5:8080`): a request for a session this node runs that reaches another node is forwarded here. Unset: requests for its sessions are not forwarded (another node answers 409 naming this node).";
+    "cluster.heartbeat_secs", "WARDEN_CLUSTER_HEARTBEAT_SECS", "5", "How often this node records that it is alive (and looks for dead nodes whose sessions it can take over).";
+    "cluster.dead_after_secs", "WARDEN_CLUSTER_DEAD_AFTER_SECS", "30", "A node whose last heartbeat is older than this is dead: its live sessions are taken over by another node (resumed from their latest snapshot, or marked `lost`). Keep it several heartbeats long.";
     "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
     "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
     "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
@@ -331,6 +334,29 @@ impl Default for LayersSection {
     }
 }
 
+/// The cluster section: how the nodes sharing one database find each other
+/// and tell when one has died.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Where other nodes reach this one.
+    pub advertise_url: Option<String>,
+    /// Heartbeat period, seconds.
+    pub heartbeat_secs: u64,
+    /// Silence after which a node is dead, seconds.
+    pub dead_after_secs: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            advertise_url: None,
+            heartbeat_secs: 5,
+            dead_after_secs: 30,
+        }
+    }
+}
+
 /// The object storage section: an S3-compatible bucket shared by every
 /// node, instead of the local blob folder.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -504,6 +530,8 @@ pub struct Config {
     pub layers: LayersSection,
     /// Object storage.
     pub objects: ObjectsSection,
+    /// Nodes sharing the database.
+    pub cluster: ClusterSection,
 }
 
 impl Default for Config {
@@ -530,6 +558,7 @@ impl Default for Config {
             templates: TemplatesSection::default(),
             layers: LayersSection::default(),
             objects: ObjectsSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -640,6 +669,23 @@ impl Config {
             && !e.starts_with("http://")
         {
             return bad("objects.endpoint", "must be an http(s) URL");
+        }
+        if let Some(u) = &self.cluster.advertise_url
+            && (!(u.starts_with("http://") || u.starts_with("https://"))
+                || u.contains('@')
+                || u.contains('?'))
+        {
+            return bad(
+                "cluster.advertise_url",
+                "must be a base http(s) URL without credentials or query, e.g. http://10.0.0.5:8080",
+            );
+        }
+        if self.cluster.heartbeat_secs == 0 || self.cluster.dead_after_secs < 2 * self.cluster.heartbeat_secs
+        {
+            return bad(
+                "cluster.dead_after_secs",
+                "must be at least twice cluster.heartbeat_secs (and the heartbeat at least 1 s)",
+            );
         }
         if self.jail.max_boxes == 0 {
             return bad("jail.max_boxes", "must be at least 1");

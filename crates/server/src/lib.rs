@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod builds;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub exec: Arc<exec::Executor>,
     /// Sandbox sessions on this node.
     pub sessions: Arc<sessions::SessionManager>,
+    /// This node among the nodes sharing the database.
+    pub cluster: Arc<cluster::Cluster>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -296,6 +299,11 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         },
         config.sessions.clone(),
     );
+    let cluster = cluster::Cluster::new(store.clone(), exec_node.clone(), config.cluster.clone());
+    cluster.beat().await.map_err(|e| StartError::Store {
+        url: redact(&url),
+        source: e,
+    })?;
     // No box survives its server: the sessions this node ran resume from
     // their latest snapshot, or are lost.
     let recovered = sessions.recover().await.map_err(|e| StartError::Store {
@@ -306,6 +314,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         },
     })?;
     sessions.start_sweeper();
+    cluster.start(sessions.clone());
     let state = AppState {
         store,
         blobs,
@@ -314,6 +323,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         builds,
         exec,
         sessions,
+        cluster,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -379,7 +389,7 @@ impl Modify for SecurityAddon {
         (name = "audit", description = "The append-only audit trail"),
         (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health, readiness, metrics, the nodes sharing the database"),
     )
 )]
 struct ApiDoc;
@@ -457,6 +467,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))
+        .routes(routes!(cluster::list_nodes))
         .routes(routes!(me))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -574,6 +585,11 @@ pub fn app(state: AppState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // A session another node runs: its requests go there.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::forward_sessions,
+        ))
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(CatchPanicLayer::custom(panic_response))

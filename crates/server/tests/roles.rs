@@ -94,6 +94,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/keys"), ADMIN),
         (("DELETE", "/v1/keys/{id}"), ADMIN),
         (("GET", "/v1/me"), ALL),
+        (("GET", "/v1/nodes"), ADMIN),
         (("GET", "/healthz"), PUBLIC),
         (("GET", "/readyz"), PUBLIC),
         (("GET", "/metrics"), PUBLIC),

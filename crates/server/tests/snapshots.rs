@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use warden_core::Blobs as _;
+use warden_core::{Blobs as _, Store as _};
 
 async fn app(s: &Server, id: &str) -> String {
     let r = s
@@ -424,4 +424,122 @@ async fn a_restarted_node_resumes_sessions_from_their_snapshot_and_loses_the_oth
     );
     assert_eq!(b.state.sessions.live_count(), 1);
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_node_forwards_to_the_owner_and_takes_a_dead_owners_sessions_over() {
+    let fast = |c: &mut warden_server::Config| {
+        c.cluster.heartbeat_secs = 1;
+        c.cluster.dead_after_secs = 3;
+    };
+    let a = server_with(fast).await;
+    let blobs = a.state.config.blob_dir();
+    let b = second_node(&a, |c| {
+        fast(c);
+        c.blob_dir = Some(blobs);
+    })
+    .await;
+    let shop = app(&a, "shop").await;
+    let id = session(&a, &shop, json!({})).await;
+    let node_a = a.state.cluster.id().to_owned();
+    let node_b = b.state.cluster.id().to_owned();
+    assert_ne!(node_a, node_b);
+
+    // Through B: every session call reaches A, which runs the box.
+    assert_eq!(
+        sh(
+            &b,
+            &shop,
+            &id,
+            "echo kept > kept.txt && hostname -s >/dev/null; echo via-b"
+        )
+        .await,
+        "via-b\n"
+    );
+    let snap = snapshot(&b, &shop, &id, StatusCode::CREATED).await;
+    assert_eq!(snap["node"], node_a.as_str());
+    let r = b
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{id}/files/kept.txt"),
+            Some(&shop),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "kept\n");
+    // Another app through B: not found, as on A.
+    let other = app(&a, "other").await;
+    b.expect(
+        Method::GET,
+        &format!("/v1/sessions/{id}"),
+        &other,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // Both nodes are listed, alive (admins only).
+    let nodes = b
+        .expect(Method::GET, "/v1/nodes", &b.admin, None, StatusCode::OK)
+        .await;
+    let listed: Vec<(&str, bool, bool)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap(),
+                n["alive"].as_bool().unwrap(),
+                n["this_node"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(listed.contains(&(node_a.as_str(), true, false)), "{nodes}");
+    assert!(listed.contains(&(node_b.as_str(), true, true)), "{nodes}");
+    assert!(
+        nodes[0]["advertise_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    b.expect(Method::GET, "/v1/nodes", &shop, None, StatusCode::FORBIDDEN)
+        .await;
+
+    // B takes A's sessions over (as when A stops beating): resumed on B
+    // from the snapshot; A, still running, lets go of its box.
+    let dead = a.state.store.get_node(&node_a).await.unwrap().unwrap();
+    b.state.sessions.take_over(&dead, 3).await;
+    let v = b
+        .expect(
+            Method::GET,
+            &format!("/v1/sessions/{id}"),
+            &shop,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v["node"], node_b.as_str(), "{v}");
+    assert_eq!(v["status"], "running");
+    assert!(v["status_reason"].as_str().unwrap().contains(&node_a), "{v}");
+    assert_eq!(b.state.sessions.live_count(), 1);
+    let t = std::time::Instant::now();
+    while a.state.sessions.live_count() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "A still holds the box");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Through A now: forwarded to B; the files are the snapshot's.
+    assert_eq!(sh(&a, &shop, &id, "cat kept.txt").await, "kept\n");
+    // A second takeover finds nothing to take: the session is B's.
+    a.state.sessions.take_over(&dead, 3).await;
+    let v = a
+        .expect(
+            Method::GET,
+            &format!("/v1/sessions/{id}"),
+            &shop,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v["node"], node_b.as_str());
+    assert_eq!(a.state.sessions.live_count(), 0);
 }

@@ -327,6 +327,10 @@ impl Store for SqlStore {
         Ok(sessions::lose(&self.pool, node, reason, at).await?)
     }
 
+    async fn claim_session(&self, id: &str, from: &str, to: &str) -> R<bool> {
+        Ok(sessions::claim(&self.pool, id, from, to).await?)
+    }
+
     async fn counts(&self) -> R<Counts> {
         Ok(plugins::counts(&self.pool).await?)
     }

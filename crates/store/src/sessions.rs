@@ -242,6 +242,20 @@ pub(crate) async fn usage(pool: &AnyPool, app: Option<&str>) -> Result<SessionUs
     })
 }
 
+/// Move live session `id` from node `from` to node `to`, if it is still
+/// `from`'s.
+pub(crate) async fn claim(pool: &AnyPool, id: &str, from: &str, to: &str) -> Result<bool> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE sessions SET node = $1 WHERE id = $2 AND node = $3 AND status IN {LIVE}"
+    )))
+    .bind(to)
+    .bind(id)
+    .bind(from)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Mark `node`'s live sessions lost.
 pub(crate) async fn lose(pool: &AnyPool, node: &str, reason: &str, at: i64) -> Result<u64> {
     let done = sqlx::query(AssertSqlSafe(format!(

@@ -166,6 +166,7 @@ both!(
     a_corrupt_session_is_an_error_naming_it,
     snapshots_move_once_and_are_listed_newest_first,
     nodes_beat_and_never_go_back_in_time,
+    a_dead_nodes_session_is_claimed_by_one_node,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2243,4 +2244,32 @@ async fn nodes_beat_and_never_go_back_in_time(ctx: Ctx) {
     assert_eq!(all.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert!(all[0].is_dead(20_000, 10_000));
     assert!(!all[1].is_dead(14_000, 10_000));
+}
+
+async fn a_dead_nodes_session_is_claimed_by_one_node(ctx: Ctx) {
+    let s = ctx.store.clone();
+    let live = session("shop", "dead");
+    s.insert_session(live.clone()).await.unwrap();
+    let mut ended = session("shop", "dead");
+    ended.status = SessionStatus::Terminated;
+    s.insert_session(ended.clone()).await.unwrap();
+    // Four nodes race for it: one wins.
+    let mut racers = Vec::new();
+    for n in 0..4 {
+        let (s, id) = (s.clone(), live.id.clone());
+        racers.push(tokio::spawn(async move {
+            s.claim_session(&id, "dead", &format!("n{n}")).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let now = s.get_session(&live.id).await.unwrap().unwrap();
+    assert!(now.node.starts_with('n'), "{now:?}");
+    // The dead node, back, cannot claim it again; an ended session is never claimed.
+    assert!(!s.claim_session(&live.id, "dead", "dead").await.unwrap());
+    assert!(!s.claim_session(&ended.id, "dead", "n0").await.unwrap());
+    assert!(!s.claim_session("ses_nothing", "dead", "n0").await.unwrap());
 }

@@ -331,8 +331,15 @@ impl SessionManager {
             } else {
                 None
             };
+            // Still this node's (not taken over while it was down)?
+            if !self.store.claim_session(&s.id, &self.node, &self.node).await? {
+                continue;
+            }
             let reason = match latest {
-                Some(snap) => match self.resume(&s, &snap).await {
+                Some(snap) => match self
+                    .resume(&s, &snap, format!("resumed from snapshot {} after the server restarted", snap.id))
+                    .await
+                {
                     Ok(()) => {
                         out.resumed += 1;
                         continue;
@@ -363,7 +370,7 @@ impl SessionManager {
 
     /// Give session `s` (of this node, recorded running) a new box with its
     /// recorded resources, restore `snap` into it and make it live again.
-    async fn resume(&self, s: &Session, snap: &Snapshot) -> R<()> {
+    async fn resume(&self, s: &Session, snap: &Snapshot, reason: String) -> R<()> {
         let spec = SessionSpec {
             memory_bytes: s.resources.memory_mb * MIB,
             pids: s.resources.pids,
@@ -404,10 +411,7 @@ impl SessionManager {
                 SessionMove {
                     from: vec![SessionStatus::Running],
                     to: SessionStatus::Running,
-                    reason: Some(format!(
-                        "resumed from snapshot {} after the server restarted",
-                        snap.id
-                    )),
+                    reason: Some(reason),
                     at: now_ms(),
                 },
             )
@@ -427,6 +431,106 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// Take over the live sessions of `dead` (a node silent for more than
+    /// `dead_after_secs`): each one this node wins (compare-and-set on its
+    /// node) is resumed here from its latest snapshot, or marked `lost`.
+    pub async fn take_over(&self, dead: &warden_core::Node, dead_after_secs: u64) {
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut theirs = Vec::new();
+        for status in [SessionStatus::Creating, SessionStatus::Running] {
+            match self
+                .store
+                .list_sessions(warden_core::SessionFilter {
+                    node: Some(dead.id.clone()),
+                    status: Some(status),
+                    limit: 500,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(page) => theirs.extend(page.items),
+                Err(e) => {
+                    tracing::warn!(node = %dead.id, error = %e, "a dead node's sessions could not be listed");
+                    return;
+                }
+            }
+        }
+        for s in theirs {
+            match self.store.claim_session(&s.id, &dead.id, &self.node).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "a dead node's session could not be claimed");
+                    continue;
+                }
+            }
+            let mut s = s;
+            s.node = self.node.clone();
+            let silent = format!(
+                "its node {} stopped answering (no heartbeat for more than {dead_after_secs} s)",
+                dead.id
+            );
+            let latest = match s.status {
+                SessionStatus::Running => self.store.latest_snapshot(&s.id).await.ok().flatten(),
+                _ => None,
+            };
+            let reason = match latest {
+                Some(snap) => {
+                    let why = format!(
+                        "resumed on node {} from snapshot {}: {silent}",
+                        self.node, snap.id
+                    );
+                    match self.resume(&s, &snap, why).await {
+                        Ok(()) => continue,
+                        Err(e) => format!("{silent}, and resuming it from snapshot {} failed: {e}", snap.id),
+                    }
+                }
+                None => format!("{silent}, and it had no snapshot to resume from"),
+            };
+            let m = SessionMove {
+                from: vec![SessionStatus::Creating, SessionStatus::Running],
+                to: SessionStatus::Lost,
+                reason: Some(reason),
+                at: now_ms(),
+            };
+            match self.store.move_session(&s.id, m).await {
+                Ok(Some(_)) => {
+                    metrics::counter!("warden_sessions_ended_total", "status" => "lost").increment(1);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "a dead node's session could not be marked lost")
+                }
+            }
+        }
+    }
+
+    /// End the boxes this node still holds for sessions that are no longer
+    /// its own (taken over by another node while this one was unreachable)
+    /// or that ended elsewhere. Their records are not touched.
+    pub async fn drop_disowned(&self) {
+        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
+        for id in ids {
+            let gone = match self.store.get_session(&id).await {
+                Ok(Some(s)) => s.node != self.node || s.status.is_final(),
+                Ok(None) => true,
+                Err(_) => false,
+            };
+            if gone {
+                tracing::warn!(session = %id, "a session this node held is no longer its own: its box is ended");
+                self.drop_live(&id, super::End::ended("the session moved to another node"))
+                    .await;
+            }
+        }
+    }
+
+    /// Whether this manager is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Snapshot a session, then terminate it; a failed snapshot leaves it
