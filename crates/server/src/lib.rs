@@ -170,6 +170,19 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         ..JailConfig::default()
     })
     .map_err(StartError::Jail)?;
+    // Box slots a crashed predecessor left (mounts, cgroups, folders): no
+    // process holds their locks, so they are torn down now. Slots another
+    // live server holds are left alone.
+    match jail.clean_pool() {
+        Ok(r) if r.removed > 0 => {
+            tracing::info!(
+                removed = r.removed,
+                "box slots left by a previous run were torn down"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "box slots left by a previous run could not all be torn down"),
+    }
     let runner = Runner::new(
         jail,
         RunnerConfig {
