@@ -14,6 +14,7 @@ mod handlers;
 mod http;
 mod jail;
 mod sessions;
+mod snapshots;
 mod stats;
 mod templates;
 
@@ -49,7 +50,9 @@ enum Bench {
         quick: bool,
     },
     /// Sandbox sessions in the runtime: start cost, executions per mode,
-    /// memory per idle session, against a bubblewrap box per execution.
+    /// memory per idle session, against a bubblewrap box per execution;
+    /// snapshot and restore of a 100 MiB workspace against the host's tar,
+    /// to and from the same object store.
     Sessions {
         /// Executions measured per mode.
         #[arg(long, default_value = "300")]
@@ -99,7 +102,11 @@ fn main() -> anyhow::Result<()> {
         Bench::Handlers { seconds, quick } => handlers::run(if quick { 0.3 } else { seconds }),
         Bench::Sessions { runs, idle, quick } => {
             let (runs, idle) = if quick { (10, 3) } else { (runs, idle) };
-            sessions::run(runs, idle)
+            sessions::run(runs, idle)?;
+            let (mib, snaps) = if quick { (8, 1) } else { (100, 5) };
+            let jail = warden_jail::Jail::new(warden_jail::JailConfig::default())?;
+            let runner = warden_runtime::Runner::new(jail, warden_runtime::RunnerConfig::default())?;
+            snapshots::run(&runner, mib, snaps)
         }
         Bench::Templates { builds, runs, quick } => {
             let (builds, runs) = if quick { (1, 10) } else { (builds, runs) };
