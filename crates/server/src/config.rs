@@ -104,6 +104,7 @@ keys! {
     "sessions.sync_wait_secs", "WARDEN_SESSIONS_SYNC_WAIT_SECS", "300", "Longest a synchronous execution request waits; an execution still running then is answered 202 (poll or stream it).";
     "sessions.sweep_interval_ms", "WARDEN_SESSIONS_SWEEP_INTERVAL_MS", "1000", "How often the sweeper looks for sessions past their idle timeout or max lifetime (and for dead boxes).";
     "sessions.snapshot_max_mb", "WARDEN_SESSIONS_SNAPSHOT_MAX_MB", "1024", "Largest snapshot (the workspace's files together), MiB; a larger workspace's snapshot is refused (422) and the session keeps running.";
+    "sessions.snapshot_every_secs", "WARDEN_SESSIONS_SNAPSHOT_EVERY_SECS", "600", "A live session active since its latest snapshot is snapshotted this often (only its newest scheduled snapshot is kept; explicit ones stay); what a restart or another node resumes from. 0: only explicit snapshots.";
     "sessions.resume_on_restart", "WARDEN_SESSIONS_RESUME_ON_RESTART", "true", "At start, a session this node ran that has a ready snapshot is resumed from its latest one (same id, new box); `false`, or no snapshot: it is marked `lost` with the reason.";
     "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
     "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
@@ -253,6 +254,8 @@ pub struct SessionsSection {
     pub snapshot_max_mb: u64,
     /// Resume this node's sessions from their snapshots at start.
     pub resume_on_restart: bool,
+    /// Period of scheduled snapshots, seconds (0: none).
+    pub snapshot_every_secs: u64,
 }
 
 impl Default for SessionsSection {
@@ -281,6 +284,7 @@ impl Default for SessionsSection {
             sweep_interval_ms: 1000,
             snapshot_max_mb: 1024,
             resume_on_restart: true,
+            snapshot_every_secs: 600,
         }
     }
 }

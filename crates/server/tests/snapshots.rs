@@ -543,3 +543,67 @@ async fn another_node_forwards_to_the_owner_and_takes_a_dead_owners_sessions_ove
     assert_eq!(v["node"], node_b.as_str());
     assert_eq!(a.state.sessions.live_count(), 0);
 }
+
+/// The ready scheduled snapshots of a session.
+async fn scheduled(s: &Server, id: &str, key: &str) -> Vec<String> {
+    let v = s
+        .expect(
+            Method::GET,
+            &format!("/v1/snapshots?session={id}&status=ready"),
+            key,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["trigger"] == "schedule")
+        .map(|x| x["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Wait for one scheduled snapshot other than `before`; its id.
+async fn next_scheduled(s: &Server, id: &str, key: &str, before: Option<&str>) -> String {
+    let t = std::time::Instant::now();
+    loop {
+        let now = scheduled(s, id, key).await;
+        if let [one] = now.as_slice()
+            && Some(one.as_str()) != before
+        {
+            return one.clone();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no new scheduled snapshot: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_active_session_is_snapshotted_on_schedule_and_only_the_newest_is_kept() {
+    let s = server_with(|c| c.sessions.snapshot_every_secs = 1).await;
+    let shop = app(&s, "shop").await;
+    let idle = session(&s, &shop, json!({})).await;
+    let id = session(&s, &shop, json!({})).await;
+    sh(&s, &shop, &id, "echo one > f && echo ok").await;
+    let first = next_scheduled(&s, &id, &shop, None).await;
+    sh(&s, &shop, &id, "echo two > f && echo ok").await;
+    let second = next_scheduled(&s, &id, &shop, Some(&first)).await;
+    // The older one is gone, object and record.
+    s.expect(
+        Method::GET,
+        &format!("/v1/snapshots/{first}"),
+        &shop,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // The newest holds the latest files.
+    let restored = session(&s, &shop, json!({"snapshot": second})).await;
+    assert_eq!(sh(&s, &shop, &restored, "cat f").await, "two\n");
+    // A session with no activity since it started is never snapshotted.
+    assert!(scheduled(&s, &idle, &shop).await.is_empty());
+}

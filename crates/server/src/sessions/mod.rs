@@ -208,6 +208,10 @@ struct Live {
     /// `out/` files already reported as artifacts (path → SHA-256), so an
     /// execution lists only what it created or changed.
     reported: Mutex<HashMap<String, String>>,
+    /// When its latest snapshot was taken (or it started), Unix ms.
+    snapshot_at: AtomicI64,
+    /// A scheduled snapshot of it is being taken.
+    snapshotting: AtomicBool,
 }
 
 impl Live {
@@ -642,6 +646,8 @@ impl SessionManager {
             last_active: AtomicI64::new(now_ms()),
             state: Mutex::default(),
             reported: Mutex::default(),
+            snapshot_at: AtomicI64::new(now_ms()),
+            snapshotting: AtomicBool::new(false),
         });
         // In the map before the record says running, so a request that
         // reads `running` finds the box.
@@ -874,6 +880,7 @@ impl SessionManager {
                     return;
                 }
                 me.sweep().await;
+                me.snapshot_due();
             }
         });
     }

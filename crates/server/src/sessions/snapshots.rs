@@ -18,7 +18,7 @@
 use std::io::{BufReader, BufWriter, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use warden_core::model::{new_id, now_ms};
 use warden_core::store::{SessionMove, SnapshotFilter};
@@ -149,6 +149,7 @@ impl SessionManager {
                     .store
                     .update_snapshot(SnapshotStatus::Creating, ready)
                     .await?;
+                live.snapshot_at.fetch_max(done.created_at, Ordering::AcqRel);
                 metrics::counter!("warden_snapshots_total", "status" => "ready").increment(1);
                 Ok(done)
             }
@@ -402,6 +403,8 @@ impl SessionManager {
             last_active: AtomicI64::new(now_ms()),
             state: std::sync::Mutex::default(),
             reported: std::sync::Mutex::default(),
+            snapshot_at: AtomicI64::new(now_ms()),
+            snapshotting: std::sync::atomic::AtomicBool::new(false),
         });
         lock(&self.live).insert(s.id.clone(), live);
         let moved = self
@@ -524,6 +527,77 @@ impl SessionManager {
                 tracing::warn!(session = %id, "a session this node held is no longer its own: its box is ended");
                 self.drop_live(&id, super::End::ended("the session moved to another node"))
                     .await;
+            }
+        }
+    }
+
+    /// Start a scheduled snapshot of every live session active since its
+    /// latest snapshot and at least `sessions.snapshot_every_secs` past it
+    /// (one at a time per session; a failed one is tried again a minute
+    /// later). Only the newest scheduled snapshot of a session is kept.
+    pub fn snapshot_due(self: &Arc<Self>) {
+        let every = i64::try_from(self.settings.snapshot_every_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if every == 0 || self.is_closing() {
+            return;
+        }
+        let now = now_ms();
+        let lives: Vec<Arc<Live>> = lock(&self.live).values().cloned().collect();
+        for live in lives {
+            let last = live.snapshot_at.load(Ordering::Acquire);
+            if live.last_active.load(Ordering::Acquire) <= last || now - last < every {
+                continue;
+            }
+            if live.snapshotting.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let id = live.session.id.clone();
+                match me.take_snapshot(&live, SnapshotTrigger::Schedule).await {
+                    Ok(snap) => me.prune_scheduled(&id, &snap.id).await,
+                    Err(e) => {
+                        tracing::warn!(session = %id, error = %e, "a scheduled snapshot failed; it is tried again in a minute");
+                        live.snapshot_at.store(
+                            now_ms().saturating_sub(every).saturating_add(60_000),
+                            Ordering::Release,
+                        );
+                    }
+                }
+                live.snapshotting.store(false, Ordering::Release);
+            });
+        }
+    }
+
+    /// Delete the scheduled snapshots of `session` but `keep`.
+    async fn prune_scheduled(&self, session: &str, keep: &str) {
+        let page = match self
+            .store
+            .list_snapshots(SnapshotFilter {
+                session: Some(session.to_owned()),
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(session, error = %e, "old scheduled snapshots could not be listed");
+                return;
+            }
+        };
+        for old in page.items {
+            if old.trigger != SnapshotTrigger::Schedule
+                || old.id == keep
+                || old.status == SnapshotStatus::Creating
+            {
+                continue;
+            }
+            if let Err(e) = self.blobs.delete(&old.object).await {
+                tracing::warn!(snapshot = %old.id, error = %e, "an old scheduled snapshot's object could not be deleted");
+                continue;
+            }
+            if let Err(e) = self.store.delete_snapshot(&old.id).await {
+                tracing::warn!(snapshot = %old.id, error = %e, "an old scheduled snapshot could not be deleted");
             }
         }
     }
