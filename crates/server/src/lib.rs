@@ -225,6 +225,38 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             url: redact(&url),
             source: e,
         })?;
+    if lost_sessions > 0 {
+        // A lost session's workspace (a tmpfs holding its files) and cgroup
+        // go now, not whenever its slot is next used. Slots another live
+        // process holds are left alone (as `warden pool clean` does).
+        let jail = runner.jail().clone();
+        let clean = move || {
+            // A box's cgroup stays busy for a moment after its server died
+            // (its exited processes are reaped by the host's init).
+            let mut tries = 0;
+            loop {
+                match jail.clean_pool() {
+                    Err(_) if tries < 20 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    done => return done,
+                }
+            }
+        };
+        match tokio::task::spawn_blocking(clean).await {
+            Ok(Ok(r)) => tracing::info!(
+                lost_sessions,
+                removed = r.removed,
+                busy = r.busy,
+                "box slots left by the stopped server torn down"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "box slots left by the stopped server could not all be torn down")
+            }
+            Err(e) => tracing::warn!(error = %e, "tearing down the stopped server's box slots failed"),
+        }
+    }
     let templates = Arc::new(Templates::new(store.clone(), config.templates.policy()));
     let created = templates.ensure_builtins().await.map_err(StartError::Builtins)?;
     if !created.is_empty() {
