@@ -270,17 +270,40 @@ fn traces(marker: &str, state: &Path) -> Traces {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cut_by_sigkill_is_lost_after_restart_and_leaves_nothing() {
+    lost_after_sigkill(&[], "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cut_by_sigkill_is_lost_after_restart_on_postgres() {
+    let Ok(base) = std::env::var("WARDEN_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("WARDEN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "WARDEN_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: WARDEN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    super::sqlx_create(&base, "warden_e2e_sessions").await;
+    let url = format!("{}/warden_e2e_sessions", &base[..base.rfind('/').unwrap()]);
+    lost_after_sigkill(&[("WARDEN_DATABASE_URL", &url)], "postgres").await;
+}
+
+/// A live session's server is killed with SIGKILL (on the database `db`
+/// names); after the restart the session is lost and nothing of its box
+/// is left. `tag` keeps concurrent runs' boxes apart.
+async fn lost_after_sigkill(db: &[(&str, &str)], tag: &str) {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let env = [
+    let mut env = vec![
         ("WARDEN_NODE_ID", "e2e-sessions"),
         ("WARDEN_STATE_DIR", state.path().to_str().unwrap()),
     ];
+    env.extend_from_slice(db);
     let s = Serve::start(data.path(), &env);
     let c = client();
     let key = shop(&s, &c).await;
     let admin = s.admin.clone().unwrap();
-    let marker = format!("{:x}", std::process::id() as u64 * 7919 + 17);
+    let marker = format!("{tag}-{:x}", std::process::id());
     let (st, v) = req(
         &c,
         Method::POST,
