@@ -52,6 +52,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod registry;
 pub mod session;
+pub mod snapshot;
 pub mod store;
 pub mod template;
 
@@ -67,9 +68,10 @@ pub use session::{
     RunMode, Session, SessionFilter, SessionLanguage, SessionPolicy, SessionQuota, SessionResources,
     SessionStatus, SessionUsage,
 };
+pub use snapshot::{Node, Snapshot, SnapshotStatus, SnapshotTrigger};
 pub use store::{
     AuditFilter, Blobs, Counts, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page,
-    PluginFilter, Revoked, SessionMove, Store, StoreError, TemplateFilter, Transition,
+    PluginFilter, Revoked, SessionMove, SnapshotFilter, Store, StoreError, TemplateFilter, Transition,
 };
 pub use template::{
     Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,

@@ -15,6 +15,7 @@ use crate::layer::{Layer, LayerStatus};
 use crate::lifecycle::VersionStatus;
 use crate::model::{ApiKey, App, AuditEvent, Installation, Plugin, Version};
 use crate::session::{Session, SessionFilter, SessionStatus, SessionUsage};
+use crate::snapshot::{Node, Snapshot, SnapshotStatus};
 use crate::template::{Template, TemplateRuntime};
 
 /// Storage errors.
@@ -222,6 +223,21 @@ pub struct LayerFilter {
     /// never used counts from its creation).
     pub unused_since: Option<i64>,
     /// Continue after this id.
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Filters for listing snapshots (newest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotFilter {
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only of this session.
+    pub session: Option<String>,
+    /// Only in this state.
+    pub status: Option<SnapshotStatus>,
+    /// Continue after (before, in time) this id.
     pub cursor: Option<String>,
     /// Page size.
     pub limit: u32,
@@ -454,6 +470,29 @@ pub trait Store: Send + Sync + 'static {
     /// Delete a layer no template points at (`InUse` otherwise). False
     /// when there was none.
     fn delete_layer(&self, id: &str) -> impl Future<Output = R<bool>> + Send;
+
+    /// Record a new snapshot (in `creating`).
+    fn insert_snapshot(&self, s: Snapshot) -> impl Future<Output = R<()>> + Send;
+    /// Write a snapshot's state and results if it is still in `from`
+    /// (`Changed` when it moved meanwhile, `Conflict` for a move
+    /// [`SnapshotStatus::can_move`] refuses).
+    fn update_snapshot(&self, from: SnapshotStatus, s: Snapshot) -> impl Future<Output = R<Snapshot>> + Send;
+    /// One snapshot.
+    fn get_snapshot(&self, id: &str) -> impl Future<Output = R<Option<Snapshot>>> + Send;
+    /// Snapshots, newest first.
+    fn list_snapshots(&self, filter: SnapshotFilter) -> impl Future<Output = R<Page<Snapshot>>> + Send;
+    /// The newest ready snapshot of a session.
+    fn latest_snapshot(&self, session: &str) -> impl Future<Output = R<Option<Snapshot>>> + Send;
+    /// Forget a snapshot; false when there is none.
+    fn delete_snapshot(&self, id: &str) -> impl Future<Output = R<bool>> + Send;
+
+    /// Record a node's heartbeat (and its address and version), creating it
+    /// on its first.
+    fn heartbeat(&self, node: Node) -> impl Future<Output = R<()>> + Send;
+    /// One node.
+    fn get_node(&self, id: &str) -> impl Future<Output = R<Option<Node>>> + Send;
+    /// Every node that ever beat, by id.
+    fn list_nodes(&self) -> impl Future<Output = R<Vec<Node>>> + Send;
 }
 
 /// What [`Store::revoke_key_keeping_an_admin`] did.

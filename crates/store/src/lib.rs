@@ -7,7 +7,8 @@
 //! its queries: [`plugins`] (plugins and versions), [`apps`] (apps and
 //! installations), [`executions`] (with the durable queue of async
 //! executions), [`templates`], [`layers`] (dependency layers),
-//! [`sessions`], [`keys`], [`audit`]. Queries fail with
+//! [`sessions`], [`snapshots`] (session snapshots and the nodes sharing
+//! the database), [`keys`], [`audit`]. Queries fail with
 //! [`error::Error`], turned into the core's `StoreError` once, at the
 //! [`Store`] boundary below; a stored value that does not parse is an error
 //! naming its record.
@@ -27,6 +28,7 @@ mod layers;
 mod plugins;
 mod query;
 mod sessions;
+mod snapshots;
 mod templates;
 
 use std::path::Path;
@@ -37,11 +39,12 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use warden_core::store::{
     AuditFilter, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    SessionMove, TemplateFilter, Transition,
+    SessionMove, SnapshotFilter, TemplateFilter, Transition,
 };
 use warden_core::{
-    ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Plugin, QueuedCall,
-    Revoked, Session, SessionFilter, SessionUsage, Store, StoreError, Template, Version, VersionStatus,
+    ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Node, Plugin, QueuedCall,
+    Revoked, Session, SessionFilter, SessionUsage, Snapshot, SnapshotStatus, Store, StoreError, Template,
+    Version, VersionStatus,
 };
 
 pub use blobs::{ObjectBlobs, S3Error, S3Options};
@@ -400,5 +403,41 @@ impl Store for SqlStore {
 
     async fn delete_layer(&self, id: &str) -> R<bool> {
         Ok(layers::delete(&self.pool, id).await?)
+    }
+
+    async fn insert_snapshot(&self, s: Snapshot) -> R<()> {
+        Ok(snapshots::insert(&self.pool, s).await?)
+    }
+
+    async fn update_snapshot(&self, from: SnapshotStatus, s: Snapshot) -> R<Snapshot> {
+        Ok(snapshots::update(&self.pool, from, s).await?)
+    }
+
+    async fn get_snapshot(&self, id: &str) -> R<Option<Snapshot>> {
+        Ok(snapshots::get(&self.pool, id).await?)
+    }
+
+    async fn list_snapshots(&self, filter: SnapshotFilter) -> R<Page<Snapshot>> {
+        Ok(snapshots::list(&self.pool, filter).await?)
+    }
+
+    async fn latest_snapshot(&self, session: &str) -> R<Option<Snapshot>> {
+        Ok(snapshots::latest(&self.pool, session).await?)
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> R<bool> {
+        Ok(snapshots::delete(&self.pool, id).await?)
+    }
+
+    async fn heartbeat(&self, node: Node) -> R<()> {
+        Ok(snapshots::heartbeat(&self.pool, node).await?)
+    }
+
+    async fn get_node(&self, id: &str) -> R<Option<Node>> {
+        Ok(snapshots::node(&self.pool, id).await?)
+    }
+
+    async fn list_nodes(&self) -> R<Vec<Node>> {
+        Ok(snapshots::nodes(&self.pool).await?)
     }
 }

@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warden_core::store::{
-    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, PluginFilter, SessionMove, TemplateFilter,
+    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, PluginFilter, SessionMove, SnapshotFilter,
+    TemplateFilter,
 };
 use warden_core::{
     Actor, ApiKey, Ecosystem, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Layer,
-    LayerError, LayerStatus, LockedPackage, PackageReq, QueuedCall, Registry, RegistryError, Revoked, Role,
-    RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus, SessionUsage, Store,
-    StoreError, TemplateError, TemplatePolicy, TemplateRuntime, Templates, VersionStatus,
+    LayerError, LayerStatus, LockedPackage, Node, PackageReq, QueuedCall, Registry, RegistryError, Revoked,
+    Role, RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus, SessionUsage,
+    Snapshot, SnapshotStatus, SnapshotTrigger, Store, StoreError, TemplateError, TemplatePolicy,
+    TemplateRuntime, Templates, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -162,6 +164,8 @@ both!(
     sessions_are_listed_filtered_counted_and_deleted_once_ended,
     session_executions_are_ordinary_records,
     a_corrupt_session_is_an_error_naming_it,
+    snapshots_move_once_and_are_listed_newest_first,
+    nodes_beat_and_never_go_back_in_time,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2071,4 +2075,172 @@ async fn a_corrupt_session_is_an_error_naming_it(ctx: Ctx) {
         s.get_execution(&e.id).await,
         Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
     ));
+}
+
+fn snapshot(app: &str, session: &str) -> Snapshot {
+    let id = new_id("snp");
+    Snapshot {
+        object: Snapshot::object_key(app, &id),
+        id,
+        app: app.into(),
+        session: session.into(),
+        template: "python-basic".into(),
+        status: SnapshotStatus::Creating,
+        trigger: SnapshotTrigger::Request,
+        error: None,
+        size_bytes: 0,
+        files: 0,
+        attempts: 1,
+        node: "n1".into(),
+        created_at: 1_000,
+        ready_at: None,
+    }
+}
+
+async fn snapshots_move_once_and_are_listed_newest_first(ctx: Ctx) {
+    let s = &ctx.store;
+    let first = snapshot("app_a", "ses_1");
+    s.insert_snapshot(first.clone()).await.unwrap();
+    assert!(matches!(
+        s.insert_snapshot(first.clone()).await.unwrap_err(),
+        StoreError::Conflict(_)
+    ));
+    assert_eq!(s.get_snapshot(&first.id).await.unwrap().unwrap(), first);
+    assert!(
+        s.latest_snapshot("ses_1").await.unwrap().is_none(),
+        "not ready yet"
+    );
+
+    // Two nodes finish the same snapshot: one wins, the other learns its state.
+    let mut ready = first.clone();
+    ready.status = SnapshotStatus::Ready;
+    ready.size_bytes = 10_240;
+    ready.files = 3;
+    ready.ready_at = Some(2_000);
+    let mut failed = first.clone();
+    failed.status = SnapshotStatus::Failed;
+    failed.error = Some("the object store is down".into());
+    let (a, b) = tokio::join!(
+        s.update_snapshot(SnapshotStatus::Creating, ready.clone()),
+        s.update_snapshot(SnapshotStatus::Creating, failed.clone())
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("exactly one must win: {other:?}"),
+    };
+    assert!(matches!(lost, StoreError::Changed { .. }), "{lost:?}");
+    assert_eq!(s.get_snapshot(&first.id).await.unwrap().unwrap(), won);
+    // A ready snapshot never changes again.
+    if won.status == SnapshotStatus::Ready {
+        assert!(matches!(
+            s.update_snapshot(SnapshotStatus::Ready, failed.clone())
+                .await
+                .unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+        assert_eq!(s.latest_snapshot("ses_1").await.unwrap().unwrap().id, first.id);
+    } else {
+        // A failed one may be retried.
+        let mut retry = won.clone();
+        retry.status = SnapshotStatus::Creating;
+        retry.attempts = 2;
+        s.update_snapshot(SnapshotStatus::Failed, retry).await.unwrap();
+        s.update_snapshot(SnapshotStatus::Creating, ready.clone())
+            .await
+            .unwrap();
+        assert_eq!(s.latest_snapshot("ses_1").await.unwrap().unwrap().id, first.id);
+    }
+    let mut gone = snapshot("app_a", "ses_1");
+    gone.status = SnapshotStatus::Ready;
+    assert!(matches!(
+        s.update_snapshot(SnapshotStatus::Creating, gone)
+            .await
+            .unwrap_err(),
+        StoreError::NotFound(_)
+    ));
+
+    // Newest first, per app and per session, in pages.
+    let mut ids = vec![first.id.clone()];
+    for i in 0..4 {
+        let mut n = snapshot(if i % 2 == 0 { "app_a" } else { "app_b" }, "ses_2");
+        n.status = SnapshotStatus::Ready;
+        s.insert_snapshot(n.clone()).await.unwrap();
+        ids.push(n.id);
+    }
+    let newest = s.latest_snapshot("ses_2").await.unwrap().unwrap();
+    assert_eq!(&newest.id, ids.last().unwrap());
+    let page = s
+        .list_snapshots(SnapshotFilter {
+            app: Some("app_a".into()),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = page.items.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(got, vec![ids[3].clone(), ids[1].clone()]);
+    let rest = s
+        .list_snapshots(SnapshotFilter {
+            app: Some("app_a".into()),
+            cursor: page.next_cursor,
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![ids[0].clone()]
+    );
+    assert!(rest.next_cursor.is_none());
+    let of_b = s
+        .list_snapshots(SnapshotFilter {
+            app: Some("app_b".into()),
+            session: Some("ses_2".into()),
+            status: Some(SnapshotStatus::Ready),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_b.items.len(), 2);
+    assert!(of_b.items.iter().all(|s| s.app == "app_b"));
+
+    assert!(s.delete_snapshot(&ids[1]).await.unwrap());
+    assert!(!s.delete_snapshot(&ids[1]).await.unwrap());
+    assert!(s.get_snapshot(&ids[1]).await.unwrap().is_none());
+
+    // A corrupt row is an error naming it.
+    sqlx::query("UPDATE snapshots SET trigger = 'whim' WHERE id = $1")
+        .bind(&ids[2])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let err = s.get_snapshot(&ids[2]).await.unwrap_err().to_string();
+    assert!(err.contains(&ids[2]) && err.contains("whim"), "{err}");
+}
+
+async fn nodes_beat_and_never_go_back_in_time(ctx: Ctx) {
+    let s = &ctx.store;
+    let node = |id: &str, at: i64| Node {
+        id: id.into(),
+        advertise_url: Some(format!("http://127.0.0.1:1/{id}")),
+        version: "1".into(),
+        started_at: 100,
+        heartbeat_at: at,
+    };
+    assert!(s.get_node("b").await.unwrap().is_none());
+    s.heartbeat(node("b", 1_000)).await.unwrap();
+    s.heartbeat(node("a", 2_000)).await.unwrap();
+    s.heartbeat(node("b", 5_000)).await.unwrap();
+    // A delayed, older heartbeat does not make a node look older.
+    let mut late = node("b", 3_000);
+    late.advertise_url = Some("http://127.0.0.1:2".into());
+    s.heartbeat(late).await.unwrap();
+    let b = s.get_node("b").await.unwrap().unwrap();
+    assert_eq!(b.heartbeat_at, 5_000);
+    assert_eq!(b.advertise_url.as_deref(), Some("http://127.0.0.1:2"));
+    let all = s.list_nodes().await.unwrap();
+    assert_eq!(all.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(all[0].is_dead(20_000, 10_000));
+    assert!(!all[1].is_dead(14_000, 10_000));
 }
