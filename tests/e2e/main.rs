@@ -16,6 +16,7 @@ use warden_package::build::ZipBuilder;
 
 mod cluster;
 mod plugin_kit;
+mod sessions;
 mod templates;
 
 const CODE: &str = "vendor.greeting.say_hello";

@@ -1,6 +1,6 @@
 //! Hostile tests: attack programs (in `fixtures/`) run through the real
-//! `warden run` binary, and attacks on live warm boxes through the real
-//! `warden serve` (`warm`). Each test asserts how the run ended *and* that
+//! `warden run` binary, and attacks on live warm boxes (`warm`) and on a
+//! session's file API (`sessions`) through the real `warden serve`. Each test asserts how the run ended *and* that
 //! the host is untouched: no file written, no process left, no listener
 //! reached, no execution left running.
 //!
@@ -17,4 +17,5 @@ mod lifecycle;
 mod network;
 mod resources;
 mod rootless;
+mod sessions;
 mod warm;

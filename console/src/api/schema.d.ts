@@ -1717,7 +1717,7 @@ export interface components {
                 /** @description Why it is in this state (always set once it has ended). */
                 status_reason?: string | null;
                 /** @description Its resources. */
-                resources: components["schemas"]["ResourcesView"];
+                resources: components["schemas"]["SessionResourcesView"];
                 /**
                  * Format: int64
                  * @description Idle timeout, seconds.
@@ -1733,7 +1733,7 @@ export interface components {
                     [key: string]: string;
                 };
                 /** @description Its network. */
-                network: components["schemas"]["NetworkView"];
+                network: components["schemas"]["SessionNetworkView"];
                 /** @description The dependency layer its box got, if any. */
                 layer?: string | null;
                 /** @description The server (node) running its box. */
@@ -1949,6 +1949,34 @@ export interface components {
              */
             mode?: number | null;
         };
+        /** @description A session's network. */
+        SessionNetworkView: {
+            /** @description Hosts it may reach through the egress proxy; empty: none. */
+            allow: string[];
+        };
+        /** @description A session's resources. */
+        SessionResourcesView: {
+            /**
+             * Format: double
+             * @description CPU bandwidth, cores.
+             */
+            cpu_cores: number;
+            /**
+             * Format: int64
+             * @description Memory of the whole session, MiB.
+             */
+            memory_mb: number;
+            /**
+             * Format: int64
+             * @description Size of the workspace, MiB.
+             */
+            disk_mb: number;
+            /**
+             * Format: int32
+             * @description Processes and threads.
+             */
+            pids: number;
+        };
         /** @description A sandbox session. */
         SessionView: {
             /** @description Session id. */
@@ -1962,7 +1990,7 @@ export interface components {
             /** @description Why it is in this state (always set once it has ended). */
             status_reason?: string | null;
             /** @description Its resources. */
-            resources: components["schemas"]["ResourcesView"];
+            resources: components["schemas"]["SessionResourcesView"];
             /**
              * Format: int64
              * @description Idle timeout, seconds.
@@ -1978,7 +2006,7 @@ export interface components {
                 [key: string]: string;
             };
             /** @description Its network. */
-            network: components["schemas"]["NetworkView"];
+            network: components["schemas"]["SessionNetworkView"];
             /** @description The dependency layer its box got, if any. */
             layer?: string | null;
             /** @description The server (node) running its box. */
@@ -5790,7 +5818,7 @@ export interface operations {
                     "application/json": components["schemas"]["FileEntryView"];
                 };
             };
-            /** @description The path or the form cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long; a form without its one `file` field */
+            /** @description The path cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5826,7 +5854,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The session is not running; or the entry cannot be used this way (a directory, a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            /** @description The session is not running; or the entry cannot be used this way (a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5835,7 +5863,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Larger than `sessions.max_upload_bytes` */
+            /** @description The body is over its limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5844,8 +5872,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The body's Content-Type is not one the operation takes */
+            /** @description The body is not `application/json` */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not a `NewDirectoryBody` (a field missing or unknown) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

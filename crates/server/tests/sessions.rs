@@ -1456,6 +1456,19 @@ async fn bad_requests_are_located_and_change_nothing() {
         all["items"].as_array().unwrap().is_empty(),
         "nothing was recorded: {all}"
     );
+    // A filter that cannot name an app is refused, not matched against.
+    for bad in ["", "a", "Shop", "shop%2F..", "x".repeat(64).as_str()] {
+        let p = s
+            .expect(
+                Method::GET,
+                &format!("/v1/sessions?app={bad}"),
+                &s.admin,
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        assert_eq!(p["errors"][0]["location"], "query:app", "{bad:?}: {p}");
+    }
     assert_eq!(s.state.sessions.live_count(), 0);
     s.stop().await.unwrap();
 }

@@ -197,6 +197,32 @@ problems!(
     ]
 );
 
+problems!(
+    DirectoryProblems,
+    "The error answers of making a directory.",
+    [
+        (
+            "400",
+            "The path cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long"
+        ),
+        ("401", "No API key, or an unknown or revoked one"),
+        ("403", "Developer keys cannot use sessions"),
+        ("404", "No such session (or not this app's: the same answer)"),
+        (
+            "409",
+            "The session is not running; or the entry cannot be used this way (a symbolic link on the way, a FIFO or device, a file where a directory is needed)"
+        ),
+        ("413", "The body is over its limit"),
+        ("415", "The body is not `application/json`"),
+        (
+            "422",
+            "The body is not a `NewDirectoryBody` (a field missing or unknown)"
+        ),
+        ("503", "The store is unavailable, or the server is shutting down"),
+        ("507", "The session's workspace is full"),
+    ]
+);
+
 fn located(mut r: Response, location: &str) -> Response {
     if let Ok(h) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, h);
@@ -756,7 +782,7 @@ pub async fn delete_file(
     responses(
         (status = 201, description = "Made", body = FileEntryView),
         (status = 200, description = "It was there already", body = FileEntryView),
-        UploadProblems),
+        DirectoryProblems),
     security(("api_key" = [])))]
 pub async fn make_directory(
     State(s): State<AppState>,

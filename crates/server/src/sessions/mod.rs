@@ -313,6 +313,15 @@ fn bad_field(location: &str, message: impl Into<String>) -> SessionError {
     }
 }
 
+/// An app id as apps are created with (the OpenAPI pattern
+/// `^[a-z][a-z0-9-]{1,62}$`).
+fn is_app_id(s: &str) -> bool {
+    (2..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
 /// A checked path, or a 400 naming `location` and the reason.
 fn checked(raw: &str, location: &str) -> R<PathBuf> {
     files::check_path(raw).map_err(|e| {
@@ -412,6 +421,17 @@ impl SessionManager {
     /// Sessions, newest first: an app's own (asking for another app's is
     /// 403), or any (admins).
     pub async fn list(&self, actor: &Actor, mut filter: SessionFilter) -> R<Page<Session>> {
+        if let Some(app) = &filter.app
+            && !is_app_id(app)
+        {
+            return Err(bad_field(
+                "query:app",
+                format!(
+                    "`{}` is not an app id: 2 to 63 lowercase letters, digits or `-`, starting with a letter",
+                    warden_jail::escape_name(app.as_bytes())
+                ),
+            ));
+        }
         match actor.role {
             Role::Admin => {}
             Role::App => {

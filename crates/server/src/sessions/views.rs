@@ -159,7 +159,7 @@ impl From<SessionStatusName> for SessionStatus {
 
 /// A session's resources.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ResourcesView {
+pub struct SessionResourcesView {
     /// CPU bandwidth, cores.
     pub cpu_cores: f64,
     /// Memory of the whole session, MiB.
@@ -170,9 +170,9 @@ pub struct ResourcesView {
     pub pids: u32,
 }
 
-impl From<SessionResources> for ResourcesView {
+impl From<SessionResources> for SessionResourcesView {
     fn from(r: SessionResources) -> Self {
-        ResourcesView {
+        SessionResourcesView {
             cpu_cores: r.cpu_cores,
             memory_mb: r.memory_mb,
             disk_mb: r.disk_mb,
@@ -183,7 +183,7 @@ impl From<SessionResources> for ResourcesView {
 
 /// A session's network.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct NetworkView {
+pub struct SessionNetworkView {
     /// Hosts it may reach through the egress proxy; empty: none.
     pub allow: Vec<String>,
 }
@@ -203,7 +203,7 @@ pub struct SessionView {
     /// Why it is in this state (always set once it has ended).
     pub status_reason: Option<String>,
     /// Its resources.
-    pub resources: ResourcesView,
+    pub resources: SessionResourcesView,
     /// Idle timeout, seconds.
     pub idle_timeout_secs: u64,
     /// Max lifetime, seconds.
@@ -211,7 +211,7 @@ pub struct SessionView {
     /// Environment of its executions.
     pub env: BTreeMap<String, String>,
     /// Its network.
-    pub network: NetworkView,
+    pub network: SessionNetworkView,
     /// The dependency layer its box got, if any.
     pub layer: Option<String>,
     /// The server (node) running its box.
@@ -236,7 +236,7 @@ impl From<Session> for SessionView {
             expires_at: s.expires_at(),
             status: s.status.into(),
             resources: s.resources.into(),
-            network: NetworkView { allow: s.network },
+            network: SessionNetworkView { allow: s.network },
             id: s.id,
             app: s.app,
             template: s.template,
