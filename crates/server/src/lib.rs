@@ -170,38 +170,6 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         ..JailConfig::default()
     })
     .map_err(StartError::Jail)?;
-    // Box slots a crashed predecessor left (mounts, cgroups, folders): no
-    // process holds their locks, so they are torn down now. Slots another
-    // live server holds are left alone.
-    let cleaner = jail.clone();
-    let clean = move || {
-        // A box's cgroup stays busy for a moment after its server died (its
-        // exited processes are reaped by the host's init).
-        let mut tries = 0;
-        loop {
-            match cleaner.clean_pool() {
-                Err(_) if tries < 20 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                done => return done,
-            }
-        }
-    };
-    match tokio::task::spawn_blocking(clean).await {
-        Ok(Ok(r)) if r.removed > 0 => {
-            tracing::info!(
-                removed = r.removed,
-                busy = r.busy,
-                "box slots left by a previous run were torn down"
-            );
-        }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "box slots left by a previous run could not all be torn down")
-        }
-        Err(e) => tracing::warn!(error = %e, "tearing down the box slots of a previous run failed"),
-    }
     let runner = Runner::new(
         jail,
         RunnerConfig {

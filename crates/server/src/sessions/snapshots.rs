@@ -326,6 +326,9 @@ impl SessionManager {
                 }
             }
         }
+        if !mine.is_empty() {
+            self.clean_slots().await;
+        }
         for s in mine {
             let latest = if self.settings.resume_on_restart && s.status == SessionStatus::Running {
                 self.store.latest_snapshot(&s.id).await?
@@ -367,6 +370,40 @@ impl SessionManager {
             }
         }
         Ok(out)
+    }
+
+    /// Tear down the box slots the crashed process left (a lost session's
+    /// workspace is a tmpfs holding its files, and its cgroup): done when
+    /// sessions were live, before any is resumed, rather than whenever a
+    /// slot is next used. Slots another live process holds are locked and
+    /// left alone (as `warden pool clean` does).
+    async fn clean_slots(&self) {
+        let jail = self.runner.jail().clone();
+        let clean = move || {
+            // A box's cgroup stays busy for a moment after its server died
+            // (its exited processes are reaped by the host's init).
+            let mut tries = 0;
+            loop {
+                match jail.clean_pool() {
+                    Err(_) if tries < 20 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    done => return done,
+                }
+            }
+        };
+        match tokio::task::spawn_blocking(clean).await {
+            Ok(Ok(r)) => tracing::info!(
+                removed = r.removed,
+                busy = r.busy,
+                "box slots left by the stopped server torn down"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "box slots left by the stopped server could not all be torn down")
+            }
+            Err(e) => tracing::warn!(error = %e, "tearing down the stopped server's box slots failed"),
+        }
     }
 
     /// Give session `s` (of this node, recorded running) a new box with its
