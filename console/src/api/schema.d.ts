@@ -480,10 +480,69 @@ export interface paths {
         /**
          * End a session: its running execution is cancelled, its box killed, its
          *     workspace and everything it held freed. The record stays (`terminated`,
-         *     with the reason).
+         *     with the reason). With `?snapshot=true` the workspace is snapshotted
+         *     first (the snapshot's id is in the `Warden-Snapshot` header); if the
+         *     snapshot fails, the session is not terminated.
          */
         post: operations["terminate_session"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Snapshot a running session's workspace into the object store now (after
+         *     its running execution, if any). A session can later start from it
+         *     (`POST /v1/sessions` with `snapshot`), and the session itself resumes
+         *     from its latest snapshot if its node restarts.
+         */
+        post: operations["snapshot_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List snapshots, newest first (apps see their own; admins all). */
+        get: operations["list_snapshots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/snapshots/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One snapshot. */
+        get: operations["get_snapshot"];
+        put?: never;
+        post?: never;
+        /** Delete a snapshot: its archive in the object store, then its record. */
+        delete: operations["delete_snapshot"];
         options?: never;
         head?: never;
         patch?: never;
@@ -724,6 +783,23 @@ export interface paths {
          *     (409 `/problems/last-admin-key`): create another admin key first.
          */
         delete: operations["revoke_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The nodes sharing the database, and whether each is alive (admin). */
+        get: operations["list_nodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1362,6 +1438,12 @@ export interface components {
              *     is refused with 422); use a template that has them.
              */
             packages?: unknown[];
+            /**
+             * @description Start from this snapshot (of one of the app's sessions): its files
+             *     are restored into the workspace before the session runs, and its
+             *     template is the default one.
+             */
+            snapshot?: string | null;
         };
         /** @description A new template. */
         NewTemplate: {
@@ -1525,6 +1607,32 @@ export interface components {
             };
             /** @enum {string} */
             runtime: "shell";
+        };
+        /** @description A node sharing the database. */
+        NodeView: {
+            /** @description Its `node_id`. */
+            id: string;
+            /**
+             * @description Where other nodes forward its sessions' requests (none: not
+             *     forwarded).
+             */
+            advertise_url?: string | null;
+            /** @description Warden's version it runs. */
+            version: string;
+            /**
+             * Format: int64
+             * @description When it last started, Unix ms.
+             */
+            started_at: number;
+            /**
+             * Format: int64
+             * @description Its latest heartbeat, Unix ms.
+             */
+            heartbeat_at: number;
+            /** @description Its heartbeat is younger than `cluster.dead_after_secs`. */
+            alive: boolean;
+            /** @description The node answering this request. */
+            this_node: boolean;
         };
         /** @description A package requirement. */
         PackageView: {
@@ -1768,6 +1876,56 @@ export interface components {
                  * @description Executions that ended in it.
                  */
                 executions: number;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` at the end. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A page of a list: plugins by code; executions and audit events newest
+         *     first.
+         */
+        Page_SnapshotView: {
+            /** @description The items. */
+            items: {
+                /** @description Snapshot id. */
+                id: string;
+                /** @description The app that owns it. */
+                app: string;
+                /** @description The session it was taken of. */
+                session: string;
+                /**
+                 * @description That session's template (a session started from the snapshot gets
+                 *     it unless it names another).
+                 */
+                template: string;
+                /** @description Its state. */
+                status: "creating" | "ready" | "failed";
+                /** @description Why it was taken. */
+                trigger: "request" | "terminate" | "schedule";
+                /** @description Why it failed. */
+                error?: string | null;
+                /**
+                 * Format: int64
+                 * @description The archive's size, bytes.
+                 */
+                size_bytes: number;
+                /**
+                 * Format: int64
+                 * @description Regular files in it.
+                 */
+                files: number;
+                /** @description The node that took it. */
+                node: string;
+                /**
+                 * Format: int64
+                 * @description Asked for, Unix ms.
+                 */
+                created_at: number;
+                /**
+                 * Format: int64
+                 * @description Ready, Unix ms.
+                 */
+                ready_at?: number | null;
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -2041,6 +2199,48 @@ export interface components {
              * @description Executions that ended in it.
              */
             executions: number;
+        };
+        /** @description A session's workspace, saved in the object store. */
+        SnapshotView: {
+            /** @description Snapshot id. */
+            id: string;
+            /** @description The app that owns it. */
+            app: string;
+            /** @description The session it was taken of. */
+            session: string;
+            /**
+             * @description That session's template (a session started from the snapshot gets
+             *     it unless it names another).
+             */
+            template: string;
+            /** @description Its state. */
+            status: "creating" | "ready" | "failed";
+            /** @description Why it was taken. */
+            trigger: "request" | "terminate" | "schedule";
+            /** @description Why it failed. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description The archive's size, bytes.
+             */
+            size_bytes: number;
+            /**
+             * Format: int64
+             * @description Regular files in it.
+             */
+            files: number;
+            /** @description The node that took it. */
+            node: string;
+            /**
+             * Format: int64
+             * @description Asked for, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Ready, Unix ms.
+             */
+            ready_at?: number | null;
         };
         /**
          * @description One event of an execution's stream (`text/event-stream`). Keep-alive
@@ -5291,7 +5491,13 @@ export interface operations {
     };
     terminate_session: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Snapshot the workspace first; if the snapshot fails the session is
+                 *     not terminated (503 or 422 says why) and keeps running.
+                 */
+                snapshot?: boolean;
+            };
             header?: never;
             path: {
                 /** @description Session id */
@@ -5304,13 +5510,15 @@ export interface operations {
             /** @description The session, ended */
             200: {
                 headers: {
+                    /** @description The snapshot taken first (with `?snapshot=true`) */
+                    "Warden-Snapshot"?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["SessionView"];
                 };
             };
-            /** @description A parameter cannot be read (named) */
+            /** @description A parameter cannot be used (it is named) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5346,7 +5554,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The session's state does not allow this (`current_state`), or it runs on another node */
+            /** @description The session is not running, or runs on another node */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5355,7 +5563,337 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The store is unavailable, or the server is shutting down */
+            /** @description The workspace is larger than `sessions.snapshot_max_mb` (or deeper, or holds more entries, than a snapshot may) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    snapshot_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The snapshot, ready */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running, or runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workspace is larger than `sessions.snapshot_max_mb` (or deeper, or holds more entries, than a snapshot may) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_snapshots: {
+        parameters: {
+            query?: {
+                /** @description Only this app's (admins; an app key sees its own only). */
+                app?: string;
+                /** @description Only of this session. */
+                session?: string;
+                /** @description Only in this state. */
+                status?: "creating" | "ready" | "failed";
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 500 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Snapshot id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Snapshot id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6956,6 +7494,88 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_nodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeView"][];
+                };
             };
             /** @description The request cannot be read (the field or parameter is named) */
             400: {
