@@ -142,6 +142,22 @@ async fn a_workspace_goes_to_the_object_store_and_back_into_a_new_session() {
         .expect(Method::GET, "/v1/snapshots", &other, None, StatusCode::OK)
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 0);
+    for bad in ["session=ses_x", "session=", "app=A", "app="] {
+        let p = s
+            .expect(
+                Method::GET,
+                &format!("/v1/snapshots?{bad}"),
+                &shop,
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        let field = bad.split('=').next().unwrap();
+        assert!(
+            p["detail"].as_str().unwrap().contains(&format!("query:{field}")),
+            "{p}"
+        );
+    }
     let dev = s.key("developer", "dev", None).await;
     s.expect(Method::GET, "/v1/snapshots", &dev, None, StatusCode::FORBIDDEN)
         .await;

@@ -51,6 +51,7 @@ problems!(
         ),
         ("413", "The body is over its limit"),
         ("415", "The body is not `application/json`"),
+        ("404", "No such snapshot (or not this app's: the same answer)"),
         (
             "422",
             "Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, extra packages)"

@@ -188,6 +188,28 @@ impl SessionManager {
 
     /// Snapshots, newest first: an app's own, or any (admins).
     pub async fn list_snapshots(&self, actor: &Actor, mut filter: SnapshotFilter) -> R<Page<Snapshot>> {
+        if let Some(app) = &filter.app
+            && !super::is_app_id(app)
+        {
+            return Err(super::bad_field(
+                "query:app",
+                format!(
+                    "`{}` is not an app id: 2 to 63 lowercase letters, digits or `-`, starting with a letter",
+                    warden_jail::escape_name(app.as_bytes())
+                ),
+            ));
+        }
+        if let Some(session) = &filter.session
+            && !is_session_id(session)
+        {
+            return Err(super::bad_field(
+                "query:session",
+                format!(
+                    "`{}` is not a session id: `ses_` and 24 to 32 lowercase hex digits",
+                    warden_jail::escape_name(session.as_bytes())
+                ),
+            ));
+        }
         self.no_developers(actor)?;
         if actor.role == Role::App {
             let own = actor.app.clone().unwrap_or_default();
@@ -655,6 +677,13 @@ impl SessionManager {
             .await?;
         Ok((ended, snap))
     }
+}
+
+/// `ses_` and 24 to 32 lowercase hex digits (the API's pattern).
+fn is_session_id(s: &str) -> bool {
+    s.strip_prefix("ses_").is_some_and(|h| {
+        (24..=32).contains(&h.len()) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Why packing failed: the box's side, or the host's scratch file.
