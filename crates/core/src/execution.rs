@@ -79,11 +79,14 @@ names! {
         VersionUnavailable = "version_unavailable",
         /// Cancelled on request.
         Cancelled = "cancelled",
+        /// Its session ended (terminated, expired, its box died, the server
+        /// stopped) before or while it ran.
+        SessionEnded = "session_ended",
     }
 }
 
-/// What an execution runs. Plugins today; sessions and one-shot runs become
-/// variants here, sharing the rest of the record.
+/// What an execution runs: a plugin, or code in a sandbox session (one-shot
+/// runs become a variant here too), sharing the rest of the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExecutionSource {
@@ -94,6 +97,15 @@ pub enum ExecutionSource {
         /// The version accepted for the call (and run).
         version: String,
     },
+    /// Code run in a sandbox session of the calling app.
+    Session {
+        /// The session (`ses_…`).
+        session: String,
+        /// The code's language.
+        language: crate::session::SessionLanguage,
+        /// How it runs.
+        mode: crate::session::RunMode,
+    },
 }
 
 impl ExecutionSource {
@@ -101,6 +113,23 @@ impl ExecutionSource {
     pub fn kind(&self) -> &'static str {
         match self {
             ExecutionSource::Plugin { .. } => "plugin",
+            ExecutionSource::Session { .. } => "session",
+        }
+    }
+
+    /// The plugin and version, for a plugin's execution.
+    pub fn plugin(&self) -> Option<(&str, &str)> {
+        match self {
+            ExecutionSource::Plugin { plugin, version } => Some((plugin, version)),
+            ExecutionSource::Session { .. } => None,
+        }
+    }
+
+    /// The session, for an execution in one.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            ExecutionSource::Session { session, .. } => Some(session),
+            ExecutionSource::Plugin { .. } => None,
         }
     }
 }
@@ -200,6 +229,19 @@ pub struct ExecutionResult {
     /// Served by a warm box.
     #[serde(default)]
     pub warm: bool,
+    /// A stateful cell found its session's interpreter dead (a crash or a
+    /// timeout of an earlier cell) and ran in a new one: the state (variables,
+    /// imports, open files) was lost. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interpreter_restarted: bool,
+    /// The session's interpreter ended with this cell (it crashed or timed
+    /// out); the next cell starts a new one. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interpreter_died: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ExecutionResult {
@@ -221,6 +263,8 @@ impl ExecutionResult {
             metrics: None,
             artifacts: Vec::new(),
             warm: false,
+            interpreter_restarted: false,
+            interpreter_died: false,
         }
     }
 }
@@ -363,6 +407,30 @@ mod tests {
         assert_eq!(r.error.as_ref().unwrap().violations[0].location, "/n");
         assert!(r.artifacts[0].stored && !r.artifacts[1].stored);
         assert_eq!(serde_json::to_value(&r).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_sessions_interpreter_notes_appear_only_when_set() {
+        let mut r = ExecutionResult::platform_error("X", "y", None);
+        assert!(
+            serde_json::to_value(&r)
+                .unwrap()
+                .get("interpreter_died")
+                .is_none()
+        );
+        r.interpreter_restarted = true;
+        let doc = serde_json::to_value(&r).unwrap();
+        assert_eq!(doc["interpreter_restarted"], json!(true));
+        assert!(doc.get("interpreter_died").is_none());
+        assert_eq!(serde_json::from_value::<ExecutionResult>(doc).unwrap(), r);
+        let source = ExecutionSource::Session {
+            session: "ses_1".into(),
+            language: crate::session::SessionLanguage::Python,
+            mode: crate::session::RunMode::Repl,
+        };
+        assert_eq!(source.kind(), "session");
+        assert_eq!(source.session(), Some("ses_1"));
+        assert_eq!(source.plugin(), None);
     }
 
     #[test]

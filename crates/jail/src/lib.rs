@@ -55,8 +55,8 @@ pub use spec::{
 };
 pub use supervise::{Bounds, Capture, Ended, KilledFor, NoSink, Observed, OutputSink, Stream, classify};
 pub use workspace::{
-    BoxDir, BoxFileError, CopyLimits, CopyReport, EmptyBudget, WalkLimits, WalkReport, WorkspaceFile,
-    escape_name,
+    BoxDir, BoxFileError, CopyLimits, CopyReport, EmptyBudget, EntryInfo, EntryKind, WalkLimits, WalkReport,
+    WorkspaceFile, escape_name,
 };
 
 use crate::seccomp::{CompiledProfile, Profile};

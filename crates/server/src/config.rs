@@ -70,6 +70,27 @@ keys! {
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
+    "sessions.max_cpu_cores", "WARDEN_SESSIONS_MAX_CPU_CORES", "2.0", "Most CPU one session may ask for, in cores.";
+    "sessions.max_memory_mb", "WARDEN_SESSIONS_MAX_MEMORY_MB", "2048", "Most memory one session may ask for (all its processes together), MiB.";
+    "sessions.max_disk_mb", "WARDEN_SESSIONS_MAX_DISK_MB", "4096", "Largest workspace one session may ask for, MiB (a tmpfs: it is memory on the host).";
+    "sessions.max_pids", "WARDEN_SESSIONS_MAX_PIDS", "512", "Most processes and threads one session may ask for.";
+    "sessions.tmp_mb", "WARDEN_SESSIONS_TMP_MB", "64", "Size of each session's `/tmp`, MiB (counted in the disk quotas beside the workspace).";
+    "sessions.max_idle_timeout_secs", "WARDEN_SESSIONS_MAX_IDLE_TIMEOUT_SECS", "86400", "Longest idle timeout a session may ask for.";
+    "sessions.max_lifetime_secs", "WARDEN_SESSIONS_MAX_LIFETIME_SECS", "604800", "Longest max lifetime a session may ask for.";
+    "sessions.network", "WARDEN_SESSIONS_NETWORK", "true", "Whether sessions may reach the hosts their template allows (through the egress proxy); `false`: no session has network.";
+    "sessions.app_max_live", "WARDEN_SESSIONS_APP_MAX_LIVE", "8", "Most live sessions one app may hold (on all nodes); beyond it, 429.";
+    "sessions.app_max_memory_mb", "WARDEN_SESSIONS_APP_MAX_MEMORY_MB", "4096", "Most memory one app's live sessions may reserve together, MiB; beyond it, 429.";
+    "sessions.app_max_disk_mb", "WARDEN_SESSIONS_APP_MAX_DISK_MB", "8192", "Most disk (workspaces and `/tmp`) one app's live sessions may reserve together, MiB; beyond it, 429.";
+    "sessions.node_max_live", "WARDEN_SESSIONS_NODE_MAX_LIVE", "32", "Most live sessions on this node (each holds a box slot: keep it below `jail.max_boxes`); beyond it, 503.";
+    "sessions.node_max_memory_mb", "WARDEN_SESSIONS_NODE_MAX_MEMORY_MB", "16384", "Most memory the live sessions on this node may reserve together, MiB; beyond it, 503.";
+    "sessions.node_max_disk_mb", "WARDEN_SESSIONS_NODE_MAX_DISK_MB", "32768", "Most disk the live sessions on this node may reserve together, MiB; beyond it, 503.";
+    "sessions.max_code_bytes", "WARDEN_SESSIONS_MAX_CODE_BYTES", "1048576", "Largest code of one execution, bytes (422 beyond it; a body far larger gets 413).";
+    "sessions.max_upload_bytes", "WARDEN_SESSIONS_MAX_UPLOAD_BYTES", "104857600", "Largest file upload, bytes; larger gets 413.";
+    "sessions.default_timeout_ms", "WARDEN_SESSIONS_DEFAULT_TIMEOUT_MS", "60000", "Wall clock of an execution that names no `timeout_ms`.";
+    "sessions.max_timeout_ms", "WARDEN_SESSIONS_MAX_TIMEOUT_MS", "600000", "Longest `timeout_ms` an execution may ask for.";
+    "sessions.max_pending", "WARDEN_SESSIONS_MAX_PENDING", "16", "Executions running or waiting in one session (they run one at a time); beyond it, 429.";
+    "sessions.sync_wait_secs", "WARDEN_SESSIONS_SYNC_WAIT_SECS", "300", "Longest a synchronous execution request waits; an execution still running then is answered 202 (poll or stream it).";
+    "sessions.sweep_interval_ms", "WARDEN_SESSIONS_SWEEP_INTERVAL_MS", "1000", "How often the sweeper looks for sessions past their idle timeout or max lifetime (and for dead boxes).";
     "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
     "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
     "templates.max_disk_mb", "WARDEN_TEMPLATES_MAX_DISK_MB", "10240", "Largest `resources.disk_mb` a template may ask for (1024 to 1048576).";
@@ -216,6 +237,83 @@ impl Default for LayersSection {
     }
 }
 
+/// The sessions section: what one session may ask for, the quotas of an
+/// app and of this node, and the caps of executions and files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsSection {
+    /// Most CPU per session, cores.
+    pub max_cpu_cores: f64,
+    /// Most memory per session, MiB.
+    pub max_memory_mb: u64,
+    /// Largest workspace per session, MiB.
+    pub max_disk_mb: u64,
+    /// Most processes per session.
+    pub max_pids: u32,
+    /// Size of each session's `/tmp`, MiB.
+    pub tmp_mb: u64,
+    /// Longest idle timeout.
+    pub max_idle_timeout_secs: u64,
+    /// Longest max lifetime.
+    pub max_lifetime_secs: u64,
+    /// Sessions may have network.
+    pub network: bool,
+    /// Live sessions per app.
+    pub app_max_live: u64,
+    /// Memory per app, MiB.
+    pub app_max_memory_mb: u64,
+    /// Disk per app, MiB.
+    pub app_max_disk_mb: u64,
+    /// Live sessions on this node.
+    pub node_max_live: u64,
+    /// Memory on this node, MiB.
+    pub node_max_memory_mb: u64,
+    /// Disk on this node, MiB.
+    pub node_max_disk_mb: u64,
+    /// Largest code, bytes.
+    pub max_code_bytes: usize,
+    /// Largest upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Default execution timeout, ms.
+    pub default_timeout_ms: u64,
+    /// Longest execution timeout, ms.
+    pub max_timeout_ms: u64,
+    /// Executions running or waiting per session.
+    pub max_pending: usize,
+    /// Longest wait of a synchronous execution request, seconds.
+    pub sync_wait_secs: u64,
+    /// Sweeper period, ms.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        SessionsSection {
+            max_cpu_cores: 2.0,
+            max_memory_mb: 2048,
+            max_disk_mb: 4096,
+            max_pids: 512,
+            tmp_mb: 64,
+            max_idle_timeout_secs: 24 * 3600,
+            max_lifetime_secs: 7 * 24 * 3600,
+            network: true,
+            app_max_live: 8,
+            app_max_memory_mb: 4096,
+            app_max_disk_mb: 8192,
+            node_max_live: 32,
+            node_max_memory_mb: 16_384,
+            node_max_disk_mb: 32_768,
+            max_code_bytes: 1 << 20,
+            max_upload_bytes: 100 << 20,
+            default_timeout_ms: 60_000,
+            max_timeout_ms: 600_000,
+            max_pending: 16,
+            sync_wait_secs: 300,
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
 /// The templates section: the ceilings of what a template may ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -302,6 +400,8 @@ pub struct Config {
     pub warm: WarmSection,
     /// The package policy.
     pub policy: PolicySection,
+    /// Sessions.
+    pub sessions: SessionsSection,
     /// Templates' ceilings.
     pub templates: TemplatesSection,
     /// Dependency layers.
@@ -328,6 +428,7 @@ impl Default for Config {
             jail: JailSection::default(),
             warm: WarmSection::default(),
             policy: PolicySection::default(),
+            sessions: SessionsSection::default(),
             templates: TemplatesSection::default(),
             layers: LayersSection::default(),
         }
@@ -432,6 +533,50 @@ impl Config {
         }
         if self.warm.max_per_code < self.warm.prewarm_per_code {
             return bad("warm.max_per_code", "must be at least warm.prewarm_per_code");
+        }
+        let s = &self.sessions;
+        let min = warden_core::SessionResources::MIN;
+        if !(s.max_cpu_cores.is_finite() && s.max_cpu_cores >= min.cpu_cores) {
+            return bad(
+                "sessions.max_cpu_cores",
+                &format!("must be at least {}", min.cpu_cores),
+            );
+        }
+        if s.max_memory_mb < min.memory_mb {
+            return bad(
+                "sessions.max_memory_mb",
+                &format!("must be at least {}", min.memory_mb),
+            );
+        }
+        if s.max_disk_mb < min.disk_mb || s.tmp_mb == 0 {
+            return bad(
+                "sessions.max_disk_mb",
+                "the workspace and /tmp need at least 1 MiB each",
+            );
+        }
+        if s.max_pids < min.pids {
+            return bad("sessions.max_pids", &format!("must be at least {}", min.pids));
+        }
+        if s.max_idle_timeout_secs == 0 || s.max_lifetime_secs == 0 {
+            return bad("sessions.max_lifetime_secs", "timeouts must be at least 1 second");
+        }
+        if s.node_max_live >= u64::from(self.jail.max_boxes) {
+            return bad(
+                "sessions.node_max_live",
+                "must be below jail.max_boxes (each live session holds a box slot; plugins need some too)",
+            );
+        }
+        if s.default_timeout_ms == 0 || s.default_timeout_ms > s.max_timeout_ms {
+            return bad(
+                "sessions.default_timeout_ms",
+                "must be between 1 and sessions.max_timeout_ms",
+            );
+        }
+        if s.max_pending == 0 || s.sweep_interval_ms == 0 {
+            return bad(
+                "sessions.max_pending",
+                "sessions.max_pending and sessions.sweep_interval_ms must be at least 1",
+            );
         }
         if let Err(why) = self.templates.policy().check() {
             let (key, message) = why.split_once(": ").unwrap_or(("templates", &why));
@@ -562,6 +707,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen") || e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn session_limits_are_checked_naming_the_key() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("WARDEN_SESSIONS_APP_MAX_LIVE", "3"),
+                ("WARDEN_SESSIONS_NETWORK", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sessions.app_max_live, 3);
+        assert!(!c.sessions.network);
+        for (var, value, key) in [
+            ("WARDEN_SESSIONS_NODE_MAX_LIVE", "64", "sessions.node_max_live"),
+            ("WARDEN_SESSIONS_MAX_MEMORY_MB", "8", "sessions.max_memory_mb"),
+            (
+                "WARDEN_SESSIONS_DEFAULT_TIMEOUT_MS",
+                "900000",
+                "sessions.default_timeout_ms",
+            ),
+            ("WARDEN_SESSIONS_MAX_PENDING", "0", "sessions.max_pending"),
+        ] {
+            let e = Config::load(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(e.contains(key), "{var}={value}: {e}");
+        }
     }
 
     #[test]

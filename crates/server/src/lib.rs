@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod sessions;
 pub mod sse;
 pub mod templates;
 pub mod views;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub builds: Arc<builds::Builds>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
+    /// Sandbox sessions on this node.
+    pub sessions: Arc<sessions::SessionManager>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -144,6 +147,9 @@ pub struct Started {
     pub first_admin_key: Option<String>,
     /// Executions of this node found unfinished and marked interrupted.
     pub interrupted: u64,
+    /// Sessions of this node found live (their boxes died with the previous
+    /// process) and marked lost.
+    pub lost_sessions: u64,
 }
 
 /// Open everything `config` names: jail, runtime, store, blobs; recover
@@ -193,6 +199,18 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         .interrupt_unfinished(
             &node,
             "the server stopped before the execution finished (crash or restart)",
+        )
+        .await
+        .map_err(|e| StartError::Store {
+            url: redact(&url),
+            source: e,
+        })?;
+    // No box survives its server: the sessions this node ran are gone.
+    let lost_sessions = store
+        .lose_sessions(
+            &node,
+            "the server stopped while the session was live (crash or restart); its box did not survive",
+            warden_core::model::now_ms(),
         )
         .await
         .map_err(|e| StartError::Store {
@@ -253,6 +271,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     );
     builds.start_collector();
     let capacity = config.max_concurrent + config.max_queue;
+    let exec_node = node.clone();
     let exec = Arc::new(exec::Executor::new(
         registry.clone(),
         store.clone(),
@@ -267,6 +286,16 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     // Queued executions start as soon as there is a slot: this node's
     // leftovers from before a crash, other nodes' and new ones alike.
     exec.start_dispatcher();
+    let sessions = sessions::SessionManager::new(
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        exec.hub.clone(),
+        templates.clone(),
+        exec_node.clone(),
+        config.sessions.clone(),
+    );
+    sessions.start_sweeper();
     let state = AppState {
         store,
         blobs,
@@ -274,6 +303,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         templates,
         builds,
         exec,
+        sessions,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -283,6 +313,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         state,
         first_admin_key,
         interrupted,
+        lost_sessions,
     })
 }
 
@@ -333,6 +364,7 @@ impl Modify for SecurityAddon {
         (name = "plugins", description = "Packages, versions and their review"),
         (name = "apps", description = "Apps (tenants) and their installations"),
         (name = "executions", description = "Calling plugins; execution records and events"),
+        (name = "sessions", description = "Sandbox sessions: code (scripts, handlers, stateful cells) and files in a long-lived box"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
@@ -346,7 +378,15 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
     let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let s = &config.sessions;
+    let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
+    // A form's boundaries and headers beside the file.
+    let upload_limit = DefaultBodyLimit::max(
+        usize::try_from(s.max_upload_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 << 10),
+    );
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(upload, list_plugins).layer(package_limit))
         .routes(routes!(get_plugin))
         .routes(routes!(list_versions))
@@ -369,6 +409,22 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(get_execution))
         .routes(routes!(get_artifact))
         .routes(routes!(execution_events))
+        .routes(routes!(sessions::api::cancel_execution))
+        .routes(routes!(
+            sessions::api::create_session,
+            sessions::api::list_sessions
+        ))
+        .routes(routes!(sessions::api::get_session, sessions::api::delete_session))
+        .routes(routes!(sessions::api::terminate_session))
+        .routes(
+            routes!(
+                sessions::api::execute_in_session,
+                sessions::api::list_session_executions
+            )
+            .layer(exec_limit),
+        )
+        .routes(routes!(sessions::api::list_files, sessions::api::upload_file).layer(upload_limit))
+        .routes(routes!(sessions::api::make_directory))
         .routes(routes!(templates::create_template, templates::list_templates).layer(template_limit))
         .routes(
             routes!(
@@ -387,7 +443,41 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
+        .routes(routes!(metrics));
+    // The file path is the rest of the URL (`{*path}` for the router,
+    // `{path}` in the document).
+    wildcard(
+        router,
+        "/v1/sessions/{id}/files/{*path}",
+        routes!(
+            sessions::api::download_file,
+            sessions::api::put_file,
+            sessions::api::delete_file
+        ),
+    )
+}
+
+/// Route `methods` at `axum_path` (a wildcard route) while the document
+/// keeps their OpenAPI path.
+fn wildcard(
+    mut router: OpenApiRouter<AppState>,
+    axum_path: &str,
+    (schemas, paths, methods): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let doc = router.get_openapi_mut();
+    for (path, item) in paths.paths {
+        match doc.paths.paths.get_mut(&path) {
+            Some(it) => it.merge_operations(item),
+            None => {
+                doc.paths.paths.insert(path, item);
+            }
+        }
+    }
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    router.route(axum_path, methods)
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -496,6 +586,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let exec = state.exec.clone();
+    let sessions = state.sessions.clone();
     let store = state.store.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
@@ -509,7 +600,13 @@ pub async fn serve(
             "shutting down: waiting up to {}s for in-flight executions",
             grace.as_secs()
         );
-        let n = exec.drain(grace).await;
+        let (n, ended) = tokio::join!(exec.drain(grace), sessions.shutdown(grace));
+        if ended > 0 {
+            tracing::info!(
+                sessions = ended,
+                "live sessions were terminated (the server stopped)"
+            );
+        }
         if n > 0 {
             tracing::warn!(
                 interrupted = n,

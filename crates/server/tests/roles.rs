@@ -4,9 +4,10 @@
 //! new endpoint cannot ship without deciding who may call it.
 //!
 //! "Not yours" is answered exactly like "not there": a developer asking for
-//! another developer's plugin (any endpoint under `/v1/plugins/{code}`), or
-//! a developer or another app asking for an execution it may not see, gets
-//! the 404 a missing one gets, byte for byte but for the identifier.
+//! another developer's plugin (any endpoint under `/v1/plugins/{code}`), a
+//! developer or another app asking for an execution it may not see, or
+//! another app asking for a session, gets the 404 a missing one gets, byte
+//! for byte but for the identifier.
 
 mod common;
 
@@ -21,7 +22,7 @@ const CODE: &str = "vendor.greeting.say_hello";
 /// Who may call what. Roles: `admin`; `owner` (the developer who owns the
 /// fixture plugin); `dev` (another developer); `app` (the app the plugin is
 /// installed in, which ran the fixture execution); `app2` (another app).
-/// `public` endpoints need no key.
+/// `public` endpoints need no key. The fixture session belongs to `app`.
 fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
     const ADMIN: &[&str] = &["admin"];
     const DEVS: &[&str] = &["admin", "owner", "dev"];
@@ -62,6 +63,20 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/executions/{id}"), EXEC),
         (("GET", "/v1/executions/{id}/artifacts/{index}"), EXEC),
         (("GET", "/v1/executions/{id}/events"), EXEC),
+        (("POST", "/v1/executions/{id}/cancel"), APP),
+        (("POST", "/v1/sessions"), APPS),
+        (("GET", "/v1/sessions"), APPS),
+        (("GET", "/v1/sessions/{id}"), APP),
+        (("DELETE", "/v1/sessions/{id}"), APP),
+        (("POST", "/v1/sessions/{id}/terminate"), APP),
+        (("POST", "/v1/sessions/{id}/executions"), APP),
+        (("GET", "/v1/sessions/{id}/executions"), APP),
+        (("GET", "/v1/sessions/{id}/files"), APP),
+        (("POST", "/v1/sessions/{id}/files"), APP),
+        (("GET", "/v1/sessions/{id}/files/{path}"), APP),
+        (("PUT", "/v1/sessions/{id}/files/{path}"), APP),
+        (("DELETE", "/v1/sessions/{id}/files/{path}"), APP),
+        (("POST", "/v1/sessions/{id}/directories"), APP),
         (("GET", "/v1/templates"), ALL),
         (("POST", "/v1/templates"), ADMIN),
         (("GET", "/v1/templates/{id}"), ALL),
@@ -87,8 +102,14 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
     let allowed = table()[&(method, path)];
     if path.starts_with("/v1/plugins/{code}") && allowed.contains(&"owner") {
         &["dev"]
+    } else if path == "/v1/executions/{id}/cancel" {
+        // Developers may never cancel (403 whatever the id).
+        &["app2"]
     } else if path.starts_with("/v1/executions/{id}") {
         &["dev", "app2"]
+    } else if path.starts_with("/v1/sessions/{id}") {
+        // Developers may not use sessions at all (403 whatever the id).
+        &["app2"]
     } else {
         &[]
     }
@@ -97,9 +118,10 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
 /// A layer id (none is built in this test).
 const LAYER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// A plugin code and an execution id that exist nowhere.
+/// A plugin code, an execution id and a session id that exist nowhere.
 const MISSING_CODE: &str = "vendor.nothing.here";
 const MISSING_EXEC: &str = "exe_0000000000000000000000";
+const MISSING_SESSION: &str = "ses_0000000000000000000000";
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
@@ -108,6 +130,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/v1/apps/{app}/installations") => Some(json!({"plugin": CODE})),
         ("PUT", "/v1/apps/{app}/installations/{plugin}") => Some(json!({"version": "1.0.0"})),
         ("POST", "/v1/apps/{app}/plugins/{code}/execute") => Some(json!({"name": "roles"})),
+        ("POST", "/v1/sessions/{id}/executions") => Some(json!({"language": "shell", "code": "echo roles"})),
+        ("POST", "/v1/sessions/{id}/directories") => Some(json!({"path": "made"})),
         (_, p) if p.ends_with("/reject") => Some(json!({"reason": "roles test"})),
         ("POST", _) | ("PUT", _) => Some(json!({})),
         _ => None,
@@ -145,6 +169,25 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         )
         .await;
     let spare_key = spare["key"]["id"].as_str().unwrap().to_owned();
+    let session = s
+        .expect(
+            Method::POST,
+            "/v1/sessions",
+            &app,
+            Some(json!({})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let session_id = session["id"].as_str().unwrap().to_owned();
+    let r = s
+        .client
+        .put(s.url(&format!("/v1/sessions/{session_id}/files/hello.txt")))
+        .bearer_auth(&app)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
 
     let keys: BTreeMap<&str, &str> = BTreeMap::from([
         ("admin", s.admin.as_str()),
@@ -153,9 +196,11 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         ("app", app.as_str()),
         ("app2", app2.as_str()),
     ]);
-    let fill_with = |path: &str, code: &str, exec: &str| {
+    let fill_with = |path: &str, code: &str, exec: &str, session: &str| {
         let id = if path.starts_with("/v1/keys") {
             spare_key.as_str()
+        } else if path.starts_with("/v1/sessions") {
+            session
         } else if path.starts_with("/v1/templates") {
             // A built-in: present on every start, and never deleted.
             "python-basic"
@@ -170,8 +215,9 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
             .replace("{app}", "shop")
             .replace("{id}", id)
             .replace("{index}", "0")
+            .replace("{path}", "hello.txt")
     };
-    let fill = |path: &str| fill_with(path, CODE, &exec_id);
+    let fill = |path: &str| fill_with(path, CODE, &exec_id, &session_id);
 
     // The document's operations and the table must be the same set.
     let doc = serde_json::to_value(warden_server::openapi()).unwrap();
@@ -221,7 +267,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
                 // The same call for a plugin or an execution that does not exist.
-                let missing = fill_with(path, MISSING_CODE, MISSING_EXEC);
+                let missing = fill_with(path, MISSING_CODE, MISSING_EXEC, MISSING_SESSION);
                 let r = s
                     .call(m.clone(), &missing, Some(key), body_for(method, path))
                     .await;
@@ -231,13 +277,17 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                     .await
                     .unwrap_or_default()
                     .replace(MISSING_CODE, CODE)
-                    .replace(MISSING_EXEC, &exec_id);
+                    .replace(MISSING_EXEC, &exec_id)
+                    .replace(MISSING_SESSION, &session_id);
                 if hidden(method, path).contains(role) {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} as {role}: {text}");
                 } else {
                     assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
                 }
-                if path.starts_with("/v1/plugins/{code}") || path.starts_with("/v1/executions/{id}") {
+                if path.starts_with("/v1/plugins/{code}")
+                    || path.starts_with("/v1/executions/{id}")
+                    || path.starts_with("/v1/sessions/{id}")
+                {
                     assert_eq!(
                         (status, text.as_str()),
                         (missing_status, missing_text.as_str()),
