@@ -15,6 +15,7 @@ mod http;
 mod jail;
 mod sessions;
 mod stats;
+mod templates;
 
 #[derive(Debug, Parser)]
 #[command(about = "Warden benchmarks against bare runs and bubblewrap")]
@@ -60,6 +61,20 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// Templates' dependency layers: a build in the jail against the same
+    /// `pip install` bare on the host; a box's start with and without a
+    /// cached layer.
+    Templates {
+        /// Builds measured per variant.
+        #[arg(long, default_value = "5")]
+        builds: usize,
+        /// Box starts measured per variant.
+        #[arg(long, default_value = "200")]
+        runs: usize,
+        /// A short smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The HTTP API: latency over the runtime's warm call, and a burst of
     /// concurrent execute requests with a record check.
     Http {
@@ -85,6 +100,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Sessions { runs, idle, quick } => {
             let (runs, idle) = if quick { (10, 3) } else { (runs, idle) };
             sessions::run(runs, idle)
+        }
+        Bench::Templates { builds, runs, quick } => {
+            let (builds, runs) = if quick { (1, 10) } else { (builds, runs) };
+            templates::run(builds, runs)
         }
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };
