@@ -785,13 +785,29 @@ fn npm_name(spec: &str) -> String {
 }
 
 /// The last package pip started to collect: the one a failure is about.
+/// From an index pip says `Collecting NAME…`; from a folder, `Processing
+/// /index/FILE`, whose file name starts with the distribution's name.
 fn last_collecting(log: &str) -> Option<String> {
     log.lines().rev().find_map(|l| {
-        let rest = l.trim().strip_prefix("Collecting ")?;
-        let name = rest
-            .split(|c: char| c.is_whitespace() || matches!(c, '=' | '<' | '>' | '!' | '~' | '[' | ';' | '('))
-            .next()?;
-        Some(name.to_owned())
+        let l = l.trim();
+        if let Some(rest) = l.strip_prefix("Collecting ") {
+            let name = rest
+                .split(|c: char| {
+                    c.is_whitespace() || matches!(c, '=' | '<' | '>' | '!' | '~' | '[' | ';' | '(')
+                })
+                .next()?;
+            return Some(name.to_owned());
+        }
+        let file = l.strip_prefix("Processing ")?.rsplit('/').next()?;
+        let name = if let Some(wheel) = file.strip_suffix(".whl") {
+            wheel.split('-').next()?
+        } else {
+            let stem = [".tar.gz", ".zip", ".tar.bz2", ".tgz"]
+                .iter()
+                .find_map(|ext| file.strip_suffix(ext))?;
+            stem.rsplit_once('-')?.0
+        };
+        Some(normalize_pip_name(name))
     })
 }
 
@@ -822,6 +838,18 @@ impl LayerMount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_package_a_failure_is_about_is_named() {
+        assert_eq!(
+            last_collecting("Collecting six==1.16\nCollecting requests>=2\n").as_deref(),
+            Some("requests")
+        );
+        let folder = "Looking in links: /index\nProcessing /index/tinyhello-1.0.0-py3-none-any.whl\n\
+                      Processing /index/Bad_Build-1.0.tar.gz\n  Getting requirements to build wheel: started\n";
+        assert_eq!(last_collecting(folder).as_deref(), Some("bad-build"));
+        assert_eq!(last_collecting("Processing /index/odd\n"), None);
+    }
 
     #[test]
     fn pip_reports_become_locks() {

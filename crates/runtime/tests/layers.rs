@@ -442,3 +442,160 @@ fn a_node_layer_builds_from_the_npm_registry_through_the_proxy() {
     assert_eq!(st, CallStatus::Success, "{err}");
     assert_eq!(out, "true\n");
 }
+
+/// An sdist whose build script (an in-tree PEP 517 backend, so pip needs
+/// nothing from an index to run it) fails.
+fn failing_sdist(dir: &Path, name: &str) {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path().join(format!("{name}-1.0"));
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("backend.py"),
+        "def _fail(*a, **k):\n    raise SystemExit('warden-test: this build script fails on purpose')\n\
+         get_requires_for_build_wheel = prepare_metadata_for_build_wheel = build_wheel = build_sdist = _fail\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("PKG-INFO"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"),
+    )
+    .unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(dir.join(format!("{name}-1.0.tar.gz")))
+        .arg("-C")
+        .arg(src.path())
+        .arg(format!("{name}-1.0"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn an_install_script_that_fails_names_its_package_and_leaves_nothing() {
+    let index = public_dir();
+    failing_sdist(index.path(), "badbuild");
+    wheel(index.path(), "tinyhello", "1.0.0", "X = 1\n");
+    let layers = public_dir();
+    let dest = layers.path().join("F1");
+    let e = runner()
+        .build_layer(LayerBuild {
+            runtime: LayerRuntime::Python,
+            packages: &[pkg("tinyhello", None), pkg("badbuild", None)],
+            source: &PackageSource::Folder(index.path().to_owned()),
+            dest: &dest,
+            limits: limits(),
+            progress: None,
+        })
+        .unwrap_err();
+    assert_eq!(e.package.as_deref(), Some("badbuild"), "{e}\n{}", e.log);
+    assert!(e.message.contains("script failed"), "{e}");
+    assert!(e.log.contains("this build script fails on purpose"), "{}", e.log);
+    assert!(!dest.exists(), "half a layer is visible");
+
+    // npm: an install script that exits non-zero.
+    let src = tempfile::tempdir().unwrap();
+    let pkg_dir = src.path().join("package");
+    std::fs::create_dir(&pkg_dir).unwrap();
+    std::fs::write(
+        pkg_dir.join("package.json"),
+        r#"{"name":"bad-install","version":"1.0.0","scripts":{"install":"echo warden-test: install fails on purpose >&2; exit 3"}}"#,
+    )
+    .unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(index.path().join("bad-install-1.0.0.tgz"))
+        .arg("-C")
+        .arg(src.path())
+        .arg("package")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dest = layers.path().join("F2");
+    let e = runner()
+        .build_layer(LayerBuild {
+            runtime: LayerRuntime::Node,
+            packages: &[pkg("bad-install", Some("1.0.0"))],
+            source: &PackageSource::Folder(index.path().to_owned()),
+            dest: &dest,
+            limits: limits(),
+            progress: None,
+        })
+        .unwrap_err();
+    assert_eq!(e.package.as_deref(), Some("bad-install"), "{e}\n{}", e.log);
+    assert!(!dest.exists(), "half a layer is visible");
+}
+
+#[test]
+fn an_index_that_is_down_or_silent_fails_the_build_clearly() {
+    let layers = public_dir();
+    // Down: nothing listens on the port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let source = |port: u16| PackageSource::Index {
+        url: format!("https://127.0.0.1:{port}/simple"),
+        hosts: vec![format!("127.0.0.1:{port}")],
+        // The test's own loopback index, allowed as an operator would.
+        allow_cidrs: vec!["127.0.0.1/32".into()],
+    };
+    let dest = layers.path().join("D1");
+    let e = runner()
+        .build_layer(LayerBuild {
+            runtime: LayerRuntime::Python,
+            packages: &[pkg("six", None)],
+            source: &source(port),
+            dest: &dest,
+            limits: limits(),
+            progress: None,
+        })
+        .unwrap_err();
+    assert!(
+        e.message.contains("could not be reached") || e.message.contains("no version matches"),
+        "{e}\n{}",
+        e.log
+    );
+    assert!(e.log.contains("egress: CONNECT 127.0.0.1"), "{}", e.log);
+    assert!(!dest.exists());
+
+    // Silent: it accepts and never answers. The build's own clock ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        silent.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < end {
+            if let Ok((c, _)) = silent.accept() {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let dest = layers.path().join("D2");
+    let e = runner()
+        .build_layer(LayerBuild {
+            runtime: LayerRuntime::Python,
+            packages: &[pkg("six", None)],
+            source: &source(port),
+            dest: &dest,
+            limits: BuildLimits {
+                timeout: Duration::from_secs(15),
+                ..BuildLimits::default()
+            },
+            progress: None,
+        })
+        .unwrap_err();
+    assert!(
+        e.message.contains("time limit") || e.message.contains("could not be reached"),
+        "{e}\n{}",
+        e.log
+    );
+    assert!(!dest.exists());
+    drop(held);
+}

@@ -32,7 +32,7 @@ use warden_core::layer::{Layer, LayerError, LayerStatus, LockedPackage};
 use warden_core::model::now_ms;
 use warden_core::store::{LayerFilter, NewAudit};
 use warden_core::template::{Template, TemplateRuntime};
-use warden_core::{Blobs, Store, StoreError};
+use warden_core::{Store, StoreError};
 use warden_runtime::layers::{
     BuildLimits, LayerBuild, LayerMount, LayerPackage, LayerRuntime, PackageSource,
 };
@@ -382,23 +382,39 @@ impl Builds {
         format!("layers/{id}.tar")
     }
 
-    /// Keep a ready layer as a tar blob for other nodes.
+    /// Keep a ready layer as a tar blob for other nodes, written to a
+    /// temporary file and streamed up (a layer may be a gigabyte).
     async fn upload(&self, layer: &Layer) -> Result<(), String> {
         let dir = self.layer_dir(&layer.id);
-        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut b = tar::Builder::new(Vec::new());
+        let tar_path = self
+            .dir
+            .join(format!("{}.upload-{}.tar", layer.id, std::process::id()));
+        let path = tar_path.clone();
+        let made = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let file = std::fs::File::create(&path)?;
+            let mut b = tar::Builder::new(std::io::BufWriter::new(file));
             // Links stay links; nothing is followed.
             b.follow_symlinks(false);
             b.append_dir_all(".", &dir)?;
-            b.into_inner()
+            b.into_inner()?
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        self.blobs
-            .put(&Self::blob_key(&layer.id), bytes)
-            .await
-            .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        let sent = match made {
+            Ok(()) => self
+                .blobs
+                .put_file(&Self::blob_key(&layer.id), &tar_path)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&tar_path).await;
+        sent
     }
 
     /// Make sure a ready layer is on this node's disk: download and unpack
@@ -408,19 +424,34 @@ impl Builds {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let bytes = self.blobs.get(&Self::blob_key(&layer.id)).await?.ok_or_else(|| {
-            ApiError::internal(&format!("layer {} is ready but its blob is missing", layer.id))
-        })?;
-        let tmp = self
-            .dir
-            .join(format!("{}.unpack-{}", layer.id, std::process::id()));
+        let stamp = format!("{}-{}", std::process::id(), now_ms());
+        let tar_path = self.dir.join(format!("{}.download-{stamp}.tar", layer.id));
+        let found = self
+            .blobs
+            .get_to_file(&Self::blob_key(&layer.id), &tar_path)
+            .await;
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tar_path).await;
+                return Err(e.into());
+            }
+        };
+        if !found {
+            return Err(ApiError::internal(&format!(
+                "layer {} is ready but its blob is missing",
+                layer.id
+            )));
+        }
+        let tmp = self.dir.join(format!("{}.unpack-{stamp}", layer.id));
         let dest = dir.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let _ = std::fs::remove_dir_all(&tmp);
+        let archive_path = tar_path.clone();
+        let unpacked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir(&tmp)?;
             // unpack refuses absolute paths, `..`, and entries whose parent
             // resolves outside `tmp` through a link unpacked before them.
-            let mut archive = tar::Archive::new(std::io::Cursor::new(bytes));
+            let file = std::fs::File::open(&archive_path)?;
+            let mut archive = tar::Archive::new(std::io::BufReader::new(file));
             archive.set_preserve_permissions(false);
             archive.set_overwrite(false);
             if let Err(e) = archive.unpack(&tmp) {
@@ -430,12 +461,17 @@ impl Builds {
             match std::fs::rename(&tmp, &dest) {
                 Ok(()) => Ok(()),
                 Err(_) if dest.is_dir() => std::fs::remove_dir_all(&tmp),
-                Err(e) => Err(e),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    Err(e)
+                }
             }
         })
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .map_err(|e| ApiError::internal(&format!("unpacking layer {}: {e}", layer.id)))?;
+        .await;
+        let _ = tokio::fs::remove_file(&tar_path).await;
+        unpacked
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&format!("unpacking layer {}: {e}", layer.id)))?;
         Ok(dir)
     }
 
@@ -504,13 +540,68 @@ impl Builds {
                     let dir = self.layer_dir(&l.id);
                     // remove_dir_all never follows the links a layer holds.
                     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                    // Its archive too, so no node downloads it again. A
+                    // failure leaves an orphan blob, not a broken layer.
+                    if let Err(e) = self.blobs.delete(&Self::blob_key(&l.id)).await {
+                        tracing::warn!(layer = %l.id, error = %e, "a collected layer's archive stays in object storage");
+                    }
                 }
                 // A template uses it: kept.
                 Ok(false) | Err(StoreError::InUse(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        deleted += self.sweep_local().await?;
         Ok(deleted)
+    }
+
+    /// Remove what this node holds for layers the store no longer knows
+    /// (another node sharing the store collected them) and the leftovers
+    /// of transfers interrupted by a crash. Returns how many layers went.
+    async fn sweep_local(&self) -> Result<usize, ApiError> {
+        let mut names = Vec::new();
+        let mut rd = match tokio::fs::read_dir(&self.dir).await {
+            Ok(rd) => rd,
+            Err(_) => return Ok(0),
+        };
+        while let Ok(Some(e)) = rd.next_entry().await {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let mut removed = 0;
+        for name in names {
+            let path = self.dir.join(&name);
+            let id = name.split('.').next().unwrap_or_default();
+            let is_id = id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit());
+            if !is_id {
+                continue;
+            }
+            if name.len() > 64 {
+                // A transfer's temporary file or folder: stale after an hour.
+                let old = tokio::fs::symlink_metadata(&path)
+                    .await
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < hour_ago);
+                if old {
+                    let _ = tokio::task::spawn_blocking(move || {
+                        std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path))
+                    })
+                    .await;
+                }
+                continue;
+            }
+            let busy = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(id);
+            if busy || self.store.get_layer(id).await?.is_some() {
+                continue;
+            }
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Collect garbage every ten minutes while the server runs.

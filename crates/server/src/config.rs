@@ -36,7 +36,16 @@ keys! {
     "node_id", "WARDEN_NODE_ID", "\"<hostname>:<port>\"", "This server's name, recorded with the executions it runs; at start it marks its own started, unfinished ones interrupted (accepted async ones that had not started stay queued and run). Keep it stable across restarts and unique across servers sharing a database.";
     "data_dir", "WARDEN_DATA_DIR", "\"warden-data\"", "Folder for the SQLite database, package blobs and unpacked code (created when missing).";
     "database_url", "WARDEN_DATABASE_URL", "\"sqlite://<data_dir>/warden.db\"", "Records: `sqlite://PATH` (embedded, one WAL file) or `postgres://USER@HOST/DB`.";
-    "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs and artifacts.";
+    "blob_dir", "WARDEN_BLOB_DIR", "\"<data_dir>/blobs\"", "Folder for package blobs, artifacts and layer archives, when `objects.url` is not set.";
+    "objects.url", "WARDEN_OBJECTS_URL", "none", "S3-compatible object storage for package blobs, artifacts and layer archives, shared by every node: `s3://bucket` or `s3://bucket/prefix`. Unset: the local `blob_dir`. Checked at start (a small object is written, read back and deleted); a failure names the setting to fix.";
+    "objects.endpoint", "WARDEN_OBJECTS_ENDPOINT", "none", "The service's URL for S3-compatible services (MinIO, Ceph, …), e.g. `https://s3.example.net`; unset: AWS.";
+    "objects.region", "WARDEN_OBJECTS_REGION", "\"us-east-1\"", "The region, as the service expects it in signatures.";
+    "objects.access_key_id", "WARDEN_OBJECTS_ACCESS_KEY_ID", "none", "Access key id. With neither key set, the machine's own credentials are used (instance metadata, web identity); `AWS_*` variables are not read.";
+    "objects.secret_access_key", "WARDEN_OBJECTS_SECRET_ACCESS_KEY", "none", "Secret access key; prefer the environment variable to the file. Never logged or shown.";
+    "objects.allow_http", "WARDEN_OBJECTS_ALLOW_HTTP", "false", "Allow a plain-HTTP `objects.endpoint` (a service on the local network or loopback).";
+    "objects.virtual_hosted", "WARDEN_OBJECTS_VIRTUAL_HOSTED", "false", "Address buckets as `bucket.host` instead of `host/bucket` (path style, which S3-compatible services expect).";
+    "objects.timeout_secs", "WARDEN_OBJECTS_TIMEOUT_SECS", "30", "Per-request timeout, and the longest time spent retrying one request.";
+    "objects.retries", "WARDEN_OBJECTS_RETRIES", "3", "Retries of a failed request (with backoff) before it counts as failed.";
     "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
     "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
     "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
@@ -314,6 +323,85 @@ impl Default for SessionsSection {
     }
 }
 
+/// The object storage section: an S3-compatible bucket shared by every
+/// node, instead of the local blob folder.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectsSection {
+    /// `s3://bucket[/prefix]`; unset: the local blob folder.
+    pub url: Option<String>,
+    /// The service's URL (S3-compatible services).
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: bool,
+    /// Virtual-hosted-style addressing.
+    pub virtual_hosted: bool,
+    /// Per-request timeout, seconds.
+    pub timeout_secs: u64,
+    /// Retries per request.
+    pub retries: usize,
+}
+
+impl std::fmt::Debug for ObjectsSection {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectsSection")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted", &self.virtual_hosted)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl Default for ObjectsSection {
+    fn default() -> Self {
+        ObjectsSection {
+            url: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            virtual_hosted: false,
+            timeout_secs: 30,
+            retries: 3,
+        }
+    }
+}
+
+impl ObjectsSection {
+    /// The store's options, when object storage is configured.
+    pub fn s3(&self) -> Option<warden_store::S3Options> {
+        let url = self.url.clone()?;
+        Some(warden_store::S3Options {
+            url,
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            allow_http: self.allow_http,
+            virtual_hosted: self.virtual_hosted,
+            timeout: std::time::Duration::from_secs(self.timeout_secs.max(1)),
+            retries: self.retries,
+        })
+    }
+}
+
 /// The templates section: the ceilings of what a template may ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -406,6 +494,8 @@ pub struct Config {
     pub templates: TemplatesSection,
     /// Dependency layers.
     pub layers: LayersSection,
+    /// Object storage.
+    pub objects: ObjectsSection,
 }
 
 impl Default for Config {
@@ -431,6 +521,7 @@ impl Default for Config {
             sessions: SessionsSection::default(),
             templates: TemplatesSection::default(),
             layers: LayersSection::default(),
+            objects: ObjectsSection::default(),
         }
     }
 }
@@ -527,6 +618,20 @@ impl Config {
                     "must not carry credentials (every API role can read a layer's index)",
                 );
             }
+        }
+        if self.objects.url.is_none()
+            && (self.objects.endpoint.is_some() || self.objects.access_key_id.is_some())
+        {
+            return bad(
+                "objects.url",
+                "is not set, so the other objects.* settings would be ignored: set it (s3://bucket) or remove them",
+            );
+        }
+        if let Some(e) = &self.objects.endpoint
+            && !e.starts_with("https://")
+            && !e.starts_with("http://")
+        {
+            return bad("objects.endpoint", "must be an http(s) URL");
         }
         if self.jail.max_boxes == 0 {
             return bad("jail.max_boxes", "must be at least 1");

@@ -95,6 +95,9 @@ pub enum StartError {
     /// The built-in templates could not be created.
     #[error("cannot create the built-in templates")]
     Builtins(#[source] TemplateError),
+    /// Object storage is unusable: the setting to fix, and why.
+    #[error("cannot use object storage")]
+    Objects(#[source] warden_store::S3Error),
     /// The layers folder is unusable.
     #[error("cannot use the layers folder")]
     Layers(#[source] std::io::Error),
@@ -189,12 +192,17 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         url: redact(&url),
         source: e,
     })?);
-    let blobs = Arc::new(
-        ObjectBlobs::local(&config.blob_dir()).map_err(|e| StartError::Store {
+    let blobs = Arc::new(match config.objects.s3() {
+        Some(o) => {
+            let b = ObjectBlobs::s3(&o).map_err(StartError::Objects)?;
+            b.probe().await.map_err(StartError::Objects)?;
+            b
+        }
+        None => ObjectBlobs::local(&config.blob_dir()).map_err(|e| StartError::Store {
             url: config.blob_dir().display().to_string(),
             source: e,
         })?,
-    );
+    });
     let interrupted = store
         .interrupt_unfinished(
             &node,

@@ -6,40 +6,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-/// A minimal pure-Python wheel in `dir`.
-fn wheel(dir: &std::path::Path, name: &str, version: &str, module: &str) {
-    let path = dir.join(format!("{name}-{version}-py3-none-any.whl"));
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
-    let info = format!("{name}-{version}.dist-info");
-    let files = [
-        (format!("{name}/__init__.py"), module.to_owned()),
-        (
-            format!("{info}/METADATA"),
-            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
-        ),
-        (
-            format!("{info}/WHEEL"),
-            "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n".into(),
-        ),
-    ];
-    let mut record = String::new();
-    for (p, body) in &files {
-        zip.start_file(p.as_str(), opts).unwrap();
-        zip.write_all(body.as_bytes()).unwrap();
-        record.push_str(&format!("{p},,\n"));
-    }
-    record.push_str(&format!("{info}/RECORD,,\n"));
-    zip.start_file(format!("{info}/RECORD"), opts).unwrap();
-    zip.write_all(record.as_bytes()).unwrap();
-    zip.finish().unwrap();
-}
 
 fn template(id: &str, packages: Value) -> Value {
     json!({"id": id, "runtime": "python", "packages": packages})
@@ -67,12 +37,8 @@ async fn wait_ready(s: &common::Server, layer: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_from_a_folder_are_shared_streamed_and_fail_cleanly() {
-    let folder = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    wheel(
+    let folder = common::public_dir();
+    common::wheel(
         folder.path(),
         "tinyhello",
         "1.0.0",

@@ -44,7 +44,7 @@ use warden_core::{
     Revoked, Session, SessionFilter, SessionUsage, Store, StoreError, Template, Version, VersionStatus,
 };
 
-pub use blobs::ObjectBlobs;
+pub use blobs::{ObjectBlobs, S3Error, S3Options};
 
 type R<T> = Result<T, StoreError>;
 

@@ -31,6 +31,24 @@ pub async fn server() -> Server {
 }
 
 pub async fn server_with(tune: impl FnOnce(&mut Config)) -> Server {
+    start_server(tune, None).await
+}
+
+/// A second node sharing `first`'s database (a SQLite file both open) and
+/// whatever else `tune` shares; `first`'s admin key works on it.
+pub async fn second_node(first: &Server, tune: impl FnOnce(&mut Config)) -> Server {
+    let url = first.state.config.database_url();
+    start_server(
+        move |c| {
+            c.database_url = Some(url);
+            tune(c);
+        },
+        Some(first.admin.clone()),
+    )
+    .await
+}
+
+async fn start_server(tune: impl FnOnce(&mut Config), admin: Option<String>) -> Server {
     require_root();
     let data = tempfile::Builder::new().prefix("warden-api-").tempdir().unwrap();
     let mut config = Config {
@@ -45,10 +63,13 @@ pub async fn server_with(tune: impl FnOnce(&mut Config)) -> Server {
     let addr = listener.local_addr().unwrap();
     let node = config.node(addr.port());
     let started = warden_server::start(config, node).await.expect("server starts");
-    let admin = started
-        .first_admin_key
-        .clone()
-        .expect("an admin key on first start");
+    let admin = match admin {
+        Some(a) => a,
+        None => started
+            .first_admin_key
+            .clone()
+            .expect("an admin key on first start"),
+    };
     let state = started.state.clone();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -248,4 +269,43 @@ pub fn hello(code: &str, version: &str) -> Vec<u8> {
         "required": ["greeting"]
     });
     package(&m, &[("main.py", HELLO_PY)])
+}
+
+/// A minimal pure-Python wheel in `dir`, written by hand: a zip with the
+/// module and its dist-info.
+pub fn wheel(dir: &std::path::Path, name: &str, version: &str, module: &str) {
+    use std::io::Write;
+    let path = dir.join(format!("{name}-{version}-py3-none-any.whl"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    let info = format!("{name}-{version}.dist-info");
+    let files = [
+        (format!("{name}/__init__.py"), module.to_owned()),
+        (
+            format!("{info}/METADATA"),
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+        ),
+        (
+            format!("{info}/WHEEL"),
+            "Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n".into(),
+        ),
+    ];
+    let mut record = String::new();
+    for (p, body) in &files {
+        zip.start_file(p.as_str(), opts).unwrap();
+        zip.write_all(body.as_bytes()).unwrap();
+        record.push_str(&format!("{p},,\n"));
+    }
+    record.push_str(&format!("{info}/RECORD,,\n"));
+    zip.start_file(format!("{info}/RECORD"), opts).unwrap();
+    zip.write_all(record.as_bytes()).unwrap();
+    zip.finish().unwrap();
+}
+
+/// A world-readable folder (boxes run as other uids) for wheels.
+pub fn public_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
 }
