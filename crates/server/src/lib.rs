@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod runs;
 pub mod sessions;
 pub mod sse;
 pub mod templates;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub exec: Arc<exec::Executor>,
     /// Sandbox sessions on this node.
     pub sessions: Arc<sessions::SessionManager>,
+    /// One-shot runs (`POST /v1/run` and the compatibility APIs).
+    pub runs: Arc<runs::Runs>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -304,6 +307,22 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         config.sessions.clone(),
     );
     sessions.start_sweeper();
+    let runs = Arc::new(runs::Runs::new(
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        templates.clone(),
+        builds.clone(),
+        exec.clone(),
+        config.run.policy(),
+    ));
+    match runs.ensure_dify_template(&config.compat.dify_template).await {
+        Ok(true) => {
+            tracing::info!(template = %config.compat.dify_template, "created the template of Dify's Python runs; build its packages with POST /v1/templates/{}/build", config.compat.dify_template)
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not create the template of Dify's Python runs"),
+    }
     let state = AppState {
         store,
         blobs,
@@ -312,6 +331,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         builds,
         exec,
         sessions,
+        runs,
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -386,6 +406,10 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
     let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
+    // Files as base64 (4/3), stdin and arguments escaped in JSON, and room.
+    let run_limit = DefaultBodyLimit::max(
+        (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20),
+    );
     let s = &config.sessions;
     let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
     // A form's boundaries and headers beside the file.
@@ -413,6 +437,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(list_installations, install))
         .routes(routes!(upgrade, uninstall))
         .routes(routes!(execute).layer(event_limit))
+        .routes(routes!(runs::run).layer(run_limit))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
         .routes(routes!(get_artifact))
