@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod builds;
+pub mod compat;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub sessions: Arc<sessions::SessionManager>,
     /// One-shot runs (`POST /v1/run` and the compatibility APIs).
     pub runs: Arc<runs::Runs>,
+    /// State of the compatibility APIs.
+    pub compat: Arc<compat::Compat>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -332,6 +335,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         exec,
         sessions,
         runs,
+        compat: Arc::default(),
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -406,10 +410,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
     let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
-    // Files as base64 (4/3), stdin and arguments escaped in JSON, and room.
-    let run_limit = DefaultBodyLimit::max(
-        (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20),
-    );
+    let run_limit = DefaultBodyLimit::max(run_body_limit(config));
     let s = &config.sessions;
     let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
     // A form's boundaries and headers beside the file.
@@ -488,6 +489,12 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
             sessions::api::delete_file
         ),
     )
+}
+
+/// The largest body of a run: its files as base64 (4/3), stdin and
+/// arguments escaped in JSON, and room.
+fn run_body_limit(config: &Config) -> usize {
+    (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20)
 }
 
 /// Route `methods` at `axum_path` (a wildcard route) while the document
@@ -588,6 +595,7 @@ pub fn app(state: AppState) -> Router {
         // The UI reads the document served above (links fixed, see fix_links).
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .merge(console::router())
+        .merge(compat::router().layer(DefaultBodyLimit::max(run_body_limit(&state.config))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1 << 20))
