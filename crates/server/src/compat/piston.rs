@@ -138,7 +138,7 @@ struct Runtime {
 const RUNTIMES: [Runtime; 6] = [
     Runtime {
         language: "python",
-        aliases: &["py", "py3", "python3", "python3.11"],
+        aliases: &["py", "py3", "python3"],
         runtime: None,
         native: RunLanguage::Python,
     },
