@@ -14,6 +14,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use warden_package::build::ZipBuilder;
 
+mod compat;
 mod plugin_kit;
 mod templates;
 

@@ -55,6 +55,8 @@ pub struct Runs {
     builds: Arc<Builds>,
     exec: Arc<Executor>,
     policy: RunPolicy,
+    /// The fallback template was used (warned once, then at debug).
+    fell_back: std::sync::atomic::AtomicBool,
 }
 
 /// An accepted run: its first record and the final one to come.
@@ -107,6 +109,7 @@ impl Runs {
             builds,
             exec,
             policy,
+            fell_back: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -221,7 +224,11 @@ impl Runs {
                 let found = self.template(&id).await?;
                 let found = match (found, fallback) {
                     (Some((t, _)), Some(fb)) if !t.packages.is_empty() && t.layer.is_none() => {
-                        tracing::warn!(template = %id, fallback = %fb, "the template's packages are not built yet; running with the fallback template");
+                        if self.fell_back.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::debug!(template = %id, fallback = %fb, "the template's packages are not built yet; running with the fallback template");
+                        } else {
+                            tracing::warn!(template = %id, fallback = %fb, "the template's packages are not built yet; running with the fallback template (said once; build it with POST /v1/templates/{id}/build)");
+                        }
                         req.template = Some(fb.to_owned());
                         self.template(fb).await?
                     }
