@@ -51,34 +51,56 @@ fn envelope(status: StatusCode, code: i64, message: impl Into<String>, data: Val
         .into_response()
 }
 
+/// A refusal in upstream's envelope: a status, a negative `code`, a
+/// message, no data.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: i64,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        envelope(self.status, self.code, self.message, Value::Null)
+    }
+}
+
+fn refusal(status: StatusCode, code: i64, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
 fn success(data: Value) -> Response {
     envelope(StatusCode::OK, 0, "success", data)
 }
 
 /// A native refusal in upstream's terms.
-fn refused(e: &ApiError) -> Response {
+fn refused(e: &ApiError) -> Refusal {
     let detail = e.problem().detail;
     match e.status() {
-        StatusCode::UNAUTHORIZED => envelope(StatusCode::UNAUTHORIZED, -401, detail, Value::Null),
-        StatusCode::FORBIDDEN => envelope(StatusCode::FORBIDDEN, -403, detail, Value::Null),
+        StatusCode::UNAUTHORIZED => refusal(StatusCode::UNAUTHORIZED, -401, detail),
+        StatusCode::FORBIDDEN => refusal(StatusCode::FORBIDDEN, -403, detail),
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-            envelope(StatusCode::SERVICE_UNAVAILABLE, -503, detail, Value::Null)
+            refusal(StatusCode::SERVICE_UNAVAILABLE, -503, detail)
         }
-        s if s.is_client_error() => envelope(StatusCode::BAD_REQUEST, -400, detail, Value::Null),
-        _ => envelope(StatusCode::INTERNAL_SERVER_ERROR, -500, detail, Value::Null),
+        s if s.is_client_error() => refusal(StatusCode::BAD_REQUEST, -400, detail),
+        _ => refusal(StatusCode::INTERNAL_SERVER_ERROR, -500, detail),
     }
 }
 
 /// The app of a Dify call: the key must be an app key.
-fn app_of(p: Result<Principal, ApiError>) -> Result<String, Response> {
+fn app_of(p: Result<Principal, ApiError>) -> Result<String, Refusal> {
     let p = p.map_err(|e| refused(&e))?;
     match (p.actor.role, p.actor.app) {
         (Role::App, Some(app)) => Ok(app),
-        _ => Err(envelope(
+        _ => Err(refusal(
             StatusCode::FORBIDDEN,
             -403,
             "the Dify sandbox API takes an app key (runs are recorded under its app): set CODE_EXECUTION_API_KEY to one",
-            Value::Null,
         )),
     }
 }
@@ -102,7 +124,7 @@ struct RunRequest {
 async fn run(State(s): State<AppState>, p: Result<Principal, ApiError>, body: Bytes) -> Response {
     let app = match app_of(p) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req: RunRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -147,7 +169,7 @@ async fn run(State(s): State<AppState>, p: Result<Principal, ApiError>, body: By
     let fallback = language.default_template();
     match s.runs.run(&app, run, fallback).await {
         Ok(e) => success(data_of(&e)),
-        Err(e) => refused(&e),
+        Err(e) => refused(&e).into_response(),
     }
 }
 
@@ -235,21 +257,15 @@ async fn listed(s: &AppState) -> Result<Value, ApiError> {
     Ok(json!({"dependencies": deps}))
 }
 
-fn python3_only(q: &LanguageQuery) -> Result<(), Response> {
+fn python3_only(q: &LanguageQuery) -> Result<(), Refusal> {
     match q.language.as_deref() {
         Some("python3") => Ok(()),
-        None => Err(envelope(
+        None => Err(refusal(
             StatusCode::BAD_REQUEST,
             -400,
             "the `language` parameter is required",
-            Value::Null,
         )),
-        Some(_) => Err(envelope(
-            StatusCode::BAD_REQUEST,
-            -400,
-            "unsupported language",
-            Value::Null,
-        )),
+        Some(_) => Err(refusal(StatusCode::BAD_REQUEST, -400, "unsupported language")),
     }
 }
 
@@ -260,14 +276,14 @@ async fn dependencies(
     Query(q): Query<LanguageQuery>,
 ) -> Response {
     if let Err(r) = app_of(p) {
-        return r;
+        return r.into_response();
     }
     if let Err(r) = python3_only(&q) {
-        return r;
+        return r.into_response();
     }
     match listed(&s).await {
         Ok(v) => success(v),
-        Err(e) => refused(&e),
+        Err(e) => refused(&e).into_response(),
     }
 }
 
@@ -281,7 +297,7 @@ async fn update_dependencies(
 ) -> Response {
     let app = match app_of(p) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     // Upstream takes the language from the body or the query.
     let from_body = serde_json::from_slice::<Value>(&body)
@@ -291,15 +307,15 @@ async fn update_dependencies(
         language: q.language.or(from_body),
     };
     if let Err(r) = python3_only(&q) {
-        return r;
+        return r.into_response();
     }
     let id = s.config.compat.dify_template.clone();
     let t = match s.templates.get(&id).await {
         Ok(t) => t,
-        Err(e) => return refused(&ApiError::from(e)),
+        Err(e) => return refused(&ApiError::from(e)).into_response(),
     };
     match s.builds.build(&format!("app:{app}"), t).await {
         Ok(b) => success(json!({"template": b.template, "status": b.status})),
-        Err(e) => refused(&e),
+        Err(e) => refused(&e).into_response(),
     }
 }

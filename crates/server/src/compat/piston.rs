@@ -73,12 +73,28 @@ impl Anonymous {
     }
 }
 
-fn message(status: StatusCode, text: impl Into<String>) -> Response {
-    (status, Json(json!({"message": text.into()}))).into_response()
+/// A refusal as Piston words it: a status and `{"message"}`.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"message": self.message}))).into_response()
+    }
+}
+
+fn message(status: StatusCode, text: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: text.into(),
+    }
 }
 
 /// A native refusal in Piston's terms.
-fn refused(e: &ApiError) -> Response {
+fn refused(e: &ApiError) -> Refusal {
     let p = e.problem();
     let text = match p.errors.as_slice() {
         [] => p.detail,
@@ -97,7 +113,7 @@ fn refused(e: &ApiError) -> Response {
 
 /// Who a call runs for: an app key's app, or the anonymous app when the
 /// operator allows it and the minute's budget has room.
-fn app_of(s: &AppState, p: Result<Principal, ApiError>, headers: &HeaderMap) -> Result<String, Response> {
+fn app_of(s: &AppState, p: Result<Principal, ApiError>, headers: &HeaderMap) -> Result<String, Refusal> {
     let sent_key = headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-api-key");
     match p {
         Ok(p) => match (p.actor.role, p.actor.app) {
@@ -228,7 +244,7 @@ async fn runtimes() -> Json<Vec<Value>> {
 
 /// A limit from the body: absent (or 0/-1, upstream's "unset") is `None`;
 /// otherwise a non-negative number within `max`.
-fn limit(body: &Value, name: &str, max: u64, unit: u64) -> Result<Option<u64>, Response> {
+fn limit(body: &Value, name: &str, max: u64, unit: u64) -> Result<Option<u64>, Refusal> {
     let Some(v) = body.get(name).filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -256,7 +272,7 @@ fn limit(body: &Value, name: &str, max: u64, unit: u64) -> Result<Option<u64>, R
     Ok(Some(((n / unit as f64).ceil() as u64).max(1)))
 }
 
-fn decode(content: &str, encoding: &str, i: usize) -> Result<Vec<u8>, Response> {
+fn decode(content: &str, encoding: &str, i: usize) -> Result<Vec<u8>, Refusal> {
     let bad = |why: String| message(StatusCode::BAD_REQUEST, format!("files[{i}].content {why}"));
     match encoding {
         "utf8" => Ok(content.as_bytes().to_vec()),
@@ -265,7 +281,7 @@ fn decode(content: &str, encoding: &str, i: usize) -> Result<Vec<u8>, Response> 
             .map_err(|e| bad(format!("is not base64: {e}"))),
         "hex" => {
             let b = content.as_bytes();
-            if b.len() % 2 != 0 {
+            if !b.len().is_multiple_of(2) {
                 return Err(bad("is not hex: odd length".into()));
             }
             b.chunks(2)
@@ -285,7 +301,7 @@ fn decode(content: &str, encoding: &str, i: usize) -> Result<Vec<u8>, Response> 
 }
 
 /// The request as the native service takes it, or upstream's 400.
-fn parse(s: &AppState, body: &Value) -> Result<(&'static Runtime, semver::Version, NewRun), Response> {
+fn parse(s: &AppState, body: &Value) -> Result<(&'static Runtime, semver::Version, NewRun), Refusal> {
     let bad = |m: &str| Err(message(StatusCode::BAD_REQUEST, m));
     let Some(language) = body.get("language").and_then(Value::as_str) else {
         return bad("language is required as a string");
@@ -396,7 +412,7 @@ async fn execute(
 ) -> Response {
     let app = match app_of(&s, p, &headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !headers
         .get(header::CONTENT_TYPE)
@@ -406,20 +422,23 @@ async fn execute(
         return message(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "requests must be of type application/json",
-        );
+        )
+        .into_response();
     }
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return message(StatusCode::BAD_REQUEST, "the body must be a JSON object"),
-        Err(e) => return message(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+        Ok(_) => return message(StatusCode::BAD_REQUEST, "the body must be a JSON object").into_response(),
+        Err(e) => {
+            return message(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")).into_response();
+        }
     };
     let (rt, version, run) = match parse(&s, &body) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.runs.run(&app, run, None).await {
         Ok(e) => Json(answer(rt, &version, &e)).into_response(),
-        Err(e) => refused(&e),
+        Err(e) => refused(&e).into_response(),
     }
 }
 
