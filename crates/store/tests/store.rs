@@ -13,8 +13,9 @@ use warden_core::store::{
 use warden_core::{
     Actor, ApiKey, Ecosystem, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Layer,
     LayerError, LayerStatus, LockedPackage, PackageReq, QueuedCall, Registry, RegistryError, Revoked, Role,
-    RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus, SessionUsage, Store,
-    StoreError, TemplateError, TemplatePolicy, TemplateRuntime, Templates, VersionStatus,
+    RunLanguage, RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus,
+    SessionUsage, Store, StoreError, TemplateError, TemplatePolicy, TemplateRuntime, Templates,
+    VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -162,6 +163,7 @@ both!(
     sessions_are_listed_filtered_counted_and_deleted_once_ended,
     session_executions_are_ordinary_records,
     a_corrupt_session_is_an_error_naming_it,
+    runs_are_ordinary_records_with_their_language_and_template,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2070,5 +2072,62 @@ async fn a_corrupt_session_is_an_error_naming_it(ctx: Ctx) {
     assert!(matches!(
         s.get_execution(&e.id).await,
         Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
+    ));
+}
+
+async fn runs_are_ordinary_records_with_their_language_and_template(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for (language, template) in [
+        (RunLanguage::Python, Some("dify")),
+        (RunLanguage::Go, None),
+        (RunLanguage::Cpp, None),
+    ] {
+        let mut e = execution("shop", "", ExecutionStatus::Running);
+        e.source = ExecutionSource::Run {
+            language,
+            template: template.map(str::to_owned),
+        };
+        let mut compile = warden_core::ExecutionResult::platform_error("X", "y", None);
+        compile.stderr = "main.cpp:1: error".into();
+        let mut result =
+            warden_core::ExecutionResult::platform_error("CompileError", "did not compile", None);
+        result.compile = Some(Box::new(compile));
+        s.insert_execution(e.clone()).await.unwrap();
+        e.status = ExecutionStatus::Failed;
+        e.error_kind = Some(ErrorKind::CompileError);
+        e.result = Some(result);
+        e.finished_at = Some(now_ms());
+        assert!(s.update_execution(e.clone()).await.unwrap());
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+        ids.push(e.id);
+    }
+    let listed = s
+        .list_executions(ExecutionFilter {
+            app: Some("shop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 3);
+    assert!(listed.items.iter().all(|e| e.source.kind() == "run"));
+    // A run whose language is not one of the six is corrupt, and says so.
+    sqlx::query("UPDATE executions SET language = 'cobol' WHERE id = $1")
+        .bind(&ids[0])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[0]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
+    ));
+    sqlx::query("UPDATE executions SET language = NULL WHERE id = $1")
+        .bind(&ids[1])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[1]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("without its language")
     ));
 }
