@@ -10,6 +10,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod compat;
 mod handlers;
 mod http;
 mod jail;
@@ -78,6 +79,20 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// The compatibility APIs: Dify-style Python 3 runs over HTTP with 1, 8
+    /// and 50 concurrent clients; Piston-style Python and C runs; against a
+    /// bubblewrap box per run.
+    Compat {
+        /// Seconds per concurrency level.
+        #[arg(long, default_value = "5")]
+        seconds: f64,
+        /// Sequential runs per one-at-a-time row.
+        #[arg(long, default_value = "100")]
+        runs: usize,
+        /// A short smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The HTTP API: latency over the runtime's warm call, and a burst of
     /// concurrent execute requests with a record check.
     Http {
@@ -111,6 +126,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Templates { builds, runs, quick } => {
             let (builds, runs) = if quick { (1, 10) } else { (builds, runs) };
             templates::run(builds, runs)
+        }
+        Bench::Compat { seconds, runs, quick } => {
+            let (seconds, runs) = if quick { (0.5, 5) } else { (seconds, runs) };
+            compat::run(seconds, runs)
         }
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };

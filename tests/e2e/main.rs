@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use warden_package::build::ZipBuilder;
 
 mod cluster;
+mod compat;
 mod plugin_kit;
 mod sessions;
 mod templates;

@@ -11,6 +11,7 @@ mod harness;
 #[path = "../support/platform.rs"]
 mod platform;
 
+mod compat;
 mod filesystem;
 mod kernel;
 mod lifecycle;

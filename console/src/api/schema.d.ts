@@ -328,6 +328,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run a program once and answer with its execution record: Python and
+         *     JavaScript on warm boxes of the calling app, shell and compiled
+         *     programs in a fresh box; C, C++ and Go are compiled first, with limits
+         *     and a result of their own (`compile`). Every run starts clean. With
+         *     `Accept: text/event-stream` the answer is the execution's event stream
+         *     (as `GET /v1/executions/{id}/events`) instead.
+         */
+        post: operations["run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/executions": {
         parameters: {
             query?: never;
@@ -974,6 +998,32 @@ export interface components {
             /** @description Where the build's live log streams, while it runs. */
             events?: string | null;
         };
+        /** @description A one-shot run's compile step: its own limits, output and end. */
+        CompileView: {
+            /**
+             * @description `success`, `failed` (the compiler exited non-zero), `timeout` or
+             *     `error` (a limit stopped it).
+             */
+            status: string;
+            /** @description The jail's detailed status (`ok`, `nonzero_exit`, `memory_limit`, …). */
+            jail_status?: string | null;
+            /** @description What the compiler printed (capped). */
+            stdout: string;
+            /** @description The compiler's diagnostics (capped). */
+            stderr: string;
+            /**
+             * Format: int32
+             * @description Exit code of the compiler.
+             */
+            exit_code?: number | null;
+            /**
+             * Format: int32
+             * @description Signal that killed it.
+             */
+            signal?: number | null;
+            error?: null | components["schemas"]["ErrorView"];
+            metrics?: null | components["schemas"]["MetricsView"];
+        };
         /** @description A key just created: the secret is shown this once. */
         CreatedKey: {
             /** @description The key's record. */
@@ -1022,15 +1072,20 @@ export interface components {
             /** @description Calling app. */
             app: string;
             /** @description What ran: `plugin` or `session`. */
-            kind: "plugin" | "session";
+            kind: "plugin" | "session" | "run";
             /** @description Plugin code (a plugin's execution; `null` for a session's). */
             plugin?: string | null;
             /** @description Version that ran (a plugin's execution; `null` for a session's). */
             version?: string | null;
             /** @description The session it ran in (a session's execution; `null` for a plugin's). */
             session?: string | null;
-            /** @description `python`, `javascript` or `shell` (a session's execution). */
-            language?: null | ("python" | "javascript" | "shell");
+            /**
+             * @description `python`, `javascript` or `shell` (a session's execution); also
+             *     `c`, `cpp` or `go` (a run).
+             */
+            language?: null | ("python" | "javascript" | "shell" | "c" | "cpp" | "go");
+            /** @description The template a run used (its packages and network), if any. */
+            template?: string | null;
             /** @description `script`, `handler` or `repl` (a session's execution). */
             run_mode?: null | ("script" | "handler" | "repl");
             /**
@@ -1105,6 +1160,7 @@ export interface components {
              * @description Wall-clock time of the call, ms.
              */
             duration_ms?: number | null;
+            compile?: null | components["schemas"]["CompileView"];
         };
         /**
          * @description One located problem: a JSON pointer into the request (`/name`,
@@ -1691,15 +1747,20 @@ export interface components {
                 /** @description Calling app. */
                 app: string;
                 /** @description What ran: `plugin` or `session`. */
-                kind: "plugin" | "session";
+                kind: "plugin" | "session" | "run";
                 /** @description Plugin code (a plugin's execution; `null` for a session's). */
                 plugin?: string | null;
                 /** @description Version that ran (a plugin's execution; `null` for a session's). */
                 version?: string | null;
                 /** @description The session it ran in (a session's execution; `null` for a plugin's). */
                 session?: string | null;
-                /** @description `python`, `javascript` or `shell` (a session's execution). */
-                language?: null | ("python" | "javascript" | "shell");
+                /**
+                 * @description `python`, `javascript` or `shell` (a session's execution); also
+                 *     `c`, `cpp` or `go` (a run).
+                 */
+                language?: null | ("python" | "javascript" | "shell" | "c" | "cpp" | "go");
+                /** @description The template a run used (its packages and network), if any. */
+                template?: string | null;
                 /** @description `script`, `handler` or `repl` (a session's execution). */
                 run_mode?: null | ("script" | "handler" | "repl");
                 /**
@@ -1774,6 +1835,7 @@ export interface components {
                  * @description Wall-clock time of the call, ms.
                  */
                 duration_ms?: number | null;
+                compile?: null | components["schemas"]["CompileView"];
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -2087,6 +2149,67 @@ export interface components {
              * @description Longest life of a box, seconds.
              */
             max_lifetime_secs: number;
+        };
+        /**
+         * @description A one-shot run: `code` (one file, named after the language) or `files`
+         *     (the first is the entry file).
+         */
+        RunBody: {
+            /** @description The app the run belongs to (admin keys; app keys run for their own). */
+            app?: string | null;
+            /** @description `python`, `javascript`, `shell`, `c`, `cpp` or `go`. */
+            language: "python" | "javascript" | "shell" | "c" | "cpp" | "go";
+            /** @description The program, as one file. */
+            code?: string | null;
+            /** @description The program's files, the entry file first (instead of `code`). */
+            files?: components["schemas"]["RunFileBody"][] | null;
+            /** @description Standard input. */
+            stdin?: string;
+            /** @description Arguments after the entry file. */
+            args?: string[];
+            /**
+             * @description The template (its packages and network); the language's built-in
+             *     when absent. Compiled languages take none.
+             */
+            template?: string | null;
+            /**
+             * @description Ask for the template's network (through the egress proxy); granted
+             *     only as far as the template allows and `run.network` permits, and
+             *     the run goes on without it otherwise.
+             */
+            network?: boolean;
+            /**
+             * Format: int64
+             * @description Wall clock of the run, ms (default and most: `run.*`).
+             */
+            timeout_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Memory of the run, MiB.
+             */
+            memory_mb?: number | null;
+            /**
+             * Format: int64
+             * @description Wall clock of the compile step, ms (C, C++, Go).
+             */
+            compile_timeout_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Memory of the compile step, MiB.
+             */
+            compile_memory_mb?: number | null;
+        };
+        /** @description One file of a run. */
+        RunFileBody: {
+            /**
+             * @description Relative to the workspace (`main.py`, `src/util.c`); no `..`, not
+             *     under `.warden/`, not `out` itself.
+             */
+            path: string;
+            /** @description The content, as `encoding` says. */
+            content: string;
+            /** @description `utf8` (default) or `base64`. */
+            encoding?: "utf8" | "base64";
         };
         /**
          * @description The runtimes, as the API names them.
@@ -4710,6 +4833,102 @@ export interface operations {
                 };
             };
             /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunBody"];
+            };
+        };
+        responses: {
+            /** @description The run's execution record, final (its `status` says how the program ended), or its event stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionView"];
+                };
+            };
+            /** @description The body cannot be read (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot run code; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located (no code, both `code` and `files`, bad paths, limits beyond `run.*`, an unknown template or one for another runtime, a template for a compiled language, unbuilt packages) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The node has `max_concurrent + max_queue` executions in flight (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
             503: {
                 headers: {
                     [name: string]: unknown;

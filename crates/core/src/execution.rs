@@ -82,11 +82,14 @@ names! {
         /// Its session ended (terminated, expired, its box died, the server
         /// stopped) before or while it ran.
         SessionEnded = "session_ended",
+        /// A one-shot run's compile step failed (its result says why); the
+        /// program did not run.
+        CompileError = "compile_error",
     }
 }
 
-/// What an execution runs: a plugin, or code in a sandbox session (one-shot
-/// runs become a variant here too), sharing the rest of the record.
+/// What an execution runs: a plugin, code in a sandbox session, or a
+/// one-shot run, sharing the rest of the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExecutionSource {
@@ -106,6 +109,14 @@ pub enum ExecutionSource {
         /// How it runs.
         mode: crate::session::RunMode,
     },
+    /// A one-shot program of the calling app (`POST /v1/run` and the
+    /// compatibility APIs).
+    Run {
+        /// Its language.
+        language: crate::run::RunLanguage,
+        /// The template it ran with (its packages and network), if any.
+        template: Option<String>,
+    },
 }
 
 impl ExecutionSource {
@@ -114,6 +125,7 @@ impl ExecutionSource {
         match self {
             ExecutionSource::Plugin { .. } => "plugin",
             ExecutionSource::Session { .. } => "session",
+            ExecutionSource::Run { .. } => "run",
         }
     }
 
@@ -121,7 +133,7 @@ impl ExecutionSource {
     pub fn plugin(&self) -> Option<(&str, &str)> {
         match self {
             ExecutionSource::Plugin { plugin, version } => Some((plugin, version)),
-            ExecutionSource::Session { .. } => None,
+            ExecutionSource::Session { .. } | ExecutionSource::Run { .. } => None,
         }
     }
 
@@ -129,7 +141,7 @@ impl ExecutionSource {
     pub fn session(&self) -> Option<&str> {
         match self {
             ExecutionSource::Session { session, .. } => Some(session),
-            ExecutionSource::Plugin { .. } => None,
+            ExecutionSource::Plugin { .. } | ExecutionSource::Run { .. } => None,
         }
     }
 }
@@ -238,6 +250,11 @@ pub struct ExecutionResult {
     /// out); the next cell starts a new one. Absent when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub interpreter_died: bool,
+    /// A one-shot run's compile step (C, C++, Go), with its own limits and
+    /// result: its output, exit code, figures and error. Absent for
+    /// everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<Box<ExecutionResult>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -265,6 +282,7 @@ impl ExecutionResult {
             warm: false,
             interpreter_restarted: false,
             interpreter_died: false,
+            compile: None,
         }
     }
 }
@@ -431,6 +449,33 @@ mod tests {
         assert_eq!(source.kind(), "session");
         assert_eq!(source.session(), Some("ses_1"));
         assert_eq!(source.plugin(), None);
+    }
+
+    #[test]
+    fn a_runs_compile_step_is_a_result_of_its_own() {
+        let mut r = ExecutionResult::platform_error("X", "y", None);
+        assert!(serde_json::to_value(&r).unwrap().get("compile").is_none());
+        let mut compile =
+            ExecutionResult::platform_error("ExitStatus", "exited with code 1", Some("nonzero_exit"));
+        compile.status = ResultStatus::Failed;
+        compile.stderr = "main.c:1: error".into();
+        r.compile = Some(Box::new(compile));
+        let doc = serde_json::to_value(&r).unwrap();
+        assert_eq!(doc["compile"]["stderr"], json!("main.c:1: error"));
+        assert_eq!(serde_json::from_value::<ExecutionResult>(doc).unwrap(), r);
+        assert!(
+            serde_json::from_value::<ExecutionResult>(
+                json!({"status": "failed", "compile": {"status": "maybe"}})
+            )
+            .is_err()
+        );
+        let source = ExecutionSource::Run {
+            language: crate::run::RunLanguage::Cpp,
+            template: None,
+        };
+        assert_eq!(source.kind(), "run");
+        assert_eq!((source.plugin(), source.session()), (None, None));
+        assert_eq!(ErrorKind::parse("compile_error"), Some(ErrorKind::CompileError));
     }
 
     #[test]

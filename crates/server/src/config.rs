@@ -106,6 +106,23 @@ keys! {
     "sessions.snapshot_max_mb", "WARDEN_SESSIONS_SNAPSHOT_MAX_MB", "1024", "Largest snapshot (the workspace's files together), MiB; a larger workspace's snapshot is refused (422) and the session keeps running.";
     "sessions.snapshot_every_secs", "WARDEN_SESSIONS_SNAPSHOT_EVERY_SECS", "600", "A live session active since its latest snapshot is snapshotted this often (only its newest scheduled snapshot is kept; explicit ones stay); what a restart or another node resumes from. 0: only explicit snapshots.";
     "sessions.resume_on_restart", "WARDEN_SESSIONS_RESUME_ON_RESTART", "true", "At start, a session this node ran that has a ready snapshot is resumed from its latest one (same id, new box); `false`, or no snapshot: it is marked `lost` with the reason.";
+    "run.default_timeout_ms", "WARDEN_RUN_DEFAULT_TIMEOUT_MS", "10000", "Wall clock of a one-shot run (`POST /v1/run`, Dify, Piston) that names none.";
+    "run.max_timeout_ms", "WARDEN_RUN_MAX_TIMEOUT_MS", "60000", "Longest wall clock a one-shot run may ask for; beyond it, 422 (400 on the compatibility paths).";
+    "run.default_memory_mb", "WARDEN_RUN_DEFAULT_MEMORY_MB", "256", "Memory of a one-shot run that names none, MiB.";
+    "run.max_memory_mb", "WARDEN_RUN_MAX_MEMORY_MB", "1024", "Most memory a one-shot run may ask for, MiB.";
+    "run.default_compile_timeout_ms", "WARDEN_RUN_DEFAULT_COMPILE_TIMEOUT_MS", "30000", "Wall clock of a compile step (C, C++, Go) that names none.";
+    "run.max_compile_timeout_ms", "WARDEN_RUN_MAX_COMPILE_TIMEOUT_MS", "120000", "Longest compile step a run may ask for.";
+    "run.default_compile_memory_mb", "WARDEN_RUN_DEFAULT_COMPILE_MEMORY_MB", "1024", "Memory of a compile step that names none, MiB.";
+    "run.max_compile_memory_mb", "WARDEN_RUN_MAX_COMPILE_MEMORY_MB", "2048", "Most memory a compile step may ask for, MiB.";
+    "run.max_files", "WARDEN_RUN_MAX_FILES", "64", "Most files of one run.";
+    "run.max_files_bytes", "WARDEN_RUN_MAX_FILES_BYTES", "2097152", "Most bytes of a run's files together.";
+    "run.max_stdin_bytes", "WARDEN_RUN_MAX_STDIN_BYTES", "1048576", "Most bytes of a run's standard input.";
+    "run.max_args", "WARDEN_RUN_MAX_ARGS", "256", "Most arguments of a run (each at most 4096 bytes).";
+    "run.network", "WARDEN_RUN_NETWORK", "true", "Whether runs that ask for network may reach the hosts their template allows (through the egress proxy); `false`: no run has network, and a run that asks runs without it.";
+    "compat.dify_template", "WARDEN_COMPAT_DIFY_TEMPLATE", "\"dify\"", "The template Dify's Python 3 runs use (created at start when missing: python with `requests`, `httpx`, `jinja2`; build it with `POST /v1/templates/dify/build`). Until its layer is built, runs use `python-basic` and say so in their log.";
+    "compat.piston_anonymous", "WARDEN_COMPAT_PISTON_ANONYMOUS", "false", "Let calls without a key use the Piston paths (`/api/v2/*`), recorded as app `compat.anonymous_app`, within `compat.piston_anonymous_per_minute`.";
+    "compat.piston_anonymous_per_minute", "WARDEN_COMPAT_PISTON_ANONYMOUS_PER_MINUTE", "60", "Anonymous Piston runs allowed per minute on this node (all callers together); beyond it, 429 `{\"message\"}`.";
+    "compat.anonymous_app", "WARDEN_COMPAT_ANONYMOUS_APP", "\"anonymous\"", "The app anonymous Piston runs are recorded under (their warm boxes are that app's).";
     "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
     "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
     "templates.max_disk_mb", "WARDEN_TEMPLATES_MAX_DISK_MB", "10240", "Largest `resources.disk_mb` a template may ask for (1024 to 1048576).";
@@ -203,6 +220,55 @@ impl Default for PolicySection {
     }
 }
 
+/// The layers section: where dependency layers are built from and kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayersSection {
+    /// Folder of layers (default: in the data folder).
+    pub dir: Option<PathBuf>,
+    /// The Python index.
+    pub pip_index_url: String,
+    /// Hosts a Python build may reach.
+    pub pip_index_hosts: Vec<String>,
+    /// The npm registry.
+    pub npm_registry: String,
+    /// Hosts a Node.js build may reach.
+    pub npm_registry_hosts: Vec<String>,
+    /// Air-gapped: build from this folder, no network.
+    pub folder: Option<PathBuf>,
+    /// Non-public addresses builds may reach.
+    pub allow_cidrs: Vec<String>,
+    /// Longest build.
+    pub build_timeout_secs: u64,
+    /// Largest layer, MiB.
+    pub max_size_mb: u64,
+    /// Builds at once.
+    pub max_builds: usize,
+    /// Unused layers go after this many days.
+    pub gc_unused_days: u64,
+    /// Most MiB of layers kept.
+    pub gc_max_total_mb: u64,
+}
+
+impl Default for LayersSection {
+    fn default() -> Self {
+        LayersSection {
+            dir: None,
+            pip_index_url: "https://pypi.org/simple".into(),
+            pip_index_hosts: vec!["pypi.org".into(), "files.pythonhosted.org".into()],
+            npm_registry: "https://registry.npmjs.org/".into(),
+            npm_registry_hosts: vec!["registry.npmjs.org".into()],
+            folder: None,
+            allow_cidrs: Vec::new(),
+            build_timeout_secs: 600,
+            max_size_mb: 1024,
+            max_builds: 2,
+            gc_unused_days: 30,
+            gc_max_total_mb: 20480,
+        }
+    }
+}
+
 /// The sessions section: what one session may ask for, the quotas of an
 /// app and of this node, and the caps of executions and files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,51 +355,102 @@ impl Default for SessionsSection {
     }
 }
 
-/// The layers section: where dependency layers are built from and kept.
+/// The run section: what one-shot runs (`POST /v1/run` and the
+/// compatibility APIs) may ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LayersSection {
-    /// Folder of layers (default: in the data folder).
-    pub dir: Option<PathBuf>,
-    /// The Python index.
-    pub pip_index_url: String,
-    /// Hosts a Python build may reach.
-    pub pip_index_hosts: Vec<String>,
-    /// The npm registry.
-    pub npm_registry: String,
-    /// Hosts a Node.js build may reach.
-    pub npm_registry_hosts: Vec<String>,
-    /// Air-gapped: build from this folder, no network.
-    pub folder: Option<PathBuf>,
-    /// Non-public addresses builds may reach.
-    pub allow_cidrs: Vec<String>,
-    /// Longest build.
-    pub build_timeout_secs: u64,
-    /// Largest layer, MiB.
-    pub max_size_mb: u64,
-    /// Builds at once.
-    pub max_builds: usize,
-    /// Unused layers go after this many days.
-    pub gc_unused_days: u64,
-    /// Most MiB of layers kept.
-    pub gc_max_total_mb: u64,
+pub struct RunSection {
+    /// Wall clock of a run that names none, ms.
+    pub default_timeout_ms: u64,
+    /// Longest run, ms.
+    pub max_timeout_ms: u64,
+    /// Memory of a run that names none, MiB.
+    pub default_memory_mb: u64,
+    /// Most memory of a run, MiB.
+    pub max_memory_mb: u64,
+    /// Wall clock of a compile step that names none, ms.
+    pub default_compile_timeout_ms: u64,
+    /// Longest compile step, ms.
+    pub max_compile_timeout_ms: u64,
+    /// Memory of a compile step that names none, MiB.
+    pub default_compile_memory_mb: u64,
+    /// Most memory of a compile step, MiB.
+    pub max_compile_memory_mb: u64,
+    /// Most files.
+    pub max_files: usize,
+    /// Most bytes of files.
+    pub max_files_bytes: usize,
+    /// Most bytes of stdin.
+    pub max_stdin_bytes: usize,
+    /// Most arguments.
+    pub max_args: usize,
+    /// Runs may have network.
+    pub network: bool,
 }
 
-impl Default for LayersSection {
+impl Default for RunSection {
     fn default() -> Self {
-        LayersSection {
-            dir: None,
-            pip_index_url: "https://pypi.org/simple".into(),
-            pip_index_hosts: vec!["pypi.org".into(), "files.pythonhosted.org".into()],
-            npm_registry: "https://registry.npmjs.org/".into(),
-            npm_registry_hosts: vec!["registry.npmjs.org".into()],
-            folder: None,
-            allow_cidrs: Vec::new(),
-            build_timeout_secs: 600,
-            max_size_mb: 1024,
-            max_builds: 2,
-            gc_unused_days: 30,
-            gc_max_total_mb: 20480,
+        let p = warden_core::RunPolicy::default();
+        RunSection {
+            default_timeout_ms: p.default_timeout_ms,
+            max_timeout_ms: p.max_timeout_ms,
+            default_memory_mb: p.default_memory_mb,
+            max_memory_mb: p.max_memory_mb,
+            default_compile_timeout_ms: p.default_compile_timeout_ms,
+            max_compile_timeout_ms: p.max_compile_timeout_ms,
+            default_compile_memory_mb: p.default_compile_memory_mb,
+            max_compile_memory_mb: p.max_compile_memory_mb,
+            max_files: p.max_files,
+            max_files_bytes: p.max_files_bytes,
+            max_stdin_bytes: p.max_stdin_bytes,
+            max_args: p.max_args,
+            network: p.network,
+        }
+    }
+}
+
+impl RunSection {
+    /// The core's policy these settings make.
+    pub fn policy(&self) -> warden_core::RunPolicy {
+        warden_core::RunPolicy {
+            default_timeout_ms: self.default_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+            default_memory_mb: self.default_memory_mb,
+            max_memory_mb: self.max_memory_mb,
+            default_compile_timeout_ms: self.default_compile_timeout_ms,
+            max_compile_timeout_ms: self.max_compile_timeout_ms,
+            default_compile_memory_mb: self.default_compile_memory_mb,
+            max_compile_memory_mb: self.max_compile_memory_mb,
+            max_files: self.max_files,
+            max_files_bytes: self.max_files_bytes,
+            max_stdin_bytes: self.max_stdin_bytes,
+            max_args: self.max_args,
+            network: self.network,
+        }
+    }
+}
+
+/// The compatibility section: Dify's sandbox API and Piston's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatSection {
+    /// The template of Dify's Python runs.
+    pub dify_template: String,
+    /// Piston paths without a key.
+    pub piston_anonymous: bool,
+    /// Anonymous Piston runs per minute on this node.
+    pub piston_anonymous_per_minute: u32,
+    /// The app anonymous runs are recorded under.
+    pub anonymous_app: String,
+}
+
+impl Default for CompatSection {
+    fn default() -> Self {
+        CompatSection {
+            dify_template: "dify".into(),
+            piston_anonymous: false,
+            piston_anonymous_per_minute: 60,
+            anonymous_app: "anonymous".into(),
         }
     }
 }
@@ -536,6 +653,10 @@ pub struct Config {
     pub objects: ObjectsSection,
     /// Nodes sharing the database.
     pub cluster: ClusterSection,
+    /// One-shot runs.
+    pub run: RunSection,
+    /// Compatibility APIs.
+    pub compat: CompatSection,
 }
 
 impl Default for Config {
@@ -563,6 +684,8 @@ impl Default for Config {
             layers: LayersSection::default(),
             objects: ObjectsSection::default(),
             cluster: ClusterSection::default(),
+            run: RunSection::default(),
+            compat: CompatSection::default(),
         }
     }
 }
@@ -740,6 +863,47 @@ impl Config {
                 "sessions.max_pending",
                 "sessions.max_pending and sessions.sweep_interval_ms must be at least 1",
             );
+        }
+        let r = &self.run;
+        if r.default_timeout_ms == 0 || r.default_timeout_ms > r.max_timeout_ms {
+            return bad(
+                "run.default_timeout_ms",
+                "must be between 1 and run.max_timeout_ms",
+            );
+        }
+        if r.default_compile_timeout_ms == 0 || r.default_compile_timeout_ms > r.max_compile_timeout_ms {
+            return bad(
+                "run.default_compile_timeout_ms",
+                "must be between 1 and run.max_compile_timeout_ms",
+            );
+        }
+        let min = warden_core::run::MIN_MEMORY_MB;
+        if r.default_memory_mb < min || r.default_memory_mb > r.max_memory_mb {
+            return bad(
+                "run.default_memory_mb",
+                &format!("must be between {min} and run.max_memory_mb"),
+            );
+        }
+        if r.default_compile_memory_mb < min || r.default_compile_memory_mb > r.max_compile_memory_mb {
+            return bad(
+                "run.default_compile_memory_mb",
+                &format!("must be between {min} and run.max_compile_memory_mb"),
+            );
+        }
+        if r.max_files == 0 {
+            return bad("run.max_files", "must be at least 1");
+        }
+        if self.compat.piston_anonymous && self.compat.piston_anonymous_per_minute == 0 {
+            return bad(
+                "compat.piston_anonymous_per_minute",
+                "must be at least 1 when compat.piston_anonymous is on",
+            );
+        }
+        if warden_core::template::grammar::check_id(&self.compat.anonymous_app).is_err() {
+            return bad("compat.anonymous_app", "must be an app id");
+        }
+        if warden_core::template::grammar::check_id(&self.compat.dify_template).is_err() {
+            return bad("compat.dify_template", "must be a template id");
         }
         if let Err(why) = self.templates.policy().check() {
             let (key, message) = why.split_once(": ").unwrap_or(("templates", &why));

@@ -68,13 +68,13 @@ struct Inflight {
 }
 
 /// A slot in the node's execution budget, released on drop.
-struct Permit {
+pub(crate) struct Permit {
     inflight: Arc<Inflight>,
     id: Option<String>,
 }
 
 impl Permit {
-    fn track(&mut self, id: &str) {
+    pub(crate) fn track(&mut self, id: &str) {
         self.inflight
             .ids
             .lock()
@@ -216,7 +216,7 @@ impl Executor {
         permit
     }
 
-    fn admit(&self) -> Result<Permit, ApiError> {
+    pub(crate) fn admit(&self) -> Result<Permit, ApiError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(ApiError::unavailable(
                 "this server is shutting down: retry on another node, or shortly",
@@ -239,6 +239,17 @@ impl Executor {
             ));
         }
         Ok(permit)
+    }
+
+    /// Wait for a running slot (shared by plugin executions and one-shot
+    /// runs); `None` once the executor has shut down.
+    pub(crate) async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// The node's name, recorded with the executions it runs.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     /// Verify and unpack `v`, compile its schemas once per package.
@@ -1011,6 +1022,7 @@ pub(crate) fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
         warm: r.warm,
         interpreter_restarted: false,
         interpreter_died: false,
+        compile: None,
     };
     (result, data)
 }

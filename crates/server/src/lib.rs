@@ -11,12 +11,14 @@ pub mod api;
 pub mod auth;
 pub mod builds;
 pub mod cluster;
+pub mod compat;
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod runs;
 pub mod sessions;
 pub mod sse;
 pub mod templates;
@@ -67,6 +69,10 @@ pub struct AppState {
     pub sessions: Arc<sessions::SessionManager>,
     /// This node among the nodes sharing the database.
     pub cluster: Arc<cluster::Cluster>,
+    /// One-shot runs (`POST /v1/run` and the compatibility APIs).
+    pub runs: Arc<runs::Runs>,
+    /// State of the compatibility APIs.
+    pub compat: Arc<compat::Compat>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -315,6 +321,22 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     })?;
     sessions.start_sweeper();
     cluster.start(sessions.clone());
+    let runs = Arc::new(runs::Runs::new(
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        templates.clone(),
+        builds.clone(),
+        exec.clone(),
+        config.run.policy(),
+    ));
+    match runs.ensure_dify_template(&config.compat.dify_template).await {
+        Ok(true) => {
+            tracing::info!(template = %config.compat.dify_template, "created the template of Dify's Python runs; build its packages with POST /v1/templates/{}/build", config.compat.dify_template)
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not create the template of Dify's Python runs"),
+    }
     let state = AppState {
         store,
         blobs,
@@ -324,6 +346,8 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         exec,
         sessions,
         cluster,
+        runs,
+        compat: Arc::default(),
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -399,6 +423,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
     let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
+    let run_limit = DefaultBodyLimit::max(run_body_limit(config));
     let s = &config.sessions;
     let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
     // A form's boundaries and headers beside the file.
@@ -426,6 +451,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(list_installations, install))
         .routes(routes!(upgrade, uninstall))
         .routes(routes!(execute).layer(event_limit))
+        .routes(routes!(runs::run).layer(run_limit))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
         .routes(routes!(get_artifact))
@@ -483,6 +509,12 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
             sessions::api::delete_file
         ),
     )
+}
+
+/// The largest body of a run: its files as base64 (4/3), stdin and
+/// arguments escaped in JSON, and room.
+fn run_body_limit(config: &Config) -> usize {
+    (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20)
 }
 
 /// Route `methods` at `axum_path` (a wildcard route) while the document
@@ -583,6 +615,7 @@ pub fn app(state: AppState) -> Router {
         // The UI reads the document served above (links fixed, see fix_links).
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .merge(console::router())
+        .merge(compat::router().layer(DefaultBodyLimit::max(run_body_limit(&state.config))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // A session another node runs: its requests go there.

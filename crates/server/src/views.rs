@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::{
-    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, ExecutionStatus, Installation,
-    Plugin, ResultMetrics, RunMode, SessionLanguage, Version,
+    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionResult, ExecutionSource, ExecutionStatus,
+    Installation, Plugin, ResultMetrics, ResultStatus, RunLanguage, RunMode, SessionLanguage, Version,
 };
 
 /// A plugin.
@@ -610,9 +610,13 @@ pub struct ExecutionView {
     pub version: Option<String>,
     /// The session it ran in (a session's execution; `null` for a plugin's).
     pub session: Option<String>,
-    /// `python`, `javascript` or `shell` (a session's execution).
+    /// `python`, `javascript` or `shell` (a session's execution); also
+    /// `c`, `cpp` or `go` (a run).
     #[schema(inline)]
-    pub language: Option<LanguageName>,
+    pub language: Option<ExecLanguage>,
+    /// The template a run used (its packages and network), if any.
+    #[serde(default)]
+    pub template: Option<String>,
     /// `script`, `handler` or `repl` (a session's execution).
     #[schema(inline)]
     pub run_mode: Option<RunModeName>,
@@ -667,6 +671,10 @@ pub struct ExecutionView {
     pub finished_at: Option<i64>,
     /// Wall-clock time of the call, ms.
     pub duration_ms: Option<f64>,
+    /// A run's compile step (C, C++, Go): when it did not succeed, the
+    /// program did not run (`error_kind` `compile_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<CompileView>,
 }
 
 impl From<ExecutionError> for ErrorView {
@@ -709,6 +717,106 @@ pub enum SourceKind {
     Plugin,
     /// Code in one of the app's sessions.
     Session,
+    /// A one-shot run (`POST /v1/run`, Dify's and Piston's APIs).
+    Run,
+}
+
+/// The language of a session's execution or of a one-shot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecLanguage {
+    /// Python 3.
+    Python,
+    /// JavaScript (Node.js).
+    Javascript,
+    /// bash.
+    Shell,
+    /// C (runs only).
+    C,
+    /// C++ (runs only).
+    Cpp,
+    /// Go (runs only).
+    Go,
+}
+
+impl From<SessionLanguage> for ExecLanguage {
+    fn from(l: SessionLanguage) -> ExecLanguage {
+        match l {
+            SessionLanguage::Python => ExecLanguage::Python,
+            SessionLanguage::Javascript => ExecLanguage::Javascript,
+            SessionLanguage::Shell => ExecLanguage::Shell,
+        }
+    }
+}
+
+impl From<RunLanguage> for ExecLanguage {
+    fn from(l: RunLanguage) -> ExecLanguage {
+        match l {
+            RunLanguage::Python => ExecLanguage::Python,
+            RunLanguage::Javascript => ExecLanguage::Javascript,
+            RunLanguage::Shell => ExecLanguage::Shell,
+            RunLanguage::C => ExecLanguage::C,
+            RunLanguage::Cpp => ExecLanguage::Cpp,
+            RunLanguage::Go => ExecLanguage::Go,
+        }
+    }
+}
+
+impl From<ExecLanguage> for RunLanguage {
+    fn from(l: ExecLanguage) -> RunLanguage {
+        match l {
+            ExecLanguage::Python => RunLanguage::Python,
+            ExecLanguage::Javascript => RunLanguage::Javascript,
+            ExecLanguage::Shell => RunLanguage::Shell,
+            ExecLanguage::C => RunLanguage::C,
+            ExecLanguage::Cpp => RunLanguage::Cpp,
+            ExecLanguage::Go => RunLanguage::Go,
+        }
+    }
+}
+
+/// A one-shot run's compile step: its own limits, output and end.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompileView {
+    /// `success`, `failed` (the compiler exited non-zero), `timeout` or
+    /// `error` (a limit stopped it).
+    pub status: String,
+    /// The jail's detailed status (`ok`, `nonzero_exit`, `memory_limit`, …).
+    pub jail_status: Option<String>,
+    /// What the compiler printed (capped).
+    pub stdout: String,
+    /// The compiler's diagnostics (capped).
+    pub stderr: String,
+    /// Exit code of the compiler.
+    pub exit_code: Option<i32>,
+    /// Signal that killed it.
+    pub signal: Option<i32>,
+    /// Why it did not succeed.
+    pub error: Option<ErrorView>,
+    /// Resource figures.
+    pub metrics: Option<MetricsView>,
+}
+
+impl From<ExecutionResult> for CompileView {
+    fn from(r: ExecutionResult) -> Self {
+        CompileView {
+            status: match r.status {
+                ResultStatus::Success => "success",
+                ResultStatus::Failed => "failed",
+                ResultStatus::Timeout => "timeout",
+                ResultStatus::Error => "error",
+                ResultStatus::Cancelled => "cancelled",
+            }
+            .into(),
+            jail_status: r.jail_status,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error.map(Into::into),
+            metrics: r.metrics.map(Into::into),
+        }
+    }
 }
 
 /// A session's languages.
@@ -778,9 +886,17 @@ impl From<RunMode> for RunModeName {
 
 impl From<Execution> for ExecutionView {
     fn from(e: Execution) -> Self {
+        let mut template = None;
         let (kind, plugin, version, session, language, run_mode) = match e.source {
             ExecutionSource::Plugin { plugin, version } => {
                 (SourceKind::Plugin, Some(plugin), Some(version), None, None, None)
+            }
+            ExecutionSource::Run {
+                language,
+                template: t,
+            } => {
+                template = t;
+                (SourceKind::Run, None, None, None, Some(language.into()), None)
             }
             ExecutionSource::Session {
                 session,
@@ -824,9 +940,12 @@ impl From<Execution> for ExecutionView {
             version,
             session,
             language,
+            template,
             run_mode,
+            compile: None,
         };
         if let Some(r) = e.result {
+            view.compile = r.compile.map(|c| CompileView::from(*c));
             view.jail_status = r.jail_status;
             view.return_value = r.return_value;
             view.stdout = r.stdout;

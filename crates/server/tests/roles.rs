@@ -59,6 +59,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("PUT", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("DELETE", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("POST", "/v1/apps/{app}/plugins/{code}/execute"), APP),
+        (("POST", "/v1/run"), APPS),
         (("GET", "/v1/executions"), APPS),
         (("GET", "/v1/executions/{id}"), EXEC),
         (("GET", "/v1/executions/{id}/artifacts/{index}"), EXEC),
@@ -137,6 +138,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("PUT", "/v1/apps/{app}/installations/{plugin}") => Some(json!({"version": "1.0.0"})),
         ("POST", "/v1/apps/{app}/plugins/{code}/execute") => Some(json!({"name": "roles"})),
         ("POST", "/v1/sessions/{id}/executions") => Some(json!({"language": "shell", "code": "echo roles"})),
+        ("POST", "/v1/run") => Some(json!({"language": "shell", "code": "echo roles"})),
         ("POST", "/v1/sessions/{id}/directories") => Some(json!({"path": "made"})),
         (_, p) if p.ends_with("/reject") => Some(json!({"reason": "roles test"})),
         ("POST", _) | ("PUT", _) => Some(json!({})),
@@ -349,5 +351,103 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         }
     }
     assert!(checked > 150, "only {checked} calls checked");
+    s.stop().await.unwrap();
+}
+
+/// The compatibility paths (outside the OpenAPI document): who may call
+/// them. Upstream's clients send one key, so these take app keys only
+/// (admin and developer keys get 403, no key 401); the health check and
+/// Piston's runtimes list are open, as upstream's are.
+fn compat_table() -> Vec<(&'static str, &'static str, Option<Value>, &'static [&'static str])> {
+    const APPS: &[&str] = &["app", "app2"];
+    const PUBLIC: &[&str] = &["public"];
+    vec![
+        ("GET", "/health", None, PUBLIC),
+        (
+            "POST",
+            "/v1/sandbox/run",
+            Some(json!({"language": "python3", "code": "print(1)", "preload": "", "enable_network": true})),
+            APPS,
+        ),
+        ("GET", "/v1/sandbox/dependencies?language=python3", None, APPS),
+        (
+            "GET",
+            "/v1/sandbox/dependencies/refresh?language=python3",
+            None,
+            APPS,
+        ),
+        (
+            "POST",
+            "/v1/sandbox/dependencies/update?language=python3",
+            Some(json!({})),
+            APPS,
+        ),
+        ("GET", "/api/v2/runtimes", None, PUBLIC),
+        (
+            "POST",
+            "/api/v2/execute",
+            Some(json!({"language": "bash", "version": "*", "files": [{"content": "echo roles"}]})),
+            APPS,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compat_endpoint_answers_every_role_as_its_table_says() {
+    let s = server().await;
+    let dev = s.key("developer", "mallory", None).await;
+    for id in ["shop", "blog"] {
+        s.expect(
+            Method::POST,
+            "/v1/apps",
+            &s.admin,
+            Some(json!({"id": id})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let app = s.key("app", "shop", Some("shop")).await;
+    let app2 = s.key("app", "blog", Some("blog")).await;
+    let keys = [
+        ("admin", s.admin.clone()),
+        ("dev", dev),
+        ("app", app),
+        ("app2", app2),
+    ];
+    let mut checked = 0;
+    for (method, path, body, allowed) in compat_table() {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let anonymous = s.call(m.clone(), path, None, body.clone()).await.status();
+        if allowed.contains(&"public") {
+            assert_eq!(anonymous, StatusCode::OK, "{method} {path} without a key");
+            checked += 1;
+            continue;
+        }
+        assert_eq!(
+            anonymous,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
+        for (role, key) in &keys {
+            // Upstream clients send X-Api-Key; bearer works too.
+            let r = s
+                .client
+                .request(m.clone(), s.url(path))
+                .header("X-Api-Key", key.as_str())
+                .json(body.as_ref().unwrap_or(&Value::Null))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            if allowed.contains(role) {
+                assert!(status.is_success(), "{method} {path} as {role}: {status} {text}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 + 5 * 4);
     s.stop().await.unwrap();
 }

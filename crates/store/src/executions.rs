@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use warden_core::store::ExecutionFilter;
 use warden_core::{
     ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page, QueuedCall,
-    RunMode, SessionLanguage, StoreError, model::now_ms,
+    RunLanguage, RunMode, SessionLanguage, StoreError, model::now_ms,
 };
 
 use crate::Backend;
@@ -26,7 +26,7 @@ use crate::query::{Where, page};
 macro_rules! columns {
     () => {
         "id, app, plugin, version, status, mode, node, error_kind, result, created_at, started_at, finished_at, \
-         duration_ms, source, session, language, run_mode"
+         duration_ms, source, session, language, run_mode, template"
     };
 }
 
@@ -49,6 +49,7 @@ struct ExecutionRow {
     session: Option<String>,
     language: Option<String>,
     run_mode: Option<String>,
+    template: Option<String>,
 }
 
 impl Record for ExecutionRow {
@@ -71,6 +72,15 @@ impl Record for ExecutionRow {
                     language: SessionLanguage::parse(&language)
                         .ok_or_else(|| unknown("language", &language))?,
                     mode: RunMode::parse(&mode).ok_or_else(|| unknown("run mode", &mode))?,
+                }
+            }
+            "run" => {
+                let language = self
+                    .language
+                    .ok_or_else(|| corrupt(&record, "a run without its language"))?;
+                ExecutionSource::Run {
+                    language: RunLanguage::parse(&language).ok_or_else(|| unknown("language", &language))?,
+                    template: self.template,
                 }
             }
             other => return Err(unknown("source", other)),
@@ -105,7 +115,7 @@ fn result_text(r: Option<&ExecutionResult>) -> Result<Option<String>> {
 /// Record an accepted execution through `ex`.
 async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: &Execution) -> Result<()> {
     let (plugin, version) = e.source.plugin().unwrap_or_default();
-    let (session, language, mode) = match &e.source {
+    let (session, language, mode, template) = match &e.source {
         ExecutionSource::Session {
             session,
             language,
@@ -114,13 +124,17 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
             Some(session.as_str()),
             Some(language.as_str()),
             Some(mode.as_str()),
+            None,
         ),
-        ExecutionSource::Plugin { .. } => (None, None, None),
+        ExecutionSource::Run { language, template } => {
+            (None, Some(language.as_str()), None, template.as_deref())
+        }
+        ExecutionSource::Plugin { .. } => (None, None, None, None),
     };
     sqlx::query(concat!(
         "INSERT INTO executions (",
         columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     ))
     .bind(&e.id)
     .bind(&e.app)
@@ -139,6 +153,7 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
     .bind(session)
     .bind(language)
     .bind(mode)
+    .bind(template)
     .execute(ex)
     .await?;
     Ok(())

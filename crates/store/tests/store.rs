@@ -14,9 +14,9 @@ use warden_core::store::{
 use warden_core::{
     Actor, ApiKey, Ecosystem, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Layer,
     LayerError, LayerStatus, LockedPackage, Node, PackageReq, QueuedCall, Registry, RegistryError, Revoked,
-    Role, RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus, SessionUsage,
-    Snapshot, SnapshotStatus, SnapshotTrigger, Store, StoreError, TemplateError, TemplatePolicy,
-    TemplateRuntime, Templates, VersionStatus,
+    Role, RunLanguage, RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus,
+    SessionUsage, Snapshot, SnapshotStatus, SnapshotTrigger, Store, StoreError, TemplateError,
+    TemplatePolicy, TemplateRuntime, Templates, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -167,6 +167,7 @@ both!(
     snapshots_move_once_and_are_listed_newest_first,
     nodes_beat_and_never_go_back_in_time,
     a_dead_nodes_session_is_claimed_by_one_node,
+    runs_are_ordinary_records_with_their_language_and_template,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2272,4 +2273,61 @@ async fn a_dead_nodes_session_is_claimed_by_one_node(ctx: Ctx) {
     assert!(!s.claim_session(&live.id, "dead", "dead").await.unwrap());
     assert!(!s.claim_session(&ended.id, "dead", "n0").await.unwrap());
     assert!(!s.claim_session("ses_nothing", "dead", "n0").await.unwrap());
+}
+
+async fn runs_are_ordinary_records_with_their_language_and_template(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for (language, template) in [
+        (RunLanguage::Python, Some("dify")),
+        (RunLanguage::Go, None),
+        (RunLanguage::Cpp, None),
+    ] {
+        let mut e = execution("shop", "", ExecutionStatus::Running);
+        e.source = ExecutionSource::Run {
+            language,
+            template: template.map(str::to_owned),
+        };
+        let mut compile = warden_core::ExecutionResult::platform_error("X", "y", None);
+        compile.stderr = "main.cpp:1: error".into();
+        let mut result =
+            warden_core::ExecutionResult::platform_error("CompileError", "did not compile", None);
+        result.compile = Some(Box::new(compile));
+        s.insert_execution(e.clone()).await.unwrap();
+        e.status = ExecutionStatus::Failed;
+        e.error_kind = Some(ErrorKind::CompileError);
+        e.result = Some(result);
+        e.finished_at = Some(now_ms());
+        assert!(s.update_execution(e.clone()).await.unwrap());
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+        ids.push(e.id);
+    }
+    let listed = s
+        .list_executions(ExecutionFilter {
+            app: Some("shop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 3);
+    assert!(listed.items.iter().all(|e| e.source.kind() == "run"));
+    // A run whose language is not one of the six is corrupt, and says so.
+    sqlx::query("UPDATE executions SET language = 'cobol' WHERE id = $1")
+        .bind(&ids[0])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[0]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
+    ));
+    sqlx::query("UPDATE executions SET language = NULL WHERE id = $1")
+        .bind(&ids[1])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[1]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("without its language")
+    ));
 }
