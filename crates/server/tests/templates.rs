@@ -170,7 +170,7 @@ async fn templates_are_created_replaced_deleted_and_listed() {
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["python-basic", "scraper"]);
+    assert_eq!(ids, ["dify", "python-basic", "scraper"]);
     let first = s
         .expect(
             Method::GET,
