@@ -319,6 +319,33 @@ impl SessionManager {
         })
     }
 
+    /// The live (creating or running) sessions recorded as `node`'s, every
+    /// page of them.
+    async fn live_sessions_of(&self, node: &str) -> R<Vec<Session>> {
+        let mut out = Vec::new();
+        for status in [SessionStatus::Creating, SessionStatus::Running] {
+            let mut cursor = None;
+            loop {
+                let page = self
+                    .store
+                    .list_sessions(warden_core::SessionFilter {
+                        node: Some(node.to_owned()),
+                        status: Some(status),
+                        cursor,
+                        limit: 500,
+                        ..Default::default()
+                    })
+                    .await?;
+                out.extend(page.items);
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// At start: every session this node ran and that had not ended is
     /// resumed from its latest ready snapshot (`sessions.resume_on_restart`)
     /// or marked `lost`, with the reason. Nothing else of it survived: its
@@ -327,27 +354,7 @@ impl SessionManager {
         // Scratch files of transfers the old process did not finish.
         let _ = std::fs::remove_dir_all(&self.scratch);
         let mut out = Recovered::default();
-        let mut mine = Vec::new();
-        for status in [SessionStatus::Creating, SessionStatus::Running] {
-            let mut cursor = None;
-            loop {
-                let page = self
-                    .store
-                    .list_sessions(warden_core::SessionFilter {
-                        node: Some(self.node.clone()),
-                        status: Some(status),
-                        cursor,
-                        limit: 500,
-                        ..Default::default()
-                    })
-                    .await?;
-                mine.extend(page.items);
-                cursor = page.next_cursor;
-                if cursor.is_none() {
-                    break;
-                }
-            }
-        }
+        let mine = self.live_sessions_of(&self.node).await?;
         if !mine.is_empty() {
             self.clean_slots().await;
         }
@@ -502,25 +509,13 @@ impl SessionManager {
         if self.closing.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        let mut theirs = Vec::new();
-        for status in [SessionStatus::Creating, SessionStatus::Running] {
-            match self
-                .store
-                .list_sessions(warden_core::SessionFilter {
-                    node: Some(dead.id.clone()),
-                    status: Some(status),
-                    limit: 500,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(page) => theirs.extend(page.items),
-                Err(e) => {
-                    tracing::warn!(node = %dead.id, error = %e, "a dead node's sessions could not be listed");
-                    return;
-                }
+        let theirs = match self.live_sessions_of(&dead.id).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(node = %dead.id, error = %e, "a dead node's sessions could not be listed");
+                return;
             }
-        }
+        };
         for s in theirs {
             match self.store.claim_session(&s.id, &dead.id, &self.node).await {
                 Ok(true) => {}
