@@ -28,10 +28,10 @@ use crate::stats;
 const CODE: &str = "vendor.greeting.say_hello";
 const EVENT: &str = r#"{"name": "bench"}"#;
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
-    admin: String,
+    pub(crate) base: String,
+    pub(crate) admin: String,
 }
 
 impl Drop for Server {
@@ -43,14 +43,14 @@ impl Drop for Server {
     }
 }
 
-fn raise_nofile() {
+pub(crate) fn raise_nofile() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut l = getrlimit(Resource::Nofile);
     l.current = l.maximum;
     let _ = setrlimit(Resource::Nofile, l);
 }
 
-fn start_server(warden: &Path, data: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
+pub(crate) fn start_server(warden: &Path, data: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
     let mut cmd = Command::new(warden);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -189,7 +189,7 @@ async fn records(c: &reqwest::Client, s: &Server, since: i64) -> anyhow::Result<
     Ok(ids)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -10,10 +10,12 @@
 
 use clap::{Parser, Subcommand};
 
+mod compat;
 mod handlers;
 mod http;
 mod jail;
 mod sessions;
+mod snapshots;
 mod stats;
 mod templates;
 
@@ -49,7 +51,9 @@ enum Bench {
         quick: bool,
     },
     /// Sandbox sessions in the runtime: start cost, executions per mode,
-    /// memory per idle session, against a bubblewrap box per execution.
+    /// memory per idle session, against a bubblewrap box per execution;
+    /// snapshot and restore of a 100 MiB workspace against the host's tar,
+    /// to and from the same object store.
     Sessions {
         /// Executions measured per mode.
         #[arg(long, default_value = "300")]
@@ -70,6 +74,20 @@ enum Bench {
         builds: usize,
         /// Box starts measured per variant.
         #[arg(long, default_value = "200")]
+        runs: usize,
+        /// A short smoke run.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The compatibility APIs: Dify-style Python 3 runs over HTTP with 1, 8
+    /// and 50 concurrent clients; Piston-style Python and C runs; against a
+    /// bubblewrap box per run.
+    Compat {
+        /// Seconds per concurrency level.
+        #[arg(long, default_value = "5")]
+        seconds: f64,
+        /// Sequential runs per one-at-a-time row.
+        #[arg(long, default_value = "100")]
         runs: usize,
         /// A short smoke run.
         #[arg(long)]
@@ -99,11 +117,19 @@ fn main() -> anyhow::Result<()> {
         Bench::Handlers { seconds, quick } => handlers::run(if quick { 0.3 } else { seconds }),
         Bench::Sessions { runs, idle, quick } => {
             let (runs, idle) = if quick { (10, 3) } else { (runs, idle) };
-            sessions::run(runs, idle)
+            sessions::run(runs, idle)?;
+            let (mib, snaps) = if quick { (8, 1) } else { (100, 5) };
+            let jail = warden_jail::Jail::new(warden_jail::JailConfig::default())?;
+            let runner = warden_runtime::Runner::new(jail, warden_runtime::RunnerConfig::default())?;
+            snapshots::run(&runner, mib, snaps)
         }
         Bench::Templates { builds, runs, quick } => {
             let (builds, runs) = if quick { (1, 10) } else { (builds, runs) };
             templates::run(builds, runs)
+        }
+        Bench::Compat { seconds, runs, quick } => {
+            let (seconds, runs) = if quick { (0.5, 5) } else { (seconds, runs) };
+            compat::run(seconds, runs)
         }
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };

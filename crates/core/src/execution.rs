@@ -79,11 +79,17 @@ names! {
         VersionUnavailable = "version_unavailable",
         /// Cancelled on request.
         Cancelled = "cancelled",
+        /// Its session ended (terminated, expired, its box died, the server
+        /// stopped) before or while it ran.
+        SessionEnded = "session_ended",
+        /// A one-shot run's compile step failed (its result says why); the
+        /// program did not run.
+        CompileError = "compile_error",
     }
 }
 
-/// What an execution runs. Plugins today; sessions and one-shot runs become
-/// variants here, sharing the rest of the record.
+/// What an execution runs: a plugin, code in a sandbox session, or a
+/// one-shot run, sharing the rest of the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExecutionSource {
@@ -94,6 +100,23 @@ pub enum ExecutionSource {
         /// The version accepted for the call (and run).
         version: String,
     },
+    /// Code run in a sandbox session of the calling app.
+    Session {
+        /// The session (`ses_…`).
+        session: String,
+        /// The code's language.
+        language: crate::session::SessionLanguage,
+        /// How it runs.
+        mode: crate::session::RunMode,
+    },
+    /// A one-shot program of the calling app (`POST /v1/run` and the
+    /// compatibility APIs).
+    Run {
+        /// Its language.
+        language: crate::run::RunLanguage,
+        /// The template it ran with (its packages and network), if any.
+        template: Option<String>,
+    },
 }
 
 impl ExecutionSource {
@@ -101,6 +124,24 @@ impl ExecutionSource {
     pub fn kind(&self) -> &'static str {
         match self {
             ExecutionSource::Plugin { .. } => "plugin",
+            ExecutionSource::Session { .. } => "session",
+            ExecutionSource::Run { .. } => "run",
+        }
+    }
+
+    /// The plugin and version, for a plugin's execution.
+    pub fn plugin(&self) -> Option<(&str, &str)> {
+        match self {
+            ExecutionSource::Plugin { plugin, version } => Some((plugin, version)),
+            ExecutionSource::Session { .. } | ExecutionSource::Run { .. } => None,
+        }
+    }
+
+    /// The session, for an execution in one.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            ExecutionSource::Session { session, .. } => Some(session),
+            ExecutionSource::Plugin { .. } | ExecutionSource::Run { .. } => None,
         }
     }
 }
@@ -200,6 +241,24 @@ pub struct ExecutionResult {
     /// Served by a warm box.
     #[serde(default)]
     pub warm: bool,
+    /// A stateful cell found its session's interpreter dead (a crash or a
+    /// timeout of an earlier cell) and ran in a new one: the state (variables,
+    /// imports, open files) was lost. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interpreter_restarted: bool,
+    /// The session's interpreter ended with this cell (it crashed or timed
+    /// out); the next cell starts a new one. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interpreter_died: bool,
+    /// A one-shot run's compile step (C, C++, Go), with its own limits and
+    /// result: its output, exit code, figures and error. Absent for
+    /// everything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<Box<ExecutionResult>>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ExecutionResult {
@@ -221,6 +280,9 @@ impl ExecutionResult {
             metrics: None,
             artifacts: Vec::new(),
             warm: false,
+            interpreter_restarted: false,
+            interpreter_died: false,
+            compile: None,
         }
     }
 }
@@ -363,6 +425,57 @@ mod tests {
         assert_eq!(r.error.as_ref().unwrap().violations[0].location, "/n");
         assert!(r.artifacts[0].stored && !r.artifacts[1].stored);
         assert_eq!(serde_json::to_value(&r).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_sessions_interpreter_notes_appear_only_when_set() {
+        let mut r = ExecutionResult::platform_error("X", "y", None);
+        assert!(
+            serde_json::to_value(&r)
+                .unwrap()
+                .get("interpreter_died")
+                .is_none()
+        );
+        r.interpreter_restarted = true;
+        let doc = serde_json::to_value(&r).unwrap();
+        assert_eq!(doc["interpreter_restarted"], json!(true));
+        assert!(doc.get("interpreter_died").is_none());
+        assert_eq!(serde_json::from_value::<ExecutionResult>(doc).unwrap(), r);
+        let source = ExecutionSource::Session {
+            session: "ses_1".into(),
+            language: crate::session::SessionLanguage::Python,
+            mode: crate::session::RunMode::Repl,
+        };
+        assert_eq!(source.kind(), "session");
+        assert_eq!(source.session(), Some("ses_1"));
+        assert_eq!(source.plugin(), None);
+    }
+
+    #[test]
+    fn a_runs_compile_step_is_a_result_of_its_own() {
+        let mut r = ExecutionResult::platform_error("X", "y", None);
+        assert!(serde_json::to_value(&r).unwrap().get("compile").is_none());
+        let mut compile =
+            ExecutionResult::platform_error("ExitStatus", "exited with code 1", Some("nonzero_exit"));
+        compile.status = ResultStatus::Failed;
+        compile.stderr = "main.c:1: error".into();
+        r.compile = Some(Box::new(compile));
+        let doc = serde_json::to_value(&r).unwrap();
+        assert_eq!(doc["compile"]["stderr"], json!("main.c:1: error"));
+        assert_eq!(serde_json::from_value::<ExecutionResult>(doc).unwrap(), r);
+        assert!(
+            serde_json::from_value::<ExecutionResult>(
+                json!({"status": "failed", "compile": {"status": "maybe"}})
+            )
+            .is_err()
+        );
+        let source = ExecutionSource::Run {
+            language: crate::run::RunLanguage::Cpp,
+            template: None,
+        };
+        assert_eq!(source.kind(), "run");
+        assert_eq!((source.plugin(), source.session()), (None, None));
+        assert_eq!(ErrorKind::parse("compile_error"), Some(ErrorKind::CompileError));
     }
 
     #[test]

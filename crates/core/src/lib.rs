@@ -1,6 +1,6 @@
 //! Warden's platform core: plugins and their versions, the review lifecycle,
 //! apps and installations, executions, templates and their dependency
-//! layers, and the audit trail.
+//! layers, sandbox sessions, one-shot runs, and the audit trail.
 //!
 //! The core decides; it does not store (the [`store::Store`] and
 //! [`store::Blobs`] traits, implemented by `warden-store`) and it does not
@@ -51,6 +51,8 @@ pub mod layer;
 pub mod lifecycle;
 pub mod model;
 pub mod registry;
+pub mod run;
+pub mod session;
 pub mod snapshot;
 pub mod store;
 pub mod template;
@@ -64,10 +66,15 @@ pub use layer::{Layer, LayerError, LayerStatus, LockedPackage, layer_id};
 pub use lifecycle::{Action, LifecycleError, VersionStatus};
 pub use model::{Actor, ApiKey, App, AuditEvent, Installation, Plugin, Role, Version};
 pub use registry::{GoBuilder, Registry, RegistryError};
+pub use run::{NewRun, RunFile, RunLanguage, RunPlan, RunPolicy, RunTemplate};
+pub use session::{
+    RunMode, Session, SessionFilter, SessionLanguage, SessionPolicy, SessionQuota, SessionResources,
+    SessionStatus, SessionUsage,
+};
 pub use snapshot::{Node, Snapshot, SnapshotStatus, SnapshotTrigger};
 pub use store::{
     AuditFilter, Blobs, Counts, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page,
-    PluginFilter, Revoked, SnapshotFilter, Store, StoreError, TemplateFilter, Transition,
+    PluginFilter, Revoked, SessionMove, SnapshotFilter, Store, StoreError, TemplateFilter, Transition,
 };
 pub use template::{
     Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,

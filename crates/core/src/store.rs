@@ -14,6 +14,7 @@ use crate::execution::{Execution, ExecutionStatus, QueuedCall};
 use crate::layer::{Layer, LayerStatus};
 use crate::lifecycle::VersionStatus;
 use crate::model::{ApiKey, App, AuditEvent, Installation, Plugin, Version};
+use crate::session::{Session, SessionFilter, SessionStatus, SessionUsage};
 use crate::snapshot::{Node, Snapshot, SnapshotStatus};
 use crate::template::{Template, TemplateRuntime};
 
@@ -172,6 +173,8 @@ pub struct ExecutionFilter {
     pub plugin: Option<String>,
     /// Only this version's.
     pub version: Option<String>,
+    /// Only this session's.
+    pub session: Option<String>,
     /// Only in this state.
     pub status: Option<ExecutionStatus>,
     /// Created at or after.
@@ -247,7 +250,22 @@ pub struct SnapshotFilter {
 
 type R<T> = Result<T, StoreError>;
 
-/// Records: plugins, versions, apps, installations, executions, audit, keys.
+/// A session's state change, applied only if it is still in one of `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionMove {
+    /// The states it may be in (it is read in one of them).
+    pub from: Vec<SessionStatus>,
+    /// The new state.
+    pub to: SessionStatus,
+    /// Why (stored as its status reason; every final state has one).
+    pub reason: Option<String>,
+    /// When, Unix ms: `started_at` when it starts running, `ended_at` when
+    /// it ends.
+    pub at: i64,
+}
+
+/// Records: plugins, versions, apps, installations, executions, templates
+/// and layers, sessions, audit, keys.
 pub trait Store: Send + Sync + 'static {
     /// The backend answers.
     fn ping(&self) -> impl Future<Output = R<()>> + Send;
@@ -357,6 +375,35 @@ pub trait Store: Send + Sync + 'static {
     /// queue stay there, for any node to start. Returns how many were
     /// marked.
     fn interrupt_unfinished(&self, node: &str, reason: &str) -> impl Future<Output = R<u64>> + Send;
+    /// Record a new session (normally `creating`). `Conflict` when its id
+    /// exists.
+    fn insert_session(&self, s: Session) -> impl Future<Output = R<()>> + Send;
+    /// One session.
+    fn get_session(&self, id: &str) -> impl Future<Output = R<Option<Session>>> + Send;
+    /// Sessions, newest first.
+    fn list_sessions(&self, filter: SessionFilter) -> impl Future<Output = R<Page<Session>>> + Send;
+    /// Move session `id` to `m.to` if it is still in one of `m.from`
+    /// (compare-and-set): the session as moved, or `None` when it was not
+    /// in `m.from` (another request or node moved it first). `NotFound`
+    /// when there is no such session.
+    fn move_session(&self, id: &str, m: SessionMove) -> impl Future<Output = R<Option<Session>>> + Send;
+    /// Record activity in a live session: `last_active_at` becomes `at`
+    /// (never earlier than it was) and `executions` grows by `executions`.
+    fn touch_session(&self, id: &str, at: i64, executions: u64) -> impl Future<Output = R<()>> + Send;
+    /// Delete an ended session's record (its executions stay). False when
+    /// there is no such session; `Conflict` while it is live.
+    fn delete_session(&self, id: &str) -> impl Future<Output = R<bool>> + Send;
+    /// Live sessions (`creating`, `running`) and what they reserved, of
+    /// `app` (or of every app), on every node.
+    fn session_usage(&self, app: Option<&str>) -> impl Future<Output = R<SessionUsage>> + Send;
+    /// Mark `node`'s live sessions `lost` with `reason` at `at` (at start-up:
+    /// their boxes died with the process that ran them). Returns how many.
+    fn lose_sessions(&self, node: &str, reason: &str, at: i64) -> impl Future<Output = R<u64>> + Send;
+    /// Move a live session from node `from` to node `to` (compare-and-set
+    /// on its node: of several nodes taking over a dead one's session, one
+    /// wins). True for the winner.
+    fn claim_session(&self, id: &str, from: &str, to: &str) -> impl Future<Output = R<bool>> + Send;
+
     /// Versions per state, and how many plugins have an active version.
     fn counts(&self) -> impl Future<Output = R<Counts>> + Send;
 

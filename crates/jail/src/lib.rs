@@ -56,8 +56,8 @@ pub use spec::{
 };
 pub use supervise::{Bounds, Capture, Ended, KilledFor, NoSink, Observed, OutputSink, Stream, classify};
 pub use workspace::{
-    BoxDir, BoxFileError, CopyLimits, CopyReport, EmptyBudget, FileMeta, WalkLimits, WalkReport,
-    WorkspaceFile, escape_name,
+    BoxDir, BoxFileError, CopyLimits, CopyReport, EmptyBudget, EntryInfo, EntryKind, FileMeta, WalkLimits,
+    WalkReport, WorkspaceFile, escape_name,
 };
 
 use crate::seccomp::{CompiledProfile, Profile};

@@ -13,16 +13,16 @@
 //! jail's `BoxDir` (links recreated, never followed) into a temporary
 //! directory renamed into place, so a half-built layer is never visible.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use warden_jail::{
-    Bind, BoxSpec, CopyLimits, Egress, EgressNet, Limits, MIB, MountSpec, OutputLimitAction, OutputSink,
-    PROXY_PORT, Status, Stream, WorkspaceSpec,
+    Bind, BoxSpec, CopyLimits, Limits, MIB, MountSpec, OutputLimitAction, OutputSink, Status, Stream,
+    WorkspaceSpec,
 };
 
+use crate::door::{Door, DoorError};
 use crate::{OutputTap, RunnerInner, RuntimeError, artifacts};
 
 /// Where a layer is mounted in boxes.
@@ -342,21 +342,13 @@ pub(crate) fn build(rt: &RunnerInner, b: LayerBuild<'_>) -> Result<BuiltLayer, L
                 LayerRuntime::Python => argv.extend(["--index-url".into(), url.clone()]),
                 LayerRuntime::Node => argv.extend(["--registry".into(), url.clone()]),
             }
-            let net = EgressNet::create(PROXY_PORT).map_err(|e| internal(&e))?;
-            let mut policy = warden_egress::Policy::new(hosts.iter().map(String::as_str))
-                .map_err(|e| fail(None, format!("the index's hosts: {e}"), ""))?;
-            for cidr in allow_cidrs {
-                policy = policy
-                    .allow_cidr(cidr)
-                    .map_err(|e| fail(None, format!("an allowed address range: {e}"), ""))?;
-            }
-            let listener: TcpListener = net.listener.try_clone().map_err(|e| internal(&e))?;
-            let proxy = warden_egress::serve(listener, policy).map_err(|e| internal(&e))?;
-            let proxy_url = format!("http://127.0.0.1:{}", net.port);
-            for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-                env.push((k.into(), proxy_url.clone()));
-            }
-            egress = Some((net, proxy));
+            let door = Door::open(hosts, allow_cidrs).map_err(|e| match e {
+                DoorError::Hosts(e) => fail(None, format!("the index's hosts: {e}"), ""),
+                DoorError::Cidr(e) => fail(None, format!("an allowed address range: {e}"), ""),
+                DoorError::Setup(_) => internal(&e),
+            })?;
+            env.extend(door.env());
+            egress = Some(door);
         }
         PackageSource::Folder(dir) => {
             binds.push(Bind {
@@ -415,19 +407,16 @@ pub(crate) fn build(rt: &RunnerInner, b: LayerBuild<'_>) -> Result<BuiltLayer, L
         tmp_bytes: b.limits.disk_bytes,
     };
     spec.on_output_limit = OutputLimitAction::Truncate;
-    if let Some((net, _)) = &egress {
-        spec.egress = Some(Egress {
-            netns: net.netns.try_clone().map_err(|e| internal(&e))?,
-            port: net.port,
-        });
+    if let Some(door) = &egress {
+        spec.egress = Some(door.egress().map_err(|e| internal(&e))?);
     }
     let (outcome, handle) = handle
         .run(spec, &mut Tap(b.progress.as_ref()))
         .map_err(|e| internal(&e))?;
     let mut log = String::from_utf8_lossy(&outcome.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&outcome.stderr));
-    let mut refused = if let Some((_, proxy)) = egress {
-        let report = proxy.stop();
+    let mut refused = if let Some(door) = egress {
+        let report = door.stop();
         let mut refused = Vec::new();
         for c in &report.connections {
             let verdict = match &c.verdict {

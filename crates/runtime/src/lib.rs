@@ -18,12 +18,14 @@
 mod admission;
 mod artifacts;
 mod cold;
+mod door;
 mod gobuild;
 pub mod layers;
 mod livecall;
 mod pycache;
 mod result;
 pub mod runtimes;
+pub mod script;
 pub mod session;
 mod warm;
 
@@ -222,6 +224,10 @@ pub enum RuntimeError {
     /// Setting up a call's channels failed.
     #[error("preparing the call ({0})")]
     Channel(#[source] std::io::Error),
+    /// A one-shot program cannot be run as given (a file path, a missing
+    /// toolchain): the platform checks these first, so this is a backstop.
+    #[error("the program cannot be run: {0}")]
+    BadScript(String),
     /// A Go build failed; the errors are located.
     #[error("go build failed: {}", .errors.iter().map(|e| if e.file.is_empty() { e.message.clone() } else { format!("{}:{}: {}", e.file, e.line, e.message) }).collect::<Vec<_>>().join("; "))]
     BuildFailed {
@@ -246,6 +252,8 @@ pub(crate) struct RunnerInner {
     pub admission: admission::Admission,
     pub pool: warm::WarmPool,
     pub builds: admission::Admission,
+    /// The runtimes of one-shot programs (Python, JavaScript).
+    pub script_defs: Vec<(script::ScriptLanguage, Arc<RuntimeDef>)>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -274,7 +282,9 @@ impl Runner {
         {
             tracing::warn!(error = %e, "the Python wrapper is not precompiled: Python boxes will compile it themselves (more memory per warm box, slower cold calls)");
         }
+        let script_defs = script::defs(&defs);
         let inner = Arc::new(RunnerInner {
+            script_defs,
             admission: admission::Admission::new(
                 config.max_concurrent,
                 config.max_queue,
@@ -372,6 +382,14 @@ impl Runner {
         layers::build(&self.inner, b)
     }
 
+    /// Run a one-shot program (see [`script`]): warm for Python and
+    /// JavaScript when a box of the tenant is free, compiled first for C,
+    /// C++ and Go. Waits in the bounded queue when every slot is busy.
+    pub fn run_script(&self, s: &script::Script) -> Result<script::ScriptOutcome, RuntimeError> {
+        let _permit = self.inner.admission.enter()?;
+        script::run(&self.inner, s)
+    }
+
     /// Start a sandbox session's box (see [`session`]).
     pub fn start_session(&self, spec: session::SessionSpec) -> Result<session::SessionBox, RuntimeError> {
         session::start(&self.inner, spec)
@@ -434,59 +452,79 @@ impl RunnerInner {
         wall: Duration,
     ) -> BoxSpec {
         let argv = def.argv(mode, &code.entrypoint, &code.handler);
-        let mut spec = BoxSpec::command(argv);
-        let mut binds = warden_jail::system_binds();
-        binds.extend(def.binds.iter().map(|b| Bind::same(b)));
+        let mut binds: Vec<Bind> = def.binds.iter().map(|b| Bind::same(b)).collect();
         binds.push(Bind {
             host: code.dir.clone(),
             target: PathBuf::from("/code"),
             optional: false,
         });
-        if def.protocol == Protocol::Wrapper {
+        if matches!(def.protocol, Protocol::Wrapper | Protocol::Script) {
             binds.push(Bind {
                 host: self.wrappers.clone(),
                 target: PathBuf::from("/warden"),
                 optional: false,
             });
         }
-        let layer_env = code.layer.as_ref().map(|l| {
-            let (bind, env) = l.bind_and_env();
-            binds.push(bind);
-            env
-        });
-        spec.mounts = MountSpec {
-            ro_binds: binds,
-            workspace: Some(WorkspaceSpec {
-                size_bytes: limits.workspace_bytes,
-            }),
-        };
-        spec.cwd = PathBuf::from("/workspace");
-        spec.env.retain(|(k, _)| k != "HOME");
-        spec.env.push(("HOME".into(), "/workspace".into()));
-        for (k, v) in &def.env {
-            spec.env.push((k.into(), v.into()));
-        }
-        if let Some((k, v)) = layer_env {
-            spec.env.retain(|(key, _)| key.to_str() != Some(k.as_str()));
-            spec.env.push((k.into(), v.into()));
-        }
-        spec.limits = Limits {
-            wall_time: wall,
-            cpu_time: Some(limits.cpu_time),
-            memory_bytes: Some(limits.memory_bytes),
-            pids: Some(limits.pids),
-            cpu_cores: Some(1.0),
-            file_size_bytes: limits.workspace_bytes.max(MIB),
-            open_files: 256,
-            stack_bytes: 8 * MIB,
-            output_bytes: limits.output_bytes,
-            tmp_bytes: 64 * MIB,
-        };
+        let env: Vec<(&str, &str)> = def.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut spec = jail_spec(argv, binds, code.layer.as_ref(), &env, limits, wall);
         spec.seccomp_profile = def.seccomp_profile.clone();
-        spec.on_output_limit = OutputLimitAction::Truncate;
-        spec.stdin = Stdin::Null;
         spec
     }
+}
+
+/// A box running `argv` in its workspace (`/workspace`, of the call's size,
+/// also its `HOME`), with the system's read-only binds plus `binds`, the
+/// dependency layer (and the variable that finds it) when there is one,
+/// `env` added, the call's limits and `wall` as its wall clock; output past
+/// the cap is dropped, stdin is empty. The one place a call's box is
+/// described.
+pub(crate) fn jail_spec(
+    argv: Vec<String>,
+    binds: Vec<Bind>,
+    layer: Option<&layers::LayerMount>,
+    env: &[(&str, &str)],
+    limits: &CallLimits,
+    wall: Duration,
+) -> BoxSpec {
+    let mut spec = BoxSpec::command(argv);
+    let mut all = warden_jail::system_binds();
+    all.extend(binds);
+    let layer_env = layer.map(|l| {
+        let (bind, env) = l.bind_and_env();
+        all.push(bind);
+        env
+    });
+    spec.mounts = MountSpec {
+        ro_binds: all,
+        workspace: Some(WorkspaceSpec {
+            size_bytes: limits.workspace_bytes,
+        }),
+    };
+    spec.cwd = PathBuf::from("/workspace");
+    spec.env.retain(|(k, _)| k != "HOME");
+    spec.env.push(("HOME".into(), "/workspace".into()));
+    for (k, v) in env {
+        spec.env.push((k.into(), v.into()));
+    }
+    if let Some((k, v)) = layer_env {
+        spec.env.retain(|(key, _)| key.to_str() != Some(k.as_str()));
+        spec.env.push((k.into(), v.into()));
+    }
+    spec.limits = Limits {
+        wall_time: wall,
+        cpu_time: Some(limits.cpu_time),
+        memory_bytes: Some(limits.memory_bytes),
+        pids: Some(limits.pids),
+        cpu_cores: Some(1.0),
+        file_size_bytes: limits.workspace_bytes.max(MIB),
+        open_files: 256,
+        stack_bytes: 8 * MIB,
+        output_bytes: limits.output_bytes,
+        tmp_bytes: 64 * MIB,
+    };
+    spec.on_output_limit = OutputLimitAction::Truncate;
+    spec.stdin = Stdin::Null;
+    spec
 }
 
 /// A pipe for a call's output (the host keeps the read end).

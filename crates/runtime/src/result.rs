@@ -168,6 +168,7 @@ pub(crate) fn assemble(
         match protocol {
             Protocol::Wrapper => wrapper_result(&o, result_doc, result_cap),
             Protocol::Stdio => stdio_result(&o),
+            Protocol::Script => script_result(&o, result_doc),
             Protocol::Raw => {
                 if o.status == Status::Ok {
                     (CallStatus::Success, None, None)
@@ -311,6 +312,27 @@ fn wrapper_result(o: &RunOutcome, doc: Option<Vec<u8>>, cap: usize) -> Decision 
             )),
         ),
     }
+}
+
+/// A program's exit status is its result; a wrapper document appears only
+/// when Warden's runner could not start the program (and says why).
+fn script_result(o: &RunOutcome, doc: Option<Vec<u8>>) -> Decision {
+    let runner_error = doc
+        .filter(|d| !d.is_empty())
+        .and_then(|d| serde_json::from_slice::<WrapperDoc>(&d).ok())
+        .and_then(|d| d.error);
+    if let Some(e) = runner_error {
+        return (CallStatus::Failed, None, Some(e));
+    }
+    if o.status == Status::Ok {
+        return (CallStatus::Success, None, None);
+    }
+    let code = o.exit_code.unwrap_or(-1);
+    (
+        CallStatus::Failed,
+        None,
+        Some(err("ExitStatus", format!("exited with code {code}"))),
+    )
 }
 
 fn stdio_result(o: &RunOutcome) -> Decision {

@@ -21,6 +21,11 @@ pub enum Protocol {
     Stdio,
     /// No protocol: argv runs as given.
     Raw,
+    /// A one-shot program ([`crate::script`]): the wrapper loads Warden's
+    /// program runner as the handler and the event carries the program;
+    /// the program's exit status is the result. The wrapper writes a
+    /// document only when the runner itself fails (an unusable event).
+    Script,
 }
 
 /// How calls can be served warm.
@@ -107,6 +112,8 @@ const WRAPPERS: &[(&str, &str)] = &[
         "node/warden_repl.mjs",
         include_str!("../wrappers/node/warden_repl.mjs"),
     ),
+    ("script/run.py", include_str!("../wrappers/script/run.py")),
+    ("script/run.cjs", include_str!("../wrappers/script/run.cjs")),
 ];
 
 /// Write the wrappers under `dir` (world-readable: boxes run as other uids).

@@ -24,10 +24,11 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
 use serde::{Deserialize, Serialize};
 use warden_jail::{
-    Bind, Bounds, BoxDir, Egress, EgressNet, JailError, Limits, MIB, MountSpec, OutputLimitAction,
-    PROXY_PORT, RunningBox, Stdin, WorkspaceSpec, classify,
+    Bind, Bounds, BoxDir, JailError, Limits, MIB, MountSpec, OutputLimitAction, RunningBox, Stdin,
+    WorkspaceSpec, classify,
 };
 
+use crate::door::{Door, DoorError};
 use crate::layers::LayerMount;
 use crate::livecall::{self, LiveCall, NotSent};
 use crate::result::{self, HandlerResult};
@@ -170,7 +171,7 @@ struct Inner {
     agent_pid: i32,
     /// The agent's own stderr (non-blocking): its last words if it dies.
     agent_err: OwnedFd,
-    proxy: Option<(EgressNet, warden_egress::ProxyHandle)>,
+    proxy: Option<Door>,
 }
 
 /// A session's box. Executions run one at a time; a cancel may come from
@@ -239,22 +240,16 @@ pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, R
     let mut proxy = None;
     if !spec.egress.is_empty() {
         binds.push(Bind::same("/etc/ssl/certs"));
-        let net = EgressNet::create(PROXY_PORT)?;
-        let policy = warden_egress::Policy::new(spec.egress.iter().map(String::as_str)).map_err(|e| {
-            RuntimeError::Channel(std::io::Error::other(format!("the session's allow-list: {e}")))
+        let door = Door::open(&spec.egress, &[]).map_err(|e| match e {
+            DoorError::Hosts(e) => {
+                RuntimeError::Channel(std::io::Error::other(format!("the session's allow-list: {e}")))
+            }
+            e => channel(e),
         })?;
-        let listener = net.listener.try_clone().map_err(RuntimeError::Channel)?;
-        let handle = warden_egress::serve(listener, policy).map_err(channel)?;
-        let url = format!("http://127.0.0.1:{}", net.port);
-        for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-            env.push((k.into(), url.clone()));
-        }
+        env.extend(door.env());
         env.push(("NODE_EXTRA_CA_CERTS".into(), crate::layers::HOST_CA_BUNDLE.into()));
-        box_spec.egress = Some(Egress {
-            netns: net.netns.try_clone().map_err(RuntimeError::Channel)?,
-            port: net.port,
-        });
-        proxy = Some((net, handle));
+        box_spec.egress = Some(door.egress().map_err(channel)?);
+        proxy = Some(door);
     }
     env.extend(spec.env.iter().cloned());
     for (k, v) in env {
@@ -496,7 +491,7 @@ impl SessionBox {
     pub fn terminate(&self) -> Option<warden_egress::Report> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         inner.running.kill();
-        let report = inner.proxy.map(|(_, p)| p.stop());
+        let report = inner.proxy.map(Door::stop);
         drop(inner.running);
         report
     }

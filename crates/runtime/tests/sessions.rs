@@ -321,3 +321,21 @@ fn a_terminated_session_runs_nothing() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_session_granted_egress_gives_its_scripts_the_proxy() {
+    let s = session(SessionSpec {
+        egress: vec!["example.com:443".into()],
+        ..SessionSpec::default()
+    });
+    let o = exec(
+        &s,
+        Language::Python,
+        ExecMode::Script,
+        "import os\nprint(os.environ.get('HTTPS_PROXY'), os.environ.get('http_proxy'))",
+    );
+    assert_eq!(o.result.status, CallStatus::Success, "{:?}", o.result);
+    assert_eq!(o.result.stdout, "http://127.0.0.1:3128 http://127.0.0.1:3128\n");
+    let o = exec(&s, Language::Shell, ExecMode::Script, "echo \"$HTTPS_PROXY\"");
+    assert_eq!(o.result.stdout, "http://127.0.0.1:3128\n");
+}

@@ -99,8 +99,21 @@ const PROBLEMS: &[(&str, &str)] = &[
 ];
 
 fn problem_responses(codes: &[&str]) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let described: Vec<(&str, &str)> = PROBLEMS
+        .iter()
+        .filter(|(c, _)| codes.contains(c))
+        .copied()
+        .collect();
+    described_problems(&described)
+}
+
+/// Error answers, as `application/problem+json`, with their descriptions
+/// (for operations whose statuses mean something of their own).
+pub(crate) fn described_problems(
+    codes: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     let mut b = ResponsesBuilder::new();
-    for (code, what) in PROBLEMS.iter().filter(|(c, _)| codes.contains(c)) {
+    for (code, what) in codes {
         b = b.response(
             *code,
             ResponseBuilder::new()
@@ -672,7 +685,7 @@ pub async fn execute(
 /// The execution `id` as the caller may see it (admins: all; apps: their
 /// own; developers: their plugins'). Another tenant's execution gets
 /// exactly the answer for one that does not exist.
-async fn visible_execution(
+pub(crate) async fn visible_execution(
     s: &AppState,
     p: &Principal,
     id: &str,
@@ -682,13 +695,15 @@ async fn visible_execution(
     let visible = match p.actor.role {
         Role::Admin => true,
         Role::App => p.actor.app.as_deref() == Some(e.app.as_str()),
-        Role::Developer => {
-            let warden_core::ExecutionSource::Plugin { plugin, .. } = &e.source;
-            s.store
+        // A session's executions are its app's alone.
+        Role::Developer => match e.source.plugin() {
+            Some((plugin, _)) => s
+                .store
                 .get_plugin(plugin)
                 .await?
-                .is_some_and(|plugin| p.may_see_plugin(&plugin.owner))
-        }
+                .is_some_and(|plugin| p.may_see_plugin(&plugin.owner)),
+            None => false,
+        },
     };
     if visible { Ok(e) } else { Err(missing()) }
 }
@@ -729,6 +744,7 @@ pub async fn list_executions(
             app,
             plugin: q.plugin,
             version: q.version,
+            session: None,
             status: q.status,
             since: q.since,
             until: q.until,

@@ -46,6 +46,9 @@ keys! {
     "objects.virtual_hosted", "WARDEN_OBJECTS_VIRTUAL_HOSTED", "false", "Address buckets as `bucket.host` instead of `host/bucket` (path style, which S3-compatible services expect).";
     "objects.timeout_secs", "WARDEN_OBJECTS_TIMEOUT_SECS", "30", "Per-request timeout, and the longest time spent retrying one request.";
     "objects.retries", "WARDEN_OBJECTS_RETRIES", "3", "Retries of a failed request (with backoff) before it counts as failed.";
+    "cluster.advertise_url", "WARDEN_CLUSTER_ADVERTISE_URL", "none", "The base URL other nodes sharing the database reach this node at (e.g. `http://10.0.0.5:8080`): a request for a session this node runs that reaches another node is forwarded here. Unset: requests for its sessions are not forwarded (another node answers 409 naming this node).";
+    "cluster.heartbeat_secs", "WARDEN_CLUSTER_HEARTBEAT_SECS", "5", "How often this node records that it is alive (and looks for dead nodes whose sessions it can take over).";
+    "cluster.dead_after_secs", "WARDEN_CLUSTER_DEAD_AFTER_SECS", "30", "A node whose last heartbeat is older than this is dead: its live sessions are taken over by another node (resumed from their latest snapshot, or marked `lost`). Keep it several heartbeats long.";
     "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
     "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
     "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
@@ -79,6 +82,47 @@ keys! {
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
+    "sessions.max_cpu_cores", "WARDEN_SESSIONS_MAX_CPU_CORES", "2.0", "Most CPU one session may ask for, in cores.";
+    "sessions.max_memory_mb", "WARDEN_SESSIONS_MAX_MEMORY_MB", "2048", "Most memory one session may ask for (all its processes together), MiB.";
+    "sessions.max_disk_mb", "WARDEN_SESSIONS_MAX_DISK_MB", "4096", "Largest workspace one session may ask for, MiB (a tmpfs: it is memory on the host).";
+    "sessions.max_pids", "WARDEN_SESSIONS_MAX_PIDS", "512", "Most processes and threads one session may ask for.";
+    "sessions.tmp_mb", "WARDEN_SESSIONS_TMP_MB", "64", "Size of each session's `/tmp`, MiB (counted in the disk quotas beside the workspace).";
+    "sessions.max_idle_timeout_secs", "WARDEN_SESSIONS_MAX_IDLE_TIMEOUT_SECS", "86400", "Longest idle timeout a session may ask for.";
+    "sessions.max_lifetime_secs", "WARDEN_SESSIONS_MAX_LIFETIME_SECS", "604800", "Longest max lifetime a session may ask for.";
+    "sessions.network", "WARDEN_SESSIONS_NETWORK", "true", "Whether sessions may reach the hosts their template allows (through the egress proxy); `false`: no session has network.";
+    "sessions.app_max_live", "WARDEN_SESSIONS_APP_MAX_LIVE", "8", "Most live sessions one app may hold (on all nodes); beyond it, 429.";
+    "sessions.app_max_memory_mb", "WARDEN_SESSIONS_APP_MAX_MEMORY_MB", "4096", "Most memory one app's live sessions may reserve together, MiB; beyond it, 429.";
+    "sessions.app_max_disk_mb", "WARDEN_SESSIONS_APP_MAX_DISK_MB", "8192", "Most disk (workspaces and `/tmp`) one app's live sessions may reserve together, MiB; beyond it, 429.";
+    "sessions.node_max_live", "WARDEN_SESSIONS_NODE_MAX_LIVE", "32", "Most live sessions on this node (each holds a box slot: keep it below `jail.max_boxes`); beyond it, 503.";
+    "sessions.node_max_memory_mb", "WARDEN_SESSIONS_NODE_MAX_MEMORY_MB", "16384", "Most memory the live sessions on this node may reserve together, MiB; beyond it, 503.";
+    "sessions.node_max_disk_mb", "WARDEN_SESSIONS_NODE_MAX_DISK_MB", "32768", "Most disk the live sessions on this node may reserve together, MiB; beyond it, 503.";
+    "sessions.max_code_bytes", "WARDEN_SESSIONS_MAX_CODE_BYTES", "1048576", "Largest code of one execution, bytes (422 beyond it; a body far larger gets 413).";
+    "sessions.max_upload_bytes", "WARDEN_SESSIONS_MAX_UPLOAD_BYTES", "104857600", "Largest file upload, bytes; larger gets 413.";
+    "sessions.default_timeout_ms", "WARDEN_SESSIONS_DEFAULT_TIMEOUT_MS", "60000", "Wall clock of an execution that names no `timeout_ms`.";
+    "sessions.max_timeout_ms", "WARDEN_SESSIONS_MAX_TIMEOUT_MS", "600000", "Longest `timeout_ms` an execution may ask for.";
+    "sessions.max_pending", "WARDEN_SESSIONS_MAX_PENDING", "16", "Executions running or waiting in one session (they run one at a time); beyond it, 429.";
+    "sessions.sync_wait_secs", "WARDEN_SESSIONS_SYNC_WAIT_SECS", "300", "Longest a synchronous execution request waits; an execution still running then is answered 202 (poll or stream it).";
+    "sessions.sweep_interval_ms", "WARDEN_SESSIONS_SWEEP_INTERVAL_MS", "1000", "How often the sweeper looks for sessions past their idle timeout or max lifetime (and for dead boxes).";
+    "sessions.snapshot_max_mb", "WARDEN_SESSIONS_SNAPSHOT_MAX_MB", "1024", "Largest snapshot (the workspace's files together), MiB; a larger workspace's snapshot is refused (422) and the session keeps running.";
+    "sessions.snapshot_every_secs", "WARDEN_SESSIONS_SNAPSHOT_EVERY_SECS", "600", "A live session active since its latest snapshot is snapshotted this often (only its newest scheduled snapshot is kept; explicit ones stay); what a restart or another node resumes from. 0: only explicit snapshots.";
+    "sessions.resume_on_restart", "WARDEN_SESSIONS_RESUME_ON_RESTART", "true", "At start, a session this node ran that has a ready snapshot is resumed from its latest one (same id, new box); `false`, or no snapshot: it is marked `lost` with the reason.";
+    "run.default_timeout_ms", "WARDEN_RUN_DEFAULT_TIMEOUT_MS", "10000", "Wall clock of a one-shot run (`POST /v1/run`, Dify, Piston) that names none.";
+    "run.max_timeout_ms", "WARDEN_RUN_MAX_TIMEOUT_MS", "60000", "Longest wall clock a one-shot run may ask for; beyond it, 422 (400 on the compatibility paths).";
+    "run.default_memory_mb", "WARDEN_RUN_DEFAULT_MEMORY_MB", "256", "Memory of a one-shot run that names none, MiB.";
+    "run.max_memory_mb", "WARDEN_RUN_MAX_MEMORY_MB", "1024", "Most memory a one-shot run may ask for, MiB.";
+    "run.default_compile_timeout_ms", "WARDEN_RUN_DEFAULT_COMPILE_TIMEOUT_MS", "30000", "Wall clock of a compile step (C, C++, Go) that names none.";
+    "run.max_compile_timeout_ms", "WARDEN_RUN_MAX_COMPILE_TIMEOUT_MS", "120000", "Longest compile step a run may ask for.";
+    "run.default_compile_memory_mb", "WARDEN_RUN_DEFAULT_COMPILE_MEMORY_MB", "1024", "Memory of a compile step that names none, MiB.";
+    "run.max_compile_memory_mb", "WARDEN_RUN_MAX_COMPILE_MEMORY_MB", "2048", "Most memory a compile step may ask for, MiB.";
+    "run.max_files", "WARDEN_RUN_MAX_FILES", "64", "Most files of one run.";
+    "run.max_files_bytes", "WARDEN_RUN_MAX_FILES_BYTES", "2097152", "Most bytes of a run's files together.";
+    "run.max_stdin_bytes", "WARDEN_RUN_MAX_STDIN_BYTES", "1048576", "Most bytes of a run's standard input.";
+    "run.max_args", "WARDEN_RUN_MAX_ARGS", "256", "Most arguments of a run (each at most 4096 bytes).";
+    "run.network", "WARDEN_RUN_NETWORK", "true", "Whether runs that ask for network may reach the hosts their template allows (through the egress proxy); `false`: no run has network, and a run that asks runs without it.";
+    "compat.dify_template", "WARDEN_COMPAT_DIFY_TEMPLATE", "\"dify\"", "The template Dify's Python 3 runs use (created at start when missing: python with `requests`, `httpx`, `jinja2`; build it with `POST /v1/templates/dify/build`). Until its layer is built, runs use `python-basic` and say so in their log.";
+    "compat.piston_anonymous", "WARDEN_COMPAT_PISTON_ANONYMOUS", "false", "Let calls without a key use the Piston paths (`/api/v2/*`), recorded as app `compat.anonymous_app`, within `compat.piston_anonymous_per_minute`.";
+    "compat.piston_anonymous_per_minute", "WARDEN_COMPAT_PISTON_ANONYMOUS_PER_MINUTE", "60", "Anonymous Piston runs allowed per minute on this node (all callers together); beyond it, 429 `{\"message\"}`.";
+    "compat.anonymous_app", "WARDEN_COMPAT_ANONYMOUS_APP", "\"anonymous\"", "The app anonymous Piston runs are recorded under (their warm boxes are that app's).";
     "templates.max_cpu_cores", "WARDEN_TEMPLATES_MAX_CPU_CORES", "4.0", "Largest `resources.cpu_cores` a template may ask for (at least 1.0, the default a template gets; at most 64).";
     "templates.max_memory_mb", "WARDEN_TEMPLATES_MAX_MEMORY_MB", "4096", "Largest `resources.memory_mb` a template may ask for (512 to 262144).";
     "templates.max_disk_mb", "WARDEN_TEMPLATES_MAX_DISK_MB", "10240", "Largest `resources.disk_mb` a template may ask for (1024 to 1048576).";
@@ -251,6 +295,215 @@ impl Default for LayersSection {
     }
 }
 
+/// The sessions section: what one session may ask for, the quotas of an
+/// app and of this node, and the caps of executions and files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsSection {
+    /// Most CPU per session, cores.
+    pub max_cpu_cores: f64,
+    /// Most memory per session, MiB.
+    pub max_memory_mb: u64,
+    /// Largest workspace per session, MiB.
+    pub max_disk_mb: u64,
+    /// Most processes per session.
+    pub max_pids: u32,
+    /// Size of each session's `/tmp`, MiB.
+    pub tmp_mb: u64,
+    /// Longest idle timeout.
+    pub max_idle_timeout_secs: u64,
+    /// Longest max lifetime.
+    pub max_lifetime_secs: u64,
+    /// Sessions may have network.
+    pub network: bool,
+    /// Live sessions per app.
+    pub app_max_live: u64,
+    /// Memory per app, MiB.
+    pub app_max_memory_mb: u64,
+    /// Disk per app, MiB.
+    pub app_max_disk_mb: u64,
+    /// Live sessions on this node.
+    pub node_max_live: u64,
+    /// Memory on this node, MiB.
+    pub node_max_memory_mb: u64,
+    /// Disk on this node, MiB.
+    pub node_max_disk_mb: u64,
+    /// Largest code, bytes.
+    pub max_code_bytes: usize,
+    /// Largest upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Default execution timeout, ms.
+    pub default_timeout_ms: u64,
+    /// Longest execution timeout, ms.
+    pub max_timeout_ms: u64,
+    /// Executions running or waiting per session.
+    pub max_pending: usize,
+    /// Longest wait of a synchronous execution request, seconds.
+    pub sync_wait_secs: u64,
+    /// Sweeper period, ms.
+    pub sweep_interval_ms: u64,
+    /// Largest snapshot, MiB.
+    pub snapshot_max_mb: u64,
+    /// Resume this node's sessions from their snapshots at start.
+    pub resume_on_restart: bool,
+    /// Period of scheduled snapshots, seconds (0: none).
+    pub snapshot_every_secs: u64,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        SessionsSection {
+            max_cpu_cores: 2.0,
+            max_memory_mb: 2048,
+            max_disk_mb: 4096,
+            max_pids: 512,
+            tmp_mb: 64,
+            max_idle_timeout_secs: 24 * 3600,
+            max_lifetime_secs: 7 * 24 * 3600,
+            network: true,
+            app_max_live: 8,
+            app_max_memory_mb: 4096,
+            app_max_disk_mb: 8192,
+            node_max_live: 32,
+            node_max_memory_mb: 16_384,
+            node_max_disk_mb: 32_768,
+            max_code_bytes: 1 << 20,
+            max_upload_bytes: 100 << 20,
+            default_timeout_ms: 60_000,
+            max_timeout_ms: 600_000,
+            max_pending: 16,
+            sync_wait_secs: 300,
+            sweep_interval_ms: 1000,
+            snapshot_max_mb: 1024,
+            resume_on_restart: true,
+            snapshot_every_secs: 600,
+        }
+    }
+}
+
+/// The run section: what one-shot runs (`POST /v1/run` and the
+/// compatibility APIs) may ask for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// Wall clock of a run that names none, ms.
+    pub default_timeout_ms: u64,
+    /// Longest run, ms.
+    pub max_timeout_ms: u64,
+    /// Memory of a run that names none, MiB.
+    pub default_memory_mb: u64,
+    /// Most memory of a run, MiB.
+    pub max_memory_mb: u64,
+    /// Wall clock of a compile step that names none, ms.
+    pub default_compile_timeout_ms: u64,
+    /// Longest compile step, ms.
+    pub max_compile_timeout_ms: u64,
+    /// Memory of a compile step that names none, MiB.
+    pub default_compile_memory_mb: u64,
+    /// Most memory of a compile step, MiB.
+    pub max_compile_memory_mb: u64,
+    /// Most files.
+    pub max_files: usize,
+    /// Most bytes of files.
+    pub max_files_bytes: usize,
+    /// Most bytes of stdin.
+    pub max_stdin_bytes: usize,
+    /// Most arguments.
+    pub max_args: usize,
+    /// Runs may have network.
+    pub network: bool,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        let p = warden_core::RunPolicy::default();
+        RunSection {
+            default_timeout_ms: p.default_timeout_ms,
+            max_timeout_ms: p.max_timeout_ms,
+            default_memory_mb: p.default_memory_mb,
+            max_memory_mb: p.max_memory_mb,
+            default_compile_timeout_ms: p.default_compile_timeout_ms,
+            max_compile_timeout_ms: p.max_compile_timeout_ms,
+            default_compile_memory_mb: p.default_compile_memory_mb,
+            max_compile_memory_mb: p.max_compile_memory_mb,
+            max_files: p.max_files,
+            max_files_bytes: p.max_files_bytes,
+            max_stdin_bytes: p.max_stdin_bytes,
+            max_args: p.max_args,
+            network: p.network,
+        }
+    }
+}
+
+impl RunSection {
+    /// The core's policy these settings make.
+    pub fn policy(&self) -> warden_core::RunPolicy {
+        warden_core::RunPolicy {
+            default_timeout_ms: self.default_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+            default_memory_mb: self.default_memory_mb,
+            max_memory_mb: self.max_memory_mb,
+            default_compile_timeout_ms: self.default_compile_timeout_ms,
+            max_compile_timeout_ms: self.max_compile_timeout_ms,
+            default_compile_memory_mb: self.default_compile_memory_mb,
+            max_compile_memory_mb: self.max_compile_memory_mb,
+            max_files: self.max_files,
+            max_files_bytes: self.max_files_bytes,
+            max_stdin_bytes: self.max_stdin_bytes,
+            max_args: self.max_args,
+            network: self.network,
+        }
+    }
+}
+
+/// The compatibility section: Dify's sandbox API and Piston's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatSection {
+    /// The template of Dify's Python runs.
+    pub dify_template: String,
+    /// Piston paths without a key.
+    pub piston_anonymous: bool,
+    /// Anonymous Piston runs per minute on this node.
+    pub piston_anonymous_per_minute: u32,
+    /// The app anonymous runs are recorded under.
+    pub anonymous_app: String,
+}
+
+impl Default for CompatSection {
+    fn default() -> Self {
+        CompatSection {
+            dify_template: "dify".into(),
+            piston_anonymous: false,
+            piston_anonymous_per_minute: 60,
+            anonymous_app: "anonymous".into(),
+        }
+    }
+}
+
+/// The cluster section: how the nodes sharing one database find each other
+/// and tell when one has died.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Where other nodes reach this one.
+    pub advertise_url: Option<String>,
+    /// Heartbeat period, seconds.
+    pub heartbeat_secs: u64,
+    /// Silence after which a node is dead, seconds.
+    pub dead_after_secs: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            advertise_url: None,
+            heartbeat_secs: 5,
+            dead_after_secs: 30,
+        }
+    }
+}
+
 /// The object storage section: an S3-compatible bucket shared by every
 /// node, instead of the local blob folder.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -416,6 +669,8 @@ pub struct Config {
     pub warm: WarmSection,
     /// The package policy.
     pub policy: PolicySection,
+    /// Sessions.
+    pub sessions: SessionsSection,
     /// Templates' ceilings.
     pub templates: TemplatesSection,
     /// Dependency layers.
@@ -424,6 +679,12 @@ pub struct Config {
     pub objects: ObjectsSection,
     /// Trust tiers.
     pub tiers: TiersSection,
+    /// Nodes sharing the database.
+    pub cluster: ClusterSection,
+    /// One-shot runs.
+    pub run: RunSection,
+    /// Compatibility APIs.
+    pub compat: CompatSection,
 }
 
 impl Default for Config {
@@ -446,10 +707,14 @@ impl Default for Config {
             jail: JailSection::default(),
             warm: WarmSection::default(),
             policy: PolicySection::default(),
+            sessions: SessionsSection::default(),
             templates: TemplatesSection::default(),
             layers: LayersSection::default(),
             objects: ObjectsSection::default(),
             tiers: TiersSection::default(),
+            cluster: ClusterSection::default(),
+            run: RunSection::default(),
+            compat: CompatSection::default(),
         }
     }
 }
@@ -561,11 +826,113 @@ impl Config {
         {
             return bad("objects.endpoint", "must be an http(s) URL");
         }
+        if let Some(u) = &self.cluster.advertise_url
+            && (!(u.starts_with("http://") || u.starts_with("https://"))
+                || u.contains('@')
+                || u.contains('?'))
+        {
+            return bad(
+                "cluster.advertise_url",
+                "must be a base http(s) URL without credentials or query, e.g. http://10.0.0.5:8080",
+            );
+        }
+        if self.cluster.heartbeat_secs == 0 || self.cluster.dead_after_secs < 2 * self.cluster.heartbeat_secs
+        {
+            return bad(
+                "cluster.dead_after_secs",
+                "must be at least twice cluster.heartbeat_secs (and the heartbeat at least 1 s)",
+            );
+        }
         if self.jail.max_boxes == 0 {
             return bad("jail.max_boxes", "must be at least 1");
         }
         if self.warm.max_per_code < self.warm.prewarm_per_code {
             return bad("warm.max_per_code", "must be at least warm.prewarm_per_code");
+        }
+        let s = &self.sessions;
+        let min = warden_core::SessionResources::MIN;
+        if !(s.max_cpu_cores.is_finite() && s.max_cpu_cores >= min.cpu_cores) {
+            return bad(
+                "sessions.max_cpu_cores",
+                &format!("must be at least {}", min.cpu_cores),
+            );
+        }
+        if s.max_memory_mb < min.memory_mb {
+            return bad(
+                "sessions.max_memory_mb",
+                &format!("must be at least {}", min.memory_mb),
+            );
+        }
+        if s.max_disk_mb < min.disk_mb || s.tmp_mb == 0 {
+            return bad(
+                "sessions.max_disk_mb",
+                "the workspace and /tmp need at least 1 MiB each",
+            );
+        }
+        if s.max_pids < min.pids {
+            return bad("sessions.max_pids", &format!("must be at least {}", min.pids));
+        }
+        if s.max_idle_timeout_secs == 0 || s.max_lifetime_secs == 0 {
+            return bad("sessions.max_lifetime_secs", "timeouts must be at least 1 second");
+        }
+        if s.node_max_live >= u64::from(self.jail.max_boxes) {
+            return bad(
+                "sessions.node_max_live",
+                "must be below jail.max_boxes (each live session holds a box slot; plugins need some too)",
+            );
+        }
+        if s.default_timeout_ms == 0 || s.default_timeout_ms > s.max_timeout_ms {
+            return bad(
+                "sessions.default_timeout_ms",
+                "must be between 1 and sessions.max_timeout_ms",
+            );
+        }
+        if s.max_pending == 0 || s.sweep_interval_ms == 0 {
+            return bad(
+                "sessions.max_pending",
+                "sessions.max_pending and sessions.sweep_interval_ms must be at least 1",
+            );
+        }
+        let r = &self.run;
+        if r.default_timeout_ms == 0 || r.default_timeout_ms > r.max_timeout_ms {
+            return bad(
+                "run.default_timeout_ms",
+                "must be between 1 and run.max_timeout_ms",
+            );
+        }
+        if r.default_compile_timeout_ms == 0 || r.default_compile_timeout_ms > r.max_compile_timeout_ms {
+            return bad(
+                "run.default_compile_timeout_ms",
+                "must be between 1 and run.max_compile_timeout_ms",
+            );
+        }
+        let min = warden_core::run::MIN_MEMORY_MB;
+        if r.default_memory_mb < min || r.default_memory_mb > r.max_memory_mb {
+            return bad(
+                "run.default_memory_mb",
+                &format!("must be between {min} and run.max_memory_mb"),
+            );
+        }
+        if r.default_compile_memory_mb < min || r.default_compile_memory_mb > r.max_compile_memory_mb {
+            return bad(
+                "run.default_compile_memory_mb",
+                &format!("must be between {min} and run.max_compile_memory_mb"),
+            );
+        }
+        if r.max_files == 0 {
+            return bad("run.max_files", "must be at least 1");
+        }
+        if self.compat.piston_anonymous && self.compat.piston_anonymous_per_minute == 0 {
+            return bad(
+                "compat.piston_anonymous_per_minute",
+                "must be at least 1 when compat.piston_anonymous is on",
+            );
+        }
+        if warden_core::template::grammar::check_id(&self.compat.anonymous_app).is_err() {
+            return bad("compat.anonymous_app", "must be an app id");
+        }
+        if warden_core::template::grammar::check_id(&self.compat.dify_template).is_err() {
+            return bad("compat.dify_template", "must be a template id");
         }
         if let Err(why) = self.templates.policy().check() {
             let (key, message) = why.split_once(": ").unwrap_or(("templates", &why));
@@ -696,6 +1063,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen") || e.contains("socket address"), "{e}");
+    }
+
+    #[test]
+    fn session_limits_are_checked_naming_the_key() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("WARDEN_SESSIONS_APP_MAX_LIVE", "3"),
+                ("WARDEN_SESSIONS_NETWORK", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sessions.app_max_live, 3);
+        assert!(!c.sessions.network);
+        for (var, value, key) in [
+            ("WARDEN_SESSIONS_NODE_MAX_LIVE", "64", "sessions.node_max_live"),
+            ("WARDEN_SESSIONS_MAX_MEMORY_MB", "8", "sessions.max_memory_mb"),
+            (
+                "WARDEN_SESSIONS_DEFAULT_TIMEOUT_MS",
+                "900000",
+                "sessions.default_timeout_ms",
+            ),
+            ("WARDEN_SESSIONS_MAX_PENDING", "0", "sessions.max_pending"),
+        ] {
+            let e = Config::load(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(e.contains(key), "{var}={value}: {e}");
+        }
     }
 
     #[test]

@@ -250,6 +250,99 @@ impl ApiError {
         e
     }
 
+    /// 409: a session's state does not allow this (it has ended, or is
+    /// still starting); `current_state` names the state.
+    pub fn session_state(current: &str, detail: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "session-state",
+            "The session's state does not allow this",
+            detail,
+        );
+        e.0.current_state = Some(current.to_owned());
+        e
+    }
+
+    /// 429: the app's live sessions use up one of its quotas.
+    pub fn session_quota(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "session-quota",
+            "The app's session quota is used up",
+            detail,
+        )
+    }
+
+    /// 429 with `Retry-After`: a session has as many executions running or
+    /// waiting as it may.
+    pub fn session_busy(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "session-busy",
+            "Too many executions waiting in the session",
+            detail,
+        );
+        e.0.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 503 with `Retry-After`: this node holds as many sessions (or as much
+    /// of their memory or disk) as it may.
+    pub fn node_full(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node-full",
+            "This node has no room for another session",
+            detail,
+        );
+        e.0.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 507: the session's workspace is full.
+    pub fn disk_full(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk-full",
+            "The session's workspace is full",
+            detail,
+        )
+    }
+
+    /// 416: the `Range` asked for lies outside the file.
+    pub fn range_not_satisfiable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range-not-satisfiable",
+            "The range lies outside the file",
+            detail,
+        )
+    }
+
+    /// 422: a snapshot cannot be taken or restored (too large, not ready,
+    /// does not fit the workspace).
+    pub fn snapshot_refused(detail: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "snapshot-refused",
+            "The snapshot cannot be taken or restored",
+            detail,
+        )
+    }
+
+    /// 503 with `Retry-After`: the object store failed a snapshot's
+    /// transfer; nothing changed but the snapshot's record.
+    pub fn object_store(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "object-store",
+            "The object store is unavailable",
+            detail,
+        );
+        e.0.retry_after = Some(retry_after);
+        e
+    }
+
     /// 503: a dependency (the store, the jail) is unavailable.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(
@@ -412,6 +505,76 @@ impl From<TemplateError> for ApiError {
             ),
             TemplateError::Store(s) => s.into(),
         }
+    }
+}
+
+impl From<crate::sessions::SessionError> for ApiError {
+    fn from(e: crate::sessions::SessionError) -> Self {
+        use crate::sessions::SessionError as S;
+        match e {
+            S::Invalid(problems) => ApiError::invalid(
+                "invalid",
+                "The request is invalid",
+                problems.into_iter().map(FieldError::from).collect(),
+            ),
+            S::BadField { location, message } => ApiError::bad_field(&location, message),
+            S::NotFound(m) => ApiError::not_found(m),
+            S::Forbidden(m) => ApiError::forbidden(m),
+            S::State { status, detail } => ApiError::session_state(status.as_str(), detail),
+            e @ S::Elsewhere { .. } => ApiError::conflict_of(
+                "session-elsewhere",
+                "The session runs on another node",
+                e.to_string(),
+            ),
+            S::AppQuota(m) => ApiError::session_quota(m),
+            S::NodeFull(m) => ApiError::node_full(m, 5),
+            S::Busy(m) => ApiError::session_busy(m, 1),
+            S::NotCancellable(m) => {
+                ApiError::conflict_of("not-cancellable", "The execution cannot be cancelled", m)
+            }
+            S::File(e) => file_error(e),
+            S::TooLarge(m) => ApiError::too_large(m),
+            S::Body(m) => ApiError::bad_field("body", m),
+            S::SnapshotRefused(m) => ApiError::snapshot_refused(m),
+            S::ObjectStore(m) => ApiError::object_store(m, 5),
+            e @ S::ShuttingDown => ApiError::unavailable(e.to_string()),
+            S::Store(e) => e.into(),
+            S::Internal(m) => ApiError::internal(&m),
+        }
+    }
+}
+
+/// A workspace call's failure: the path at fault is the client's (checked
+/// and escaped), never a host path.
+fn file_error(e: warden_jail::BoxFileError) -> ApiError {
+    use warden_jail::BoxFileError as F;
+    let kind_conflict =
+        |m: String| ApiError::conflict_of("file-kind", "The workspace entry cannot be used this way", m);
+    match e {
+        F::InvalidPath { .. } => ApiError::bad_field("path", e.to_string()),
+        F::NotFound(p) => ApiError::not_found(format!("`{p}` does not exist in the session's workspace")),
+        e @ (F::Link(_) | F::Escapes(_) | F::NotRegular { .. } | F::NotDirectory { .. }) => {
+            kind_conflict(e.to_string())
+        }
+        e @ F::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        // Only unpacking reports it, and what is unpacked is the client's.
+        e @ F::Archive { .. } => ApiError::bad_field("body", e.to_string()),
+        F::Io { path, source } => match source.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                ApiError::disk_full(format!(
+                    "the session's workspace is full (writing `{path}`): remove files or start a session with more disk"
+                ))
+            }
+            std::io::ErrorKind::IsADirectory
+            | std::io::ErrorKind::AlreadyExists
+            | std::io::ErrorKind::DirectoryNotEmpty
+            | std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::ReadOnlyFilesystem
+            | std::io::ErrorKind::ExecutableFileBusy
+            | std::io::ErrorKind::ResourceBusy
+            | std::io::ErrorKind::TooManyLinks => kind_conflict(format!("`{path}`: {source}")),
+            _ => ApiError::internal(&format_args!("workspace file `{path}`: {source}")),
+        },
     }
 }
 

@@ -70,13 +70,13 @@ struct Inflight {
 }
 
 /// A slot in the node's execution budget, released on drop.
-struct Permit {
+pub(crate) struct Permit {
     inflight: Arc<Inflight>,
     id: Option<String>,
 }
 
 impl Permit {
-    fn track(&mut self, id: &str) {
+    pub(crate) fn track(&mut self, id: &str) {
         self.inflight
             .ids
             .lock()
@@ -130,8 +130,8 @@ pub struct Executor {
     /// Set when shutdown begins: no more admissions.
     closing: std::sync::atomic::AtomicBool,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
-    /// Live event logs.
-    pub hub: Hub,
+    /// Live event logs (shared with the session manager: one SSE engine).
+    pub hub: Arc<Hub>,
 }
 
 /// An accepted execution: its record, and (sync) a way to wait for it.
@@ -194,7 +194,7 @@ impl Executor {
             gate: tokio::sync::RwLock::new(false),
             closing: std::sync::atomic::AtomicBool::new(false),
             loaded: Mutex::new(HashMap::new()),
-            hub: Hub::default(),
+            hub: Arc::default(),
         }
     }
 
@@ -233,7 +233,7 @@ impl Executor {
         permit
     }
 
-    fn admit(&self) -> Result<Permit, ApiError> {
+    pub(crate) fn admit(&self) -> Result<Permit, ApiError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(ApiError::unavailable(
                 "this server is shutting down: retry on another node, or shortly",
@@ -256,6 +256,17 @@ impl Executor {
             ));
         }
         Ok(permit)
+    }
+
+    /// Wait for a running slot (shared by plugin executions and one-shot
+    /// runs); `None` once the executor has shut down.
+    pub(crate) async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// The node's name, recorded with the executions it runs.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     /// Verify and unpack `v`, compile its schemas once per package.
@@ -642,7 +653,13 @@ impl Executor {
         exec: &Execution,
         call: &QueuedCall,
     ) -> Result<(Target, Arc<Loaded>, CallLimits), Unavailable> {
-        let ExecutionSource::Plugin { plugin, version } = &exec.source;
+        // Only plugins' executions wait in the shared queue (a session's
+        // can run only on the node holding its box).
+        let Some((plugin, version)) = exec.source.plugin() else {
+            return Err(Unavailable(
+                "a session's execution cannot be started from the shared queue".into(),
+            ));
+        };
         let v = match self.store.get_version(plugin, version).await {
             Ok(Some(v)) => v,
             Ok(None) => {
@@ -749,14 +766,7 @@ impl Executor {
                 platform_error("the platform failed while running the call".into())
             }
         };
-        for (i, data) in artifacts.into_iter().enumerate() {
-            if let Err(e) = self.blobs.put(&format!("artifacts/{}/{i}", exec.id), data).await {
-                tracing::warn!(execution = %exec.id, error = %e, "could not store an artifact");
-                if let Some(a) = result.artifacts.get_mut(i) {
-                    a.stored = false;
-                }
-            }
-        }
+        store_artifacts(&self.blobs, &exec.id, artifacts, &mut result).await;
         let duration_ms = result
             .metrics
             .as_ref()
@@ -782,8 +792,7 @@ impl Executor {
         done: tokio::sync::oneshot::Sender<ExecutionView>,
     ) {
         self.record(&exec).await;
-        let ExecutionSource::Plugin { plugin, .. } = &exec.source;
-        let plugin = plugin.clone();
+        let plugin = exec.source.plugin().map_or("", |(p, _)| p).to_owned();
         let status = exec.status;
         metrics::counter!("warden_executions_total", "plugin" => plugin.clone(), "status" => status.as_str())
             .increment(1);
@@ -806,23 +815,7 @@ impl Executor {
     /// stays `running` (and is marked interrupted at the next start) only if
     /// the store is gone for good.
     async fn record(&self, exec: &Execution) {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 0..12u32 {
-            match self.store.update_execution(exec.clone()).await {
-                Ok(true) => return,
-                Ok(false) => {
-                    // Already final: shutdown recorded it interrupted.
-                    tracing::warn!(execution = %exec.id, "the execution was already final; its result was not recorded");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(execution = %exec.id, attempt, error = %e, "could not record an execution's result");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        tracing::error!(execution = %exec.id, "gave up recording an execution's result: it stays unfinished and is marked interrupted at this node's next start");
+        record_final(&self.store, exec).await;
     }
 
     /// The platform's verdict on a call: status, error kind, the stored
@@ -860,10 +853,7 @@ impl Executor {
                     (ExecutionStatus::Error, Some(ErrorKind::OutputSchemaViolation))
                 }
             }
-            CallStatus::Failed => (ExecutionStatus::Failed, Some(ErrorKind::HandlerError)),
-            CallStatus::Timeout => (ExecutionStatus::Timeout, Some(ErrorKind::Timeout)),
-            CallStatus::Error => (ExecutionStatus::Error, Some(stopped_by(jail_status))),
-            CallStatus::Cancelled => (ExecutionStatus::Cancelled, Some(ErrorKind::Cancelled)),
+            other => status_of(other, jail_status),
         };
         (status, kind, result, artifacts)
     }
@@ -913,6 +903,62 @@ impl Executor {
     }
 }
 
+/// Write an execution's final record, retrying a store that hiccups: the
+/// record stays unfinished (and is marked interrupted at the node's next
+/// start) only if the store is gone for good. False when it was final
+/// already (shutdown recorded it interrupted, or a cancel got there first).
+pub(crate) async fn record_final(store: &SqlStore, exec: &Execution) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 0..12u32 {
+        match store.update_execution(exec.clone()).await {
+            Ok(true) => return true,
+            Ok(false) => {
+                tracing::warn!(execution = %exec.id, "the execution was already final; its result was not recorded");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(execution = %exec.id, attempt, error = %e, "could not record an execution's result");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::error!(execution = %exec.id, "gave up recording an execution's result: it stays unfinished and is marked interrupted at this node's next start");
+    false
+}
+
+/// Store an execution's artifacts as blobs (`artifacts/{id}/{index}`); one
+/// that cannot be stored is marked so in `result` (its download answers
+/// 404).
+pub(crate) async fn store_artifacts(
+    blobs: &ObjectBlobs,
+    id: &str,
+    artifacts: Vec<Vec<u8>>,
+    result: &mut ExecutionResult,
+) {
+    for (i, data) in artifacts.into_iter().enumerate() {
+        if let Err(e) = blobs.put(&format!("artifacts/{id}/{i}"), data).await {
+            tracing::warn!(execution = %id, error = %e, "could not store an artifact");
+            if let Some(a) = result.artifacts.get_mut(i) {
+                a.stored = false;
+            }
+        }
+    }
+}
+
+/// The record's status and error kind of a call that did not succeed, as
+/// the runtime reports it (`Success` is each caller's own: a plugin's
+/// return value is checked against its output schema first).
+pub(crate) fn status_of(call: CallStatus, jail: JailStatus) -> (ExecutionStatus, Option<ErrorKind>) {
+    match call {
+        CallStatus::Success => (ExecutionStatus::Success, None),
+        CallStatus::Failed => (ExecutionStatus::Failed, Some(ErrorKind::HandlerError)),
+        CallStatus::Timeout => (ExecutionStatus::Timeout, Some(ErrorKind::Timeout)),
+        CallStatus::Error => (ExecutionStatus::Error, Some(stopped_by(jail))),
+        CallStatus::Cancelled => (ExecutionStatus::Cancelled, Some(ErrorKind::Cancelled)),
+    }
+}
+
 /// Status, error kind, stored result and artifact bytes of a finished call.
 type Verdict = (ExecutionStatus, Option<ErrorKind>, ExecutionResult, Vec<Vec<u8>>);
 
@@ -945,7 +991,7 @@ fn stopped_by(jail: JailStatus) -> ErrorKind {
 
 /// The runtime's result as the record keeps it (the one conversion), and
 /// the artifacts' bytes, which are stored as blobs of their own.
-fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
+pub(crate) fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
     let mut data = Vec::with_capacity(r.artifacts.len());
     let artifacts = r
         .artifacts
@@ -994,6 +1040,9 @@ fn recorded(r: HandlerResult) -> (ExecutionResult, Vec<Vec<u8>>) {
         }),
         artifacts,
         warm: r.warm,
+        interpreter_restarted: false,
+        interpreter_died: false,
+        compile: None,
     };
     (result, data)
 }

@@ -10,12 +10,16 @@
 pub mod api;
 pub mod auth;
 pub mod builds;
+pub mod cluster;
+pub mod compat;
 pub mod config;
 pub mod console;
 pub mod error;
 pub mod events;
 pub mod exec;
 pub mod metrics;
+pub mod runs;
+pub mod sessions;
 pub mod sse;
 pub mod templates;
 mod tiers;
@@ -63,6 +67,14 @@ pub struct AppState {
     pub builds: Arc<builds::Builds>,
     /// Executions.
     pub exec: Arc<exec::Executor>,
+    /// Sandbox sessions on this node.
+    pub sessions: Arc<sessions::SessionManager>,
+    /// This node among the nodes sharing the database.
+    pub cluster: Arc<cluster::Cluster>,
+    /// One-shot runs (`POST /v1/run` and the compatibility APIs).
+    pub runs: Arc<runs::Runs>,
+    /// State of the compatibility APIs.
+    pub compat: Arc<compat::Compat>,
     /// API key checks.
     pub keys: Arc<auth::KeyCache>,
     /// The runtime (for pool figures and readiness).
@@ -152,6 +164,11 @@ pub struct Started {
     pub first_admin_key: Option<String>,
     /// Executions of this node found unfinished and marked interrupted.
     pub interrupted: u64,
+    /// Sessions of this node found live (their boxes died with the previous
+    /// process) and marked lost.
+    pub lost_sessions: u64,
+    /// Sessions of this node resumed from their latest snapshot.
+    pub resumed_sessions: u64,
 }
 
 /// Open everything `config` names: jail, runtime, store, blobs; recover
@@ -266,6 +283,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     );
     builds.start_collector();
     let capacity = config.max_concurrent + config.max_queue;
+    let exec_node = node.clone();
     let exec = Arc::new(exec::Executor::new(
         registry.clone(),
         store.clone(),
@@ -286,6 +304,50 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     // Queued executions start as soon as there is a slot: this node's
     // leftovers from before a crash, other nodes' and new ones alike.
     exec.start_dispatcher();
+    let sessions = sessions::SessionManager::new(
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        exec.hub.clone(),
+        templates.clone(),
+        sessions::ThisNode {
+            node: exec_node.clone(),
+            scratch: config.data_dir.join("tmp").join("snapshots"),
+        },
+        config.sessions.clone(),
+    );
+    let cluster = cluster::Cluster::new(store.clone(), exec_node.clone(), config.cluster.clone());
+    cluster.beat().await.map_err(|e| StartError::Store {
+        url: redact(&url),
+        source: e,
+    })?;
+    // No box survives its server: the sessions this node ran resume from
+    // their latest snapshot, or are lost.
+    let recovered = sessions.recover().await.map_err(|e| StartError::Store {
+        url: redact(&url),
+        source: match e {
+            sessions::SessionError::Store(e) => e,
+            e => warden_core::StoreError::Backend(e.to_string()),
+        },
+    })?;
+    sessions.start_sweeper();
+    cluster.start(sessions.clone());
+    let runs = Arc::new(runs::Runs::new(
+        store.clone(),
+        blobs.clone(),
+        runner.clone(),
+        templates.clone(),
+        builds.clone(),
+        exec.clone(),
+        config.run.policy(),
+    ));
+    match runs.ensure_dify_template(&config.compat.dify_template).await {
+        Ok(true) => {
+            tracing::info!(template = %config.compat.dify_template, "created the template of Dify's Python runs; build its packages with POST /v1/templates/{}/build", config.compat.dify_template)
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not create the template of Dify's Python runs"),
+    }
     let state = AppState {
         store,
         blobs,
@@ -293,6 +355,10 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         templates,
         builds,
         exec,
+        sessions,
+        cluster,
+        runs,
+        compat: Arc::default(),
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
@@ -302,6 +368,8 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         state,
         first_admin_key,
         interrupted,
+        lost_sessions: recovered.lost,
+        resumed_sessions: recovered.resumed,
     })
 }
 
@@ -352,10 +420,11 @@ impl Modify for SecurityAddon {
         (name = "plugins", description = "Packages, versions and their review"),
         (name = "apps", description = "Apps (tenants) and their installations"),
         (name = "executions", description = "Calling plugins; execution records and events"),
+        (name = "sessions", description = "Sandbox sessions: code (scripts, handlers, stateful cells) and files in a long-lived box"),
         (name = "audit", description = "The append-only audit trail"),
         (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health, readiness, metrics, the nodes sharing the database"),
     )
 )]
 struct ApiDoc;
@@ -365,7 +434,16 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
     let package_limit = DefaultBodyLimit::max(config.max_package_bytes);
     let event_limit = DefaultBodyLimit::max(config.max_event_bytes);
     let template_limit = DefaultBodyLimit::max(templates::MAX_TEMPLATE_BODY);
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let run_limit = DefaultBodyLimit::max(run_body_limit(config));
+    let s = &config.sessions;
+    let exec_limit = DefaultBodyLimit::max((s.max_code_bytes + (1 << 20)) * 2 + (64 << 10));
+    // A form's boundaries and headers beside the file.
+    let upload_limit = DefaultBodyLimit::max(
+        usize::try_from(s.max_upload_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 << 10),
+    );
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(upload, list_plugins).layer(package_limit))
         .routes(routes!(get_plugin))
         .routes(routes!(list_versions))
@@ -384,10 +462,33 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(list_installations, install))
         .routes(routes!(upgrade, uninstall))
         .routes(routes!(execute).layer(event_limit))
+        .routes(routes!(runs::run).layer(run_limit))
         .routes(routes!(list_executions))
         .routes(routes!(get_execution))
         .routes(routes!(get_artifact))
         .routes(routes!(execution_events))
+        .routes(routes!(sessions::api::cancel_execution))
+        .routes(routes!(
+            sessions::api::create_session,
+            sessions::api::list_sessions
+        ))
+        .routes(routes!(sessions::api::get_session, sessions::api::delete_session))
+        .routes(routes!(sessions::api::terminate_session))
+        .routes(routes!(sessions::api::snapshot_session))
+        .routes(routes!(sessions::api::list_snapshots))
+        .routes(routes!(
+            sessions::api::get_snapshot,
+            sessions::api::delete_snapshot
+        ))
+        .routes(
+            routes!(
+                sessions::api::execute_in_session,
+                sessions::api::list_session_executions
+            )
+            .layer(exec_limit),
+        )
+        .routes(routes!(sessions::api::list_files, sessions::api::upload_file).layer(upload_limit))
+        .routes(routes!(sessions::api::make_directory))
         .routes(routes!(templates::create_template, templates::list_templates).layer(template_limit))
         .routes(
             routes!(
@@ -403,10 +504,51 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(list_audit))
         .routes(routes!(create_api_key, list_keys))
         .routes(routes!(revoke_key))
+        .routes(routes!(cluster::list_nodes))
         .routes(routes!(me))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
+        .routes(routes!(metrics));
+    // The file path is the rest of the URL (`{*path}` for the router,
+    // `{path}` in the document).
+    wildcard(
+        router,
+        "/v1/sessions/{id}/files/{*path}",
+        routes!(
+            sessions::api::download_file,
+            sessions::api::put_file,
+            sessions::api::delete_file
+        ),
+    )
+}
+
+/// The largest body of a run: its files as base64 (4/3), stdin and
+/// arguments escaped in JSON, and room.
+fn run_body_limit(config: &Config) -> usize {
+    (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20)
+}
+
+/// Route `methods` at `axum_path` (a wildcard route) while the document
+/// keeps their OpenAPI path.
+fn wildcard(
+    mut router: OpenApiRouter<AppState>,
+    axum_path: &str,
+    (schemas, paths, methods): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let doc = router.get_openapi_mut();
+    for (path, item) in paths.paths {
+        match doc.paths.paths.get_mut(&path) {
+            Some(it) => it.merge_operations(item),
+            None => {
+                doc.paths.paths.insert(path, item);
+            }
+        }
+    }
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    router.route(axum_path, methods)
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -484,8 +626,14 @@ pub fn app(state: AppState) -> Router {
         // The UI reads the document served above (links fixed, see fix_links).
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
         .merge(console::router())
+        .merge(compat::router().layer(DefaultBodyLimit::max(run_body_limit(&state.config))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // A session another node runs: its requests go there.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::forward_sessions,
+        ))
         .layer(DefaultBodyLimit::max(1 << 20))
         .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -515,6 +663,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let exec = state.exec.clone();
+    let sessions = state.sessions.clone();
     let store = state.store.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
@@ -528,7 +677,13 @@ pub async fn serve(
             "shutting down: waiting up to {}s for in-flight executions",
             grace.as_secs()
         );
-        let n = exec.drain(grace).await;
+        let (n, ended) = tokio::join!(exec.drain(grace), sessions.shutdown(grace));
+        if ended > 0 {
+            tracing::info!(
+                sessions = ended,
+                "live sessions were terminated (the server stopped)"
+            );
+        }
         if n > 0 {
             tracing::warn!(
                 interrupted = n,

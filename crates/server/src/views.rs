@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use warden_core::{
-    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionSource, ExecutionStatus, Installation,
-    Plugin, ResultMetrics, Version,
+    ApiKey, App, AuditEvent, Execution, ExecutionError, ExecutionResult, ExecutionSource, ExecutionStatus,
+    Installation, Plugin, ResultMetrics, ResultStatus, RunLanguage, RunMode, SessionLanguage, Version,
 };
 
 /// A plugin.
@@ -620,19 +620,35 @@ pub struct ArtifactView {
     pub url: String,
 }
 
-/// An execution: a call of a plugin by an app, with its result once final.
+/// An execution: a call of a plugin by an app, or code run in one of the
+/// app's sessions, with its result once final.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionView {
     /// Execution id.
     pub id: String,
     /// Calling app.
     pub app: String,
-    /// Plugin code.
-    pub plugin: String,
-    /// Version that ran.
-    pub version: String,
-    /// `queued`, `running`, `success`, `failed`, `timeout`, `error` or
-    /// `interrupted`.
+    /// What ran: `plugin` or `session`.
+    #[schema(inline)]
+    pub kind: SourceKind,
+    /// Plugin code (a plugin's execution; `null` for a session's).
+    pub plugin: Option<String>,
+    /// Version that ran (a plugin's execution; `null` for a session's).
+    pub version: Option<String>,
+    /// The session it ran in (a session's execution; `null` for a plugin's).
+    pub session: Option<String>,
+    /// `python`, `javascript` or `shell` (a session's execution); also
+    /// `c`, `cpp` or `go` (a run).
+    #[schema(inline)]
+    pub language: Option<ExecLanguage>,
+    /// The template a run used (its packages and network), if any.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// `script`, `handler` or `repl` (a session's execution).
+    #[schema(inline)]
+    pub run_mode: Option<RunModeName>,
+    /// `queued`, `running`, `success`, `failed`, `timeout`, `error`,
+    /// `interrupted` or `cancelled`.
     pub status: String,
     /// `sync` or `async`.
     pub mode: String,
@@ -665,6 +681,15 @@ pub struct ExecutionView {
     pub artifacts: Vec<ArtifactView>,
     /// Served by a warm box.
     pub warm: bool,
+    /// A stateful cell (`repl`) found its session's interpreter dead (a
+    /// crash or a timeout of an earlier cell) and ran in a new one: the
+    /// interpreter's state was lost (the session's files were not).
+    #[serde(default)]
+    pub interpreter_restarted: bool,
+    /// The session's interpreter ended with this cell (it crashed or timed
+    /// out); the next cell starts a new one.
+    #[serde(default)]
+    pub interpreter_died: bool,
     /// Accepted, Unix ms.
     pub created_at: i64,
     /// Started, Unix ms.
@@ -673,6 +698,10 @@ pub struct ExecutionView {
     pub finished_at: Option<i64>,
     /// Wall-clock time of the call, ms.
     pub duration_ms: Option<f64>,
+    /// A run's compile step (C, C++, Go): when it did not succeed, the
+    /// program did not run (`error_kind` `compile_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<CompileView>,
 }
 
 impl From<ExecutionError> for ErrorView {
@@ -707,9 +736,208 @@ impl From<ResultMetrics> for MetricsView {
     }
 }
 
+/// What an execution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A plugin installed in the app.
+    Plugin,
+    /// Code in one of the app's sessions.
+    Session,
+    /// A one-shot run (`POST /v1/run`, Dify's and Piston's APIs).
+    Run,
+}
+
+/// The language of a session's execution or of a one-shot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecLanguage {
+    /// Python 3.
+    Python,
+    /// JavaScript (Node.js).
+    Javascript,
+    /// bash.
+    Shell,
+    /// C (runs only).
+    C,
+    /// C++ (runs only).
+    Cpp,
+    /// Go (runs only).
+    Go,
+}
+
+impl From<SessionLanguage> for ExecLanguage {
+    fn from(l: SessionLanguage) -> ExecLanguage {
+        match l {
+            SessionLanguage::Python => ExecLanguage::Python,
+            SessionLanguage::Javascript => ExecLanguage::Javascript,
+            SessionLanguage::Shell => ExecLanguage::Shell,
+        }
+    }
+}
+
+impl From<RunLanguage> for ExecLanguage {
+    fn from(l: RunLanguage) -> ExecLanguage {
+        match l {
+            RunLanguage::Python => ExecLanguage::Python,
+            RunLanguage::Javascript => ExecLanguage::Javascript,
+            RunLanguage::Shell => ExecLanguage::Shell,
+            RunLanguage::C => ExecLanguage::C,
+            RunLanguage::Cpp => ExecLanguage::Cpp,
+            RunLanguage::Go => ExecLanguage::Go,
+        }
+    }
+}
+
+impl From<ExecLanguage> for RunLanguage {
+    fn from(l: ExecLanguage) -> RunLanguage {
+        match l {
+            ExecLanguage::Python => RunLanguage::Python,
+            ExecLanguage::Javascript => RunLanguage::Javascript,
+            ExecLanguage::Shell => RunLanguage::Shell,
+            ExecLanguage::C => RunLanguage::C,
+            ExecLanguage::Cpp => RunLanguage::Cpp,
+            ExecLanguage::Go => RunLanguage::Go,
+        }
+    }
+}
+
+/// A one-shot run's compile step: its own limits, output and end.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompileView {
+    /// `success`, `failed` (the compiler exited non-zero), `timeout` or
+    /// `error` (a limit stopped it).
+    pub status: String,
+    /// The jail's detailed status (`ok`, `nonzero_exit`, `memory_limit`, …).
+    pub jail_status: Option<String>,
+    /// What the compiler printed (capped).
+    pub stdout: String,
+    /// The compiler's diagnostics (capped).
+    pub stderr: String,
+    /// Exit code of the compiler.
+    pub exit_code: Option<i32>,
+    /// Signal that killed it.
+    pub signal: Option<i32>,
+    /// Why it did not succeed.
+    pub error: Option<ErrorView>,
+    /// Resource figures.
+    pub metrics: Option<MetricsView>,
+}
+
+impl From<ExecutionResult> for CompileView {
+    fn from(r: ExecutionResult) -> Self {
+        CompileView {
+            status: match r.status {
+                ResultStatus::Success => "success",
+                ResultStatus::Failed => "failed",
+                ResultStatus::Timeout => "timeout",
+                ResultStatus::Error => "error",
+                ResultStatus::Cancelled => "cancelled",
+            }
+            .into(),
+            jail_status: r.jail_status,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error.map(Into::into),
+            metrics: r.metrics.map(Into::into),
+        }
+    }
+}
+
+/// A session's languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LanguageName {
+    /// Python 3.
+    Python,
+    /// JavaScript (Node.js).
+    Javascript,
+    /// bash.
+    Shell,
+}
+
+impl From<LanguageName> for SessionLanguage {
+    fn from(l: LanguageName) -> SessionLanguage {
+        match l {
+            LanguageName::Python => SessionLanguage::Python,
+            LanguageName::Javascript => SessionLanguage::Javascript,
+            LanguageName::Shell => SessionLanguage::Shell,
+        }
+    }
+}
+
+impl From<SessionLanguage> for LanguageName {
+    fn from(l: SessionLanguage) -> LanguageName {
+        match l {
+            SessionLanguage::Python => LanguageName::Python,
+            SessionLanguage::Javascript => LanguageName::Javascript,
+            SessionLanguage::Shell => LanguageName::Shell,
+        }
+    }
+}
+
+/// How code runs in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunModeName {
+    /// A program: its output and exit code are the result.
+    Script,
+    /// `handler(event)`: the return value is the result, as for plugins.
+    Handler,
+    /// A cell of the language's persistent interpreter: state persists;
+    /// the last expression's value is the result.
+    Repl,
+}
+
+impl From<RunModeName> for RunMode {
+    fn from(m: RunModeName) -> RunMode {
+        match m {
+            RunModeName::Script => RunMode::Script,
+            RunModeName::Handler => RunMode::Handler,
+            RunModeName::Repl => RunMode::Repl,
+        }
+    }
+}
+
+impl From<RunMode> for RunModeName {
+    fn from(m: RunMode) -> RunModeName {
+        match m {
+            RunMode::Script => RunModeName::Script,
+            RunMode::Handler => RunModeName::Handler,
+            RunMode::Repl => RunModeName::Repl,
+        }
+    }
+}
+
 impl From<Execution> for ExecutionView {
     fn from(e: Execution) -> Self {
-        let ExecutionSource::Plugin { plugin, version } = e.source;
+        let mut template = None;
+        let (kind, plugin, version, session, language, run_mode) = match e.source {
+            ExecutionSource::Plugin { plugin, version } => {
+                (SourceKind::Plugin, Some(plugin), Some(version), None, None, None)
+            }
+            ExecutionSource::Run {
+                language,
+                template: t,
+            } => {
+                template = t;
+                (SourceKind::Run, None, None, None, Some(language.into()), None)
+            }
+            ExecutionSource::Session {
+                session,
+                language,
+                mode,
+            } => (
+                SourceKind::Session,
+                None,
+                None,
+                Some(session),
+                Some(language.into()),
+                Some(mode.into()),
+            ),
+        };
         let mut view = ExecutionView {
             status: e.status.as_str().into(),
             mode: e.mode.as_str().into(),
@@ -726,16 +954,25 @@ impl From<Execution> for ExecutionView {
             metrics: None,
             artifacts: Vec::new(),
             warm: false,
+            interpreter_restarted: false,
+            interpreter_died: false,
             created_at: e.created_at,
             started_at: e.started_at,
             finished_at: e.finished_at,
             duration_ms: e.duration_ms,
             id: e.id,
             app: e.app,
+            kind,
             plugin,
             version,
+            session,
+            language,
+            template,
+            run_mode,
+            compile: None,
         };
         if let Some(r) = e.result {
+            view.compile = r.compile.map(|c| CompileView::from(*c));
             view.jail_status = r.jail_status;
             view.return_value = r.return_value;
             view.stdout = r.stdout;
@@ -747,6 +984,8 @@ impl From<Execution> for ExecutionView {
             view.error = r.error.map(Into::into);
             view.metrics = r.metrics.map(Into::into);
             view.warm = r.warm;
+            view.interpreter_restarted = r.interpreter_restarted;
+            view.interpreter_died = r.interpreter_died;
             view.artifacts = r
                 .artifacts
                 .into_iter()

@@ -4,9 +4,10 @@
 //! new endpoint cannot ship without deciding who may call it.
 //!
 //! "Not yours" is answered exactly like "not there": a developer asking for
-//! another developer's plugin (any endpoint under `/v1/plugins/{code}`), or
-//! a developer or another app asking for an execution it may not see, gets
-//! the 404 a missing one gets, byte for byte but for the identifier.
+//! another developer's plugin (any endpoint under `/v1/plugins/{code}`), a
+//! developer or another app asking for an execution it may not see, or
+//! another app asking for a session, gets the 404 a missing one gets, byte
+//! for byte but for the identifier.
 
 mod common;
 
@@ -21,7 +22,7 @@ const CODE: &str = "vendor.greeting.say_hello";
 /// Who may call what. Roles: `admin`; `owner` (the developer who owns the
 /// fixture plugin); `dev` (another developer); `app` (the app the plugin is
 /// installed in, which ran the fixture execution); `app2` (another app).
-/// `public` endpoints need no key.
+/// `public` endpoints need no key. The fixture session belongs to `app`.
 fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
     const ADMIN: &[&str] = &["admin"];
     const DEVS: &[&str] = &["admin", "owner", "dev"];
@@ -58,10 +59,29 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("PUT", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("DELETE", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("POST", "/v1/apps/{app}/plugins/{code}/execute"), APP),
+        (("POST", "/v1/run"), APPS),
         (("GET", "/v1/executions"), APPS),
         (("GET", "/v1/executions/{id}"), EXEC),
         (("GET", "/v1/executions/{id}/artifacts/{index}"), EXEC),
         (("GET", "/v1/executions/{id}/events"), EXEC),
+        (("POST", "/v1/executions/{id}/cancel"), APP),
+        (("POST", "/v1/sessions"), APPS),
+        (("GET", "/v1/sessions"), APPS),
+        (("GET", "/v1/sessions/{id}"), APP),
+        (("DELETE", "/v1/sessions/{id}"), APP),
+        (("POST", "/v1/sessions/{id}/terminate"), APP),
+        (("POST", "/v1/sessions/{id}/executions"), APP),
+        (("GET", "/v1/sessions/{id}/executions"), APP),
+        (("GET", "/v1/sessions/{id}/files"), APP),
+        (("POST", "/v1/sessions/{id}/files"), APP),
+        (("GET", "/v1/sessions/{id}/files/{path}"), APP),
+        (("PUT", "/v1/sessions/{id}/files/{path}"), APP),
+        (("DELETE", "/v1/sessions/{id}/files/{path}"), APP),
+        (("POST", "/v1/sessions/{id}/directories"), APP),
+        (("POST", "/v1/sessions/{id}/snapshots"), APP),
+        (("GET", "/v1/snapshots"), APPS),
+        (("GET", "/v1/snapshots/{id}"), APP),
+        (("DELETE", "/v1/snapshots/{id}"), APP),
         (("GET", "/v1/templates"), ALL),
         (("POST", "/v1/templates"), ADMIN),
         (("GET", "/v1/templates/{id}"), ALL),
@@ -75,6 +95,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/keys"), ADMIN),
         (("DELETE", "/v1/keys/{id}"), ADMIN),
         (("GET", "/v1/me"), ALL),
+        (("GET", "/v1/nodes"), ADMIN),
         (("GET", "/healthz"), PUBLIC),
         (("GET", "/readyz"), PUBLIC),
         (("GET", "/metrics"), PUBLIC),
@@ -87,8 +108,14 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
     let allowed = table()[&(method, path)];
     if path.starts_with("/v1/plugins/{code}") && allowed.contains(&"owner") {
         &["dev"]
+    } else if path == "/v1/executions/{id}/cancel" {
+        // Developers may never cancel (403 whatever the id).
+        &["app2"]
     } else if path.starts_with("/v1/executions/{id}") {
         &["dev", "app2"]
+    } else if path.starts_with("/v1/sessions/{id}") || path.starts_with("/v1/snapshots/{id}") {
+        // Developers may not use sessions at all (403 whatever the id).
+        &["app2"]
     } else {
         &[]
     }
@@ -97,9 +124,11 @@ fn hidden(method: &str, path: &str) -> &'static [&'static str] {
 /// A layer id (none is built in this test).
 const LAYER: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// A plugin code and an execution id that exist nowhere.
+/// A plugin code, an execution id and a session id that exist nowhere.
 const MISSING_CODE: &str = "vendor.nothing.here";
 const MISSING_EXEC: &str = "exe_0000000000000000000000";
+const MISSING_SESSION: &str = "ses_0000000000000000000000";
+const MISSING_SNAPSHOT: &str = "snp_0000000000000000000000";
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path) {
@@ -108,6 +137,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "/v1/apps/{app}/installations") => Some(json!({"plugin": CODE})),
         ("PUT", "/v1/apps/{app}/installations/{plugin}") => Some(json!({"version": "1.0.0"})),
         ("POST", "/v1/apps/{app}/plugins/{code}/execute") => Some(json!({"name": "roles"})),
+        ("POST", "/v1/sessions/{id}/executions") => Some(json!({"language": "shell", "code": "echo roles"})),
+        ("POST", "/v1/run") => Some(json!({"language": "shell", "code": "echo roles"})),
+        ("POST", "/v1/sessions/{id}/directories") => Some(json!({"path": "made"})),
         (_, p) if p.ends_with("/reject") => Some(json!({"reason": "roles test"})),
         ("POST", _) | ("PUT", _) => Some(json!({})),
         _ => None,
@@ -145,6 +177,35 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         )
         .await;
     let spare_key = spare["key"]["id"].as_str().unwrap().to_owned();
+    let session = s
+        .expect(
+            Method::POST,
+            "/v1/sessions",
+            &app,
+            Some(json!({})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let session_id = session["id"].as_str().unwrap().to_owned();
+    let r = s
+        .client
+        .put(s.url(&format!("/v1/sessions/{session_id}/files/hello.txt")))
+        .bearer_auth(&app)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let snapshot = s
+        .expect(
+            Method::POST,
+            &format!("/v1/sessions/{session_id}/snapshots"),
+            &app,
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    let snapshot_id = snapshot["id"].as_str().unwrap().to_owned();
 
     let keys: BTreeMap<&str, &str> = BTreeMap::from([
         ("admin", s.admin.as_str()),
@@ -153,9 +214,13 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         ("app", app.as_str()),
         ("app2", app2.as_str()),
     ]);
-    let fill_with = |path: &str, code: &str, exec: &str| {
+    let fill_with = |path: &str, code: &str, exec: &str, session: &str, snap: &str| {
         let id = if path.starts_with("/v1/keys") {
             spare_key.as_str()
+        } else if path.starts_with("/v1/sessions") {
+            session
+        } else if path.starts_with("/v1/snapshots") {
+            snap
         } else if path.starts_with("/v1/templates") {
             // A built-in: present on every start, and never deleted.
             "python-basic"
@@ -170,8 +235,9 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
             .replace("{app}", "shop")
             .replace("{id}", id)
             .replace("{index}", "0")
+            .replace("{path}", "hello.txt")
     };
-    let fill = |path: &str| fill_with(path, CODE, &exec_id);
+    let fill = |path: &str| fill_with(path, CODE, &exec_id, &session_id, &snapshot_id);
 
     // The document's operations and the table must be the same set.
     let doc = serde_json::to_value(warden_server::openapi()).unwrap();
@@ -221,7 +287,13 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
                 // The same call for a plugin or an execution that does not exist.
-                let missing = fill_with(path, MISSING_CODE, MISSING_EXEC);
+                let missing = fill_with(
+                    path,
+                    MISSING_CODE,
+                    MISSING_EXEC,
+                    MISSING_SESSION,
+                    MISSING_SNAPSHOT,
+                );
                 let r = s
                     .call(m.clone(), &missing, Some(key), body_for(method, path))
                     .await;
@@ -231,13 +303,19 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
                     .await
                     .unwrap_or_default()
                     .replace(MISSING_CODE, CODE)
-                    .replace(MISSING_EXEC, &exec_id);
+                    .replace(MISSING_EXEC, &exec_id)
+                    .replace(MISSING_SESSION, &session_id)
+                    .replace(MISSING_SNAPSHOT, &snapshot_id);
                 if hidden(method, path).contains(role) {
                     assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path} as {role}: {text}");
                 } else {
                     assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
                 }
-                if path.starts_with("/v1/plugins/{code}") || path.starts_with("/v1/executions/{id}") {
+                if path.starts_with("/v1/plugins/{code}")
+                    || path.starts_with("/v1/executions/{id}")
+                    || path.starts_with("/v1/sessions/{id}")
+                    || path.starts_with("/v1/snapshots/{id}")
+                {
                     assert_eq!(
                         (status, text.as_str()),
                         (missing_status, missing_text.as_str()),
@@ -273,5 +351,103 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
         }
     }
     assert!(checked > 150, "only {checked} calls checked");
+    s.stop().await.unwrap();
+}
+
+/// The compatibility paths (outside the OpenAPI document): who may call
+/// them. Upstream's clients send one key, so these take app keys only
+/// (admin and developer keys get 403, no key 401); the health check and
+/// Piston's runtimes list are open, as upstream's are.
+fn compat_table() -> Vec<(&'static str, &'static str, Option<Value>, &'static [&'static str])> {
+    const APPS: &[&str] = &["app", "app2"];
+    const PUBLIC: &[&str] = &["public"];
+    vec![
+        ("GET", "/health", None, PUBLIC),
+        (
+            "POST",
+            "/v1/sandbox/run",
+            Some(json!({"language": "python3", "code": "print(1)", "preload": "", "enable_network": true})),
+            APPS,
+        ),
+        ("GET", "/v1/sandbox/dependencies?language=python3", None, APPS),
+        (
+            "GET",
+            "/v1/sandbox/dependencies/refresh?language=python3",
+            None,
+            APPS,
+        ),
+        (
+            "POST",
+            "/v1/sandbox/dependencies/update?language=python3",
+            Some(json!({})),
+            APPS,
+        ),
+        ("GET", "/api/v2/runtimes", None, PUBLIC),
+        (
+            "POST",
+            "/api/v2/execute",
+            Some(json!({"language": "bash", "version": "*", "files": [{"content": "echo roles"}]})),
+            APPS,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compat_endpoint_answers_every_role_as_its_table_says() {
+    let s = server().await;
+    let dev = s.key("developer", "mallory", None).await;
+    for id in ["shop", "blog"] {
+        s.expect(
+            Method::POST,
+            "/v1/apps",
+            &s.admin,
+            Some(json!({"id": id})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let app = s.key("app", "shop", Some("shop")).await;
+    let app2 = s.key("app", "blog", Some("blog")).await;
+    let keys = [
+        ("admin", s.admin.clone()),
+        ("dev", dev),
+        ("app", app),
+        ("app2", app2),
+    ];
+    let mut checked = 0;
+    for (method, path, body, allowed) in compat_table() {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let anonymous = s.call(m.clone(), path, None, body.clone()).await.status();
+        if allowed.contains(&"public") {
+            assert_eq!(anonymous, StatusCode::OK, "{method} {path} without a key");
+            checked += 1;
+            continue;
+        }
+        assert_eq!(
+            anonymous,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
+        for (role, key) in &keys {
+            // Upstream clients send X-Api-Key; bearer works too.
+            let r = s
+                .client
+                .request(m.clone(), s.url(path))
+                .header("X-Api-Key", key.as_str())
+                .json(body.as_ref().unwrap_or(&Value::Null))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            if allowed.contains(role) {
+                assert!(status.is_success(), "{method} {path} as {role}: {status} {text}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} as {role}: {text}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 + 5 * 4);
     s.stop().await.unwrap();
 }

@@ -24,7 +24,8 @@ async fn templates_are_created_replaced_deleted_and_listed() {
     let s = server().await;
     let dev = s.key("developer", "alice", None).await;
 
-    // A fresh start has the built-ins, listed like any other.
+    // A fresh start has the built-ins (and the template of Dify's Python
+    // runs, which the compatibility layer makes), listed like any other.
     let page = s
         .expect(Method::GET, "/v1/templates", &dev, None, StatusCode::OK)
         .await;
@@ -34,7 +35,7 @@ async fn templates_are_created_replaced_deleted_and_listed() {
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["node-basic", "python-basic", "shell"]);
+    assert_eq!(ids, ["dify", "node-basic", "python-basic", "shell"]);
     let python = s
         .expect(
             Method::GET,
@@ -169,7 +170,7 @@ async fn templates_are_created_replaced_deleted_and_listed() {
         .iter()
         .map(|t| t["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["python-basic", "scraper"]);
+    assert_eq!(ids, ["dify", "python-basic", "scraper"]);
     let first = s
         .expect(
             Method::GET,
@@ -332,7 +333,11 @@ async fn hostile_templates_are_refused_with_every_problem_located() {
     let all = s
         .expect(Method::GET, "/v1/templates", &s.admin, None, StatusCode::OK)
         .await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 3, "only the built-ins");
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        4,
+        "only the built-ins and Dify's template"
+    );
     s.stop().await.unwrap();
 }
 

@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use warden_core::store::ExecutionFilter;
 use warden_core::{
     ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page, QueuedCall,
-    StoreError, model::now_ms,
+    RunLanguage, RunMode, SessionLanguage, StoreError, model::now_ms,
 };
 
 use crate::Backend;
@@ -26,7 +26,7 @@ use crate::query::{Where, page};
 macro_rules! columns {
     () => {
         "id, app, plugin, version, status, mode, node, error_kind, result, created_at, started_at, finished_at, \
-         duration_ms"
+         duration_ms, source, session, language, run_mode, template"
     };
 }
 
@@ -45,6 +45,11 @@ struct ExecutionRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     duration_ms: Option<f64>,
+    source: String,
+    session: Option<String>,
+    language: Option<String>,
+    run_mode: Option<String>,
+    template: Option<String>,
 }
 
 impl Record for ExecutionRow {
@@ -53,11 +58,35 @@ impl Record for ExecutionRow {
     fn into_record(self) -> Result<Execution> {
         let record = format!("execution {}", self.id);
         let unknown = |what: &str, name: &str| corrupt(&record, format!("unknown {what} `{name}`"));
-        Ok(Execution {
-            source: ExecutionSource::Plugin {
+        let missing = |what: &str| corrupt(&record, format!("a session's execution without its {what}"));
+        let source = match self.source.as_str() {
+            "plugin" => ExecutionSource::Plugin {
                 plugin: self.plugin,
                 version: self.version,
             },
+            "session" => {
+                let language = self.language.ok_or_else(|| missing("language"))?;
+                let mode = self.run_mode.ok_or_else(|| missing("run mode"))?;
+                ExecutionSource::Session {
+                    session: self.session.ok_or_else(|| missing("session"))?,
+                    language: SessionLanguage::parse(&language)
+                        .ok_or_else(|| unknown("language", &language))?,
+                    mode: RunMode::parse(&mode).ok_or_else(|| unknown("run mode", &mode))?,
+                }
+            }
+            "run" => {
+                let language = self
+                    .language
+                    .ok_or_else(|| corrupt(&record, "a run without its language"))?;
+                ExecutionSource::Run {
+                    language: RunLanguage::parse(&language).ok_or_else(|| unknown("language", &language))?,
+                    template: self.template,
+                }
+            }
+            other => return Err(unknown("source", other)),
+        };
+        Ok(Execution {
+            source,
             status: ExecutionStatus::parse(&self.status).ok_or_else(|| unknown("status", &self.status))?,
             mode: ExecutionMode::parse(&self.mode).ok_or_else(|| unknown("mode", &self.mode))?,
             error_kind: self
@@ -85,11 +114,27 @@ fn result_text(r: Option<&ExecutionResult>) -> Result<Option<String>> {
 
 /// Record an accepted execution through `ex`.
 async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: &Execution) -> Result<()> {
-    let ExecutionSource::Plugin { plugin, version } = &e.source;
+    let (plugin, version) = e.source.plugin().unwrap_or_default();
+    let (session, language, mode, template) = match &e.source {
+        ExecutionSource::Session {
+            session,
+            language,
+            mode,
+        } => (
+            Some(session.as_str()),
+            Some(language.as_str()),
+            Some(mode.as_str()),
+            None,
+        ),
+        ExecutionSource::Run { language, template } => {
+            (None, Some(language.as_str()), None, template.as_deref())
+        }
+        ExecutionSource::Plugin { .. } => (None, None, None, None),
+    };
     sqlx::query(concat!(
         "INSERT INTO executions (",
         columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     ))
     .bind(&e.id)
     .bind(&e.app)
@@ -104,6 +149,11 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
     .bind(e.started_at)
     .bind(e.finished_at)
     .bind(e.duration_ms)
+    .bind(e.source.kind())
+    .bind(session)
+    .bind(language)
+    .bind(mode)
+    .bind(template)
     .execute(ex)
     .await?;
     Ok(())
@@ -116,7 +166,7 @@ pub(crate) async fn insert(pool: &AnyPool, e: Execution) -> Result<()> {
 
 /// Update an unfinished execution; false when it is final already.
 pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
-    let ExecutionSource::Plugin { version, .. } = &e.source;
+    let (_, version) = e.source.plugin().unwrap_or_default();
     // Only async executions are ever queued; a started or ended one has no
     // business in the queue (a claim removed it already, normally).
     let dequeue = e.mode == ExecutionMode::Async && e.status != ExecutionStatus::Queued;
@@ -294,6 +344,7 @@ pub(crate) async fn list(pool: &AnyPool, f: ExecutionFilter) -> Result<Page<Exec
     w.text("app = $?", f.app.as_deref());
     w.text("plugin = $?", f.plugin.as_deref());
     w.text("version = $?", f.version.as_deref());
+    w.text("session = $?", f.session.as_deref());
     w.text("status = $?", f.status.map(ExecutionStatus::as_str));
     w.int("created_at >= $?", f.since);
     w.int("created_at < $?", f.until);

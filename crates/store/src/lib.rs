@@ -7,8 +7,8 @@
 //! its queries: [`plugins`] (plugins and versions), [`apps`] (apps and
 //! installations), [`executions`] (with the durable queue of async
 //! executions), [`templates`], [`layers`] (dependency layers),
-//! [`snapshots`] (session snapshots and the nodes sharing the database),
-//! [`keys`], [`audit`]. Queries fail with
+//! [`sessions`], [`snapshots`] (session snapshots and the nodes sharing the
+//! database), [`keys`], [`audit`]. Queries fail with
 //! [`error::Error`], turned into the core's `StoreError` once, at the
 //! [`Store`] boundary below; a stored value that does not parse is an error
 //! naming its record.
@@ -27,6 +27,7 @@ mod keys;
 mod layers;
 mod plugins;
 mod query;
+mod sessions;
 mod snapshots;
 mod templates;
 
@@ -38,11 +39,12 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use warden_core::store::{
     AuditFilter, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    SnapshotFilter, TemplateFilter, Transition,
+    SessionMove, SnapshotFilter, TemplateFilter, Transition,
 };
 use warden_core::{
     ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Node, Plugin, QueuedCall,
-    Revoked, Snapshot, SnapshotStatus, Store, StoreError, Template, Version, VersionStatus,
+    Revoked, Session, SessionFilter, SessionUsage, Snapshot, SnapshotStatus, Store, StoreError, Template,
+    Version, VersionStatus,
 };
 
 pub use blobs::{ObjectBlobs, S3Error, S3Options};
@@ -291,6 +293,42 @@ impl Store for SqlStore {
 
     async fn interrupt_unfinished(&self, node: &str, reason: &str) -> R<u64> {
         Ok(executions::interrupt_unfinished(&self.pool, node, reason).await?)
+    }
+
+    async fn insert_session(&self, s: Session) -> R<()> {
+        Ok(sessions::insert(&self.pool, s).await?)
+    }
+
+    async fn get_session(&self, id: &str) -> R<Option<Session>> {
+        Ok(sessions::get(&self.pool, id).await?)
+    }
+
+    async fn list_sessions(&self, filter: SessionFilter) -> R<Page<Session>> {
+        Ok(sessions::list(&self.pool, filter).await?)
+    }
+
+    async fn move_session(&self, id: &str, m: SessionMove) -> R<Option<Session>> {
+        Ok(sessions::move_to(&self.pool, id, m).await?)
+    }
+
+    async fn touch_session(&self, id: &str, at: i64, executions: u64) -> R<()> {
+        Ok(sessions::touch(&self.pool, id, at, executions).await?)
+    }
+
+    async fn delete_session(&self, id: &str) -> R<bool> {
+        Ok(sessions::delete(&self.pool, id).await?)
+    }
+
+    async fn session_usage(&self, app: Option<&str>) -> R<SessionUsage> {
+        Ok(sessions::usage(&self.pool, app).await?)
+    }
+
+    async fn lose_sessions(&self, node: &str, reason: &str, at: i64) -> R<u64> {
+        Ok(sessions::lose(&self.pool, node, reason, at).await?)
+    }
+
+    async fn claim_session(&self, id: &str, from: &str, to: &str) -> R<bool> {
+        Ok(sessions::claim(&self.pool, id, from, to).await?)
     }
 
     async fn counts(&self) -> R<Counts> {

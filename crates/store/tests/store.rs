@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warden_core::store::{
-    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, PluginFilter, SnapshotFilter, TemplateFilter,
+    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, PluginFilter, SessionMove, SnapshotFilter,
+    TemplateFilter,
 };
 use warden_core::{
     Actor, ApiKey, Ecosystem, ErrorKind, Execution, ExecutionMode, ExecutionSource, ExecutionStatus, Layer,
     LayerError, LayerStatus, LockedPackage, Node, PackageReq, QueuedCall, Registry, RegistryError, Revoked,
-    Role, Snapshot, SnapshotStatus, SnapshotTrigger, Store, StoreError, TemplateError, TemplatePolicy,
-    TemplateRuntime, Templates, VersionStatus,
+    Role, RunLanguage, RunMode, Session, SessionFilter, SessionLanguage, SessionResources, SessionStatus,
+    SessionUsage, Snapshot, SnapshotStatus, SnapshotTrigger, Store, StoreError, TemplateError,
+    TemplatePolicy, TemplateRuntime, Templates, VersionStatus,
     model::{new_id, now_ms},
 };
 use warden_package::Policy;
@@ -158,8 +160,14 @@ both!(
     a_template_points_only_at_a_ready_layer_built_for_its_revision,
     layers_are_listed_touched_and_collected,
     corrupt_templates_and_layers_are_errors_naming_them,
+    sessions_move_only_from_where_they_are_and_are_lost_with_their_node,
+    sessions_are_listed_filtered_counted_and_deleted_once_ended,
+    session_executions_are_ordinary_records,
+    a_corrupt_session_is_an_error_naming_it,
     snapshots_move_once_and_are_listed_newest_first,
     nodes_beat_and_never_go_back_in_time,
+    a_dead_nodes_session_is_claimed_by_one_node,
+    runs_are_ordinary_records_with_their_language_and_template,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -1721,6 +1729,356 @@ async fn corrupt_templates_and_layers_are_errors_naming_them(ctx: Ctx) {
     );
 }
 
+fn session(app: &str, node: &str) -> Session {
+    let now = now_ms();
+    Session {
+        id: new_id("ses"),
+        app: app.into(),
+        template: "python-basic".into(),
+        status: SessionStatus::Creating,
+        status_reason: None,
+        resources: SessionResources {
+            cpu_cores: 0.5,
+            memory_mb: 256,
+            disk_mb: 100,
+            pids: 64,
+        },
+        idle_timeout_secs: 60,
+        max_lifetime_secs: 3600,
+        env: std::collections::BTreeMap::from([("GREETING".into(), "hi there".into())]),
+        network: vec!["pypi.org:443".into()],
+        layer: None,
+        node: node.into(),
+        created_at: now,
+        started_at: None,
+        last_active_at: now,
+        ended_at: None,
+        executions: 0,
+    }
+}
+
+fn moving(from: &[SessionStatus], to: SessionStatus, reason: Option<&str>) -> SessionMove {
+    SessionMove {
+        from: from.to_vec(),
+        to,
+        reason: reason.map(Into::into),
+        at: now_ms(),
+    }
+}
+
+async fn sessions_move_only_from_where_they_are_and_are_lost_with_their_node(ctx: Ctx) {
+    use SessionStatus::*;
+    let s = &ctx.store;
+    let a = session("shop", "node-a");
+    s.insert_session(a.clone()).await.unwrap();
+    assert_eq!(
+        s.get_session(&a.id).await.unwrap().unwrap(),
+        a,
+        "it reads back whole"
+    );
+    assert!(matches!(
+        s.insert_session(a.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // creating -> running sets started_at.
+    let running = s
+        .move_session(&a.id, moving(&[Creating], Running, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.status, Running);
+    assert!(running.started_at.is_some() && running.ended_at.is_none());
+    // A move from a state it is no longer in changes nothing.
+    assert_eq!(
+        s.move_session(&a.id, moving(&[Creating], Failed, Some("late")))
+            .await
+            .unwrap(),
+        None
+    );
+    // Two racing ends: exactly one wins, with its reason.
+    let (x, y) = tokio::join!(
+        s.move_session(&a.id, moving(&[Creating, Running], Terminated, Some("asked"))),
+        s.move_session(&a.id, moving(&[Creating, Running], Expired, Some("idle"))),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x.is_some() != y.is_some(), "one winner: {x:?} {y:?}");
+    let ended = s.get_session(&a.id).await.unwrap().unwrap();
+    assert!(ended.status == Terminated || ended.status == Expired);
+    assert_eq!(
+        ended.status_reason.as_deref(),
+        Some(if ended.status == Terminated {
+            "asked"
+        } else {
+            "idle"
+        })
+    );
+    assert!(ended.ended_at.is_some());
+    assert_eq!(ended.started_at, running.started_at);
+    assert!(matches!(
+        s.move_session("ses_missing", moving(&[Running], Lost, Some("x")))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Activity: last_active_at never moves back; executions add up.
+    let b = session("shop", "node-a");
+    s.insert_session(b.clone()).await.unwrap();
+    s.touch_session(&b.id, b.last_active_at + 5_000, 2).await.unwrap();
+    s.touch_session(&b.id, b.last_active_at + 1_000, 1).await.unwrap();
+    let touched = s.get_session(&b.id).await.unwrap().unwrap();
+    assert_eq!(touched.last_active_at, b.last_active_at + 5_000);
+    assert_eq!(touched.executions, 3);
+    // Another node's live session is not this node's to lose.
+    let c = session("blog", "node-b");
+    s.insert_session(c.clone()).await.unwrap();
+    s.move_session(&c.id, moving(&[Creating], Running, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.lose_sessions("node-a", "the server restarted", now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    let lost = s.get_session(&b.id).await.unwrap().unwrap();
+    assert_eq!(lost.status, Lost);
+    assert_eq!(lost.status_reason.as_deref(), Some("the server restarted"));
+    assert!(lost.ended_at.is_some());
+    assert_eq!(s.get_session(&c.id).await.unwrap().unwrap().status, Running);
+    assert_eq!(
+        s.get_session(&a.id).await.unwrap().unwrap(),
+        ended,
+        "a final session is not lost again"
+    );
+    assert_eq!(s.lose_sessions("node-a", "again", now_ms()).await.unwrap(), 0);
+}
+
+async fn sessions_are_listed_filtered_counted_and_deleted_once_ended(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut x = session(if i % 3 == 0 { "blog" } else { "shop" }, "node-a");
+        if i % 4 == 0 {
+            x.template = "node-basic".into();
+        }
+        s.insert_session(x.clone()).await.unwrap();
+        if i % 2 == 0 {
+            s.move_session(
+                &x.id,
+                moving(&[SessionStatus::Creating], SessionStatus::Running, None),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        if i >= 10 {
+            s.move_session(
+                &x.id,
+                moving(
+                    &[SessionStatus::Creating, SessionStatus::Running],
+                    SessionStatus::Failed,
+                    Some("its box did not start"),
+                ),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        ids.push(x.id);
+    }
+    // Pages of 5, newest first, nothing missed.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s
+            .list_sessions(SessionFilter {
+                cursor: cursor.clone(),
+                limit: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(p.items.into_iter().map(|x| x.id));
+        cursor = p.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    let blog_node = s
+        .list_sessions(SessionFilter {
+            app: Some("blog".into()),
+            template: Some("node-basic".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Only i = 0 is both the blog's (i % 3) and from node-basic (i % 4).
+    assert_eq!(blog_node.items.len(), 1);
+    assert!(
+        blog_node
+            .items
+            .iter()
+            .all(|x| x.app == "blog" && x.template == "node-basic")
+    );
+    let running = s
+        .list_sessions(SessionFilter {
+            status: Some(SessionStatus::Running),
+            node: Some("node-a".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.items.len(), 5, "0, 2, 4, 6, 8 run; 10 failed");
+    // Usage: the live ones (10 and 11 ended), their reservations.
+    assert_eq!(
+        s.session_usage(None).await.unwrap(),
+        SessionUsage {
+            sessions: 10,
+            memory_mb: 10 * 256,
+            disk_mb: 10 * 100
+        }
+    );
+    let blog = s.session_usage(Some("blog")).await.unwrap();
+    assert_eq!(blog.sessions, 4, "0, 3, 6, 9");
+    assert_eq!(
+        s.session_usage(Some("nobody")).await.unwrap(),
+        SessionUsage::default()
+    );
+    // A live session's record cannot be deleted; an ended one's can, once.
+    assert!(matches!(
+        s.delete_session(&ids[0]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.delete_session(&ids[10]).await.unwrap());
+    assert!(s.get_session(&ids[10]).await.unwrap().is_none());
+    assert!(!s.delete_session(&ids[10]).await.unwrap());
+}
+
+async fn session_executions_are_ordinary_records(ctx: Ctx) {
+    let s = &ctx.store;
+    let x = session("shop", "node-a");
+    s.insert_session(x.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for (i, (language, mode)) in [
+        (SessionLanguage::Python, RunMode::Repl),
+        (SessionLanguage::Javascript, RunMode::Handler),
+        (SessionLanguage::Shell, RunMode::Script),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = execution("shop", "unused", ExecutionStatus::Queued);
+        e.source = ExecutionSource::Session {
+            session: x.id.clone(),
+            language,
+            mode,
+        };
+        e.mode = if i == 0 {
+            ExecutionMode::Async
+        } else {
+            ExecutionMode::Sync
+        };
+        s.insert_execution(e.clone()).await.unwrap();
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+        ids.push(e.id);
+    }
+    // A plugin's execution beside them.
+    s.insert_execution(execution("shop", "a.b.c", ExecutionStatus::Queued))
+        .await
+        .unwrap();
+    let mine = s
+        .list_executions(ExecutionFilter {
+            session: Some(x.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.items.len(), 3);
+    assert!(
+        mine.items
+            .iter()
+            .all(|e| e.source.session() == Some(x.id.as_str()))
+    );
+    // Ended like any other; started but unfinished ones are interrupted at
+    // the node's next start, queued ones too (a session's never wait in the
+    // shared queue: no other node could run them).
+    let mut done = s.get_execution(&ids[1]).await.unwrap().unwrap();
+    done.status = ExecutionStatus::Cancelled;
+    done.error_kind = Some(ErrorKind::Cancelled);
+    done.result =
+        Some(serde_json::from_value(json!({"status": "cancelled", "interpreter_died": true})).unwrap());
+    assert!(s.update_execution(done.clone()).await.unwrap());
+    let back = s.get_execution(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(back, done);
+    assert!(back.result.unwrap().interpreter_died);
+    assert_eq!(s.interrupt_unfinished("node-a", "restarted").await.unwrap(), 3);
+    assert_eq!(
+        s.get_execution(&ids[0]).await.unwrap().unwrap().status,
+        ExecutionStatus::Interrupted
+    );
+    assert!(
+        s.claim_next_execution("node-b", now_ms())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn a_corrupt_session_is_an_error_naming_it(ctx: Ctx) {
+    let s = &ctx.store;
+    let x = session("shop", "node-a");
+    s.insert_session(x.clone()).await.unwrap();
+    for (column, value, expected) in [
+        ("status", "sleeping", "unknown status `sleeping`"),
+        ("env", "[1]", "env"),
+        ("network", "{}", "network"),
+    ] {
+        let sql = format!("UPDATE sessions SET {column} = $1 WHERE id = $2");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .bind(&x.id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        match s.get_session(&x.id).await.unwrap_err() {
+            StoreError::Corrupt { record, reason } => {
+                assert_eq!(record, format!("session {}", x.id));
+                assert!(reason.contains(expected), "{reason}");
+            }
+            other => panic!("{column}: expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(
+            s.list_sessions(SessionFilter::default()).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+        let repair = match column {
+            "status" => "UPDATE sessions SET status = 'creating' WHERE id = $1",
+            "env" => "UPDATE sessions SET env = '{\"GREETING\": \"hi there\"}' WHERE id = $1",
+            _ => "UPDATE sessions SET network = '[\"pypi.org:443\"]' WHERE id = $1",
+        };
+        sqlx::query(repair).bind(&x.id).execute(s.pool()).await.unwrap();
+        assert_eq!(s.get_session(&x.id).await.unwrap().unwrap(), x);
+    }
+    let mut e = execution("shop", "", ExecutionStatus::Queued);
+    e.source = ExecutionSource::Session {
+        session: x.id.clone(),
+        language: SessionLanguage::Python,
+        mode: RunMode::Script,
+    };
+    s.insert_execution(e.clone()).await.unwrap();
+    sqlx::query("UPDATE executions SET language = 'cobol' WHERE id = $1")
+        .bind(&e.id)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&e.id).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
+    ));
+}
+
 fn snapshot(app: &str, session: &str) -> Snapshot {
     let id = new_id("snp");
     Snapshot {
@@ -1887,4 +2245,89 @@ async fn nodes_beat_and_never_go_back_in_time(ctx: Ctx) {
     assert_eq!(all.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert!(all[0].is_dead(20_000, 10_000));
     assert!(!all[1].is_dead(14_000, 10_000));
+}
+
+async fn a_dead_nodes_session_is_claimed_by_one_node(ctx: Ctx) {
+    let s = ctx.store.clone();
+    let live = session("shop", "dead");
+    s.insert_session(live.clone()).await.unwrap();
+    let mut ended = session("shop", "dead");
+    ended.status = SessionStatus::Terminated;
+    s.insert_session(ended.clone()).await.unwrap();
+    // Four nodes race for it: one wins.
+    let mut racers = Vec::new();
+    for n in 0..4 {
+        let (s, id) = (s.clone(), live.id.clone());
+        racers.push(tokio::spawn(async move {
+            s.claim_session(&id, "dead", &format!("n{n}")).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for r in racers {
+        wins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    let now = s.get_session(&live.id).await.unwrap().unwrap();
+    assert!(now.node.starts_with('n'), "{now:?}");
+    // The dead node, back, cannot claim it again; an ended session is never claimed.
+    assert!(!s.claim_session(&live.id, "dead", "dead").await.unwrap());
+    assert!(!s.claim_session(&ended.id, "dead", "n0").await.unwrap());
+    assert!(!s.claim_session("ses_nothing", "dead", "n0").await.unwrap());
+}
+
+async fn runs_are_ordinary_records_with_their_language_and_template(ctx: Ctx) {
+    let s = &ctx.store;
+    let mut ids = Vec::new();
+    for (language, template) in [
+        (RunLanguage::Python, Some("dify")),
+        (RunLanguage::Go, None),
+        (RunLanguage::Cpp, None),
+    ] {
+        let mut e = execution("shop", "", ExecutionStatus::Running);
+        e.source = ExecutionSource::Run {
+            language,
+            template: template.map(str::to_owned),
+        };
+        let mut compile = warden_core::ExecutionResult::platform_error("X", "y", None);
+        compile.stderr = "main.cpp:1: error".into();
+        let mut result =
+            warden_core::ExecutionResult::platform_error("CompileError", "did not compile", None);
+        result.compile = Some(Box::new(compile));
+        s.insert_execution(e.clone()).await.unwrap();
+        e.status = ExecutionStatus::Failed;
+        e.error_kind = Some(ErrorKind::CompileError);
+        e.result = Some(result);
+        e.finished_at = Some(now_ms());
+        assert!(s.update_execution(e.clone()).await.unwrap());
+        assert_eq!(s.get_execution(&e.id).await.unwrap().unwrap(), e);
+        ids.push(e.id);
+    }
+    let listed = s
+        .list_executions(ExecutionFilter {
+            app: Some("shop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 3);
+    assert!(listed.items.iter().all(|e| e.source.kind() == "run"));
+    // A run whose language is not one of the six is corrupt, and says so.
+    sqlx::query("UPDATE executions SET language = 'cobol' WHERE id = $1")
+        .bind(&ids[0])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[0]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("unknown language `cobol`")
+    ));
+    sqlx::query("UPDATE executions SET language = NULL WHERE id = $1")
+        .bind(&ids[1])
+        .execute(s.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_execution(&ids[1]).await,
+        Err(StoreError::Corrupt { reason, .. }) if reason.contains("without its language")
+    ));
 }

@@ -131,6 +131,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "executions left unfinished by the previous run of this node were recorded as interrupted"
             );
         }
+        if started.lost_sessions > 0 || started.resumed_sessions > 0 {
+            tracing::warn!(
+                resumed = started.resumed_sessions,
+                lost = started.lost_sessions,
+                node = %node,
+                "sessions live in the previous run of this node were resumed from their snapshots or marked lost"
+            );
+        }
         // The banner ends with the "listening" line, once everything is ready.
         let mut out = std::io::stdout().lock();
         writeln!(

@@ -65,7 +65,7 @@ fn call_limits(
 }
 
 /// One call on a fork-server box.
-pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig) -> CallEnd {
+pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig, protocol: Protocol) -> CallEnd {
     let Kind::ForkServer { ctl, server_pid } = &wbox.kind else {
         return CallEnd::BoxLost("not a fork-server".into());
     };
@@ -141,14 +141,7 @@ pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig) ->
     };
     let healthy = alive && !end.spoiled && o.violation.is_none() && scrub(running);
     let outcome = end.outcome(status, message, base_mem, running);
-    let result = result::assemble(
-        Protocol::Wrapper,
-        outcome,
-        doc,
-        limits.result_bytes,
-        artifacts,
-        true,
-    );
+    let result = result::assemble(protocol, outcome, doc, limits.result_bytes, artifacts, true);
     CallEnd::Served { result, healthy }
 }
 

@@ -333,9 +333,9 @@ pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, 
         return Attempt::NoBox;
     };
     let outcome = match &wbox.kind {
-        Kind::ForkServer { .. } => forkserver::call(&mut wbox, inv, &pool.config),
+        Kind::ForkServer { .. } => forkserver::call(&mut wbox, inv, &pool.config, def.protocol),
         Kind::Prestart { .. } => {
-            let result = prestart::call(wbox, inv);
+            let result = prestart::call(wbox, inv, def.protocol);
             finish(rt, &code.key, None);
             pool.counters.warm_calls.fetch_add(1, Ordering::Relaxed);
             top_up(rt, &code.key);

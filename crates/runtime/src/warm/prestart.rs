@@ -12,7 +12,11 @@ use crate::result::{self, HandlerResult};
 use crate::runtimes::Protocol;
 use crate::{Invocation, RuntimeError, TapSink, artifacts, read_memfd};
 
-pub(super) fn call(wbox: WarmBox, inv: &Invocation) -> Result<HandlerResult, RuntimeError> {
+pub(super) fn call(
+    wbox: WarmBox,
+    inv: &Invocation,
+    protocol: Protocol,
+) -> Result<HandlerResult, RuntimeError> {
     let WarmBox {
         mut running, kind, ..
     } = wbox;
@@ -36,7 +40,7 @@ pub(super) fn call(wbox: WarmBox, inv: &Invocation) -> Result<HandlerResult, Run
     let doc = read_memfd(&result, limits.result_bytes);
     let artifacts = artifacts::collect(&handle, limits.workspace_bytes);
     Ok(result::assemble(
-        Protocol::Wrapper,
+        protocol,
         outcome,
         doc,
         limits.result_bytes,

@@ -285,7 +285,10 @@ def main():
             "TMPDIR": "/tmp",
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
-        for k in ("PYTHONPATH", "NODE_PATH", "PYTHONUNBUFFERED"):
+        # The box's own: its layer's search paths, and (a session granted
+        # egress) the proxy its connections go through and the CA bundle.
+        for k in ("PYTHONPATH", "NODE_PATH", "PYTHONUNBUFFERED", "HTTP_PROXY", "HTTPS_PROXY",
+                  "http_proxy", "https_proxy", "NODE_EXTRA_CA_CERTS"):
             if k in os.environ:
                 env[k] = os.environ[k]
         for k, v in (req.get("env") or {}).items():

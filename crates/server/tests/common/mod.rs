@@ -61,6 +61,11 @@ async fn start_server(tune: impl FnOnce(&mut Config), admin: Option<String>) -> 
     tune(&mut config);
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Other nodes sharing the database forward this node's sessions here.
+    config
+        .cluster
+        .advertise_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let node = config.node(addr.port());
     let started = warden_server::start(config, node).await.expect("server starts");
     let admin = match admin {
