@@ -342,3 +342,89 @@ fn init_makes_a_wasm_plugin_that_builds_with_clang_and_tests_in_the_wasm_tier() 
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("env.steal"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_sign_and_publish_sign_lead_to_a_trusted_version() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Serve::start(data.path(), &[]);
+    let dev = api_key(&s, "developer", "alice").await;
+    let work = tempfile::tempdir().unwrap();
+    // A key pair; the secret half is the owner's only (0600).
+    let (code, public, err) = plugin(&["keygen", "--out", "alice"], work.path());
+    assert_eq!(code, 0, "{err}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(work.path().join("alice.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, _, err) = plugin(&["keygen", "--out", "alice"], work.path());
+    assert_eq!(code, 2, "an existing key is never overwritten: {err}");
+    let c = super::client();
+    let (st, key) = req(
+        &c,
+        Method::POST,
+        s.url("/v1/signing-keys"),
+        &dev,
+        Some(json!({"name": "alice", "public_key": public})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{key}");
+
+    // `sign` writes a signature the server accepts for that package.
+    let (code, _, err) = plugin(&["init", "greeter", "--runtime", "python"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let dir = work.path().join("greeter");
+    let (code, out, err) = plugin(&["pack"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let zip = dir.join(out.trim());
+    let (code, _, err) = plugin(&["sign", zip.to_str().unwrap(), "--key", "../alice.key"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let signature = std::fs::read_to_string(format!("{}.minisig", zip.display())).unwrap();
+    assert!(err.contains(key["id"].as_str().unwrap()), "{err}");
+
+    // `publish --sign` uploads, signs and submits; the admin approves it as trusted.
+    let key_file = work.path().join("alice.key");
+    let (code, out, err) = publish(
+        &dir,
+        &s.base,
+        &dev,
+        &["--sign", key_file.to_str().unwrap(), "--submit", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["signed_by"], key["id"], "{v}");
+    let (st, sig_again) = req(
+        &c,
+        Method::GET,
+        s.url("/v1/plugins/com.example.greeter/versions/0.1.0"),
+        &dev,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(sig_again["package_sha256"], v["package_sha256"]);
+    assert!(signature.starts_with("untrusted comment:"), "{signature}");
+    let (st, approved) = req(
+        &c,
+        Method::POST,
+        s.url("/v1/plugins/com.example.greeter/versions/0.1.0/approve"),
+        s.admin.as_ref().unwrap(),
+        Some(json!({"trust_level": "trusted"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{approved}");
+    assert_eq!(approved["trust_level"], "trusted");
+
+    // A key that is not registered: a clear refusal naming it, exit 3.
+    let (code, _, err) = plugin(&["keygen", "--out", "stranger"], work.path());
+    assert_eq!(code, 0, "{err}");
+    let mut m: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    m["version"] = json!("0.2.0");
+    std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+    let stranger = work.path().join("stranger.key");
+    let (code, _, err) = publish(&dir, &s.base, &dev, &["--sign", stranger.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not registered"), "{err}");
+}

@@ -53,6 +53,7 @@ pub mod model;
 pub mod registry;
 pub mod run;
 pub mod session;
+pub mod signing;
 pub mod snapshot;
 pub mod store;
 pub mod template;

@@ -164,6 +164,13 @@ pub struct Version {
     /// at start).
     #[serde(default)]
     pub trust_level: crate::tier::TrustLevel,
+    /// The publisher's signature over the package hash (a minisign
+    /// signature's text), if one was attached.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The id of the registered key that made `signature`.
+    #[serde(default)]
+    pub signed_by: Option<String>,
 }
 
 /// An app: a tenant that calls plugins.

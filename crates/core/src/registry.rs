@@ -14,6 +14,7 @@ use warden_package::{Manifest, Policy, Problem};
 
 use crate::lifecycle::{self, Action, LifecycleError, VersionStatus};
 use crate::model::{Actor, App, Installation, Plugin, Role, Version, hex, new_id, now_ms};
+use crate::signing::{self, SigningKey};
 use crate::store::{Blobs, NewAudit, NewVersion, PackageFields, Store, StoreError, Transition};
 use crate::tier::{self, TrustLevel};
 
@@ -94,6 +95,8 @@ pub trait GoBuilder: Send + Sync + 'static {
 pub struct Registry<S, B> {
     /// Package hash → blob stamp when it was last verified.
     verified: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Trusted versions (id, revision) whose signature held on this node.
+    trusted: std::sync::Mutex<std::collections::HashSet<(String, i64)>>,
     store: Arc<S>,
     blobs: Arc<B>,
     policy: Policy,
@@ -166,6 +169,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     pub fn new(store: Arc<S>, blobs: Arc<B>, policy: Policy, code_root: PathBuf) -> Self {
         Registry {
             verified: std::sync::Mutex::default(),
+            trusted: std::sync::Mutex::default(),
             store,
             blobs,
             policy,
@@ -507,6 +511,184 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         self.review(actor, plugin, version, Action::Approve, None).await
     }
 
+    /// Approve a Pending version (admin) at a trust level: `untrusted` as
+    /// [`Registry::approve`]; `trusted` only when it carries a valid
+    /// signature by a live key registered to the plugin's owner (checked
+    /// again here), never otherwise; `builtin` never (only code compiled
+    /// into Warden is).
+    pub async fn approve_as(
+        &self,
+        actor: &Actor,
+        plugin: &str,
+        version: &str,
+        trust: TrustLevel,
+    ) -> R<Version> {
+        match trust {
+            TrustLevel::Untrusted => return self.approve(actor, plugin, version).await,
+            TrustLevel::Builtin => {
+                return Err(problem(
+                    "/trust_level",
+                    "only plugins compiled into Warden are built-in; approve as `trusted` or `untrusted`",
+                ));
+            }
+            TrustLevel::Trusted => {}
+        }
+        if actor.role != Role::Admin {
+            return Err(RegistryError::Forbidden(
+                "only an admin may approve a version".into(),
+            ));
+        }
+        let owner = self.plugin(plugin).await?.owner;
+        let v = self.version(plugin, version).await?;
+        let to = lifecycle::next(v.status, Action::Approve).map_err(|e| Self::lifecycle_error(&v, e))?;
+        self.signature_holds(&owner, &v).await?.map_err(|why| {
+            problem(
+                "/trust_level",
+                format!("{plugin} {version} cannot be approved as trusted: {why}"),
+            )
+        })?;
+        let mut a = audit(actor, "approve", Some(&v), Some(to));
+        a.detail = json!({"trust_level": TrustLevel::Trusted, "signed_by": v.signed_by});
+        self.store
+            .set_status(
+                &v.id,
+                Transition {
+                    from: v.status,
+                    revision: v.revision,
+                    to,
+                    reason: None,
+                    report: None,
+                    trust_level: Some(TrustLevel::Trusted),
+                },
+                a,
+            )
+            .await
+            .map_err(|e| self.stale(&v, Action::Approve, e))
+    }
+
+    /// Whether `v`'s signature is by a live key registered to `owner` and
+    /// signs its package hash: `Ok(Err(why))` when it does not.
+    async fn signature_holds(&self, owner: &str, v: &Version) -> R<Result<(), String>> {
+        let (Some(signature), Some(key_id)) = (&v.signature, &v.signed_by) else {
+            return Ok(Err(
+                "it carries no signature (attach one by a key registered to the plugin's owner: PUT …/signature)"
+                    .into(),
+            ));
+        };
+        let Some(key) = self.store.get_signing_key(key_id).await? else {
+            return Ok(Err(format!("key {key_id} is not registered")));
+        };
+        Ok(signing::verify(&key, owner, &v.package_sha256, signature))
+    }
+
+    /// Register `public_key` (minisign) as a signing key of `actor` (a
+    /// developer: the key vouches for the plugins they own; an admin
+    /// registers keys in its own name).
+    pub async fn register_signing_key(&self, actor: &Actor, name: &str, public_key: &str) -> R<SigningKey> {
+        if actor.role == Role::App {
+            return Err(RegistryError::Forbidden(
+                "apps cannot register signing keys".into(),
+            ));
+        }
+        let name = name.trim();
+        let mut problems = Vec::new();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            problems.push(Problem {
+                location: "/name".into(),
+                message: "a name of 1 to 100 printable characters is required".into(),
+            });
+        }
+        let parsed = signing::parse_public_key(public_key).map_err(|e| Problem {
+            location: "/public_key".into(),
+            message: e,
+        });
+        let (id, line) = match parsed {
+            Ok(k) if problems.is_empty() => k,
+            Ok(_) => return Err(RegistryError::Invalid(problems)),
+            Err(p) => {
+                problems.push(p);
+                return Err(RegistryError::Invalid(problems));
+            }
+        };
+        let key = SigningKey {
+            id,
+            owner: actor.name.clone(),
+            name: name.to_owned(),
+            public_key: line,
+            created_at: now_ms(),
+            revoked_at: None,
+        };
+        let mut a = audit(actor, "signing_key.register", None, None);
+        a.detail = json!({"key": key.id, "name": key.name});
+        self.store.insert_signing_key(key.clone(), a).await?;
+        Ok(key)
+    }
+
+    /// Signing keys: a developer's own; an admin's choice of owner (all
+    /// when `None`).
+    pub async fn signing_keys(&self, actor: &Actor, owner: Option<&str>) -> R<Vec<SigningKey>> {
+        match actor.role {
+            Role::Admin => Ok(self.store.list_signing_keys(owner).await?),
+            Role::Developer => Ok(self.store.list_signing_keys(Some(&actor.name)).await?),
+            Role::App => Err(RegistryError::Forbidden("apps have no signing keys".into())),
+        }
+    }
+
+    /// Revoke a signing key (its owner or an admin): the versions it signed
+    /// stop being trusted (they stay callable in the jail). How many were
+    /// demoted.
+    pub async fn revoke_signing_key(&self, actor: &Actor, id: &str) -> R<u64> {
+        let not_found = || RegistryError::NotFound(format!("no signing key {id}"));
+        let key = self.store.get_signing_key(id).await?.ok_or_else(not_found)?;
+        match actor.role {
+            Role::Admin => {}
+            Role::Developer if key.owner == actor.name => {}
+            // Another developer's key is, to them, a key that does not exist.
+            _ => return Err(not_found()),
+        }
+        if key.revoked_at.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "signing key {id} is revoked already"
+            )));
+        }
+        let mut a = audit(actor, "signing_key.revoke", None, None);
+        a.detail = json!({"key": id});
+        self.store.revoke_signing_key(id, a).await?.ok_or_else(not_found)
+    }
+
+    /// Attach the owner's signature over the package hash to a draft or
+    /// pending version (its owner or an admin). The signature is checked
+    /// now: by a registered, live key of the plugin's owner, over this
+    /// version's package.
+    pub async fn sign(&self, actor: &Actor, plugin: &str, version: &str, signature: &str) -> R<Version> {
+        let p = self.plugin(plugin).await?;
+        Self::check_owner(actor, &p)?;
+        let v = self.version(plugin, version).await?;
+        if !matches!(v.status, VersionStatus::Draft | VersionStatus::Pending) {
+            return Err(RegistryError::Conflict(format!(
+                "{plugin} {version} is {}: signatures are attached to draft or pending versions (a reviewed version keeps what it was reviewed with)",
+                v.status
+            )));
+        }
+        let key_id = signing::signature_key_id(signature).map_err(|e| problem("/signature", e))?;
+        let key = self.store.get_signing_key(&key_id).await?.ok_or_else(|| {
+            problem(
+                "/signature",
+                format!(
+                    "key {key_id} is not registered (register its public key first: POST /v1/signing-keys)"
+                ),
+            )
+        })?;
+        signing::verify(&key, &p.owner, &v.package_sha256, signature)
+            .map_err(|e| problem("/signature", e))?;
+        let mut a = audit(actor, "sign", Some(&v), None);
+        a.detail = json!({"signed_by": key_id});
+        self.store
+            .set_signature(&v.id, v.revision, signature, &key_id, a)
+            .await
+            .map_err(|e| self.stale(&v, Action::Submit, e))
+    }
+
     /// Reject a Pending version (admin); a reason is required.
     pub async fn reject(&self, actor: &Actor, plugin: &str, version: &str, reason: &str) -> R<Version> {
         let reason = reason.trim();
@@ -667,6 +849,9 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// from the one it had when it was last verified: any rewrite of the blob
     /// is caught on the next load, without hashing megabytes on every call.
     pub async fn load_for_run(&self, v: &Version) -> R<(PathBuf, String, Manifest)> {
+        if v.trust_level == TrustLevel::Trusted {
+            self.check_trusted(v).await?;
+        }
         let key = blob_key(&v.package_sha256);
         let stamp = self.blobs.stamp(&key).await?;
         let known = stamp.is_some()
@@ -723,6 +908,35 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         }
         let ep = manifest.entrypoint.trim_start_matches("./").to_owned();
         Ok((dir, ep, manifest))
+    }
+
+    /// A trusted version's signature, checked again whenever it is loaded
+    /// (once per record revision on this node: revoking its key demotes
+    /// the version and so changes the revision).
+    async fn check_trusted(&self, v: &Version) -> R<()> {
+        let seen = (v.id.clone(), v.revision);
+        if self
+            .trusted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&seen)
+        {
+            return Ok(());
+        }
+        let owner = self.plugin(&v.plugin).await?.owner;
+        if let Err(why) = self.signature_holds(&owner, v).await? {
+            tracing::error!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+                lifecycle_state = "failed", reason = %why, "a trusted version's signature does not hold");
+            return Err(RegistryError::Conflict(format!(
+                "{} {} is trusted but its signature does not hold, so it does not run: {why}",
+                v.plugin, v.version
+            )));
+        }
+        self.trusted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seen);
+        Ok(())
     }
 
     /// Unpack entries under `code_root/<sha256>` once (atomically: into a

@@ -423,6 +423,36 @@ pub trait Store: Send + Sync + 'static {
     /// All keys (hashes are never returned).
     fn list_keys(&self) -> impl Future<Output = R<Vec<ApiKey>>> + Send;
 
+    /// Register a publisher's signing key with its audit event (a conflict
+    /// when its id is registered already).
+    fn insert_signing_key(
+        &self,
+        key: crate::signing::SigningKey,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<()>> + Send;
+    /// One signing key, revoked or not.
+    fn get_signing_key(&self, id: &str)
+    -> impl Future<Output = R<Option<crate::signing::SigningKey>>> + Send;
+    /// Every signing key, or one owner's.
+    fn list_signing_keys(
+        &self,
+        owner: Option<&str>,
+    ) -> impl Future<Output = R<Vec<crate::signing::SigningKey>>> + Send;
+    /// Revoke a live signing key and demote the trusted versions it signed
+    /// to untrusted, atomically: how many were demoted, `None` when no live
+    /// key has `id`.
+    fn revoke_signing_key(&self, id: &str, audit: NewAudit) -> impl Future<Output = R<Option<u64>>> + Send;
+    /// Attach a signature (and the id of its key) to a draft or pending
+    /// version still at `revision`.
+    fn set_signature(
+        &self,
+        id: &str,
+        revision: i64,
+        signature: &str,
+        signed_by: &str,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<Version>> + Send;
+
     /// Insert a template as given (revision 1 normally) with its audit
     /// event. `Conflict` when the id is taken.
     fn insert_template(&self, t: Template, audit: NewAudit) -> impl Future<Output = R<Template>> + Send;

@@ -179,7 +179,11 @@ pub(crate) fn limit(l: Option<u32>) -> Result<u32, ApiError> {
 /// under `/v1/plugins/{code}` (and of `?plugin=` filters). App keys get
 /// 403 whatever the code; a developer asking for another developer's plugin
 /// gets exactly the answer for a plugin that does not exist.
-async fn owned_plugin(s: &AppState, p: &Principal, code: &str) -> Result<warden_core::Plugin, ApiError> {
+pub(crate) async fn owned_plugin(
+    s: &AppState,
+    p: &Principal,
+    code: &str,
+) -> Result<warden_core::Plugin, ApiError> {
     if p.actor.role == Role::App {
         return Err(ApiError::forbidden("app keys cannot read plugins"));
     }
@@ -460,13 +464,6 @@ transition!(
     "Submit a draft for review: the checks run and the report is stored (owner or admin).",
     submit,
     owner_guard
-);
-transition!(
-    approve,
-    "/v1/plugins/{code}/versions/{version}/approve",
-    "Approve a pending version: apps can now call it (admin).",
-    approve,
-    admin_guard
 );
 transition!(
     activate,

@@ -20,6 +20,7 @@ pub mod exec;
 pub mod metrics;
 pub mod runs;
 pub mod sessions;
+pub mod signing;
 pub mod sse;
 pub mod templates;
 mod tiers;
@@ -424,6 +425,7 @@ impl Modify for SecurityAddon {
         (name = "audit", description = "The append-only audit trail"),
         (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
+        (name = "signing", description = "Publishers' signing keys and signed packages (what makes a version trusted)"),
         (name = "operations", description = "Health, readiness, metrics, the nodes sharing the database"),
     )
 )]
@@ -453,7 +455,10 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(version_audit))
         .routes(routes!(download_package))
         .routes(routes!(submit))
-        .routes(routes!(approve))
+        .routes(routes!(signing::approve))
+        .routes(routes!(signing::sign_version))
+        .routes(routes!(signing::register_key, signing::list_keys))
+        .routes(routes!(signing::revoke_key))
         .routes(routes!(reject))
         .routes(routes!(activate))
         .routes(routes!(deactivate))

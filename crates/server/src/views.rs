@@ -98,6 +98,9 @@ pub struct VersionView {
     /// Warden), `trusted` (signed by a key registered to the owner and
     /// approved as trusted) or `untrusted` (the jail only).
     pub trust_level: TrustLevelView,
+    /// The registered key whose signature over the package hash the
+    /// version carries, if any.
+    pub signed_by: Option<String>,
 }
 
 /// A version's trust level.
@@ -149,6 +152,7 @@ impl From<Version> for VersionView {
             updated_at: v.updated_at,
             revision: v.revision,
             trust_level: v.trust_level.into(),
+            signed_by: v.signed_by,
         }
     }
 }

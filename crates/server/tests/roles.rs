@@ -46,6 +46,10 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("POST", "/v1/plugins/{code}/versions/{version}/submit"), OWNER),
         (("POST", "/v1/plugins/{code}/versions/{version}/approve"), ADMIN),
         (("POST", "/v1/plugins/{code}/versions/{version}/reject"), ADMIN),
+        (("PUT", "/v1/plugins/{code}/versions/{version}/signature"), OWNER),
+        (("POST", "/v1/signing-keys"), DEVS),
+        (("GET", "/v1/signing-keys"), DEVS),
+        (("DELETE", "/v1/signing-keys/{id}"), DEVS),
         (("POST", "/v1/plugins/{code}/versions/{version}/activate"), OWNER),
         (
             ("POST", "/v1/plugins/{code}/versions/{version}/deactivate"),

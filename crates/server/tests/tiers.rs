@@ -334,3 +334,302 @@ async fn wasm_plugins_run_in_process_only_where_the_operator_allows_untrusted_on
     assert_eq!(body["status"], "success", "{body}");
     s.stop().await.unwrap();
 }
+
+/// A minisign key pair: (public key file text, secret key).
+fn keypair() -> (String, minisign::SecretKey, minisign::PublicKey) {
+    let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    (pk.to_box().unwrap().to_string(), sk, pk)
+}
+
+/// The text of a `.minisig` of `message` by `sk`.
+fn sign(pk: &minisign::PublicKey, sk: &minisign::SecretKey, message: &str) -> String {
+    minisign::sign(Some(pk), sk, std::io::Cursor::new(message.as_bytes()), None, None)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_a_valid_signature_by_the_owners_key_makes_a_version_trusted_and_revoking_it_ends_that() {
+    let greeting = r#"{\"greeting\":\"signed\"}"#;
+    let len = greeting.replace('\\', "").len();
+    // The operator has not opened the wasm tier to untrusted code.
+    let s = server().await;
+    let dev = s.key("developer", "alice", None).await;
+    let mallory = s.key("developer", "mallory", None).await;
+    let (pub_a, sk_a, pk_a) = keypair();
+    let (pub_m, sk_m, pk_m) = keypair();
+    let (_, sk_x, pk_x) = keypair();
+
+    // Keys: registered, listed per owner, refused when malformed or twice.
+    let key_a = s
+        .expect(
+            Method::POST,
+            "/v1/signing-keys",
+            &dev,
+            Some(json!({"name": "alice's laptop", "public_key": pub_a})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id_a = key_a["id"].as_str().unwrap().to_owned();
+    assert_eq!(key_a["owner"], "alice", "{key_a}");
+    assert!(pub_a.contains(&id_a), "the id is minisign's: {pub_a} {id_a}");
+    let again = s
+        .expect(
+            Method::POST,
+            "/v1/signing-keys",
+            &mallory,
+            Some(json!({"name": "copy", "public_key": pub_a})),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert!(again["detail"].as_str().unwrap().contains(&id_a), "{again}");
+    let bad = s
+        .expect(
+            Method::POST,
+            "/v1/signing-keys",
+            &dev,
+            Some(json!({"name": "", "public_key": "ssh-ed25519 AAAA"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    let locations: Vec<_> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].clone())
+        .collect();
+    assert!(
+        locations.contains(&json!("/name")) && locations.contains(&json!("/public_key")),
+        "{bad}"
+    );
+    s.expect(
+        Method::POST,
+        "/v1/signing-keys",
+        &mallory,
+        Some(json!({"name": "mallory", "public_key": pub_m})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let mine = s
+        .expect(Method::GET, "/v1/signing-keys", &dev, None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        mine.as_array().unwrap().len(),
+        1,
+        "a developer sees only their keys: {mine}"
+    );
+    let all = s
+        .expect(Method::GET, "/v1/signing-keys", &s.admin, None, StatusCode::OK)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+
+    // A draft, signed; a new package for the draft drops the signature.
+    let r = s
+        .upload(
+            &dev,
+            wasm_package("vendor.wasm.signed", &write_stdout(len), greeting),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let base = "/v1/plugins/vendor.wasm.signed/versions/1.0.0";
+    let v: Value = r.json().await.unwrap();
+    let sha = v["package_sha256"].as_str().unwrap().to_owned();
+    let signed = s
+        .expect(
+            Method::PUT,
+            &format!("{base}/signature"),
+            &dev,
+            Some(json!({"signature": sign(&pk_a, &sk_a, &sha)})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(signed["signed_by"], json!(id_a), "{signed}");
+    let r = s
+        .upload(
+            &dev,
+            wasm_package(
+                "vendor.wasm.signed",
+                &write_stdout(len),
+                "{\\\"greeting\\\":\\\"signer\\\"}",
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["signed_by"],
+        Value::Null,
+        "a new package is not what was signed: {v}"
+    );
+    let sha = v["package_sha256"].as_str().unwrap().to_owned();
+
+    // Signatures that must not hold: another package, another owner's key,
+    // an unregistered key, garbage.
+    for (signature, why) in [
+        (sign(&pk_a, &sk_a, &"0".repeat(64)), "does not match"),
+        (sign(&pk_m, &sk_m, &sha), "registered to mallory"),
+        (sign(&pk_x, &sk_x, &sha), "not registered"),
+        ("hello".to_owned(), "not a minisign signature"),
+    ] {
+        let body = s
+            .expect(
+                Method::PUT,
+                &format!("{base}/signature"),
+                &dev,
+                Some(json!({ "signature": signature })),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        assert_eq!(body["errors"][0]["location"], "/signature", "{body}");
+        assert!(
+            body["errors"][0]["message"].as_str().unwrap().contains(why),
+            "{why}: {body}"
+        );
+    }
+    // Mallory cannot even see alice's plugin to sign it.
+    s.expect(
+        Method::PUT,
+        &format!("{base}/signature"),
+        &mallory,
+        Some(json!({"signature": sign(&pk_m, &sk_m, &sha)})),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    s.expect(
+        Method::PUT,
+        &format!("{base}/signature"),
+        &dev,
+        Some(json!({"signature": sign(&pk_a, &sk_a, &sha)})),
+        StatusCode::OK,
+    )
+    .await;
+    s.expect(
+        Method::POST,
+        &format!("{base}/submit"),
+        &dev,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    // Only an admin approves, and `builtin` is never granted.
+    s.expect(
+        Method::POST,
+        &format!("{base}/approve"),
+        &dev,
+        Some(json!({"trust_level": "trusted"})),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let body = s
+        .expect(
+            Method::POST,
+            &format!("{base}/approve"),
+            &s.admin,
+            Some(json!({"trust_level": "builtin"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(body["errors"][0]["location"], "/trust_level", "{body}");
+    let approved = s
+        .expect(
+            Method::POST,
+            &format!("{base}/approve"),
+            &s.admin,
+            Some(json!({"trust_level": "trusted"})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(approved["trust_level"], "trusted", "{approved}");
+    // A trusted version runs on the in-process tier.
+    install(&s, "signed", "vendor.wasm.signed").await;
+    let app = s.key("app", "signed-key", Some("signed")).await;
+    let (status, body, _) = s.execute(&app, "signed", "vendor.wasm.signed", "{}", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["return_value"], json!({"greeting": "signer"}), "{body}");
+
+    // Unsigned code is never approved as trusted; it stays pending.
+    let r = s
+        .upload(
+            &dev,
+            wasm_package("vendor.wasm.unsigned", &write_stdout(len), greeting),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let base_u = "/v1/plugins/vendor.wasm.unsigned/versions/1.0.0";
+    s.expect(
+        Method::POST,
+        &format!("{base_u}/submit"),
+        &dev,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let body = s
+        .expect(
+            Method::POST,
+            &format!("{base_u}/approve"),
+            &s.admin,
+            Some(json!({"trust_level": "trusted"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no signature"),
+        "{body}"
+    );
+    let still = s.expect(Method::GET, base_u, &dev, None, StatusCode::OK).await;
+    assert_eq!(still["status"], "pending", "{still}");
+
+    // Revoking the key ends the trust at once: the version is untrusted and
+    // leaves the in-process tier. Another developer cannot revoke it.
+    s.expect(
+        Method::DELETE,
+        &format!("/v1/signing-keys/{id_a}"),
+        &mallory,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/signing-keys/{id_a}"),
+            Some(&dev),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v = s.expect(Method::GET, base, &dev, None, StatusCode::OK).await;
+    assert_eq!(v["trust_level"], "untrusted", "{v}");
+    let (status, body, _) = s.execute(&app, "signed", "vendor.wasm.signed", "{}", "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("tiers.wasm_untrusted"),
+        "{body}"
+    );
+
+    // Every step is in the audit trail.
+    let audit = s
+        .expect(
+            Method::GET,
+            "/v1/audit?plugin=vendor.wasm.signed",
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    let actions: Vec<_> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
+    assert!(
+        actions.contains(&json!("sign")) && actions.contains(&json!("approve")),
+        "{audit}"
+    );
+    s.stop().await.unwrap();
+}

@@ -213,7 +213,8 @@ pub(crate) async fn installed_versions(
         "SELECT i.id AS inst_id, i.pinned_version AS inst_pinned, i.created_at AS inst_created, \
          i.updated_at AS inst_updated, \
          v.id, v.plugin, v.version, v.status, v.manifest, v.package_sha256, v.package_size, NULL AS files, \
-         NULL AS report, v.status_reason, v.uploaded_by, v.created_at, v.updated_at, v.revision, v.trust_level \
+         NULL AS report, v.status_reason, v.uploaded_by, v.created_at, v.updated_at, v.revision, v.trust_level, \
+         v.signature, v.signed_by \
          FROM installations i LEFT JOIN plugin_versions v ON v.plugin = i.plugin AND \
          ((i.pinned_version IS NOT NULL AND v.version = i.pinned_version) OR \
           (i.pinned_version IS NULL AND v.status = 'active')) \

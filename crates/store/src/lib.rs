@@ -28,6 +28,7 @@ mod layers;
 mod plugins;
 mod query;
 mod sessions;
+mod signing;
 mod snapshots;
 mod templates;
 
@@ -353,6 +354,33 @@ impl Store for SqlStore {
 
     async fn list_keys(&self) -> R<Vec<ApiKey>> {
         Ok(keys::list(&self.pool).await?)
+    }
+
+    async fn insert_signing_key(&self, key: warden_core::signing::SigningKey, audit: NewAudit) -> R<()> {
+        Ok(signing::insert(&self.pool, key, audit).await?)
+    }
+
+    async fn get_signing_key(&self, id: &str) -> R<Option<warden_core::signing::SigningKey>> {
+        Ok(signing::get(&self.pool, id).await?)
+    }
+
+    async fn list_signing_keys(&self, owner: Option<&str>) -> R<Vec<warden_core::signing::SigningKey>> {
+        Ok(signing::list(&self.pool, owner).await?)
+    }
+
+    async fn revoke_signing_key(&self, id: &str, audit: NewAudit) -> R<Option<u64>> {
+        Ok(signing::revoke(&self.pool, id, audit).await?)
+    }
+
+    async fn set_signature(
+        &self,
+        id: &str,
+        revision: i64,
+        signature: &str,
+        signed_by: &str,
+        audit: NewAudit,
+    ) -> R<Version> {
+        Ok(plugins::set_signature(&self.pool, id, revision, signature, signed_by, audit).await?)
     }
 
     async fn insert_template(&self, t: Template, audit: NewAudit) -> R<Template> {

@@ -21,7 +21,7 @@ macro_rules! plugin_columns {
 macro_rules! version_columns {
     () => {
         "id, plugin, version, status, manifest, package_sha256, package_size, files, report, \
-         status_reason, uploaded_by, created_at, updated_at, revision, trust_level"
+         status_reason, uploaded_by, created_at, updated_at, revision, trust_level, signature, signed_by"
     };
 }
 
@@ -69,6 +69,8 @@ pub(crate) struct VersionRow {
     updated_at: i64,
     revision: i64,
     trust_level: String,
+    signature: Option<String>,
+    signed_by: Option<String>,
 }
 
 fn version_status(record: &str, s: &str) -> Result<VersionStatus> {
@@ -104,6 +106,8 @@ impl Record for VersionRow {
             revision: self.revision,
             trust_level: TrustLevel::parse(&self.trust_level)
                 .ok_or_else(|| corrupt(&record, format!("unknown trust level `{}`", self.trust_level)))?,
+            signature: self.signature,
+            signed_by: self.signed_by,
         })
     }
 }
@@ -151,11 +155,13 @@ pub(crate) async fn create_version(pool: &AnyPool, new: NewVersion, a: NewAudit)
         updated_at: now,
         revision: 1,
         trust_level: TrustLevel::Untrusted,
+        signature: None,
+        signed_by: None,
     };
     sqlx::query(concat!(
         "INSERT INTO plugin_versions (",
         version_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10, 1, 'untrusted')"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10, $10, 1, 'untrusted', NULL, NULL)"
     ))
     .bind(&v.id)
     .bind(&v.plugin)
@@ -226,7 +232,8 @@ pub(crate) async fn replace_package(
     let mut tx = pool.begin().await?;
     let row = sqlx::query_as(concat!(
         "UPDATE plugin_versions SET status = $1, manifest = $2, package_sha256 = $3, package_size = $4, files = $5, \
-         report = $6, status_reason = NULL, uploaded_by = $7, updated_at = $8, revision = revision + 1 \
+         report = $6, status_reason = NULL, uploaded_by = $7, updated_at = $8, revision = revision + 1, \
+         signature = NULL, signed_by = NULL \
          WHERE id = $9 AND revision = $10 RETURNING ",
         version_columns!()
     ))
@@ -237,6 +244,32 @@ pub(crate) async fn replace_package(
     .bind(json_text("a file list", &package.files)?)
     .bind(report.as_ref().map(|r| json_text("a report", r)).transpose()?)
     .bind(&package.uploaded_by)
+    .bind(now_ms())
+    .bind(id)
+    .bind(revision)
+    .fetch_optional(&mut *tx)
+    .await?;
+    changed(tx, id, row, &a).await
+}
+
+/// Attach a signature (and the id of the key that made it) to a version
+/// still at `revision` and in draft or pending.
+pub(crate) async fn set_signature(
+    pool: &AnyPool,
+    id: &str,
+    revision: i64,
+    signature: &str,
+    signed_by: &str,
+    a: NewAudit,
+) -> Result<Version> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query_as(concat!(
+        "UPDATE plugin_versions SET signature = $1, signed_by = $2, updated_at = $3, revision = revision + 1 \
+         WHERE id = $4 AND revision = $5 AND status IN ('draft', 'pending') RETURNING ",
+        version_columns!()
+    ))
+    .bind(signature)
+    .bind(signed_by)
     .bind(now_ms())
     .bind(id)
     .bind(revision)

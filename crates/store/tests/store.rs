@@ -168,6 +168,7 @@ both!(
     nodes_beat_and_never_go_back_in_time,
     a_dead_nodes_session_is_claimed_by_one_node,
     runs_are_ordinary_records_with_their_language_and_template,
+    signed_versions_are_trusted_until_their_key_is_revoked,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2330,4 +2331,87 @@ async fn runs_are_ordinary_records_with_their_language_and_template(ctx: Ctx) {
         s.get_execution(&ids[1]).await,
         Err(StoreError::Corrupt { reason, .. }) if reason.contains("without its language")
     ));
+}
+
+async fn signed_versions_are_trusted_until_their_key_is_revoked(ctx: Ctx) {
+    let alice = dev("alice");
+    let minisign::KeyPair { pk, sk } = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let key = ctx
+        .registry
+        .register_signing_key(&alice, "laptop", &pk.to_box().unwrap().to_string())
+        .await
+        .unwrap();
+    // One key id, one registration, across owners.
+    let again = ctx
+        .registry
+        .register_signing_key(&dev("bob"), "copy", &pk.to_base64())
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains(&key.id), "{again}");
+    assert_eq!(
+        ctx.store.list_signing_keys(Some("alice")).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert!(ctx.store.list_signing_keys(Some("bob")).await.unwrap().is_empty());
+
+    let v = upload(&ctx, &alice, "1.0.0").await;
+    let sig = minisign::sign(
+        None,
+        &sk,
+        std::io::Cursor::new(v.package_sha256.as_bytes()),
+        None,
+        None,
+    )
+    .unwrap()
+    .to_string();
+    let signed = ctx
+        .registry
+        .sign(&alice, "vendor.greeting.say_hello", "1.0.0", &sig)
+        .await
+        .unwrap();
+    assert_eq!(signed.signed_by.as_deref(), Some(key.id.as_str()));
+    assert_eq!(signed.signature.as_deref(), Some(sig.as_str()));
+    ctx.registry
+        .submit(&alice, "vendor.greeting.say_hello", "1.0.0")
+        .await
+        .unwrap();
+    let trusted = ctx
+        .registry
+        .approve_as(
+            &admin(),
+            "vendor.greeting.say_hello",
+            "1.0.0",
+            warden_core::TrustLevel::Trusted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(trusted.trust_level, warden_core::TrustLevel::Trusted);
+    // A trusted version loads (its signature checked again) ...
+    ctx.registry.load_for_run(&trusted).await.unwrap();
+    // ... until its key is revoked: then it is untrusted, in the same step.
+    assert_eq!(ctx.registry.revoke_signing_key(&alice, &key.id).await.unwrap(), 1);
+    let after = ctx
+        .store
+        .get_version("vendor.greeting.say_hello", "1.0.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.trust_level, warden_core::TrustLevel::Untrusted);
+    assert!(after.revision > trusted.revision);
+    // The record as it was read before the revocation no longer loads.
+    let stale = warden_core::Version {
+        revision: after.revision + 1,
+        ..trusted
+    };
+    let e = ctx.registry.load_for_run(&stale).await.unwrap_err();
+    assert!(e.to_string().contains("revoked"), "{e}");
+    let revoked_twice = ctx
+        .registry
+        .revoke_signing_key(&alice, &key.id)
+        .await
+        .unwrap_err();
+    assert!(
+        revoked_twice.to_string().contains("revoked already"),
+        "{revoked_twice}"
+    );
 }

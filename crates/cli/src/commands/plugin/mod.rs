@@ -1,6 +1,7 @@
 //! `warden plugin`: the plugin author's kit. `init` scaffolds a plugin,
 //! `pack` validates it exactly as the server does and writes the zip, `test`
-//! runs it locally in the same jail and runtime, `publish` uploads it.
+//! runs it locally in the same jail and runtime, `publish` uploads it;
+//! `keygen` and `sign` make a publisher's key and signatures.
 //!
 //! Data goes to stdout, progress and diagnostics to stderr; exit codes are
 //! by class: 2 usage, 3 validation (manifest, package, schemas, build),
@@ -14,6 +15,7 @@ use clap::{Args, Subcommand};
 pub mod init;
 pub mod pack;
 pub mod publish;
+pub mod sign;
 pub mod test;
 
 /// Exit codes of `warden plugin`.
@@ -43,8 +45,12 @@ enum PluginCommand {
     /// Run a plugin locally in the jail, checking the event and the result
     /// against its schemas.
     Test(test::TestArgs),
-    /// Upload a plugin to a Warden server (and optionally submit it).
+    /// Upload a plugin to a Warden server (and optionally sign and submit it).
     Publish(publish::PublishArgs),
+    /// Make a minisign key pair for signing packages.
+    Keygen(sign::KeygenArgs),
+    /// Sign a package (its SHA-256) with a minisign secret key.
+    Sign(sign::SignArgs),
 }
 
 /// Run the command.
@@ -54,6 +60,8 @@ pub fn plugin(args: PluginArgs) -> anyhow::Result<ExitCode> {
         PluginCommand::Pack(a) => pack::pack_command(a),
         PluginCommand::Test(a) => test::test(a),
         PluginCommand::Publish(a) => publish::publish(a),
+        PluginCommand::Keygen(a) => sign::keygen(a),
+        PluginCommand::Sign(a) => sign::sign(a),
     }
 }
 

@@ -26,6 +26,10 @@ pub struct PublishArgs {
     /// Submit the version for review after the upload.
     #[arg(long)]
     pub submit: bool,
+    /// Sign the uploaded package with this minisign secret key (its public
+    /// key registered on the server), so it may be approved as trusted.
+    #[arg(long, value_name = "KEY_FILE")]
+    pub sign: Option<PathBuf>,
     /// Print the version as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -162,6 +166,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     for n in &notes {
         eprintln!("{} {n}", crate::style::dim("==>"));
     }
+    let packed_sha256 = packed.package.sha256.clone();
     let (code, version) = (
         packed.package.manifest.code.clone(),
         packed.package.manifest.version.clone(),
@@ -226,6 +231,46 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
             crate::style::ok("ok"),
             version_doc["status"].as_str().unwrap_or("?")
         );
+        if let Some(key_file) = &args.sign {
+            let sha256 = packed_sha256.clone();
+            if version_doc["package_sha256"].as_str() != Some(sha256.as_str()) {
+                return Ok(fail(
+                    exit::NETWORK,
+                    &format!("{base} recorded another package hash than the one uploaded ({sha256})"),
+                ));
+            }
+            let signature = match super::sign::signature_for(key_file, &sha256) {
+                Ok(s) => s,
+                Err(e) => return Ok(fail(exit::VALIDATION, &e)),
+            };
+            let r = client
+                .put(format!("{base}/v1/plugins/{code}/versions/{version}/signature"))
+                .bearer_auth(&key)
+                .json(&serde_json::json!({ "signature": signature }))
+                .send()
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return Ok(fail(exit::NETWORK, &format!("cannot reach {base}: {e}"))),
+            };
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                if status.as_u16() == 422 {
+                    hint("is the key's public half registered to you? (POST /v1/signing-keys)");
+                }
+                return Ok(fail(
+                    exit::VALIDATION,
+                    &format!("signing failed: {}", problem_text(&body)),
+                ));
+            }
+            eprintln!(
+                "{} signed with key {}",
+                crate::style::ok("ok"),
+                body["signed_by"].as_str().unwrap_or("?")
+            );
+            version_doc = body;
+        }
         if args.submit && version_doc["status"] == "draft" {
             let r = client
                 .post(format!("{base}/v1/plugins/{code}/versions/{version}/submit"))
