@@ -299,6 +299,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         runner.clone(),
         exec.hub.clone(),
         templates.clone(),
+        builds.clone(),
         sessions::ThisNode {
             node: exec_node.clone(),
             scratch: config.data_dir.join("tmp").join("snapshots"),
