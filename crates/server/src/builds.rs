@@ -433,10 +433,11 @@ impl Builds {
                 None => false,
             }
         };
-        if last && pin.private {
-            if let Err(e) = self.delete(&pin.id).await {
-                tracing::warn!(layer = %pin.id, error = ?e, "a session's own layer could not be deleted; the collector will");
-            }
+        if last
+            && pin.private
+            && let Err(e) = self.delete(&pin.id).await
+        {
+            tracing::warn!(layer = %pin.id, error = ?e, "a session's own layer could not be deleted; the collector will");
         }
     }
 

@@ -299,10 +299,10 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         runner.clone(),
         exec.hub.clone(),
         templates.clone(),
-        builds.clone(),
         sessions::ThisNode {
             node: exec_node.clone(),
             scratch: config.data_dir.join("tmp").join("snapshots"),
+            builds: builds.clone(),
         },
         config.sessions.clone(),
     );

@@ -323,13 +323,16 @@ pub struct Written {
 }
 
 /// What a manager keeps of its own node: its name (on the records of the
-/// sessions it runs) and a local folder for snapshots in transit.
-#[derive(Debug, Clone)]
+/// sessions it runs), a local folder for snapshots in transit, and its
+/// dependency layers.
+#[derive(Clone)]
 pub struct ThisNode {
     /// The node's name (`Config::node`).
     pub node: String,
     /// Scratch folder for snapshot archives (emptied at start).
     pub scratch: PathBuf,
+    /// The node's dependency layers (built, kept and held for boxes).
+    pub builds: Arc<Builds>,
 }
 
 /// Sessions on this node (see the module's documentation).
@@ -400,11 +403,14 @@ impl SessionManager {
         runner: Runner,
         hub: Arc<Hub>,
         templates: Arc<Templates<SqlStore>>,
-        builds: Arc<Builds>,
         local: ThisNode,
         settings: SessionsSection,
     ) -> Arc<SessionManager> {
-        let ThisNode { node, scratch } = local;
+        let ThisNode {
+            node,
+            scratch,
+            builds,
+        } = local;
         let policy = SessionPolicy {
             max: SessionResources {
                 cpu_cores: settings.max_cpu_cores,
