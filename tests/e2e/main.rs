@@ -17,6 +17,7 @@ use warden_package::build::ZipBuilder;
 mod cluster;
 mod compat;
 mod plugin_kit;
+mod session_cli;
 mod sessions;
 mod templates;
 mod tiers;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{Serve, client, req};
 
 /// An app `shop` and its key.
-async fn shop(s: &Serve, c: &Client) -> String {
+pub(super) async fn shop(s: &Serve, c: &Client) -> String {
     let admin = s.admin.clone().expect("an admin key on first start");
     let (st, v) = req(
         c,

@@ -1560,10 +1560,14 @@ export interface components {
             };
             network?: null | components["schemas"]["NetworkBody"];
             /**
-             * @description Extra packages for this session: not supported yet (a non-empty list
-             *     is refused with 422); use a template that has them.
+             * @description Extra packages for this session, of the template's ecosystem (pip
+             *     for python, npm for node; none for shell), in the templates'
+             *     grammar: installed with the template's into a layer of the
+             *     session's own (built before the answer; shared by sessions asking
+             *     for the same; deleted when the last of them ends). A package the
+             *     template has already is refused.
              */
-            packages?: unknown[];
+            packages?: components["schemas"]["PackageBody"][];
             /**
              * @description Start from this snapshot (of one of the app's sessions): its files
              *     are restored into the workspace before the session runs, and its
@@ -1766,6 +1770,23 @@ export interface components {
             alive: boolean;
             /** @description The node answering this request. */
             this_node: boolean;
+        };
+        /** @description An extra package a session asks for. */
+        PackageBody: {
+            /** @description `pip` (python templates) or `npm` (node templates). */
+            ecosystem: components["schemas"]["EcosystemName"];
+            /** @description The package's name (PEP 508 for pip, npm's rules for npm). */
+            name: string;
+            /**
+             * @description A PEP 440 specifier (`==1.16.0`, `>=2,<3`) or an npm range or
+             *     dist-tag; absent: the newest.
+             */
+            version?: string | null;
+            /**
+             * @description Accepted hashes (pip `sha256:<64 hex>`, npm `sha512-…`); with
+             *     hashes the version must be exact.
+             */
+            hashes?: string[];
         };
         /** @description A package requirement. */
         PackageView: {
@@ -6046,6 +6067,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The session's dependency layer is still building after the build's timeout (/problems/layer-building; follow the layer's events) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is over its limit */
             413: {
                 headers: {
@@ -6064,7 +6094,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, extra packages) */
+            /** @description Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, bad extra packages, a dependency layer that failed to build, naming the package) */
             422: {
                 headers: {
                     [name: string]: unknown;

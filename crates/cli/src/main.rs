@@ -38,6 +38,8 @@ enum Command {
     Plugin(commands::plugin::PluginArgs),
     /// A server's templates: list, show.
     Template(commands::template::TemplateArgs),
+    /// Sandbox sessions on a server: create, exec, ls, cp, rm, list, terminate.
+    Session(commands::session::SessionArgs),
     /// Print the API's OpenAPI document.
     Openapi,
 }
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Admin(args) => commands::admin::admin(args),
         Command::Plugin(args) => commands::plugin::plugin(args),
         Command::Template(args) => commands::template::template(args),
+        Command::Session(args) => commands::session::session(args),
         Command::Openapi => commands::admin::openapi(),
     };
     match result {

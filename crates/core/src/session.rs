@@ -241,6 +241,11 @@ pub struct SessionTemplate {
     /// The allow-list its sessions may use (a session asks for these or a
     /// subset); empty: no network.
     pub allow: Vec<String>,
+    /// Its runtime: the ecosystem of extra packages (pip for python, npm
+    /// for node; a shell template takes none).
+    pub runtime: crate::template::TemplateRuntime,
+    /// Its own packages (built into its layer).
+    pub packages: Vec<crate::template::PackageReq>,
     /// Its ready dependency layer, if any.
     pub layer: Option<String>,
     /// Files written into each new session's workspace: path and bytes.
@@ -278,6 +283,8 @@ impl SessionTemplate {
                 crate::template::NetworkMode::AllowList => t.network.allow.clone(),
                 crate::template::NetworkMode::None => Vec::new(),
             },
+            runtime: t.runtime,
+            packages: t.packages.clone(),
             layer: t.layer.clone(),
             files,
         })
@@ -390,7 +397,9 @@ pub struct NewSession {
     pub env: BTreeMap<String, String>,
     /// The allow-list asked for (`None`: the template's).
     pub network: Option<Vec<String>>,
-    /// Extra packages (not supported yet: any is refused).
+    /// Extra packages, in the template grammar (`{"ecosystem": "pip",
+    /// "name": …, "version": …}`): installed with the template's into a
+    /// layer of the session's own.
     pub packages: Vec<Value>,
     /// A snapshot (of a session of the same app) whose files the new
     /// session's workspace starts with; its template is the default.
@@ -413,6 +422,8 @@ pub struct SessionPlan {
     pub env: BTreeMap<String, String>,
     /// The allow-list (empty: no network).
     pub network: Vec<String>,
+    /// The extra packages, checked (empty: the template's layer as it is).
+    pub packages: Vec<crate::template::PackageReq>,
 }
 
 fn problem(location: impl Into<String>, message: impl Into<String>) -> Problem {
@@ -531,12 +542,7 @@ pub fn plan(
             asked.clone()
         }
     };
-    if !req.packages.is_empty() {
-        problems.push(problem(
-            "/packages",
-            "extra packages per session are not supported yet: start the session from a template that has them",
-        ));
-    }
+    let packages = extra_packages(&req.packages, t, &mut problems);
     if problems.is_empty() {
         Ok(SessionPlan {
             resources: r,
@@ -544,9 +550,81 @@ pub fn plan(
             max_lifetime_secs: lifetime,
             env,
             network,
+            packages,
         })
     } else {
         Err(problems)
+    }
+}
+
+/// A session's extra packages, read with the template grammar for the
+/// template's runtime; a package the template lists already, or a pip list
+/// that would mix hashed and unhashed requirements with the template's,
+/// is a problem at its index.
+fn extra_packages(
+    asked: &[Value],
+    t: &SessionTemplate,
+    problems: &mut Vec<Problem>,
+) -> Vec<crate::template::PackageReq> {
+    use crate::template::Ecosystem;
+    if asked.is_empty() {
+        return Vec::new();
+    }
+    let list = match crate::template::parse_packages(&Value::Array(asked.to_vec()), t.runtime) {
+        Ok(list) => list,
+        Err(ps) => {
+            problems.extend(ps);
+            return Vec::new();
+        }
+    };
+    let name = |p: &crate::template::PackageReq| crate::layer::normalize_name(p.ecosystem, &p.name);
+    let before = problems.len();
+    let hashed = |ps: &[crate::template::PackageReq]| {
+        ps.iter()
+            .filter(|p| p.ecosystem == Ecosystem::Pip)
+            .any(|p| !p.hashes.is_empty())
+    };
+    let template_hashed = hashed(&t.packages);
+    for (i, p) in list.iter().enumerate() {
+        if t.packages
+            .iter()
+            .any(|q| q.ecosystem == p.ecosystem && name(q) == name(p))
+        {
+            problems.push(problem(
+                format!("/packages/{i}/name"),
+                format!(
+                    "template `{}` has {} already: list only packages it lacks",
+                    t.id,
+                    crate::template::grammar::shown(&p.name)
+                ),
+            ));
+        } else if p.ecosystem == Ecosystem::Pip && template_hashed && p.hashes.is_empty() {
+            problems.push(problem(
+                format!("/packages/{i}/hashes"),
+                format!(
+                    "required: template `{}` pins its packages by hash, and pip then checks every package's",
+                    t.id
+                ),
+            ));
+        }
+    }
+    if problems.len() == before
+        && !template_hashed
+        && hashed(&list)
+        && t.packages.iter().any(|q| q.ecosystem == Ecosystem::Pip)
+    {
+        problems.push(problem(
+            "/packages",
+            format!(
+                "template `{}` does not pin its packages by hash, and pip checks every package's once one has them: give these without hashes",
+                t.id
+            ),
+        ));
+    }
+    if problems.len() == before {
+        list
+    } else {
+        Vec::new()
     }
 }
 
@@ -883,6 +961,8 @@ mod tests {
             max_lifetime_secs: 86_400,
             env: BTreeMap::from([("LANG".into(), "C.UTF-8".into())]),
             allow: Vec::new(),
+            runtime: crate::template::TemplateRuntime::Python,
+            packages: Vec::new(),
             layer: None,
             files: Vec::new(),
         }
@@ -966,9 +1046,50 @@ mod tests {
                 "/env/OK",
                 "/env/PATH",
                 "/network/allow",
-                "/packages",
+                "/packages/0/ecosystem",
             ]
         );
+    }
+
+    #[test]
+    fn extra_packages_are_read_with_the_template_grammar() {
+        let policy = SessionPolicy::default();
+        let mut t = template();
+        t.packages = vec![crate::template::PackageReq {
+            ecosystem: crate::template::Ecosystem::Pip,
+            name: "Six".into(),
+            version: None,
+            hashes: Vec::new(),
+        }];
+        let ok = NewSession {
+            packages: vec![json!({"ecosystem": "pip", "name": "attrs", "version": ">=20"})],
+            ..NewSession::default()
+        };
+        let p = plan(&ok, &t, &policy).unwrap();
+        assert_eq!(p.packages.len(), 1);
+        assert_eq!(p.packages[0].name, "attrs");
+        let bad = NewSession {
+            packages: vec![
+                json!({"ecosystem": "pip", "name": "six"}),
+                json!({"ecosystem": "npm", "name": "left-pad"}),
+                json!({"ecosystem": "pip", "name": "x; rm -rf /"}),
+            ],
+            ..NewSession::default()
+        };
+        assert_eq!(
+            locations(plan(&bad, &t, &policy)),
+            ["/packages/1/ecosystem", "/packages/2/name"]
+        );
+        let dup = NewSession {
+            packages: vec![json!({"ecosystem": "pip", "name": "six"})],
+            ..NewSession::default()
+        };
+        let ps = plan(&dup, &t, &policy).unwrap_err();
+        assert_eq!(ps[0].location, "/packages/0/name");
+        assert!(ps[0].message.contains("has `six` already"), "{}", ps[0].message);
+        t.runtime = crate::template::TemplateRuntime::Shell;
+        t.packages.clear();
+        assert_eq!(locations(plan(&dup, &t, &policy)), ["/packages"]);
     }
 
     #[test]

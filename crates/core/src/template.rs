@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::{parse_new, parse_replacement, validate};
+pub use parse::{parse_new, parse_packages, parse_replacement, validate};
 pub use service::{TemplateError, Templates};
 
 names! {

@@ -60,6 +60,49 @@ pub struct Builds {
     pub hub: Hub,
     /// Layers this node is building now.
     running: Mutex<HashSet<String>>,
+    /// Layers bound into this node's live session boxes, with how many
+    /// sessions hold each: never collected while held.
+    pinned: Mutex<HashMap<String, usize>>,
+}
+
+/// Why a session could not get its layer.
+#[derive(Debug)]
+pub enum SessionLayerError {
+    /// The build failed: the request's field at fault (`/packages` or
+    /// `/template`) and why, naming the package.
+    Failed {
+        /// `/packages` or `/template`.
+        location: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// Still building after the build's timeout.
+    Building(String),
+    /// The platform failed.
+    Other(ApiError),
+}
+
+impl From<ApiError> for SessionLayerError {
+    fn from(e: ApiError) -> Self {
+        SessionLayerError::Other(e)
+    }
+}
+
+impl From<StoreError> for SessionLayerError {
+    fn from(e: StoreError) -> Self {
+        SessionLayerError::Other(e.into())
+    }
+}
+
+/// A layer a live session's box holds (see [`Builds::session_layer`]);
+/// give it back with [`Builds::release`] when the box has ended.
+#[derive(Debug, Clone)]
+pub struct LayerPin {
+    /// The layer's id.
+    pub id: String,
+    /// Built for the session's extra packages (no template points at it):
+    /// deleted when the last session holding it ends.
+    pub private: bool,
 }
 
 /// What a build request did.
@@ -132,6 +175,7 @@ impl Builds {
             interpreters: Mutex::new(HashMap::new()),
             hub: Hub::default(),
             running: Mutex::new(HashSet::new()),
+            pinned: Mutex::new(HashMap::new()),
         })
     }
 
@@ -180,13 +224,30 @@ impl Builds {
 
     /// Start (or join) the build of `template`'s layer.
     pub async fn build(self: &Arc<Self>, actor: &str, template: Template) -> Result<BuildView, ApiError> {
-        let Some(runtime) = layer_runtime(template.runtime).filter(|_| !template.packages.is_empty()) else {
+        if layer_runtime(template.runtime).is_none() || template.packages.is_empty() {
             return Ok(BuildView {
                 template: template.id,
                 status: "not_needed".into(),
                 layer: None,
                 events: None,
             });
+        }
+        let id = template.id.clone();
+        let (layer, live) = self.start(actor, template, true).await?;
+        Ok(self.view(id, layer, live))
+    }
+
+    /// Start (or join) the build of the layer of `template`'s runtime and
+    /// packages; the template is pointed at it when ready if `point`.
+    /// Returns the layer's record and whether this node builds it now.
+    async fn start(
+        self: &Arc<Self>,
+        actor: &str,
+        template: Template,
+        point: bool,
+    ) -> Result<(Layer, bool), ApiError> {
+        let Some(runtime) = layer_runtime(template.runtime) else {
+            return Err(ApiError::internal(&"a shell template has no layer"));
         };
         let interpreter = self.interpreter(runtime)?;
         let (source, index) = self.source(runtime)?;
@@ -212,8 +273,10 @@ impl Builds {
         }
         if layer.status == LayerStatus::Ready {
             self.ensure_local(&layer).await?;
-            self.point(actor, &template, &layer).await?;
-            return Ok(self.view(template.id, layer, false));
+            if point {
+                self.point(actor, &template, &layer).await?;
+            }
+            return Ok((layer, false));
         }
         if layer.status == LayerStatus::Queued {
             let mut claim = layer.clone();
@@ -222,7 +285,8 @@ impl Builds {
             match self.store.update_layer(LayerStatus::Queued, claim).await {
                 Ok(claimed) => {
                     layer = claimed;
-                    self.spawn(actor.to_owned(), template.clone(), layer.clone(), runtime, source);
+                    let point = point.then(|| template.clone());
+                    self.spawn(actor.to_owned(), point, layer.clone(), runtime, source);
                 }
                 // Another builder (this node or another) took it.
                 Err(StoreError::Changed { .. }) => layer = self.reload(&layer.id).await?,
@@ -230,7 +294,179 @@ impl Builds {
             }
         }
         let live = layer.status == LayerStatus::Building;
-        Ok(self.view(template.id, layer, live))
+        Ok((layer, live))
+    }
+
+    /// The layer a new session box of `template` gets, holding the
+    /// template's packages and `extra` ones, held for the session until
+    /// [`Builds::release`]: `None` when there are no packages. Built first
+    /// when it is not ready (by the same builder and egress rules as
+    /// `POST /v1/templates/{id}/build`, waiting at most the build's
+    /// timeout); the template is pointed at a layer of its own packages.
+    /// A failed build is a 422 problem at `/packages` (some extra package
+    /// failed) or `/template`, naming the package.
+    pub async fn session_layer(
+        self: &Arc<Self>,
+        actor: &str,
+        template: &Template,
+        extra: &[warden_core::template::PackageReq],
+    ) -> Result<Option<(LayerMount, LayerPin)>, SessionLayerError> {
+        let Some(runtime) = layer_runtime(template.runtime) else {
+            return Ok(None);
+        };
+        if template.packages.is_empty() && extra.is_empty() {
+            return Ok(None);
+        }
+        let private = !extra.is_empty();
+        if !private
+            && let Some(id) = &template.layer
+            && let Some(layer) = self.store.get_layer(id).await?
+            && layer.status == LayerStatus::Ready
+        {
+            return Ok(Some(self.pin_ready(&layer, runtime, false).await?));
+        }
+        let mut wanted = template.clone();
+        wanted.packages.extend(extra.iter().cloned());
+        let (layer, _) = self.start(actor, wanted, !private).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.cfg.build_timeout_secs + 30);
+        let mut layer = layer;
+        while matches!(layer.status, LayerStatus::Queued | LayerStatus::Building) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SessionLayerError::Building(format!(
+                    "the dependency layer {} of this session is still building; follow GET /v1/layers/{}/events and create the session again",
+                    layer.id, layer.id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            layer = self.reload(&layer.id).await?;
+        }
+        if layer.status == LayerStatus::Failed {
+            let e = layer.error.clone().unwrap_or(LayerError {
+                package: None,
+                message: "the build failed".into(),
+            });
+            let extra_failed = e.package.as_deref().is_some_and(|p| {
+                extra.iter().any(|x| {
+                    warden_core::layer::normalize_name(x.ecosystem, &x.name)
+                        == warden_core::layer::normalize_name(x.ecosystem, p)
+                })
+            });
+            let who = e
+                .package
+                .as_deref()
+                .map(|p| format!("package `{p}`: "))
+                .unwrap_or_default();
+            let (at, what) = if extra_failed || (private && e.package.is_none()) {
+                ("/packages", "the session's packages could not be installed")
+            } else {
+                ("/template", "the template's packages could not be installed")
+            };
+            return Err(SessionLayerError::Failed {
+                location: at,
+                message: format!(
+                    "{what}: {who}{} (layer {}, GET /v1/layers/{} has the log)",
+                    e.message, layer.id, layer.id
+                ),
+            });
+        }
+        Ok(Some(self.pin_ready(&layer, runtime, private).await?))
+    }
+
+    /// Hold a ready layer for a session box: on this node's disk, its use
+    /// recorded, never collected until released.
+    async fn pin_ready(
+        &self,
+        layer: &Layer,
+        runtime: LayerRuntime,
+        private: bool,
+    ) -> Result<(LayerMount, LayerPin), ApiError> {
+        let dir = self.ensure_local(layer).await?;
+        let _ = self.store.touch_layer(&layer.id, now_ms()).await;
+        *self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(layer.id.clone())
+            .or_default() += 1;
+        Ok((
+            LayerMount { dir, runtime },
+            LayerPin {
+                id: layer.id.clone(),
+                private,
+            },
+        ))
+    }
+
+    /// The layer `id` for a resumed session box (its record names the
+    /// layer it had), held like [`Builds::session_layer`]'s; `None` when
+    /// the layer is gone or not ready.
+    pub async fn session_layer_by_id(
+        &self,
+        id: &str,
+        private: bool,
+    ) -> Result<Option<(LayerMount, LayerPin)>, ApiError> {
+        let Some(layer) = self.store.get_layer(id).await? else {
+            return Ok(None);
+        };
+        let Some(runtime) = layer_runtime(layer.runtime).filter(|_| layer.status == LayerStatus::Ready)
+        else {
+            return Ok(None);
+        };
+        self.pin_ready(&layer, runtime, private).await.map(Some)
+    }
+
+    /// A session's box that held `pin` has ended: the layer may be
+    /// collected again, and a session-private layer no other session of
+    /// this node holds is deleted now (unless a template points at it).
+    pub async fn release(&self, pin: &LayerPin) {
+        let last = {
+            let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+            match pinned.get_mut(&pin.id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    pinned.remove(&pin.id);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last
+            && pin.private
+            && let Err(e) = self.delete(&pin.id).await
+        {
+            tracing::warn!(layer = %pin.id, error = ?e, "a session's own layer could not be deleted; the collector will");
+        }
+    }
+
+    fn is_pinned(&self, id: &str) -> bool {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    /// Delete layer `id` (record, folder, archive) unless a template uses
+    /// it; whether it was deleted.
+    async fn delete(&self, id: &str) -> Result<bool, ApiError> {
+        match self.store.delete_layer(id).await {
+            Ok(true) => {
+                let dir = self.layer_dir(id);
+                // remove_dir_all never follows the links a layer holds.
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                // Its archive too, so no node downloads it again. A
+                // failure leaves an orphan blob, not a broken layer.
+                if let Err(e) = self.blobs.delete(&Self::blob_key(id)).await {
+                    tracing::warn!(layer = %id, error = %e, "a collected layer's archive stays in object storage");
+                }
+                Ok(true)
+            }
+            // A template uses it: kept.
+            Ok(false) | Err(StoreError::InUse(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn reload(&self, id: &str) -> Result<Layer, ApiError> {
@@ -275,7 +511,7 @@ impl Builds {
     fn spawn(
         self: &Arc<Self>,
         actor: String,
-        template: Template,
+        template: Option<Template>,
         layer: Layer,
         runtime: LayerRuntime,
         source: PackageSource,
@@ -363,7 +599,9 @@ impl Builds {
                     if let Err(e) = me.upload(l).await {
                         tracing::warn!(layer = %id, error = %e, "the layer could not be kept as a blob; other nodes will rebuild it");
                     }
-                    if let Err(e) = me.point(&actor, &template, l).await {
+                    if let Some(template) = &template
+                        && let Err(e) = me.point(&actor, template, l).await
+                    {
                         tracing::warn!(layer = %id, template = %template.id, error = ?e, "the template could not be pointed at its built layer");
                     }
                 }
@@ -530,25 +768,13 @@ impl Builds {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&l.id)
+                || self.is_pinned(&l.id)
             {
                 continue;
             }
-            match self.store.delete_layer(&l.id).await {
-                Ok(true) => {
-                    total -= l.size_bytes;
-                    deleted += 1;
-                    let dir = self.layer_dir(&l.id);
-                    // remove_dir_all never follows the links a layer holds.
-                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-                    // Its archive too, so no node downloads it again. A
-                    // failure leaves an orphan blob, not a broken layer.
-                    if let Err(e) = self.blobs.delete(&Self::blob_key(&l.id)).await {
-                        tracing::warn!(layer = %l.id, error = %e, "a collected layer's archive stays in object storage");
-                    }
-                }
-                // A template uses it: kept.
-                Ok(false) | Err(StoreError::InUse(_)) => {}
-                Err(e) => return Err(e.into()),
+            if self.delete(&l.id).await? {
+                total -= l.size_bytes;
+                deleted += 1;
             }
         }
         deleted += self.sweep_local().await?;
@@ -595,7 +821,7 @@ impl Builds {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(id);
-            if busy || self.store.get_layer(id).await?.is_some() {
+            if busy || self.is_pinned(id) || self.store.get_layer(id).await?.is_some() {
                 continue;
             }
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;

@@ -537,6 +537,11 @@ impl From<crate::sessions::SessionError> for ApiError {
             S::Body(m) => ApiError::bad_field("body", m),
             S::SnapshotRefused(m) => ApiError::snapshot_refused(m),
             S::ObjectStore(m) => ApiError::object_store(m, 5),
+            S::LayerBuilding(m) => ApiError::conflict_of(
+                "layer-building",
+                "The session's dependency layer is still building",
+                m,
+            ),
             e @ S::ShuttingDown => ApiError::unavailable(e.to_string()),
             S::Store(e) => e.into(),
             S::Internal(m) => ApiError::internal(&m),

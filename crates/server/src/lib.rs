@@ -314,6 +314,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         sessions::ThisNode {
             node: exec_node.clone(),
             scratch: config.data_dir.join("tmp").join("snapshots"),
+            builds: builds.clone(),
         },
         config.sessions.clone(),
     );

@@ -1424,7 +1424,10 @@ async fn bad_requests_are_located_and_change_nothing() {
             json!({"network": {"allow": ["pypi.org"]}}),
             vec!["/network/allow"],
         ),
-        (json!({"packages": [{"name": "requests"}]}), vec!["/packages"]),
+        (
+            json!({"packages": [{"name": "requests"}]}),
+            vec!["/packages/0/ecosystem"],
+        ),
     ] {
         let p = s
             .expect(
@@ -1600,5 +1603,143 @@ async fn a_session_takes_its_templates_defaults_and_stays_within_what_it_allows(
         p["errors"][0]["message"].as_str().unwrap().contains("packages"),
         "{p}"
     );
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_come_from_the_templates_layer_and_the_sessions_own() {
+    // The air-gapped path: packages from a folder of wheels, no network.
+    let folder = public_dir();
+    wheel(
+        folder.path(),
+        "tinyhello",
+        "1.0.0",
+        "def hi():\n    return 'hi'\n",
+    );
+    wheel(folder.path(), "tinyextra", "2.0.0", "WORD = 'extra'\n");
+    let dir = folder.path().to_owned();
+    let s = server_with(move |c| c.layers.folder = Some(dir)).await;
+    let shop = app(&s, "shop").await;
+    s.expect(
+        Method::POST,
+        "/v1/templates",
+        &s.admin,
+        Some(json!({"id": "hello", "runtime": "python",
+            "packages": [{"ecosystem": "pip", "name": "tinyhello", "version": "==1.0.0"}]})),
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // Never built: the first session builds the template's layer and the
+    // template is pointed at it.
+    let a = create(&s, &shop, json!({"template": "hello"})).await;
+    let layer = a["layer"].as_str().expect("a layer").to_owned();
+    let t = s
+        .expect(Method::GET, "/v1/templates/hello", &shop, None, StatusCode::OK)
+        .await;
+    assert_eq!(t["layer"], layer.as_str(), "{t}");
+    let id = a["id"].as_str().unwrap();
+    let v = done(&s, &shop, id, py("import tinyhello\nprint(tinyhello.hi())")).await;
+    assert_eq!(v["stdout"], "hi\n", "{v}");
+    // Read-only inside the box.
+    let v = done(
+        &s,
+        &shop,
+        id,
+        py("import tinyhello, os\ntry:\n    open(os.path.join(os.path.dirname(tinyhello.__file__), 'x'), 'w')\n    print('written')\nexcept OSError as e:\n    print('refused', e.errno)"),
+    )
+    .await;
+    assert!(v["stdout"].as_str().unwrap().starts_with("refused"), "{v}");
+    // A second session of the template reuses the layer.
+    let b = create(&s, &shop, json!({"template": "hello"})).await;
+    assert_eq!(b["layer"], layer.as_str());
+
+    // Extra packages: a layer of the session's own, with the template's too.
+    let c = create(
+        &s,
+        &shop,
+        json!({"template": "hello", "packages": [{"ecosystem": "pip", "name": "tinyextra"}]}),
+    )
+    .await;
+    let own = c["layer"].as_str().expect("its own layer").to_owned();
+    assert_ne!(own, layer);
+    let cid = c["id"].as_str().unwrap();
+    let v = done(
+        &s,
+        &shop,
+        cid,
+        py("import tinyhello, tinyextra\nprint(tinyhello.hi(), tinyextra.WORD)"),
+    )
+    .await;
+    assert_eq!(v["stdout"], "hi extra\n", "{v}");
+    let own_dir = s.state.builds.layer_dir(&own);
+    assert!(own_dir.is_dir());
+    // Its end takes its own layer with it; the template's stays.
+    s.expect(
+        Method::POST,
+        &format!("/v1/sessions/{cid}/terminate"),
+        &shop,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while own_dir.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!own_dir.exists(), "the session's own layer was removed");
+    s.expect(
+        Method::GET,
+        &format!("/v1/layers/{own}"),
+        &shop,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(s.state.builds.layer_dir(&layer).is_dir());
+
+    // Bad package lists are refused at the field at fault, nothing made.
+    let before = s.state.sessions.live_count();
+    for (body, location, says) in [
+        (
+            json!({"template": "hello", "packages": [{"ecosystem": "npm", "name": "left-pad"}]}),
+            "/packages/0/ecosystem",
+            "need the node runtime",
+        ),
+        (
+            json!({"template": "hello", "packages": [{"ecosystem": "pip", "name": "TinyHello"}]}),
+            "/packages/0/name",
+            "has `TinyHello` already",
+        ),
+        (
+            json!({"template": "hello", "packages": [{"ecosystem": "pip", "name": "x; rm -rf /"}]}),
+            "/packages/0/name",
+            "",
+        ),
+        (
+            json!({"template": "shell", "packages": [{"ecosystem": "pip", "name": "six"}]}),
+            "/packages",
+            "shell",
+        ),
+        (
+            json!({"template": "hello", "packages": [{"ecosystem": "pip", "name": "tinyextra", "version": "==9.9"}]}),
+            "/packages",
+            "`tinyextra`",
+        ),
+    ] {
+        let p = s
+            .expect(
+                Method::POST,
+                "/v1/sessions",
+                &shop,
+                Some(body.clone()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        assert_eq!(p["errors"][0]["location"], location, "{body}: {p}");
+        let message = p["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {p}");
+    }
+    assert_eq!(s.state.sessions.live_count(), before);
     s.stop().await.unwrap();
 }

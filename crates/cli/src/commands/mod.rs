@@ -6,6 +6,8 @@ pub mod plugin;
 pub mod pool;
 pub mod run;
 pub mod serve;
+pub mod session;
+pub mod sse;
 pub mod template;
 
 /// `hint:` lines for an error, pointing at the next step.

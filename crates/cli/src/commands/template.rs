@@ -233,7 +233,7 @@ async fn follow(
     path: &str,
 ) -> anyhow::Result<Option<Value>> {
     use std::io::IsTerminal as _;
-    let mut r = client
+    let r = client
         .get(format!("{base}{path}"))
         .bearer_auth(key)
         .send()
@@ -248,35 +248,21 @@ async fn follow(
         b.enable_steady_tick(std::time::Duration::from_millis(120));
         b
     });
-    let mut buf = String::new();
-    let (mut event, mut data) = (String::new(), String::new());
+    let mut events = super::sse::SseReader::new(r);
     let mut result = None;
-    while let Some(chunk) = r.chunk().await? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(nl) = buf.find('\n') {
-            let line: String = buf.drain(..=nl).collect();
-            let line = line.trim_end_matches(['\n', '\r']);
-            if let Some(v) = line.strip_prefix("event:") {
-                event = v.trim().to_owned();
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            } else if line.is_empty() && !event.is_empty() {
-                match event.as_str() {
-                    "stdout" | "stderr" => {
-                        let text: String = serde_json::from_str(&data).unwrap_or_default();
-                        for l in text.lines().filter(|l| !l.trim().is_empty()) {
-                            match &bar {
-                                Some(b) => b.set_message(escape(l).into_owned()),
-                                None => eprintln!("{}", escape(l)),
-                            }
-                        }
+    while let Some(e) = events.next().await? {
+        match e.event.as_str() {
+            "stdout" | "stderr" => {
+                let text: String = serde_json::from_str(&e.data).unwrap_or_default();
+                for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                    match &bar {
+                        Some(b) => b.set_message(escape(l).into_owned()),
+                        None => eprintln!("{}", escape(l)),
                     }
-                    "result" => result = serde_json::from_str(&data).ok(),
-                    _ => {}
                 }
-                event.clear();
-                data.clear();
             }
+            "result" => result = serde_json::from_str(&e.data).ok(),
+            _ => {}
         }
     }
     if let Some(b) = bar {

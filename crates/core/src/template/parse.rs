@@ -166,6 +166,16 @@ pub fn parse_replacement(
     parse(doc, Id::Given(id), policy).map(|(spec, revision)| (spec, revision.unwrap_or(0)))
 }
 
+/// A list of packages for `runtime` (a session's extra packages), read
+/// with the template grammar: every problem at `/packages/…`.
+pub fn parse_packages(v: &Value, runtime: TemplateRuntime) -> Result<Vec<PackageReq>, Vec<Problem>> {
+    let mut p = Problems::default();
+    match packages(v, Some(runtime), &mut p) {
+        Some(list) if p.is_empty() => Ok(list),
+        _ => Err(p.finish()),
+    }
+}
+
 /// Every problem of a typed spec (the built-ins, templates made by code):
 /// the same checks as a request's, on its JSON form.
 pub fn validate(spec: &TemplateSpec, policy: &TemplatePolicy) -> Vec<Problem> {

@@ -54,7 +54,11 @@ problems!(
         ("404", "No such snapshot (or not this app's: the same answer)"),
         (
             "422",
-            "Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, extra packages)"
+            "Invalid: every problem located (unknown template or app, resources or timeouts beyond the server's policy, reserved environment names, hosts the template does not allow, bad extra packages, a dependency layer that failed to build, naming the package)"
+        ),
+        (
+            "409",
+            "The session's dependency layer is still building after the build's timeout (/problems/layer-building; follow the layer's events)"
         ),
         (
             "429",

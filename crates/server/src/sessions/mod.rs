@@ -51,10 +51,12 @@ use warden_core::{
 };
 use warden_jail::{BoxFileError, EmptyBudget, EntryInfo, EntryKind, JailError, MIB};
 use warden_package::Problem;
+use warden_runtime::layers::LayerMount;
 use warden_runtime::session::{ExecMode, Language, SeedFile, SessionBox, SessionExec, SessionSpec};
 use warden_runtime::{CallLimits, Runner, RuntimeError, Stream as OutStream};
 use warden_store::{ObjectBlobs, SqlStore};
 
+use crate::builds::{Builds, LayerPin};
 use crate::config::SessionsSection;
 use crate::events::{Hub, Log};
 use crate::exec::{record_final, recorded, status_of, store_artifacts};
@@ -133,6 +135,10 @@ pub enum SessionError {
     /// not fit): 422 saying why.
     #[error("{0}")]
     SnapshotRefused(String),
+    /// The session's dependency layer is still building after the build's
+    /// timeout: 409, with where to follow it.
+    #[error("{0}")]
+    LayerBuilding(String),
     /// The object store failed a snapshot's upload or download: 503; the
     /// session keeps running.
     #[error("{0}")]
@@ -198,6 +204,8 @@ struct RunState {
 struct Live {
     session: Session,
     boxed: Arc<SessionBox>,
+    /// The dependency layer its box binds, given back when the box ends.
+    layer: Mutex<Option<LayerPin>>,
     /// One execution at a time, in the order they were accepted.
     turn: tokio::sync::Mutex<()>,
     /// Executions running or waiting.
@@ -221,6 +229,49 @@ impl Live {
 
     fn state(&self) -> std::sync::MutexGuard<'_, RunState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A layer held for a session box that is starting: given back if the
+/// session never goes live (the guard dropped with its pin).
+struct PinGuard {
+    builds: Arc<Builds>,
+    pin: Option<LayerPin>,
+}
+
+impl PinGuard {
+    fn none(builds: &Arc<Builds>) -> PinGuard {
+        PinGuard {
+            builds: builds.clone(),
+            pin: None,
+        }
+    }
+
+    fn new(builds: &Arc<Builds>, pin: LayerPin) -> PinGuard {
+        PinGuard {
+            builds: builds.clone(),
+            pin: Some(pin),
+        }
+    }
+
+    fn id(&self) -> Option<String> {
+        self.pin.as_ref().map(|p| p.id.clone())
+    }
+
+    /// The pin, now the live session's to give back.
+    fn take(&mut self) -> Option<LayerPin> {
+        self.pin.take()
+    }
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Some(pin) = self.pin.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let builds = self.builds.clone();
+            rt.spawn(async move { builds.release(&pin).await });
+        }
     }
 }
 
@@ -272,13 +323,16 @@ pub struct Written {
 }
 
 /// What a manager keeps of its own node: its name (on the records of the
-/// sessions it runs) and a local folder for snapshots in transit.
-#[derive(Debug, Clone)]
+/// sessions it runs), a local folder for snapshots in transit, and its
+/// dependency layers.
+#[derive(Clone)]
 pub struct ThisNode {
     /// The node's name (`Config::node`).
     pub node: String,
     /// Scratch folder for snapshot archives (emptied at start).
     pub scratch: PathBuf,
+    /// The node's dependency layers (built, kept and held for boxes).
+    pub builds: Arc<Builds>,
 }
 
 /// Sessions on this node (see the module's documentation).
@@ -288,6 +342,8 @@ pub struct SessionManager {
     runner: Runner,
     hub: Arc<Hub>,
     templates: Arc<Templates<SqlStore>>,
+    /// Dependency layers: built and held for session boxes.
+    builds: Arc<Builds>,
     node: String,
     settings: SessionsSection,
     policy: SessionPolicy,
@@ -350,7 +406,11 @@ impl SessionManager {
         local: ThisNode,
         settings: SessionsSection,
     ) -> Arc<SessionManager> {
-        let ThisNode { node, scratch } = local;
+        let ThisNode {
+            node,
+            scratch,
+            builds,
+        } = local;
         let policy = SessionPolicy {
             max: SessionResources {
                 cpu_cores: settings.max_cpu_cores,
@@ -372,6 +432,7 @@ impl SessionManager {
             runner,
             hub,
             templates,
+            builds,
             node,
             settings,
             policy,
@@ -475,7 +536,7 @@ impl SessionManager {
     // ------------------------------------------------------------ lifecycle
 
     /// What a session needs from the template `id`.
-    async fn template(&self, id: &str) -> R<SessionTemplate> {
+    async fn template(&self, id: &str) -> R<(SessionTemplate, warden_core::template::Template)> {
         let invalid = |message: String| {
             SessionError::Invalid(vec![Problem {
                 location: "/template".into(),
@@ -493,14 +554,30 @@ impl SessionManager {
             Err(TemplateError::Store(e)) => return Err(e.into()),
             Err(e) => return Err(SessionError::Internal(e.to_string())),
         };
-        if !t.packages.is_empty() {
-            // Layers (a template's built packages) are not yet bound into
-            // session boxes.
-            return Err(invalid(format!(
-                "template `{id}` has packages; sessions do not get dependency layers yet: use a template without packages"
-            )));
+        let st = SessionTemplate::of(&t).map_err(SessionError::Internal)?;
+        Ok((st, t))
+    }
+
+    /// The layer a new box gets for template `t` and the extra `packages`
+    /// (built first when needed), held until the guard is dropped or its
+    /// pin moved into the session's [`Live`].
+    async fn layer(
+        &self,
+        actor: &Actor,
+        t: &warden_core::template::Template,
+        packages: &[warden_core::template::PackageReq],
+    ) -> R<(Option<LayerMount>, PinGuard)> {
+        use crate::builds::SessionLayerError as E;
+        match self.builds.session_layer(&actor.name, t, packages).await {
+            Ok(None) => Ok((None, PinGuard::none(&self.builds))),
+            Ok(Some((mount, pin))) => Ok((Some(mount), PinGuard::new(&self.builds, pin))),
+            Err(E::Failed { location, message }) => Err(SessionError::Invalid(vec![Problem {
+                location: location.into(),
+                message,
+            }])),
+            Err(E::Building(m)) => Err(SessionError::LayerBuilding(m)),
+            Err(E::Other(e)) => Err(SessionError::Internal(e.to_string())),
         }
-        SessionTemplate::of(&t).map_err(SessionError::Internal)
     }
 
     /// Create a session for `actor` (in `app`, which admins name and apps
@@ -547,9 +624,12 @@ impl SessionManager {
             .clone()
             .or_else(|| restore.as_ref().map(|s| s.template.clone()))
             .unwrap_or_else(|| DEFAULT_TEMPLATE.to_owned());
-        let t = self.template(&template_id).await?;
+        let (t, stored) = self.template(&template_id).await?;
         let p = plan(&req, &t, &self.policy).map_err(SessionError::Invalid)?;
         self.gate()?;
+        // Built (or fetched) before the quotas are checked: a build may take
+        // a while, and holds no place on the node.
+        let (layer, mut pin) = self.layer(actor, &stored, &p.packages).await?;
         let now = now_ms();
         let session = Session {
             id: new_id("ses"),
@@ -562,7 +642,7 @@ impl SessionManager {
             max_lifetime_secs: p.max_lifetime_secs,
             env: p.env,
             network: p.network,
-            layer: t.layer.clone(),
+            layer: pin.id(),
             node: self.node.clone(),
             created_at: now,
             started_at: None,
@@ -599,8 +679,7 @@ impl SessionManager {
             tmp_bytes: self.settings.tmp_mb * MIB,
             max_lifetime: Duration::from_secs(p.max_lifetime_secs),
             env: session.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            // Layers (a template's packages) come with templates.
-            layer: None,
+            layer,
             egress: session.network.clone(),
             files: t
                 .files
@@ -661,6 +740,7 @@ impl SessionManager {
         let live = Arc::new(Live {
             session: session.clone(),
             boxed,
+            layer: Mutex::new(pin.take()),
             turn: tokio::sync::Mutex::new(()),
             pending: AtomicUsize::new(0),
             last_active: AtomicI64::new(now_ms()),
@@ -883,6 +963,10 @@ impl SessionManager {
         let boxed = live.boxed.clone();
         if let Err(e) = blocking(move || boxed.terminate()).await {
             tracing::warn!(session = %id, error = %e, "ending a session's box failed");
+        }
+        let pin = lock(&live.layer).take();
+        if let Some(pin) = pin {
+            self.builds.release(&pin).await;
         }
     }
 

@@ -28,7 +28,7 @@ use warden_core::{
 use warden_jail::{BoxFileError, CopyLimits, CopyReport, MIB};
 use warden_runtime::session::{SessionBox, SessionSpec};
 
-use super::{Live, R, SessionError, SessionManager, blocking, lock};
+use super::{Live, PinGuard, R, SessionError, SessionManager, blocking, lock};
 
 /// Most entries (files, directories, links) in a snapshot.
 const MAX_ENTRIES: usize = 200_000;
@@ -438,6 +438,20 @@ impl SessionManager {
     /// Give session `s` (of this node, recorded running) a new box with its
     /// recorded resources, restore `snap` into it and make it live again.
     async fn resume(&self, s: &Session, snap: &Snapshot, reason: String) -> R<()> {
+        // The layer it had (no template may point at it any more: given back
+        // as a session's own, deleted when no session holds it).
+        let (layer, mut pin) = match &s.layer {
+            None => (None, PinGuard::none(&self.builds)),
+            Some(id) => match self.builds.session_layer_by_id(id, true).await {
+                Ok(Some((mount, pin))) => (Some(mount), PinGuard::new(&self.builds, pin)),
+                Ok(None) => {
+                    return Err(SessionError::Internal(format!(
+                        "its dependency layer {id} is gone"
+                    )));
+                }
+                Err(e) => return Err(SessionError::Internal(e.to_string())),
+            },
+        };
         let spec = SessionSpec {
             memory_bytes: s.resources.memory_mb * MIB,
             pids: s.resources.pids,
@@ -446,7 +460,7 @@ impl SessionManager {
             tmp_bytes: self.settings.tmp_mb * MIB,
             max_lifetime: std::time::Duration::from_secs(s.max_lifetime_secs),
             env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            layer: None,
+            layer,
             egress: s.network.clone(),
             files: Vec::new(),
         };
@@ -464,6 +478,7 @@ impl SessionManager {
         let live = Arc::new(Live {
             session: s.clone(),
             boxed: boxed.clone(),
+            layer: std::sync::Mutex::new(pin.take()),
             turn: tokio::sync::Mutex::new(()),
             pending: AtomicUsize::new(0),
             last_active: AtomicI64::new(now_ms()),
@@ -472,7 +487,7 @@ impl SessionManager {
             snapshot_at: AtomicI64::new(now_ms()),
             snapshotting: std::sync::atomic::AtomicBool::new(false),
         });
-        lock(&self.live).insert(s.id.clone(), live);
+        lock(&self.live).insert(s.id.clone(), live.clone());
         let moved = self
             .store
             .move_session(
@@ -494,6 +509,10 @@ impl SessionManager {
             other => {
                 lock(&self.live).remove(&s.id);
                 let _ = blocking(move || boxed.terminate()).await;
+                let pin = lock(&live.layer).take();
+                if let Some(pin) = pin {
+                    self.builds.release(&pin).await;
+                }
                 match other {
                     Err(e) => Err(e.into()),
                     _ => Err(SessionError::Internal("it ended while it was resumed".into())),

@@ -49,16 +49,37 @@ pub struct NewSessionBody {
     /// template's allow-list or part of it (absent: the template's; the
     /// built-in templates allow none).
     pub network: Option<NetworkBody>,
-    /// Extra packages for this session: not supported yet (a non-empty list
-    /// is refused with 422); use a template that has them.
+    /// Extra packages for this session, of the template's ecosystem (pip
+    /// for python, npm for node; none for shell), in the templates'
+    /// grammar: installed with the template's into a layer of the
+    /// session's own (built before the answer; shared by sessions asking
+    /// for the same; deleted when the last of them ends). A package the
+    /// template has already is refused.
     #[serde(default)]
-    #[schema(max_items = 0)]
+    #[schema(value_type = Vec<PackageBody>)]
     pub packages: Vec<Value>,
     /// Start from this snapshot (of one of the app's sessions): its files
     /// are restored into the workspace before the session runs, and its
     /// template is the default one.
     #[schema(pattern = "^snp_[0-9a-f]{24,32}$")]
     pub snapshot: Option<String>,
+}
+
+/// An extra package a session asks for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackageBody {
+    /// `pip` (python templates) or `npm` (node templates).
+    pub ecosystem: crate::templates::EcosystemName,
+    /// The package's name (PEP 508 for pip, npm's rules for npm).
+    pub name: String,
+    /// A PEP 440 specifier (`==1.16.0`, `>=2,<3`) or an npm range or
+    /// dist-tag; absent: the newest.
+    pub version: Option<String>,
+    /// Accepted hashes (pip `sha256:<64 hex>`, npm `sha512-…`); with
+    /// hashes the version must be exact.
+    #[serde(default)]
+    pub hashes: Vec<String>,
 }
 
 /// Resources asked for.
