@@ -538,6 +538,7 @@ impl From<crate::sessions::SessionError> for ApiError {
             S::SnapshotRefused(m) => ApiError::snapshot_refused(m),
             S::ObjectStore(m) => ApiError::object_store(m, 5),
             e @ S::ShuttingDown => ApiError::unavailable(e.to_string()),
+            S::Fenced(m) => ApiError::unavailable(m),
             S::Store(e) => e.into(),
             S::Internal(m) => ApiError::internal(&m),
         }
