@@ -51,8 +51,31 @@ pub(crate) fn raise_nofile() {
 }
 
 pub(crate) fn start_server(warden: &Path, data: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
+    start_on(warden, data, "127.0.0.1:0", env, None)
+}
+
+/// `warden serve` on `port` (a node of a cluster: its advertised URL names
+/// the port); `admin` is the key when the database already has one (only a
+/// first start prints it).
+pub(crate) fn start_node(
+    warden: &Path,
+    data: &Path,
+    port: u16,
+    env: &[(&str, String)],
+    admin: Option<String>,
+) -> anyhow::Result<Server> {
+    start_on(warden, data, &format!("127.0.0.1:{port}"), env, admin)
+}
+
+fn start_on(
+    warden: &Path,
+    data: &Path,
+    listen: &str,
+    env: &[(&str, String)],
+    known_admin: Option<String>,
+) -> anyhow::Result<Server> {
     let mut cmd = Command::new(warden);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    cmd.args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
         .env("WARDEN_LOG", "warn")
         .stdout(Stdio::piped())
@@ -77,8 +100,21 @@ pub(crate) fn start_server(warden: &Path, data: &Path, env: &[(&str, String)]) -
     Ok(Server {
         child,
         base: base.context("the server did not say where it listens")?,
-        admin: admin.context("no admin key printed")?,
+        admin: admin.or(known_admin).context("no admin key printed")?,
     })
+}
+
+impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and wait for it.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn package(root: &Path) -> anyhow::Result<Vec<u8>> {

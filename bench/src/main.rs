@@ -15,6 +15,7 @@ mod handlers;
 mod http;
 mod jail;
 mod sessions;
+mod sessions_http;
 mod snapshots;
 mod stats;
 mod templates;
@@ -53,14 +54,24 @@ enum Bench {
     /// Sandbox sessions in the runtime: start cost, executions per mode,
     /// memory per idle session, against a bubblewrap box per execution;
     /// snapshot and restore of a 100 MiB workspace against the host's tar,
-    /// to and from the same object store.
+    /// to and from the same object store; the same over HTTP through a
+    /// release `warden serve` (create, each mode, 2 clients, idle sessions
+    /// measured from the host); failover between two nodes on PostgreSQL.
     Sessions {
         /// Executions measured per mode.
         #[arg(long, default_value = "300")]
         runs: usize,
-        /// Idle sessions started for the memory figures.
+        /// Idle sessions started for the memory figures (in the runtime).
         #[arg(long, default_value = "100")]
         idle: usize,
+        /// Idle sessions created over HTTP on one node for the memory
+        /// figures and the extrapolation to 24 GiB.
+        #[arg(long, default_value = "200")]
+        idle_http: usize,
+        /// Failover samples (two nodes on PostgreSQL; skipped, saying why,
+        /// without `WARDEN_TEST_POSTGRES_URL`).
+        #[arg(long, default_value = "5")]
+        failovers: usize,
         /// A short smoke run.
         #[arg(long)]
         quick: bool,
@@ -115,13 +126,28 @@ fn main() -> anyhow::Result<()> {
             jail::run(runs, seconds)
         }
         Bench::Handlers { seconds, quick } => handlers::run(if quick { 0.3 } else { seconds }),
-        Bench::Sessions { runs, idle, quick } => {
+        Bench::Sessions {
+            runs,
+            idle,
+            idle_http,
+            failovers,
+            quick,
+        } => {
             let (runs, idle) = if quick { (10, 3) } else { (runs, idle) };
             sessions::run(runs, idle)?;
             let (mib, snaps) = if quick { (8, 1) } else { (100, 5) };
-            let jail = warden_jail::Jail::new(warden_jail::JailConfig::default())?;
-            let runner = warden_runtime::Runner::new(jail, warden_runtime::RunnerConfig::default())?;
-            snapshots::run(&runner, mib, snaps)
+            {
+                let jail = warden_jail::Jail::new(warden_jail::JailConfig::default())?;
+                let runner = warden_runtime::Runner::new(jail, warden_runtime::RunnerConfig::default())?;
+                snapshots::run(&runner, mib, snaps)?;
+            }
+            let (idle_http, seconds, failovers) = if quick {
+                (3, 0.5, 1)
+            } else {
+                (idle_http, 3.0, failovers)
+            };
+            sessions_http::run(runs, idle_http, seconds)?;
+            sessions_http::failover(failovers)
         }
         Bench::Templates { builds, runs, quick } => {
             let (builds, runs) = if quick { (1, 10) } else { (builds, runs) };

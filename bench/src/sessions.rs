@@ -1,4 +1,4 @@
-//! Sessions, measured in the runtime (the HTTP figures come with the API):
+//! Sessions, measured in the runtime (the HTTP figures: `sessions_http`):
 //! how long a session takes to start; a trivial execution in a live session
 //! in each mode, one client and two; what an idle session holds on the host
 //! (RSS and PSS of its processes, and its cgroup's charge); against the
@@ -129,38 +129,7 @@ pub fn run(runs: usize, idle: usize) -> anyhow::Result<()> {
     }
 
     // The cheapest alternative: a fresh bubblewrap box per execution.
-    if let Some(bwrap) = find_in_path("bwrap") {
-        let ws = tempfile::tempdir()?;
-        let mut ms = Vec::with_capacity(runs);
-        for i in 0..runs + 3 {
-            let mut args = bwrap_args(&[]);
-            let argv_at = args.iter().position(|a| a == "--").map_or(args.len(), |p| p);
-            args.truncate(argv_at);
-            args.extend(
-                [
-                    "--bind",
-                    ws.path().to_str().unwrap_or("/tmp"),
-                    "/workspace",
-                    "--chdir",
-                    "/workspace",
-                    "--",
-                    "/usr/bin/python3",
-                    "-S",
-                    "-c",
-                    "pass",
-                ]
-                .map(String::from),
-            );
-            let t = Instant::now();
-            let st = Command::new(&bwrap).args(&args).status().context("bwrap")?;
-            if !st.success() {
-                bail!("bwrap failed: {st}");
-            }
-            if i >= 3 {
-                ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        let st = stats::of(ms);
+    if let Some(st) = bwrap_per_execution(runs)? {
         println!(
             "| bubblewrap box per execution, python `pass` (baseline) | {:.2} | {:.2} |",
             st.median, st.p99
@@ -236,6 +205,46 @@ pub fn run(runs: usize, idle: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The cheapest alternative a user has on this machine: a fresh bubblewrap
+/// box per execution with a bind-mounted workspace, running `python3 -c
+/// pass`; `None` without bubblewrap.
+pub(crate) fn bwrap_per_execution(runs: usize) -> anyhow::Result<Option<stats::Stats>> {
+    let Some(bwrap) = find_in_path("bwrap") else {
+        return Ok(None);
+    };
+    let ws = tempfile::tempdir()?;
+    let mut ms = Vec::with_capacity(runs);
+    for i in 0..runs + 3 {
+        let mut args = bwrap_args(&[]);
+        let argv_at = args.iter().position(|a| a == "--").map_or(args.len(), |p| p);
+        args.truncate(argv_at);
+        args.extend(
+            [
+                "--bind",
+                ws.path().to_str().unwrap_or("/tmp"),
+                "/workspace",
+                "--chdir",
+                "/workspace",
+                "--",
+                "/usr/bin/python3",
+                "-S",
+                "-c",
+                "pass",
+            ]
+            .map(String::from),
+        );
+        let t = Instant::now();
+        let st = Command::new(&bwrap).args(&args).status().context("bwrap")?;
+        if !st.success() {
+            bail!("bwrap failed: {st}");
+        }
+        if i >= 3 {
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(Some(stats::of(ms)))
 }
 
 /// Inits of this process's live boxes: children of this process running

@@ -195,20 +195,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_forward_and_take_a_killed_nodes_session_over() {
+/// Settings both nodes of a two-node test share: a fresh database `db` on
+/// the test PostgreSQL, a short heartbeat, and the S3-compatible server
+/// when the test command started one (else a folder in `blob_dir`). `None`
+/// (the test is skipped) without PostgreSQL.
+async fn shared_settings(db: &str, blob_dir: &Path) -> Option<Vec<(String, String)>> {
     let Ok(base) = std::env::var("WARDEN_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var("WARDEN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
             "WARDEN_TEST_POSTGRES_URL is not set"
         );
         eprintln!("skipped: WARDEN_TEST_POSTGRES_URL is not set");
-        return;
+        return None;
     };
-    sqlx_create(&base, "warden_e2e_cluster").await;
-    let url = format!("{}/warden_e2e_cluster", &base[..base.rfind('/').unwrap()]);
-    let blobs = tempfile::tempdir().unwrap();
-    let blob_dir = blobs.path().to_string_lossy().into_owned();
+    sqlx_create(&base, db).await;
+    let url = format!("{}/{db}", &base[..base.rfind('/').unwrap()]);
+    let blob_dir = blob_dir.to_string_lossy().into_owned();
     let mut shared: Vec<(String, String)> = vec![
         ("WARDEN_DATABASE_URL".into(), url),
         ("WARDEN_CLUSTER_HEARTBEAT_SECS".into(), "1".into()),
@@ -220,7 +222,7 @@ async fn two_nodes_forward_and_take_a_killed_nodes_session_over() {
         Ok(endpoint) => {
             let var = |k: &str| std::env::var(k).unwrap_or_default();
             let bucket = std::env::var("WARDEN_TEST_S3_BUCKET").unwrap_or_else(|_| "warden".into());
-            let prefix = format!("e2e-cluster-{}", std::process::id());
+            let prefix = format!("{}-{}", db.replace('_', "-"), std::process::id());
             shared.extend([
                 ("WARDEN_OBJECTS_URL".into(), format!("s3://{bucket}/{prefix}")),
                 ("WARDEN_OBJECTS_ENDPOINT".into(), endpoint),
@@ -243,22 +245,38 @@ async fn two_nodes_forward_and_take_a_killed_nodes_session_over() {
             shared.push(("WARDEN_BLOB_DIR".into(), blob_dir));
         }
     }
-    let node = |name: &str, port: u16, state: &Path| {
-        let mut env = shared.clone();
-        env.extend([
-            ("WARDEN_NODE_ID".into(), name.to_owned()),
-            (
-                "WARDEN_CLUSTER_ADVERTISE_URL".into(),
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("WARDEN_STATE_DIR".into(), state.to_string_lossy().into_owned()),
-        ]);
-        env
+    Some(shared)
+}
+
+/// One node's settings: `shared`, its name, its advertised port and state
+/// folder.
+fn node_settings(shared: &[(String, String)], name: &str, port: u16, state: &Path) -> Vec<(String, String)> {
+    let mut env = shared.to_vec();
+    env.extend([
+        ("WARDEN_NODE_ID".into(), name.to_owned()),
+        (
+            "WARDEN_CLUSTER_ADVERTISE_URL".into(),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("WARDEN_STATE_DIR".into(), state.to_string_lossy().into_owned()),
+    ]);
+    env
+}
+
+/// `warden serve` on `port` with `env`.
+fn start_node(data: &Path, port: u16, env: &[(String, String)]) -> Serve {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Serve::start_on(data, &format!("127.0.0.1:{port}"), &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_forward_and_take_a_killed_nodes_session_over() {
+    let blobs = tempfile::tempdir().unwrap();
+    let Some(shared) = shared_settings("warden_e2e_cluster", blobs.path()).await else {
+        return;
     };
-    let start = |data: &Path, port: u16, env: &[(String, String)]| {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Serve::start_on(data, &format!("127.0.0.1:{port}"), &env)
-    };
+    let node = |name: &str, port: u16, state: &Path| node_settings(&shared, name, port, state);
+    let start = |data: &Path, port: u16, env: &[(String, String)]| start_node(data, port, env);
     let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (port_a, port_b) = (free_port(), free_port());
@@ -313,6 +331,165 @@ async fn two_nodes_forward_and_take_a_killed_nodes_session_over() {
     let (st, nodes) = req(&c, Method::GET, a.url("/v1/nodes"), &admin, None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+    for n in [a, b] {
+        n.signal(rustix::process::Signal::TERM);
+        assert!(n.wait().success());
+    }
+}
+
+/// Processes descending from `pid`.
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        parent.insert(p, ppid);
+    }
+    parent
+        .keys()
+        .copied()
+        .filter(|&p| {
+            let mut at = p;
+            for _ in 0..64 {
+                match parent.get(&at) {
+                    Some(&pp) if pp == pid => return true,
+                    Some(&pp) if pp > 1 => at = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_past_its_lease_stops_acting_and_never_takes_its_session_back() {
+    let blobs = tempfile::tempdir().unwrap();
+    let Some(shared) = shared_settings("warden_e2e_fencing", blobs.path()).await else {
+        return;
+    };
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = start_node(
+        data_a.path(),
+        port_a,
+        &node_settings(&shared, "fence-a", port_a, state_a.path()),
+    );
+    let b = start_node(
+        data_b.path(),
+        port_b,
+        &node_settings(&shared, "fence-b", port_b, state_b.path()),
+    );
+    let c = client();
+    let admin = a.admin.clone().expect("the first node made the admin key");
+    let key = shop(&a, &c, &admin).await;
+    let mark = format!("E2E_FENCE={}", std::process::id());
+    let id = new_session_with(
+        &a,
+        &c,
+        &key,
+        json!({"env": {"E2E_FENCE": std::process::id().to_string()}}),
+    )
+    .await;
+    sh(&a, &c, &key, &id, "echo precious > note.txt").await;
+    let snap = snapshot(&a, &c, &key, &id).await;
+    let pid_a = a.child.id();
+    let boxes_of_a = || -> Vec<String> {
+        let mine = descendants_of(pid_a);
+        processes_with(&mark)
+            .into_iter()
+            .filter(|p| {
+                p.split(':')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .is_some_and(|n| mine.contains(&n))
+            })
+            .collect()
+    };
+    assert!(!boxes_of_a().is_empty(), "A runs the session's box");
+
+    // A freezes (no heartbeat, no watchdog) past dead_after: B takes the
+    // session over from its snapshot. Listing is never forwarded, so it
+    // asks B alone.
+    a.signal(rustix::process::Signal::STOP);
+    let frozen = Instant::now();
+    let taken = loop {
+        let (st, v) = req(&c, Method::GET, b.url("/v1/sessions?status=running"), &key, None).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        if let Some(s) = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id.as_str())
+            && s["node"] == "fence-b"
+            && s["status_reason"].as_str().is_some_and(|r| r.contains("resumed"))
+        {
+            break s.clone();
+        }
+        assert!(frozen.elapsed() < Duration::from_secs(30), "not taken over: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = taken["status_reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains(&snap) && reason.contains("fence-a"), "{reason}");
+    assert!(
+        !boxes_of_a().is_empty(),
+        "A's box outlives A's freeze (A cannot act)"
+    );
+
+    // A thaws: it finds its lease gone and the session B's. Its box of it
+    // goes; the record stays B's, untouched by A.
+    a.signal(rustix::process::Signal::CONT);
+    let thawed = Instant::now();
+    while !boxes_of_a().is_empty() {
+        assert!(
+            thawed.elapsed() < Duration::from_secs(10),
+            "A still runs a box of the session B took over: {:?}",
+            boxes_of_a()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Requests reaching A go to B, the owner.
+    let v = get(&a, &c, &key, &id).await;
+    assert_eq!(v["node"], "fence-b", "{v}");
+    assert_eq!(sh(&a, &c, &key, &id, "cat note.txt").await, "precious\n");
+    // A few heartbeats later, A has not taken it back or rewritten it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v = get(&b, &c, &key, &id).await;
+    assert_eq!(
+        (v["node"].as_str(), v["status"].as_str()),
+        (Some("fence-b"), Some("running")),
+        "{v}"
+    );
+    assert_eq!(v["status_reason"].as_str(), Some(reason.as_str()), "{v}");
+    assert!(boxes_of_a().is_empty(), "{:?}", boxes_of_a());
+    // A answers for nothing of it, even asked directly (not forwarded).
+    let direct = c
+        .post(a.url(&format!("/v1/sessions/{id}/executions")))
+        .bearer_auth(&key)
+        .header("warden-forwarded-by", "the-test")
+        .json(&json!({"language": "shell", "code": "echo from-a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.status(),
+        StatusCode::CONFLICT,
+        "{}",
+        direct.text().await.unwrap()
+    );
     for n in [a, b] {
         n.signal(rustix::process::Signal::TERM);
         assert!(n.wait().success());

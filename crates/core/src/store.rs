@@ -262,6 +262,9 @@ pub struct SessionMove {
     /// When, Unix ms: `started_at` when it starts running, `ended_at` when
     /// it ends.
     pub at: i64,
+    /// Only if the session is still this node's: a node never writes over
+    /// a session another node has claimed (`None`: whichever node holds it).
+    pub node: Option<String>,
 }
 
 /// Records: plugins, versions, apps, installations, executions, templates
@@ -387,9 +390,16 @@ pub trait Store: Send + Sync + 'static {
     /// in `m.from` (another request or node moved it first). `NotFound`
     /// when there is no such session.
     fn move_session(&self, id: &str, m: SessionMove) -> impl Future<Output = R<Option<Session>>> + Send;
-    /// Record activity in a live session: `last_active_at` becomes `at`
+    /// Record activity in a live session `node` holds (nothing when another
+    /// node has claimed it): `last_active_at` becomes `at`
     /// (never earlier than it was) and `executions` grows by `executions`.
-    fn touch_session(&self, id: &str, at: i64, executions: u64) -> impl Future<Output = R<()>> + Send;
+    fn touch_session(
+        &self,
+        id: &str,
+        node: &str,
+        at: i64,
+        executions: u64,
+    ) -> impl Future<Output = R<()>> + Send;
     /// Delete an ended session's record (its executions stay). False when
     /// there is no such session; `Conflict` while it is live.
     fn delete_session(&self, id: &str) -> impl Future<Output = R<bool>> + Send;
@@ -403,6 +413,17 @@ pub trait Store: Send + Sync + 'static {
     /// on its node: of several nodes taking over a dead one's session, one
     /// wins). True for the winner.
     fn claim_session(&self, id: &str, from: &str, to: &str) -> impl Future<Output = R<bool>> + Send;
+    /// [`Store::claim_session`] of a dead node's session, only while that
+    /// node's latest heartbeat is older than `beat_before` (Unix ms): a node
+    /// that beat again in the meantime keeps its session. True for the
+    /// winner.
+    fn claim_dead_session(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        beat_before: i64,
+    ) -> impl Future<Output = R<bool>> + Send;
 
     /// Versions per state, and how many plugins have an active version.
     fn counts(&self) -> impl Future<Output = R<Counts>> + Send;

@@ -12,15 +12,29 @@
 //! the reason; and it ends the boxes it still holds for sessions that are no
 //! longer its own (taken over while it was unreachable).
 //!
+//! Fencing: a node acts for its sessions only while it holds its lease, the
+//! span `cluster.dead_after_secs` less a margin (a quarter of it) after the
+//! start of its latest recorded heartbeat, measured on its own monotonic
+//! clock. Past it (the database unreachable, the process frozen), others may
+//! be about to take its sessions over: it refuses their requests (503), and a
+//! watchdog ends their boxes without touching their records. Once it beats
+//! again, the sessions still its own are resumed from their latest snapshot
+//! or marked `lost`; the others' boxes are already gone. Takeover claims a
+//! session only while its node's heartbeat is still the stale one it read
+//! (one statement),
+//! and every write a node makes to a session it holds is conditional on the
+//! session still being its own.
+//!
 //! Forwarding carries the request as it came (the caller's key included:
 //! the owner checks it) with a `Warden-Forwarded-By` header; a request that
 //! already carries one is never forwarded again, so two nodes that disagree
 //! about an owner cannot bounce a request between them.
 //!
-//! Must never: forward to a node that is not alive, or forward twice.
+//! Must never: forward to a node that is not alive, forward twice, or let a
+//! node act for a session past its lease.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -51,17 +65,74 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::PROXY_AUTHENTICATE,
 ];
 
+/// How long this node may act for its sessions: until its latest recorded
+/// heartbeat, counted from when it was sent, is about to make it dead to
+/// the others (see the module's documentation).
+#[derive(Debug)]
+pub struct Lease {
+    until: Mutex<Option<Instant>>,
+    span: Duration,
+    dead_after_secs: u64,
+}
+
+impl Lease {
+    /// A lease for a node others declare dead after `dead_after_secs`
+    /// without a heartbeat: it lasts three quarters of that after each
+    /// recorded heartbeat, leaving the rest as a margin for clock drift and
+    /// for the node to notice. Not held until the first heartbeat.
+    pub fn new(dead_after_secs: u64) -> Arc<Lease> {
+        let span = Duration::from_secs(dead_after_secs).mul_f64(0.75);
+        Arc::new(Lease {
+            until: Mutex::new(None),
+            span,
+            dead_after_secs,
+        })
+    }
+
+    /// A heartbeat sent at `sent` was recorded.
+    fn renew(&self, sent: Instant) {
+        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let new = sent + self.span;
+        if until.is_none_or(|u| u < new) {
+            *until = Some(new);
+        }
+    }
+
+    /// Whether this node may act for its sessions now.
+    pub fn held(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Why this node does not act for its sessions (when not [`Lease::held`]).
+    pub fn why_not(&self) -> String {
+        format!(
+            "this node has no recent heartbeat in the cluster's database (cluster.dead_after_secs is {} s): until it has one, it does not act for its sessions, which another node may take over; retry shortly",
+            self.dead_after_secs
+        )
+    }
+}
+
 /// This node among the others (see the module's documentation).
 pub struct Cluster {
     store: Arc<SqlStore>,
     me: Node,
     settings: ClusterSection,
     client: reqwest::Client,
+    lease: Arc<Lease>,
 }
 
 impl Cluster {
-    /// This node, named `id`, in the cluster `settings` describe.
-    pub fn new(store: Arc<SqlStore>, id: String, settings: ClusterSection) -> Arc<Cluster> {
+    /// This node, named `id`, in the cluster `settings` describe; it acts
+    /// for its sessions while it holds `lease` (renewed by its heartbeats).
+    pub fn new(
+        store: Arc<SqlStore>,
+        id: String,
+        settings: ClusterSection,
+        lease: Arc<Lease>,
+    ) -> Arc<Cluster> {
         let now = now_ms();
         // The client only ever speaks to the other nodes; TLS (https
         // advertise URLs) needs the process-wide provider.
@@ -85,6 +156,7 @@ impl Cluster {
             },
             settings,
             client,
+            lease,
         })
     }
 
@@ -97,11 +169,15 @@ impl Cluster {
         i64::try_from(self.settings.dead_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
-    /// Record that this node is alive, now.
+    /// Record that this node is alive, now, and renew its lease from the
+    /// moment the heartbeat was sent.
     pub async fn beat(&self) -> Result<(), StoreError> {
+        let sent = Instant::now();
         let mut me = self.me.clone();
         me.heartbeat_at = now_ms();
-        self.store.heartbeat(me).await
+        self.store.heartbeat(me).await?;
+        self.lease.renew(sent);
+        Ok(())
     }
 
     /// Every node, and whether it is alive now.
@@ -172,34 +248,65 @@ impl Cluster {
         }
     }
 
-    /// Beat now, then every `cluster.heartbeat_secs`: beat, take over the
-    /// sessions of dead nodes, end the boxes of sessions no longer this
-    /// node's. Call once.
+    /// Every `cluster.heartbeat_secs`, three tasks: one beats (and only
+    /// that, so a slow takeover never delays the heartbeat); one, while
+    /// this node holds its lease, takes back the sessions fenced off while
+    /// it had none, takes over the sessions of dead nodes and ends the
+    /// boxes of sessions no longer this node's; a watchdog ends the boxes
+    /// of this node's sessions as soon as the lease runs out. Call once.
     pub fn start(self: &Arc<Self>, sessions: Arc<SessionManager>) {
-        let me = Arc::downgrade(self);
         let every = Duration::from_secs(self.settings.heartbeat_secs);
+        let me = Arc::downgrade(self);
+        let closing = sessions.clone();
         tokio::spawn(async move {
             loop {
+                tokio::time::sleep(every).await;
                 let Some(c) = me.upgrade() else { return };
-                if sessions.is_closing() {
+                if closing.is_closing() {
                     return;
                 }
                 if let Err(e) = c.beat().await {
                     tracing::warn!(error = %e, "this node's heartbeat could not be recorded");
                 }
-                match c.nodes().await {
-                    Ok(nodes) => {
-                        for (n, alive) in nodes {
-                            if !alive && n.id != c.me.id {
-                                sessions.take_over(&n, c.settings.dead_after_secs).await;
+            }
+        });
+        let me = Arc::downgrade(self);
+        let tended = sessions.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(c) = me.upgrade() else { return };
+                if tended.is_closing() {
+                    return;
+                }
+                if c.lease.held() {
+                    tended.unfence().await;
+                    match c.nodes().await {
+                        Ok(nodes) => {
+                            for (n, alive) in nodes {
+                                if !alive && n.id != c.me.id {
+                                    tended.take_over(&n, c.settings.dead_after_secs).await;
+                                }
                             }
                         }
+                        Err(e) => tracing::warn!(error = %e, "the nodes could not be listed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "the nodes could not be listed"),
+                    tended.drop_disowned().await;
                 }
-                sessions.drop_disowned().await;
                 drop(c);
                 tokio::time::sleep(every).await;
+            }
+        });
+        let lease = self.lease.clone();
+        let tick = every.min(Duration::from_secs(1)) / 2;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                if sessions.is_closing() {
+                    return;
+                }
+                if !lease.held() {
+                    sessions.fence().await;
+                }
             }
         });
     }

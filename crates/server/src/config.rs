@@ -48,7 +48,8 @@ keys! {
     "objects.retries", "WARDEN_OBJECTS_RETRIES", "3", "Retries of a failed request (with backoff) before it counts as failed.";
     "cluster.advertise_url", "WARDEN_CLUSTER_ADVERTISE_URL", "none", "The base URL other nodes sharing the database reach this node at (e.g. `http://10.0.0.5:8080`): a request for a session this node runs that reaches another node is forwarded here. Unset: requests for its sessions are not forwarded (another node answers 409 naming this node).";
     "cluster.heartbeat_secs", "WARDEN_CLUSTER_HEARTBEAT_SECS", "5", "How often this node records that it is alive (and looks for dead nodes whose sessions it can take over).";
-    "cluster.dead_after_secs", "WARDEN_CLUSTER_DEAD_AFTER_SECS", "30", "A node whose last heartbeat is older than this is dead: its live sessions are taken over by another node (resumed from their latest snapshot, or marked `lost`). Keep it several heartbeats long.";
+    "cluster.dead_after_secs", "WARDEN_CLUSTER_DEAD_AFTER_SECS", "30", "A node whose last heartbeat is older than this is dead: its live sessions are taken over by another node (resumed from their latest snapshot, or marked `lost`). Keep it several heartbeats long. A node acts for its sessions only while its own latest recorded heartbeat is younger than three quarters of this (by its own clock): past that it refuses their requests (503) and ends their boxes, so keep the nodes' clocks in step (NTP).";
+    "cluster.takeover_wait_secs", "WARDEN_CLUSTER_TAKEOVER_WAIT_SECS", "300", "A node takes over a dead node's sessions only within its own session quotas (`sessions.node_max_*`); a session no node has room to resume waits this long past its node's death, then the node that sees it marks it `lost` with the reason.";
     "log_format", "WARDEN_LOG_FORMAT", "\"text\"", "`text` for people, `json` for log collectors (one object per line).";
     "log_level", "WARDEN_LOG", "\"info\"", "A `tracing` filter: `info`, `debug`, `warden_server=debug,info`, ….";
     "max_concurrent", "WARDEN_MAX_CONCURRENT", "16", "Executions running at once on this node.";
@@ -492,6 +493,10 @@ pub struct ClusterSection {
     pub heartbeat_secs: u64,
     /// Silence after which a node is dead, seconds.
     pub dead_after_secs: u64,
+    /// How long past `dead_after_secs` a dead node's sessions wait for a
+    /// node with room to resume them before they are marked `lost`,
+    /// seconds.
+    pub takeover_wait_secs: u64,
 }
 
 impl Default for ClusterSection {
@@ -500,6 +505,7 @@ impl Default for ClusterSection {
             advertise_url: None,
             heartbeat_secs: 5,
             dead_after_secs: 30,
+            takeover_wait_secs: 300,
         }
     }
 }

@@ -543,6 +543,7 @@ impl From<crate::sessions::SessionError> for ApiError {
                 m,
             ),
             e @ S::ShuttingDown => ApiError::unavailable(e.to_string()),
+            S::Fenced(m) => ApiError::unavailable(m),
             S::Store(e) => e.into(),
             S::Internal(m) => ApiError::internal(&m),
         }

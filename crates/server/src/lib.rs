@@ -305,6 +305,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     // Queued executions start as soon as there is a slot: this node's
     // leftovers from before a crash, other nodes' and new ones alike.
     exec.start_dispatcher();
+    let lease = cluster::Lease::new(config.cluster.dead_after_secs);
     let sessions = sessions::SessionManager::new(
         store.clone(),
         blobs.clone(),
@@ -315,10 +316,12 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             node: exec_node.clone(),
             scratch: config.data_dir.join("tmp").join("snapshots"),
             builds: builds.clone(),
+            lease: lease.clone(),
+            takeover_wait: std::time::Duration::from_secs(config.cluster.takeover_wait_secs),
         },
         config.sessions.clone(),
     );
-    let cluster = cluster::Cluster::new(store.clone(), exec_node.clone(), config.cluster.clone());
+    let cluster = cluster::Cluster::new(store.clone(), exec_node.clone(), config.cluster.clone(), lease);
     cluster.beat().await.map_err(|e| StartError::Store {
         url: redact(&url),
         source: e,

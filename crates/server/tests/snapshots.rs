@@ -623,3 +623,81 @@ async fn an_active_session_is_snapshotted_on_schedule_and_only_the_newest_is_kep
     // A session with no activity since it started is never snapshotted.
     assert!(scheduled(&s, &idle, &shop).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_takes_over_only_what_its_quotas_hold_and_the_rest_waits_or_is_lost() {
+    // A beats rarely, so its heartbeat read below stays its latest.
+    let a = server_with(|c| {
+        c.cluster.heartbeat_secs = 60;
+        c.cluster.dead_after_secs = 180;
+    })
+    .await;
+    let blobs = a.state.config.blob_dir();
+    let shop = app(&a, "shop").await;
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let id = session(&a, &shop, json!({"resources": {"memory_mb": 128}})).await;
+        sh(&a, &shop, &id, &format!("echo {n} > n.txt")).await;
+        snapshot(&a, &shop, &id, StatusCode::CREATED).await;
+        ids.push(id);
+    }
+    let node_a = a.state.cluster.id().to_owned();
+    let dead = a.state.store.get_node(&node_a).await.unwrap().unwrap();
+    let record = |id: String| {
+        let store = a.state.store.clone();
+        async move { store.get_session(&id).await.unwrap().unwrap() }
+    };
+
+    // B holds one live session: it resumes one of A's and leaves the other
+    // on A, untouched, for a node with room.
+    let b = second_node(&a, |c| {
+        c.blob_dir = Some(blobs.clone());
+        c.sessions.node_max_live = 1;
+        c.cluster.takeover_wait_secs = 3600;
+    })
+    .await;
+    let node_b = b.state.cluster.id().to_owned();
+    b.state.sessions.take_over(&dead, 3).await;
+    b.state.sessions.take_over(&dead, 3).await;
+    assert_eq!(b.state.sessions.live_count(), 1);
+    let (mut taken, mut left) = (Vec::new(), Vec::new());
+    for id in &ids {
+        let s = record(id.clone()).await;
+        assert_eq!(s.status, warden_core::SessionStatus::Running, "{s:?}");
+        if s.node == node_b {
+            assert!(s.status_reason.as_deref().unwrap().contains("resumed"), "{s:?}");
+            taken.push(s);
+        } else {
+            assert_eq!(s.node, node_a, "{s:?}");
+            assert_eq!(s.status_reason, None, "{s:?}");
+            left.push(s);
+        }
+    }
+    assert_eq!((taken.len(), left.len()), (1, 1));
+    let n = sh(&b, &shop, &taken[0].id, "cat n.txt").await;
+    assert!(n == "0\n" || n == "1\n", "{n}");
+
+    // C has room for none of them (too little memory), and they have waited
+    // long enough: the one left is lost, saying why.
+    let c = second_node(&a, |c| {
+        c.blob_dir = Some(blobs.clone());
+        c.sessions.node_max_memory_mb = 64;
+        c.cluster.takeover_wait_secs = 0;
+    })
+    .await;
+    c.state.sessions.take_over(&dead, 0).await;
+    assert_eq!(c.state.sessions.live_count(), 0);
+    let s = record(left[0].id.clone()).await;
+    assert_eq!(s.status, warden_core::SessionStatus::Lost, "{s:?}");
+    let reason = s.status_reason.unwrap();
+    assert!(
+        reason.contains("no node had room") && reason.contains("64 MiB") && reason.contains(&node_a),
+        "{reason}"
+    );
+    // The one B resumed is B's still.
+    let s = record(taken[0].id.clone()).await;
+    assert_eq!(
+        (s.node.as_str(), s.status),
+        (node_b.as_str(), warden_core::SessionStatus::Running)
+    );
+}

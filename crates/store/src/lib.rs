@@ -312,8 +312,8 @@ impl Store for SqlStore {
         Ok(sessions::move_to(&self.pool, id, m).await?)
     }
 
-    async fn touch_session(&self, id: &str, at: i64, executions: u64) -> R<()> {
-        Ok(sessions::touch(&self.pool, id, at, executions).await?)
+    async fn touch_session(&self, id: &str, node: &str, at: i64, executions: u64) -> R<()> {
+        Ok(sessions::touch(&self.pool, id, node, at, executions).await?)
     }
 
     async fn delete_session(&self, id: &str) -> R<bool> {
@@ -330,6 +330,10 @@ impl Store for SqlStore {
 
     async fn claim_session(&self, id: &str, from: &str, to: &str) -> R<bool> {
         Ok(sessions::claim(&self.pool, id, from, to).await?)
+    }
+
+    async fn claim_dead_session(&self, id: &str, from: &str, to: &str, beat_before: i64) -> R<bool> {
+        Ok(sessions::claim_dead(&self.pool, id, from, to, beat_before).await?)
     }
 
     async fn counts(&self) -> R<Counts> {

@@ -4,8 +4,14 @@
 //! one reason), touched on activity, listed with filters and cursor pages,
 //! and marked `lost` when their node comes back from a crash.
 //!
-//! Must never: change a final session's state, or let a live session be
-//! deleted.
+//! A node's writes to a session it holds are conditional on the session's
+//! node still being that node (`SessionMove::node`, `touch`), and a dead
+//! node's session is claimed only while its heartbeat is still stale
+//! (`claim_dead`): a node cut off from the others never writes over a
+//! session another node took over.
+//!
+//! Must never: change a final session's state, let a live session be
+//! deleted, or let a node write over a session another node has claimed.
 
 use sqlx::{AnyPool, AssertSqlSafe};
 use warden_core::store::SessionMove;
@@ -156,12 +162,18 @@ pub(crate) async fn move_to(pool: &AnyPool, id: &str, m: SessionMove) -> Result<
     }
     let started_at = (m.to == SessionStatus::Running).then_some(m.at);
     let ended_at = m.to.is_final().then_some(m.at);
-    // `$5`, `$6`, …: one placeholder per state it may be in.
+    // `$5`, `$6`, …: one placeholder per state it may be in; then the id,
+    // then the node it must still be on (if any).
     let states: Vec<String> = (0..m.from.len()).map(|i| format!("${}", i + 5)).collect();
+    let on_node = if m.node.is_some() {
+        format!(" AND node = ${}", m.from.len() + 6)
+    } else {
+        String::new()
+    };
     let sql = format!(
         "UPDATE sessions SET status = $1, status_reason = COALESCE($2, status_reason), \
          started_at = COALESCE($3, started_at), ended_at = COALESCE($4, ended_at) \
-         WHERE id = ${} AND status IN ({}) RETURNING {}",
+         WHERE id = ${} AND status IN ({}){on_node} RETURNING {}",
         m.from.len() + 5,
         states.join(", "),
         columns!()
@@ -174,7 +186,11 @@ pub(crate) async fn move_to(pool: &AnyPool, id: &str, m: SessionMove) -> Result<
     for s in &m.from {
         q = q.bind(s.as_str());
     }
-    let row = q.bind(id).fetch_optional(pool).await?;
+    q = q.bind(id);
+    if let Some(node) = &m.node {
+        q = q.bind(node);
+    }
+    let row = q.fetch_optional(pool).await?;
     match row {
         Some(row) => Ok(Some(row.into_record()?)),
         None => match get(pool, id).await? {
@@ -184,15 +200,16 @@ pub(crate) async fn move_to(pool: &AnyPool, id: &str, m: SessionMove) -> Result<
     }
 }
 
-/// Record activity.
-pub(crate) async fn touch(pool: &AnyPool, id: &str, at: i64, executions: u64) -> Result<()> {
+/// Record activity, if the session is still `node`'s.
+pub(crate) async fn touch(pool: &AnyPool, id: &str, node: &str, at: i64, executions: u64) -> Result<()> {
     sqlx::query(
         "UPDATE sessions SET last_active_at = CASE WHEN last_active_at < $1 THEN $1 ELSE last_active_at END, \
-         executions = executions + $2 WHERE id = $3",
+         executions = executions + $2 WHERE id = $3 AND node = $4",
     )
     .bind(at)
     .bind(int("execution count", executions)?)
     .bind(id)
+    .bind(node)
     .execute(pool)
     .await?;
     Ok(())
@@ -251,6 +268,31 @@ pub(crate) async fn claim(pool: &AnyPool, id: &str, from: &str, to: &str) -> Res
     .bind(to)
     .bind(id)
     .bind(from)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Move live session `id` from dead node `from` to node `to`, if it is
+/// still `from`'s and `from`'s latest heartbeat is older than
+/// `beat_before`: checked in the same statement, so a node that beat again
+/// keeps its session.
+pub(crate) async fn claim_dead(
+    pool: &AnyPool,
+    id: &str,
+    from: &str,
+    to: &str,
+    beat_before: i64,
+) -> Result<bool> {
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE sessions SET node = $1 WHERE id = $2 AND node = $3 AND status IN {LIVE} \
+         AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = $4 AND nodes.heartbeat_at >= $5)"
+    )))
+    .bind(to)
+    .bind(id)
+    .bind(from)
+    .bind(from)
+    .bind(beat_before)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

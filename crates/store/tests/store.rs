@@ -167,6 +167,7 @@ both!(
     snapshots_move_once_and_are_listed_newest_first,
     nodes_beat_and_never_go_back_in_time,
     a_dead_nodes_session_is_claimed_by_one_node,
+    a_node_cut_off_never_writes_over_a_session_another_node_claimed,
     runs_are_ordinary_records_with_their_language_and_template,
     signed_versions_are_trusted_until_their_key_is_revoked,
 );
@@ -1764,6 +1765,7 @@ fn moving(from: &[SessionStatus], to: SessionStatus, reason: Option<&str>) -> Se
         to,
         reason: reason.map(Into::into),
         at: now_ms(),
+        node: None,
     }
 }
 
@@ -1823,8 +1825,12 @@ async fn sessions_move_only_from_where_they_are_and_are_lost_with_their_node(ctx
     // Activity: last_active_at never moves back; executions add up.
     let b = session("shop", "node-a");
     s.insert_session(b.clone()).await.unwrap();
-    s.touch_session(&b.id, b.last_active_at + 5_000, 2).await.unwrap();
-    s.touch_session(&b.id, b.last_active_at + 1_000, 1).await.unwrap();
+    s.touch_session(&b.id, &b.node, b.last_active_at + 5_000, 2)
+        .await
+        .unwrap();
+    s.touch_session(&b.id, &b.node, b.last_active_at + 1_000, 1)
+        .await
+        .unwrap();
     let touched = s.get_session(&b.id).await.unwrap().unwrap();
     assert_eq!(touched.last_active_at, b.last_active_at + 5_000);
     assert_eq!(touched.executions, 3);
@@ -2274,6 +2280,69 @@ async fn a_dead_nodes_session_is_claimed_by_one_node(ctx: Ctx) {
     assert!(!s.claim_session(&live.id, "dead", "dead").await.unwrap());
     assert!(!s.claim_session(&ended.id, "dead", "n0").await.unwrap());
     assert!(!s.claim_session("ses_nothing", "dead", "n0").await.unwrap());
+}
+
+async fn a_node_cut_off_never_writes_over_a_session_another_node_claimed(ctx: Ctx) {
+    use SessionStatus::*;
+    let s = ctx.store.clone();
+    let mut cut = session("shop", "cut");
+    cut.status = Running;
+    s.insert_session(cut.clone()).await.unwrap();
+    let beat = |at: i64| warden_core::Node {
+        id: "cut".into(),
+        advertise_url: None,
+        version: "0".into(),
+        started_at: 1_000,
+        heartbeat_at: at,
+    };
+    s.heartbeat(beat(10_000)).await.unwrap();
+    // Its heartbeat is not older than the cut-off: not claimed.
+    assert!(
+        !s.claim_dead_session(&cut.id, "cut", "other", 10_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_session(&cut.id).await.unwrap().unwrap().node, "cut");
+    // Older: claimed once.
+    assert!(
+        s.claim_dead_session(&cut.id, "cut", "other", 10_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.claim_dead_session(&cut.id, "cut", "third", 10_001)
+            .await
+            .unwrap()
+    );
+    // The cut-off node, back, can neither end it nor touch it.
+    let mut m = moving(&[Creating, Running], Expired, Some("idle"));
+    m.node = Some("cut".into());
+    assert_eq!(s.move_session(&cut.id, m.clone()).await.unwrap(), None);
+    s.touch_session(&cut.id, "cut", cut.last_active_at + 9_000, 4)
+        .await
+        .unwrap();
+    let now = s.get_session(&cut.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.node.as_str(), now.status, now.executions),
+        ("other", Running, 0)
+    );
+    assert_eq!(now.last_active_at, cut.last_active_at);
+    // The node that claimed it can.
+    s.touch_session(&cut.id, "other", cut.last_active_at + 9_000, 1)
+        .await
+        .unwrap();
+    m.node = Some("other".into());
+    let moved = s.move_session(&cut.id, m).await.unwrap().unwrap();
+    assert_eq!((moved.status, moved.executions), (Expired, 1));
+    // A node that never beat is dead to everyone: its session is claimed.
+    let mut silent = session("shop", "never-beat");
+    silent.status = Running;
+    s.insert_session(silent.clone()).await.unwrap();
+    assert!(
+        s.claim_dead_session(&silent.id, "never-beat", "other", 1)
+            .await
+            .unwrap()
+    );
 }
 
 async fn runs_are_ordinary_records_with_their_language_and_template(ctx: Ctx) {

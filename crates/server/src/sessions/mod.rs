@@ -18,8 +18,13 @@
 //! through the session box's workspace `BoxDir` only ([`files`]).
 //!
 //! The record keeps its owner node: a request for a session another node
-//! runs is refused (409) until forwarding exists (issue 13), and a node
-//! coming back from a crash marks its live sessions `lost` at start-up.
+//! runs is forwarded there (`crate::cluster`) or refused (409), and a node
+//! coming back from a crash resumes its live sessions or marks them `lost`
+//! at start-up. The manager acts for its sessions only while this node
+//! holds its lease (`crate::cluster::Lease`): without it, requests are
+//! refused (503) and the boxes are ended ([`SessionManager::fence`]), and
+//! every write to a session's record is conditional on the session still
+//! being this node's.
 //!
 //! Must never: touch a box's files by path, hold a lock across an await
 //! that waits on a box, or run a blocking box call on the async threads.
@@ -57,6 +62,7 @@ use warden_runtime::{CallLimits, Runner, RuntimeError, Stream as OutStream};
 use warden_store::{ObjectBlobs, SqlStore};
 
 use crate::builds::{Builds, LayerPin};
+use crate::cluster::Lease;
 use crate::config::SessionsSection;
 use crate::events::{Hub, Log};
 use crate::exec::{record_final, recorded, status_of, store_artifacts};
@@ -146,6 +152,9 @@ pub enum SessionError {
     /// The server is shutting down.
     #[error("this server is shutting down: retry on another node, or shortly")]
     ShuttingDown,
+    /// This node has lost its lease: it does not act for its sessions.
+    #[error("{0}")]
+    Fenced(String),
     /// The store failed.
     #[error("storage")]
     Store(#[source] StoreError),
@@ -333,6 +342,12 @@ pub struct ThisNode {
     pub scratch: PathBuf,
     /// The node's dependency layers (built, kept and held for boxes).
     pub builds: Arc<Builds>,
+    /// This node's lease: it acts for its sessions only while it holds it.
+    pub lease: Arc<Lease>,
+    /// How long past a dead node's death its sessions wait for a node with
+    /// room to resume them before they are marked `lost`
+    /// (`cluster.takeover_wait_secs`).
+    pub takeover_wait: Duration,
 }
 
 /// Sessions on this node (see the module's documentation).
@@ -356,6 +371,13 @@ pub struct SessionManager {
     /// Where snapshots are packed and fetched on their way to and from the
     /// object store.
     scratch: PathBuf,
+    lease: Arc<Lease>,
+    takeover_wait: Duration,
+    /// Held by fencing and unfencing (so a session is never ended by one
+    /// after the other looked for it); true once boxes were fenced off and
+    /// their sessions not yet taken back. Held across box calls: only the
+    /// cluster's background tasks take it, never a request.
+    fenced: tokio::sync::Mutex<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -410,6 +432,8 @@ impl SessionManager {
             node,
             scratch,
             builds,
+            lease,
+            takeover_wait,
         } = local;
         let policy = SessionPolicy {
             max: SessionResources {
@@ -441,6 +465,9 @@ impl SessionManager {
             admission: tokio::sync::Mutex::new(()),
             closing: AtomicBool::new(false),
             scratch,
+            lease,
+            takeover_wait,
+            fenced: tokio::sync::Mutex::new(false),
         })
     }
 
@@ -458,7 +485,16 @@ impl SessionManager {
         if self.closing.load(Ordering::Acquire) {
             Err(SessionError::ShuttingDown)
         } else {
+            self.leased()
+        }
+    }
+
+    /// Whether this node may act for its sessions (it holds its lease).
+    fn leased(&self) -> R<()> {
+        if self.lease.held() {
             Ok(())
+        } else {
+            Err(SessionError::Fenced(self.lease.why_not()))
         }
     }
 
@@ -524,6 +560,7 @@ impl SessionManager {
                 node: s.node.clone(),
             });
         }
+        self.leased()?;
         lock(&self.live)
             .get(&s.id)
             .cloned()
@@ -762,6 +799,7 @@ impl SessionManager {
                     to: SessionStatus::Running,
                     reason: None,
                     at: now_ms(),
+                    node: Some(self.node.clone()),
                 },
             )
             .await;
@@ -848,6 +886,7 @@ impl SessionManager {
             to: SessionStatus::Failed,
             reason: Some(reason.to_owned()),
             at: now_ms(),
+            node: Some(self.node.clone()),
         };
         match self.store.move_session(id, m).await {
             Ok(Some(_)) => {
@@ -876,6 +915,7 @@ impl SessionManager {
                 node: s.node.clone(),
             });
         }
+        self.leased()?;
         match self
             .end(
                 &s.id,
@@ -925,6 +965,7 @@ impl SessionManager {
                     to,
                     reason: Some(reason.to_owned()),
                     at: now_ms(),
+                    node: Some(self.node.clone()),
                 },
             )
             .await?;
@@ -989,8 +1030,12 @@ impl SessionManager {
         });
     }
 
-    /// One pass of the sweeper.
+    /// One pass of the sweeper (none without the lease: the sessions may
+    /// be another node's by now).
     pub async fn sweep(&self) {
+        if !self.lease.held() {
+            return;
+        }
         let lives: Vec<Arc<Live>> = lock(&self.live).values().cloned().collect();
         for live in lives {
             let now = now_ms();
@@ -1343,7 +1388,7 @@ impl SessionManager {
         live.touch(now);
         if let Err(e) = self
             .store
-            .touch_session(&live.session.id, now, u64::from(ran))
+            .touch_session(&live.session.id, &self.node, now, u64::from(ran))
             .await
         {
             tracing::warn!(session = %live.session.id, error = %e, "could not record a session's activity");
@@ -1466,7 +1511,7 @@ impl SessionManager {
         let live = self.live_here(&s)?;
         let now = now_ms();
         live.touch(now);
-        if let Err(e) = self.store.touch_session(id, now, 0).await {
+        if let Err(e) = self.store.touch_session(id, &self.node, now, 0).await {
             tracing::debug!(session = %id, error = %e, "could not record a session's activity");
         }
         Ok(live)

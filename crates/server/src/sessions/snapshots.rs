@@ -353,11 +353,25 @@ impl SessionManager {
     pub async fn recover(&self) -> R<Recovered> {
         // Scratch files of transfers the old process did not finish.
         let _ = std::fs::remove_dir_all(&self.scratch);
-        let mut out = Recovered::default();
         let mine = self.live_sessions_of(&self.node).await?;
         if !mine.is_empty() {
             self.clean_slots().await;
         }
+        self.take_back(
+            mine,
+            "the server stopped while the session was live (crash or restart)",
+            "the server restarted",
+        )
+        .await
+    }
+
+    /// Resume each of `mine` (this node's sessions, recorded live, whose
+    /// boxes are gone because `why`) from its latest ready snapshot
+    /// (`sessions.resume_on_restart`; its reason says it resumed after
+    /// `after`), or mark it `lost` with the reason. A session another node
+    /// claimed meanwhile is left alone.
+    async fn take_back(&self, mine: Vec<Session>, why: &str, after: &str) -> R<Recovered> {
+        let mut out = Recovered::default();
         for s in mine {
             let latest = if self.settings.resume_on_restart && s.status == SessionStatus::Running {
                 self.store.latest_snapshot(&s.id).await?
@@ -370,28 +384,30 @@ impl SessionManager {
             }
             let reason = match latest {
                 Some(snap) => match self
-                    .resume(&s, &snap, format!("resumed from snapshot {} after the server restarted", snap.id))
+                    .resume(
+                        &s,
+                        &snap,
+                        format!("resumed from snapshot {} after {after}", snap.id),
+                    )
                     .await
                 {
                     Ok(()) => {
                         out.resumed += 1;
                         continue;
                     }
-                    Err(e) => format!(
-                        "the server stopped while the session was live (crash or restart), and resuming it from snapshot {} failed: {e}",
-                        snap.id
-                    ),
+                    Err(e) => format!("{why}, and resuming it from snapshot {} failed: {e}", snap.id),
                 },
                 None if self.settings.resume_on_restart => {
-                    "the server stopped while the session was live (crash or restart); its box did not survive and it has no snapshot to resume from".to_owned()
+                    format!("{why}; its box did not survive and it has no snapshot to resume from")
                 }
-                None => "the server stopped while the session was live (crash or restart); its box did not survive".to_owned(),
+                None => format!("{why}; its box did not survive"),
             };
             let m = SessionMove {
                 from: vec![SessionStatus::Creating, SessionStatus::Running],
                 to: SessionStatus::Lost,
                 reason: Some(reason),
                 at: now_ms(),
+                node: Some(self.node.clone()),
             };
             if self.store.move_session(&s.id, m).await?.is_some() {
                 out.lost += 1;
@@ -399,6 +415,74 @@ impl SessionManager {
             }
         }
         Ok(out)
+    }
+
+    /// This node has lost its lease (see `crate::cluster`): end the boxes
+    /// of its sessions, which another node may be taking over, without
+    /// touching their records (they may be another node's by now, or the
+    /// database unreachable). Called again and again while the lease is
+    /// lost, so a box that finished starting meanwhile goes too.
+    pub async fn fence(&self) {
+        let mut fenced = self.fenced.lock().await;
+        if self.lease.held() {
+            return;
+        }
+        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
+        if !*fenced {
+            tracing::warn!(
+                sessions = ids.len(),
+                "this node has lost its lease (no recent heartbeat): it stops acting for its sessions and ends their boxes"
+            );
+            metrics::counter!("warden_node_fenced_total").increment(1);
+        }
+        *fenced = true;
+        for id in ids {
+            self.drop_live(
+                &id,
+                super::End::ended(
+                    "this node lost contact with the cluster's database, and its boxes were stopped",
+                ),
+            )
+            .await;
+        }
+    }
+
+    /// This node holds its lease again: the sessions fenced off that are
+    /// still its own are resumed from their latest snapshot or marked
+    /// `lost`; those another node took over are left to it.
+    pub async fn unfence(&self) {
+        let mut fenced = self.fenced.lock().await;
+        if !*fenced || self.is_closing() {
+            return;
+        }
+        let mine = match self.live_sessions_of(&self.node).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "this node's sessions could not be listed after it regained its lease");
+                return;
+            }
+        };
+        let orphans: Vec<Session> = {
+            let live = lock(&self.live);
+            let reserved = lock(&self.reserved);
+            mine.into_iter()
+                .filter(|s| !live.contains_key(&s.id) && !reserved.contains_key(&s.id))
+                .collect()
+        };
+        match self
+            .take_back(
+                orphans,
+                "this node lost contact with the cluster's database for too long and stopped the session's box",
+                "this node regained contact with the cluster's database",
+            )
+            .await
+        {
+            Ok(r) => {
+                *fenced = false;
+                tracing::info!(resumed = r.resumed, lost = r.lost, "this node regained its lease");
+            }
+            Err(e) => tracing::warn!(error = %e, "this node's fenced sessions could not all be taken back; tried again at the next heartbeat"),
+        }
     }
 
     /// Tear down the box slots the crashed process left (a lost session's
@@ -497,6 +581,7 @@ impl SessionManager {
                     to: SessionStatus::Running,
                     reason: Some(reason),
                     at: now_ms(),
+                    node: Some(self.node.clone()),
                 },
             )
             .await;
@@ -522,8 +607,9 @@ impl SessionManager {
     }
 
     /// Take over the live sessions of `dead` (a node silent for more than
-    /// `dead_after_secs`): each one this node wins (compare-and-set on its
-    /// node) is resumed here from its latest snapshot, or marked `lost`.
+    /// `dead_after_secs`, as read): each one this node wins (compare-and-set
+    /// on its node, and on `dead` not having beaten since it was read) is
+    /// resumed here from its latest snapshot, or marked `lost`.
     pub async fn take_over(&self, dead: &warden_core::Node, dead_after_secs: u64) {
         if self.closing.load(std::sync::atomic::Ordering::Acquire) {
             return;
@@ -535,43 +621,95 @@ impl SessionManager {
                 return;
             }
         };
+        let silent = format!(
+            "its node {} stopped answering (no heartbeat for more than {dead_after_secs} s)",
+            dead.id
+        );
+        // How long its sessions have waited for a node with room.
+        let waited_ms = now_ms().saturating_sub(dead.heartbeat_at);
+        let wait_ms = i64::try_from(
+            dead_after_secs
+                .saturating_add(self.takeover_wait.as_secs())
+                .saturating_mul(1000),
+        )
+        .unwrap_or(i64::MAX);
         for s in theirs {
-            match self.store.claim_session(&s.id, &dead.id, &self.node).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    tracing::warn!(session = %s.id, error = %e, "a dead node's session could not be claimed");
-                    continue;
-                }
+            if !self.lease.held() {
+                return;
             }
-            let mut s = s;
-            s.node = self.node.clone();
-            let silent = format!(
-                "its node {} stopped answering (no heartbeat for more than {dead_after_secs} s)",
-                dead.id
-            );
             let latest = match s.status {
                 SessionStatus::Running => self.store.latest_snapshot(&s.id).await.ok().flatten(),
                 _ => None,
             };
-            let reason = match latest {
-                Some(snap) => {
+            // Resuming it takes room on this node: reserved before the
+            // claim, within the node's quotas, or it is left to a node with
+            // room (and lost once it has waited too long).
+            let mut no_room = None;
+            if latest.is_some() {
+                let _admission = self.admission.lock().await;
+                match self
+                    .node_quota()
+                    .refuses(self.node_usage(), &s.resources, self.settings.tmp_mb)
+                {
+                    Some(why) => no_room = Some(why),
+                    None => {
+                        lock(&self.reserved).insert(s.id.clone(), s.resources);
+                    }
+                }
+            }
+            if let Some(why) = &no_room
+                && waited_ms < wait_ms
+            {
+                tracing::info!(session = %s.id, node = %dead.id, reason = %why, "a dead node's session is left for a node with room");
+                continue;
+            }
+            // Only while its heartbeat is still the one found stale: a node
+            // that beat again since keeps its session.
+            let stale = dead.heartbeat_at.saturating_add(1);
+            let claimed = self
+                .store
+                .claim_dead_session(&s.id, &dead.id, &self.node, stale)
+                .await;
+            let won = match claimed {
+                Ok(won) => won,
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "a dead node's session could not be claimed");
+                    false
+                }
+            };
+            if !won {
+                lock(&self.reserved).remove(&s.id);
+                continue;
+            }
+            let mut s = s;
+            s.node = self.node.clone();
+            let reason = match (latest, no_room) {
+                (Some(snap), Some(why)) => format!(
+                    "{silent}, and no node had room to resume it from snapshot {} within cluster.takeover_wait_secs ({} s); on node {}: {why}",
+                    snap.id,
+                    self.takeover_wait.as_secs(),
+                    self.node
+                ),
+                (Some(snap), None) => {
                     let why = format!(
                         "resumed on node {} from snapshot {}: {silent}",
                         self.node, snap.id
                     );
-                    match self.resume(&s, &snap, why).await {
+                    let resumed = self.resume(&s, &snap, why).await;
+                    lock(&self.reserved).remove(&s.id);
+                    match resumed {
                         Ok(()) => continue,
                         Err(e) => format!("{silent}, and resuming it from snapshot {} failed: {e}", snap.id),
                     }
                 }
-                None => format!("{silent}, and it had no snapshot to resume from"),
+                (None, _) => format!("{silent}, and it had no snapshot to resume from"),
             };
             let m = SessionMove {
                 from: vec![SessionStatus::Creating, SessionStatus::Running],
                 to: SessionStatus::Lost,
                 reason: Some(reason),
                 at: now_ms(),
+                node: Some(self.node.clone()),
             };
             match self.store.move_session(&s.id, m).await {
                 Ok(Some(_)) => {
@@ -610,7 +748,7 @@ impl SessionManager {
     /// later). Only the newest scheduled snapshot of a session is kept.
     pub fn snapshot_due(self: &Arc<Self>) {
         let every = i64::try_from(self.settings.snapshot_every_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        if every == 0 || self.is_closing() {
+        if every == 0 || self.is_closing() || !self.lease.held() {
             return;
         }
         let now = now_ms();
