@@ -904,3 +904,51 @@ async fn templates_are_managed_as_upstream_manages_them() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_answers_for_a_session_another_node_runs() {
+    let a = server().await;
+    let b = second_node(&a, |_| {}).await;
+    let key = app(&a, "agents").await;
+    let v = session(&a, &key, "python-basic").await;
+    let sid = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["runtime_node"], a.state.cluster.id());
+    // Through B: the execution and the files reach A's box.
+    let (st, done) = run_sync(
+        &b,
+        &key,
+        &sid,
+        json!({"code": "def handler(event):\n    open('via-b.txt', 'w').write('b')\n    return 'via-b'", "language": "python"}),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (st, &done["return_value"]),
+        (StatusCode::OK, &json!("via-b")),
+        "{done}"
+    );
+    let (st, list) = call(
+        &b,
+        &key,
+        Method::GET,
+        &format!("/api/v1/sessions/{sid}/files"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, &list["files"][0]["name"]),
+        (StatusCode::OK, &json!("via-b.txt")),
+        "{list}"
+    );
+    let (st, t) = call(
+        &b,
+        &key,
+        Method::POST,
+        &format!("/api/v1/sessions/{sid}/terminate"),
+        None,
+    )
+    .await;
+    assert_eq!((st, &t["status"]), (StatusCode::OK, &json!("terminated")), "{t}");
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+}
