@@ -612,6 +612,29 @@ async fn files_move_as_the_web_console_moves_them() {
     );
     let r = upload(Some("top.txt"), b"top").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Larger than the compat paths' JSON body limit: the upload cap applies.
+    let big = vec![7u8; 3 << 20];
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(big));
+    let r = s
+        .client
+        .post(s.url(&format!("/api/v1/sessions/{sid}/files/upload?path=big.bin")))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["size"], 3 << 20, "{v}");
+    let r = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{sid}/files/big.bin"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // The code sees the files in its workspace, and writes its own.
     let (_, v) = run_sync(
@@ -951,4 +974,35 @@ async fn any_node_answers_for_a_session_another_node_runs() {
     assert_eq!((st, &t["status"]), (StatusCode::OK, &json!("terminated")), "{t}");
     b.stop().await.unwrap();
     a.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_over_the_cap_is_413_and_leaves_nothing() {
+    let s = server_with(|c| c.sessions.max_upload_bytes = 1 << 20).await;
+    let key = app(&s, "agents").await;
+    let v = session(&s, &key, "python-basic").await;
+    let sid = v["id"].as_str().unwrap();
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 2 << 20]));
+    let r = s
+        .client
+        .post(s.url(&format!("/api/v1/sessions/{sid}/files/upload?path=big.bin")))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("max_upload_bytes"), "{v}");
+    let (_, list) = call(
+        &s,
+        &key,
+        Method::GET,
+        &format!("/api/v1/sessions/{sid}/files"),
+        None,
+    )
+    .await;
+    assert_eq!(list["count"], 0, "{list}");
+    s.stop().await.unwrap();
 }
