@@ -359,9 +359,18 @@ pub async fn list_nodes(
     ))
 }
 
-/// The session id a path names (`/v1/sessions/{id}` and below).
+/// The paths below which a session's id comes first: the native API's and
+/// seed 003's (`compat::seed003`), whose calls need the session's box too.
+const SESSION_PREFIXES: &[&str] = &[
+    "/v1/sessions/",
+    "/api/v1/sessions/",
+    "/api/v1/executions/sessions/",
+];
+
+/// The session id a path names (`/v1/sessions/{id}` and below, and seed
+/// 003's session paths).
 fn session_of(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/v1/sessions/")?;
+    let rest = SESSION_PREFIXES.iter().find_map(|p| path.strip_prefix(p))?;
     let id = rest.split('/').next()?;
     (id.len() > 4 && id.starts_with("ses_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
 }
@@ -406,5 +415,20 @@ mod tests {
         assert_eq!(session_of("/v1/sessions/ses_"), None);
         assert_eq!(session_of("/v1/sessions/ses_xyz"), None);
         assert_eq!(session_of("/v1/snapshots/snp_00"), None);
+    }
+
+    #[test]
+    fn seed_003_session_paths_are_forwarded_too() {
+        let id = "ses_0123456789abcdef01234567";
+        for path in [
+            format!("/api/v1/sessions/{id}"),
+            format!("/api/v1/sessions/{id}/files/upload"),
+            format!("/api/v1/executions/sessions/{id}/execute-sync"),
+        ] {
+            assert_eq!(session_of(&path), Some(id), "{path}");
+        }
+        assert_eq!(session_of("/api/v1/sessions"), None);
+        assert_eq!(session_of("/api/v1/executions/exe_0123/status"), None);
+        assert_eq!(session_of("/api/v1/templates/ses_0123"), None);
     }
 }

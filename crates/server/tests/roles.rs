@@ -455,3 +455,263 @@ async fn every_compat_endpoint_answers_every_role_as_its_table_says() {
     assert_eq!(checked, 2 + 5 * 4);
     s.stop().await.unwrap();
 }
+
+/// Who may call a seed-003 path (`/api/v1/*`), and what the others get.
+#[derive(Clone, Copy)]
+enum Seed003 {
+    /// No key needed.
+    Public,
+    /// Any app key (admin and developer keys: 403).
+    Apps,
+    /// The fixture session's app gets `ok`; another app gets `stranger`
+    /// (its session is "not there"); admin and developer keys 403.
+    Owner { ok: u16, stranger: u16 },
+    /// App and admin keys (developer keys: 403).
+    Readers,
+    /// Admin keys get `ok`; every other key 403.
+    Admin { ok: u16 },
+}
+
+/// Seed 003's control plane (outside the OpenAPI document): every path,
+/// in an order where the destructive calls come last.
+fn seed003_table(sid: &str, eid: &str) -> Vec<(&'static str, String, Option<Value>, Seed003)> {
+    use Seed003::*;
+    let run = json!({"code": "def handler(event):\n    return 1", "language": "python", "timeout": 10});
+    let template =
+        json!({"id": "roles-tpl", "name": "Roles", "image_url": "python:3.11", "runtime_type": "python3.11"});
+    vec![
+        ("GET", "/api/v1/health".into(), None, Public),
+        ("GET", "/api/v1/sessions".into(), None, Apps),
+        (
+            "GET",
+            format!("/api/v1/sessions/{sid}"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{sid}/dependencies/install"),
+            Some(json!({"dependencies": [{"name": "requests"}]})),
+            Owner {
+                ok: 501,
+                stranger: 404,
+            },
+        ),
+        (
+            "POST",
+            format!("/api/v1/executions/sessions/{sid}/execute"),
+            Some(run.clone()),
+            Owner {
+                ok: 201,
+                stranger: 404,
+            },
+        ),
+        (
+            "POST",
+            format!("/api/v1/executions/sessions/{sid}/execute-sync"),
+            Some(run),
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        (
+            "GET",
+            format!("/api/v1/executions/{eid}/status"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        (
+            "GET",
+            format!("/api/v1/executions/{eid}/result"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        (
+            "GET",
+            format!("/api/v1/executions/sessions/{sid}/executions"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        // A form, built by the test (upstream answers every file error 400).
+        (
+            "POST",
+            format!("/api/v1/sessions/{sid}/files/upload?path=roles.txt"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 400,
+            },
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{sid}/files"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 400,
+            },
+        ),
+        (
+            "GET",
+            format!("/api/v1/sessions/{sid}/files/roles.txt"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        ("GET", "/api/v1/templates".into(), None, Readers),
+        ("GET", "/api/v1/templates/python-basic".into(), None, Readers),
+        (
+            "POST",
+            "/api/v1/templates".into(),
+            Some(template),
+            Admin { ok: 201 },
+        ),
+        (
+            "PUT",
+            "/api/v1/templates/roles-tpl".into(),
+            Some(json!({"name": "Renamed"})),
+            Admin { ok: 200 },
+        ),
+        (
+            "DELETE",
+            "/api/v1/templates/roles-tpl".into(),
+            None,
+            Admin { ok: 200 },
+        ),
+        (
+            "POST",
+            format!("/api/v1/sessions/{sid}/terminate"),
+            None,
+            Owner {
+                ok: 200,
+                stranger: 404,
+            },
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/sessions/{sid}"),
+            None,
+            Owner {
+                ok: 204,
+                stranger: 404,
+            },
+        ),
+        (
+            "POST",
+            "/api/v1/sessions".into(),
+            Some(json!({"template_id": "python-basic", "timeout": 60})),
+            Apps,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_seed_003_endpoint_answers_every_role_as_its_table_says() {
+    let s = server().await;
+    let dev = s.key("developer", "mallory", None).await;
+    for id in ["shop", "blog"] {
+        s.expect(
+            Method::POST,
+            "/v1/apps",
+            &s.admin,
+            Some(json!({"id": id})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let app = s.key("app", "shop", Some("shop")).await;
+    let app2 = s.key("app", "blog", Some("blog")).await;
+    let session = s
+        .expect(
+            Method::POST,
+            "/api/v1/sessions",
+            &app,
+            Some(json!({"template_id": "python-basic"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let sid = session["id"].as_str().unwrap().to_owned();
+    let done = s
+        .expect(
+            Method::POST,
+            &format!("/api/v1/executions/sessions/{sid}/execute-sync"),
+            &app,
+            Some(json!({"code": "def handler(event):\n    return 1", "language": "python"})),
+            StatusCode::OK,
+        )
+        .await;
+    let eid = done["id"].as_str().unwrap().to_owned();
+    // The app whose session it is answers last: its DELETE ends the rows.
+    let keys = [
+        ("admin", s.admin.clone()),
+        ("dev", dev),
+        ("app2", app2),
+        ("app", app),
+    ];
+    let send = |m: Method, path: &str, key: Option<&str>, body: &Option<Value>| {
+        let mut r = s.client.request(m, s.url(path));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        if path.contains("/files/upload") {
+            let part = reqwest::multipart::Part::bytes(b"roles".to_vec()).file_name("roles.txt");
+            r = r.multipart(reqwest::multipart::Form::new().part("file", part));
+        } else if let Some(b) = body {
+            r = r.json(b);
+        }
+        r.send()
+    };
+    let mut checked = 0;
+    for (method, path, body, who) in seed003_table(&sid, &eid) {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let anonymous = send(m.clone(), &path, None, &body).await.unwrap().status();
+        if let Seed003::Public = who {
+            assert_eq!(anonymous, StatusCode::OK, "{method} {path} without a key");
+            checked += 1;
+            continue;
+        }
+        assert_eq!(
+            anonymous,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a key"
+        );
+        for (role, key) in &keys {
+            let r = send(m.clone(), &path, Some(key), &body).await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            let expected = match (who, *role) {
+                (Seed003::Apps, "app" | "app2") => None,
+                (Seed003::Readers, "admin" | "app" | "app2") => None,
+                (Seed003::Owner { ok, .. }, "app") => Some(ok),
+                (Seed003::Owner { stranger, .. }, "app2") => Some(stranger),
+                (Seed003::Admin { ok }, "admin") => Some(ok),
+                _ => Some(403),
+            };
+            match expected {
+                Some(want) => assert_eq!(status, want, "{method} {path} as {role}: {text}"),
+                None => assert!(
+                    (200..300).contains(&status),
+                    "{method} {path} as {role}: {status} {text}"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 1 + 19 * 4);
+    s.stop().await.unwrap();
+}

@@ -9,12 +9,16 @@
 //! * [`dify`]: `langgenius/dify-sandbox` (`/v1/sandbox/*`, `/health`), what
 //!   Dify's `CODE_EXECUTION_ENDPOINT` points at.
 //! * [`piston`]: Piston's v2 API (`/api/v2/*`).
+//! * [`seed003`]: seed 003's control plane (`kweaver-ai/sandbox`,
+//!   `/api/v1/*`): sessions, executions, files and templates onto the
+//!   native sessions and templates.
 //!
 //! Must never: run, check or record anything itself (the native services
 //! do), or leak a native problem document on an upstream path.
 
 pub mod dify;
 pub mod piston;
+pub mod seed003;
 
 use axum::Router;
 
@@ -23,7 +27,10 @@ use crate::AppState;
 /// Every compatibility route (outside the OpenAPI document: their shapes
 /// are the upstream projects', see `docs/compat.md`).
 pub fn router() -> Router<AppState> {
-    Router::new().merge(dify::router()).merge(piston::router())
+    Router::new()
+        .merge(dify::router())
+        .merge(piston::router())
+        .merge(seed003::router())
 }
 
 /// What the compatibility APIs keep between requests.
