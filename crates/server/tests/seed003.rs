@@ -255,13 +255,6 @@ async fn bad_session_requests_get_upstreams_statuses() {
     let (st, v) = post(json!({"template_id": "python-basic", "memory": "64Gi"})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("memory"), "{v}");
-    // Packages: native sessions cannot install them yet, said plainly.
-    let (st, v) = post(
-        json!({"template_id": "python-basic", "dependencies": [{"name": "requests", "version": "2.31.0"}]}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("not supported"), "{v}");
     let (_, list) = call(&s, &key, Method::GET, "/api/v1/sessions", None).await;
     assert_eq!(list["total"], 0, "{list}");
 
@@ -1004,5 +997,74 @@ async fn an_upload_over_the_cap_is_413_and_leaves_nothing() {
     )
     .await;
     assert_eq!(list["count"], 0, "{list}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependencies_given_at_create_are_importable_and_bad_ones_create_nothing() {
+    // The air-gapped path: packages from a folder of wheels, no network.
+    let folder = public_dir();
+    wheel(
+        folder.path(),
+        "tinyhello",
+        "1.0.0",
+        "def hi():\n    return 'hi'\n",
+    );
+    let dir = folder.path().to_owned();
+    let s = server_with(move |c| c.layers.folder = Some(dir)).await;
+    let key = app(&s, "deps").await;
+    let (st, v) = call(
+        &s,
+        &key,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(json!({"template_id": "python-basic", "dependencies": [{"name": "tinyhello", "version": "1.0.0"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["requested_dependencies"][0]["name"], "tinyhello", "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (st, r) = run_sync(
+        &s,
+        &key,
+        &id,
+        json!({"code": "import tinyhello\ndef handler(event):\n    return tinyhello.hi()", "language": "python"}),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["return_value"], "hi", "{r}");
+    // Installing into the running session is refused, plainly.
+    let (st, v) = call(
+        &s,
+        &key,
+        Method::POST,
+        &format!("/api/v1/sessions/{id}/dependencies/install"),
+        Some(json!({"dependencies": [{"name": "tinyhello"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("when creating the session"),
+        "{v}"
+    );
+    // A package the index does not have: a clear refusal naming it, and no
+    // session left behind.
+    let (st, v) = call(
+        &s,
+        &key,
+        Method::POST,
+        "/api/v1/sessions",
+        Some(json!({"template_id": "python-basic", "dependencies": [{"name": "nosuchthing"}]})),
+    )
+    .await;
+    assert!(st.is_client_error(), "{st} {v}");
+    assert!(v.to_string().contains("nosuchthing"), "{v}");
+    let (_, list) = call(&s, &key, Method::GET, "/api/v1/sessions", None).await;
+    assert_eq!(list["total"], 1, "{list}");
     s.stop().await.unwrap();
 }

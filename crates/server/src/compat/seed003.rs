@@ -627,11 +627,12 @@ fn check_dependencies(deps: &[DependencySpec], min: usize, issues: &mut Vec<Issu
     }
 }
 
-/// Installing packages into a session: native sessions cannot yet.
+/// Installing packages into a running session: native sessions take their
+/// packages when they are created.
 fn packages_unsupported() -> Response {
     detail(
         StatusCode::NOT_IMPLEMENTED,
-        "installing packages into a session is not supported by this server yet: create the session from a template that has them (POST /api/v1/templates, then build its packages with POST /v1/templates/{id}/build)",
+        "installing packages into a running session is not supported by this server: pass `dependencies` when creating the session (POST /api/v1/sessions), or use a template that has them",
     )
 }
 
@@ -727,9 +728,34 @@ async fn create_session(State(s): State<AppState>, p: Result<Principal, ApiError
     if !issues.is_empty() {
         return invalid(issues);
     }
-    if !b.dependencies.is_empty() {
-        return packages_unsupported();
-    }
+    // Upstream's dependencies are the native session's extra packages, in
+    // the template's ecosystem: built (with the template's) into a layer of
+    // the session's own before it answers. A bare version is an exact pin.
+    let ecosystem = match s.store.get_template(&b.template_id).await {
+        Ok(Some(t)) if t.runtime == warden_core::template::TemplateRuntime::Node => "npm",
+        _ => "pip",
+    };
+    let packages: Vec<Value> = b
+        .dependencies
+        .iter()
+        .map(|d| {
+            let mut p = json!({"ecosystem": ecosystem, "name": d.name});
+            if let Some(v) = d.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                let exact = v.starts_with(|c: char| c.is_ascii_digit());
+                p["version"] = json!(if exact && ecosystem == "pip" {
+                    format!("=={v}")
+                } else {
+                    v.to_owned()
+                });
+            }
+            p
+        })
+        .collect();
+    let requested: Vec<Value> = b
+        .dependencies
+        .iter()
+        .map(|d| json!({"name": d.name, "version": d.version}))
+        .collect();
     let req = NewSession {
         template: Some(b.template_id),
         cpu_cores: cpu,
@@ -740,12 +766,18 @@ async fn create_session(State(s): State<AppState>, p: Result<Principal, ApiError
         max_lifetime_secs: None,
         env: b.env_vars,
         network: None,
-        packages: Vec::new(),
+        packages,
         snapshot: None,
     };
     match s.sessions.create(&p.actor, None, req).await {
         Ok(session) => {
-            let view = Runtimes::new(&s).view(&session).await;
+            let mut view = Runtimes::new(&s).view(&session).await;
+            if !requested.is_empty() {
+                // Installed by now: the answer to the create says what was.
+                view["requested_dependencies"] = json!(requested);
+                view["installed_dependencies"] = json!(requested);
+                view["dependency_install_completed_at"] = view["created_at"].clone();
+            }
             (StatusCode::CREATED, Json(view)).into_response()
         }
         Err(e) => {
@@ -904,7 +936,7 @@ struct InstallBody {
 }
 
 /// `POST /api/v1/sessions/{id}/dependencies/install`: checked, then
-/// refused with 501 (native sessions cannot install packages yet).
+/// refused with 501 (a session's packages are given when it is created).
 async fn install_dependencies(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
