@@ -216,10 +216,10 @@ export interface paths {
             cookie?: never;
         };
         /** Signing keys: your own (developers); anyone's (admins). */
-        get: operations["list_keys"];
+        get: operations["list_signing_keys"];
         put?: never;
         /** Register a signing key for the plugins you own (developer or admin). */
-        post: operations["register_key"];
+        post: operations["register_signing_key"];
         delete?: never;
         options?: never;
         head?: never;
@@ -241,7 +241,7 @@ export interface paths {
          *     stops being trusted at once (it stays callable where untrusted code
          *     runs: the jail).
          */
-        delete: operations["revoke_key"];
+        delete: operations["revoke_signing_key"];
         options?: never;
         head?: never;
         patch?: never;
@@ -4032,7 +4032,7 @@ export interface operations {
             };
         };
     };
-    list_keys: {
+    list_signing_keys: {
         parameters: {
             query?: {
                 /** @description Only this owner's (admins; developers always see their own). */
@@ -4117,7 +4117,7 @@ export interface operations {
             };
         };
     };
-    register_key: {
+    register_signing_key: {
         parameters: {
             query?: never;
             header?: never;
@@ -4221,7 +4221,7 @@ export interface operations {
             };
         };
     };
-    revoke_key: {
+    revoke_signing_key: {
         parameters: {
             query?: never;
             header?: never;

@@ -91,7 +91,7 @@ pub struct ApproveBody {
 #[utoipa::path(post, path = "/v1/signing-keys", tag = "signing",
     request_body = NewSigningKey,
     responses((status = 201, body = SigningKeyView), BodyProblems), security(("api_key" = [])))]
-pub async fn register_key(
+pub async fn register_signing_key(
     State(s): State<AppState>,
     p: Principal,
     body: Bytes,
@@ -108,7 +108,7 @@ pub async fn register_key(
 /// Signing keys: your own (developers); anyone's (admins).
 #[utoipa::path(get, path = "/v1/signing-keys", tag = "signing", params(SigningKeyQuery),
     responses((status = 200, body = Vec<SigningKeyView>), Problems), security(("api_key" = [])))]
-pub async fn list_keys(
+pub async fn list_signing_keys(
     State(s): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<SigningKeyQuery>,
@@ -124,7 +124,7 @@ pub async fn list_keys(
 #[utoipa::path(delete, path = "/v1/signing-keys/{id}", tag = "signing",
     params(("id" = String, Path, description = "Key id", pattern = "^[0-9A-F]{16}$")),
     responses((status = 204, description = "Revoked"), Problems), security(("api_key" = [])))]
-pub async fn revoke_key(
+pub async fn revoke_signing_key(
     State(s): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,

@@ -1024,7 +1024,12 @@ fn response_links_point_at_operations_of_the_document() {
                     .flatten()
                     .map(|p| p["name"].as_str().unwrap().to_owned())
                     .collect();
-                operations.insert(id.to_owned(), params);
+                // Generated clients (the console's types, SDKs) name
+                // operations by id: two with one id would be one to them.
+                assert!(
+                    operations.insert(id.to_owned(), params).is_none(),
+                    "two operations have the id {id}"
+                );
             }
         }
     }
