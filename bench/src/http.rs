@@ -232,7 +232,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The runtime's warm call, directly: the baseline the HTTP layer adds to.
-struct Direct {
+pub(crate) struct Direct {
     runner: Runner,
     code: Code,
     inv: Invocation,
@@ -240,7 +240,7 @@ struct Direct {
 }
 
 impl Direct {
-    fn new(root: &Path) -> anyhow::Result<Direct> {
+    pub(crate) fn new(root: &Path) -> anyhow::Result<Direct> {
         let jail = Jail::new(JailConfig::default())?;
         let runner = Runner::new(
             jail,
@@ -286,7 +286,7 @@ impl Direct {
     }
 
     /// One warm call, in ms.
-    fn call(&self) -> anyhow::Result<f64> {
+    pub(crate) fn call(&self) -> anyhow::Result<f64> {
         let t = Instant::now();
         let r = tokio::task::block_in_place(|| self.runner.invoke(&self.code, &self.inv))?;
         if r.status != CallStatus::Success {

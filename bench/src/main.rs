@@ -19,6 +19,7 @@ mod sessions_http;
 mod snapshots;
 mod stats;
 mod templates;
+mod tiers;
 
 #[derive(Debug, Parser)]
 #[command(about = "Warden benchmarks against bare runs and bubblewrap")]
@@ -104,6 +105,17 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// Trust tiers: one trivial plugin as a built-in, a wasm module and a
+    /// warm jailed Python handler, in the runtime and over HTTP beside the
+    /// HTTP floor.
+    Tiers {
+        /// Calls measured per tier and place.
+        #[arg(long, default_value = "2000")]
+        calls: usize,
+        /// A short smoke run (100 calls).
+        #[arg(long)]
+        quick: bool,
+    },
     /// The HTTP API: latency over the runtime's warm call, and a burst of
     /// concurrent execute requests with a record check.
     Http {
@@ -157,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             let (seconds, runs) = if quick { (0.5, 5) } else { (seconds, runs) };
             compat::run(seconds, runs)
         }
+        Bench::Tiers { calls, quick } => tiers::run(if quick { 100 } else { calls }),
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };
             http::run(calls, burst)

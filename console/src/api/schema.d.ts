@@ -1577,9 +1577,16 @@ export interface components {
         };
         /** @description A key to register. */
         NewSigningKey: {
-            /** @description A name for people (1–100 characters). */
+            /**
+             * @description A name for people: 1–100 characters, no control characters, not
+             *     only white space.
+             */
             name: string;
-            /** @description A minisign public key: its base64 line, or the whole `.pub` file. */
+            /**
+             * @description A minisign Ed25519 public key: its base64 line (`RW…`, 56
+             *     characters), or the whole `.pub` file (an `untrusted comment:` line,
+             *     then that line).
+             */
             public_key: string;
         };
         /** @description A new template. */

@@ -51,11 +51,22 @@ impl From<SigningKey> for SigningKeyView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSigningKey {
-    /// A name for people (1–100 characters).
-    #[schema(min_length = 1, max_length = 100)]
+    /// A name for people: 1–100 characters, no control characters, not
+    /// only white space.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// A minisign public key: its base64 line, or the whole `.pub` file.
-    #[schema(min_length = 1, max_length = 400)]
+    /// A minisign Ed25519 public key: its base64 line (`RW…`, 56
+    /// characters), or the whole `.pub` file (an `untrusted comment:` line,
+    /// then that line).
+    #[schema(
+        min_length = 56,
+        max_length = 400,
+        pattern = r"^(untrusted comment: [^\n]*\n)?RW[Q-T][A-Za-z0-9+/]{53}\n?$"
+    )]
     pub public_key: String,
 }
 
