@@ -117,7 +117,8 @@ impl Server {
     }
 }
 
-fn package(root: &Path) -> anyhow::Result<Vec<u8>> {
+/// The hello Python sample as a package.
+pub(crate) fn package(root: &Path) -> anyhow::Result<Vec<u8>> {
     let dir = root.join("examples/plugins/hello-python");
     let mut b = warden_package::build::ZipBuilder::new();
     for name in ["manifest.json", "main.py"] {

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use warden_builtins::{Builtin, Limits};
 
-use crate::http::{Direct, raise_nofile, start_server};
+use crate::http::{Direct, package as python_package, raise_nofile, start_server};
 use crate::stats;
 
 /// The greeting every tier returns.
@@ -60,15 +60,6 @@ fn wasm_package(module: &[u8]) -> Vec<u8> {
         .file("manifest.json", manifest.to_string().as_bytes())
         .file("plugin.wasm", module)
         .finish()
-}
-
-fn python_package(root: &Path) -> anyhow::Result<Vec<u8>> {
-    let dir = root.join("examples/plugins/hello-python");
-    let mut b = warden_package::build::ZipBuilder::new();
-    for name in ["manifest.json", "main.py"] {
-        b = b.file(name, &std::fs::read(dir.join(name))?);
-    }
-    Ok(b.finish())
 }
 
 /// Time `n` calls of `f` (after `n / 10` unmeasured): per-call ms and
