@@ -71,14 +71,26 @@ type Job = (LaunchRequest, mpsc::SyncSender<Result<Launched, JailError>>);
 /// promise. The thread moves once, when the slot is prepared.
 #[derive(Debug)]
 pub(crate) struct Launcher {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    /// Joined on drop, so the slot's cgroup holds no task of ours once the
+    /// slot is gone (its directory can then be removed).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        drop(self.tx.take()); // ends the thread's loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Launcher {
     fn start(id: u32, tasks: Vec<PathBuf>) -> Result<Launcher, JailError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), JailError>>(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("warden-box-{id}"))
             .stack_size(1 << 20)
             .spawn(move || {
@@ -103,7 +115,10 @@ impl Launcher {
             step: "launcher thread",
             source: std::io::Error::other("exited early"),
         })??;
-        Ok(Launcher { tx })
+        Ok(Launcher {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Run one launch on the launcher thread and wait for it.
@@ -113,7 +128,8 @@ impl Launcher {
             step: "launcher thread",
             source: std::io::Error::other("gone"),
         };
-        self.tx.send((req, reply_tx)).map_err(|_| gone())?;
+        let tx = self.tx.as_ref().ok_or_else(gone)?;
+        tx.send((req, reply_tx)).map_err(|_| gone())?;
         reply_rx.recv().map_err(|_| gone())?
     }
 }

@@ -741,3 +741,64 @@ fn a_busy_warm_box_is_awaited_briefly_before_going_cold() {
         r.retire(&c.key);
     }
 }
+
+#[test]
+fn page_cache_left_in_a_reused_slot_does_not_retire_the_next_fork_server() {
+    // One slot, so the fork-server starts in the cgroup a cold call just
+    // used. That call reads 96 MiB the host made sure was not cached: the
+    // pages are charged to the slot's cgroup and stay there. They are
+    // reclaimable cache, not the fork-server's memory, so the warm call that
+    // follows must be served warm rather than counted as a server that grew
+    // past its 64 MiB allowance.
+    let dir = plugin(&[(
+        "main.py",
+        "def handler(event):\n    n = 0\n    if event.get('read'):\n        with open('/code/blob', 'rb') as f:\n            while chunk := f.read(1 << 20):\n                n += len(chunk)\n    return n\n",
+    )]);
+    let blob = dir.path().join("blob");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&blob).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..96 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+        std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let jail = Jail::new(JailConfig {
+        state_dir: Some(state.path().to_owned()),
+        max_boxes: 1,
+        ..JailConfig::default()
+    })
+    .unwrap();
+    let r = Runner::new(
+        jail,
+        RunnerConfig {
+            warm: WarmConfig {
+                prewarm_per_code: 1,
+                max_per_code: 1,
+                ..WarmConfig::default()
+            },
+            ..RunnerConfig::default()
+        },
+    )
+    .unwrap();
+    let c = code("python", dir.path(), "main.py");
+    let read = r.invoke_cold(&c, &inv(json!({"read": true}))).unwrap();
+    assert_eq!(read.return_value, Some(json!(96 << 20)), "{read:#?}");
+    r.prewarm(&c, &CallLimits::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while r.warm_idle(&c.key) == 0 {
+        assert!(Instant::now() < deadline, "no warm box: {:?}", r.pool_stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let call = r.invoke(&c, &inv(json!({}))).unwrap();
+    assert_eq!(call.return_value, Some(json!(0)), "{call:#?}");
+    assert!(call.warm, "the fork-server was retired: {:?}", r.pool_stats());
+    assert_eq!(r.pool_stats().restarts_total, 0);
+    r.retire(&c.key);
+    let report = r.jail().clean_pool().unwrap();
+    assert_eq!(report.busy, 0, "{report:?}");
+}

@@ -180,10 +180,20 @@ impl Cgroups {
             Cgroups::V1(t) => t.dirs_of(name),
         };
         for dir in dirs {
-            match std::fs::remove_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&dir)(e)),
+            // A task that just exited (a killed box, a joined launcher
+            // thread) leaves its cgroup a moment after it is reaped: retry
+            // `EBUSY` briefly before giving up.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(io_err(&dir)(e)),
+                }
             }
         }
         Ok(())
@@ -273,7 +283,11 @@ impl BoxCgroup {
         }
     }
 
-    /// Memory charged to the box now, in bytes.
+    /// Memory the box holds now, in bytes: what its cgroup is charged less
+    /// the file page cache on its LRU lists. That cache is reclaimable and,
+    /// since slots (and their cgroups) are reused, may have been charged by
+    /// an earlier box that read the same files; counting it would make a
+    /// fresh fork-server look as if it had grown past its allowance.
     pub fn memory_usage(&self) -> Option<u64> {
         match self {
             BoxCgroup::V2(c) => c.memory_usage(),
@@ -365,6 +379,17 @@ pub(crate) fn pread_all(file: &File) -> String {
 }
 
 /// `key value` lines (memory.events, cpu.stat, memory.oom_control).
+/// `usage` less the file page cache (`active_file` + `inactive_file`) of a
+/// `memory.stat` text. Shared memory (tmpfs files) sits on the anonymous
+/// lists in both cgroup versions, so it stays counted.
+pub(crate) fn without_file_cache(usage: u64, stat: &str, prefix: &str) -> u64 {
+    let file = ["active_file", "inactive_file"]
+        .iter()
+        .filter_map(|k| keyed(stat, &format!("{prefix}{k}")))
+        .sum::<u64>();
+    usage.saturating_sub(file)
+}
+
 pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let mut it = l.split_whitespace();
@@ -530,6 +555,10 @@ mod tests {
         let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(keyed(text, "oom_kill"), Some(3));
         assert_eq!(keyed(text, "missing"), None);
+        let stat = "cache 9\nactive_file 5\ninactive_file 3\ntotal_active_file 50\ntotal_inactive_file 30\n";
+        assert_eq!(without_file_cache(100, stat, ""), 92);
+        assert_eq!(without_file_cache(100, stat, "total_"), 20);
+        assert_eq!(without_file_cache(10, stat, "total_"), 0, "never below zero");
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

@@ -212,7 +212,10 @@ impl BoxCg {
     }
 
     pub(crate) fn memory_usage(&self) -> Option<u64> {
-        super::read_number(&self.memory.join("memory.usage_in_bytes"))
+        let usage = super::read_number(&self.memory.join("memory.usage_in_bytes"))?;
+        let stat = std::fs::read_to_string(self.memory.join("memory.stat")).unwrap_or_default();
+        // `usage_in_bytes` is hierarchical, so are the `total_` keys.
+        Some(super::without_file_cache(usage, &stat, "total_"))
     }
 
     pub(crate) fn task_count(&self) -> Option<u32> {

@@ -199,7 +199,9 @@ impl BoxCg {
     }
 
     pub(crate) fn memory_usage(&self) -> Option<u64> {
-        super::read_number(&self.dir.join("memory.current"))
+        let usage = super::read_number(&self.dir.join("memory.current"))?;
+        let stat = std::fs::read_to_string(self.dir.join("memory.stat")).unwrap_or_default();
+        Some(super::without_file_cache(usage, &stat, ""))
     }
 
     pub(crate) fn task_count(&self) -> Option<u32> {
