@@ -164,7 +164,13 @@ pub fn host_processes_with_uid(uids: &std::ops::Range<u32>) -> Vec<(i32, u32, St
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|l| l.split_whitespace().next())
             .and_then(|u| u.parse::<u32>().ok());
-        if let Some(uid) = uid.filter(|u| uids.contains(u)) {
+        // A zombie (or a task being torn down) is dead: its pid stays in
+        // /proc only until its parent, possibly the host's init, reaps it.
+        let dead = status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|s| matches!(s.trim_start().chars().next(), Some('Z' | 'X')));
+        if let Some(uid) = uid.filter(|u| uids.contains(u) && !dead) {
             let name = status.lines().next().unwrap_or("").to_owned();
             found.push((pid, uid, name));
         }
@@ -173,8 +179,15 @@ pub fn host_processes_with_uid(uids: &std::ops::Range<u32>) -> Vec<(i32, u32, St
 }
 
 /// Assert that no process of the given uid range exists on the host.
+/// Processes the kernel is still killing (SIGKILL delivered, exit under
+/// way, as when a box's pid namespace is torn down) get two seconds to go.
 pub fn assert_no_box_processes(uids: &std::ops::Range<u32>) {
-    let left = host_processes_with_uid(uids);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut left = host_processes_with_uid(uids);
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = host_processes_with_uid(uids);
+    }
     assert!(left.is_empty(), "processes survived the run: {left:?}");
 }
 
