@@ -34,8 +34,10 @@ pub enum Protocol {
 pub enum WarmMode {
     /// Every call starts a fresh box.
     None,
-    /// A box holds a started interpreter with the module imported and forks
-    /// a fresh child per call.
+    /// A box holds a started interpreter with the module imported and serves
+    /// calls one at a time over the fork-server protocol: Python forks a
+    /// fresh child per call; Node.js (through `serve_argv`'s agent) runs
+    /// each call on a freshly evaluated module in one long-lived process.
     ForkServer,
     /// Boxes are started ahead, import the module, and serve one call each.
     Prestart,
@@ -54,6 +56,15 @@ pub struct RuntimeDef {
     /// Program and arguments; `{mode}`, `{entrypoint}`, `{handler}` are
     /// filled in per box.
     pub argv: Vec<String>,
+    /// The program of a fork-server box, when it is not `argv` in `serve`
+    /// mode (Node.js: an agent that speaks the protocol for it); same
+    /// placeholders.
+    #[serde(default)]
+    pub serve_argv: Vec<String>,
+    /// Memory a fork-server box may hold between calls, when the runtime
+    /// needs more than the pool's `server_memory_bytes` (MiB).
+    #[serde(default)]
+    pub server_memory_mb: Option<u64>,
     /// Event and result protocol.
     pub protocol: Protocol,
     /// Warm serving.
@@ -67,9 +78,20 @@ pub struct RuntimeDef {
 }
 
 impl RuntimeDef {
+    /// What a fork-server box of this runtime may hold between calls: the
+    /// pool's allowance, or the runtime's own when larger.
+    pub fn server_memory(&self, pool_allowance: u64) -> u64 {
+        pool_allowance.max(self.server_memory_mb.unwrap_or(0) << 20)
+    }
+
     /// The argv for one box.
     pub fn argv(&self, mode: &str, entrypoint: &str, handler: &str) -> Vec<String> {
-        self.argv
+        let template = if mode == "serve" && !self.serve_argv.is_empty() {
+            &self.serve_argv
+        } else {
+            &self.argv
+        };
+        template
             .iter()
             .map(|a| {
                 a.replace("{mode}", mode)
@@ -99,6 +121,10 @@ const WRAPPERS: &[(&str, &str)] = &[
     (
         "node/warden_wrapper.mjs",
         include_str!("../wrappers/node/warden_wrapper.mjs"),
+    ),
+    (
+        "node/warden_node_agent.py",
+        include_str!("../wrappers/node/warden_node_agent.py"),
     ),
     (
         "python/warden_session.py",

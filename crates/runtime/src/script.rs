@@ -320,6 +320,12 @@ pub(crate) fn defs(
         def.name = format!("{name}-script");
         def.aliases.clear();
         def.protocol = Protocol::Script;
+        if lang == ScriptLanguage::Javascript {
+            // A run is a program that ends its process (see run.cjs): one
+            // prestarted box per run, never a box that serves many.
+            def.warm = crate::runtimes::WarmMode::Prestart;
+            def.serve_argv.clear();
+        }
         Some((lang, Arc::new(def)))
     })
     .collect()

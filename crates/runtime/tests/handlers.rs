@@ -802,3 +802,98 @@ fn page_cache_left_in_a_reused_slot_does_not_retire_the_next_fork_server() {
     let report = r.jail().clean_pool().unwrap();
     assert_eq!(report.busy, 0, "{report:?}");
 }
+
+#[test]
+fn warm_node_calls_start_from_a_fresh_module_and_clean_globals() {
+    let dir = plugin(&[
+        (
+            "main.js",
+            "const lib = require('./lib.js');\nlet calls = 0;\nexports.handler = (event) => {\n  calls += 1;\n  lib.bump();\n  const seen = { global: globalThis.mark ?? null, env: process.env.WARDEN_MARK ?? null, lib: lib.count() };\n  globalThis.mark = 'set';\n  process.env.WARDEN_MARK = 'set';\n  if (event.timer) setInterval(() => console.log('late output'), 1);\n  console.log(`call ${calls}`);\n  return { calls, seen };\n};\n",
+        ),
+        (
+            "lib.js",
+            "let n = 0;\nexports.bump = () => { n += 1; };\nexports.count = () => n;\n",
+        ),
+    ]);
+    let c = code("node", dir.path(), "main.js");
+    warm_up(&c);
+    for event in [json!({"timer": true}), json!({}), json!({})] {
+        let r = warm(&c, event);
+        assert_eq!(
+            r.return_value,
+            Some(json!({"calls": 1, "seen": {"global": null, "env": null, "lib": 1}})),
+            "state leaked between calls: {r:#?}"
+        );
+        assert_eq!(r.stdout, "call 1\n", "a call's output is its own: {r:#?}");
+    }
+}
+
+#[test]
+fn a_warm_node_call_that_leaves_something_behind_gets_a_fresh_process_next() {
+    // What a call leaves that the wrapper cannot undo (a timer it did not
+    // see, a child process, a polluted prototype) ends the serving process.
+    let dir = plugin(&[(
+        "main.js",
+        "let calls = 0;\nexports.handler = async (event) => {\n  calls += 1;\n  if (event.timer) require('timers').setInterval(() => {}, 1000);\n  if (event.child) require('child_process').spawn('/bin/sleep', ['30']);\n  if (event.pollute) Array.prototype.polluted = true;\n  return { calls, polluted: [].polluted ?? null, pid: process.pid };\n};\n",
+    )]);
+    let c = code("node", dir.path(), "main.js");
+    warm_up(&c);
+    let first = warm(&c, json!({})).return_value.unwrap();
+    let same = warm(&c, json!({})).return_value.unwrap();
+    assert_eq!(first["pid"], same["pid"], "a clean call keeps its process");
+    for leak in [
+        json!({"timer": true}),
+        json!({"child": true}),
+        json!({"pollute": true}),
+    ] {
+        let before = warm(&c, leak.clone()).return_value.unwrap();
+        let after = warm(&c, json!({})).return_value.unwrap();
+        assert_eq!(
+            (after["calls"].clone(), after["polluted"].clone()),
+            (json!(1), json!(null)),
+            "{leak}: {after}"
+        );
+        assert_ne!(
+            before["pid"], after["pid"],
+            "{leak}: the process was not replaced"
+        );
+    }
+}
+
+#[test]
+fn limits_hold_inside_warm_node_calls_and_the_box_is_replaced() {
+    let dir = plugin(&[(
+        "main.js",
+        "exports.handler = async (event) => {\n  if (event.bomb) { const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1)); }\n  if (event.sleep) await new Promise((r) => setTimeout(r, 30000));\n  if (event.exit) process.exit(3);\n  return 'alive';\n};\n",
+    )]);
+    let c = code("node", dir.path(), "main.js");
+
+    warm_up(&c);
+    let mut bomb = inv(json!({"bomb": true}));
+    bomb.limits.memory_bytes = 64 << 20;
+    let r = runner().invoke(&c, &bomb).unwrap();
+    assert!(r.warm, "{r:#?}");
+    assert_eq!(
+        (r.status, r.jail_status),
+        (CallStatus::Error, Status::MemoryLimit),
+        "{r:#?}"
+    );
+    warm_up(&c);
+    assert_eq!(warm(&c, json!({})).return_value, Some(json!("alive")));
+
+    warm_up(&c);
+    let mut slow = inv(json!({"sleep": true}));
+    slow.limits.timeout = Duration::from_millis(300);
+    let r = runner().invoke(&c, &slow).unwrap();
+    assert!(r.warm, "{r:#?}");
+    assert_eq!(r.status, CallStatus::Timeout, "{r:#?}");
+    warm_up(&c);
+    assert_eq!(warm(&c, json!({})).return_value, Some(json!("alive")));
+
+    warm_up(&c);
+    let r = warm(&c, json!({"exit": true}));
+    assert_ne!(r.status, CallStatus::Success, "{r:#?}");
+    assert_eq!(r.exit_code, Some(3), "{r:#?}");
+    warm_up(&c);
+    assert_eq!(warm(&c, json!({})).return_value, Some(json!("alive")));
+}

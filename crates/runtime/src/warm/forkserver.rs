@@ -24,7 +24,7 @@ use super::{CallEnd, Kind, WarmBox, WarmConfig};
 use crate::livecall::{self, LiveCall, NotSent};
 use crate::pipe;
 use crate::result;
-use crate::runtimes::Protocol;
+use crate::runtimes::RuntimeDef;
 use crate::{Invocation, artifacts, memfd_with, read_memfd};
 
 /// The call's limits for the box's cgroup; `Err` when the box is not fit to
@@ -35,6 +35,7 @@ fn call_limits(
     inv: &Invocation,
     wbox_ceiling: u64,
     config: &WarmConfig,
+    allowance: u64,
 ) -> Result<(u64, Option<CgroupLimits>), String> {
     let limits = &inv.limits;
     let Some(cg) = running.cgroup_mut() else {
@@ -42,10 +43,9 @@ fn call_limits(
     };
     let base_mem = cg.memory_usage().unwrap_or(0);
     let tasks = cg.task_count().unwrap_or(0);
-    if base_mem > config.server_memory_bytes {
+    if base_mem > allowance {
         return Err(format!(
-            "the idle fork-server holds {base_mem} bytes, more than its allowance of {}",
-            config.server_memory_bytes
+            "the idle fork-server holds {base_mem} bytes, more than its allowance of {allowance}"
         ));
     }
     if tasks > config.server_tasks {
@@ -65,7 +65,8 @@ fn call_limits(
 }
 
 /// One call on a fork-server box.
-pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig, protocol: Protocol) -> CallEnd {
+pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig, def: &RuntimeDef) -> CallEnd {
+    let protocol = def.protocol;
     let Kind::ForkServer { ctl, server_pid } = &wbox.kind else {
         return CallEnd::BoxLost("not a fork-server".into());
     };
@@ -75,7 +76,8 @@ pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig, pr
     let running = &mut wbox.running;
     let init_pid = running.init_pid();
 
-    let (base_mem, cgroup) = match call_limits(running, inv, ceiling, config) {
+    let allowance = def.server_memory(config.server_memory_bytes);
+    let (base_mem, cgroup) = match call_limits(running, inv, ceiling, config, allowance) {
         Ok(v) => v,
         Err(why) => return CallEnd::BoxLost(why),
     };
@@ -139,7 +141,9 @@ pub(super) fn call(wbox: &mut WarmBox, inv: &Invocation, config: &WarmConfig, pr
     } else {
         Vec::new()
     };
-    let healthy = alive && !end.spoiled && o.violation.is_none() && scrub(running);
+    // A Node.js agent's serving process that died with the call (killed for
+    // a limit, crashed) may have left anything: the box is replaced.
+    let healthy = alive && !end.spoiled && !end.interpreter_died && o.violation.is_none() && scrub(running);
     let outcome = end.outcome(status, message, base_mem, running);
     let result = result::assemble(protocol, outcome, doc, limits.result_bytes, artifacts, true);
     CallEnd::Served { result, healthy }

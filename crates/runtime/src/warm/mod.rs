@@ -11,9 +11,14 @@
 //!   its own (limits set per call, never above the box's fixed ceiling) and
 //!   lets the host kill whatever the call left behind. The fork-server makes
 //!   itself non-dumpable, so a call cannot write its memory.
-//! * **Prestart** (Node.js, which cannot fork a running VM, [`prestart`]):
-//!   boxes started ahead that imported the module and wait for one event on
-//!   stdin; each serves one call and is then replaced.
+//!   Node.js boxes run the same protocol through an agent
+//!   (`warden_node_agent.py`, the runtime's `serve_argv`) that keeps one
+//!   long-lived `node` process: each call runs on a freshly evaluated
+//!   module, and what a call leaves that cannot be undone ends that process
+//!   (see the wrapper's `serve` mode).
+//! * **Prestart** (JavaScript one-shot runs, whose program ends its process,
+//!   [`prestart`]): boxes started ahead that imported the runner and wait for
+//!   one event on stdin; each serves one run and is then replaced.
 //!
 //! A live box is hostile: the plugin's own threads keep running in it
 //! between calls. So the host touches its files only through the jail's
@@ -285,7 +290,7 @@ pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, 
             // A box fits when its workspace and memory ceiling are large
             // enough for this call; a call asking more than the boxes were
             // started for raises what new boxes get.
-            let server_memory = pool.config.server_memory_bytes;
+            let server_memory = def.server_memory(pool.config.server_memory_bytes);
             let pos = cp.idle.iter().rposition(|b| b.fits(&inv.limits, server_memory));
             if pos.is_none() && !grown {
                 cp.limits.workspace_bytes = cp.limits.workspace_bytes.max(inv.limits.workspace_bytes);
@@ -333,7 +338,7 @@ pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, 
         return Attempt::NoBox;
     };
     let outcome = match &wbox.kind {
-        Kind::ForkServer { .. } => forkserver::call(&mut wbox, inv, &pool.config, def.protocol),
+        Kind::ForkServer { .. } => forkserver::call(&mut wbox, inv, &pool.config, def),
         Kind::Prestart { .. } => {
             let result = prestart::call(wbox, inv, def.protocol);
             finish(rt, &code.key, None);

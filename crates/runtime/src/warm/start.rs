@@ -30,7 +30,9 @@ pub(super) fn start_box(
     let life = rt.pool.config.idle_ttl + Duration::from_secs(24 * 3600);
     let config = &rt.pool.config;
     let mut box_limits = limits.clone();
-    box_limits.memory_bytes = limits.memory_bytes.saturating_add(config.server_memory_bytes);
+    box_limits.memory_bytes = limits
+        .memory_bytes
+        .saturating_add(def.server_memory(config.server_memory_bytes));
     let deadline = Instant::now() + config.start_timeout;
     match def.warm {
         WarmMode::ForkServer => {

@@ -1,6 +1,6 @@
 // Warden's Node.js handler wrapper. Runs inside the jail; never trusted.
 //
-// Usage: node warden_wrapper.mjs once|prestart ENTRYPOINT HANDLER
+// Usage: node warden_wrapper.mjs once|prestart|serve ENTRYPOINT HANDLER
 //
 // Descriptors (placed by the host):
 //   3  result channel (a memfd): one JSON document, written once
@@ -8,6 +8,15 @@
 //      imported ahead of time and the event arrives on stdin when the call
 //      comes
 //   5  prestart only: "ready" is written here once the module is loaded
+//
+// `serve` mode (started by warden_node_agent.py, which speaks the host's
+// fork-server protocol): one process serves many calls of one plugin
+// version. Calls arrive as JSON lines on stdin ({"event": "<json text>"});
+// each result leaves as one JSON line on descriptor 3 ({"doc": ..., "recycle":
+// bool}). Output goes to this process's stdout and stderr (pipes: written
+// synchronously, so a call's output is in them before its result is). Every
+// call gets the plugin freshly evaluated (done ahead, between calls), and
+// what a call leaves is undone or ends the process (see `serve`).
 //
 // CommonJS (`exports.handler = ...`) and ES modules (`export async function
 // handler`) both work; so do async handlers.
@@ -84,14 +93,14 @@ function unserializable(value, where = '$', seen = new Set()) {
   return null;
 }
 
-async function loadHandler(entrypoint, name) {
+async function loadHandler(entrypoint, name, url) {
   const file = path.join(CODE_DIR, entrypoint);
   if (!fs.existsSync(file)) {
     return { err: error('EntrypointNotFound', `entrypoint \`${entrypoint}\` does not exist in the package`) };
   }
   let mod;
   try {
-    mod = await import(pathToFileURL(file).href);
+    mod = await import(url || pathToFileURL(file).href);
   } catch (e) {
     if (e instanceof SyntaxError) {
       let loc = location(e);
@@ -143,11 +152,168 @@ async function call(handler, eventBytes) {
   return { ok: true, value };
 }
 
+// Calls served by one `serve` process before it is replaced: each call's
+// fresh module instance stays in V8's ES module map.
+const SERVE_MAX_CALLS = 500;
+
+function ownState(obj) {
+  const m = new Map();
+  for (const k of Reflect.ownKeys(obj)) m.set(k, Object.getOwnPropertyDescriptor(obj, k));
+  return m;
+}
+
+function sameDescriptor(a, b) {
+  return Object.is(a.value, b.value) && a.get === b.get && a.set === b.set && a.writable === b.writable;
+}
+
+// Put `obj`'s own properties back to `saved`; false when that is not
+// possible (a property made non-configurable, a frozen object).
+function restoreOwn(obj, saved) {
+  let ok = true;
+  for (const k of Reflect.ownKeys(obj)) {
+    if (!saved.has(k)) ok = Reflect.deleteProperty(obj, k) && ok;
+  }
+  for (const [k, d] of saved) {
+    const now = Object.getOwnPropertyDescriptor(obj, k);
+    if (!now || !sameDescriptor(now, d)) {
+      try {
+        Object.defineProperty(obj, k, d);
+      } catch {
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
+// Whether any of `protos`' own properties differ from `saved` (not undone:
+// a polluted prototype ends the process).
+function changed(protos, saved) {
+  return protos.some((p, i) => {
+    const before = saved[i];
+    const keys = Reflect.ownKeys(p);
+    if (keys.length !== before.size) return true;
+    return keys.some((k) => !before.has(k) || !sameDescriptor(Object.getOwnPropertyDescriptor(p, k), before.get(k)));
+  });
+}
+
+function resourceCount() {
+  const counts = new Map();
+  for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) || 0) + 1);
+  return counts;
+}
+
+function moreResources(now, base) {
+  for (const [k, n] of now) if (n > (base.get(k) || 0)) return true;
+  return false;
+}
+
+// Serve calls until stdin ends. Between calls the next module instance is
+// prepared (the CommonJS cache emptied, the entrypoint imported under a new
+// URL), so a call pays only for its handler. After each call the timers it
+// started are cleared and globals, `process.env`, the working directory and
+// listeners are put back; anything that cannot be undone (a socket or child
+// left open, a polluted prototype, a non-configurable global) makes this
+// process ask to be replaced, and the agent starts a fresh one.
+async function serve(entrypoint, name) {
+  const { createRequire } = await import('node:module');
+  const cjsCache = createRequire(import.meta.url).cache;
+  const realTimers = {
+    setTimeout: globalThis.setTimeout,
+    setInterval: globalThis.setInterval,
+    setImmediate: globalThis.setImmediate,
+  };
+  const clears = [];
+  for (const [fn, clear] of [
+    ['setTimeout', clearTimeout],
+    ['setInterval', clearInterval],
+    ['setImmediate', clearImmediate],
+  ]) {
+    const real = realTimers[fn];
+    globalThis[fn] = Object.assign(
+      function (...args) {
+        const t = real(...args);
+        clears.push(() => clear(t));
+        return t;
+      },
+      real,
+    );
+  }
+  const protos = [Object, Array, Function, String, Number, Boolean, Promise, RegExp, Map, Set, Error, Symbol, Date, JSON, Math, Reflect, globalThis.Buffer]
+    .filter(Boolean)
+    .flatMap((c) => (c.prototype ? [c, c.prototype] : [c]));
+  let calls = 0;
+  let n = 0;
+  async function prepare() {
+    for (const k of Object.keys(cjsCache)) delete cjsCache[k];
+    n += 1;
+    const file = path.join(CODE_DIR, entrypoint);
+    return loadHandler(entrypoint, name, `${pathToFileURL(file).href}?warden-call=${n}`);
+  }
+  const result = (doc, recycle) => {
+    const data = Buffer.from(`${JSON.stringify({ doc, recycle })}\n`, 'utf8');
+    let off = 0;
+    while (off < data.length) off += fs.writeSync(RESULT_FD, data, off);
+  };
+  let next = await prepare();
+  if (next.err) {
+    result({ ok: false, error: next.err }, true);
+    return;
+  }
+  // The state every call starts from, taken once the plugin is loaded.
+  const globals = ownState(globalThis);
+  const env = { ...process.env };
+  const cwd = process.cwd();
+  const protoState = protos.map(ownState);
+  const readline = await import('node:readline');
+  const lines = readline.createInterface({ input: process.stdin, terminal: false, crlfDelay: Infinity });
+  // stdout and stderr open their pipes on first use: open them now, so the
+  // baseline holds them.
+  process.stdout.write('');
+  process.stderr.write('');
+  const events = new Map(process.eventNames().map((e) => [e, process.listenerCount(e)]));
+  const baseResources = resourceCount();
+  result({ ready: true }, false);
+  for await (const line of lines) {
+    let eventText = '';
+    try {
+      eventText = JSON.parse(line).event;
+    } catch {
+      eventText = '\u0000'; // not JSON: reported as an invalid event
+    }
+    const doc = next.err ? { ok: false, error: next.err } : await call(next.handler, Buffer.from(eventText, 'utf8'));
+    calls += 1;
+    for (const clear of clears.splice(0)) clear();
+    let recycle = calls >= SERVE_MAX_CALLS || next.err !== undefined;
+    recycle = !restoreOwn(globalThis, globals) || recycle;
+    for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
+    Object.assign(process.env, env);
+    try {
+      if (process.cwd() !== cwd) process.chdir(cwd);
+    } catch {
+      recycle = true;
+    }
+    recycle = recycle || changed(protos, protoState);
+    const names = process.eventNames();
+    recycle = recycle || names.length !== events.size || names.some((e) => process.listenerCount(e) !== events.get(e));
+    // Give closed handles a turn of the loop to leave the list.
+    await new Promise((r) => realTimers.setImmediate(r));
+    recycle = recycle || moreResources(resourceCount(), baseResources);
+    result(doc, recycle);
+    if (recycle) process.exit(0);
+    next = await prepare();
+  }
+}
+
 async function main() {
   const [mode, entrypoint, name] = process.argv.slice(2);
-  if (!['once', 'prestart'].includes(mode) || !entrypoint || !name) {
-    process.stderr.write('usage: warden_wrapper.mjs once|prestart ENTRYPOINT HANDLER\n');
+  if (!['once', 'prestart', 'serve'].includes(mode) || !entrypoint || !name) {
+    process.stderr.write('usage: warden_wrapper.mjs once|prestart|serve ENTRYPOINT HANDLER\n');
     process.exit(64);
+  }
+  if (mode === 'serve') {
+    await serve(entrypoint, name);
+    return;
   }
   const { handler, err } = await loadHandler(entrypoint, name);
   if (mode === 'prestart') {
