@@ -92,6 +92,7 @@ test('create a session, drop a file, run code that reads it live, download, snap
   // A snapshot of the workspace.
   await page.getByRole('button', { name: 'Take a snapshot' }).click();
   await page.getByRole('table', { name: 'Snapshots' }).getByText('ready').waitFor({ timeout: 30_000 });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'session');
 
   // The list shows it with its template, resources and idle time.

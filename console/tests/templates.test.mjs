@@ -63,6 +63,7 @@ test('an admin creates a template through the generated form and builds it, watc
   await page.getByRole('region', { name: 'Build log' }).locator('.badge').getByText('ready').waitFor({ timeout: 120_000 });
   const streamed = await page.getByTestId('build-log').textContent();
   assert.match(streamed + (await page.getByTestId('layer-log').textContent()), /tinyhello/i);
+  await page.getByRole('status').getByText('ready').waitFor();
   const installed = page.getByRole('table', { name: 'Installed' });
   await installed.getByText('tinyhello').waitFor();
   assert.match(await installed.textContent(), /1\.0\.0/);

@@ -60,7 +60,7 @@ export function TemplatePage({ id }: { id: string }) {
             ) : null}
             {build ? (
               <p role="status">
-                Build: <Status value={build.status} />
+                Build: <Status value={built?.status ?? build.status} />
               </p>
             ) : null}
             {build?.layer && following ? (
