@@ -16,9 +16,15 @@ import { ExecutionPage } from './pages/ExecutionPage';
 import { Operations } from './pages/Operations';
 import { Keys } from './pages/Keys';
 import { Audit } from './pages/Audit';
+import { Sessions } from './pages/Sessions';
+import { SessionPage } from './pages/SessionPage';
+import { Templates } from './pages/Templates';
+import { TemplatePage } from './pages/TemplatePage';
+import { SigningKeys } from './pages/SigningKeys';
 
-// The generated form (and its JSON-Schema validator) loads only when used.
+// The generated forms (and their JSON-Schema validator) load only when used.
 const TryPlugin = lazy(() => import('./pages/TryPlugin'));
+const TemplateNew = lazy(() => import('./pages/TemplateNew'));
 
 export function App() {
   return (
@@ -84,6 +90,12 @@ function Shell() {
             <Route path="/apps/:app/try/:code">{(p) => <TryPlugin app={p.app} code={p.code} />}</Route>
             <Route path="/executions" component={Executions} />
             <Route path="/executions/:id">{(p) => <ExecutionPage id={p.id} />}</Route>
+            <Route path="/sessions" component={Sessions} />
+            <Route path="/sessions/:id">{(p) => <SessionPage id={p.id} />}</Route>
+            <Route path="/templates" component={Templates} />
+            <Route path="/templates/new" component={TemplateNew} />
+            <Route path="/templates/:id">{(p) => <TemplatePage id={p.id} />}</Route>
+            <Route path="/signing-keys" component={SigningKeys} />
             <Route path="/operations" component={Operations} />
             <Route path="/keys" component={Keys} />
             <Route path="/audit" component={Audit} />

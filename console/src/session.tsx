@@ -16,6 +16,14 @@ export interface Can {
   keys: boolean;
   audit: boolean;
   operations: boolean;
+  /** Open and use sessions (app keys: their own app's; admins: every app's). */
+  sessions: boolean;
+  /** Read templates (every role). */
+  templates: boolean;
+  /** Create templates and build them. */
+  manageTemplates: boolean;
+  /** Register and revoke signing keys (developers: their own). */
+  signingKeys: boolean;
 }
 
 export function can(me: Me | null): Can {
@@ -29,6 +37,10 @@ export function can(me: Me | null): Can {
     keys: role === 'admin',
     audit: role === 'admin' || role === 'developer',
     operations: role === 'admin',
+    sessions: role === 'admin' || role === 'app',
+    templates: role === 'admin' || role === 'developer' || role === 'app',
+    manageTemplates: role === 'admin',
+    signingKeys: role === 'admin' || role === 'developer',
   };
 }
 

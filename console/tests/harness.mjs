@@ -3,7 +3,7 @@
 // from its banner), packages built in memory, Debian's Chromium driven by
 // playwright-core, and the probes every test checks (script injection,
 // CSP violations, page errors).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +23,7 @@ const DOCS = join(ROOT, 'docs/console');
 const DOC_PAGES = new Set([
   'signin', 'review-queue', 'version-report', 'version-files', 'plugins', 'upload-problems', 'app',
   'try', 'try-live', 'executions', 'execution', 'operations', 'keys', 'audit',
+  'sessions', 'session', 'session-live', 'templates', 'template-new', 'template-build', 'signing-keys',
 ]);
 
 export function wardenBin() {
@@ -31,8 +32,9 @@ export function wardenBin() {
   return join(target, 'debug/warden');
 }
 
-/** Start `warden serve` on a fresh data folder; resolves once it listens. */
-export async function startServer() {
+/** Start `warden serve` on a fresh data folder; resolves once it listens.
+ *  `extraEnv` adds settings (`WARDEN_LAYERS_FOLDER`, …). */
+export async function startServer(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'warden-console-'));
   mkdirSync(join(dir, 'jail'));
   const env = {
@@ -41,6 +43,7 @@ export async function startServer() {
     WARDEN_STATE_DIR: join(dir, 'jail'),
     WARDEN_SHUTDOWN_GRACE_SECS: '2',
     WARDEN_LOG: 'warn',
+    ...extraEnv,
   };
   const child = spawn(wardenBin(), ['serve', '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -124,6 +127,26 @@ export function pythonManifest(code, extra = {}) {
     permissions: { network: false },
     ...extra,
   };
+}
+
+/** A pure-Python wheel of one module (`NAME/__init__.py`), built in memory:
+ *  what a template build installs from a folder (`layers.folder`). */
+export function wheel(name, version, source) {
+  const info = `${name}-${version}.dist-info`;
+  const files = {
+    [`${name}/__init__.py`]: source,
+    [`${info}/METADATA`]: `Metadata-Version: 2.1\nName: ${name}\nVersion: ${version}\n`,
+    [`${info}/WHEEL`]: 'Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n',
+  };
+  files[`${info}/RECORD`] = `${Object.keys(files).map((f) => `${f},,`).join('\n')}\n${info}/RECORD,,\n`;
+  return { name: `${name}-${version}-py3-none-any.whl`, bytes: zipSync(Object.fromEntries(Object.entries(files).map(([k, v]) => [k, strToU8(v)]))) };
+}
+
+/** Run the warden binary (keygen, sign): its stdout, or an error with its stderr. */
+export function warden(args, cwd) {
+  const r = spawnSync(wardenBin(), args, { cwd, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  if (r.status !== 0) throw new Error(`warden ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
 }
 
 /** Create keys for each role; returns their secrets. */

@@ -1,7 +1,8 @@
 // Everything user-controlled is text. Markup and script are planted in a
 // plugin's name, description and manifest, its schema's titles, a file's
 // name and content, the handler's output, return value and error, a
-// rejection reason, an app's name and a key's name; then every page that
+// rejection reason, an app's name and a key's name, a template's name and
+// description, a session file's name and a session's output; then every page that
 // shows them is opened. Nothing may run (window.__pwned stays undefined),
 // the CSP must not even have had to block anything (no violation: the
 // markup never became elements), and the payload must be visible as text.
@@ -141,5 +142,48 @@ test('a file named with markup, uploaded through the page, is listed as text', a
   }
   await shot(page, 'injection-file-name');
   await assertInert(page, `file name (${outcome})`);
+  await page.context().close();
+});
+
+test('session file names, session output and template names are shown as text and never run', async () => {
+  const admin = client(server.base, server.admin);
+  await admin('POST', '/v1/templates', { id: 'hostile', runtime: 'python', name: X, description: X });
+  const session = await admin('POST', '/v1/sessions', { app: 'evil', template: 'hostile' });
+  // A file name holds no `/`: the payload without its slashes.
+  const fileName = `${X.replace(/\//g, '')}.txt`;
+  await admin('PUT', `/v1/sessions/${session.id}/files/${encodeURIComponent(fileName)}`, X, 'application/octet-stream');
+  const code = `import sys\nprint(${PY}, flush=True)\nprint(${PY}, file=sys.stderr, flush=True)\n`;
+  const ran = await admin('POST', `/v1/sessions/${session.id}/executions`, { language: 'python', code });
+  assert.equal(ran.status, 'success');
+
+  const page = await newPage(browser);
+  await signIn(page, server.base, server.admin);
+  const visible = (text = 'onerror=window.__pwned=1') => page.getByText(text, { exact: false }).first().waitFor();
+  for (const [where, path, payload] of [
+    ['templates', '/console/templates', true],
+    ['template', '/console/templates/hostile', true],
+    ['sessions', '/console/sessions', false],
+    ['session (file names)', `/console/sessions/${session.id}`, true],
+    ['session execution (output)', `/console/executions/${ran.id}`, true],
+  ]) {
+    await page.goto(server.base + path);
+    if (payload) await visible().catch(async (e) => {
+      await shot(page, 'injection-failed');
+      throw new Error(`${where}: the payload is not shown as text (${e.message})`);
+    });
+    else await page.getByRole('table', { name: 'Sessions' }).getByText(session.id).waitFor();
+    await assertInert(page, where);
+  }
+
+  // The file's name in the browser, and output streamed live through the page.
+  await page.goto(`${server.base}/console/sessions/${session.id}`);
+  await page.getByRole('table', { name: 'Workspace files' }).getByText(fileName).waitFor();
+  await page.getByLabel('Code', { exact: true }).fill(code);
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await page.getByRole('heading', { name: 'Result' }).waitFor({ timeout: 30_000 });
+  await page.getByTestId('live-output').getByText('<script>', { exact: false }).first().waitFor();
+  await shot(page, 'injection-session');
+  await assertInert(page, 'session run');
+  await admin('POST', `/v1/sessions/${session.id}/terminate`);
   await page.context().close();
 });

@@ -3,7 +3,10 @@
 // is taken (docs/console/ with WARDEN_CONSOLE_SCREENSHOTS=docs).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axe, client, launch, newPage, probes, shot, signIn, startServer } from './harness.mjs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { axe, client, launch, newPage, probes, shot, signIn, startServer, warden } from './harness.mjs';
 import { GREETER, QUICK, greeter, quick } from './fixtures.mjs';
 
 let server;
@@ -119,4 +122,64 @@ test('the developer and app pages', async () => {
   await app.goto(`${server.base}/console/apps/shop/try/${QUICK}`);
   await check(app, 'app-try', () => app.getByLabel('Event (JSON)').waitFor());
   await app.context().close();
+});
+
+test('the sessions, templates and signing-key pages', async () => {
+  const admin = client(server.base, keys.admin);
+  const session = await admin('POST', '/v1/sessions', { app: 'shop', template: 'python-basic' });
+  await admin('PUT', `/v1/sessions/${session.id}/files/notes.txt`, 'hello', 'application/octet-stream');
+  const ran = await admin('POST', `/v1/sessions/${session.id}/executions`, { language: 'python', code: "print('hi')" });
+  await admin('POST', `/v1/sessions/${session.id}/snapshots`);
+  await admin('POST', '/v1/templates', {
+    id: 'data',
+    runtime: 'python',
+    name: 'Data',
+    description: 'tabulate, not built',
+    packages: [{ ecosystem: 'pip', name: 'tabulate', version: '==0.9.0' }],
+    env: { LANG: 'C.UTF-8' },
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'warden-pages-'));
+  try {
+    warden(['plugin', 'keygen', '--out', join(dir, 'k')]);
+    const pub = readFileSync(join(dir, 'k.pub'), 'utf8').trim().split('\n').pop();
+    await client(server.base, keys.developer)('POST', '/v1/signing-keys', { name: 'laptop', public_key: pub });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const page = await newPage(browser);
+  await signIn(page, server.base, keys.admin);
+  const go = async (p, path, name, ready) => {
+    await p.goto(server.base + path);
+    await check(p, name, ready);
+  };
+  await go(page, '/console/sessions', 'a11y-sessions', () => page.getByRole('link', { name: session.id }).waitFor());
+  await go(page, `/console/sessions/${session.id}`, 'a11y-session', async () => {
+    await page.getByRole('table', { name: 'Workspace files' }).getByText('notes.txt').waitFor();
+    await page.getByRole('table', { name: 'Session executions' }).getByRole('link', { name: ran.id }).waitFor();
+    await page.getByRole('table', { name: 'Snapshots' }).getByText('ready').waitFor();
+  });
+  await page.getByRole('button', { name: 'Run', exact: true }).click();
+  await check(page, 'a11y-session-run', () => page.getByRole('heading', { name: 'Result' }).waitFor({ timeout: 30_000 }));
+  await go(page, `/console/executions/${ran.id}`, 'a11y-session-execution', () => page.getByTestId('stdout').getByText('hi').waitFor());
+  await go(page, '/console/templates', 'a11y-templates', () => page.getByRole('link', { name: 'data', exact: true }).waitFor());
+  await go(page, '/console/templates/data', 'a11y-template', () => page.getByRole('table', { name: 'Packages' }).waitFor());
+  await go(page, '/console/templates/new', 'a11y-template-new', () => page.locator('#root_id').waitFor());
+  await go(page, '/console/signing-keys', 'a11y-signing-keys', () => page.getByRole('table', { name: 'Signing keys' }).getByText('laptop').waitFor());
+  await go(page, `/console/plugins/${GREETER}/versions/1.0.0`, 'a11y-version-trust', () => page.locator('.fields').getByText('untrusted').waitFor());
+  await page.context().close();
+
+  const app = await newPage(browser);
+  await signIn(app, server.base, keys.app);
+  await go(app, '/console/sessions', 'a11y-app-sessions', () => app.getByRole('link', { name: session.id }).waitFor());
+  await go(app, `/console/sessions/${session.id}`, 'a11y-app-session', () => app.getByRole('table', { name: 'Workspace files' }).getByText('notes.txt').waitFor());
+  await go(app, '/console/templates', 'a11y-app-templates', () => app.getByRole('link', { name: 'python-basic' }).waitFor());
+  await app.context().close();
+
+  const dev = await newPage(browser);
+  await signIn(dev, server.base, keys.developer);
+  await go(dev, '/console/signing-keys', 'a11y-developer-signing-keys', () => dev.getByRole('table', { name: 'Signing keys' }).getByText('laptop').waitFor());
+  await go(dev, '/console/templates/python-basic', 'a11y-developer-template', () => dev.getByRole('heading', { name: 'Template python-basic' }).waitFor());
+  await dev.context().close();
+  await admin('POST', `/v1/sessions/${session.id}/terminate`);
 });

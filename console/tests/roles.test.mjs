@@ -34,9 +34,9 @@ after(async () => {
 });
 
 const NAV = {
-  admin: ['Review queue', 'Plugins', 'Upload', 'Apps', 'Executions', 'Operations', 'API keys', 'Audit log'],
-  developer: ['Plugins', 'Upload', 'Executions', 'Audit log'],
-  app: ['My app', 'Executions'],
+  admin: ['Review queue', 'Plugins', 'Upload', 'Apps', 'Sessions', 'Executions', 'Templates', 'Signing keys', 'Operations', 'API keys', 'Audit log'],
+  developer: ['Plugins', 'Upload', 'Executions', 'Templates', 'Signing keys', 'Audit log'],
+  app: ['My app', 'Sessions', 'Executions', 'Templates'],
 };
 
 for (const role of ['admin', 'developer', 'app']) {

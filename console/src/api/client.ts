@@ -18,6 +18,12 @@ export type Me = Schemas['MeView'];
 export type Problem = Schemas['Problem'];
 export type FieldError = Schemas['FieldError'];
 export type Health = Schemas['Health'];
+export type Session = Schemas['SessionView'];
+export type FileEntry = Schemas['FileEntryView'];
+export type Snapshot = Schemas['SnapshotView'];
+export type Template = Schemas['TemplateView'];
+export type Layer = Schemas['LayerView'];
+export type SigningKey = Schemas['SigningKeyView'];
 
 const STORAGE = 'warden.apiKey';
 
@@ -113,21 +119,33 @@ export async function download(path: string, filename: string) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** Upload a package (POST /v1/plugins, the zip as the body). The answer is
- *  the version; a refused package is an ApiError whose problem lists every
- *  problem with its location (`archive:PATH`, a manifest JSON pointer). */
-export async function uploadPackage(file: Blob): Promise<Version> {
+/** Send a raw body (a package, a session file) with the key; the answer's
+ *  JSON, or an ApiError carrying the problem document. */
+export async function sendBody<T>(method: 'POST' | 'PUT', path: string, body: Blob, contentType: string): Promise<T> {
   let r: Response;
   try {
-    r = await fetch('/v1/plugins', {
-      method: 'POST',
-      headers: { ...authHeaders(), 'Content-Type': 'application/zip' },
-      body: file,
-    });
+    r = await fetch(path, { method, headers: { ...authHeaders(), 'Content-Type': contentType }, body });
   } catch (e) {
     throw new ApiError(0, { type: '/problems/network', title: 'The server could not be reached', status: 0, detail: String(e) } as Problem);
   }
-  const body: unknown = await r.json().catch(() => undefined);
-  if (!r.ok) throw new ApiError(r.status, toProblem(r.status, body));
-  return body as Version;
+  const answer: unknown = await r.json().catch(() => undefined);
+  if (!r.ok) throw new ApiError(r.status, toProblem(r.status, answer));
+  return answer as T;
+}
+
+/** Upload a package (POST /v1/plugins, the zip as the body). The answer is
+ *  the version; a refused package is an ApiError whose problem lists every
+ *  problem with its location (`archive:PATH`, a manifest JSON pointer). */
+export function uploadPackage(file: Blob): Promise<Version> {
+  return sendBody<Version>('POST', '/v1/plugins', file, 'application/zip');
+}
+
+/** A workspace path as URL path segments (each one encoded, `/` kept). */
+export function filePath(session: string, path: string): string {
+  return `/v1/sessions/${encodeURIComponent(session)}/files/${path.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+/** Upload a file into a session's workspace (PUT, the raw bytes as the body). */
+export function uploadSessionFile(session: string, path: string, file: Blob): Promise<FileEntry> {
+  return sendBody<FileEntry>('PUT', filePath(session, path), file, 'application/octet-stream');
 }

@@ -1,22 +1,21 @@
-// An execution's live event stream (GET /v1/executions/{id}/events,
-// text/event-stream). EventSource cannot send an Authorization header and
-// the key must never be in a URL, so the stream is read with fetch and
-// parsed with eventsource-parser. A dropped connection resumes with
-// Last-Event-ID, which the server honours exactly.
+// Live event streams: an execution's (GET /v1/executions/{id}/events) and a
+// template build's (GET /v1/layers/{id}/events), both text/event-stream
+// with the same events: `status`, `stdout` and `stderr` chunks with ids,
+// then `result` (the final record). EventSource cannot send an
+// Authorization header and the key must never be in a URL, so a stream is
+// read with fetch and parsed with eventsource-parser. A dropped connection
+// resumes with Last-Event-ID, which the server honours exactly.
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { authHeaders, ApiError, type Execution } from './client';
+import { authHeaders, ApiError } from './client';
 
-export type StreamEvent =
+/** One event of a stream whose final record is `R`. */
+export type LiveEvent<R> =
   | { kind: 'status'; status: string }
   | { kind: 'stdout' | 'stderr'; text: string }
-  | { kind: 'result'; execution: Execution };
+  | { kind: 'result'; record: R };
 
-/** Follow the stream until `result` (or `signal` aborts); calls `on` per event. */
-export async function followExecution(
-  id: string,
-  on: (e: StreamEvent) => void,
-  signal: AbortSignal,
-): Promise<void> {
+/** Follow the stream at `url` until `result` (or `signal` aborts); calls `on` per event. */
+export async function followEvents<R>(url: string, on: (e: LiveEvent<R>) => void, signal: AbortSignal): Promise<void> {
   let lastId: string | undefined;
   let attempts = 0;
   for (;;) {
@@ -40,7 +39,7 @@ export async function followExecution(
             break;
           case 'result':
             done = true;
-            on({ kind: 'result', execution: data as Execution });
+            on({ kind: 'result', record: data as R });
             break;
         }
       },
@@ -48,7 +47,7 @@ export async function followExecution(
     try {
       const headers: Record<string, string> = { ...authHeaders(), Accept: 'text/event-stream' };
       if (lastId) headers['Last-Event-ID'] = lastId;
-      const r = await fetch(`/v1/executions/${encodeURIComponent(id)}/events`, { headers, signal });
+      const r = await fetch(url, { headers, signal });
       if (!r.ok || !r.body) {
         const body = await r.json().catch(() => ({}));
         throw new ApiError(r.status, { title: `The stream answered ${r.status}`, status: r.status, type: '', ...body });
@@ -67,4 +66,14 @@ export async function followExecution(
     if (attempts > 5) throw new Error('the event stream kept closing before the result');
     await new Promise((res) => setTimeout(res, 500 * attempts));
   }
+}
+
+/** Where an execution's events stream. */
+export function executionEvents(id: string): string {
+  return `/v1/executions/${encodeURIComponent(id)}/events`;
+}
+
+/** Where a template build's (a layer's) events stream. */
+export function layerEvents(id: string): string {
+  return `/v1/layers/${encodeURIComponent(id)}/events`;
 }

@@ -1,6 +1,8 @@
 // One execution record: status, the return value, stdout/stderr, the
 // error, resource figures and artifacts. Used by the executions page and
-// by "Try a plugin".
+// by "Try a plugin"; a session's execution names its session and language
+// where a plugin's names its plugin and version.
+import type { ReactNode } from 'react';
 import { download, type Execution } from '../api/client';
 import { Link } from 'wouter';
 import { Fields, Json, Status, Time, bytes } from './common';
@@ -14,7 +16,13 @@ export function ExecutionDetail({ execution: e }: { execution: Execution }) {
           ['Status', <Status value={e.status} />],
           ['Error kind', e.error_kind],
           ['App', e.app],
-          ['Plugin', <Link href={`/plugins/${e.plugin}`}>{`${e.plugin} ${e.version}`}</Link>],
+          ...(e.plugin
+            ? ([['Plugin', <Link href={`/plugins/${e.plugin}`}>{`${e.plugin} ${e.version}`}</Link>]] as [string, ReactNode][])
+            : []),
+          ...(e.session ? ([['Session', <Link href={`/sessions/${e.session}`}>{e.session}</Link>]] as [string, ReactNode][]) : []),
+          ...(e.kind !== 'plugin' ? ([['Language', e.language]] as [string, ReactNode][]) : []),
+          ...(e.run_mode ? ([['Runs as', e.run_mode]] as [string, ReactNode][]) : []),
+          ...(e.template ? ([['Template', <Link href={`/templates/${e.template}`}>{e.template}</Link>]] as [string, ReactNode][]) : []),
           ['Mode', e.mode],
           ['Accepted', <Time ms={e.created_at} />],
           ['Finished', <Time ms={e.finished_at} />],

@@ -1,9 +1,10 @@
-// A running execution's output as it is printed: the SSE stream of
-// /v1/executions/{id}/events, stdout and stderr interleaved in order, then
-// the final record. Output is text (a <pre> of strings), never markup.
+// Output as it is written: an execution's SSE stream (stdout and stderr
+// interleaved in order, then the final record) or a template build's log
+// (the installer's output, then the layer's record). Output is text (a
+// <pre> of strings), never markup.
 import { useEffect, useState } from 'react';
-import { followExecution } from '../api/stream';
-import type { Execution } from '../api/client';
+import { followEvents, executionEvents, layerEvents } from '../api/stream';
+import type { Execution, Layer } from '../api/client';
 import { ProblemView, Status } from './common';
 
 interface Chunk {
@@ -11,7 +12,27 @@ interface Chunk {
   text: string;
 }
 
+/** A running execution's output, live. */
 export function LiveOutput({ id, onResult }: { id: string; onResult?: (e: Execution) => void }) {
+  return <LiveStream<Execution> url={executionEvents(id)} title="Live output" testId="live-output" onResult={onResult} />;
+}
+
+/** A template build's log, live, then the layer's record. */
+export function LiveBuildLog({ layer, onResult }: { layer: string; onResult?: (l: Layer) => void }) {
+  return <LiveStream<Layer> url={layerEvents(layer)} title="Build log" testId="build-log" onResult={onResult} />;
+}
+
+function LiveStream<R extends { status: string }>({
+  url,
+  title,
+  testId,
+  onResult,
+}: {
+  url: string;
+  title: string;
+  testId: string;
+  onResult?: (r: R) => void;
+}) {
   const [status, setStatus] = useState('connecting');
   const [chunks, setChunks] = useState<Chunk[]>([]);
   const [error, setError] = useState<unknown>();
@@ -20,14 +41,14 @@ export function LiveOutput({ id, onResult }: { id: string; onResult?: (e: Execut
     const abort = new AbortController();
     setChunks([]);
     setStatus('connecting');
-    followExecution(
-      id,
+    followEvents<R>(
+      url,
       (e) => {
         if (e.kind === 'status') setStatus(e.status);
         else if (e.kind === 'stdout' || e.kind === 'stderr') setChunks((c) => [...c, { stream: e.kind, text: e.text }]);
         else if (e.kind === 'result') {
-          setStatus(e.execution.status);
-          onResult?.(e.execution);
+          setStatus(e.record.status);
+          onResult?.(e.record);
         }
       },
       abort.signal,
@@ -35,15 +56,15 @@ export function LiveOutput({ id, onResult }: { id: string; onResult?: (e: Execut
       if (!abort.signal.aborted) setError(e);
     });
     return () => abort.abort();
-  }, [id]);
+  }, [url]);
 
   return (
-    <section className="live" aria-label="Live output">
+    <section className="live" aria-label={title}>
       <h2>
-        Live output <Status value={status} />
+        {title} <Status value={status} />
       </h2>
       <ProblemView error={error} />
-      <pre className="output" data-testid="live-output" aria-live="polite" tabIndex={0}>
+      <pre className="output" data-testid={testId} aria-live="polite" tabIndex={0}>
         {chunks.map((c, i) => (
           <span key={i} className={c.stream}>
             {c.text}

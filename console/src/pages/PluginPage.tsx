@@ -1,4 +1,5 @@
-// One plugin: its versions with their states, and its audit trail.
+// One plugin: its versions with their states and trust levels, and its
+// audit trail.
 import { Link } from 'wouter';
 import { api, call, type AuditEvent } from '../api/client';
 import { CursorList } from '../components/CursorList';
@@ -33,6 +34,7 @@ export function PluginPage({ code }: { code: string }) {
                 <th scope="col">Version</th>
                 <th scope="col">State</th>
                 <th scope="col">Runtime</th>
+                <th scope="col">Trust</th>
                 <th scope="col">Findings</th>
                 <th scope="col">Uploaded by</th>
                 <th scope="col">Changed</th>
@@ -49,6 +51,10 @@ export function PluginPage({ code }: { code: string }) {
                     {v.status_reason ? <span className="muted"> {v.status_reason}</span> : null}
                   </td>
                   <td>{v.runtime}</td>
+                  <td>
+                    <Status value={v.trust_level} />
+                    {v.signed_by ? <span className="muted"> signed by {v.signed_by}</span> : null}
+                  </td>
                   <td>
                     <Counts summary={v.report_summary} />
                   </td>

@@ -1,10 +1,12 @@
 // The review queue (admins): every pending version, oldest first, with its
-// finding counts. The API has no cross-plugin "pending versions" list yet,
+// finding counts and signature; a signed one may be approved as trusted
+// here (the report is on its page). The API has no cross-plugin "pending versions" list yet,
 // so the queue is built from the plugin list and each plugin's versions
 // (see docs/console.md).
 import { Link } from 'wouter';
 import { api, call, type Version } from '../api/client';
-import { Loading, PageTitle, Time, useLoad } from '../components/common';
+import { Action, Loading, PageTitle, Time, useLoad } from '../components/common';
+import { approveTrusted } from './VersionPage';
 
 export async function allPlugins() {
   const codes: string[] = [];
@@ -50,6 +52,10 @@ export function ReviewQueue() {
                   <th scope="col">Submitted</th>
                   <th scope="col">By</th>
                   <th scope="col">Findings</th>
+                  <th scope="col">Signed by</th>
+                  <th scope="col">
+                    <span className="sr-only">Actions</span>
+                  </th>
                 </tr>
               </thead>
               <tbody>
@@ -66,6 +72,18 @@ export function ReviewQueue() {
                     <td>{v.uploaded_by}</td>
                     <td>
                       <Counts summary={v.report_summary} />
+                    </td>
+                    <td>{v.signed_by ? <code>{v.signed_by}</code> : <span className="muted">not signed</span>}</td>
+                    <td>
+                      {v.signed_by ? (
+                        <Action
+                          label="Approve as trusted"
+                          run={async () => {
+                            await approveTrusted(v);
+                            queue.reload();
+                          }}
+                        />
+                      ) : null}
                     </td>
                   </tr>
                 ))}

@@ -4,7 +4,6 @@
 // result with its output, metrics and artifacts. App keys cannot read
 // manifests, so they get a JSON editor instead of the form.
 import { useState } from 'react';
-import Form from '@rjsf/core';
 import type { RJSFSchema } from '@rjsf/utils';
 import { Link } from 'wouter';
 import { api, call, type Execution } from '../api/client';
@@ -12,8 +11,7 @@ import { LiveOutput } from '../components/LiveOutput';
 import { ExecutionDetail } from '../components/ExecutionDetail';
 import { PageTitle, ProblemView, useLoad } from '../components/common';
 import { useSession } from '../session';
-import { validator } from '../form/validator';
-import { buttonTemplates } from '../form/buttons';
+import { Form, buttonTemplates, validator } from '../form/form';
 
 interface Target {
   version?: string;

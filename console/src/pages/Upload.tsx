@@ -4,9 +4,9 @@ import { useState } from 'react';
 import { Link } from 'wouter';
 import { ApiError, api, call, uploadPackage, type Version } from '../api/client';
 import { Action, PageTitle, ProblemView, Status } from '../components/common';
+import { Dropzone } from '../components/Dropzone';
 
 export function Upload() {
-  const [over, setOver] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const [uploaded, setUploaded] = useState<Version>();
@@ -32,27 +32,13 @@ export function Upload() {
       <PageTitle sub="A zip made by `warden plugin pack`: a new plugin, a new version, or a fixed package for a draft or rejected version.">
         Upload a package
       </PageTitle>
-      <div
-        className={`dropzone${over ? ' over' : ''}`}
-        data-testid="dropzone"
-        onDragOver={(e) => {
-          e.preventDefault();
-          setOver(true);
-        }}
-        onDragLeave={() => setOver(false)}
-        onDrop={(e) => {
-          e.preventDefault();
-          setOver(false);
-          void send(e.dataTransfer.files[0]);
-        }}
-      >
-        <p>Drop the package here, or</p>
-        <label className="button" htmlFor="package-file">
-          Choose a file
-        </label>
-        <input id="package-file" className="sr-only" type="file" accept=".zip,application/zip" onChange={(e) => void send(e.target.files?.[0])} />
-        {busy ? <p aria-live="polite">Uploading {name}…</p> : null}
-      </div>
+      <Dropzone
+        id="package-file"
+        accept=".zip,application/zip"
+        prompt="Drop the package here, or"
+        busy={busy ? `Uploading ${name}…` : null}
+        onFile={(f) => void send(f)}
+      />
       {error instanceof ApiError && error.problem.errors?.length ? (
         <h2>{error.problem.errors.length} problem(s) in {name}</h2>
       ) : null}

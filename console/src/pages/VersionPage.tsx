@@ -1,5 +1,6 @@
-// One version: its state and the moves its state allows for this role
-// (submit, approve, reject with a reason, activate, deactivate, delete),
+// One version: its state, trust level and signature, and the moves its
+// state allows for this role (submit, approve, approve as trusted when it
+// is signed, reject with a reason, activate, deactivate, delete),
 // the review report (permission changes first, then findings with
 // file:line), the package's files with the findings marked, the manifest
 // and schemas, and the version's audit trail.
@@ -57,6 +58,8 @@ export function VersionPage({ code, version }: { code: string; version: string }
                 ['State', <Status value={ver.status} />],
                 ['Reason', ver.status_reason],
                 ['Runtime', ver.runtime],
+                ['Trust level', <Status value={ver.trust_level} />],
+                ['Signed by', ver.signed_by ? <code>{ver.signed_by}</code> : <span className="muted">not signed</span>],
                 ['Package', bytes(ver.package_size)],
                 ['SHA-256', <code className="hash">{ver.package_sha256}</code>],
                 ['Uploaded by', ver.uploaded_by],
@@ -101,6 +104,16 @@ export function VersionPage({ code, version }: { code: string; version: string }
   );
 }
 
+/** Approve a signed version as trusted: the server checks its signature again. */
+export function approveTrusted(ver: Version) {
+  return call(
+    api.POST('/v1/plugins/{code}/versions/{version}/approve', {
+      params: { path: { code: ver.plugin, version: ver.version } },
+      body: { trust_level: 'trusted' },
+    }),
+  );
+}
+
 function Moves({ ver, reload }: { ver: Version; reload: () => void }) {
   const { can } = useSession();
   const [, navigate] = useLocation();
@@ -114,6 +127,15 @@ function Moves({ ver, reload }: { ver: Version; reload: () => void }) {
     <section className="moves" aria-label="Actions">
       {can.upload && ver.status === 'draft' ? <Action label="Submit for review" className="primary" run={move('submit')} /> : null}
       {can.review && ver.status === 'pending' ? <Action label="Approve" className="primary" run={move('approve')} /> : null}
+      {can.review && ver.status === 'pending' && ver.signed_by ? (
+        <Action
+          label="Approve as trusted"
+          run={async () => {
+            await approveTrusted(ver);
+            reload();
+          }}
+        />
+      ) : null}
       {can.upload && ver.status === 'inactive' ? <Action label="Activate" run={move('activate')} /> : null}
       {can.upload && ver.status === 'active' ? <Action label="Deactivate" run={move('deactivate')} /> : null}
       {can.upload ? <Action label="Download package" run={() => download(`/v1/plugins/${ver.plugin}/versions/${ver.version}/package`, `${ver.plugin}-${ver.version}.zip`)} /> : null}
