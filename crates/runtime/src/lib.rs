@@ -163,6 +163,12 @@ pub struct RunnerConfig {
     /// Dependency-layer builds running at once (each is a whole box with
     /// pip or npm); more wait.
     pub max_builds: usize,
+    /// Session boxes kept started ahead (agent ready, nothing run, no
+    /// tenant yet) per kind of session recently started (its layer, disk
+    /// and `/tmp` sizes, lifetime; sessions without egress), so a create
+    /// claims one instead of waiting for a box and an interpreter to start.
+    /// 0: every session starts its own box.
+    pub session_prestart: usize,
 }
 
 impl Default for RunnerConfig {
@@ -174,6 +180,7 @@ impl Default for RunnerConfig {
             queue_timeout: Duration::from_secs(10),
             warm: WarmConfig::default(),
             max_builds: 2,
+            session_prestart: 0,
         }
     }
 }
@@ -254,6 +261,8 @@ pub(crate) struct RunnerInner {
     pub builds: admission::Admission,
     /// The runtimes of one-shot programs (Python, JavaScript).
     pub script_defs: Vec<(script::ScriptLanguage, Arc<RuntimeDef>)>,
+    /// Session boxes started ahead.
+    pub sessions: session::Prestarted,
 }
 
 impl std::fmt::Debug for Runner {
@@ -285,6 +294,7 @@ impl Runner {
         let script_defs = script::defs(&defs);
         let inner = Arc::new(RunnerInner {
             script_defs,
+            sessions: session::Prestarted::default(),
             admission: admission::Admission::new(
                 config.max_concurrent,
                 config.max_queue,
@@ -391,8 +401,21 @@ impl Runner {
     }
 
     /// Start a sandbox session's box (see [`session`]).
+    /// A prestarted box is claimed when one matches (see
+    /// [`RunnerConfig::session_prestart`]).
     pub fn start_session(&self, spec: session::SessionSpec) -> Result<session::SessionBox, RuntimeError> {
-        session::start(&self.inner, spec)
+        session::open(&self.inner, spec, self.inner.config.session_prestart)
+    }
+
+    /// Session boxes started ahead and not yet claimed.
+    pub fn prestarted_sessions(&self) -> usize {
+        self.inner.sessions.idle()
+    }
+
+    /// Stop every session box started ahead (a template's layer is going
+    /// away, or the node is stopping).
+    pub fn clear_prestarted_sessions(&self) {
+        self.inner.sessions.clear();
     }
 
     /// Build a Go plugin from `src` inside the jail, without network

@@ -15,9 +15,10 @@
 //! Files move in and out through the jail's `BoxDir` only: beneath the
 //! workspace's descriptor, no links, regular files, non-blocking.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -196,10 +197,198 @@ fn channel(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Channel(std::io::Error::other(e.to_string()))
 }
 
-pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, RuntimeError> {
-    let mut handle = rt.jail.acquire()?;
-    handle.prepare_workspace(spec.disk_bytes)?;
-    let workspace = handle.workspace()?;
+/// What a prestarted session box must match to serve a session: what is
+/// fixed when a box starts (its layer, the sizes of its workspace and
+/// `/tmp`, its lifetime). Everything else (memory, processes, CPU,
+/// environment, seed files) is set when a session claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    layer: Option<std::path::PathBuf>,
+    disk_bytes: u64,
+    tmp_bytes: u64,
+    max_lifetime: Duration,
+}
+
+impl PoolKey {
+    /// The key of `spec`, or `None` when its box cannot be started ahead (a
+    /// session granted egress has its own proxy from the start).
+    pub(crate) fn of(spec: &SessionSpec) -> Option<PoolKey> {
+        spec.egress.is_empty().then(|| PoolKey {
+            layer: spec.layer.as_ref().map(|l| l.dir.clone()),
+            disk_bytes: spec.disk_bytes,
+            tmp_bytes: spec.tmp_bytes,
+            max_lifetime: spec.max_lifetime,
+        })
+    }
+}
+
+/// Session boxes started ahead, unclaimed: fresh boxes whose agent is
+/// ready and that have run nothing, so any tenant may take one.
+#[derive(Default)]
+pub(crate) struct Prestarted {
+    boxes: Mutex<HashMap<PoolKey, Vec<(SessionBox, SessionSpec)>>>,
+}
+
+impl Prestarted {
+    /// Boxes waiting to be claimed.
+    pub(crate) fn idle(&self) -> usize {
+        self.boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Drop boxes unclaimed for longer than `ttl`, and dead ones.
+    pub(crate) fn evict(&self, ttl: Duration) {
+        let mut dropped = Vec::new();
+        {
+            let mut map = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+            for list in map.values_mut() {
+                let (keep, gone): (Vec<_>, Vec<_>) =
+                    list.drain(..).partition(|(b, _)| b.age() <= ttl && b.is_alive());
+                *list = keep;
+                dropped.extend(gone);
+            }
+            map.retain(|_, l| !l.is_empty());
+        }
+        drop(dropped); // kills them, outside the lock
+    }
+
+    /// Drop every unclaimed box (slots and layers are freed).
+    pub(crate) fn clear(&self) {
+        let all: Vec<_> = self
+            .boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        drop(all);
+    }
+
+    fn take(&self, key: &PoolKey) -> Option<SessionBox> {
+        let mut map = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.get_mut(key)?;
+        while let Some((b, _)) = list.pop() {
+            if b.is_alive() {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    fn count(&self, key: &PoolKey) -> usize {
+        self.boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map_or(0, Vec::len)
+    }
+
+    fn put(&self, key: PoolKey, b: SessionBox, spec: SessionSpec) {
+        self.boxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .push((b, spec));
+    }
+}
+
+/// A session's box: a prestarted one when one matches `spec` (its limits,
+/// environment and seed files set now), else a fresh start. Either way the
+/// pool is topped up in the background to `prestart` boxes for this key.
+pub(crate) fn open(
+    rt: &Arc<RunnerInner>,
+    spec: SessionSpec,
+    prestart: usize,
+) -> Result<SessionBox, RuntimeError> {
+    let key = PoolKey::of(&spec);
+    let claimed = key.as_ref().and_then(|k| rt.sessions.take(k));
+    let b = match claimed {
+        // A box that cannot be made this session's is dropped (killed);
+        // the session starts cold instead.
+        Some(b) => claim(b, &spec).or_else(|e| {
+            tracing::warn!(error = %e, "claiming a prestarted session box failed; starting one");
+            start(rt, spec.clone())
+        })?,
+        None => start(rt, spec.clone())?,
+    };
+    if let Some(key) = key
+        && prestart > 0
+    {
+        refill(rt, key, spec, prestart);
+    }
+    Ok(b)
+}
+
+/// Start boxes for `key` in the background until it has `want` unclaimed.
+fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
+    if rt.sessions.count(&key) >= want {
+        return;
+    }
+    let base = SessionSpec {
+        env: Vec::new(),
+        files: Vec::new(),
+        ..spec
+    };
+    let weak = Arc::downgrade(rt);
+    let _ = std::thread::Builder::new()
+        .name("warden-session-prestart".into())
+        .spawn(move || {
+            let Some(rt) = weak.upgrade() else { return };
+            while rt.sessions.count(&key) < want {
+                match start(&rt, base.clone()) {
+                    Ok(b) => rt.sessions.put(key.clone(), b, base.clone()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "starting a session box ahead failed; sessions start cold");
+                        return;
+                    }
+                }
+            }
+        });
+}
+
+/// Make a prestarted box the session `spec` describes: its limits on the
+/// box's cgroup, its environment in the agent (so persistent interpreters
+/// inherit it too), its seed files in the workspace.
+fn claim(mut b: SessionBox, spec: &SessionSpec) -> Result<SessionBox, RuntimeError> {
+    {
+        let mut guard = b.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = guard
+            .as_mut()
+            .ok_or_else(|| channel("the prestarted session box is gone"))?;
+        if let Some(cg) = inner.running.cgroup_mut() {
+            cg.apply(&warden_jail::CgroupLimits {
+                memory_bytes: Some(spec.memory_bytes),
+                pids: Some(spec.pids),
+                cpu_cores: Some(spec.cpu_cores),
+            })
+            .map_err(|e| channel(format!("setting the session's limits: {e}")))?;
+        }
+        if !spec.env.is_empty() {
+            let msg = serde_json::json!({
+                "op": "env",
+                "env": spec.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            })
+            .to_string();
+            rustix::net::send(&inner.ctl, msg.as_bytes(), rustix::net::SendFlags::DONTWAIT)
+                .map_err(|e| channel(format!("sending the session's environment: {e}")))?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let reply = recv_message(&inner.ctl, &mut inner.running, deadline)?;
+            let ok = serde_json::from_slice::<Ready>(&reply).is_ok_and(|r| r.msg == "env_set");
+            if !ok {
+                return Err(channel("the session agent did not take the environment"));
+            }
+        }
+    }
+    write_seed_files(&b.workspace, spec)?;
+    b.started = Instant::now();
+    Ok(b)
+}
+
+fn write_seed_files(workspace: &BoxDir, spec: &SessionSpec) -> Result<(), RuntimeError> {
     for f in &spec.files {
         let path = Path::new(&f.path);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -213,6 +402,14 @@ pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, R
             .write_file(path, &mut f.bytes.as_slice(), spec.disk_bytes)
             .map_err(JailError::from)?;
     }
+    Ok(())
+}
+
+pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, RuntimeError> {
+    let mut handle = rt.jail.acquire()?;
+    handle.prepare_workspace(spec.disk_bytes)?;
+    let workspace = handle.workspace()?;
+    write_seed_files(&workspace, &spec)?;
     let (host, boxed) = rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -314,18 +511,23 @@ struct Ready {
 }
 
 fn wait_ready(ctl: &OwnedFd, running: &mut RunningBox, deadline: Instant) -> Result<i32, RuntimeError> {
+    let msg = recv_message(ctl, running, deadline)?;
+    let ok = serde_json::from_slice::<Ready>(&msg).is_ok_and(|r| r.msg == "ready");
+    if !ok {
+        return Err(channel("the session agent's first message was not `ready`"));
+    }
+    running
+        .program_pid()
+        .ok_or_else(|| channel("the session agent has no pid"))
+}
+
+/// One message from the agent, giving up when the box dies or at
+/// `deadline` (the box is then killed).
+fn recv_message(ctl: &OwnedFd, running: &mut RunningBox, deadline: Instant) -> Result<Vec<u8>, RuntimeError> {
     let mut buf = [0u8; 4096];
     loop {
         match rustix::net::recv(ctl, &mut buf, RecvFlags::DONTWAIT) {
-            Ok((n, _)) if n > 0 => {
-                let ok = serde_json::from_slice::<Ready>(&buf[..n]).is_ok_and(|r| r.msg == "ready");
-                if !ok {
-                    return Err(channel("the session agent's first message was not `ready`"));
-                }
-                return running
-                    .program_pid()
-                    .ok_or_else(|| channel("the session agent has no pid"));
-            }
+            Ok((n, _)) if n > 0 => return Ok(buf[..n].to_vec()),
             Ok(_) => return Err(channel("the session agent closed its channel")),
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
             Err(e) => return Err(RuntimeError::Channel(e.into())),
@@ -333,7 +535,7 @@ fn wait_ready(ctl: &OwnedFd, running: &mut RunningBox, deadline: Instant) -> Res
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             running.kill();
-            return Err(channel("the session agent did not start in time"));
+            return Err(channel("the session agent did not answer in time"));
         }
         let pidfd = running.pidfd();
         let mut fds = [
@@ -347,9 +549,7 @@ fn wait_ready(ctl: &OwnedFd, running: &mut RunningBox, deadline: Instant) -> Res
         let _ = poll(&mut fds, Some(&ts));
         if !fds[1].revents().is_empty() && fds[0].revents().is_empty() {
             let events = running.read_events();
-            return Err(channel(format!(
-                "the session box died while starting: {events:?}"
-            )));
+            return Err(channel(format!("the session box died: {events:?}")));
         }
     }
 }

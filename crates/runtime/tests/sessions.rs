@@ -339,3 +339,89 @@ fn a_session_granted_egress_gives_its_scripts_the_proxy() {
     let o = exec(&s, Language::Shell, ExecMode::Script, "echo \"$HTTPS_PROXY\"");
     assert_eq!(o.result.stdout, "http://127.0.0.1:3128\n");
 }
+
+#[test]
+fn a_prestarted_session_box_becomes_exactly_the_session_that_claims_it() {
+    // Its own runner and pool: one box kept ahead per kind of session.
+    let state = tempfile::tempdir().unwrap();
+    let r = Runner::new(
+        Jail::new(JailConfig {
+            state_dir: Some(state.path().to_owned()),
+            max_boxes: 8,
+            ..JailConfig::default()
+        })
+        .unwrap(),
+        RunnerConfig {
+            session_prestart: 1,
+            ..RunnerConfig::default()
+        },
+    )
+    .unwrap();
+    let wait_for_one = |r: &Runner| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.prestarted_sessions() == 0 {
+            assert!(Instant::now() < deadline, "no session box was started ahead");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // The first session of its kind starts cold, and leaves one started ahead.
+    let first = r.start_session(SessionSpec::default()).unwrap();
+    exec(
+        &first,
+        Language::Shell,
+        ExecMode::Script,
+        "echo first > /workspace/mine; echo first > /tmp/mine",
+    );
+    wait_for_one(&r);
+    // The next claims it: its memory limit, environment and seed files are
+    // this session's, and nothing of another session is in it.
+    let second = r
+        .start_session(SessionSpec {
+            memory_bytes: 96 * MIB,
+            env: vec![("WARDEN_TEST_SESSION".into(), "second".into())],
+            files: vec![SeedFile {
+                path: "seed/hello.txt".into(),
+                bytes: b"seeded".to_vec(),
+            }],
+            ..SessionSpec::default()
+        })
+        .unwrap();
+    assert_eq!(
+        r.prestarted_sessions(),
+        0,
+        "the box started ahead was not claimed"
+    );
+    let o = exec(
+        &second,
+        Language::Shell,
+        ExecMode::Script,
+        "cat /workspace/seed/hello.txt; echo; ls /workspace /tmp | grep -c mine",
+    );
+    assert_eq!(o.result.stdout, "seeded\n0\n", "{:?}", o.result);
+    // The environment reaches a persistent interpreter started after the
+    // claim (it inherits the agent's).
+    let o = exec(
+        &second,
+        Language::Python,
+        ExecMode::Repl,
+        "import os\nos.environ.get('WARDEN_TEST_SESSION')",
+    );
+    assert_eq!(o.result.return_value, Some(json!("second")), "{:?}", o.result);
+    let o = exec(
+        &second,
+        Language::Python,
+        ExecMode::Script,
+        "x = bytearray(200 << 20)\nprint('allocated')",
+    );
+    assert_ne!(
+        o.result.stdout, "allocated\n",
+        "the session's 96 MiB limit was not applied: {:?}",
+        o.result
+    );
+    assert_eq!(o.result.status, CallStatus::Error, "{:?}", o.result);
+    // The pool is topped up again for the next create.
+    wait_for_one(&r);
+    drop((first, second));
+    r.clear_prestarted_sessions();
+    assert_eq!(r.prestarted_sessions(), 0);
+}

@@ -201,6 +201,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
                 ..WarmConfig::default()
             },
             max_builds: config.layers.max_builds,
+            session_prestart: config.sessions.prestart,
         },
     )
     .map_err(StartError::Runtime)?;

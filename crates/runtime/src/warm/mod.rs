@@ -490,6 +490,7 @@ pub(crate) fn start_maintenance(rt: Weak<RunnerInner>) {
                         .retain(|_, cp| cp.want > 0 || !cp.idle.is_empty() || cp.busy > 0 || cp.starting > 0);
                 }
                 drop(dropped); // kills them, outside the lock
+                rt.sessions.evict(ttl);
                 for key in keys {
                     top_up(&rt, &key);
                 }

@@ -11,6 +11,9 @@ Host -> agent: {"op": "exec", "id", "mode": "script"|"handler"|"repl",
   "language": "python"|"javascript"|"shell", "cpu_seconds", "env": {...}}
   with four descriptors: the code, the event, stdout, stderr and the result
   channel (memfds and pipes).
+Host -> agent, once, when a box started ahead is claimed by a session:
+  {"op": "env", "env": {...}} (no descriptors): the session's environment,
+  answered by {"msg": "env_set"}.
 Agent -> host: {"msg": "ready", "pid"}; {"msg": "started", "pid", "keep": [pids the
   host must not kill when this execution ends: the idle interpreters]};
   {"msg": "exited", "status": raw wait status, "keep": [...], "died": bool (a
@@ -228,6 +231,13 @@ def main():
             req = json.loads(msg)
         except ValueError:
             req = {}
+        if req.get("op") == "env" and not fds and isinstance(req.get("env"), dict):
+            # A box started ahead becomes a session: its environment, for
+            # every process started from now on (interpreters too).
+            for k, v in req["env"].items():
+                os.environ[str(k)] = str(v)
+            ctl.send(json.dumps({"msg": "env_set"}).encode())
+            continue
         if req.get("op") != "exec" or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
