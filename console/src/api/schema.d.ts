@@ -1231,6 +1231,12 @@ export interface components {
              */
             duration_ms?: number | null;
             compile?: null | components["schemas"]["CompileView"];
+            /**
+             * @description Destinations the call's box asked Warden's egress proxy for and was
+             *     refused (hosts its version did not declare, private addresses);
+             *     empty when it tried none.
+             */
+            egress_refused?: components["schemas"]["RefusedDestinationView"][];
         };
         /**
          * @description One located problem: a JSON pointer into the request (`/name`,
@@ -1941,6 +1947,12 @@ export interface components {
                  */
                 duration_ms?: number | null;
                 compile?: null | components["schemas"]["CompileView"];
+                /**
+                 * @description Destinations the call's box asked Warden's egress proxy for and was
+                 *     refused (hosts its version did not declare, private addresses);
+                 *     empty when it tried none.
+                 */
+                egress_refused?: components["schemas"]["RefusedDestinationView"][];
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -2193,6 +2205,34 @@ export interface components {
             current_state?: string | null;
             /** @description The moves that state allows (lifecycle conflicts). */
             allowed?: string[] | null;
+        };
+        /** @description One destination the egress proxy refused a call's box. */
+        RefusedDestinationView: {
+            /**
+             * Format: int64
+             * @description When the box asked, Unix ms.
+             */
+            at: number;
+            /**
+             * @description The request's method (`CONNECT` for HTTPS, `GET`, …), when one was
+             *     read.
+             */
+            method?: string | null;
+            /** @description The host asked for, normalized, when a valid one was read. */
+            host?: string | null;
+            /**
+             * Format: int32
+             * @description The port asked for.
+             */
+            port?: number | null;
+            /**
+             * @description The proxy's reason: `host_not_allowed`, `port_not_allowed`,
+             *     `ip_literal`, `loopback`, `private`, `link_local`, … (see
+             *     docs/egress.md).
+             */
+            reason: string;
+            /** @description What happened, for a person. */
+            message: string;
         };
         /** @description Why a version is rejected. */
         RejectBody: {

@@ -70,12 +70,33 @@ pub struct ManifestLimits {
 }
 
 /// Permissions in the manifest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
-    /// Network access (refused by this platform).
-    #[serde(default)]
-    pub network: bool,
+    /// The hosts the plugin may reach through the egress proxy
+    /// (`host[:port]`, see [`crate::hosts`]); empty: no network. Written as
+    /// a list; `false` (and absence) is the empty list, as manifests said
+    /// before hosts could be declared.
+    #[serde(default, deserialize_with = "hosts_or_false")]
+    pub network: Vec<String>,
+}
+
+/// `false` or a list of hosts (`true` never reaches here: validation
+/// refuses it with its location first).
+fn hosts_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Network {
+        Flag(bool),
+        Hosts(Vec<String>),
+    }
+    match Network::deserialize(d)? {
+        Network::Flag(false) => Ok(Vec::new()),
+        Network::Flag(true) => Err(serde::de::Error::custom(
+            "permissions.network: `true` is not a list of hosts",
+        )),
+        Network::Hosts(h) => Ok(h),
+    }
 }
 
 /// What the platform allows and assumes.
@@ -93,6 +114,10 @@ pub struct PlatformLimits {
     pub default_memory_mb: u64,
     /// Processes when the manifest sets none.
     pub default_pids: u32,
+    /// `permissions.network` may name IP addresses (an operator's choice:
+    /// `policy.network_ip_literals`); names only otherwise.
+    #[serde(default)]
+    pub network_ip_literals: bool,
 }
 
 impl Default for PlatformLimits {
@@ -104,6 +129,7 @@ impl Default for PlatformLimits {
             default_timeout_ms: 10_000,
             default_memory_mb: 256,
             default_pids: 64,
+            network_ip_literals: false,
         }
     }
 }
@@ -149,6 +175,48 @@ fn unknown_fields(p: Problem) -> Vec<Problem> {
                 .into(),
         })
         .collect()
+}
+
+/// `permissions.network`: `false` or a list of distinct hosts in the
+/// allow-list grammar, and only for runtimes that run in a box.
+fn network_problems(doc: &Value, platform: &PlatformLimits, problems: &mut Vec<Problem>) {
+    match doc.pointer("/permissions/network") {
+        Some(Value::Bool(true)) => problems.push(at(
+            "/permissions/network",
+            "`true` does not say where: list the hosts the plugin reaches, as host[:port] \
+             (e.g. [\"api.github.com\"]); `false` or an empty list for none",
+        )),
+        Some(Value::Array(hosts)) => {
+            let ip = if platform.network_ip_literals {
+                crate::hosts::IpLiterals::Allowed
+            } else {
+                crate::hosts::IpLiterals::Refused
+            };
+            let mut seen = std::collections::HashSet::new();
+            for (i, h) in hosts.iter().enumerate() {
+                let Some(h) = h.as_str() else { continue }; // the schema says it
+                let at_i = format!("/permissions/network/{i}");
+                if let Err(e) = crate::hosts::check_host_entry(h, ip) {
+                    let hint = if e.starts_with("an IP address") {
+                        " (this server accepts host names only: policy.network_ip_literals)"
+                    } else {
+                        ""
+                    };
+                    problems.push(at(&at_i, format!("{e}{hint}")));
+                } else if !seen.insert(h) {
+                    problems.push(at(&at_i, format!("`{h}` is listed twice")));
+                }
+            }
+            let runtime = doc.get("runtime").and_then(Value::as_str);
+            if !hosts.is_empty() && matches!(runtime, Some("wasm")) {
+                problems.push(at(
+                    "/permissions/network",
+                    "wasm plugins have no network (the wasm tier has no sockets): declare no hosts, or use a boxed runtime",
+                ));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Parse and validate `manifest.json`.
@@ -214,12 +282,7 @@ pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Pr
             format!("{p} exceeds the platform maximum of {}", platform.max_pids),
         ));
     }
-    if doc.pointer("/permissions/network") == Some(&Value::Bool(true)) {
-        problems.push(at(
-            "/permissions/network",
-            "this platform grants plugins no network access: must be false",
-        ));
-    }
+    network_problems(&doc, platform, &mut problems);
     for key in ["input_schema", "output_schema"] {
         if let Some(s) = doc.get(key).filter(|s| s.is_object())
             && let Err(e) = schema::compile(s)

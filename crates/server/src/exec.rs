@@ -33,13 +33,15 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use warden_core::model::{new_id, now_ms};
 use warden_core::{
     ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
-    ExecutionSource, ExecutionStatus, QueuedCall, Registry, ResultMetrics, ResultStatus, ResultViolation,
-    Store, Version, VersionStatus,
+    ExecutionSource, ExecutionStatus, QueuedCall, RefusedDestination, Registry, ResultMetrics, ResultStatus,
+    ResultViolation, Store, Version, VersionStatus,
 };
 use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
 use warden_package::{Manifest, PlatformLimits};
-use warden_runtime::{CallLimits, CallStatus, HandlerResult, Invocation, Runner, Stream};
+use warden_runtime::{
+    CallLimits, CallStatus, ConnectionRecord, EgressVerdict, HandlerResult, Invocation, Runner, Stream,
+};
 use warden_store::{ObjectBlobs, SqlStore};
 
 use crate::config::TiersSection;
@@ -176,9 +178,10 @@ impl Executor {
         retry_after: u64,
         platform: PlatformLimits,
         tiers: TiersSection,
+        network_allow_cidrs: Vec<String>,
     ) -> Executor {
         Executor {
-            tiers: Arc::new(Tiers::new(tiers)),
+            tiers: Arc::new(Tiers::new(tiers, network_allow_cidrs)),
             registry,
             store,
             blobs,
@@ -446,6 +449,7 @@ impl Executor {
             started_at: (!is_async).then_some(now),
             finished_at: None,
             duration_ms: None,
+            egress_refused: Vec::new(),
         };
         permit.track(&exec.id);
         // What any node needs to start it, should this one not.
@@ -755,7 +759,10 @@ impl Executor {
         };
         let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (status, kind, mut result, artifacts) = match outcome {
-            Ok(Ok(r)) => self.judge(r, &loaded),
+            Ok(Ok(mut r)) => {
+                exec.egress_refused = refused_destinations(std::mem::take(&mut r.egress));
+                self.judge(r, &loaded)
+            }
             Ok(Err(e)) => {
                 // The cause names host paths: logged, not shown to callers.
                 tracing::error!(execution = %exec.id, error = %DisplayChain(&e), "the runtime could not run the call");
@@ -798,6 +805,10 @@ impl Executor {
             .increment(1);
         metrics::histogram!("warden_execution_duration_seconds", "plugin" => plugin.clone())
             .record(exec.duration_ms.unwrap_or(0.0) / 1000.0);
+        if !exec.egress_refused.is_empty() {
+            metrics::counter!("warden_egress_refused_total", "plugin" => plugin.clone())
+                .increment(exec.egress_refused.len() as u64);
+        }
         if status != ExecutionStatus::Success {
             let reason = exec
                 .error_kind
@@ -987,6 +998,24 @@ fn stopped_by(jail: JailStatus) -> ErrorKind {
         // these never come with `error`; should one, the platform is at fault.
         JailStatus::Ok | JailStatus::NonzeroExit => ErrorKind::Internal,
     }
+}
+
+/// The egress proxy's refusals as the execution record keeps them.
+pub(crate) fn refused_destinations(records: Vec<ConnectionRecord>) -> Vec<RefusedDestination> {
+    records
+        .into_iter()
+        .filter_map(|c| match c.verdict {
+            EgressVerdict::Refused { reason, message } => Some(RefusedDestination {
+                at: c.started_at,
+                method: c.method,
+                host: c.host,
+                port: c.port,
+                reason: reason.as_str().to_owned(),
+                message,
+            }),
+            EgressVerdict::Allowed { .. } => None,
+        })
+        .collect()
 }
 
 /// The runtime's result as the record keeps it (the one conversion), and

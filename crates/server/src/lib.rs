@@ -258,6 +258,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     let platform = PlatformLimits {
         max_timeout_ms: config.policy.max_timeout_ms,
         max_memory_mb: config.policy.max_memory_mb,
+        network_ip_literals: config.policy.network_ip_literals,
         ..PlatformLimits::default()
     };
     let policy = Policy {
@@ -296,6 +297,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         config.retry_after_secs,
         platform,
         config.tiers.clone(),
+        config.policy.network_allow_cidrs.clone(),
     ));
     let registered = exec
         .register_builtins()

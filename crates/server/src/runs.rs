@@ -283,6 +283,7 @@ impl Runs {
             started_at: Some(now),
             finished_at: None,
             duration_ms: None,
+            egress_refused: Vec::new(),
         };
         permit.track(&record.id);
         // Recorded before it runs: an accepted request always has its record.

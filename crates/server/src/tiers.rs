@@ -52,11 +52,14 @@ pub(crate) struct Tiers {
     engine: OnceLock<Result<warden_wasm::Engine, String>>,
     /// Package hash → compiled module.
     modules: Mutex<HashMap<String, warden_wasm::Module>>,
+    /// Non-public addresses a version's declared hosts may reach
+    /// (`policy.network_allow_cidrs`).
+    network_allow_cidrs: Vec<String>,
 }
 
 impl Tiers {
     /// The tiers with every built-in of this build.
-    pub(crate) fn new(config: TiersSection) -> Tiers {
+    pub(crate) fn new(config: TiersSection, network_allow_cidrs: Vec<String>) -> Tiers {
         Tiers {
             builtins: warden_builtins::all()
                 .into_iter()
@@ -65,6 +68,7 @@ impl Tiers {
             config,
             engine: OnceLock::new(),
             modules: Mutex::default(),
+            network_allow_cidrs,
         }
     }
 
@@ -150,6 +154,12 @@ impl Tiers {
                 entrypoint: entrypoint.to_owned(),
                 handler: manifest.handler.clone(),
                 layer: None,
+                // Exactly what the approved version declared; nothing
+                // declared, no network.
+                network: (!manifest.permissions.network.is_empty()).then(|| warden_runtime::Network {
+                    hosts: manifest.permissions.network.clone(),
+                    allow_cidrs: self.network_allow_cidrs.clone(),
+                }),
             })),
         }
     }
@@ -279,6 +289,7 @@ fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {
         },
         artifacts: Vec::new(),
         warm: true,
+        egress: Vec::new(),
     }
 }
 
