@@ -45,6 +45,7 @@ macro_rules! names {
     };
 }
 
+pub mod credential;
 pub mod event;
 pub mod execution;
 pub mod layer;

@@ -275,10 +275,16 @@ pub fn permission_diff(old: &Manifest, new: &Manifest, p: &PlatformLimits) -> Ve
             to,
         })
     };
-    // Each host the new version may reach that the old one could not, first.
+    // Each host the new version may reach that the old one could not, and
+    // each credential it names that the old one did not, first.
     for host in &new.permissions.network {
         if !old.permissions.network.contains(host) {
             up("permissions.network", String::new(), host.clone());
+        }
+    }
+    for name in &new.permissions.credentials {
+        if !old.permissions.credentials.contains(name) {
+            up("permissions.credentials", String::new(), name.clone());
         }
     }
     if new.runtime != old.runtime {

@@ -79,6 +79,29 @@ pub struct Permissions {
     /// before hosts could be declared.
     #[serde(default, deserialize_with = "hosts_or_false")]
     pub network: Vec<String>,
+    /// The platform-held credentials the plugin's requests name (the app
+    /// stores them; the egress proxy injects them; the code never sees
+    /// them). Empty: none.
+    #[serde(default)]
+    pub credentials: Vec<String>,
+}
+
+/// Whether `s` is a credential name: 1 to 64 lowercase letters, digits,
+/// `_` or `-`, starting with a letter (the one grammar: manifests and the
+/// credentials API).
+pub fn check_credential_name(s: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "a credential name is 1 to 64 lowercase letters, digits, `_` or `-`, starting with a letter"
+                .into(),
+        )
+    }
 }
 
 /// `false` or a list of hosts (`true` never reaches here: validation
@@ -216,6 +239,28 @@ fn network_problems(doc: &Value, platform: &PlatformLimits, problems: &mut Vec<P
             }
         }
         _ => {}
+    }
+    if let Some(Value::Array(names)) = doc.pointer("/permissions/credentials") {
+        let mut seen = std::collections::HashSet::new();
+        for (i, n) in names.iter().enumerate() {
+            let Some(n) = n.as_str() else { continue }; // the schema says it
+            let at_i = format!("/permissions/credentials/{i}");
+            if let Err(e) = check_credential_name(n) {
+                problems.push(at(&at_i, e));
+            } else if !seen.insert(n) {
+                problems.push(at(&at_i, format!("`{n}` is listed twice")));
+            }
+        }
+        let hosts = doc
+            .pointer("/permissions/network")
+            .and_then(Value::as_array)
+            .is_some_and(|h| !h.is_empty());
+        if !names.is_empty() && !hosts {
+            problems.push(at(
+                "/permissions/credentials",
+                "a credential is sent only to hosts the version declares: list them in permissions.network",
+            ));
+        }
     }
 }
 

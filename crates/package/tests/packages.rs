@@ -350,3 +350,54 @@ fn ip_literals_are_declared_only_where_the_operator_allows_them() {
     let pkg = open(&zip, &policy).unwrap();
     assert_eq!(pkg.manifest.permissions.network, ["127.0.0.1:8080"]);
 }
+
+#[test]
+fn declared_credentials_are_named_once_need_hosts_and_come_first_when_new() {
+    let with_perms = |perms: &str| {
+        MANIFEST.replace(
+            "\"output_schema\"",
+            &format!("\"permissions\": {perms}, \"output_schema\""),
+        )
+    };
+    let policy = Policy::default();
+    let got = problems(&with(
+        &with_perms(r#"{"credentials": ["GitHub", "ok", "ok"]}"#),
+        &[("main.py", "")],
+    ));
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with("/permissions/credentials: a credential is sent only to hosts"),
+        "{got:?}"
+    );
+    assert!(got[1].starts_with("/permissions/credentials/0:"), "{got:?}");
+    assert!(
+        got[2].starts_with("/permissions/credentials/2: `ok` is listed twice"),
+        "{got:?}"
+    );
+    let old = open(
+        &with(
+            &with_perms(r#"{"network": ["api.github.com"]}"#),
+            &[("main.py", "")],
+        ),
+        &policy,
+    )
+    .unwrap();
+    let new = open(
+        &with(
+            &with_perms(r#"{"network": ["api.github.com"], "credentials": ["github"]}"#),
+            &[("main.py", "")],
+        ),
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(new.manifest.permissions.credentials, ["github"]);
+    let changes = new.analyze(Some(&old.manifest), &policy).permission_changes;
+    assert_eq!(
+        (
+            changes[0].field.as_str(),
+            changes[0].from.as_str(),
+            changes[0].to.as_str()
+        ),
+        ("permissions.credentials", "", "github")
+    );
+}

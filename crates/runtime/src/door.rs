@@ -45,11 +45,19 @@ impl Door {
     /// A door to `hosts` (`host[:port]`), and to the addresses in
     /// `allow_cidrs` although they are not public.
     pub(crate) fn open(hosts: &[String], allow_cidrs: &[String]) -> Result<Door, DoorError> {
+        Door::serve(Door::policy(hosts, allow_cidrs)?)
+    }
+
+    fn policy(hosts: &[String], allow_cidrs: &[String]) -> Result<warden_egress::Policy, DoorError> {
         let mut policy =
             warden_egress::Policy::new(hosts.iter().map(String::as_str)).map_err(DoorError::Hosts)?;
         for cidr in allow_cidrs {
             policy = policy.allow_cidr(cidr).map_err(DoorError::Cidr)?;
         }
+        Ok(policy)
+    }
+
+    fn serve(policy: warden_egress::Policy) -> Result<Door, DoorError> {
         let net = EgressNet::create(PROXY_PORT)?;
         let listener: TcpListener = net
             .listener
@@ -82,8 +90,14 @@ impl Door {
 
     /// A door to what `net` grants.
     pub(crate) fn grant(net: &crate::Network) -> Result<Door, RuntimeError> {
-        Door::open(&net.hosts, &net.allow_cidrs)
-            .map_err(|e| RuntimeError::Channel(std::io::Error::other(e.to_string())))
+        let channel = |e: DoorError| RuntimeError::Channel(std::io::Error::other(e.to_string()));
+        let policy = Door::policy(&net.hosts, &net.allow_cidrs)
+            .and_then(|p| {
+                p.with_credentials(net.credentials.clone())
+                    .map_err(DoorError::Hosts)
+            })
+            .map_err(channel)?;
+        Door::serve(policy).map_err(channel)
     }
 
     /// Give `spec`'s box this door: its namespace, the proxy variables and
@@ -135,7 +149,11 @@ impl Door {
     }
 }
 
-/// The records a call keeps: the connections the proxy refused.
+/// The records a call keeps: connections the proxy refused, and those that
+/// named a credential (whose use is audited).
 pub(crate) fn notable(records: impl IntoIterator<Item = ConnectionRecord>) -> Vec<ConnectionRecord> {
-    records.into_iter().filter(|c| !c.allowed()).collect()
+    records
+        .into_iter()
+        .filter(|c| !c.allowed() || c.credential.is_some())
+        .collect()
 }

@@ -107,7 +107,7 @@ pub struct HandlerResult {
     pub warm: bool,
     /// The egress proxy's notable records of the call: the connections it
     /// refused (a box granted network that tried a destination it was not
-    /// given).
+    /// given), and those that named a credential.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<warden_egress::ConnectionRecord>,
 }

@@ -115,6 +115,8 @@ pub struct Executor {
     capacity: usize,
     retry_after: u64,
     platform: PlatformLimits,
+    /// Opens the app's credentials a version declares, for its calls.
+    keyring: Arc<warden_core::credential::Keyring>,
     inflight: Arc<Inflight>,
     /// Executions actually running; the rest wait here, without a thread.
     slots: Arc<Semaphore>,
@@ -179,8 +181,10 @@ impl Executor {
         platform: PlatformLimits,
         tiers: TiersSection,
         network_allow_cidrs: Vec<String>,
+        keyring: Arc<warden_core::credential::Keyring>,
     ) -> Executor {
         Executor {
+            keyring,
             tiers: Arc::new(Tiers::new(tiers, network_allow_cidrs)),
             registry,
             store,
@@ -319,6 +323,46 @@ impl Executor {
             }
         };
         Ok((dir, entrypoint, manifest, loaded))
+    }
+
+    /// The app's credentials `m` declares, opened for the call's proxy, and
+    /// their fingerprint (see [`crate::credentials::for_call`]); none when
+    /// the version declares no hosts to send them to.
+    async fn call_credentials(
+        &self,
+        app: &str,
+        m: &Manifest,
+    ) -> Result<(Vec<warden_runtime::EgressCredential>, String), ApiError> {
+        if m.permissions.credentials.is_empty() || m.permissions.network.is_empty() {
+            return Ok((Vec::new(), String::new()));
+        }
+        crate::credentials::for_call(&self.store, &self.keyring, app, &m.permissions.credentials).await
+    }
+
+    /// One audit event per request a call's proxy sent with a credential
+    /// (never the secret). A store that fails is logged: the call's own
+    /// record is written regardless.
+    async fn audit_credential_uses(&self, exec: &Execution, records: &[ConnectionRecord]) {
+        let (plugin, version) = exec.source.plugin().unwrap_or_default();
+        for r in records.iter().filter(|r| r.allowed()) {
+            let Some(credential) = &r.credential else { continue };
+            let audit = warden_core::store::NewAudit {
+                actor: exec.app.clone(),
+                action: "credential_use".into(),
+                plugin: Some(plugin.to_owned()),
+                version: Some(version.to_owned()),
+                from_status: None,
+                to_status: None,
+                reason: None,
+                detail: serde_json::json!({
+                    "app": exec.app, "credential": credential, "execution": exec.id,
+                    "method": r.method, "host": r.host, "port": r.port,
+                }),
+            };
+            if let Err(e) = self.store.append_audit(audit).await {
+                tracing::warn!(execution = %exec.id, credential = %credential, error = %e, "could not audit a credential's use");
+            }
+        }
     }
 
     /// The call's wall-clock (ms) and memory (MiB) limits: the version's,
@@ -465,7 +509,16 @@ impl Executor {
                 })
             })
             .transpose()?;
-        let target = self.tiers.target(app, &version, &dir, &entrypoint, &manifest)?;
+        let (credentials, fingerprint) = self.call_credentials(app, &manifest).await?;
+        let target = self.tiers.target(
+            app,
+            &version,
+            &dir,
+            &entrypoint,
+            &manifest,
+            credentials,
+            &fingerprint,
+        )?;
         let log = self.hub.open(&exec.id);
         let inv = Self::invocation(body.to_vec(), limits, &log);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -699,9 +752,23 @@ impl Executor {
             ))
         })?;
         let limits = self.call_limits(&manifest, call.timeout_ms, call.memory_mb);
+        let (credentials, fingerprint) = self.call_credentials(&exec.app, &manifest).await.map_err(|e| {
+            Unavailable(format!(
+                "{plugin} {version}'s credentials cannot be read: {}",
+                e.problem().detail
+            ))
+        })?;
         let target = self
             .tiers
-            .target(&exec.app, &v, &dir, &entrypoint, &manifest)
+            .target(
+                &exec.app,
+                &v,
+                &dir,
+                &entrypoint,
+                &manifest,
+                credentials,
+                &fingerprint,
+            )
             .map_err(|e| Unavailable(e.problem().detail))?;
         Ok((target, loaded, limits))
     }
@@ -760,7 +827,9 @@ impl Executor {
         let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (status, kind, mut result, artifacts) = match outcome {
             Ok(Ok(mut r)) => {
-                exec.egress_refused = refused_destinations(std::mem::take(&mut r.egress));
+                let records = std::mem::take(&mut r.egress);
+                self.audit_credential_uses(&exec, &records).await;
+                exec.egress_refused = refused_destinations(records);
                 self.judge(r, &loaded)
             }
             Ok(Err(e)) => {

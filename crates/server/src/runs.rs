@@ -347,6 +347,7 @@ impl Runs {
             network: (!plan.network.is_empty()).then(|| ScriptNetwork {
                 hosts: plan.network.clone(),
                 allow_cidrs: Vec::new(),
+                credentials: Vec::new(),
             }),
             limits: CallLimits {
                 timeout,

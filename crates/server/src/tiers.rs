@@ -118,6 +118,7 @@ impl Tiers {
     /// Where `v` (verified and unpacked in `dir`, with `manifest`) runs for
     /// `app`; a problem naming why when its trust level does not allow its
     /// runtime, or its code cannot be prepared.
+    #[allow(clippy::too_many_arguments)] // the version's facts, and the app's credentials for it
     pub(crate) fn target(
         &self,
         app: &str,
@@ -125,6 +126,8 @@ impl Tiers {
         dir: &Path,
         entrypoint: &str,
         manifest: &Manifest,
+        credentials: Vec<warden_runtime::EgressCredential>,
+        fingerprint: &str,
     ) -> Result<Target, ApiError> {
         let refuse = |why: String| {
             ApiError::conflict_of(
@@ -147,8 +150,21 @@ impl Tiers {
                 refuse(why)
             }),
             _ => Ok(Target::Jail(Code {
-                // Never shared across apps, plugins, versions or packages.
-                key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
+                // Never shared across apps, plugins, versions or packages,
+                // nor across writes of the credentials its boxes hold.
+                key: if fingerprint.is_empty() {
+                    format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256)
+                } else {
+                    format!(
+                        "{app}/{}@{}#{}+{}",
+                        v.plugin,
+                        v.version,
+                        v.package_sha256,
+                        warden_package::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                            fingerprint.as_bytes()
+                        ))
+                    )
+                },
                 runtime: manifest.runtime.clone(),
                 dir: dir.to_owned(),
                 entrypoint: entrypoint.to_owned(),
@@ -159,6 +175,7 @@ impl Tiers {
                 network: (!manifest.permissions.network.is_empty()).then(|| warden_runtime::Network {
                     hosts: manifest.permissions.network.clone(),
                     allow_cidrs: self.network_allow_cidrs.clone(),
+                    credentials,
                 }),
             })),
         }

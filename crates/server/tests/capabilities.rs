@@ -269,3 +269,282 @@ async fn a_plugin_reaches_only_its_declared_hosts_and_refusals_are_recorded() {
     assert!(undeclared.heads().is_empty());
     s.stop().await.unwrap();
 }
+
+/// A test key for sealing credentials (32 bytes, base64).
+const CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const SECRET: &str = "ghp_s3cret-the-plugin-never-sees";
+const SECRET2: &str = "ghp_r0tated-s3cret";
+const SNOOP_CODE: &str = "test.caps.snoop";
+
+/// Prints everything it can see (its environment, its files, its
+/// process's), then asks the proxy for requests with and without a
+/// credential.
+const SNOOP: &str = r#"
+import os, json, urllib.request, urllib.error
+
+def fetch(url, credential=None):
+    req = urllib.request.Request(url)
+    if credential:
+        req.add_header("X-Warden-Credential", credential)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "reason": e.headers.get("x-warden-egress-reason")}
+    except Exception as e:
+        return {"error": type(e).__name__}
+
+def show_files():
+    for root in ["/workspace", "/tmp", "/code", "/etc", "/warden"]:
+        for d, _, files in os.walk(root):
+            for f in files:
+                p = os.path.join(d, f)
+                try:
+                    with open(p, "rb") as fh:
+                        print("FILE", p, fh.read(65536).decode("latin-1"))
+                except Exception as e:
+                    print("UNREADABLE", p, type(e).__name__)
+    for p in ["/proc/self/environ", "/proc/self/cmdline", "/proc/1/environ", "/proc/1/cmdline"]:
+        try:
+            with open(p, "rb") as fh:
+                print("PROC", p, fh.read().decode("latin-1"))
+        except Exception as e:
+            print("UNREADABLE", p, type(e).__name__)
+
+def handler(event):
+    print("ENV", json.dumps(dict(os.environ)))
+    show_files()
+    out = {name: fetch(url, cred) for name, (url, cred) in event.items()}
+    print("RESPONSES", json.dumps(out))
+    show_files()
+    return out
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
+    let bound = Upstream::start();
+    let other = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "vault";
+    let bound_host = format!("127.0.0.1:{}", bound.port);
+    let other_host = format!("127.0.0.1:{}", other.port);
+    let mut m = manifest(SNOOP_CODE, "1.0.0", "python3", "main.py");
+    m["permissions"] = json!({"network": [bound_host, other_host], "credentials": ["github"]});
+    s.publish(&dev, package(&m, &[("main.py", SNOOP)]), app).await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "other-app"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let other_app = s.key("app", "other-app", Some("other-app")).await;
+
+    // Written by the app's key, read back without the secret.
+    let path = format!("/v1/apps/{app}/credentials/github");
+    let body = json!({"kind": "api_key", "header": "X-Api-Key", "secret": SECRET, "hosts": [bound_host]});
+    let v = s
+        .expect(
+            Method::PUT,
+            &path,
+            &app_key,
+            Some(body.clone()),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (v["name"].as_str(), v["kind"].as_str()),
+        (Some("github"), Some("api_key")),
+        "{v}"
+    );
+    assert_eq!(v["hosts"], json!([bound_host]));
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    for (who, status) in [
+        (&app_key, StatusCode::OK),
+        (&s.admin, StatusCode::OK),
+        (&other_app, StatusCode::FORBIDDEN),
+    ] {
+        let r = s
+            .call(
+                Method::GET,
+                &format!("/v1/apps/{app}/credentials"),
+                Some(who),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), status);
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    let one = s.expect(Method::GET, &path, &app_key, None, StatusCode::OK).await;
+    assert!(
+        one.get("secret").is_none() && !one.to_string().contains(SECRET),
+        "{one}"
+    );
+    // Located errors; the body is never echoed.
+    let bad = s
+        .expect(
+            Method::PUT,
+            &format!("/v1/apps/{app}/credentials/other"),
+            &app_key,
+            Some(json!({"kind": "bearer", "header": "X-Api-Key", "secret": "a\nb", "hosts": ["https://x.org"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    let at: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["/header"], "{bad}");
+
+    let event = |suffix: &str| {
+        json!({
+            "with": [format!("http://{bound_host}/with{suffix}"), "github"],
+            "without": [format!("http://{bound_host}/without{suffix}"), null],
+            "elsewhere": [format!("http://{other_host}/elsewhere"), "github"],
+            "undeclared": [format!("http://{bound_host}/forged"), "gitlab"],
+        })
+        .to_string()
+    };
+    let (status, v, _) = s.execute(&app_key, app, SNOOP_CODE, &event(""), "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let out = &v["return_value"];
+    assert_eq!(out["with"]["status"], 200, "{v}");
+    assert_eq!(out["without"]["status"], 200, "{v}");
+    assert_eq!(out["elsewhere"]["reason"], "credential_not_allowed", "{v}");
+    assert_eq!(out["undeclared"]["reason"], "credential_not_allowed", "{v}");
+    // The box saw its world (so the search below looked at something) and
+    // never the secret.
+    let stdout = v["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("ENV ") && stdout.contains("HTTP_PROXY") && stdout.contains("FILE /code/main.py"),
+        "{stdout}"
+    );
+    let whole = v.to_string();
+    assert!(!whole.contains(SECRET), "the secret reached the box: {whole}");
+    // The bound upstream got it exactly where asked; nothing else leaked.
+    let heads = bound.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
+    let without = heads.iter().find(|h| h.starts_with("GET /without ")).unwrap();
+    assert!(with.contains(&format!("\r\nx-api-key: {SECRET}\r\n")), "{with}");
+    assert!(!without.contains(SECRET), "{without}");
+    for h in &heads {
+        assert!(!h.to_ascii_lowercase().contains("x-warden-credential"), "{h}");
+    }
+    assert!(
+        other.heads().is_empty(),
+        "a host the credential is not bound to was contacted: {:?}",
+        other.heads()
+    );
+    let mut refused: Vec<String> = v["egress_refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        ["credential_not_allowed", "credential_not_allowed"],
+        "{v}"
+    );
+
+    // Audited on write and on use, never with the secret.
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=100", &s.admin, None, StatusCode::OK)
+        .await;
+    let text = trail.to_string();
+    assert!(!text.contains(SECRET), "{text}");
+    let events: Vec<&Value> = trail["items"]
+        .as_array()
+        .unwrap_or_else(|| trail.as_array().unwrap())
+        .iter()
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "credential_put" && e["detail"]["name"] == "github"),
+        "{text}"
+    );
+    let used: Vec<&&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "credential_use")
+        .collect();
+    assert_eq!(used.len(), 1, "{text}");
+    assert_eq!(used[0]["detail"]["credential"], "github");
+    assert_eq!(used[0]["detail"]["execution"], v["id"]);
+
+    // Rewritten: the next call carries the new secret (no box keeps the old).
+    let body2 = json!({"kind": "api_key", "header": "X-Api-Key", "secret": SECRET2, "hosts": [bound_host]});
+    s.expect(Method::PUT, &path, &s.admin, Some(body2), StatusCode::OK)
+        .await;
+    let (status, v2, _) = s.execute(&app_key, app, SNOOP_CODE, &event("2"), "").await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    let with2 = bound
+        .heads()
+        .into_iter()
+        .find(|h| h.starts_with("GET /with2 "))
+        .unwrap();
+    assert!(
+        with2.contains(&format!("\r\nx-api-key: {SECRET2}\r\n")),
+        "{with2}"
+    );
+    assert!(!v2.to_string().contains(SECRET2));
+
+    // Deleted: later calls carry nothing.
+    s.expect(Method::DELETE, &path, &app_key, None, StatusCode::NO_CONTENT)
+        .await;
+    s.expect(Method::GET, &path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    let (_, v3, _) = s.execute(&app_key, app, SNOOP_CODE, &event("3"), "").await;
+    assert_eq!(
+        v3["return_value"]["with"]["reason"], "credential_not_allowed",
+        "{v3}"
+    );
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_servers_key_no_credential_is_stored() {
+    let s = server().await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "vault"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = s
+        .expect(
+            Method::PUT,
+            "/v1/apps/vault/credentials/github",
+            &s.admin,
+            Some(json!({"kind": "bearer", "secret": SECRET, "hosts": ["api.github.com"]})),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert!(v["detail"].as_str().unwrap().contains("credentials.key"), "{v}");
+    let list = s
+        .expect(
+            Method::GET,
+            "/v1/apps/vault/credentials",
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(list, json!([]));
+    s.stop().await.unwrap();
+}
