@@ -274,6 +274,7 @@ pub fn run(seconds: f64) -> anyhow::Result<()> {
             entrypoint: lang.entrypoint.into(),
             handler: "handler".into(),
             layer: None,
+            network: None,
         };
         runner.prewarm(&code, &CallLimits::default())?;
         let target = Target {

@@ -271,6 +271,7 @@ impl Direct {
             entrypoint: "main.py".into(),
             handler: "handler".into(),
             layer: None,
+            network: None,
         };
         runner.prewarm(&code, &CallLimits::default())?;
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -316,6 +316,55 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/apps/{app}/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An app's credentials: names, kinds and hosts, never secrets (admin, or
+         *     the app's own key).
+         */
+        get: operations["list_credentials"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/apps/{app}/credentials/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One credential of an app, without its secret (admin, or the app's own
+         *     key).
+         */
+        get: operations["get_credential"];
+        /**
+         * Store a credential for an app, or replace the one of that name (admin,
+         *     or the app's own key). The secret is sealed with the server's key and
+         *     never returned.
+         */
+        put: operations["put_credential"];
+        post?: never;
+        /**
+         * Delete a credential (admin, or the app's own key): later calls get no
+         *     secret; a running call keeps the one its box was given.
+         */
+        delete: operations["delete_credential"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/apps/{app}": {
         parameters: {
             query?: never;
@@ -1101,6 +1150,64 @@ export interface components {
             /** @description The secret to send as `Authorization: Bearer …`. */
             secret: string;
         };
+        /** @description A credential to store (or to replace the one of that name). */
+        CredentialBody: {
+            /** @description How it is put into a request. */
+            kind: components["schemas"]["CredentialKindName"];
+            /** @description `api_key` in a header: its name (`X-Api-Key`). */
+            header?: string | null;
+            /** @description `api_key` in a query parameter: its name (`api_key`). */
+            query?: string | null;
+            /** @description `basic`: the user name. */
+            username?: string | null;
+            /**
+             * @description The secret (the key, the token, the password). Written, never read
+             *     back: no answer, log or audit event holds it.
+             */
+            secret: string;
+            /**
+             * @description The hosts it may be sent to, `host[:port]` (a plugin's request to
+             *     any other host never carries it).
+             */
+            hosts: string[];
+        };
+        /**
+         * @description How a credential is put into a request.
+         * @enum {string}
+         */
+        CredentialKindName: "api_key" | "bearer" | "basic";
+        /** @description A stored credential, without its secret. */
+        CredentialView: {
+            /** @description The app it belongs to. */
+            app: string;
+            /** @description Its name, as manifests list it. */
+            name: string;
+            /** @description How it is put into a request. */
+            kind: components["schemas"]["CredentialKindName"];
+            /** @description `api_key` in a header: its name. */
+            header?: string | null;
+            /** @description `api_key` in a query parameter: its name. */
+            query?: string | null;
+            /** @description `basic`: the user name. */
+            username?: string | null;
+            /** @description The hosts it may be sent to. */
+            hosts: string[];
+            /**
+             * @description The id of the key that sealed its secret (rotation: see
+             *     docs/capabilities.md).
+             */
+            key_id: string;
+            /**
+             * Format: int64
+             * @description First stored, Unix ms.
+             */
+            created_at: number;
+            /**
+             * Format: int64
+             * @description Last written, Unix ms.
+             */
+            updated_at: number;
+        };
         /**
          * @description Package ecosystems.
          * @enum {string}
@@ -1231,6 +1338,12 @@ export interface components {
              */
             duration_ms?: number | null;
             compile?: null | components["schemas"]["CompileView"];
+            /**
+             * @description Destinations the call's box asked Warden's egress proxy for and was
+             *     refused (hosts its version did not declare, private addresses);
+             *     empty when it tried none.
+             */
+            egress_refused?: components["schemas"]["RefusedDestinationView"][];
         };
         /**
          * @description One located problem: a JSON pointer into the request (`/name`,
@@ -1941,6 +2054,12 @@ export interface components {
                  */
                 duration_ms?: number | null;
                 compile?: null | components["schemas"]["CompileView"];
+                /**
+                 * @description Destinations the call's box asked Warden's egress proxy for and was
+                 *     refused (hosts its version did not declare, private addresses);
+                 *     empty when it tried none.
+                 */
+                egress_refused?: components["schemas"]["RefusedDestinationView"][];
             }[];
             /** @description Pass as `cursor` for the next page; `null` at the end. */
             next_cursor?: string | null;
@@ -2193,6 +2312,34 @@ export interface components {
             current_state?: string | null;
             /** @description The moves that state allows (lifecycle conflicts). */
             allowed?: string[] | null;
+        };
+        /** @description One destination the egress proxy refused a call's box. */
+        RefusedDestinationView: {
+            /**
+             * Format: int64
+             * @description When the box asked, Unix ms.
+             */
+            at: number;
+            /**
+             * @description The request's method (`CONNECT` for HTTPS, `GET`, …), when one was
+             *     read.
+             */
+            method?: string | null;
+            /** @description The host asked for, normalized, when a valid one was read. */
+            host?: string | null;
+            /**
+             * Format: int32
+             * @description The port asked for.
+             */
+            port?: number | null;
+            /**
+             * @description The proxy's reason: `host_not_allowed`, `port_not_allowed`,
+             *     `ip_literal`, `loopback`, `private`, `link_local`, … (see
+             *     docs/egress.md).
+             */
+            reason: string;
+            /** @description What happened, for a person. */
+            message: string;
         };
         /** @description Why a version is rejected. */
         RejectBody: {
@@ -4754,6 +4901,383 @@ export interface operations {
             };
             /** @description The body's Content-Type is not one the operation takes */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_credentials: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialView"][];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Credential name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Credential name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CredentialBody"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialView"];
+                };
+            };
+            /** @description Stored */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CredentialView"];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body's Content-Type is not one the operation takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_credential: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description App id */
+                app: string;
+                /** @description Credential name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

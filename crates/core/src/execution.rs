@@ -175,6 +175,33 @@ pub struct Execution {
     pub finished_at: Option<i64>,
     /// Wall-clock time of the call.
     pub duration_ms: Option<f64>,
+    /// Destinations the call's box asked the egress proxy for and was
+    /// refused (hosts its version did not declare, SSRF refusals); empty
+    /// for a call that tried none or had no network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_refused: Vec<RefusedDestination>,
+}
+
+/// One connection the egress proxy refused a call's box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedDestination {
+    /// When the box asked, ms since the Unix epoch.
+    pub at: i64,
+    /// The request's method (`CONNECT`, `GET`, …), when one was read.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The host asked for, normalized, when a valid one was read.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The port asked for.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The proxy's reason (`host_not_allowed`, `loopback`, …; see
+    /// docs/egress.md).
+    pub reason: String,
+    /// What happened, for a person.
+    pub message: String,
 }
 
 /// How the call itself ended (the runtime's verdict, or the platform's when

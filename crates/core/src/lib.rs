@@ -45,6 +45,7 @@ macro_rules! names {
     };
 }
 
+pub mod credential;
 pub mod event;
 pub mod execution;
 pub mod layer;
@@ -61,7 +62,7 @@ pub mod tier;
 
 pub use execution::{
     ArtifactRecord, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult, ExecutionSource,
-    ExecutionStatus, QueuedCall, ResultMetrics, ResultStatus, ResultViolation,
+    ExecutionStatus, QueuedCall, RefusedDestination, ResultMetrics, ResultStatus, ResultViolation,
 };
 pub use layer::{Layer, LayerError, LayerStatus, LockedPackage, layer_id};
 pub use lifecycle::{Action, LifecycleError, VersionStatus};

@@ -474,6 +474,33 @@ pub trait Store: Send + Sync + 'static {
         audit: NewAudit,
     ) -> impl Future<Output = R<Version>> + Send;
 
+    /// Store an app's credential (its secret sealed already), replacing the
+    /// one of that name, with its audit event; true when it is new.
+    fn put_credential(
+        &self,
+        c: crate::credential::Credential,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<bool>> + Send;
+    /// One credential of an app.
+    fn get_credential(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> impl Future<Output = R<Option<crate::credential::Credential>>> + Send;
+    /// An app's credentials, by name.
+    fn list_credentials(
+        &self,
+        app: &str,
+    ) -> impl Future<Output = R<Vec<crate::credential::Credential>>> + Send;
+    /// Delete an app's credential with its audit event; false when there
+    /// was none.
+    fn delete_credential(
+        &self,
+        app: &str,
+        name: &str,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<bool>> + Send;
+
     /// Insert a template as given (revision 1 normally) with its audit
     /// event. `Conflict` when the id is taken.
     fn insert_template(&self, t: Template, audit: NewAudit) -> impl Future<Output = R<Template>> + Send;

@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::credential::CREDENTIAL_HEADER;
 use crate::forward::{self, Body};
 use crate::host::{Host, HostError, Target};
 use crate::io::{Meter, Metered, linger_close};
@@ -45,6 +46,7 @@ struct Draft {
     method: Option<String>,
     target: Option<Target>,
     address: Option<SocketAddr>,
+    credential: Option<String>,
     refusal: Option<Refusal>,
 }
 
@@ -103,6 +105,7 @@ impl Drop for Finish {
             host: draft.target.as_ref().map(|t| t.host.record_form()),
             port: draft.target.as_ref().map(|t| t.port),
             address: draft.address,
+            credential: draft.credential,
             bytes_up: meter.up(),
             bytes_down: meter.down(),
             verdict,
@@ -194,6 +197,21 @@ fn absolute_target(uri: &Uri) -> Result<Target, Refusal> {
     target_of(authority, Some(80))
 }
 
+/// The target of a request naming a credential: absolute form, `http` or
+/// `https` (the proxy opens TLS itself: it must see the request to put the
+/// secret in); true for `https`.
+fn credential_target(uri: &Uri) -> Result<(Target, bool), Refusal> {
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => {
+            let Some(authority) = uri.authority() else {
+                return Err(Refusal::new(Reason::BadTarget, "the URL has no host"));
+            };
+            Ok((target_of(authority, Some(443))?, true))
+        }
+        _ => Ok((absolute_target(uri)?, false)),
+    }
+}
+
 fn target_of(authority: &http::uri::Authority, default_port: Option<u16>) -> Result<Target, Refusal> {
     if authority.as_str().contains('@') {
         return Err(Refusal::new(
@@ -235,14 +253,43 @@ impl Conn {
     }
 
     async fn decide(&self, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
-        let (kind, target) = if req.method() == Method::CONNECT {
-            (Kind::Tunnel, connect_target(req.uri())?)
+        let named = match req.headers().get(CREDENTIAL_HEADER) {
+            None => None,
+            Some(v) => {
+                let name: String = String::from_utf8_lossy(v.as_bytes()).chars().take(64).collect();
+                self.draft().credential = Some(name.clone());
+                Some(name)
+            }
+        };
+        let (kind, target, tls) = if req.method() == Method::CONNECT {
+            if named.is_some() {
+                return Err(Refusal::new(
+                    Reason::BadTarget,
+                    "a credential goes into a plain request, not a tunnel: send `GET https://host/path` \
+                     with the header to the proxy",
+                ));
+            }
+            (Kind::Tunnel, connect_target(req.uri())?, false)
+        } else if named.is_some() {
+            let (target, tls) = credential_target(req.uri())?;
+            (Kind::Http, target, tls)
         } else {
-            (Kind::Http, absolute_target(req.uri())?)
+            (Kind::Http, absolute_target(req.uri())?, false)
         };
         self.draft().target = Some(target.clone());
         let policy = &self.shared.policy;
-        policy.admit(&target, kind)?;
+        // An `https://` target is judged like a tunnel: port 443 by default.
+        let judged = if tls { Kind::Tunnel } else { kind };
+        policy.admit(&target, judged)?;
+        let credential = match &named {
+            Some(name) => Some(crate::credential::choose(
+                &policy.credentials,
+                name,
+                &target,
+                judged,
+            )?),
+            None => None,
+        };
         let (stream, address) = crate::connect::open(&target, policy).await?;
         self.draft().address = Some(address);
         self.meter.start();
@@ -257,7 +304,8 @@ impl Conn {
                 ))
             }
             Kind::Http => {
-                let req = match forward::rewrite(req, &target) {
+                let default_port = judged.default_port();
+                let req = match forward::rewrite(req, &target, default_port, credential) {
                     Ok(req) => req,
                     Err(r) => {
                         // Connected but nothing sent: a cut, with the reason.
@@ -266,7 +314,18 @@ impl Conn {
                     }
                 };
                 let keep = |task| *lock(&self.driver) = Some(AbortOnDrop(task));
-                match forward::send(req, upstream, keep).await {
+                let sent = if tls {
+                    match crate::tls::connect(upstream, &target, &policy.extra_roots).await {
+                        Ok(secured) => forward::send(req, secured, keep).await,
+                        Err(r) => {
+                            self.meter.cut(r.reason, r.message.clone());
+                            return Ok(refusal_response(&r));
+                        }
+                    }
+                } else {
+                    forward::send(req, upstream, keep).await
+                };
+                match sent {
                     Ok(resp) => Ok(resp),
                     Err(failed) => {
                         self.meter.cut(Reason::UpstreamError, failed.message);

@@ -2,9 +2,10 @@
 //! http://host/path`) to an allowed host is rewritten into the request its
 //! server expects and sent on the upstream connection the proxy checked.
 //!
-//! `rewrite` is the one place a request is changed before it leaves; the
-//! platform-held credentials of a later version are injected there, after
-//! the policy has admitted the target and before any byte is sent.
+//! `rewrite` is the one place a request is changed before it leaves; a
+//! platform-held credential the box named is injected there, after the
+//! policy has admitted the target and the credential's own hosts, and
+//! before any byte is sent.
 //!
 //! Must never: send a request to a host other than the admitted target (the
 //! `Host` header is replaced by the target's), or pass hop-by-hop headers
@@ -17,9 +18,10 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::credential::{CREDENTIAL_HEADER, Credential, Inject};
 use crate::host::Target;
-use crate::io::Metered;
 use crate::record::{Reason, Refusal};
 
 /// The body of every response the proxy gives the box.
@@ -56,9 +58,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Turns the box's absolute-form request into the origin-form request the
 /// target's server expects: path and query only, `Host` set to the target,
-/// hop-by-hop headers removed, one request per connection.
-pub(crate) fn rewrite(mut req: Request<Incoming>, target: &Target) -> Result<Request<Incoming>, Refusal> {
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+/// hop-by-hop headers and the credential header removed, the credential
+/// (if any) put in, one request per connection. `default_port` is the
+/// scheme's (80, or 443 for a credential's `https://` request).
+pub(crate) fn rewrite(
+    mut req: Request<Incoming>,
+    target: &Target,
+    default_port: u16,
+    credential: Option<&Credential>,
+) -> Result<Request<Incoming>, Refusal> {
+    let mut path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    req.headers_mut().remove(CREDENTIAL_HEADER);
+    if let Some(Inject::Query(param, value)) = credential.map(|c| &c.inject) {
+        let pair: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair(param, value)
+            .finish();
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(&pair);
+    }
     *req.uri_mut() = path.parse::<Uri>().map_err(|_| {
         Refusal::new(
             Reason::BadTarget,
@@ -66,7 +83,13 @@ pub(crate) fn rewrite(mut req: Request<Incoming>, target: &Target) -> Result<Req
         )
     })?;
     strip_hop_by_hop(req.headers_mut());
-    let host = if target.port == 80 {
+    // After the hop-by-hop headers went: a `Connection` header naming it
+    // must not remove the secret, and a header of that name the box sent
+    // is replaced.
+    if let Some(Inject::Header(name, value)) = credential.map(|c| &c.inject) {
+        req.headers_mut().insert(name.clone(), value.clone());
+    }
+    let host = if target.port == default_port {
         target.host.to_string()
     } else {
         target.to_string()
@@ -88,11 +111,14 @@ pub(crate) struct Failed {
 /// Sends the rewritten request on `upstream` and returns the upstream's
 /// response for the box. The connection's driver task is handed to
 /// `keep_driver`, which must abort it when the box's connection ends.
-pub(crate) async fn send(
+pub(crate) async fn send<IO>(
     req: Request<Incoming>,
-    upstream: Metered,
+    upstream: IO,
     keep_driver: impl FnOnce(tokio::task::JoinHandle<()>),
-) -> Result<Response<Body>, Failed> {
+) -> Result<Response<Body>, Failed>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, driver) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(upstream))
         .await

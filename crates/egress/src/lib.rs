@@ -36,14 +36,17 @@
 mod address;
 mod conn;
 mod connect;
+mod credential;
 mod forward;
 mod host;
 mod io;
 mod policy;
 mod proxy;
 mod record;
+mod tls;
 
 pub use conn::REASON_HEADER;
+pub use credential::{CREDENTIAL_HEADER, Credential};
 pub use host::{HostError, HostName};
 pub use policy::{AllowRule, Cidr, Limits, Policy, PolicyError};
 pub use proxy::{ProxyHandle, ServeError, serve};

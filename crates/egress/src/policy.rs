@@ -38,7 +38,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> PolicyError {
         PolicyError {
             field: field.into(),
             reason: reason.into(),
@@ -101,6 +101,11 @@ impl AllowRule {
 
     fn port_matches(&self, port: u16, kind: Kind) -> bool {
         self.port.unwrap_or(kind.default_port()) == port
+    }
+
+    /// Whether this entry lets `target` through for `kind`.
+    pub(crate) fn allows(&self, target: &Target, kind: Kind) -> bool {
+        self.host_matches(&target.host) && self.port_matches(target.port, kind)
     }
 }
 
@@ -381,6 +386,15 @@ pub struct Policy {
     /// The caps.
     #[serde(default)]
     pub limits: Limits,
+    /// Credentials a box may name for the proxy to inject (secrets: never
+    /// serialized, redacted in `Debug`).
+    #[serde(skip)]
+    pub credentials: Vec<crate::credential::Credential>,
+    /// Certificates trusted beside the system's roots when the proxy opens
+    /// TLS itself (a credential's `https://` request): an internal CA, a
+    /// test's upstream.
+    #[serde(skip)]
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Policy {
@@ -429,6 +443,32 @@ impl Policy {
         })?;
         self.pinned.insert(name, addrs.to_vec());
         Ok(self)
+    }
+
+    /// Adds credentials a box may name (see [`crate::Credential`]); a
+    /// name given twice is refused.
+    pub fn with_credentials(
+        mut self,
+        credentials: Vec<crate::credential::Credential>,
+    ) -> Result<Policy, PolicyError> {
+        for c in credentials {
+            if self.credentials.iter().any(|o| o.name() == c.name()) {
+                return Err(PolicyError::new(
+                    format!("credentials[{}]", c.name()),
+                    "is given twice",
+                ));
+            }
+            self.credentials.push(c);
+        }
+        Ok(self)
+    }
+
+    /// Trusts `der` (a CA certificate, DER) beside the system's roots when
+    /// the proxy opens TLS itself.
+    pub fn trust_root(mut self, der: Vec<u8>) -> Policy {
+        self.extra_roots
+            .push(rustls::pki_types::CertificateDer::from(der));
+        self
     }
 
     /// Replaces the caps.

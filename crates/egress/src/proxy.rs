@@ -306,6 +306,7 @@ fn refuse_early(
         host: None,
         port: None,
         address: None,
+        credential: None,
         bytes_up: 0,
         bytes_down: 0,
         verdict: Verdict::Refused {

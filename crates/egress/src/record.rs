@@ -45,6 +45,9 @@ pub enum Reason {
     HostNotAllowed,
     /// The host is on the allow-list, but not with this port.
     PortNotAllowed,
+    /// The box named a credential it does not hold, or one not bound to
+    /// the target.
+    CredentialNotAllowed,
     // The address the host resolved to.
     /// A loopback address (127.0.0.0/8, ::1).
     Loopback,
@@ -75,6 +78,9 @@ pub enum Reason {
     ConnectTimeout,
     /// The upstream failed during a forwarded request.
     UpstreamError,
+    /// The TLS handshake the proxy made with the upstream failed (for a
+    /// credential's `https://` request).
+    TlsFailed,
     // Caps.
     /// `limits.max_concurrent` connections were already open.
     ConcurrencyCap,
@@ -109,6 +115,7 @@ impl Reason {
             IpLiteral => "ip_literal",
             HostNotAllowed => "host_not_allowed",
             PortNotAllowed => "port_not_allowed",
+            CredentialNotAllowed => "credential_not_allowed",
             Loopback => "loopback",
             Private => "private",
             LinkLocal => "link_local",
@@ -121,6 +128,7 @@ impl Reason {
             ConnectFailed => "connect_failed",
             ConnectTimeout => "connect_timeout",
             UpstreamError => "upstream_error",
+            TlsFailed => "tls_failed",
             ConcurrencyCap => "concurrency_cap",
             ConnectionCap => "connection_cap",
             ByteCap => "byte_cap",
@@ -138,10 +146,10 @@ impl Reason {
             | NonAsciiHost => 400,
             HeaderTimeout => 408,
             HeaderTooLarge => 431,
-            IpLiteral | HostNotAllowed | PortNotAllowed | Loopback | Private | LinkLocal | Multicast
-            | Unspecified | Broadcast | Reserved | HostAddress => 403,
+            IpLiteral | HostNotAllowed | PortNotAllowed | CredentialNotAllowed | Loopback | Private
+            | LinkLocal | Multicast | Unspecified | Broadcast | Reserved | HostAddress => 403,
             ConcurrencyCap | ConnectionCap | ByteCap => 429,
-            ResolveFailed | ConnectFailed | UpstreamError => 502,
+            ResolveFailed | ConnectFailed | UpstreamError | TlsFailed => 502,
             ConnectTimeout | IdleTimeout => 504,
             Stopped => 503,
             Internal => 500,
@@ -212,6 +220,9 @@ pub struct ConnectionRecord {
     pub port: Option<u16>,
     /// The address the proxy checked and connected to.
     pub address: Option<SocketAddr>,
+    /// The credential the box named, when it named one (never its secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// Bytes the proxy sent to the upstream.
     pub bytes_up: u64,
     /// Bytes the proxy received from the upstream.
@@ -325,6 +336,7 @@ mod tests {
             host: Some("pypi.org".into()),
             port: Some(443),
             address: Some("151.101.0.223:443".parse().unwrap()),
+            credential: None,
             bytes_up: 10,
             bytes_down: 20,
             verdict,
@@ -388,6 +400,8 @@ mod tests {
             ConnectFailed,
             ConnectTimeout,
             UpstreamError,
+            TlsFailed,
+            CredentialNotAllowed,
             ConcurrencyCap,
             ConnectionCap,
             ByteCap,

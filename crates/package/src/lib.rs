@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod archive;
 pub mod build;
 pub mod deps;
+pub mod hosts;
 pub mod manifest;
 pub mod schema;
 
@@ -189,6 +190,7 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionChange {
     /// What changed (`permissions.network`, `limits.memory_mb`, `runtime`).
+    /// A newly declared host is one change of its own, `from` empty.
     pub field: String,
     /// Before.
     pub from: String,
@@ -273,8 +275,17 @@ pub fn permission_diff(old: &Manifest, new: &Manifest, p: &PlatformLimits) -> Ve
             to,
         })
     };
-    if new.permissions.network && !old.permissions.network {
-        up("permissions.network", "false".into(), "true".into());
+    // Each host the new version may reach that the old one could not, and
+    // each credential it names that the old one did not, first.
+    for host in &new.permissions.network {
+        if !old.permissions.network.contains(host) {
+            up("permissions.network", String::new(), host.clone());
+        }
+    }
+    for name in &new.permissions.credentials {
+        if !old.permissions.credentials.contains(name) {
+            up("permissions.credentials", String::new(), name.clone());
+        }
     }
     if new.runtime != old.runtime {
         up("runtime", old.runtime.clone(), new.runtime.clone());

@@ -70,12 +70,56 @@ pub struct ManifestLimits {
 }
 
 /// Permissions in the manifest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
-    /// Network access (refused by this platform).
+    /// The hosts the plugin may reach through the egress proxy
+    /// (`host[:port]`, see [`crate::hosts`]); empty: no network. Written as
+    /// a list; `false` (and absence) is the empty list, as manifests said
+    /// before hosts could be declared.
+    #[serde(default, deserialize_with = "hosts_or_false")]
+    pub network: Vec<String>,
+    /// The platform-held credentials the plugin's requests name (the app
+    /// stores them; the egress proxy injects them; the code never sees
+    /// them). Empty: none.
     #[serde(default)]
-    pub network: bool,
+    pub credentials: Vec<String>,
+}
+
+/// Whether `s` is a credential name: 1 to 64 lowercase letters, digits,
+/// `_` or `-`, starting with a letter (the one grammar: manifests and the
+/// credentials API).
+pub fn check_credential_name(s: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "a credential name is 1 to 64 lowercase letters, digits, `_` or `-`, starting with a letter"
+                .into(),
+        )
+    }
+}
+
+/// `false` or a list of hosts (`true` never reaches here: validation
+/// refuses it with its location first).
+fn hosts_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Network {
+        Flag(bool),
+        Hosts(Vec<String>),
+    }
+    match Network::deserialize(d)? {
+        Network::Flag(false) => Ok(Vec::new()),
+        Network::Flag(true) => Err(serde::de::Error::custom(
+            "permissions.network: `true` is not a list of hosts",
+        )),
+        Network::Hosts(h) => Ok(h),
+    }
 }
 
 /// What the platform allows and assumes.
@@ -93,6 +137,10 @@ pub struct PlatformLimits {
     pub default_memory_mb: u64,
     /// Processes when the manifest sets none.
     pub default_pids: u32,
+    /// `permissions.network` may name IP addresses (an operator's choice:
+    /// `policy.network_ip_literals`); names only otherwise.
+    #[serde(default)]
+    pub network_ip_literals: bool,
 }
 
 impl Default for PlatformLimits {
@@ -104,6 +152,7 @@ impl Default for PlatformLimits {
             default_timeout_ms: 10_000,
             default_memory_mb: 256,
             default_pids: 64,
+            network_ip_literals: false,
         }
     }
 }
@@ -149,6 +198,70 @@ fn unknown_fields(p: Problem) -> Vec<Problem> {
                 .into(),
         })
         .collect()
+}
+
+/// `permissions.network`: `false` or a list of distinct hosts in the
+/// allow-list grammar, and only for runtimes that run in a box.
+fn network_problems(doc: &Value, platform: &PlatformLimits, problems: &mut Vec<Problem>) {
+    match doc.pointer("/permissions/network") {
+        Some(Value::Bool(true)) => problems.push(at(
+            "/permissions/network",
+            "`true` does not say where: list the hosts the plugin reaches, as host[:port] \
+             (e.g. [\"api.github.com\"]); `false` or an empty list for none",
+        )),
+        Some(Value::Array(hosts)) => {
+            let ip = if platform.network_ip_literals {
+                crate::hosts::IpLiterals::Allowed
+            } else {
+                crate::hosts::IpLiterals::Refused
+            };
+            let mut seen = std::collections::HashSet::new();
+            for (i, h) in hosts.iter().enumerate() {
+                let Some(h) = h.as_str() else { continue }; // the schema says it
+                let at_i = format!("/permissions/network/{i}");
+                if let Err(e) = crate::hosts::check_host_entry(h, ip) {
+                    let hint = if e.starts_with("an IP address") {
+                        " (this server accepts host names only: policy.network_ip_literals)"
+                    } else {
+                        ""
+                    };
+                    problems.push(at(&at_i, format!("{e}{hint}")));
+                } else if !seen.insert(h) {
+                    problems.push(at(&at_i, format!("`{h}` is listed twice")));
+                }
+            }
+            let runtime = doc.get("runtime").and_then(Value::as_str);
+            if !hosts.is_empty() && matches!(runtime, Some("wasm")) {
+                problems.push(at(
+                    "/permissions/network",
+                    "wasm plugins have no network (the wasm tier has no sockets): declare no hosts, or use a boxed runtime",
+                ));
+            }
+        }
+        _ => {}
+    }
+    if let Some(Value::Array(names)) = doc.pointer("/permissions/credentials") {
+        let mut seen = std::collections::HashSet::new();
+        for (i, n) in names.iter().enumerate() {
+            let Some(n) = n.as_str() else { continue }; // the schema says it
+            let at_i = format!("/permissions/credentials/{i}");
+            if let Err(e) = check_credential_name(n) {
+                problems.push(at(&at_i, e));
+            } else if !seen.insert(n) {
+                problems.push(at(&at_i, format!("`{n}` is listed twice")));
+            }
+        }
+        let hosts = doc
+            .pointer("/permissions/network")
+            .and_then(Value::as_array)
+            .is_some_and(|h| !h.is_empty());
+        if !names.is_empty() && !hosts {
+            problems.push(at(
+                "/permissions/credentials",
+                "a credential is sent only to hosts the version declares: list them in permissions.network",
+            ));
+        }
+    }
 }
 
 /// Parse and validate `manifest.json`.
@@ -214,12 +327,7 @@ pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Pr
             format!("{p} exceeds the platform maximum of {}", platform.max_pids),
         ));
     }
-    if doc.pointer("/permissions/network") == Some(&Value::Bool(true)) {
-        problems.push(at(
-            "/permissions/network",
-            "this platform grants plugins no network access: must be false",
-        ));
-    }
+    network_problems(&doc, platform, &mut problems);
     for key in ["input_schema", "output_schema"] {
         if let Some(s) = doc.get(key).filter(|s| s.is_object())
             && let Err(e) = schema::compile(s)

@@ -273,3 +273,131 @@ fn wasm_packages_carry_a_webassembly_module() {
         "an upload may not claim the built-in runtime"
     );
 }
+
+#[test]
+fn each_newly_declared_host_comes_first_in_the_permission_changes() {
+    let declaring = |hosts: &str, extra: &str| {
+        MANIFEST.replace(
+            "\"output_schema\"",
+            &format!("\"permissions\": {{\"network\": {hosts}}}, {extra}\"output_schema\""),
+        )
+    };
+    let policy = Policy::default();
+    let old = open(
+        &with(&declaring("[\"api.github.com\"]", ""), &[("main.py", "")]),
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(old.manifest.permissions.network, ["api.github.com"]);
+    let new = open(
+        &with(
+            &declaring(
+                "[\"api.github.com\", \"*.s3.example.net\", \"uploads.example.org:8443\"]",
+                "\"limits\": {\"memory_mb\": 512}, ",
+            ),
+            &[("main.py", "")],
+        ),
+        &policy,
+    )
+    .unwrap();
+    let report = new.analyze(Some(&old.manifest), &policy);
+    let changes: Vec<(&str, &str, &str)> = report
+        .permission_changes
+        .iter()
+        .map(|c| (c.field.as_str(), c.from.as_str(), c.to.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("permissions.network", "", "*.s3.example.net"),
+            ("permissions.network", "", "uploads.example.org:8443"),
+            ("limits.memory_mb", "256", "512"),
+        ]
+    );
+    // Dropping hosts asks for nothing new.
+    assert!(
+        old.analyze(Some(&new.manifest), &policy)
+            .permission_changes
+            .is_empty()
+    );
+    // `false` (the old form) is no network, and a manifest that said it
+    // still reads.
+    let none = open(&with(&declaring("false", ""), &[("main.py", "")]), &policy).unwrap();
+    assert!(none.manifest.permissions.network.is_empty());
+    let stored: warden_package::Manifest = serde_json::from_str(
+        &declaring("false", "").replace("\"output_schema\"", "\"handler\": \"handler\", \"output_schema\""),
+    )
+    .unwrap();
+    assert!(stored.permissions.network.is_empty());
+}
+
+#[test]
+fn ip_literals_are_declared_only_where_the_operator_allows_them() {
+    let m = MANIFEST.replace(
+        "\"output_schema\"",
+        "\"permissions\": {\"network\": [\"127.0.0.1:8080\"]}, \"output_schema\"",
+    );
+    let zip = with(&m, &[("main.py", "")]);
+    let refused = problems(&zip);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("/permissions/network/0: an IP address")
+            && refused[0].contains("policy.network_ip_literals"),
+        "{refused:?}"
+    );
+    let mut policy = Policy::default();
+    policy.platform.network_ip_literals = true;
+    let pkg = open(&zip, &policy).unwrap();
+    assert_eq!(pkg.manifest.permissions.network, ["127.0.0.1:8080"]);
+}
+
+#[test]
+fn declared_credentials_are_named_once_need_hosts_and_come_first_when_new() {
+    let with_perms = |perms: &str| {
+        MANIFEST.replace(
+            "\"output_schema\"",
+            &format!("\"permissions\": {perms}, \"output_schema\""),
+        )
+    };
+    let policy = Policy::default();
+    let got = problems(&with(
+        &with_perms(r#"{"credentials": ["GitHub", "ok", "ok"]}"#),
+        &[("main.py", "")],
+    ));
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].starts_with("/permissions/credentials: a credential is sent only to hosts"),
+        "{got:?}"
+    );
+    assert!(got[1].starts_with("/permissions/credentials/0:"), "{got:?}");
+    assert!(
+        got[2].starts_with("/permissions/credentials/2: `ok` is listed twice"),
+        "{got:?}"
+    );
+    let old = open(
+        &with(
+            &with_perms(r#"{"network": ["api.github.com"]}"#),
+            &[("main.py", "")],
+        ),
+        &policy,
+    )
+    .unwrap();
+    let new = open(
+        &with(
+            &with_perms(r#"{"network": ["api.github.com"], "credentials": ["github"]}"#),
+            &[("main.py", "")],
+        ),
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(new.manifest.permissions.credentials, ["github"]);
+    let changes = new.analyze(Some(&old.manifest), &policy).permission_changes;
+    assert_eq!(
+        (
+            changes[0].field.as_str(),
+            changes[0].from.as_str(),
+            changes[0].to.as_str()
+        ),
+        ("permissions.credentials", "", "github")
+    );
+}

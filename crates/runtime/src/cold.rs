@@ -14,7 +14,18 @@ pub(crate) fn invoke(
     code: &Code,
     inv: &Invocation,
 ) -> Result<HandlerResult, RuntimeError> {
-    invoke_through(rt, def, code, inv, None)
+    let Some(net) = &code.network else {
+        return invoke_through(rt, def, code, inv, None);
+    };
+    // A door of its own for this one box; stopping it cuts what the box
+    // left open and waits for every record.
+    let door = Door::grant(net)?;
+    let result = invoke_through(rt, def, code, inv, Some(&door));
+    let report = door.stop();
+    result.map(|mut r| {
+        r.egress = crate::door::notable(report.connections);
+        r
+    })
 }
 
 /// A call in a fresh box that reaches the network through `door`, when
@@ -30,20 +41,7 @@ pub(crate) fn invoke_through(
     let handle = artifacts::fresh_box(&rt.jail, limits.workspace_bytes)?;
     let mut spec = rt.box_spec(def, code, "once", limits, limits.timeout);
     if let Some(d) = door {
-        spec.mounts
-            .ro_binds
-            .push(warden_jail::Bind::same("/etc/ssl/certs"));
-        for (k, v) in d.env().into_iter().chain([(
-            "NODE_EXTRA_CA_CERTS".to_owned(),
-            crate::layers::HOST_CA_BUNDLE.to_owned(),
-        )]) {
-            spec.env.retain(|(key, _)| key.to_str() != Some(k.as_str()));
-            spec.env.push((k.into(), v.into()));
-        }
-        spec.egress = Some(
-            d.egress()
-                .map_err(|e| RuntimeError::Channel(std::io::Error::other(e.to_string())))?,
-        );
+        d.fit(&mut spec)?;
     }
     let result_fd = match def.protocol {
         Protocol::Wrapper | Protocol::Script => {

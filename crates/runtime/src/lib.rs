@@ -41,6 +41,9 @@ use warden_jail::{
 pub use gobuild::{BuildError, BuildOutput};
 pub use result::{Artifact, CallStatus, HandlerError, HandlerResult, Metrics, StdioRun, stdio_call};
 pub use runtimes::{Protocol, RuntimeDef, WarmMode};
+pub use warden_egress::{
+    ConnectionRecord, Credential as EgressCredential, Reason as EgressReason, Verdict as EgressVerdict,
+};
 pub use warden_jail::Stream;
 pub use warm::{PoolStats, WarmBoxInfo, WarmConfig};
 
@@ -64,6 +67,24 @@ pub struct Code {
     /// packages), if any. Part of the code's identity: boxes of a key
     /// always have the same layer.
     pub layer: Option<layers::LayerMount>,
+    /// Where the code may reach through the host's egress proxy (a plugin
+    /// version's declared hosts); `None`: no network at all. Part of the
+    /// code's identity: every box of a key has the same grant.
+    pub network: Option<Network>,
+}
+
+/// A grant of network: the hosts a box may reach through the host's egress
+/// proxy, the non-public addresses the operator opens for it, and the
+/// credentials the proxy may inject into its requests (the box only names
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Network {
+    /// `host[:port]` entries (the egress proxy's allow-list).
+    pub hosts: Vec<String>,
+    /// Addresses allowed although they are not public, as CIDRs.
+    pub allow_cidrs: Vec<String>,
+    /// Credentials the box may name (secrets: `Debug` redacts them).
+    pub credentials: Vec<EgressCredential>,
 }
 
 /// Limits of one call.

@@ -105,6 +105,11 @@ pub struct HandlerResult {
     pub artifacts: Vec<Artifact>,
     /// Served by a warm box.
     pub warm: bool,
+    /// The egress proxy's notable records of the call: the connections it
+    /// refused (a box granted network that tried a destination it was not
+    /// given), and those that named a credential.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<warden_egress::ConnectionRecord>,
 }
 
 /// The wrapper's document on descriptor 3.
@@ -204,6 +209,7 @@ pub(crate) fn assemble(
         },
         artifacts,
         warm,
+        egress: Vec::new(),
     }
 }
 

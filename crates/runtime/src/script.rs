@@ -186,14 +186,8 @@ pub struct ScriptFile {
 }
 
 /// Where a run granted network may go: through the host's egress proxy,
-/// to these hosts only.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ScriptNetwork {
-    /// `host[:port]` entries.
-    pub hosts: Vec<String>,
-    /// Addresses allowed although they are not public, as CIDRs.
-    pub allow_cidrs: Vec<String>,
-}
+/// to these hosts only (the one grant type, [`crate::Network`]).
+pub type ScriptNetwork = crate::Network;
 
 /// One program to run.
 #[derive(Clone)]
@@ -383,6 +377,9 @@ fn interpreted(rt: &Arc<RunnerInner>, s: &Script) -> Result<HandlerResult, Runti
         entrypoint: entrypoint.into(),
         handler: "handler".into(),
         layer: s.layer.clone(),
+        // A run's network is a door of its own per call (below), never a
+        // warm box's.
+        network: None,
     };
     let event = serde_json::json!({
         "main": s.files[0].path,

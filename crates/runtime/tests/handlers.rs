@@ -65,6 +65,7 @@ fn code(runtime: &str, dir: &Path, entrypoint: &str) -> Code {
         entrypoint: entrypoint.into(),
         handler: "handler".into(),
         layer: None,
+        network: None,
     }
 }
 

@@ -522,6 +522,7 @@ fn a_granted_run_reaches_its_hosts_and_nothing_else() {
     s.network = Some(ScriptNetwork {
         hosts: vec!["pypi.org".into()],
         allow_cidrs: operator_allows("pypi.org"),
+        credentials: Vec::new(),
     });
     s.limits.timeout = Duration::from_secs(60);
     let r = ran(&s);

@@ -83,6 +83,10 @@ keys! {
     "policy.reject_critical", "WARDEN_POLICY_REJECT_CRITICAL", "false", "Reject at submit a version whose report has a critical finding.";
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
+    "policy.network_ip_literals", "WARDEN_POLICY_NETWORK_IP_LITERALS", "false", "Let a manifest's `permissions.network` name IP addresses (`10.1.2.3:8080`, `[2001:db8::1]:443`); `false`: host names only. An address still passes the egress proxy's address rules (loopback, private and link-local ranges need `policy.network_allow_cidrs`).";
+    "credentials.key", "WARDEN_CREDENTIALS_KEY", "none", "The key platform-held credentials are sealed with (ChaCha20-Poly1305): 32 random bytes in base64 (`head -c 32 /dev/urandom | base64`). Unset: the server stores no credentials (`PUT /v1/apps/{app}/credentials/{name}` answers 409 naming this setting). Prefer the environment variable to the file; never logged or shown. Rotation: docs/capabilities.md.";
+    "credentials.old_keys", "WARDEN_CREDENTIALS_OLD_KEYS", "[]", "Earlier `credentials.key`s, still accepted for opening the credentials they sealed (each stored credential names its key's id); a credential written again is sealed with the current key. Never logged or shown.";
+    "policy.network_allow_cidrs", "WARDEN_POLICY_NETWORK_ALLOW_CIDRS", "[]", "Addresses plugins' declared hosts may resolve to although they are not public (an internal API), as CIDRs; the egress proxy refuses them otherwise. Name single addresses (`10.0.0.5/32`): a range opens every service in it.";
     "sessions.max_cpu_cores", "WARDEN_SESSIONS_MAX_CPU_CORES", "2.0", "Most CPU one session may ask for, in cores.";
     "sessions.max_memory_mb", "WARDEN_SESSIONS_MAX_MEMORY_MB", "2048", "Most memory one session may ask for (all its processes together), MiB.";
     "sessions.max_disk_mb", "WARDEN_SESSIONS_MAX_DISK_MB", "4096", "Largest workspace one session may ask for, MiB (a tmpfs: it is memory on the host).";
@@ -212,6 +216,10 @@ pub struct PolicySection {
     pub max_memory_mb: u64,
     /// Denied dependencies.
     pub deny: Vec<DenyRule>,
+    /// `permissions.network` may name IP addresses.
+    pub network_ip_literals: bool,
+    /// Non-public addresses plugins' declared hosts may reach.
+    pub network_allow_cidrs: Vec<String>,
 }
 
 impl Default for PolicySection {
@@ -221,8 +229,45 @@ impl Default for PolicySection {
             max_timeout_ms: 60_000,
             max_memory_mb: 1024,
             deny: Vec::new(),
+            network_ip_literals: false,
+            network_allow_cidrs: Vec::new(),
         }
     }
+}
+
+/// The credentials section: the key platform-held credentials are sealed
+/// with, and earlier keys still accepted for opening them.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CredentialsSection {
+    /// The current key, base64 (32 bytes).
+    pub key: Option<String>,
+    /// Earlier keys, base64.
+    pub old_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for CredentialsSection {
+    // Keys never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsSection")
+            .field("key", &self.key.as_ref().map(|_| "<hidden>"))
+            .field("old_keys", &format!("<{} hidden>", self.old_keys.len()))
+            .finish()
+    }
+}
+
+/// Whether `s` is an address range as the egress proxy takes it: an IP
+/// address, optionally with a prefix length that fits it.
+fn is_cidr(s: &str) -> bool {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max))
 }
 
 /// The trust tiers section: who may use the in-process wasm tier, and its
@@ -695,6 +740,8 @@ pub struct Config {
     pub run: RunSection,
     /// Compatibility APIs.
     pub compat: CompatSection,
+    /// Platform-held credentials.
+    pub credentials: CredentialsSection,
 }
 
 impl Default for Config {
@@ -725,6 +772,7 @@ impl Default for Config {
             cluster: ClusterSection::default(),
             run: RunSection::default(),
             compat: CompatSection::default(),
+            credentials: CredentialsSection::default(),
         }
     }
 }
@@ -807,6 +855,18 @@ impl Config {
         }
         if self.layers.build_timeout_secs == 0 {
             return bad("layers.build_timeout_secs", "must be at least 1");
+        }
+        if let Err(e) =
+            warden_core::credential::Keyring::new(self.credentials.key.as_deref(), &self.credentials.old_keys)
+        {
+            let (key, why) = e.split_once(' ').unwrap_or(("credentials.key", e.as_str()));
+            return bad(key, why);
+        }
+        if let Some(c) = self.policy.network_allow_cidrs.iter().find(|c| !is_cidr(c)) {
+            return bad(
+                "policy.network_allow_cidrs",
+                &format!("`{c}` is not an address range (`10.0.0.0/8`, `10.0.0.5/32`, `fd00::/8`)"),
+            );
         }
         for (key, url) in [
             ("layers.pip_index_url", &self.layers.pip_index_url),

@@ -33,13 +33,15 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use warden_core::model::{new_id, now_ms};
 use warden_core::{
     ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
-    ExecutionSource, ExecutionStatus, QueuedCall, Registry, ResultMetrics, ResultStatus, ResultViolation,
-    Store, Version, VersionStatus,
+    ExecutionSource, ExecutionStatus, QueuedCall, RefusedDestination, Registry, ResultMetrics, ResultStatus,
+    ResultViolation, Store, Version, VersionStatus,
 };
 use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
 use warden_package::{Manifest, PlatformLimits};
-use warden_runtime::{CallLimits, CallStatus, HandlerResult, Invocation, Runner, Stream};
+use warden_runtime::{
+    CallLimits, CallStatus, ConnectionRecord, EgressVerdict, HandlerResult, Invocation, Runner, Stream,
+};
 use warden_store::{ObjectBlobs, SqlStore};
 
 use crate::config::TiersSection;
@@ -113,6 +115,8 @@ pub struct Executor {
     capacity: usize,
     retry_after: u64,
     platform: PlatformLimits,
+    /// Opens the app's credentials a version declares, for its calls.
+    keyring: Arc<warden_core::credential::Keyring>,
     inflight: Arc<Inflight>,
     /// Executions actually running; the rest wait here, without a thread.
     slots: Arc<Semaphore>,
@@ -176,9 +180,12 @@ impl Executor {
         retry_after: u64,
         platform: PlatformLimits,
         tiers: TiersSection,
+        network_allow_cidrs: Vec<String>,
+        keyring: Arc<warden_core::credential::Keyring>,
     ) -> Executor {
         Executor {
-            tiers: Arc::new(Tiers::new(tiers)),
+            keyring,
+            tiers: Arc::new(Tiers::new(tiers, network_allow_cidrs)),
             registry,
             store,
             blobs,
@@ -318,6 +325,46 @@ impl Executor {
         Ok((dir, entrypoint, manifest, loaded))
     }
 
+    /// The app's credentials `m` declares, opened for the call's proxy, and
+    /// their fingerprint (see [`crate::credentials::for_call`]); none when
+    /// the version declares no hosts to send them to.
+    async fn call_credentials(
+        &self,
+        app: &str,
+        m: &Manifest,
+    ) -> Result<(Vec<warden_runtime::EgressCredential>, String), ApiError> {
+        if m.permissions.credentials.is_empty() || m.permissions.network.is_empty() {
+            return Ok((Vec::new(), String::new()));
+        }
+        crate::credentials::for_call(&self.store, &self.keyring, app, &m.permissions.credentials).await
+    }
+
+    /// One audit event per request a call's proxy sent with a credential
+    /// (never the secret). A store that fails is logged: the call's own
+    /// record is written regardless.
+    async fn audit_credential_uses(&self, exec: &Execution, records: &[ConnectionRecord]) {
+        let (plugin, version) = exec.source.plugin().unwrap_or_default();
+        for r in records.iter().filter(|r| r.allowed()) {
+            let Some(credential) = &r.credential else { continue };
+            let audit = warden_core::store::NewAudit {
+                actor: exec.app.clone(),
+                action: "credential_use".into(),
+                plugin: Some(plugin.to_owned()),
+                version: Some(version.to_owned()),
+                from_status: None,
+                to_status: None,
+                reason: None,
+                detail: serde_json::json!({
+                    "app": exec.app, "credential": credential, "execution": exec.id,
+                    "method": r.method, "host": r.host, "port": r.port,
+                }),
+            };
+            if let Err(e) = self.store.append_audit(audit).await {
+                tracing::warn!(execution = %exec.id, credential = %credential, error = %e, "could not audit a credential's use");
+            }
+        }
+    }
+
     /// The call's wall-clock (ms) and memory (MiB) limits: the version's,
     /// or lower ones asked for in the query.
     fn limits(&self, m: &Manifest, q: &ExecuteQuery) -> Result<(u64, u64), ApiError> {
@@ -446,6 +493,7 @@ impl Executor {
             started_at: (!is_async).then_some(now),
             finished_at: None,
             duration_ms: None,
+            egress_refused: Vec::new(),
         };
         permit.track(&exec.id);
         // What any node needs to start it, should this one not.
@@ -461,7 +509,16 @@ impl Executor {
                 })
             })
             .transpose()?;
-        let target = self.tiers.target(app, &version, &dir, &entrypoint, &manifest)?;
+        let (credentials, fingerprint) = self.call_credentials(app, &manifest).await?;
+        let target = self.tiers.target(
+            app,
+            &version,
+            &dir,
+            &entrypoint,
+            &manifest,
+            credentials,
+            &fingerprint,
+        )?;
         let log = self.hub.open(&exec.id);
         let inv = Self::invocation(body.to_vec(), limits, &log);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -695,9 +752,23 @@ impl Executor {
             ))
         })?;
         let limits = self.call_limits(&manifest, call.timeout_ms, call.memory_mb);
+        let (credentials, fingerprint) = self.call_credentials(&exec.app, &manifest).await.map_err(|e| {
+            Unavailable(format!(
+                "{plugin} {version}'s credentials cannot be read: {}",
+                e.problem().detail
+            ))
+        })?;
         let target = self
             .tiers
-            .target(&exec.app, &v, &dir, &entrypoint, &manifest)
+            .target(
+                &exec.app,
+                &v,
+                &dir,
+                &entrypoint,
+                &manifest,
+                credentials,
+                &fingerprint,
+            )
             .map_err(|e| Unavailable(e.problem().detail))?;
         Ok((target, loaded, limits))
     }
@@ -755,7 +826,12 @@ impl Executor {
         };
         let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (status, kind, mut result, artifacts) = match outcome {
-            Ok(Ok(r)) => self.judge(r, &loaded),
+            Ok(Ok(mut r)) => {
+                let records = std::mem::take(&mut r.egress);
+                self.audit_credential_uses(&exec, &records).await;
+                exec.egress_refused = refused_destinations(records);
+                self.judge(r, &loaded)
+            }
             Ok(Err(e)) => {
                 // The cause names host paths: logged, not shown to callers.
                 tracing::error!(execution = %exec.id, error = %DisplayChain(&e), "the runtime could not run the call");
@@ -798,6 +874,10 @@ impl Executor {
             .increment(1);
         metrics::histogram!("warden_execution_duration_seconds", "plugin" => plugin.clone())
             .record(exec.duration_ms.unwrap_or(0.0) / 1000.0);
+        if !exec.egress_refused.is_empty() {
+            metrics::counter!("warden_egress_refused_total", "plugin" => plugin.clone())
+                .increment(exec.egress_refused.len() as u64);
+        }
         if status != ExecutionStatus::Success {
             let reason = exec
                 .error_kind
@@ -987,6 +1067,24 @@ fn stopped_by(jail: JailStatus) -> ErrorKind {
         // these never come with `error`; should one, the platform is at fault.
         JailStatus::Ok | JailStatus::NonzeroExit => ErrorKind::Internal,
     }
+}
+
+/// The egress proxy's refusals as the execution record keeps them.
+pub(crate) fn refused_destinations(records: Vec<ConnectionRecord>) -> Vec<RefusedDestination> {
+    records
+        .into_iter()
+        .filter_map(|c| match c.verdict {
+            EgressVerdict::Refused { reason, message } => Some(RefusedDestination {
+                at: c.started_at,
+                method: c.method,
+                host: c.host,
+                port: c.port,
+                reason: reason.as_str().to_owned(),
+                message,
+            }),
+            EgressVerdict::Allowed { .. } => None,
+        })
+        .collect()
 }
 
 /// The runtime's result as the record keeps it (the one conversion), and

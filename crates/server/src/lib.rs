@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod compat;
 pub mod config;
 pub mod console;
+pub mod credentials;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub runner: Runner,
     /// Settings.
     pub config: Arc<Config>,
+    /// The keys platform-held credentials are sealed with.
+    pub credentials: Arc<warden_core::credential::Keyring>,
     /// Metrics.
     pub metrics: PrometheusHandle,
 }
@@ -116,6 +119,9 @@ pub enum StartError {
     /// The layers folder is unusable.
     #[error("cannot use the layers folder")]
     Layers(#[source] std::io::Error),
+    /// A credentials key is unusable.
+    #[error("{0}")]
+    Credentials(String),
     /// The listener could not bind.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -259,6 +265,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
     let platform = PlatformLimits {
         max_timeout_ms: config.policy.max_timeout_ms,
         max_memory_mb: config.policy.max_memory_mb,
+        network_ip_literals: config.policy.network_ip_literals,
         ..PlatformLimits::default()
     };
     let policy = Policy {
@@ -284,6 +291,15 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         .map_err(StartError::Layers)?,
     );
     builds.start_collector();
+    // Checked with the configuration already; a key that does not parse
+    // here still stops the start, naming the setting.
+    let keyring = Arc::new(
+        warden_core::credential::Keyring::new(
+            config.credentials.key.as_deref(),
+            &config.credentials.old_keys,
+        )
+        .map_err(StartError::Credentials)?,
+    );
     let capacity = config.max_concurrent + config.max_queue;
     let exec_node = node.clone();
     let exec = Arc::new(exec::Executor::new(
@@ -297,6 +313,8 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         config.retry_after_secs,
         platform,
         config.tiers.clone(),
+        config.policy.network_allow_cidrs.clone(),
+        keyring.clone(),
     ));
     let registered = exec
         .register_builtins()
@@ -368,6 +386,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         keys: Arc::new(auth::KeyCache::new(Duration::from_secs(config.key_cache_secs))),
         runner,
         config: Arc::new(config),
+        credentials: keyring,
         metrics: metrics::handle(),
     };
     Ok(Started {
@@ -430,6 +449,7 @@ impl Modify for SecurityAddon {
         (name = "audit", description = "The append-only audit trail"),
         (name = "templates", description = "Templates (what a box starts from) and their dependency layers"),
         (name = "keys", description = "API keys"),
+        (name = "credentials", description = "Platform-held credentials: stored per app, sealed, never returned; the egress proxy puts them into plugins' requests"),
         (name = "signing", description = "Publishers' signing keys and signed packages (what makes a version trusted)"),
         (name = "operations", description = "Health, readiness, metrics, the nodes sharing the database"),
     )
@@ -468,6 +488,12 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(activate))
         .routes(routes!(deactivate))
         .routes(routes!(create_app, list_apps))
+        .routes(routes!(credentials::list_credentials))
+        .routes(routes!(
+            credentials::put_credential,
+            credentials::get_credential,
+            credentials::delete_credential
+        ))
         .routes(routes!(get_app))
         .routes(routes!(list_installations, install))
         .routes(routes!(upgrade, uninstall))

@@ -283,6 +283,7 @@ impl Runs {
             started_at: Some(now),
             finished_at: None,
             duration_ms: None,
+            egress_refused: Vec::new(),
         };
         permit.track(&record.id);
         // Recorded before it runs: an accepted request always has its record.
@@ -346,6 +347,7 @@ impl Runs {
             network: (!plan.network.is_empty()).then(|| ScriptNetwork {
                 hosts: plan.network.clone(),
                 allow_cidrs: Vec::new(),
+                credentials: Vec::new(),
             }),
             limits: CallLimits {
                 timeout,

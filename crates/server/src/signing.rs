@@ -203,7 +203,8 @@ pub async fn approve(
 /// A JSON body, read after the caller was authorized (so a refused caller
 /// learns nothing from how its body was judged); a problem naming the
 /// field otherwise.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// A JSON request body as `T`, a wrong shape answered 422 at the field.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -52,11 +52,14 @@ pub(crate) struct Tiers {
     engine: OnceLock<Result<warden_wasm::Engine, String>>,
     /// Package hash → compiled module.
     modules: Mutex<HashMap<String, warden_wasm::Module>>,
+    /// Non-public addresses a version's declared hosts may reach
+    /// (`policy.network_allow_cidrs`).
+    network_allow_cidrs: Vec<String>,
 }
 
 impl Tiers {
     /// The tiers with every built-in of this build.
-    pub(crate) fn new(config: TiersSection) -> Tiers {
+    pub(crate) fn new(config: TiersSection, network_allow_cidrs: Vec<String>) -> Tiers {
         Tiers {
             builtins: warden_builtins::all()
                 .into_iter()
@@ -65,6 +68,7 @@ impl Tiers {
             config,
             engine: OnceLock::new(),
             modules: Mutex::default(),
+            network_allow_cidrs,
         }
     }
 
@@ -114,6 +118,7 @@ impl Tiers {
     /// Where `v` (verified and unpacked in `dir`, with `manifest`) runs for
     /// `app`; a problem naming why when its trust level does not allow its
     /// runtime, or its code cannot be prepared.
+    #[allow(clippy::too_many_arguments)] // the version's facts, and the app's credentials for it
     pub(crate) fn target(
         &self,
         app: &str,
@@ -121,6 +126,8 @@ impl Tiers {
         dir: &Path,
         entrypoint: &str,
         manifest: &Manifest,
+        credentials: Vec<warden_runtime::EgressCredential>,
+        fingerprint: &str,
     ) -> Result<Target, ApiError> {
         let refuse = |why: String| {
             ApiError::conflict_of(
@@ -143,13 +150,33 @@ impl Tiers {
                 refuse(why)
             }),
             _ => Ok(Target::Jail(Code {
-                // Never shared across apps, plugins, versions or packages.
-                key: format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256),
+                // Never shared across apps, plugins, versions or packages,
+                // nor across writes of the credentials its boxes hold.
+                key: if fingerprint.is_empty() {
+                    format!("{app}/{}@{}#{}", v.plugin, v.version, v.package_sha256)
+                } else {
+                    format!(
+                        "{app}/{}@{}#{}+{}",
+                        v.plugin,
+                        v.version,
+                        v.package_sha256,
+                        warden_package::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                            fingerprint.as_bytes()
+                        ))
+                    )
+                },
                 runtime: manifest.runtime.clone(),
                 dir: dir.to_owned(),
                 entrypoint: entrypoint.to_owned(),
                 handler: manifest.handler.clone(),
                 layer: None,
+                // Exactly what the approved version declared; nothing
+                // declared, no network.
+                network: (!manifest.permissions.network.is_empty()).then(|| warden_runtime::Network {
+                    hosts: manifest.permissions.network.clone(),
+                    allow_cidrs: self.network_allow_cidrs.clone(),
+                    credentials,
+                }),
             })),
         }
     }
@@ -279,6 +306,7 @@ fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {
         },
         artifacts: Vec::new(),
         warm: true,
+        egress: Vec::new(),
     }
 }
 

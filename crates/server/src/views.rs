@@ -706,6 +706,44 @@ pub struct ExecutionView {
     /// program did not run (`error_kind` `compile_error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compile: Option<CompileView>,
+    /// Destinations the call's box asked Warden's egress proxy for and was
+    /// refused (hosts its version did not declare, private addresses);
+    /// empty when it tried none.
+    #[serde(default)]
+    pub egress_refused: Vec<RefusedDestinationView>,
+}
+
+/// One destination the egress proxy refused a call's box.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefusedDestinationView {
+    /// When the box asked, Unix ms.
+    pub at: i64,
+    /// The request's method (`CONNECT` for HTTPS, `GET`, …), when one was
+    /// read.
+    pub method: Option<String>,
+    /// The host asked for, normalized, when a valid one was read.
+    pub host: Option<String>,
+    /// The port asked for.
+    pub port: Option<u16>,
+    /// The proxy's reason: `host_not_allowed`, `port_not_allowed`,
+    /// `ip_literal`, `loopback`, `private`, `link_local`, … (see
+    /// docs/egress.md).
+    pub reason: String,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+impl From<warden_core::RefusedDestination> for RefusedDestinationView {
+    fn from(r: warden_core::RefusedDestination) -> Self {
+        RefusedDestinationView {
+            at: r.at,
+            method: r.method,
+            host: r.host,
+            port: r.port,
+            reason: r.reason,
+            message: r.message,
+        }
+    }
 }
 
 impl From<ExecutionError> for ErrorView {
@@ -974,6 +1012,7 @@ impl From<Execution> for ExecutionView {
             template,
             run_mode,
             compile: None,
+            egress_refused: e.egress_refused.into_iter().map(Into::into).collect(),
         };
         if let Some(r) = e.result {
             view.compile = r.compile.map(|c| CompileView::from(*c));

@@ -607,6 +607,7 @@ async fn enqueue(s: &Server, version: &str, sha256: &str, event: &str) -> String
         started_at: None,
         finished_at: None,
         duration_ms: None,
+        egress_refused: Vec::new(),
     };
     let call = QueuedCall {
         event: event.into(),

@@ -59,6 +59,10 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/apps"), ADMIN),
         (("GET", "/v1/apps/{app}"), APP),
         (("GET", "/v1/apps/{app}/installations"), APP),
+        (("GET", "/v1/apps/{app}/credentials"), APP),
+        (("PUT", "/v1/apps/{app}/credentials/{name}"), APP),
+        (("GET", "/v1/apps/{app}/credentials/{name}"), APP),
+        (("DELETE", "/v1/apps/{app}/credentials/{name}"), APP),
         (("POST", "/v1/apps/{app}/installations"), ADMIN),
         (("PUT", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("DELETE", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
@@ -240,6 +244,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
             .replace("{id}", id)
             .replace("{index}", "0")
             .replace("{path}", "hello.txt")
+            .replace("{name}", "github")
     };
     let fill = |path: &str| fill_with(path, CODE, &exec_id, &session_id, &snapshot_id);
 

@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use warden_core::store::ExecutionFilter;
 use warden_core::{
     ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page, QueuedCall,
-    RunLanguage, RunMode, SessionLanguage, StoreError, model::now_ms,
+    RefusedDestination, RunLanguage, RunMode, SessionLanguage, StoreError, model::now_ms,
 };
 
 use crate::Backend;
@@ -26,7 +26,7 @@ use crate::query::{Where, page};
 macro_rules! columns {
     () => {
         "id, app, plugin, version, status, mode, node, error_kind, result, created_at, started_at, finished_at, \
-         duration_ms, source, session, language, run_mode, template"
+         duration_ms, source, session, language, run_mode, template, egress_refused"
     };
 }
 
@@ -50,6 +50,7 @@ struct ExecutionRow {
     language: Option<String>,
     run_mode: Option<String>,
     template: Option<String>,
+    egress_refused: Option<String>,
 }
 
 impl Record for ExecutionRow {
@@ -97,6 +98,11 @@ impl Record for ExecutionRow {
                 .result
                 .map(|r| json::<ExecutionResult>(&record, "result", &r))
                 .transpose()?,
+            egress_refused: self
+                .egress_refused
+                .map(|r| json::<Vec<RefusedDestination>>(&record, "egress_refused", &r))
+                .transpose()?
+                .unwrap_or_default(),
             id: self.id,
             app: self.app,
             node: self.node,
@@ -110,6 +116,13 @@ impl Record for ExecutionRow {
 
 fn result_text(r: Option<&ExecutionResult>) -> Result<Option<String>> {
     r.map(|r| json_text("an execution's result", r)).transpose()
+}
+
+/// The refused destinations as stored: NULL when there are none.
+fn refused_text(r: &[RefusedDestination]) -> Result<Option<String>> {
+    (!r.is_empty())
+        .then(|| json_text("an execution's refused destinations", &r))
+        .transpose()
 }
 
 /// Record an accepted execution through `ex`.
@@ -134,7 +147,7 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
     sqlx::query(concat!(
         "INSERT INTO executions (",
         columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&e.id)
     .bind(&e.app)
@@ -154,6 +167,7 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
     .bind(language)
     .bind(mode)
     .bind(template)
+    .bind(refused_text(&e.egress_refused)?)
     .execute(ex)
     .await?;
     Ok(())
@@ -173,7 +187,7 @@ pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(
         "UPDATE executions SET status = $1, error_kind = $2, result = $3, started_at = $4, finished_at = $5, \
-         duration_ms = $6, version = $7 WHERE id = $8 AND status IN ('queued', 'running')",
+         duration_ms = $6, version = $7, egress_refused = $8 WHERE id = $9 AND status IN ('queued', 'running')",
     )
     .bind(e.status.as_str())
     .bind(e.error_kind.map(ErrorKind::as_str))
@@ -182,6 +196,7 @@ pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
     .bind(e.finished_at)
     .bind(e.duration_ms)
     .bind(version)
+    .bind(refused_text(&e.egress_refused)?)
     .bind(&e.id)
     .execute(&mut *tx)
     .await?;

@@ -21,6 +21,7 @@
 mod apps;
 mod audit;
 mod blobs;
+mod credentials;
 mod error;
 mod executions;
 mod keys;
@@ -385,6 +386,22 @@ impl Store for SqlStore {
         audit: NewAudit,
     ) -> R<Version> {
         Ok(plugins::set_signature(&self.pool, id, revision, signature, signed_by, audit).await?)
+    }
+
+    async fn put_credential(&self, c: warden_core::credential::Credential, audit: NewAudit) -> R<bool> {
+        Ok(credentials::put(&self.pool, c, audit).await?)
+    }
+
+    async fn get_credential(&self, app: &str, name: &str) -> R<Option<warden_core::credential::Credential>> {
+        Ok(credentials::get(&self.pool, app, name).await?)
+    }
+
+    async fn list_credentials(&self, app: &str) -> R<Vec<warden_core::credential::Credential>> {
+        Ok(credentials::list(&self.pool, app).await?)
+    }
+
+    async fn delete_credential(&self, app: &str, name: &str, audit: NewAudit) -> R<bool> {
+        Ok(credentials::delete(&self.pool, app, name, audit).await?)
     }
 
     async fn insert_template(&self, t: Template, audit: NewAudit) -> R<Template> {

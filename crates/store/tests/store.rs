@@ -747,6 +747,7 @@ fn execution(app: &str, plugin: &str, status: ExecutionStatus) -> Execution {
         started_at: None,
         finished_at: None,
         duration_ms: None,
+        egress_refused: Vec::new(),
     }
 }
 

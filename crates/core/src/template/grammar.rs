@@ -645,85 +645,11 @@ pub fn check_env_value(s: &str) -> Check {
     Ok(())
 }
 
-fn dns_label(l: &str) -> bool {
-    (1..=63).contains(&l.len())
-        && l.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !l.starts_with('-')
-        && !l.ends_with('-')
-}
-
-/// An allow-list entry: `host` or `host:port`.
+/// An allow-list entry: `host` or `host:port` (the one grammar,
+/// [`warden_package::hosts`]; templates never name IP addresses).
 pub fn check_allow_entry(s: &str) -> Check {
     len_check(s, ALLOW_ENTRY_MAX)?;
-    if s.contains("://") || s.contains('/') {
-        return Err("a host name (`pypi.org`, `registry.npmjs.org:443`), not a URL".into());
-    }
-    if s.starts_with('[') || s.matches(':').count() > 1 {
-        return Err(
-            "an IP address: an allow-list names hosts (the proxy resolves them and refuses private addresses)"
-                .into(),
-        );
-    }
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (s, None),
-    };
-    if let Some(p) = port {
-        let ok = !p.starts_with('0')
-            && (1..=5).contains(&p.len())
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
-        if !ok {
-            return Err(format!("port {} is not a number from 1 to 65535", shown(p)));
-        }
-    }
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("write the host name in lowercase".into());
-    }
-    let (wild, name) = match host.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, host),
-    };
-    if name.contains('*') {
-        return Err("one leading `*.` at most: `*.example.com`".into());
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels
-        .iter()
-        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(
-            "an IP address: an allow-list names hosts (the proxy resolves them and refuses private addresses)"
-                .into(),
-        );
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')))
-    {
-        return Err(format!(
-            "{} is not allowed in a host name: letters, digits, `-` and `.`",
-            shown_char(c)
-        ));
-    }
-    if labels.len() < 2 {
-        return Err(if wild {
-            "`*.` needs a domain under a top-level one: `*.example.com`".into()
-        } else {
-            "a single-label name: give a fully qualified host name such as `pypi.org`".into()
-        });
-    }
-    if !labels.iter().all(|l| dns_label(l)) {
-        return Err(
-            "each dot-separated label is 1 to 63 letters, digits or `-`, not starting or ending with `-`"
-                .into(),
-        );
-    }
-    if !labels[labels.len() - 1].starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("the top-level label starts with a letter (IP addresses are not accepted)".into());
-    }
-    Ok(())
+    warden_package::hosts::check_host_entry(s, warden_package::hosts::IpLiterals::Refused)
 }
 
 /// A seed file's path.

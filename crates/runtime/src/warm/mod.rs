@@ -148,9 +148,38 @@ struct WarmBox {
     /// largest call memory it serves. No call's limit is ever set above it.
     memory_ceiling: u64,
     last_used: Instant,
+    /// The box's way out, when its code was granted network (declared after
+    /// `running`: the box is gone before its proxy stops).
+    door: Option<crate::door::Door>,
+    /// The last egress record already attributed to a call.
+    egress_seen: u64,
 }
 
+/// How long after a warm call the host waits for the connections the call
+/// left open to end (a record is written when its connection ends).
+const EGRESS_SETTLE: Duration = Duration::from_millis(500);
+
+/// A warm box whose proxy recorded this many connections is replaced: the
+/// proxy's caps (connections, bytes) count over its life, and one box must
+/// not exhaust them for later calls.
+const EGRESS_RECYCLE: u64 = 512;
+
 impl WarmBox {
+    /// The notable egress records of the call just served.
+    fn take_notable(&mut self) -> Vec<warden_egress::ConnectionRecord> {
+        let Some(door) = &self.door else {
+            return Vec::new();
+        };
+        let (notable, last) = door.notable_since(self.egress_seen, EGRESS_SETTLE);
+        self.egress_seen = last;
+        notable
+    }
+
+    /// Whether the box's proxy has served so much that the box should go.
+    fn egress_worn(&self) -> bool {
+        self.door.as_ref().is_some_and(|d| d.recorded() >= EGRESS_RECYCLE)
+    }
+
     /// Whether this box can serve a call with `limits`. A prestarted box
     /// takes each call's memory limit as it is (it serves one call).
     fn fits(&self, limits: &CallLimits, server_memory: u64) -> bool {
@@ -348,7 +377,9 @@ pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, 
         }
     };
     match outcome {
-        CallEnd::Served { result, healthy } => {
+        CallEnd::Served { mut result, healthy } => {
+            result.egress = wbox.take_notable();
+            let healthy = healthy && !wbox.egress_worn();
             pool.counters.warm_calls.fetch_add(1, Ordering::Relaxed);
             finish(rt, &code.key, healthy.then_some(wbox));
             if !healthy {

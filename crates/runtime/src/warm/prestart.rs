@@ -18,7 +18,10 @@ pub(super) fn call(
     protocol: Protocol,
 ) -> Result<HandlerResult, RuntimeError> {
     let WarmBox {
-        mut running, kind, ..
+        mut running,
+        kind,
+        door,
+        ..
     } = wbox;
     let Kind::Prestart { result } = kind else {
         return Err(RuntimeError::Channel(std::io::Error::other(
@@ -39,12 +42,11 @@ pub(super) fn call(
         running.wait_until(Instant::now() + limits.timeout, &mut TapSink(inv.tap.as_ref()));
     let doc = read_memfd(&result, limits.result_bytes);
     let artifacts = artifacts::collect(&handle, limits.workspace_bytes);
-    Ok(result::assemble(
-        protocol,
-        outcome,
-        doc,
-        limits.result_bytes,
-        artifacts,
-        true,
-    ))
+    let mut r = result::assemble(protocol, outcome, doc, limits.result_bytes, artifacts, true);
+    // The box served its one call and is gone: its proxy's whole record is
+    // this call's.
+    if let Some(door) = door {
+        r.egress = crate::door::notable(door.stop().connections);
+    }
+    Ok(r)
 }

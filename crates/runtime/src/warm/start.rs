@@ -34,6 +34,9 @@ pub(super) fn start_box(
         .memory_bytes
         .saturating_add(def.server_memory(config.server_memory_bytes));
     let deadline = Instant::now() + config.start_timeout;
+    // A box of code granted network gets its own door for its whole life.
+    let door = code.network.as_ref().map(crate::door::Door::grant).transpose()?;
+    let fit = |spec: &mut warden_jail::BoxSpec| door.as_ref().map_or(Ok(()), |d| d.fit(spec));
     match def.warm {
         WarmMode::ForkServer => {
             let (host, boxed) = rustix::net::socketpair(
@@ -48,6 +51,7 @@ pub(super) fn start_box(
             spec.limits.cpu_time = None;
             spec.limits.pids = Some(limits.pids.saturating_add(config.server_tasks));
             spec.extra_fds.push((boxed, 5));
+            fit(&mut spec)?;
             let mut running = handle.spawn(spec)?;
             drop(running.take_stdout());
             drop(running.take_stderr());
@@ -87,6 +91,8 @@ pub(super) fn start_box(
                 workspace_bytes: limits.workspace_bytes,
                 memory_ceiling: box_limits.memory_bytes,
                 last_used: Instant::now(),
+                door,
+                egress_seen: 0,
             })
         }
         WarmMode::Prestart => {
@@ -99,6 +105,7 @@ pub(super) fn start_box(
             spec.extra_fds
                 .push((result.try_clone().map_err(RuntimeError::Channel)?, 3));
             spec.extra_fds.push((ready_w, 5));
+            fit(&mut spec)?;
             let running = handle.spawn(spec)?;
             // Wait for "ready" (the module imported) or "failed", the box's
             // death, or the deadline; the pipe is non-blocking, so a box that
@@ -149,6 +156,8 @@ pub(super) fn start_box(
                 workspace_bytes: limits.workspace_bytes,
                 memory_ceiling: limits.memory_bytes,
                 last_used: Instant::now(),
+                door,
+                egress_seen: 0,
             })
         }
         WarmMode::None => Err(RuntimeError::UnknownRuntime(format!(

@@ -1160,6 +1160,7 @@ impl SessionManager {
             started_at: None,
             finished_at: None,
             duration_ms: None,
+            egress_refused: Vec::new(),
         };
         // Recorded before it runs: an accepted request always has its record.
         self.store.insert_execution(record.clone()).await?;

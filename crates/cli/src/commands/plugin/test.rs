@@ -209,6 +209,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             entrypoint,
             handler: m.handler.clone(),
             layer: None,
+            network: None,
         };
         runner.invoke_cold(&code, &Invocation::new(serde_json::to_vec(&event)?, limits))?
     };

@@ -1,0 +1,550 @@
+//! Capabilities enforced by the host (issue 16), through the real HTTP API:
+//! a plugin version reaches exactly the hosts it declared, through the
+//! egress proxy; anything else fails inside the box, is recorded with the
+//! execution and counted. The third party is an upstream served by the
+//! test on loopback, which the test's server allows explicitly
+//! (`policy.network_ip_literals`, `policy.network_allow_cidrs`).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const CODE: &str = "test.caps.fetcher";
+
+/// Fetches each URL of the event through whatever proxy the box was given,
+/// tries one direct connection, and says which proxy it saw.
+const FETCHER: &str = r#"
+import os, socket, urllib.request, urllib.error
+
+def fetch(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "reason": e.headers.get("x-warden-egress-reason")}
+    except Exception as e:
+        return {"error": type(e).__name__}
+
+def handler(event):
+    out = {name: fetch(url) for name, url in event["urls"].items()}
+    host, port = event["direct"]
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        out["direct"] = "connected"
+    except OSError:
+        out["direct"] = "failed"
+    out["proxy"] = os.environ.get("HTTP_PROXY")
+    return out
+"#;
+
+/// An HTTP server on loopback that answers every request with one line
+/// and records each request head it received.
+struct Upstream {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let body = "hello from upstream";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Upstream { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn fetcher(version: &str, network: Value) -> Vec<u8> {
+    let mut m = manifest(CODE, version, "python3", "main.py");
+    m["permissions"] = json!({ "network": network });
+    package(&m, &[("main.py", FETCHER)])
+}
+
+async fn refused_metric(s: &Server) -> u64 {
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("warden_egress_refused_total{") && l.contains(CODE))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// The refused destinations of an execution, as `(host, port, reason)`.
+fn refused(exec: &Value) -> Vec<(String, u64, String)> {
+    exec["egress_refused"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no egress_refused: {exec}"))
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap_or("").to_owned(),
+                r["port"].as_u64().unwrap_or(0),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_reaches_only_its_declared_hosts_and_refusals_are_recorded() {
+    let declared = Upstream::start();
+    let undeclared = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "caps";
+
+    // `true` does not say where: refused with its location.
+    let r = s.upload(&dev, fetcher("0.9.0", json!(true))).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_client_error(), "{status}: {text}");
+    assert!(
+        text.contains("/permissions/network") && text.contains("list the hosts"),
+        "{text}"
+    );
+
+    let host = format!("127.0.0.1:{}", declared.port);
+    s.publish(&dev, fetcher("1.0.0", json!([host])), app).await;
+    let caller = s.key("app", app, Some(app)).await;
+    let event = json!({
+        "urls": {
+            "declared": format!("http://127.0.0.1:{}/hello", declared.port),
+            "undeclared": format!("http://127.0.0.1:{}/secret", undeclared.port),
+            "named": "http://metadata.google.internal/computeMetadata/v1/",
+        },
+        "direct": ["127.0.0.1", declared.port],
+    })
+    .to_string();
+    let before = refused_metric(&s).await;
+    assert_eq!(before, 0);
+
+    // Cold or warm, every call: the declared host answers; the others are
+    // refused inside the box, recorded with this call and counted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut calls = 0u64;
+    let mut served_warm = false;
+    while !served_warm {
+        assert!(Instant::now() < deadline, "no call was served warm in 60 s");
+        let (status, v, _) = s.execute(&caller, app, CODE, &event, "").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        calls += 1;
+        let out = &v["return_value"];
+        assert_eq!(out["declared"]["status"], 200, "{v}");
+        assert_eq!(out["declared"]["body"], "hello from upstream", "{v}");
+        assert_eq!(out["undeclared"]["status"], 403, "{v}");
+        assert_eq!(out["undeclared"]["reason"], "port_not_allowed", "{v}");
+        assert_eq!(out["named"]["status"], 403, "{v}");
+        assert_eq!(out["named"]["reason"], "host_not_allowed", "{v}");
+        assert_eq!(out["direct"], "failed", "no way out but the proxy: {v}");
+        assert_eq!(out["proxy"], "http://127.0.0.1:3128", "{v}");
+        let mut got = refused(&v);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (
+                    "127.0.0.1".to_owned(),
+                    u64::from(undeclared.port),
+                    "port_not_allowed".to_owned()
+                ),
+                (
+                    "metadata.google.internal".to_owned(),
+                    80,
+                    "host_not_allowed".to_owned()
+                ),
+            ],
+            "exactly this call's refusals (call {calls}, warm: {}): {v}",
+            v["warm"]
+        );
+        // The record keeps them.
+        let stored = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{}", v["id"].as_str().unwrap()),
+                &caller,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(stored["egress_refused"], v["egress_refused"]);
+        served_warm = v["warm"] == true;
+        if !served_warm {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(refused_metric(&s).await, before + 2 * calls);
+    // The undeclared upstream was never contacted; the declared one saw one
+    // request per call, with nothing of the proxy's in it.
+    assert!(undeclared.heads().is_empty(), "{:?}", undeclared.heads());
+    let heads = declared.heads();
+    assert_eq!(heads.len() as u64, calls, "{heads:?}");
+    for h in &heads {
+        assert!(h.starts_with("GET /hello HTTP/1.1\r\n"), "{h}");
+        assert!(!h.to_ascii_lowercase().contains("proxy-"), "{h}");
+    }
+
+    // The review shows a newly declared host first.
+    let r = s
+        .upload(&dev, fetcher("1.1.0", json!([host, "api.example.org"])))
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let base = format!("/v1/plugins/{CODE}/versions/1.1.0");
+    s.expect(
+        Method::POST,
+        &format!("{base}/submit"),
+        &dev,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let report = s
+        .expect(Method::GET, &format!("{base}/report"), &dev, None, StatusCode::OK)
+        .await;
+    assert_eq!(
+        report["permission_changes"][0],
+        json!({"field": "permissions.network", "from": "", "to": "api.example.org"}),
+        "{report}"
+    );
+
+    // A version that declares nothing has no network, and no warm box of
+    // the version before serves it.
+    s.publish(&dev, fetcher("2.0.0", json!([])), app).await;
+    for _ in 0..3 {
+        let (status, v, _) = s.execute(&caller, app, CODE, &event, "").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["version"], "2.0.0", "{v}");
+        let out = &v["return_value"];
+        assert_eq!(out["proxy"], Value::Null, "{v}");
+        assert!(out["declared"]["error"].is_string(), "{v}");
+        assert_eq!(out["direct"], "failed", "{v}");
+        assert!(refused(&v).is_empty(), "{v}");
+    }
+    assert_eq!(declared.heads().len() as u64, calls);
+    assert!(undeclared.heads().is_empty());
+    s.stop().await.unwrap();
+}
+
+/// A test key for sealing credentials (32 bytes, base64).
+const CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const SECRET: &str = "ghp_s3cret-the-plugin-never-sees";
+const SECRET2: &str = "ghp_r0tated-s3cret";
+const SNOOP_CODE: &str = "test.caps.snoop";
+
+/// Prints everything it can see (its environment, its files, its
+/// process's), then asks the proxy for requests with and without a
+/// credential.
+const SNOOP: &str = r#"
+import os, json, urllib.request, urllib.error
+
+def fetch(url, credential=None):
+    req = urllib.request.Request(url)
+    if credential:
+        req.add_header("X-Warden-Credential", credential)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "reason": e.headers.get("x-warden-egress-reason")}
+    except Exception as e:
+        return {"error": type(e).__name__}
+
+def show_files():
+    for root in ["/workspace", "/tmp", "/code", "/etc", "/warden"]:
+        for d, _, files in os.walk(root):
+            for f in files:
+                p = os.path.join(d, f)
+                try:
+                    with open(p, "rb") as fh:
+                        print("FILE", p, fh.read(65536).decode("latin-1"))
+                except Exception as e:
+                    print("UNREADABLE", p, type(e).__name__)
+    for p in ["/proc/self/environ", "/proc/self/cmdline", "/proc/1/environ", "/proc/1/cmdline"]:
+        try:
+            with open(p, "rb") as fh:
+                print("PROC", p, fh.read().decode("latin-1"))
+        except Exception as e:
+            print("UNREADABLE", p, type(e).__name__)
+
+def handler(event):
+    print("ENV", json.dumps(dict(os.environ)))
+    show_files()
+    out = {name: fetch(url, cred) for name, (url, cred) in event.items()}
+    print("RESPONSES", json.dumps(out))
+    show_files()
+    return out
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
+    let bound = Upstream::start();
+    let other = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "vault";
+    let bound_host = format!("127.0.0.1:{}", bound.port);
+    let other_host = format!("127.0.0.1:{}", other.port);
+    let mut m = manifest(SNOOP_CODE, "1.0.0", "python3", "main.py");
+    m["permissions"] = json!({"network": [bound_host, other_host], "credentials": ["github"]});
+    s.publish(&dev, package(&m, &[("main.py", SNOOP)]), app).await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "other-app"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let other_app = s.key("app", "other-app", Some("other-app")).await;
+
+    // Written by the app's key, read back without the secret.
+    let path = format!("/v1/apps/{app}/credentials/github");
+    let body = json!({"kind": "api_key", "header": "X-Api-Key", "secret": SECRET, "hosts": [bound_host]});
+    let v = s
+        .expect(
+            Method::PUT,
+            &path,
+            &app_key,
+            Some(body.clone()),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (v["name"].as_str(), v["kind"].as_str()),
+        (Some("github"), Some("api_key")),
+        "{v}"
+    );
+    assert_eq!(v["hosts"], json!([bound_host]));
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    for (who, status) in [
+        (&app_key, StatusCode::OK),
+        (&s.admin, StatusCode::OK),
+        (&other_app, StatusCode::FORBIDDEN),
+    ] {
+        let r = s
+            .call(
+                Method::GET,
+                &format!("/v1/apps/{app}/credentials"),
+                Some(who),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), status);
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    let one = s.expect(Method::GET, &path, &app_key, None, StatusCode::OK).await;
+    assert!(
+        one.get("secret").is_none() && !one.to_string().contains(SECRET),
+        "{one}"
+    );
+    // Located errors; the body is never echoed.
+    let bad = s
+        .expect(
+            Method::PUT,
+            &format!("/v1/apps/{app}/credentials/other"),
+            &app_key,
+            Some(json!({"kind": "bearer", "header": "X-Api-Key", "secret": "a\nb", "hosts": ["https://x.org"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    let at: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["/header"], "{bad}");
+
+    let event = |suffix: &str| {
+        json!({
+            "with": [format!("http://{bound_host}/with{suffix}"), "github"],
+            "without": [format!("http://{bound_host}/without{suffix}"), null],
+            "elsewhere": [format!("http://{other_host}/elsewhere"), "github"],
+            "undeclared": [format!("http://{bound_host}/forged"), "gitlab"],
+        })
+        .to_string()
+    };
+    let (status, v, _) = s.execute(&app_key, app, SNOOP_CODE, &event(""), "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let out = &v["return_value"];
+    assert_eq!(out["with"]["status"], 200, "{v}");
+    assert_eq!(out["without"]["status"], 200, "{v}");
+    assert_eq!(out["elsewhere"]["reason"], "credential_not_allowed", "{v}");
+    assert_eq!(out["undeclared"]["reason"], "credential_not_allowed", "{v}");
+    // The box saw its world (so the search below looked at something) and
+    // never the secret.
+    let stdout = v["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("ENV ") && stdout.contains("HTTP_PROXY") && stdout.contains("FILE /code/main.py"),
+        "{stdout}"
+    );
+    let whole = v.to_string();
+    assert!(!whole.contains(SECRET), "the secret reached the box: {whole}");
+    // The bound upstream got it exactly where asked; nothing else leaked.
+    let heads = bound.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
+    let without = heads.iter().find(|h| h.starts_with("GET /without ")).unwrap();
+    assert!(with.contains(&format!("\r\nx-api-key: {SECRET}\r\n")), "{with}");
+    assert!(!without.contains(SECRET), "{without}");
+    for h in &heads {
+        assert!(!h.to_ascii_lowercase().contains("x-warden-credential"), "{h}");
+    }
+    assert!(
+        other.heads().is_empty(),
+        "a host the credential is not bound to was contacted: {:?}",
+        other.heads()
+    );
+    let mut refused: Vec<String> = v["egress_refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        ["credential_not_allowed", "credential_not_allowed"],
+        "{v}"
+    );
+
+    // Audited on write and on use, never with the secret.
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=100", &s.admin, None, StatusCode::OK)
+        .await;
+    let text = trail.to_string();
+    assert!(!text.contains(SECRET), "{text}");
+    let events: Vec<&Value> = trail["items"]
+        .as_array()
+        .unwrap_or_else(|| trail.as_array().unwrap())
+        .iter()
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "credential_put" && e["detail"]["name"] == "github"),
+        "{text}"
+    );
+    let used: Vec<&&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "credential_use")
+        .collect();
+    assert_eq!(used.len(), 1, "{text}");
+    assert_eq!(used[0]["detail"]["credential"], "github");
+    assert_eq!(used[0]["detail"]["execution"], v["id"]);
+
+    // Rewritten: the next call carries the new secret (no box keeps the old).
+    let body2 = json!({"kind": "api_key", "header": "X-Api-Key", "secret": SECRET2, "hosts": [bound_host]});
+    s.expect(Method::PUT, &path, &s.admin, Some(body2), StatusCode::OK)
+        .await;
+    let (status, v2, _) = s.execute(&app_key, app, SNOOP_CODE, &event("2"), "").await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    let with2 = bound
+        .heads()
+        .into_iter()
+        .find(|h| h.starts_with("GET /with2 "))
+        .unwrap();
+    assert!(
+        with2.contains(&format!("\r\nx-api-key: {SECRET2}\r\n")),
+        "{with2}"
+    );
+    assert!(!v2.to_string().contains(SECRET2));
+
+    // Deleted: later calls carry nothing.
+    s.expect(Method::DELETE, &path, &app_key, None, StatusCode::NO_CONTENT)
+        .await;
+    s.expect(Method::GET, &path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    let (_, v3, _) = s.execute(&app_key, app, SNOOP_CODE, &event("3"), "").await;
+    assert_eq!(
+        v3["return_value"]["with"]["reason"], "credential_not_allowed",
+        "{v3}"
+    );
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_servers_key_no_credential_is_stored() {
+    let s = server().await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "vault"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = s
+        .expect(
+            Method::PUT,
+            "/v1/apps/vault/credentials/github",
+            &s.admin,
+            Some(json!({"kind": "bearer", "secret": SECRET, "hosts": ["api.github.com"]})),
+            StatusCode::CONFLICT,
+        )
+        .await;
+    assert!(v["detail"].as_str().unwrap().contains("credentials.key"), "{v}");
+    let list = s
+        .expect(
+            Method::GET,
+            "/v1/apps/vault/credentials",
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(list, json!([]));
+    s.stop().await.unwrap();
+}
