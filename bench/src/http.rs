@@ -1,11 +1,18 @@
 //! The HTTP API under load: the real `warden serve` binary (release), the
-//! Python hello plugin published through the API, then
+//! Python hello plugin published through the API and the built-in
+//! `warden.builtin.jq` installed beside it, then
 //!
 //! 1. one caller, sequential: HTTP latency against the runtime's warm call
 //!    measured in the same run (the `Runner` directly, in this process) and
 //!    against the call time the server itself records, giving the HTTP
 //!    layer's overhead (auth, schema checks, two store writes, JSON);
-//! 2. a burst of N concurrent requests (each on its own connection), once
+//! 2. 1, 4 and 32 clients, each sending its next request when the last is
+//!    answered, for the built-in tier, warm Python and the HTTP floor (an
+//!    authenticated `GET /v1/me`), interleaved in rounds so that drift hits
+//!    all three: p50/p99, executions per second, and ratios to the floor;
+//! 3. the store's growth: the built-in's p50 with the executions this run
+//!    made, then with 100,000 more written into the same SQLite file;
+//! 4. a burst of N concurrent requests (each on its own connection), once
 //!    with the default queue (some get 429) and once with a queue sized for
 //!    the burst: p50/p99, executions per second, and a check that every
 //!    accepted request has exactly one execution record and refused ones
@@ -27,6 +34,8 @@ use crate::stats;
 
 const CODE: &str = "vendor.greeting.say_hello";
 const EVENT: &str = r#"{"name": "bench"}"#;
+const JQ: &str = "warden.builtin.jq";
+const JQ_EVENT: &str = r#"{"program": ".name", "input": {"name": "bench"}}"#;
 
 pub(crate) struct Server {
     child: Child,
@@ -154,9 +163,14 @@ async fn publish(c: &reqwest::Client, s: &Server, zip: Vec<u8>) -> anyhow::Resul
         }
     }
     post("/v1/apps", Some(json!({"id": "bench"}))).send().await?;
-    post("/v1/apps/bench/installations", Some(json!({"plugin": CODE})))
-        .send()
-        .await?;
+    for code in [CODE, JQ] {
+        let r = post("/v1/apps/bench/installations", Some(json!({"plugin": code})))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("install {code}: {}", r.text().await?);
+        }
+    }
     let r: Value = post(
         "/v1/keys",
         Some(json!({"name": "bench", "role": "app", "app": "bench"})),
@@ -298,6 +312,199 @@ impl Direct {
     }
 }
 
+/// What the load matrix sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `GET /v1/me`: routing, auth and JSON, no execution.
+    Floor,
+    /// `warden.builtin.jq`: an execution with no box at all.
+    Builtin,
+    /// The hello Python handler on a warm box.
+    Python,
+}
+
+const VARIANTS: [Variant; 3] = [Variant::Floor, Variant::Builtin, Variant::Python];
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Floor => "HTTP floor (`GET /v1/me`)",
+            Variant::Builtin => "built-in (`warden.builtin.jq`)",
+            Variant::Python => "warm Python (hello)",
+        }
+    }
+}
+
+/// One request of `v`, in ms; an answer other than 200 is an error.
+async fn one(c: &reqwest::Client, base: &str, key: &str, v: Variant) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let r = match v {
+        Variant::Floor => c.get(format!("{base}/v1/me")).bearer_auth(key).send().await?,
+        Variant::Builtin | Variant::Python => {
+            let (code, event) = if v == Variant::Builtin {
+                (JQ, JQ_EVENT)
+            } else {
+                (CODE, EVENT)
+            };
+            c.post(format!("{base}/v1/apps/bench/plugins/{code}/execute"))
+                .bearer_auth(key)
+                .header("content-type", "application/json")
+                .body(event)
+                .send()
+                .await?
+        }
+    };
+    let status = r.status();
+    let body = r.bytes().await?;
+    if status != 200 {
+        bail!(
+            "{} answered {status}: {}",
+            v.label(),
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `clients` callers, each sending `per_client` requests of `v` one after
+/// the other: every latency, and the wall time.
+async fn load(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    v: Variant,
+    clients: usize,
+    per_client: usize,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (c, base, key) = (c.clone(), base.to_owned(), key.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut ms = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                ms.push(one(&c, &base, &key, v).await?);
+            }
+            anyhow::Ok(ms)
+        }));
+    }
+    let mut all = Vec::with_capacity(clients * per_client);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, start.elapsed().as_secs_f64()))
+}
+
+/// A row of the load matrix.
+struct Cell {
+    clients: usize,
+    variant: Variant,
+    lat: stats::Stats,
+    per_sec: f64,
+}
+
+/// 1, 4 and 32 clients; for each, `rounds` rounds of the three variants in
+/// turn, `per_round` requests each (spread over the clients).
+async fn matrix(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    per_round: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<Cell>> {
+    let mut cells = Vec::new();
+    for clients in [1, 4, 32] {
+        let per_client = per_round.div_ceil(clients);
+        let mut lat: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+        let mut wall = vec![0.0; VARIANTS.len()];
+        for _ in 0..rounds {
+            for (i, v) in VARIANTS.into_iter().enumerate() {
+                let (ms, w) = load(c, base, key, v, clients, per_client).await?;
+                lat[i].extend(ms);
+                wall[i] += w;
+            }
+        }
+        for (i, v) in VARIANTS.into_iter().enumerate() {
+            let n = lat[i].len();
+            cells.push(Cell {
+                clients,
+                variant: v,
+                lat: stats::of(std::mem::take(&mut lat[i])),
+                per_sec: n as f64 / wall[i],
+            });
+        }
+    }
+    Ok(cells)
+}
+
+/// The built-in's in-runtime call (`Builtin::call` on `JQ_EVENT`), in ms.
+fn builtin_direct(n: usize) -> anyhow::Result<stats::Stats> {
+    use warden_builtins::Builtin;
+    let event: Value = serde_json::from_str(JQ_EVENT)?;
+    let limits = warden_builtins::Limits {
+        timeout: Duration::from_secs(5),
+        output_bytes: 1 << 20,
+    };
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n + n / 10 {
+        let t = Instant::now();
+        warden_builtins::Jq
+            .call(&event, limits)
+            .map_err(|e| anyhow::anyhow!("jq: {e:?}"))?;
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(stats::of(ms.split_off(n / 10)))
+}
+
+/// Write `n` finished executions of another app into the server's SQLite
+/// file (one statement), shaped like the built-in's records.
+/// Returns how many executions were there before.
+async fn prefill(data: &Path, n: usize) -> anyhow::Result<i64> {
+    let store =
+        warden_store::SqlStore::connect(&format!("sqlite://{}", data.join("warden.db").display())).await?;
+    let (before,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM executions")
+        .fetch_one(store.pool())
+        .await?;
+    let (result,): (String,) =
+        sqlx::query_as("SELECT result FROM executions WHERE plugin = $1 AND result IS NOT NULL LIMIT 1")
+            .bind(JQ)
+            .fetch_one(store.pool())
+            .await?;
+    // Ids older than any this run made (time-sortable, like the server's).
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO executions (id, app, plugin, version, status, mode, node, error_kind, result, created_at, \
+         started_at, finished_at, duration_ms, source) \
+         SELECT printf('exe_%014x%010x', 1000000 + i, i), 'bench-prefill', $2, '1.0.0', 'success', 'sync', \
+         'bench-node', NULL, $3, 1000 + i, 1000 + i, 1001 + i, 0.01, 'plugin' FROM n",
+    )
+    .bind(n as i64)
+    .bind(JQ)
+    .bind(result)
+    .execute(store.pool())
+    .await?;
+    store.close().await;
+    Ok(before)
+}
+
+/// `n` sequential calls of the built-in, each followed by one of the floor.
+async fn growth_sample(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    n: usize,
+) -> anyhow::Result<(stats::Stats, stats::Stats)> {
+    let (mut b, mut f) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        b.push(one(c, base, key, Variant::Builtin).await?);
+        f.push(one(c, base, key, Variant::Floor).await?);
+    }
+    Ok((stats::of(b), stats::of(f)))
+}
+
+/// Executions written into the store for the growth figures.
+const PREFILL: usize = 100_000;
+
 struct Burst {
     label: String,
     accepted: usize,
@@ -374,6 +581,7 @@ pub fn run(calls: usize, burst_n: usize) -> anyhow::Result<()> {
             .build()?;
         let mut bursts = Vec::new();
         let mut sequential = None;
+        let mut loads = None;
         for (i, queue) in [(0, None), (1, Some(burst_n))] {
             let data = tempfile::Builder::new().prefix("warden-bench-data-").tempdir()?;
             let mut env = vec![
@@ -418,6 +626,21 @@ pub fn run(calls: usize, burst_n: usize) -> anyhow::Result<()> {
                     }
                 }
                 sequential = Some((stats::of(http), stats::of(overhead), warm, stats::of(floor), stats::of(baseline)));
+                let python_direct = {
+                    let mut ms = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        ms.push(direct.call()?);
+                    }
+                    stats::of(ms)
+                };
+                let builtin_direct = builtin_direct(calls.max(1000))?;
+                let cells = matrix(&client, &s.base, &key, (calls / 4).max(32), 3).await?;
+                let small = growth_sample(&client, &s.base, &key, calls).await?;
+                let before = prefill(data.path(), PREFILL).await?;
+                // The first calls after a large write read pages back in.
+                growth_sample(&client, &s.base, &key, 50).await?;
+                let large = growth_sample(&client, &s.base, &key, calls).await?;
+                loads = Some((cells, builtin_direct, python_direct, before, small, large));
             }
             let label = match queue {
                 None => "default queue (max_concurrent 16, max_queue 256)".to_owned(),
@@ -435,6 +658,52 @@ pub fn run(calls: usize, burst_n: usize) -> anyhow::Result<()> {
         println!("| `POST …/execute` over HTTP, end to end | {:.2} | {:.2} |", http.median, http.p99);
         println!("| HTTP latency minus the call time the server recorded | {:.2} | {:.2} |", overhead.median, overhead.p99);
         println!("\n{warm} of {calls} calls were served warm. HTTP overhead over the direct warm call at p50: {:.2} ms.\n", http.median - base.median);
+        let (cells, b_direct, p_direct, before, small, large) = loads.context("no load run")?;
+        println!("### HTTP API: 1, 4 and 32 clients, against the floor\n");
+        println!("Each client sends its next request when the last is answered; 3 rounds of floor, built-in, Python in turn. In the runtime, measured in this process: built-in `Builtin::call` p50 {:.3} ms, warm Python `Runner::invoke` p50 {:.2} ms.\n", b_direct.median, p_direct.median);
+        println!("| clients | what | p50 ms | p99 ms | requests/s | p50 ÷ floor p50 | p50 − floor p50 − in-runtime call p50 |");
+        println!("|---:|---|---:|---:|---:|---:|---:|");
+        for clients in [1, 4, 32] {
+            let floor = cells
+                .iter()
+                .find(|c| c.clients == clients && c.variant == Variant::Floor)
+                .map_or(f64::NAN, |c| c.lat.median);
+            for c in cells.iter().filter(|c| c.clients == clients) {
+                let (ratio, over) = match c.variant {
+                    Variant::Floor => ("—".to_owned(), "—".to_owned()),
+                    v => {
+                        let call = if v == Variant::Builtin { b_direct.median } else { p_direct.median };
+                        (
+                            format!("{:.2}", c.lat.median / floor),
+                            format!("{:+.3} ms", c.lat.median - floor - call),
+                        )
+                    }
+                };
+                println!(
+                    "| {clients} | {} | {:.3} | {:.3} | {:.0} | {ratio} | {over} |",
+                    c.variant.label(),
+                    c.lat.median,
+                    c.lat.p99,
+                    c.per_sec
+                );
+            }
+        }
+        println!("\n### HTTP API: the built-in as the executions table grows (one client)\n");
+        println!("| executions in the store | built-in p50 ms | p99 ms | floor p50 ms | p50 − floor p50 |");
+        println!("|---|---:|---:|---:|---:|");
+        for (label, (b, f)) in [
+            (format!("{before} (this run's)"), &small),
+            (format!("{} (+{PREFILL} written into the file)", before + PREFILL as i64), &large),
+        ] {
+            println!(
+                "| {label} | {:.3} | {:.3} | {:.3} | {:+.3} |",
+                b.median,
+                b.p99,
+                f.median,
+                b.median - f.median
+            );
+        }
+        println!();
         println!("### HTTP API: {burst_n} concurrent requests, each on its own connection\n");
         println!("| server | accepted | 429 | other | p50 ms | p99 ms | executions/s | one record per accepted request |");
         println!("|---|---:|---:|---:|---:|---:|---:|---|");

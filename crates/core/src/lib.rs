@@ -75,8 +75,9 @@ pub use session::{
 };
 pub use snapshot::{Node, Snapshot, SnapshotStatus, SnapshotTrigger};
 pub use store::{
-    AuditFilter, Blobs, Counts, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page,
-    PluginFilter, Revoked, SessionMove, SnapshotFilter, Store, StoreError, TemplateFilter, Transition,
+    AuditFilter, Blobs, Counts, ExecutionFilter, Generation, Installed, LayerFilter, NewAudit, NewVersion,
+    PackageFields, Page, PluginFilter, Revoked, SessionMove, SnapshotFilter, Store, StoreError,
+    TemplateFilter, Transition,
 };
 pub use template::{
     Ecosystem, NetworkMode, NetworkPolicy, PackageReq, Resources, SeedEncoding, SeedFile, Template,

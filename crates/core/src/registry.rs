@@ -15,7 +15,7 @@ use warden_package::{Manifest, Policy, Problem};
 use crate::lifecycle::{self, Action, LifecycleError, VersionStatus};
 use crate::model::{Actor, App, Installation, Plugin, Role, Version, hex, new_id, now_ms};
 use crate::signing::{self, SigningKey};
-use crate::store::{Blobs, NewAudit, NewVersion, PackageFields, Store, StoreError, Transition};
+use crate::store::{Blobs, Generation, NewAudit, NewVersion, PackageFields, Store, StoreError, Transition};
 use crate::tier::{self, TrustLevel};
 
 /// Why a registry operation failed.
@@ -1117,27 +1117,41 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     /// The version an app's call of `plugin` runs: the pinned one, or the
     /// latest active. Inactive, rejected or failed versions cannot be called.
     pub async fn resolve(&self, app: &str, plugin: &str) -> R<Version> {
-        let (inst, versions) =
+        Ok(self.resolve_at(app, plugin).await?.0)
+    }
+
+    /// [`Registry::resolve`], with the plugin's generation read in the same
+    /// statement: the resolution holds while the generation has not moved
+    /// (see [`crate::store::Generation`]), which is what lets the executor
+    /// keep it between requests.
+    pub async fn resolve_at(&self, app: &str, plugin: &str) -> R<(Version, Generation)> {
+        let installed =
             self.store.installed_versions(app, plugin).await?.ok_or_else(|| {
                 RegistryError::NotFound(format!("{plugin} is not installed in app `{app}`"))
             })?;
-        match &inst.pinned_version {
+        let generation = installed.generation;
+        let version = match &installed.installation.pinned_version {
             Some(ver) => {
-                let v = versions.into_iter().find(|v| &v.version == ver).ok_or_else(|| {
-                    RegistryError::NotFound(format!("plugin {plugin} has no version {ver}"))
-                })?;
+                let v = installed
+                    .versions
+                    .into_iter()
+                    .find(|v| &v.version == ver)
+                    .ok_or_else(|| {
+                        RegistryError::NotFound(format!("plugin {plugin} has no version {ver}"))
+                    })?;
                 if v.status != VersionStatus::Active {
                     return Err(RegistryError::Conflict(format!(
                         "{plugin} {ver} is {}: it cannot be called",
                         v.status
                     )));
                 }
-                Ok(v)
+                v
             }
-            None => newest_active(versions).ok_or_else(|| {
+            None => newest_active(installed.versions).ok_or_else(|| {
                 RegistryError::Conflict(format!("{plugin} has no active version: it cannot be called"))
-            }),
-        }
+            })?,
+        };
+        Ok((version, generation))
     }
 }
 

@@ -96,6 +96,35 @@ pub struct PackageFields {
     pub uploaded_by: String,
 }
 
+/// An app's installation of a plugin with the versions it may run, read
+/// together with the plugin's registry generation in one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Installed {
+    /// The installation.
+    pub installation: Installation,
+    /// The pinned version (whatever its state), or every active version
+    /// when the installation follows the latest.
+    pub versions: Vec<Version>,
+    /// The plugin's generation when this was read (see [`Generation`]).
+    pub generation: Generation,
+}
+
+/// A plugin's registry generation: a number the store moves on every write
+/// that can change what any app's call of the plugin resolves to (an
+/// installation added, re-pinned or removed; a version's state, package,
+/// signature or trust level changed; a version deleted). A resolution read
+/// at one generation is still right exactly while the generation has not
+/// moved, on every node sharing the store, so it can be kept between
+/// requests and checked in the same statement that records the next
+/// execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// The plugin's code.
+    pub plugin: String,
+    /// The number read.
+    pub number: i64,
+}
+
 /// A new version (and its plugin, on the first upload).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewVersion {
@@ -331,24 +360,38 @@ pub trait Store: Send + Sync + 'static {
         app: &str,
         plugin: &str,
     ) -> impl Future<Output = R<Option<Installation>>> + Send;
-    /// An app's installation of a plugin with the versions it may run, in
-    /// one round trip: the pinned version (whatever its state), or every
-    /// active version when it follows the latest. What the run path never
-    /// reads is not loaded: `report` is `None` and `files` is `Null`.
+    /// An app's installation of a plugin with the versions it may run and
+    /// the plugin's generation, in one round trip: the pinned version
+    /// (whatever its state), or every active version when it follows the
+    /// latest. What the run path never reads is not loaded: `report` is
+    /// `None` and `files` is `Null`.
     fn installed_versions(
         &self,
         app: &str,
         plugin: &str,
-    ) -> impl Future<Output = R<Option<(Installation, Vec<Version>)>>> + Send;
+    ) -> impl Future<Output = R<Option<Installed>>> + Send;
     /// An app's installations.
     fn list_installations(&self, app: &str) -> impl Future<Output = R<Vec<Installation>>> + Send;
 
     /// Record an accepted execution (before it runs).
     fn insert_execution(&self, e: Execution) -> impl Future<Output = R<()>> + Send;
+    /// Record an accepted execution only while the plugin is still at
+    /// generation `at`, in one statement; false (nothing recorded) when the
+    /// generation moved or the plugin is gone: the caller's resolution is
+    /// out of date.
+    fn insert_execution_at(&self, e: Execution, at: &Generation) -> impl Future<Output = R<bool>> + Send;
     /// Record an accepted async execution together with what it needs to
     /// start, in one transaction: from then on it is in the durable queue,
     /// whatever happens to the process that accepted it.
     fn enqueue_execution(&self, e: Execution, call: QueuedCall) -> impl Future<Output = R<()>> + Send;
+    /// [`Store::enqueue_execution`] only while the plugin is still at
+    /// generation `at`; false (nothing recorded) otherwise.
+    fn enqueue_execution_at(
+        &self,
+        e: Execution,
+        call: QueuedCall,
+        at: &Generation,
+    ) -> impl Future<Output = R<bool>> + Send;
     /// Take the queued execution `id` for `node`, starting it at `at`: its
     /// queue entry goes, it becomes `running` on `node`. False when it was
     /// no longer queued (another node took it, or it ended). Atomic: of any

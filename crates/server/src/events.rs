@@ -7,7 +7,7 @@
 //! (or on another node) a client gets the stored result, which holds the
 //! whole captured output anyway.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,32 +179,80 @@ impl Log {
 }
 
 /// Every live log.
-#[derive(Default)]
 pub struct Hub {
-    logs: Mutex<HashMap<String, Arc<Log>>>,
+    inner: Mutex<Logs>,
+    /// How long a finished log stays: [`KEEP_FINISHED`].
+    keep: Duration,
 }
 
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            inner: Mutex::default(),
+            keep: KEEP_FINISHED,
+        }
+    }
+}
+
+/// The logs by id, and their ids in a ring that [`Hub::open`] walks a
+/// little at a time to drop expired ones.
+#[derive(Default)]
+struct Logs {
+    by_id: HashMap<String, Arc<Log>>,
+    ring: VecDeque<String>,
+}
+
+/// Ring entries [`Hub::open`] looks at per log it adds: more than one, so
+/// the walk outpaces the additions and every entry is looked at again
+/// after at most about half the ring's length of opens.
+const SWEEP_PER_OPEN: usize = 2;
+
 impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Log>>> {
-        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Logs> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Start the log of execution `id` (and drop expired finished ones).
+    /// Start the log of execution `id`, and drop a few expired finished
+    /// ones: a constant amount of work per call, where a scan of every
+    /// kept log made each execution slower the more had finished in the
+    /// last [`KEEP_FINISHED`].
     pub fn open(&self, id: &str) -> Arc<Log> {
         let mut logs = self.lock();
-        logs.retain(|_, log| log.lock().finished_at.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
-        logs.entry(id.to_owned()).or_default().clone()
+        for _ in 0..SWEEP_PER_OPEN.min(logs.ring.len()) {
+            let Some(next) = logs.ring.pop_front() else {
+                break;
+            };
+            let keep = logs
+                .by_id
+                .get(&next)
+                .map(|log| log.lock().finished_at.is_none_or(|t| t.elapsed() < self.keep));
+            match keep {
+                Some(true) => logs.ring.push_back(next),
+                Some(false) => {
+                    logs.by_id.remove(&next);
+                }
+                // Forgotten meanwhile.
+                None => {}
+            }
+        }
+        if let Some(log) = logs.by_id.get(id) {
+            return log.clone();
+        }
+        let log = Arc::new(Log::default());
+        logs.by_id.insert(id.to_owned(), log.clone());
+        logs.ring.push_back(id.to_owned());
+        log
     }
 
     /// The log of execution `id`, while it is kept.
     pub fn get(&self, id: &str) -> Option<Arc<Log>> {
-        self.lock().get(id).cloned()
+        self.lock().by_id.get(id).cloned()
     }
 
     /// Drop the log of execution `id`, which runs elsewhere (another node
     /// started it): clients following it read its stored record instead.
     pub fn forget(&self, id: &str) {
-        if let Some(log) = self.lock().remove(id) {
+        if let Some(log) = self.lock().by_id.remove(id) {
             log.notify.notify_waiters();
         }
     }
@@ -225,6 +273,33 @@ mod tests {
         assert!(done);
         assert_eq!(events.len(), MAX_CHUNKS + 2, "the chunks, one notice, the result");
         assert!(events[MAX_CHUNKS].data.contains("too many chunks"));
+    }
+
+    #[test]
+    fn expired_logs_go_a_few_at_a_time_and_live_ones_stay() {
+        let hub = Hub {
+            keep: Duration::ZERO,
+            ..Hub::default()
+        };
+        let running = hub.open("running");
+        for i in 0..300 {
+            hub.open(&format!("done-{i}")).finish("{}".into());
+        }
+        let logs = hub.lock();
+        assert!(
+            logs.by_id.len() < 10,
+            "expired logs are dropped as new ones come: {} kept",
+            logs.by_id.len()
+        );
+        assert!(logs.ring.len() < 10, "the ring shrinks with them");
+        drop(logs);
+        assert!(
+            Arc::ptr_eq(&hub.get("running").expect("a running log stays"), &running),
+            "an unfinished log is never dropped"
+        );
+        hub.forget("running");
+        assert!(hub.get("running").is_none());
+        assert!(Arc::ptr_eq(&hub.open("x"), &hub.open("x")), "one log per id");
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! Executions: from an app's request to a recorded result.
 //!
 //! 1. Resolve the installed version; verify its package hash (every call).
+//!    The resolution is kept between requests with the plugin's generation
+//!    (see [`warden_core::Generation`]); compiled schemas are kept per
+//!    version and package.
 //! 2. Check the event against `input_schema` (422 with every violation).
 //! 3. Admit it or answer 429: at most `max_concurrent + max_queue` in flight
 //!    on this node.
 //! 4. **Record it** before anything runs: an accepted request always has
 //!    its record. A sync call is recorded `running`; an async call is
 //!    recorded `queued` together with its event and limits, in the store's
-//!    durable queue.
+//!    durable queue. The record is written only while the plugin is still
+//!    at the generation it was resolved at (the same statement checks it):
+//!    otherwise nothing is recorded, and the request is resolved afresh and
+//!    checked again, so an uninstall, a deactivation, a re-pin or a newly
+//!    active version made through any node applies to the next request.
 //! 5. Run it on a task of its own (a client that goes away does not cancel
 //!    it), streaming output into the live event log. Sync calls wait for a
 //!    running slot; async ones are started by the dispatcher, which claims
@@ -33,7 +40,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use warden_core::model::{new_id, now_ms};
 use warden_core::{
     ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
-    ExecutionSource, ExecutionStatus, QueuedCall, RefusedDestination, Registry, ResultMetrics, ResultStatus,
+    ExecutionSource, ExecutionStatus, Generation, QueuedCall, RefusedDestination, Registry, ResultMetrics,
+    ResultStatus,
     ResultViolation, Store, Version, VersionStatus,
 };
 use warden_jail::Status as JailStatus;
@@ -55,6 +63,10 @@ type Reg = Registry<SqlStore, ObjectBlobs>;
 /// How often an idle node looks for queued executions it was not told
 /// about (other nodes', or left by a crash).
 pub const QUEUE_POLL: Duration = Duration::from_secs(1);
+
+/// Resolutions kept at most (all are dropped when full: they are one read
+/// each to make again).
+const MAX_RESOLUTIONS: usize = 10_000;
 
 /// A version made ready to run: code unpacked, schemas compiled.
 struct Loaded {
@@ -134,6 +146,11 @@ pub struct Executor {
     /// Set when shutdown begins: no more admissions.
     closing: std::sync::atomic::AtomicBool,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    /// (app, plugin) → the version its calls run and the plugin's
+    /// generation it was read at; checked by the statement that records
+    /// each execution, so a change made through any node takes effect for
+    /// the next request.
+    resolved: Mutex<HashMap<(String, String), Arc<Resolution>>>,
     /// Live event logs (shared with the session manager: one SSE engine).
     pub hub: Arc<Hub>,
 }
@@ -156,6 +173,24 @@ struct Job {
     log: Arc<Log>,
     permit: Permit,
     done: tokio::sync::oneshot::Sender<ExecutionView>,
+}
+
+/// What an app's call of a plugin runs, and the plugin's generation it was
+/// read at.
+struct Resolution {
+    version: Version,
+    generation: Generation,
+}
+
+/// How one try at accepting an execution ended.
+enum Attempt {
+    /// Recorded and started.
+    Accepted(Box<Accepted>),
+    /// Nothing recorded: the plugin's generation moved since it was resolved.
+    Stale,
+    /// Refused by the resolved version's checks (input schema, limits, tier),
+    /// before anything was admitted or recorded.
+    Refused(ApiError),
 }
 
 /// Why a claimed execution cannot run, for its error record.
@@ -201,6 +236,7 @@ impl Executor {
             gate: tokio::sync::RwLock::new(false),
             closing: std::sync::atomic::AtomicBool::new(false),
             loaded: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
             hub: Arc::default(),
         }
     }
@@ -434,7 +470,6 @@ impl Executor {
             Some(Mode::Async) => ExecutionMode::Async,
             None | Some(Mode::Sync) => ExecutionMode::Sync,
         };
-        let is_async = mode == ExecutionMode::Async;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_field(
                 "body",
@@ -459,17 +494,116 @@ impl Executor {
                 ),
             ));
         }
-        let version = self.registry.resolve(app, plugin).await?;
-        let (dir, entrypoint, manifest, loaded) = self.load(&version).await?;
-        let violations = loaded.input.validate(&event);
+        let mut fresh = false;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (resolved, cached) = self.resolution(app, plugin, fresh).await?;
+            match self
+                .try_accept(app, plugin, body, &event, q, mode, &resolved)
+                .await
+            {
+                Ok(Attempt::Accepted(accepted)) => return Ok(*accepted),
+                // The plugin's generation moved since it was resolved: what
+                // was checked may no longer be what the app's call runs.
+                Ok(Attempt::Stale) => self.forget_resolution(app, plugin),
+                // A refusal by a kept resolution stands only if it is still
+                // the current one (a re-pin may bring another input schema).
+                Ok(Attempt::Refused(e)) if cached => {
+                    let (now, _) = self.resolution(app, plugin, true).await?;
+                    if now.generation == resolved.generation {
+                        return Err(e);
+                    }
+                }
+                Ok(Attempt::Refused(e)) | Err(e) => return Err(e),
+            }
+            if tries == 3 {
+                return Err(ApiError::unavailable(format!(
+                    "{plugin}'s installation or versions kept changing while the call was accepted; retry"
+                )));
+            }
+            fresh = true;
+        }
+    }
+
+    /// What `app`'s call of `plugin` runs: kept from an earlier request
+    /// unless `fresh` (true when it was kept).
+    async fn resolution(
+        &self,
+        app: &str,
+        plugin: &str,
+        fresh: bool,
+    ) -> Result<(Arc<Resolution>, bool), ApiError> {
+        let key = (app.to_owned(), plugin.to_owned());
+        let kept = if fresh {
+            None
+        } else {
+            self.resolved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(r) = kept {
+            return Ok((r, true));
+        }
+        let (version, generation) = self.registry.resolve_at(app, plugin).await?;
+        let r = Arc::new(Resolution { version, generation });
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if resolved.len() >= MAX_RESOLUTIONS {
+            resolved.clear();
+        }
+        resolved.insert(key, r.clone());
+        Ok((r, false))
+    }
+
+    fn forget_resolution(&self, app: &str, plugin: &str) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(app.to_owned(), plugin.to_owned()));
+    }
+
+    /// Check, admit and record an execution of `version`, then start it.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_accept(
+        self: &Arc<Self>,
+        app: &str,
+        plugin: &str,
+        body: &[u8],
+        event: &Value,
+        q: &ExecuteQuery,
+        mode: ExecutionMode,
+        resolved: &Resolution,
+    ) -> Result<Attempt, ApiError> {
+        let (version, generation) = (&resolved.version, resolved.generation.clone());
+        let is_async = mode == ExecutionMode::Async;
+        let (dir, entrypoint, manifest, loaded) = self.load(version).await?;
+        let violations = loaded.input.validate(event);
         if !violations.is_empty() {
-            return Err(ApiError::invalid(
+            return Ok(Attempt::Refused(ApiError::invalid(
                 "input-schema",
                 "The event does not match the plugin's input_schema",
                 problems(violations),
-            ));
+            )));
         }
-        let (timeout_ms, memory_mb) = self.limits(&manifest, q)?;
+        let (timeout_ms, memory_mb) = match self.limits(&manifest, q) {
+            Ok(l) => l,
+            Err(e) => return Ok(Attempt::Refused(e)),
+        };
+        let (credentials, fingerprint) = self.call_credentials(app, &manifest).await?;
+        let target = match self.tiers.target(
+            app,
+            version,
+            &dir,
+            &entrypoint,
+            &manifest,
+            credentials,
+            &fingerprint,
+        ) {
+            Ok(t) => t,
+            Err(e) => return Ok(Attempt::Refused(e)),
+        };
         let limits = self.call_limits(&manifest, timeout_ms, memory_mb);
         let mut permit = self.admit()?;
         let now = now_ms();
@@ -509,17 +643,8 @@ impl Executor {
                 })
             })
             .transpose()?;
-        let (credentials, fingerprint) = self.call_credentials(app, &manifest).await?;
-        let target = self.tiers.target(
-            app,
-            &version,
-            &dir,
-            &entrypoint,
-            &manifest,
-            credentials,
-            &fingerprint,
-        )?;
-        let log = self.hub.open(&exec.id);
+        let id = exec.id.clone();
+        let log = self.hub.open(&id);
         let inv = Self::invocation(body.to_vec(), limits, &log);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
@@ -539,8 +664,11 @@ impl Executor {
         tokio::spawn(async move {
             if let Some(call) = queued {
                 let _gate = me.gate.read().await;
-                let recorded = me.store.enqueue_execution(job.exec.clone(), call).await;
-                let ok = recorded.is_ok();
+                let recorded = me
+                    .store
+                    .enqueue_execution_at(job.exec.clone(), call, &generation)
+                    .await;
+                let ok = matches!(recorded, Ok(true));
                 let _ = recorded_tx.send(recorded);
                 if ok {
                     job.log.status(job.exec.status.as_str());
@@ -552,8 +680,10 @@ impl Executor {
                 }
                 return;
             }
-            let recorded = me.store.insert_execution(job.exec.clone()).await;
-            let ok = recorded.is_ok();
+            // The record and the check that the resolution still holds are
+            // one statement: one round trip before the call.
+            let recorded = me.store.insert_execution_at(job.exec.clone(), &generation).await;
+            let ok = matches!(recorded, Ok(true));
             let _ = recorded_tx.send(recorded);
             if !ok {
                 return;
@@ -565,14 +695,18 @@ impl Executor {
             };
             me.run_guarded(job, slot).await;
         });
-        recorded_rx
+        let recorded = recorded_rx
             .await
             .map_err(|_| ApiError::internal(&"the execution's task ended before recording it"))??;
-        Ok(Accepted {
+        if !recorded {
+            self.hub.forget(&id);
+            return Ok(Attempt::Stale);
+        }
+        Ok(Attempt::Accepted(Box::new(Accepted {
             view,
             done: rx,
             is_async,
-        })
+        })))
     }
 
     /// Make a running execution final with an error (best effort); true

@@ -49,7 +49,21 @@ pub fn handle() -> PrometheusHandle {
                 })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             match builder.install_recorder() {
-                Ok(h) => h,
+                Ok(h) => {
+                    // Histogram samples wait in the recorder until a scrape
+                    // or an upkeep drains them: without this, a node nobody
+                    // scrapes keeps every request's samples.
+                    let upkeep = h.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("warden-metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(std::time::Duration::from_secs(5));
+                                upkeep.run_upkeep();
+                            }
+                        });
+                    h
+                }
                 // Another recorder is installed (embedding): keep a private one.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }

@@ -2,8 +2,8 @@
 //! following the latest active one).
 
 use sqlx::{AnyPool, FromRow, Row};
-use warden_core::store::NewAudit;
-use warden_core::{App, Installation, StoreError, Version, model::now_ms};
+use warden_core::store::{Generation, Installed, NewAudit};
+use warden_core::{App, Installation, StoreError, model::now_ms};
 
 use crate::audit;
 use crate::error::{Record, Result, all, optional};
@@ -199,23 +199,21 @@ struct InstalledRow {
     inst_pinned: Option<String>,
     inst_created: i64,
     inst_updated: i64,
+    plugin_generation: i64,
 }
 
-/// An app's installation of a plugin with the versions it may run, in one
-/// round trip: the pinned version, or every active one. What the run path
-/// never reads (reports, file lists) is not loaded.
-pub(crate) async fn installed_versions(
-    pool: &AnyPool,
-    app: &str,
-    plugin: &str,
-) -> Result<Option<(Installation, Vec<Version>)>> {
+/// An app's installation of a plugin with the versions it may run and the
+/// plugin's generation, in one round trip (one statement: one snapshot):
+/// the pinned version, or every active one. What the run path never reads
+/// (reports, file lists) is not loaded.
+pub(crate) async fn installed_versions(pool: &AnyPool, app: &str, plugin: &str) -> Result<Option<Installed>> {
     let rows = sqlx::query(
         "SELECT i.id AS inst_id, i.pinned_version AS inst_pinned, i.created_at AS inst_created, \
-         i.updated_at AS inst_updated, \
+         i.updated_at AS inst_updated, p.generation AS plugin_generation, \
          v.id, v.plugin, v.version, v.status, v.manifest, v.package_sha256, v.package_size, NULL AS files, \
          NULL AS report, v.status_reason, v.uploaded_by, v.created_at, v.updated_at, v.revision, v.trust_level, \
          v.signature, v.signed_by \
-         FROM installations i LEFT JOIN plugin_versions v ON v.plugin = i.plugin AND \
+         FROM installations i JOIN plugins p ON p.code = i.plugin LEFT JOIN plugin_versions v ON v.plugin = i.plugin AND \
          ((i.pinned_version IS NOT NULL AND v.version = i.pinned_version) OR \
           (i.pinned_version IS NULL AND v.status = 'active')) \
          WHERE i.app = $1 AND i.plugin = $2",
@@ -243,5 +241,12 @@ pub(crate) async fn installed_versions(
             versions.push(VersionRow::from_row(row)?.into_record()?);
         }
     }
-    Ok(Some((inst, versions)))
+    Ok(Some(Installed {
+        installation: inst,
+        versions,
+        generation: Generation {
+            plugin: plugin.to_owned(),
+            number: head.plugin_generation,
+        },
+    }))
 }

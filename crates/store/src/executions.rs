@@ -12,7 +12,7 @@
 //! different ones instead of queueing behind each other.
 
 use sqlx::AnyPool;
-use warden_core::store::ExecutionFilter;
+use warden_core::store::{ExecutionFilter, Generation};
 use warden_core::{
     ErrorKind, Execution, ExecutionMode, ExecutionResult, ExecutionSource, ExecutionStatus, Page, QueuedCall,
     RefusedDestination, RunLanguage, RunMode, SessionLanguage, StoreError, model::now_ms,
@@ -125,8 +125,14 @@ fn refused_text(r: &[RefusedDestination]) -> Result<Option<String>> {
         .transpose()
 }
 
-/// Record an accepted execution through `ex`.
-async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: &Execution) -> Result<()> {
+/// Record an accepted execution through `ex`; with `at`, only while the
+/// plugin is at that generation (one statement: the check and the insert
+/// see the same snapshot). False when nothing was recorded.
+async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    ex: E,
+    e: &Execution,
+    at: Option<&Generation>,
+) -> Result<bool> {
     let (plugin, version) = e.source.plugin().unwrap_or_default();
     let (session, language, mode, template) = match &e.source {
         ExecutionSource::Session {
@@ -144,38 +150,54 @@ async fn insert_with<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(ex: E, e: 
         }
         ExecutionSource::Plugin { .. } => (None, None, None, None),
     };
-    sqlx::query(concat!(
-        "INSERT INTO executions (",
-        columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-    ))
-    .bind(&e.id)
-    .bind(&e.app)
-    .bind(plugin)
-    .bind(version)
-    .bind(e.status.as_str())
-    .bind(e.mode.as_str())
-    .bind(&e.node)
-    .bind(e.error_kind.map(ErrorKind::as_str))
-    .bind(result_text(e.result.as_ref())?)
-    .bind(e.created_at)
-    .bind(e.started_at)
-    .bind(e.finished_at)
-    .bind(e.duration_ms)
-    .bind(e.source.kind())
-    .bind(session)
-    .bind(language)
-    .bind(mode)
-    .bind(template)
-    .bind(refused_text(&e.egress_refused)?)
-    .execute(ex)
-    .await?;
-    Ok(())
+    let sql = match at {
+        None => concat!(
+            "INSERT INTO executions (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        ),
+        Some(_) => concat!(
+            "INSERT INTO executions (",
+            columns!(),
+            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
+             WHERE EXISTS (SELECT 1 FROM plugins WHERE code = $20 AND generation = $21)"
+        ),
+    };
+    let mut q = sqlx::query(sql)
+        .bind(&e.id)
+        .bind(&e.app)
+        .bind(plugin)
+        .bind(version)
+        .bind(e.status.as_str())
+        .bind(e.mode.as_str())
+        .bind(&e.node)
+        .bind(e.error_kind.map(ErrorKind::as_str))
+        .bind(result_text(e.result.as_ref())?)
+        .bind(e.created_at)
+        .bind(e.started_at)
+        .bind(e.finished_at)
+        .bind(e.duration_ms)
+        .bind(e.source.kind())
+        .bind(session)
+        .bind(language)
+        .bind(mode)
+        .bind(template)
+        .bind(refused_text(&e.egress_refused)?);
+    if let Some(at) = at {
+        q = q.bind(&at.plugin).bind(at.number);
+    }
+    Ok(q.execute(ex).await?.rows_affected() == 1)
 }
 
 /// Record an accepted execution.
 pub(crate) async fn insert(pool: &AnyPool, e: Execution) -> Result<()> {
-    insert_with(pool, &e).await
+    insert_with(pool, &e, None).await?;
+    Ok(())
+}
+
+/// Record an accepted execution while the plugin is at generation `at`.
+pub(crate) async fn insert_at(pool: &AnyPool, e: &Execution, at: Option<&Generation>) -> Result<bool> {
+    insert_with(pool, e, at).await
 }
 
 /// Update an unfinished execution; false when it is final already.
@@ -184,8 +206,7 @@ pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
     // Only async executions are ever queued; a started or ended one has no
     // business in the queue (a claim removed it already, normally).
     let dequeue = e.mode == ExecutionMode::Async && e.status != ExecutionStatus::Queued;
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query(
+    let set = sqlx::query(
         "UPDATE executions SET status = $1, error_kind = $2, result = $3, started_at = $4, finished_at = $5, \
          duration_ms = $6, version = $7, egress_refused = $8 WHERE id = $9 AND status IN ('queued', 'running')",
     )
@@ -197,26 +218,45 @@ pub(crate) async fn update(pool: &AnyPool, e: Execution) -> Result<bool> {
     .bind(e.duration_ms)
     .bind(version)
     .bind(refused_text(&e.egress_refused)?)
-    .bind(&e.id)
-    .execute(&mut *tx)
-    .await?;
+    .bind(&e.id);
+    // A sync execution was never queued: its final record is one statement
+    // (one round trip), not a transaction of three.
+    let (done, mut tx) = if dequeue {
+        let mut tx = pool.begin().await?;
+        (set.execute(&mut *tx).await?, Some(tx))
+    } else {
+        (set.execute(pool).await?, None)
+    };
     if done.rows_affected() == 0 {
-        let exists: Option<(String,)> = sqlx::query_as("SELECT id FROM executions WHERE id = $1")
-            .bind(&e.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // Why not: final already, or no such execution. Records are never
+        // deleted and a final one never changes, so a read after the update
+        // tells the same as one inside its transaction.
+        let exists: Option<(String,)> = match tx.as_mut() {
+            Some(tx) => {
+                sqlx::query_as("SELECT id FROM executions WHERE id = $1")
+                    .bind(&e.id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            None => {
+                sqlx::query_as("SELECT id FROM executions WHERE id = $1")
+                    .bind(&e.id)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         return match exists {
             Some(_) => Ok(false),
             None => Err(StoreError::NotFound(format!("execution {}", e.id)).into()),
         };
     }
-    if dequeue {
+    if let Some(mut tx) = tx {
         sqlx::query("DELETE FROM execution_queue WHERE id = $1")
             .bind(&e.id)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
     }
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -246,14 +286,23 @@ impl Record for QueueRow {
     }
 }
 
-/// Record an accepted async execution and its queue entry, together.
-pub(crate) async fn enqueue(pool: &AnyPool, e: Execution, call: QueuedCall) -> Result<()> {
+/// Record an accepted async execution and its queue entry, together; with
+/// `at`, only while the plugin is at that generation. False when nothing
+/// was recorded.
+pub(crate) async fn enqueue(
+    pool: &AnyPool,
+    e: Execution,
+    call: QueuedCall,
+    at: Option<&Generation>,
+) -> Result<bool> {
     let too_big =
         |what: &str| StoreError::Backend(format!("the {what} of execution {} is out of range", e.id));
     let timeout_ms = i64::try_from(call.timeout_ms).map_err(|_| too_big("timeout"))?;
     let memory_mb = i64::try_from(call.memory_mb).map_err(|_| too_big("memory limit"))?;
     let mut tx = pool.begin().await?;
-    insert_with(&mut *tx, &e).await?;
+    if !insert_with(&mut *tx, &e, at).await? {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO execution_queue (id, event, package_sha256, timeout_ms, memory_mb) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -265,7 +314,7 @@ pub(crate) async fn enqueue(pool: &AnyPool, e: Execution, call: QueuedCall) -> R
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 const START: &str = concat!(

@@ -40,8 +40,8 @@ use serde_json::Value;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use warden_core::store::{
-    AuditFilter, ExecutionFilter, LayerFilter, NewAudit, NewVersion, PackageFields, Page, PluginFilter,
-    SessionMove, SnapshotFilter, TemplateFilter, Transition,
+    AuditFilter, ExecutionFilter, Generation, Installed, LayerFilter, NewAudit, NewVersion, PackageFields,
+    Page, PluginFilter, SessionMove, SnapshotFilter, TemplateFilter, Transition,
 };
 use warden_core::{
     ApiKey, App, AuditEvent, Counts, Execution, Installation, Layer, LayerStatus, Node, Plugin, QueuedCall,
@@ -257,7 +257,7 @@ impl Store for SqlStore {
         Ok(apps::get_installation(&self.pool, app, plugin).await?)
     }
 
-    async fn installed_versions(&self, app: &str, plugin: &str) -> R<Option<(Installation, Vec<Version>)>> {
+    async fn installed_versions(&self, app: &str, plugin: &str) -> R<Option<Installed>> {
         Ok(apps::installed_versions(&self.pool, app, plugin).await?)
     }
 
@@ -270,7 +270,16 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_execution(&self, e: Execution, call: QueuedCall) -> R<()> {
-        Ok(executions::enqueue(&self.pool, e, call).await?)
+        executions::enqueue(&self.pool, e, call, None).await?;
+        Ok(())
+    }
+
+    async fn insert_execution_at(&self, e: Execution, at: &Generation) -> R<bool> {
+        Ok(executions::insert_at(&self.pool, &e, Some(at)).await?)
+    }
+
+    async fn enqueue_execution_at(&self, e: Execution, call: QueuedCall, at: &Generation) -> R<bool> {
+        Ok(executions::enqueue(&self.pool, e, call, Some(at)).await?)
     }
 
     async fn claim_execution(&self, id: &str, node: &str, at: i64) -> R<bool> {

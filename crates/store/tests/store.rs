@@ -170,6 +170,7 @@ both!(
     a_node_cut_off_never_writes_over_a_session_another_node_claimed,
     runs_are_ordinary_records_with_their_language_and_template,
     signed_versions_are_trusted_until_their_key_is_revoked,
+    every_write_that_moves_a_resolution_moves_the_generation,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2484,4 +2485,83 @@ async fn signed_versions_are_trusted_until_their_key_is_revoked(ctx: Ctx) {
         revoked_twice.to_string().contains("revoked already"),
         "{revoked_twice}"
     );
+}
+
+/// The plugin's generation as `shop`'s call of it reads it.
+async fn generation(ctx: &Ctx) -> warden_core::Generation {
+    ctx.registry
+        .resolve_at("shop", "vendor.greeting.say_hello")
+        .await
+        .unwrap()
+        .1
+}
+
+async fn every_write_that_moves_a_resolution_moves_the_generation(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let (root, alice) = (admin(), dev("alice"));
+    active(&ctx, "1.0.0").await;
+    ctx.registry.create_app(&root, "shop", "Shop").await.unwrap();
+    ctx.registry.install(&root, "shop", code, None).await.unwrap();
+    let mut seen = vec![generation(&ctx).await];
+    // Each write below moves it; a read leaves it.
+    let still = generation(&ctx).await;
+    assert_eq!(still, seen[0], "reading does not move it");
+    // A guarded record: written at the current generation, refused at an old one.
+    let e = execution("shop", code, ExecutionStatus::Running);
+    assert!(ctx.store.insert_execution_at(e.clone(), &seen[0]).await.unwrap());
+    assert!(ctx.store.get_execution(&e.id).await.unwrap().is_some());
+    // A new active version.
+    active(&ctx, "2.0.0").await;
+    seen.push(generation(&ctx).await);
+    // A re-pin.
+    ctx.registry
+        .upgrade(&root, "shop", code, Some("1.0.0"))
+        .await
+        .unwrap();
+    seen.push(generation(&ctx).await);
+    // A deactivation (of the version not pinned, so 1.0.0 still resolves).
+    ctx.registry.deactivate(&alice, code, "2.0.0").await.unwrap();
+    seen.push(generation(&ctx).await);
+    for pair in seen.windows(2) {
+        assert!(pair[1].number > pair[0].number, "{seen:?}");
+    }
+    let old = seen[0].clone();
+    let stale = execution("shop", code, ExecutionStatus::Running);
+    assert!(
+        !ctx.store.insert_execution_at(stale.clone(), &old).await.unwrap(),
+        "a record at an old generation is refused"
+    );
+    assert!(
+        ctx.store.get_execution(&stale.id).await.unwrap().is_none(),
+        "and nothing is written"
+    );
+    let (e, call) = queued(0);
+    let e = Execution {
+        app: "shop".into(),
+        source: ExecutionSource::Plugin {
+            plugin: code.into(),
+            version: "1.0.0".into(),
+        },
+        ..e
+    };
+    assert!(
+        !ctx.store
+            .enqueue_execution_at(e.clone(), call.clone(), &old)
+            .await
+            .unwrap()
+    );
+    assert!(ctx.store.get_execution(&e.id).await.unwrap().is_none());
+    assert_eq!(queue_len(&ctx.store).await, 0, "nor a queue entry");
+    let now = generation(&ctx).await;
+    assert!(
+        ctx.store
+            .enqueue_execution_at(e.clone(), call, &now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(queue_len(&ctx.store).await, 1);
+    // An uninstall: the installation is gone, and so is the old resolution.
+    ctx.registry.uninstall(&root, "shop", code).await.unwrap();
+    let fresh = execution("shop", code, ExecutionStatus::Running);
+    assert!(!ctx.store.insert_execution_at(fresh, &now).await.unwrap());
 }
