@@ -41,8 +41,7 @@ use warden_core::model::{new_id, now_ms};
 use warden_core::{
     ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
     ExecutionSource, ExecutionStatus, Generation, QueuedCall, RefusedDestination, Registry, ResultMetrics,
-    ResultStatus,
-    ResultViolation, Store, Version, VersionStatus,
+    ResultStatus, ResultViolation, Store, Version, VersionStatus,
 };
 use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
