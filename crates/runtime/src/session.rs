@@ -227,6 +227,9 @@ impl PoolKey {
 #[derive(Default)]
 pub(crate) struct Prestarted {
     boxes: Mutex<HashMap<PoolKey, Vec<(SessionBox, SessionSpec)>>>,
+    /// Kinds with a refill under way: one at a time per kind, so a burst
+    /// of creates does not start a box ahead for each of them.
+    filling: Mutex<std::collections::HashSet<PoolKey>>,
 }
 
 impl Prestarted {
@@ -325,7 +328,14 @@ pub(crate) fn open(
 
 /// Start boxes for `key` in the background until it has `want` unclaimed.
 fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
-    if rt.sessions.count(&key) >= want {
+    if rt.sessions.count(&key) >= want
+        || !rt
+            .sessions
+            .filling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+    {
         return;
     }
     let base = SessionSpec {
@@ -334,7 +344,8 @@ fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
         ..spec
     };
     let weak = Arc::downgrade(rt);
-    let _ = std::thread::Builder::new()
+    let mine = key.clone();
+    let spawned = std::thread::Builder::new()
         .name("warden-session-prestart".into())
         .spawn(move || {
             let Some(rt) = weak.upgrade() else { return };
@@ -343,11 +354,23 @@ fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
                     Ok(b) => rt.sessions.put(key.clone(), b, base.clone()),
                     Err(e) => {
                         tracing::warn!(error = %e, "starting a session box ahead failed; sessions start cold");
-                        return;
+                        break;
                     }
                 }
             }
+            rt.sessions
+                .filling
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
         });
+    if spawned.is_err() {
+        rt.sessions
+            .filling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&mine);
+    }
 }
 
 /// Make a prestarted box the session `spec` describes: its limits on the
