@@ -307,7 +307,9 @@ pub(crate) fn open(
     spec: SessionSpec,
     prestart: usize,
 ) -> Result<SessionBox, RuntimeError> {
-    let key = PoolKey::of(&spec);
+    // Without cgroups a box's memory and process limits are rlimits fixed
+    // at its start: a box started ahead could not take a session's own.
+    let key = PoolKey::of(&spec).filter(|_| rt.jail.cgroups().is_some());
     let claimed = key.as_ref().and_then(|k| rt.sessions.take(k));
     let b = match claimed {
         // A box that cannot be made this session's is dropped (killed);
@@ -382,14 +384,16 @@ fn claim(mut b: SessionBox, spec: &SessionSpec) -> Result<SessionBox, RuntimeErr
         let inner = guard
             .as_mut()
             .ok_or_else(|| channel("the prestarted session box is gone"))?;
-        if let Some(cg) = inner.running.cgroup_mut() {
-            cg.apply(&warden_jail::CgroupLimits {
-                memory_bytes: Some(spec.memory_bytes),
-                pids: Some(spec.pids),
-                cpu_cores: Some(spec.cpu_cores),
-            })
-            .map_err(|e| channel(format!("setting the session's limits: {e}")))?;
-        }
+        let cg = inner
+            .running
+            .cgroup_mut()
+            .ok_or_else(|| channel("a box started ahead has no cgroup to take the session's limits"))?;
+        cg.apply(&warden_jail::CgroupLimits {
+            memory_bytes: Some(spec.memory_bytes),
+            pids: Some(spec.pids),
+            cpu_cores: Some(spec.cpu_cores),
+        })
+        .map_err(|e| channel(format!("setting the session's limits: {e}")))?;
         if !spec.env.is_empty() {
             let msg = serde_json::json!({
                 "op": "env",
