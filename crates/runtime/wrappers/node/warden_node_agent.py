@@ -25,6 +25,7 @@ import sys
 
 sys.path.insert(0, "/warden/python")
 import warden_wrapper as w  # noqa: E402
+from warden_session import _relay, _write_all  # noqa: E402
 
 del sys.path[0]
 
@@ -60,7 +61,7 @@ class Node:
         self.partial = b""
 
     def result_line(self, targets):
-        """Relay output to `targets` (None: discard it) until one result
+        """Relay output to `targets` (None: to /dev/null) until one result
         line arrives; None when the process ended first."""
         while True:
             line = self._line()
@@ -69,7 +70,7 @@ class Node:
             ready, _, _ = select.select([self.out, self.err, self.res], [], [])
             for fd in ready:
                 if fd != self.res:
-                    _relay(fd, targets.get(fd) if targets else None)
+                    _relay(fd, targets[fd] if targets else _DEVNULL)
 
     def _line(self):
         if b"\n" in self.partial:
@@ -116,28 +117,7 @@ class Node:
 
 
 _EOF = object()
-
-
-def _relay(src, dst):
-    while True:
-        try:
-            data = os.read(src, 65536)
-        except (BlockingIOError, OSError):
-            return
-        if not data:
-            return
-        if dst is not None:
-            _write_all(dst, data)
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except OSError:
-            return
-        view = view[n:]
+_DEVNULL = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
 
 
 def start(entrypoint, name):
