@@ -542,7 +542,7 @@ pub fn plan(
             asked.clone()
         }
     };
-    let packages = extra_packages(&req.packages, t, &mut problems);
+    let packages = extra_packages(&req.packages, t, &[], &mut problems);
     if problems.is_empty() {
         Ok(SessionPlan {
             resources: r,
@@ -557,13 +557,34 @@ pub fn plan(
     }
 }
 
+/// Packages to install into a running session of template `t` that has
+/// `have` installed already (its own, beyond the template's): the same
+/// rules as at creation, and a package the session has is refused too.
+pub fn more_packages(
+    asked: &[Value],
+    t: &SessionTemplate,
+    have: &[crate::template::PackageReq],
+) -> Result<Vec<crate::template::PackageReq>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if asked.is_empty() {
+        return Err(vec![problem("/packages", "list at least one package to install")]);
+    }
+    let list = extra_packages(asked, t, have, &mut problems);
+    if problems.is_empty() {
+        Ok(list)
+    } else {
+        Err(problems)
+    }
+}
+
 /// A session's extra packages, read with the template grammar for the
-/// template's runtime; a package the template lists already, or a pip list
-/// that would mix hashed and unhashed requirements with the template's,
-/// is a problem at its index.
+/// template's runtime; a package the template (or, for an install, the
+/// session: `have`) lists already, or a pip list that would mix hashed and
+/// unhashed requirements with those, is a problem at its index.
 fn extra_packages(
     asked: &[Value],
     t: &SessionTemplate,
+    have: &[crate::template::PackageReq],
     problems: &mut Vec<Problem>,
 ) -> Vec<crate::template::PackageReq> {
     use crate::template::Ecosystem;
@@ -584,12 +605,23 @@ fn extra_packages(
             .filter(|p| p.ecosystem == Ecosystem::Pip)
             .any(|p| !p.hashes.is_empty())
     };
-    let template_hashed = hashed(&t.packages);
+    let template_hashed = hashed(&t.packages) || hashed(have);
     for (i, p) in list.iter().enumerate() {
-        if t.packages
-            .iter()
-            .any(|q| q.ecosystem == p.ecosystem && name(q) == name(p))
-        {
+        let same = |q: &crate::template::PackageReq| q.ecosystem == p.ecosystem && name(q) == name(p);
+        if list[..i].iter().any(same) {
+            problems.push(problem(
+                format!("/packages/{i}/name"),
+                format!("{} is listed twice", crate::template::grammar::shown(&p.name)),
+            ));
+        } else if have.iter().any(same) {
+            problems.push(problem(
+                format!("/packages/{i}/name"),
+                format!(
+                    "the session has {} installed already",
+                    crate::template::grammar::shown(&p.name)
+                ),
+            ));
+        } else if t.packages.iter().any(same) {
             problems.push(problem(
                 format!("/packages/{i}/name"),
                 format!(
@@ -611,7 +643,10 @@ fn extra_packages(
     if problems.len() == before
         && !template_hashed
         && hashed(&list)
-        && t.packages.iter().any(|q| q.ecosystem == Ecosystem::Pip)
+        && t.packages
+            .iter()
+            .chain(have)
+            .any(|q| q.ecosystem == Ecosystem::Pip)
     {
         problems.push(problem(
             "/packages",

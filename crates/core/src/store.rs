@@ -443,6 +443,15 @@ pub trait Store: Send + Sync + 'static {
         at: i64,
         executions: u64,
     ) -> impl Future<Output = R<()>> + Send;
+    /// Point the running session `id`, held by `node`, at dependency layer
+    /// `layer` (packages installed into it): false when it is no longer
+    /// running there.
+    fn set_session_layer(
+        &self,
+        id: &str,
+        node: &str,
+        layer: Option<&str>,
+    ) -> impl Future<Output = R<bool>> + Send;
     /// Delete an ended session's record (its executions stay). False when
     /// there is no such session; `Conflict` while it is live.
     fn delete_session(&self, id: &str) -> impl Future<Output = R<bool>> + Send;

@@ -511,6 +511,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::api::get_session, sessions::api::delete_session))
         .routes(routes!(sessions::api::terminate_session))
         .routes(routes!(sessions::api::snapshot_session))
+        .routes(routes!(sessions::api::install_packages))
         .routes(routes!(sessions::api::list_snapshots))
         .routes(routes!(
             sessions::api::get_snapshot,

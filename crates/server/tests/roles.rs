@@ -87,6 +87,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("DELETE", "/v1/sessions/{id}/files/{path}"), APP),
         (("POST", "/v1/sessions/{id}/directories"), APP),
         (("POST", "/v1/sessions/{id}/snapshots"), APP),
+        (("POST", "/v1/sessions/{id}/packages"), APP),
         (("GET", "/v1/snapshots"), APPS),
         (("GET", "/v1/snapshots/{id}"), APP),
         (("DELETE", "/v1/snapshots/{id}"), APP),
@@ -499,9 +500,11 @@ fn seed003_table(sid: &str, eid: &str) -> Vec<(&'static str, String, Option<Valu
         (
             "POST",
             format!("/api/v1/sessions/{sid}/dependencies/install"),
-            Some(json!({"dependencies": [{"name": "requests"}]})),
+            // A version the native grammar refuses: checked (422) without
+            // reaching a package index.
+            Some(json!({"dependencies": [{"name": "requests", "version": "not a version"}]})),
             Owner {
-                ok: 501,
+                ok: 422,
                 stranger: 404,
             },
         ),

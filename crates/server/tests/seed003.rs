@@ -261,15 +261,6 @@ async fn bad_session_requests_get_upstreams_statuses() {
     let v = session(&s, &key, "python-basic").await;
     let id = v["id"].as_str().unwrap();
     let install = format!("/api/v1/sessions/{id}/dependencies/install");
-    let (st, v) = call(
-        &s,
-        &key,
-        Method::POST,
-        &install,
-        Some(json!({"dependencies": [{"name": "requests"}]})),
-    )
-    .await;
-    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
     let (st, _) = call(
         &s,
         &key,
@@ -1010,6 +1001,7 @@ async fn dependencies_given_at_create_are_importable_and_bad_ones_create_nothing
         "1.0.0",
         "def hi():\n    return 'hi'\n",
     );
+    wheel(folder.path(), "tinyextra", "2.0.0", "WORD = 'extra'\n");
     let dir = folder.path().to_owned();
     let s = server_with(move |c| c.layers.folder = Some(dir)).await;
     let key = app(&s, "deps").await;
@@ -1035,23 +1027,56 @@ async fn dependencies_given_at_create_are_importable_and_bad_ones_create_nothing
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["return_value"], "hi", "{r}");
-    // Installing into the running session is refused, plainly.
+    // Installing into the running session: the files stay, the new
+    // package imports beside the first.
     let (st, v) = call(
         &s,
         &key,
         Method::POST,
-        &format!("/api/v1/sessions/{id}/dependencies/install"),
+        &format!("/api/v1/executions/sessions/{id}/execute-sync"),
+        Some(json!({"code": "def handler(event):\n    open('kept.txt', 'w').write('kept')\n    return 1", "language": "python"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let install = format!("/api/v1/sessions/{id}/dependencies/install");
+    let (st, v) = call(
+        &s,
+        &key,
+        Method::POST,
+        &install,
+        Some(json!({"dependencies": [{"name": "tinyextra"}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], id.as_str(), "{v}");
+    let names: Vec<&str> = v["installed_dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["tinyhello", "tinyextra"], "{v}");
+    let (st, r) = run_sync(
+        &s,
+        &key,
+        &id,
+        json!({"code": "import tinyhello, tinyextra\ndef handler(event):\n    return [tinyhello.hi(), tinyextra.WORD, open('kept.txt').read()]", "language": "python"}),
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["return_value"], json!(["hi", "extra", "kept"]), "{r}");
+    // A package it has already: refused at its field, nothing changed.
+    let (st, v) = call(
+        &s,
+        &key,
+        Method::POST,
+        &install,
         Some(json!({"dependencies": [{"name": "tinyhello"}]})),
     )
     .await;
-    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
-    assert!(
-        v["detail"]
-            .as_str()
-            .unwrap()
-            .contains("when creating the session"),
-        "{v}"
-    );
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("installed already"), "{v}");
     // A package the index does not have: a clear refusal naming it, and no
     // session left behind.
     let (st, v) = call(

@@ -1751,3 +1751,202 @@ async fn packages_come_from_the_templates_layer_and_the_sessions_own() {
     assert_eq!(s.state.sessions.live_count(), before);
     s.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packages_installed_into_a_running_session_keep_its_files() {
+    let folder = public_dir();
+    wheel(
+        folder.path(),
+        "tinyhello",
+        "1.0.0",
+        "def hi():\n    return 'hi'\n",
+    );
+    wheel(folder.path(), "tinyextra", "2.0.0", "WORD = 'extra'\n");
+    wheel(folder.path(), "tinythird", "3.0.0", "N = 3\n");
+    let dir = folder.path().to_owned();
+    let s = server_with(move |c| c.layers.folder = Some(dir)).await;
+    let shop = app(&s, "shop").await;
+    let other = app(&s, "other").await;
+    s.expect(
+        Method::POST,
+        "/v1/templates",
+        &s.admin,
+        Some(json!({"id": "hello", "runtime": "python",
+            "packages": [{"ecosystem": "pip", "name": "tinyhello", "version": "==1.0.0"}]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let a = create(&s, &shop, json!({"template": "hello"})).await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let template_layer = a["layer"].as_str().unwrap().to_owned();
+    // Files in the workspace, in a folder, and a stateful cell.
+    let v = done(
+        &s,
+        &shop,
+        &id,
+        py("import os\nos.makedirs('d/e', exist_ok=True)\nopen('d/e/f.txt', 'w').write('kept')\nopen('/tmp/t', 'w').write('t')"),
+    )
+    .await;
+    assert_eq!(v["status"], "success", "{v}");
+    let v = done(
+        &s,
+        &shop,
+        &id,
+        json!({"language": "python", "mode": "repl", "code": "x = 41"}),
+    )
+    .await;
+    assert_eq!(v["status"], "success", "{v}");
+    let path = format!("/v1/sessions/{id}/packages");
+
+    let v = s
+        .expect(
+            Method::POST,
+            &path,
+            &shop,
+            Some(json!({"packages": [{"ecosystem": "pip", "name": "tinyextra"}]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v["installed"][0]["name"], "tinyextra", "{v}");
+    assert_eq!(v["session"]["id"], id.as_str(), "{v}");
+    assert_eq!(v["session"]["status"], "running", "{v}");
+    let own = v["session"]["layer"].as_str().unwrap().to_owned();
+    assert_ne!(own, template_layer, "{v}");
+    assert_eq!(v["files_carried"], 1, "{v}");
+    let v = done(
+        &s,
+        &shop,
+        &id,
+        py("import os, tinyhello, tinyextra\nprint(tinyhello.hi(), tinyextra.WORD, open('d/e/f.txt').read(), os.path.exists('/tmp/t'))"),
+    )
+    .await;
+    assert_eq!(v["stdout"], "hi extra kept False\n", "{v}");
+    // A stateful interpreter starts anew in the new box.
+    let v = done(
+        &s,
+        &shop,
+        &id,
+        json!({"language": "python", "mode": "repl", "code": "'x' in globals()"}),
+    )
+    .await;
+    assert_eq!(v["return_value"], false, "{v}");
+
+    // A second install keeps the first; the session's own earlier layer is
+    // given back (deleted: no other session holds it).
+    let v = s
+        .expect(
+            Method::POST,
+            &path,
+            &shop,
+            Some(json!({"packages": [{"ecosystem": "pip", "name": "tinythird"}]})),
+            StatusCode::OK,
+        )
+        .await;
+    let names: Vec<&str> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["tinyextra", "tinythird"], "{v}");
+    let v2 = done(
+        &s,
+        &shop,
+        &id,
+        py("import tinyhello, tinyextra, tinythird\nprint(tinythird.N, open('d/e/f.txt').read())"),
+    )
+    .await;
+    assert_eq!(v2["stdout"], "3 kept\n", "{v2}");
+    let own_dir = s.state.builds.layer_dir(&own);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while own_dir.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!own_dir.exists(), "the layer it left was removed");
+
+    // Refusals, located; the session unchanged.
+    let layer_now = v["session"]["layer"].clone();
+    for (body, location, says) in [
+        (json!({"packages": []}), "/packages", "at least one"),
+        (
+            json!({"packages": [{"ecosystem": "pip", "name": "tinyextra"}]}),
+            "/packages/0/name",
+            "installed already",
+        ),
+        (
+            json!({"packages": [{"ecosystem": "pip", "name": "tinyhello"}]}),
+            "/packages/0/name",
+            "already",
+        ),
+        (
+            json!({"packages": [{"ecosystem": "npm", "name": "left-pad"}]}),
+            "/packages/0/ecosystem",
+            "",
+        ),
+    ] {
+        let p = s
+            .expect(
+                Method::POST,
+                &path,
+                &shop,
+                Some(body.clone()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        assert_eq!(p["errors"][0]["location"], location, "{body}: {p}");
+        assert!(
+            p["errors"][0]["message"].as_str().unwrap().contains(says),
+            "{body}: {p}"
+        );
+    }
+    // A package the folder lacks: the build fails naming it.
+    let p = s
+        .expect(
+            Method::POST,
+            &path,
+            &shop,
+            Some(json!({"packages": [{"ecosystem": "pip", "name": "nosuchthing"}]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert!(p.to_string().contains("nosuchthing"), "{p}");
+    // Another app's session: not found; unknown fields: refused.
+    s.expect(
+        Method::POST,
+        &path,
+        &other,
+        Some(json!({"packages": [{"ecosystem": "pip", "name": "tinythird"}]})),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let after = s
+        .expect(
+            Method::GET,
+            &format!("/v1/sessions/{id}"),
+            &shop,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(after["layer"], layer_now, "{after}");
+    let v = done(&s, &shop, &id, py("print(open('d/e/f.txt').read())")).await;
+    assert_eq!(v["stdout"], "kept\n", "{v}");
+    // An ended session: 409.
+    s.expect(
+        Method::POST,
+        &format!("/v1/sessions/{id}/terminate"),
+        &shop,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    s.expect(
+        Method::POST,
+        &path,
+        &shop,
+        Some(json!({"packages": [{"ecosystem": "pip", "name": "tinythird"}]})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    s.stop().await.unwrap();
+}

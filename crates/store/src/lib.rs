@@ -326,6 +326,10 @@ impl Store for SqlStore {
         Ok(sessions::touch(&self.pool, id, node, at, executions).await?)
     }
 
+    async fn set_session_layer(&self, id: &str, node: &str, layer: Option<&str>) -> R<bool> {
+        Ok(sessions::set_layer(&self.pool, id, node, layer).await?)
+    }
+
     async fn delete_session(&self, id: &str) -> R<bool> {
         Ok(sessions::delete(&self.pool, id).await?)
     }

@@ -200,6 +200,18 @@ pub(crate) async fn move_to(pool: &AnyPool, id: &str, m: SessionMove) -> Result<
     }
 }
 
+/// Point a running session `node` holds at another dependency layer.
+pub(crate) async fn set_layer(pool: &AnyPool, id: &str, node: &str, layer: Option<&str>) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE sessions SET layer = $1 WHERE id = $2 AND node = $3 AND status = 'running'")
+            .bind(layer)
+            .bind(id)
+            .bind(node)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Record activity, if the session is still `node`'s.
 pub(crate) async fn touch(pool: &AnyPool, id: &str, node: &str, at: i64, executions: u64) -> Result<()> {
     sqlx::query(

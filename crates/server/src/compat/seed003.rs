@@ -627,13 +627,34 @@ fn check_dependencies(deps: &[DependencySpec], min: usize, issues: &mut Vec<Issu
     }
 }
 
-/// Installing packages into a running session: native sessions take their
-/// packages when they are created.
-fn packages_unsupported() -> Response {
-    detail(
-        StatusCode::NOT_IMPLEMENTED,
-        "installing packages into a running session is not supported by this server: pass `dependencies` when creating the session (POST /api/v1/sessions), or use a template that has them",
-    )
+/// Upstream's dependencies as the native session's extra packages, in the
+/// ecosystem of template `template`: a bare version is an exact pin.
+async fn native_packages(s: &AppState, template: &str, deps: &[DependencySpec]) -> Vec<Value> {
+    let ecosystem = match s.store.get_template(template).await {
+        Ok(Some(t)) if t.runtime == warden_core::template::TemplateRuntime::Node => "npm",
+        _ => "pip",
+    };
+    deps.iter()
+        .map(|d| {
+            let mut p = json!({"ecosystem": ecosystem, "name": d.name});
+            if let Some(v) = d.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                let exact = v.starts_with(|c: char| c.is_ascii_digit());
+                p["version"] = json!(if exact && ecosystem == "pip" {
+                    format!("=={v}")
+                } else {
+                    v.to_owned()
+                });
+            }
+            p
+        })
+        .collect()
+}
+
+/// Dependencies as upstream lists them in a session.
+fn upstream_dependencies(deps: &[DependencySpec]) -> Vec<Value> {
+    deps.iter()
+        .map(|d| json!({"name": d.name, "version": d.version}))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -731,31 +752,8 @@ async fn create_session(State(s): State<AppState>, p: Result<Principal, ApiError
     // Upstream's dependencies are the native session's extra packages, in
     // the template's ecosystem: built (with the template's) into a layer of
     // the session's own before it answers. A bare version is an exact pin.
-    let ecosystem = match s.store.get_template(&b.template_id).await {
-        Ok(Some(t)) if t.runtime == warden_core::template::TemplateRuntime::Node => "npm",
-        _ => "pip",
-    };
-    let packages: Vec<Value> = b
-        .dependencies
-        .iter()
-        .map(|d| {
-            let mut p = json!({"ecosystem": ecosystem, "name": d.name});
-            if let Some(v) = d.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                let exact = v.starts_with(|c: char| c.is_ascii_digit());
-                p["version"] = json!(if exact && ecosystem == "pip" {
-                    format!("=={v}")
-                } else {
-                    v.to_owned()
-                });
-            }
-            p
-        })
-        .collect();
-    let requested: Vec<Value> = b
-        .dependencies
-        .iter()
-        .map(|d| json!({"name": d.name, "version": d.version}))
-        .collect();
+    let packages = native_packages(&s, &b.template_id, &b.dependencies).await;
+    let requested = upstream_dependencies(&b.dependencies);
     let req = NewSession {
         template: Some(b.template_id),
         cpu_cores: cpu,
@@ -935,8 +933,9 @@ struct InstallBody {
     dependencies: Vec<DependencySpec>,
 }
 
-/// `POST /api/v1/sessions/{id}/dependencies/install`: checked, then
-/// refused with 501 (a session's packages are given when it is created).
+/// `POST /api/v1/sessions/{id}/dependencies/install`: the native install
+/// (the session moves to a box with its new layer, workspace carried);
+/// answers the session with the dependencies installed.
 async fn install_dependencies(
     State(s): State<AppState>,
     p: Result<Principal, ApiError>,
@@ -956,10 +955,26 @@ async fn install_dependencies(
     if !issues.is_empty() {
         return invalid(issues);
     }
-    if let Err(e) = s.sessions.get(&p.actor, &id).await {
-        return native(&ApiError::from(e));
+    let template = match s.sessions.get(&p.actor, &id).await {
+        Ok(session) => session.template,
+        Err(e) => return native(&ApiError::from(e)),
+    };
+    let packages = native_packages(&s, &template, &b.dependencies).await;
+    match s.sessions.install(&p.actor, &id, packages).await {
+        Ok(done) => {
+            let mut view = Runtimes::new(&s).view(&done.session).await;
+            let installed: Vec<Value> = done
+                .packages
+                .iter()
+                .map(|p| json!({"name": p.name, "version": p.version}))
+                .collect();
+            view["requested_dependencies"] = json!(upstream_dependencies(&b.dependencies));
+            view["installed_dependencies"] = json!(installed);
+            view["dependency_install_completed_at"] = json!(iso(warden_core::model::now_ms()));
+            (StatusCode::OK, Json(view)).into_response()
+        }
+        Err(e) => native(&ApiError::from(e)),
     }
-    packages_unsupported()
 }
 
 // ------------------------------------------------------------------ executions

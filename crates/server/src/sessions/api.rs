@@ -388,6 +388,53 @@ pub async fn snapshot_session(
     ))
 }
 
+problems!(
+    InstallProblems,
+    "The error answers of installing packages into a session.",
+    [
+        ("400", "The body cannot be read (the field is named)"),
+        ("401", "No API key, or an unknown or revoked one"),
+        ("403", "Developer keys cannot use sessions"),
+        ("404", "No such session (or not this app's: the same answer)"),
+        (
+            "409",
+            "The session is not running (`current_state`), runs on another node, its template was deleted, or its new layer is still building after the build's timeout (/problems/layer-building)"
+        ),
+        ("413", "The body is over its limit"),
+        ("415", "The body is not `application/json`"),
+        (
+            "422",
+            "Invalid: every problem located (no packages, a package the template or the session has already, another ecosystem, a layer that failed to build, naming the package)"
+        ),
+        ("503", "The store is unavailable, or the server is shutting down"),
+    ]
+);
+
+/// Install packages into a running session: its new dependency layer (the
+/// template's packages, the session's and these) is built, then the session
+/// moves to a box that binds it, its workspace carried over. Its `/tmp`,
+/// the processes it left running and a stateful interpreter's variables do
+/// not survive the move; on any failure the session runs on unchanged.
+#[utoipa::path(post, path = "/v1/sessions/{id}/packages", tag = "sessions",
+    params(("id" = String, Path, description = "Session id", pattern = "^ses_[0-9a-f]{24,32}$")),
+    request_body = InstallBody,
+    responses((status = 200, description = "Installed: the session in its new box", body = InstalledView),
+        InstallProblems), security(("api_key" = [])))]
+pub async fn install_packages(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    body: Result<ApiJson<InstallBody>, ApiError>,
+) -> Result<Json<InstalledView>, ApiError> {
+    // Whether the caller may touch the session is answered before its body
+    // is read: another app learns nothing from a malformed request.
+    s.sessions.get(&p.actor, &id).await?;
+    let ApiJson(body) = body?;
+    Ok(Json(
+        s.sessions.install(&p.actor, &id, body.packages).await?.into(),
+    ))
+}
+
 /// List snapshots, newest first (apps see their own; admins all).
 #[utoipa::path(get, path = "/v1/snapshots", tag = "sessions", params(SnapshotQuery),
     responses((status = 200, body = Page<SnapshotView>), SnapshotReadProblems),

@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod files;
+pub mod install;
 pub mod snapshots;
 pub mod views;
 
@@ -212,7 +213,12 @@ struct RunState {
 /// bookkeeping of its executions.
 struct Live {
     session: Session,
-    boxed: Arc<SessionBox>,
+    /// Its box: replaced (under `turn`) when packages are installed.
+    boxed: Mutex<Arc<SessionBox>>,
+    /// Held (shared) by every file write, and exclusively while an install
+    /// carries the workspace to a new box: no write lands in the old box
+    /// after it was packed.
+    writes: tokio::sync::RwLock<()>,
     /// The dependency layer its box binds, given back when the box ends.
     layer: Mutex<Option<LayerPin>>,
     /// One execution at a time, in the order they were accepted.
@@ -232,6 +238,29 @@ struct Live {
 }
 
 impl Live {
+    /// A live session in its first box, holding `layer`.
+    fn new(session: Session, boxed: Arc<SessionBox>, layer: Option<LayerPin>) -> Live {
+        let now = now_ms();
+        Live {
+            session,
+            boxed: Mutex::new(boxed),
+            writes: tokio::sync::RwLock::new(()),
+            layer: Mutex::new(layer),
+            turn: tokio::sync::Mutex::new(()),
+            pending: AtomicUsize::new(0),
+            last_active: AtomicI64::new(now),
+            state: Mutex::default(),
+            reported: Mutex::default(),
+            snapshot_at: AtomicI64::new(now),
+            snapshotting: AtomicBool::new(false),
+        }
+    }
+
+    /// Its box now.
+    fn boxed(&self) -> Arc<SessionBox> {
+        lock(&self.boxed).clone()
+    }
+
     fn touch(&self, at: i64) {
         self.last_active.fetch_max(at, Ordering::AcqRel);
     }
@@ -774,18 +803,7 @@ impl SessionManager {
             .await;
             return Err(e);
         }
-        let live = Arc::new(Live {
-            session: session.clone(),
-            boxed,
-            layer: Mutex::new(pin.take()),
-            turn: tokio::sync::Mutex::new(()),
-            pending: AtomicUsize::new(0),
-            last_active: AtomicI64::new(now_ms()),
-            state: Mutex::default(),
-            reported: Mutex::default(),
-            snapshot_at: AtomicI64::new(now_ms()),
-            snapshotting: AtomicBool::new(false),
-        });
+        let live = Arc::new(Live::new(session.clone(), boxed, pin.take()));
         // In the map before the record says running, so a request that
         // reads `running` finds the box.
         lock(&self.live).insert(id.clone(), live.clone());
@@ -992,7 +1010,7 @@ impl SessionManager {
                 if st.running.is_some() {
                     // Under the lock: the next execution cannot take the box
                     // before this signal is written.
-                    live.boxed.cancel();
+                    live.boxed().cancel();
                 }
                 st.running.is_some()
             };
@@ -1001,7 +1019,7 @@ impl SessionManager {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let boxed = live.boxed.clone();
+        let boxed = live.boxed();
         if let Err(e) = blocking(move || boxed.terminate()).await {
             tracing::warn!(session = %id, error = %e, "ending a session's box failed");
         }
@@ -1063,7 +1081,7 @@ impl SessionManager {
                 continue;
             }
             if !busy {
-                let boxed = live.boxed.clone();
+                let boxed = live.boxed();
                 if let Ok(false) = blocking(move || boxed.is_alive()).await {
                     let reason = "its box died";
                     tracing::warn!(session = %id, "a session's box died");
@@ -1269,7 +1287,7 @@ impl SessionManager {
             return;
         }
         log.status("running");
-        let boxed = live.boxed.clone();
+        let boxed = live.boxed();
         let started = std::time::Instant::now();
         let outcome = blocking(move || boxed.exec(&job)).await;
         let ending = {
@@ -1449,7 +1467,7 @@ impl SessionManager {
             let running = {
                 let mut st = live.state();
                 if st.running.as_deref() == Some(e.id.as_str()) {
-                    live.boxed.cancel();
+                    live.boxed().cancel();
                     true
                 } else {
                     st.cancelled.insert(e.id.clone());
@@ -1466,7 +1484,7 @@ impl SessionManager {
                     if st.running.as_deref() != Some(e.id.as_str()) {
                         break;
                     }
-                    live.boxed.cancel();
+                    live.boxed().cancel();
                 }
             } else {
                 let mut x = e.clone();
@@ -1524,7 +1542,8 @@ impl SessionManager {
         let path = checked(raw, "path:path")?;
         let live = self.for_files(actor, id).await?;
         let p = path.clone();
-        let (file, size) = blocking(move || live.boxed.workspace().open_file(&p))
+        let boxed = live.boxed();
+        let (file, size) = blocking(move || boxed.workspace().open_file(&p))
             .await?
             .map_err(SessionError::File)?;
         Ok(OpenFile { file, size, path })
@@ -1543,7 +1562,8 @@ impl SessionManager {
         };
         let live = self.for_files(actor, id).await?;
         let p = path.clone();
-        let (entries, more) = blocking(move || live.boxed.workspace().read_dir(&p, MAX_LIST_ENTRIES))
+        let boxed = live.boxed();
+        let (entries, more) = blocking(move || boxed.workspace().read_dir(&p, MAX_LIST_ENTRIES))
             .await?
             .map_err(SessionError::File)?;
         Ok((files::shown(&path), entries, more))
@@ -1554,7 +1574,9 @@ impl SessionManager {
     pub async fn remove_file(&self, actor: &Actor, id: &str, raw: &str) -> R<()> {
         let path = checked(raw, "path:path")?;
         let live = self.for_files(actor, id).await?;
-        blocking(move || live.boxed.workspace().remove(&path, EmptyBudget::default()))
+        let _writing = live.writes.read().await;
+        let boxed = live.boxed();
+        blocking(move || boxed.workspace().remove(&path, EmptyBudget::default()))
             .await?
             .map_err(SessionError::File)
     }
@@ -1563,9 +1585,11 @@ impl SessionManager {
     pub async fn make_dir(&self, actor: &Actor, id: &str, raw: &str, location: &str) -> R<Written> {
         let path = checked(raw, location)?;
         let live = self.for_files(actor, id).await?;
+        let _writing = live.writes.read().await;
+        let boxed = live.boxed();
         let p = path.clone();
         let (entry, created) = blocking(move || {
-            let ws = live.boxed.workspace();
+            let ws = boxed.workspace();
             let created = make_dirs(ws, &p)?;
             Ok::<_, BoxFileError>((ws.stat(&p)?, created))
         })
@@ -1595,11 +1619,13 @@ impl SessionManager {
     {
         let path = checked(raw, location)?;
         let live = self.for_files(actor, id).await?;
+        let _writing = live.writes.read().await;
+        let boxed = live.boxed();
         let cap = self.settings.max_upload_bytes;
         let (tx, mut reader) = files::ChunkReader::new();
         let p = path.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let ws = live.boxed.workspace();
+            let ws = boxed.workspace();
             let existed = match ws.stat(&p) {
                 Ok(info) if info.kind == EntryKind::Directory => {
                     return Err(BoxFileError::NotRegular {

@@ -18,7 +18,7 @@
 use std::io::{BufReader, BufWriter, Write as _};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use warden_core::model::{new_id, now_ms};
 use warden_core::store::{SessionMove, SnapshotFilter};
@@ -46,7 +46,7 @@ pub struct Recovered {
 }
 
 impl SessionManager {
-    fn snapshot_limits(&self, bytes: u64) -> CopyLimits {
+    pub(super) fn snapshot_limits(&self, bytes: u64) -> CopyLimits {
         CopyLimits {
             entries: MAX_ENTRIES,
             bytes,
@@ -54,7 +54,7 @@ impl SessionManager {
         }
     }
 
-    fn scratch(&self, id: &str) -> R<PathBuf> {
+    pub(super) fn scratch(&self, id: &str) -> R<PathBuf> {
         std::fs::create_dir_all(&self.scratch).map_err(|e| {
             SessionError::Internal(format!(
                 "cannot make the snapshot scratch folder {}: {e}",
@@ -99,7 +99,7 @@ impl SessionManager {
         let packed = {
             // No execution of the session runs while its files are packed.
             let _turn = live.turn.lock().await;
-            let boxed = live.boxed.clone();
+            let boxed = live.boxed();
             let (p, limits) = (path.clone(), self.snapshot_limits(max));
             blocking(move || pack(&boxed, &p, limits)).await?
         };
@@ -559,18 +559,7 @@ impl SessionManager {
             let _ = blocking(move || b.terminate()).await;
             return Err(e);
         }
-        let live = Arc::new(Live {
-            session: s.clone(),
-            boxed: boxed.clone(),
-            layer: std::sync::Mutex::new(pin.take()),
-            turn: tokio::sync::Mutex::new(()),
-            pending: AtomicUsize::new(0),
-            last_active: AtomicI64::new(now_ms()),
-            state: std::sync::Mutex::default(),
-            reported: std::sync::Mutex::default(),
-            snapshot_at: AtomicI64::new(now_ms()),
-            snapshotting: std::sync::atomic::AtomicBool::new(false),
-        });
+        let live = Arc::new(Live::new(s.clone(), boxed.clone(), pin.take()));
         lock(&self.live).insert(s.id.clone(), live.clone());
         let moved = self
             .store
@@ -839,12 +828,16 @@ fn is_session_id(s: &str) -> bool {
 }
 
 /// Why packing failed: the box's side, or the host's scratch file.
-enum Packing {
+pub(super) enum Packing {
     Box(BoxFileError),
     Host(std::io::Error),
 }
 
-fn pack(boxed: &SessionBox, path: &std::path::Path, limits: CopyLimits) -> Result<CopyReport, Packing> {
+pub(super) fn pack(
+    boxed: &SessionBox,
+    path: &std::path::Path,
+    limits: CopyLimits,
+) -> Result<CopyReport, Packing> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

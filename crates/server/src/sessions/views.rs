@@ -12,6 +12,7 @@ use warden_core::session::NewSession;
 use warden_core::{Session, SessionResources, SessionStatus, Snapshot, SnapshotStatus, SnapshotTrigger};
 use warden_jail::{EntryInfo, EntryKind};
 
+use crate::templates::PackageView;
 use crate::views::{LanguageName, Mode, RunModeName};
 
 /// A template id, as a regular expression.
@@ -614,4 +615,41 @@ pub struct TerminateQuery {
     /// Snapshot the workspace first; if the snapshot fails the session is
     /// not terminated (503 or 422 says why) and keeps running.
     pub snapshot: Option<bool>,
+}
+
+/// Packages to install into a running session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallBody {
+    /// Packages of the template's ecosystem, in the templates' grammar, that
+    /// neither the template nor the session has yet (at least one).
+    #[schema(value_type = Vec<PackageBody>, min_items = 1)]
+    pub packages: Vec<Value>,
+}
+
+/// What installing packages into a session did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstalledView {
+    /// The session, now in a box that binds its new layer (`layer`).
+    pub session: SessionView,
+    /// The packages this request installed.
+    pub installed: Vec<PackageView>,
+    /// Every package the session has beyond its template's.
+    pub packages: Vec<PackageView>,
+    /// Regular files carried from the old box's workspace to the new one.
+    pub files_carried: usize,
+    /// Bytes of those files.
+    pub bytes_carried: u64,
+}
+
+impl From<crate::sessions::install::Installed> for InstalledView {
+    fn from(i: crate::sessions::install::Installed) -> Self {
+        InstalledView {
+            session: i.session.into(),
+            installed: i.installed.into_iter().map(Into::into).collect(),
+            packages: i.packages.into_iter().map(Into::into).collect(),
+            files_carried: i.carried.files,
+            bytes_carried: i.carried.bytes,
+        }
+    }
 }
