@@ -652,6 +652,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions/{id}/packages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Install packages into a running session: its new dependency layer (the
+         *     template's packages, the session's and these) is built, then the session
+         *     moves to a box that binds it, its workspace carried over. Its `/tmp`,
+         *     the processes it left running and a stateful interpreter's variables do
+         *     not survive the move; on any failure the session runs on unchanged.
+         */
+        post: operations["install_packages"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/snapshots": {
         parameters: {
             query?: never;
@@ -1405,6 +1428,14 @@ export interface components {
             /** @description Each check and its verdict. */
             checks: Record<string, never>;
         };
+        /** @description Packages to install into a running session. */
+        InstallBody: {
+            /**
+             * @description Packages of the template's ecosystem, in the templates' grammar, that
+             *     neither the template nor the session has yet (at least one).
+             */
+            packages: components["schemas"]["PackageBody"][];
+        };
         /** @description A plugin installed in an app. */
         InstallationView: {
             /** @description Unique id. */
@@ -1425,6 +1456,22 @@ export interface components {
              * @description Last change, Unix ms.
              */
             updated_at: number;
+        };
+        /** @description What installing packages into a session did. */
+        InstalledView: {
+            /** @description The session, now in a box that binds its new layer (`layer`). */
+            session: components["schemas"]["SessionView"];
+            /** @description The packages this request installed. */
+            installed: components["schemas"]["PackageView"][];
+            /** @description Every package the session has beyond its template's. */
+            packages: components["schemas"]["PackageView"][];
+            /** @description Regular files carried from the old box's workspace to the new one. */
+            files_carried: number;
+            /**
+             * Format: int64
+             * @description Bytes of those files.
+             */
+            bytes_carried: number;
         };
         /** @description An API key (never its secret, except once in [`CreatedKey`]). */
         KeyView: {
@@ -6975,6 +7022,114 @@ export interface operations {
                 };
             };
             /** @description The object store did not take the archive (the snapshot is recorded `failed`; the session keeps running), the store is unavailable, or the server is shutting down */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    install_packages: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Session id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstallBody"];
+            };
+        };
+        responses: {
+            /** @description Installed: the session in its new box */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InstalledView"];
+                };
+            };
+            /** @description The body cannot be read (the field is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Developer keys cannot use sessions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such session (or not this app's: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The session is not running (`current_state`), runs on another node, its template was deleted, or its new layer is still building after the build's timeout (/problems/layer-building) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is over its limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located (no packages, a package the template or the session has already, another ecosystem, a layer that failed to build, naming the package) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store is unavailable, or the server is shutting down */
             503: {
                 headers: {
                     [name: string]: unknown;
