@@ -65,6 +65,13 @@ export class Session {
   download(path: string): Promise<Buffer>;
   listFiles(path?: string): Promise<FileEntry[]>;
   remove(path: string): Promise<void>;
+  install(packages: Array<{ ecosystem: 'pip' | 'npm'; name: string; version?: string }>): Promise<{
+    session: Record<string, any>;
+    installed: Array<Record<string, any>>;
+    packages: Array<Record<string, any>>;
+    files_carried: number;
+    bytes_carried: number;
+  }>;
   refresh(): Promise<Record<string, any>>;
   close(): Promise<void>;
 }

@@ -260,6 +260,20 @@ class Session {
     await this.client._fetch('DELETE', this._path(`/files/${quotePath(path)}`));
   }
 
+  /**
+   * Install packages (`{ecosystem: 'pip', name, version}`) into the running
+   * session: it moves to a box with its new dependency layer, its workspace
+   * carried over (`/tmp` and a stateful interpreter's variables are not).
+   * Resolves to `{session, installed, packages, files_carried, bytes_carried}`.
+   */
+  async install(packages) {
+    const done = await this.client._json('POST', this._path('/packages'), {
+      json: { packages: [...packages] },
+    });
+    this.record = done.session;
+    return done;
+  }
+
   /** The session's record, read again. */
   async refresh() {
     this.record = await this.client._json('GET', this._path());

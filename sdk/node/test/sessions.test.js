@@ -124,5 +124,18 @@ test('sessions through the client', { skip: usable ? false : REASON }, async (t)
       return true;
     });
     await assert.rejects(client.session('ses_00000000000000000000000000'), (e) => e.status === 404);
+    // An install the server refuses (a shell session takes no packages)
+    // rejects with its located problem, and the session runs on.
+    const sh = await client.createSession({ template: 'shell' });
+    try {
+      await assert.rejects(sh.install([{ ecosystem: 'pip', name: 'six' }]), (e) => {
+        assert.strictEqual(e.status, 422);
+        assert.deepStrictEqual(e.errors.map((x) => x.location), ['/packages']);
+        return true;
+      });
+      assert.strictEqual((await sh.run('echo still', { language: 'shell' })).stdout, 'still\n');
+    } finally {
+      await sh.close();
+    }
   });
 });

@@ -132,6 +132,14 @@ class Sessions(unittest.TestCase):
         with self.assertRaises(WardenError) as e:
             self.client.session("ses_00000000000000000000000000")
         self.assertEqual(e.exception.status, 404)
+        # An install the server refuses (a shell session takes no packages)
+        # raises its located problem, and the session runs on.
+        with self.client.create_session(template="shell") as s:
+            with self.assertRaises(WardenError) as e:
+                s.install([{"ecosystem": "pip", "name": "six"}])
+            self.assertEqual(e.exception.status, 422)
+            self.assertEqual([x["location"] for x in e.exception.errors], ["/packages"])
+            self.assertEqual(s.run("echo still", language="shell")["stdout"], "still\n")
 
 
 if __name__ == "__main__":

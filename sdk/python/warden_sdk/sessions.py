@@ -271,6 +271,17 @@ class Session:
         """Remove a file, a link or a folder with what it holds."""
         self.client._request("DELETE", self._path("/files/" + _quote_path(path)))
 
+    def install(self, packages):
+        """Install packages (``{"ecosystem": "pip", "name": ..., "version":
+        ...}``) into the running session. It moves to a box with its new
+        dependency layer, its workspace carried over; ``/tmp`` and a
+        stateful interpreter's variables do not survive the move. Returns
+        ``{"session", "installed", "packages", "files_carried",
+        "bytes_carried"}``."""
+        done = self.client._request("POST", self._path("/packages"), {"packages": list(packages)})
+        self.record = done["session"]
+        return done
+
     def refresh(self):
         """The session's record, read again."""
         self.record = self.client._request("GET", self._path())
