@@ -202,3 +202,90 @@ async fn the_session_command_runs_code_moves_files_and_ends_sessions() {
     let o = session(&s, "wk_not_a_key", &["list"]);
     assert_eq!(o.status.code(), Some(5), "{}", err(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_copy_both_ways_and_links_from_the_box_are_not_followed() {
+    let data = tempfile::tempdir().unwrap();
+    let s = Serve::start(data.path(), &[]);
+    let key = shop(&s, &client()).await;
+    let o = session(&s, &key, &["create"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = out(&o).trim().to_owned();
+
+    // A local tree: nested files, an empty folder, and a link (skipped).
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::create_dir_all(tree.join("empty")).unwrap();
+    std::fs::write(tree.join("top.txt"), b"top").unwrap();
+    std::fs::write(tree.join("a/b/deep.bin"), vec![7u8; 100_000]).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", tree.join("a/host")).unwrap();
+    // Into the workspace: the folder keeps its name.
+    let o = session(&s, &key, &["cp", tree.to_str().unwrap(), &format!("{id}:")]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("2 files"), "{}", err(&o));
+    assert!(
+        err(&o).contains("1 links or special files were not copied"),
+        "{}",
+        err(&o)
+    );
+    let o = session(
+        &s,
+        &key,
+        &[
+            "exec",
+            &id,
+            "import os\nprint(open('tree/top.txt').read(), len(open('tree/a/b/deep.bin','rb').read()), os.path.isdir('tree/empty'), os.path.lexists('tree/a/host'))",
+        ],
+    );
+    assert_eq!(out(&o), "top 100000 True False\n", "{}", err(&o));
+    // Under another name.
+    let o = session(&s, &key, &["cp", tree.to_str().unwrap(), &format!("{id}:copy")]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = session(&s, &key, &["exec", &id, "print(open('copy/top.txt').read())"]);
+    assert_eq!(out(&o), "top\n", "{}", err(&o));
+
+    // The box plants a link to a host folder and a FIFO in the folder; the
+    // download skips both and writes only inside the new local folder.
+    let o = session(
+        &s,
+        &key,
+        &[
+            "exec",
+            &id,
+            "import os\nos.symlink('/etc', 'tree/a/evil')\nos.mkfifo('tree/pipe')\nprint('planted')",
+        ],
+    );
+    assert_eq!(out(&o), "planted\n", "{}", err(&o));
+    let back = local.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let o = session(&s, &key, &["cp", &format!("{id}:tree"), back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let got = back.join("tree");
+    assert_eq!(std::fs::read(got.join("top.txt")).unwrap(), b"top");
+    assert_eq!(
+        std::fs::read(got.join("a/b/deep.bin")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    assert!(got.join("empty").is_dir());
+    assert!(
+        got.join("a/evil").symlink_metadata().is_err(),
+        "a link was not made"
+    );
+    assert!(
+        got.join("pipe").symlink_metadata().is_err(),
+        "a FIFO was not made"
+    );
+    assert!(err(&o).contains("2 links, special files"), "{}", err(&o));
+    // Copying onto a folder that exists is refused, nothing written.
+    let o = session(&s, &key, &["cp", &format!("{id}:tree"), back.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("exists"), "{}", err(&o));
+    // A folder that is not there: the server's answer.
+    let o = session(
+        &s,
+        &key,
+        &["cp", &format!("{id}:nothing"), back.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+}

@@ -548,15 +548,20 @@ fn escape_lines(text: &str) -> String {
 /// A session path (`/workspace/a/b`, `/a/b`, `a/b`) relative to the
 /// workspace, each name percent-encoded for the URL.
 fn workspace_path(path: &str) -> String {
-    let p = path
-        .strip_prefix("/workspace")
+    url_path(workspace_raw(path))
+}
+
+/// A session path relative to the workspace, as text.
+fn workspace_raw(path: &str) -> &str {
+    path.strip_prefix("/workspace")
         .filter(|r| r.is_empty() || r.starts_with('/'))
-        .unwrap_or(path);
-    p.trim_start_matches('/')
-        .split('/')
-        .map(encode)
-        .collect::<Vec<_>>()
-        .join("/")
+        .unwrap_or(path)
+        .trim_start_matches('/')
+}
+
+/// A relative workspace path with each name percent-encoded.
+fn url_path(raw: &str) -> String {
+    raw.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 /// [`workspace_path`] of `path`, refused here (exit 3) when a name is `.`
@@ -647,6 +652,12 @@ fn remote(s: &str) -> Option<(&str, &str)> {
 
 async fn cp(api: &Api, a: CpArgs) -> Result<ExitCode, Failed> {
     match (remote(&a.source), remote(&a.destination)) {
+        (None, Some((sid, path))) if Path::new(&a.source).is_dir() => {
+            upload_dir(api, &a.source, sid, path).await
+        }
+        (Some((sid, path)), None) if is_remote_dir(api, sid, path).await? => {
+            download_dir(api, sid, path, &a.destination).await
+        }
         (None, Some((sid, path))) => {
             let local = Path::new(&a.source);
             let mut rel = checked(path.trim_end_matches('/'))?;
@@ -723,6 +734,253 @@ async fn cp(api: &Api, a: CpArgs) -> Result<ExitCode, Failed> {
             Err(fail(2, "neither side names a session"))
         }
     }
+}
+
+/// Most files one folder copy moves: a copy beyond it is refused before
+/// anything is sent, rather than left half done.
+const MAX_TREE_FILES: usize = 10_000;
+
+/// Whether `SID:PATH` names a folder of the workspace (the workspace
+/// itself for an empty path).
+async fn is_remote_dir(api: &Api, sid: &str, path: &str) -> Result<bool, Failed> {
+    let rel = checked(path.trim_end_matches('/'))?;
+    if rel.is_empty() {
+        return Ok(true);
+    }
+    let r = api.send(api.client.get(api.url(&list_url(sid, &rel)))).await?;
+    Ok(r.status().is_success())
+}
+
+/// A local folder as the relative paths of its files and folders (links,
+/// FIFOs and devices are skipped and counted, never followed).
+fn local_tree(root: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>, usize), Failed> {
+    let (mut files, mut dirs, mut skipped) = (Vec::new(), Vec::new(), 0);
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let dir = root.join(&rel);
+        let read =
+            std::fs::read_dir(&dir).map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", dir.display())))?;
+        for entry in read {
+            let entry = entry.map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", dir.display())))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", entry.path().display())))?;
+            let child = rel.join(entry.file_name());
+            if kind.is_dir() {
+                dirs.push(child.clone());
+                todo.push(child);
+            } else if kind.is_file() {
+                files.push(child);
+                if files.len() > MAX_TREE_FILES {
+                    return Err(fail(
+                        VALIDATION,
+                        &format!(
+                            "{} holds more than {MAX_TREE_FILES} files: pack it (tar) and copy the archive",
+                            root.display()
+                        ),
+                    ));
+                }
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    files.sort();
+    dirs.sort();
+    Ok((files, dirs, skipped))
+}
+
+/// The listing URL of a workspace folder (`rel` encoded; `""`: the
+/// workspace).
+fn list_url(sid: &str, rel: &str) -> String {
+    let mut url = format!("/v1/sessions/{}/files", encode(sid));
+    if !rel.is_empty() {
+        url.push_str("?path=");
+        url.push_str(&rel.split('/').collect::<Vec<_>>().join("%2F"));
+    }
+    url
+}
+
+/// `rel`'s names appended to the workspace path `base` (as text), refused
+/// when a name is not valid UTF-8.
+fn remote_rel(base: &str, rel: &Path) -> Result<String, Failed> {
+    let mut out = base.to_owned();
+    for name in rel.iter() {
+        let Some(name) = name.to_str() else {
+            return Err(fail(
+                VALIDATION,
+                &format!(
+                    "{}: a name that is not UTF-8 cannot be sent",
+                    escape(&rel.to_string_lossy())
+                ),
+            ));
+        };
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(name);
+    }
+    Ok(out)
+}
+
+/// `warden session cp DIR SID:PATH`: the folder and what it holds, file
+/// by file (streamed), its empty folders made too. Into `PATH/` (or the
+/// workspace) it keeps its name, as `cp -r` does.
+async fn upload_dir(api: &Api, source: &str, sid: &str, path: &str) -> Result<ExitCode, Failed> {
+    let local = Path::new(source);
+    checked(path)?;
+    let mut base = workspace_raw(path.trim_end_matches('/')).to_owned();
+    if base.is_empty() || path.ends_with('/') {
+        let name = local
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_owned()))
+            .ok_or_else(|| fail(VALIDATION, &format!("{}: a folder with no name", local.display())))?;
+        base = remote_rel(&base, Path::new(&name))?;
+    }
+    let (files, dirs, skipped) = local_tree(local)?;
+    let session = encode(sid);
+    let make = |rel: String| {
+        api.json(
+            api.client
+                .post(api.url(&format!("/v1/sessions/{session}/directories")))
+                .json(&serde_json::json!({ "path": rel })),
+        )
+    };
+    make(base.clone()).await?;
+    for d in &dirs {
+        make(remote_rel(&base, d)?).await?;
+    }
+    let mut bytes = 0u64;
+    for f in &files {
+        let rel = url_path(&remote_rel(&base, f)?);
+        let file = tokio::fs::File::open(local.join(f))
+            .await
+            .map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", local.join(f).display())))?;
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        api.json(
+            api.client
+                .put(api.url(&format!("/v1/sessions/{session}/files/{rel}")))
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::from(file)),
+        )
+        .await?;
+        bytes += len;
+    }
+    eprintln!(
+        "{} {} files ({bytes} bytes) and {} folders to {}:{}",
+        crate::style::ok("copied"),
+        files.len(),
+        dirs.len() + 1,
+        escape(sid),
+        escape(&base)
+    );
+    if skipped > 0 {
+        eprintln!(
+            "{} {skipped} links or special files were not copied",
+            crate::style::warn("warning:")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `warden session cp SID:PATH DIR`: a workspace folder and what it holds
+/// into a new local folder (`DIR/NAME` when `DIR` exists). Names come from
+/// the box: each is checked to be one plain name before it is joined, and
+/// nothing is written outside the new folder; links and special files are
+/// skipped.
+async fn download_dir(api: &Api, sid: &str, path: &str, destination: &str) -> Result<ExitCode, Failed> {
+    checked(path)?;
+    let rel = workspace_raw(path.trim_end_matches('/')).to_owned();
+    let mut dest = PathBuf::from(destination);
+    if dest.is_dir() {
+        let name = rel.rsplit('/').next().unwrap_or_default();
+        dest.push(if name.is_empty() { "workspace" } else { name });
+    }
+    if dest.symlink_metadata().is_ok() {
+        return Err(fail(
+            VALIDATION,
+            &format!("{} exists: remove it or name a new folder", dest.display()),
+        ));
+    }
+    std::fs::create_dir(&dest).map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", dest.display())))?;
+    let session = encode(sid);
+    let (mut files, mut bytes, mut skipped) = (0usize, 0u64, 0usize);
+    let mut todo = vec![(rel, dest.clone())];
+    while let Some((remote, local)) = todo.pop() {
+        let listing = api
+            .json(api.client.get(api.url(&list_url(sid, &url_path(&remote)))))
+            .await?;
+        if listing["truncated"] == true {
+            return Err(fail(
+                VALIDATION,
+                &format!(
+                    "{}:{} holds more than 1000 entries: pack it (tar) in the session and copy the archive",
+                    escape(sid),
+                    escape(&remote)
+                ),
+            ));
+        }
+        for e in listing["entries"].as_array().into_iter().flatten() {
+            let Some(name) = e["name"].as_str().filter(|n| plain_name(n)) else {
+                skipped += 1;
+                continue;
+            };
+            let child = remote_rel(&remote, Path::new(name))?;
+            match e["kind"].as_str() {
+                Some("directory") => {
+                    let d = local.join(name);
+                    std::fs::create_dir(&d).map_err(|e| fail(NOT_FOUND, &format!("{}: {e}", d.display())))?;
+                    todo.push((child, d));
+                }
+                Some("file") => {
+                    files += 1;
+                    if files > MAX_TREE_FILES {
+                        return Err(fail(
+                            VALIDATION,
+                            &format!(
+                                "the folder holds more than {MAX_TREE_FILES} files: pack it (tar) in the session and copy the archive"
+                            ),
+                        ));
+                    }
+                    let r = api
+                        .send(
+                            api.client
+                                .get(api.url(&format!("/v1/sessions/{session}/files/{}", url_path(&child)))),
+                        )
+                        .await?;
+                    if !r.status().is_success() {
+                        let status = r.status();
+                        let body: Value = r.json().await.unwrap_or(Value::Null);
+                        return Err(api.refused(status, &body));
+                    }
+                    let to = local.join(name);
+                    bytes += save(r, &to)
+                        .await
+                        .map_err(|e| fail(NETWORK, &format!("{}: {e}", to.display())))?;
+                }
+                _ => skipped += 1,
+            }
+        }
+    }
+    eprintln!(
+        "{} {files} files ({bytes} bytes) to {}",
+        crate::style::ok("copied"),
+        dest.display()
+    );
+    if skipped > 0 {
+        eprintln!(
+            "{} {skipped} links, special files or unusable names were not copied",
+            crate::style::warn("warning:")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One name that is safe to join to a local folder: not empty, `.` or
+/// `..`, no `/`, no NUL.
+fn plain_name(n: &str) -> bool {
+    !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\0'])
 }
 
 /// Write a download to `dest` as it arrives (a temporary file beside it,
