@@ -345,7 +345,9 @@ impl Executor {
                 let detail = match &e {
                     // Storage errors may carry the store's internals: the
                     // log has them, the reason says what failed.
-                    RegistryError::Store(_) => "its package could not be read from the blob store".to_owned(),
+                    RegistryError::Store(_) => {
+                        "its package or its record could not be read from storage".to_owned()
+                    }
                     RegistryError::Io { .. } => "its package could not be unpacked on this node".to_owned(),
                     other => other.to_string(),
                 };
