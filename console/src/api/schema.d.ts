@@ -130,6 +130,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/plugins/{code}/versions/{version}/runtime": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A version's runtime state on this node: `loading`, `initializing`,
+         *     `active`, `stopped` or `failed` with the reason. Read-only.
+         */
+        get: operations["version_runtime"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/plugins/{code}/versions/{version}/package": {
         parameters: {
             query?: never;
@@ -1912,6 +1932,34 @@ export interface components {
             /** @enum {string} */
             runtime: "shell";
         };
+        /** @description One version's entry on one node, as the API shows it. */
+        NodeRuntimeView: {
+            /** @description The node (its `cluster.node_id`). */
+            node: string;
+            /** @description `loading`, `initializing`, `active`, `stopped` or `failed`. */
+            state: components["schemas"]["RuntimeState"];
+            /**
+             * @description Why it failed: the step (`hash mismatch`, `signature`,
+             *     `schema compile`, `wasm compile`, `package unavailable`), a colon,
+             *     and the detail.
+             */
+            reason?: string | null;
+            /**
+             * Format: int64
+             * @description When it entered this state, Unix ms.
+             */
+            since: number;
+            /** @description The version's trust level when it entered this state. */
+            trust_level: string;
+            /** @description Where its code runs: `builtin`, `wasm` or `jail`. */
+            tier: string;
+            /**
+             * Format: int64
+             * @description When a failed version is next retried on this node, Unix ms (the
+             *     first call from then on, or any call once the record changes).
+             */
+            retry_at?: number | null;
+        };
         /** @description A node sharing the database. */
         NodeView: {
             /** @description Its `node_id`. */
@@ -2515,6 +2563,24 @@ export interface components {
          * @enum {string}
          */
         RuntimeName: "python" | "node" | "shell";
+        /**
+         * @description A version's state on one node.
+         * @enum {string}
+         */
+        RuntimeState: "loading" | "initializing" | "active" | "stopped" | "failed";
+        /** @description A version's runtime state on the nodes that answer for it. */
+        RuntimeView: {
+            /** @description Plugin code. */
+            plugin: string;
+            /** @description Version. */
+            version: string;
+            /**
+             * @description One entry per node that has loaded (or tried to load) the version:
+             *     this node's own table (see docs/api.md); other nodes' failures and
+             *     first activations are in the version's audit trail.
+             */
+            nodes: components["schemas"]["NodeRuntimeView"][];
+        };
         /** @description A seed file. */
         SeedFileView: {
             /** @description Path in the workspace. */
@@ -3772,6 +3838,93 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["AuditView"][];
+                };
+            };
+            /** @description The request cannot be read (the field or parameter is named) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such plugin, version, app, installation, execution, key, template or layer (or not yours: the same answer) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Exists already, in use, the version's state does not allow it, a built-in template, or a stale revision */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid: every problem located by JSON pointer or file */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store or the jail is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    version_runtime: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Plugin code */
+                code: string;
+                /** @description Semantic version */
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuntimeView"];
                 };
             };
             /** @description The request cannot be read (the field or parameter is named) */

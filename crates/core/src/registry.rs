@@ -43,6 +43,11 @@ pub enum RegistryError {
     /// It exists already, or is in use.
     #[error("{0}")]
     Conflict(String),
+    /// A trusted version's signature does not hold when its code is
+    /// loaded (the key was revoked, or the signature no longer verifies):
+    /// it does not run.
+    #[error("{0}")]
+    Signature(String),
     /// The stored package no longer matches its recorded hash; the version
     /// was marked failed.
     #[error(
@@ -927,7 +932,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         if let Err(why) = self.signature_holds(&owner, v).await? {
             tracing::error!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
                 lifecycle_state = "failed", reason = %why, "a trusted version's signature does not hold");
-            return Err(RegistryError::Conflict(format!(
+            return Err(RegistryError::Signature(format!(
                 "{} {} is trusted but its signature does not hold, so it does not run: {why}",
                 v.plugin, v.version
             )));

@@ -411,6 +411,20 @@ pub async fn version_audit(
     Ok(Json(items.into_iter().map(Into::into).collect()))
 }
 
+/// A version's runtime state on this node: `loading`, `initializing`,
+/// `active`, `stopped` or `failed` with the reason. Read-only.
+#[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/runtime", tag = "plugins",
+    params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),
+    responses((status = 200, body = crate::runtime_state::RuntimeView), Problems), security(("api_key" = [])))]
+pub async fn version_runtime(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiPath((code, version)): ApiPath<(String, String)>,
+) -> Result<Json<crate::runtime_state::RuntimeView>, ApiError> {
+    let v = owned_version(&s, &p, &code, &version).await?;
+    Ok(Json(s.exec.runtime(&v)))
+}
+
 /// Download a version's package (verified against its recorded hash).
 #[utoipa::path(get, path = "/v1/plugins/{code}/versions/{version}/package", tag = "plugins",
     params(("code" = String, Path, description = "Plugin code", pattern = "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*){2,}$", max_length = 128), ("version" = String, Path, description = "Semantic version", pattern = "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$", max_length = 64)),

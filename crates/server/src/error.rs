@@ -353,6 +353,21 @@ impl ApiError {
         )
     }
 
+    /// 503: a version failed to load on this node and is excluded until a
+    /// retry, `retry_after` seconds from now at the latest; `detail` names
+    /// the reason. Not the caller's fault (so not 4xx), and not a platform
+    /// bug (so not 500): the platform's copy of the code is unusable here.
+    pub fn version_failed(detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "version-failed",
+            "The version failed to load on this node",
+            detail,
+        );
+        e.0.retry_after = Some(retry_after);
+        e
+    }
+
     /// 500: a generic message is sent; the cause goes to the log with the
     /// request id (when the response is sent, not here).
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
@@ -462,7 +477,7 @@ impl From<RegistryError> for ApiError {
                 a.0.allowed = Some(error.allowed.iter().map(|x| x.as_str().to_owned()).collect());
                 a
             }
-            RegistryError::Conflict(m) => ApiError::conflict(m),
+            RegistryError::Conflict(m) | RegistryError::Signature(m) => ApiError::conflict(m),
             RegistryError::Tampered { ref plugin, .. } => {
                 let mut a = ApiError::new(
                     StatusCode::CONFLICT,

@@ -29,7 +29,7 @@
 //! queue's executions start on whichever node claims them first.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,8 +40,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use warden_core::model::{new_id, now_ms};
 use warden_core::{
     ArtifactRecord, Blobs, ErrorKind, Execution, ExecutionError, ExecutionMode, ExecutionResult,
-    ExecutionSource, ExecutionStatus, Generation, QueuedCall, RefusedDestination, Registry, ResultMetrics,
-    ResultStatus, ResultViolation, Store, Version, VersionStatus,
+    ExecutionSource, ExecutionStatus, Generation, QueuedCall, RefusedDestination, Registry, RegistryError,
+    ResultMetrics, ResultStatus, ResultViolation, Store, Version, VersionStatus,
 };
 use warden_jail::Status as JailStatus;
 use warden_package::schema::Schema;
@@ -54,7 +54,8 @@ use warden_store::{ObjectBlobs, SqlStore};
 use crate::config::TiersSection;
 use crate::error::{ApiError, DisplayChain, FieldError};
 use crate::events::{Hub, Log};
-use crate::tiers::{Target, Tiers};
+use crate::runtime_state::{Audited, Cause, NodeStates, RETRY_AFTER, RuntimeState, RuntimeView, tier_of};
+use crate::tiers::{Refusal, Target, Tiers};
 use crate::views::{ExecuteQuery, ExecutionView, Mode};
 
 type Reg = Registry<SqlStore, ObjectBlobs>;
@@ -122,6 +123,8 @@ pub struct Executor {
     runner: Runner,
     /// Where calls run: built-in, wasm or jail.
     tiers: Arc<Tiers>,
+    /// Each version's runtime lifecycle on this node.
+    states: NodeStates,
     node: String,
     capacity: usize,
     retry_after: u64,
@@ -220,6 +223,7 @@ impl Executor {
         Executor {
             keyring,
             tiers: Arc::new(Tiers::new(tiers, network_allow_cidrs)),
+            states: NodeStates::new(node.clone()),
             registry,
             store,
             blobs,
@@ -311,15 +315,49 @@ impl Executor {
         &self.node
     }
 
-    /// Verify and unpack `v`, compile its schemas once per package.
+    /// `v`'s runtime state on this node, as the API shows it.
+    pub(crate) fn runtime(&self, v: &Version) -> RuntimeView {
+        self.states.view(v)
+    }
+
+    /// Verify and unpack `v`, compile its schemas once per package. A
+    /// version failed on this node is refused (503) until a retry is due;
+    /// each step moves its runtime state (see [`crate::runtime_state`]).
     async fn load(&self, v: &Version) -> Result<(PathBuf, String, Manifest, Arc<Loaded>), ApiError> {
+        self.states.gate(v)?;
+        let tier = tier_of(
+            v.manifest
+                .get("runtime")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        let steady = self.states.is_active(v);
+        if !steady {
+            self.states.set(v, tier, RuntimeState::Loading, None);
+        }
         let started = Instant::now();
         let (dir, entrypoint, manifest) = match self.registry.load_for_run(v).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
                     lifecycle_state = "failed", error = %e, "a plugin version failed to load");
-                return Err(e.into());
+                let cause = Cause::of(&e);
+                let detail = match &e {
+                    // Storage errors may carry the store's internals: the
+                    // log has them, the reason says what failed.
+                    RegistryError::Store(_) => {
+                        "its package or its record could not be read from storage".to_owned()
+                    }
+                    RegistryError::Io { .. } => "its package could not be unpacked on this node".to_owned(),
+                    other => other.to_string(),
+                };
+                let excluded = self.fail(v, tier, cause, detail).await;
+                return Err(match e {
+                    // As before: the detecting call names the integrity
+                    // failure; the record is failed for every node.
+                    e @ RegistryError::Tampered { .. } => e.into(),
+                    _ => excluded,
+                });
             }
         };
         let cached = self
@@ -332,18 +370,23 @@ impl Executor {
         let loaded = match cached {
             Some(l) => l,
             None => {
+                if !steady {
+                    self.states.set(v, tier, RuntimeState::Initializing, None);
+                }
                 let compile = |s: &Value, which: &str| {
-                    warden_package::schema::compile(s).map_err(|e| {
-                        ApiError::internal(&format!(
-                            "the stored {which} of {} {} does not compile: {e}",
-                            v.plugin, v.version
-                        ))
-                    })
+                    warden_package::schema::compile(s)
+                        .map_err(|e| format!("the stored {which} does not compile: {e}"))
+                };
+                let schemas = compile(&manifest.input_schema, "input_schema")
+                    .and_then(|input| Ok((input, compile(&manifest.output_schema, "output_schema")?)));
+                let (input, output) = match schemas {
+                    Ok(s) => s,
+                    Err(why) => return Err(self.fail(v, tier, Cause::SchemaCompile, why).await),
                 };
                 let l = Arc::new(Loaded {
                     sha256: v.package_sha256.clone(),
-                    input: compile(&manifest.input_schema, "input_schema")?,
-                    output: compile(&manifest.output_schema, "output_schema")?,
+                    input,
+                    output,
                 });
                 self.loaded
                     .lock()
@@ -353,11 +396,89 @@ impl Executor {
                 metrics::histogram!("warden_plugin_load_duration_ms", "trust_level" => v.trust_level.as_str())
                     .record(ms);
                 tracing::info!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
-                    lifecycle_state = "active", load_ms = ms, "a plugin version is loaded on this node");
+                    lifecycle_state = "initializing", load_ms = ms, "a plugin version's package is loaded on this node");
                 l
             }
         };
         Ok((dir, entrypoint, manifest, loaded))
+    }
+
+    /// Where `v` runs (see [`Tiers::target`]); a module that does not
+    /// compile fails the version on this node. Marks it active once ready.
+    #[allow(clippy::too_many_arguments)] // Tiers::target's, passed on
+    async fn target(
+        &self,
+        app: &str,
+        v: &Version,
+        dir: &Path,
+        entrypoint: &str,
+        manifest: &Manifest,
+        credentials: Vec<warden_runtime::EgressCredential>,
+        fingerprint: &str,
+    ) -> Result<Target, ApiError> {
+        let tier = tier_of(&manifest.runtime);
+        match self
+            .tiers
+            .target(app, v, dir, entrypoint, manifest, credentials, fingerprint)
+        {
+            Ok(t) => {
+                if let Some(Audited::FirstActive) = self.states.set(v, tier, RuntimeState::Active, None) {
+                    self.audit_runtime(v, tier, RuntimeState::Active, None).await;
+                }
+                Ok(t)
+            }
+            Err(Refusal::Policy(e)) => Err(e),
+            Err(Refusal::WasmCompile(why)) => Err(self.fail(v, tier, Cause::WasmCompile, why).await),
+        }
+    }
+
+    /// Mark `v` failed on this node for `cause` (audited when new, as
+    /// `runtime_failed`; a hash mismatch as the record's `fail`); the
+    /// problem its calls get until a retry.
+    async fn fail(&self, v: &Version, tier: &'static str, cause: Cause, detail: String) -> ApiError {
+        if let Some(Audited::Failed(reason)) =
+            self.states
+                .set(v, tier, RuntimeState::Failed, Some((cause, detail.clone())))
+        {
+            // A hash mismatch already wrote the record's own `fail` event
+            // (with the node's finding as its reason): not twice.
+            if cause != Cause::HashMismatch {
+                self.audit_runtime(v, tier, RuntimeState::Failed, Some(reason))
+                    .await;
+            }
+        }
+        self.states.gate(v).err().unwrap_or_else(|| {
+            ApiError::version_failed(
+                format!(
+                    "{} {} failed on this node: {}: {detail}",
+                    v.plugin,
+                    v.version,
+                    cause.as_str()
+                ),
+                RETRY_AFTER.as_secs(),
+            )
+        })
+    }
+
+    /// One audit event for a runtime move of `v` on this node (its first
+    /// `active`, or a new `failed`). A store that fails is logged.
+    async fn audit_runtime(&self, v: &Version, tier: &str, state: RuntimeState, reason: Option<String>) {
+        let audit = warden_core::store::NewAudit {
+            actor: "system".into(),
+            action: format!("runtime_{}", state.as_str()),
+            plugin: Some(v.plugin.clone()),
+            version: Some(v.version.clone()),
+            from_status: None,
+            to_status: Some(state.as_str().to_owned()),
+            reason,
+            detail: serde_json::json!({
+                "node": self.node, "tier": tier, "trust_level": v.trust_level.as_str(),
+                "package_sha256": v.package_sha256,
+            }),
+        };
+        if let Err(e) = self.store.append_audit(audit).await {
+            tracing::warn!(plugin = %v.plugin, version = %v.version, error = %e, "could not audit a runtime state");
+        }
     }
 
     /// The app's credentials `m` declares, opened for the call's proxy, and
@@ -577,6 +698,11 @@ impl Executor {
     ) -> Result<Attempt, ApiError> {
         let (version, generation) = (&resolved.version, resolved.generation.clone());
         let is_async = mode == ExecutionMode::Async;
+        // Failed on this node: refused, unless the version changed since
+        // this resolution was kept (then the caller resolves afresh).
+        if let Err(e) = self.states.gate(version) {
+            return Ok(Attempt::Refused(e));
+        }
         let (dir, entrypoint, manifest, loaded) = self.load(version).await?;
         let violations = loaded.input.validate(event);
         if !violations.is_empty() {
@@ -591,15 +717,18 @@ impl Executor {
             Err(e) => return Ok(Attempt::Refused(e)),
         };
         let (credentials, fingerprint) = self.call_credentials(app, &manifest).await?;
-        let target = match self.tiers.target(
-            app,
-            version,
-            &dir,
-            &entrypoint,
-            &manifest,
-            credentials,
-            &fingerprint,
-        ) {
+        let target = match self
+            .target(
+                app,
+                version,
+                &dir,
+                &entrypoint,
+                &manifest,
+                credentials,
+                &fingerprint,
+            )
+            .await
+        {
             Ok(t) => t,
             Err(e) => return Ok(Attempt::Refused(e)),
         };
@@ -892,7 +1021,6 @@ impl Executor {
             ))
         })?;
         let target = self
-            .tiers
             .target(
                 &exec.app,
                 &v,
@@ -902,6 +1030,7 @@ impl Executor {
                 credentials,
                 &fingerprint,
             )
+            .await
             .map_err(|e| Unavailable(e.problem().detail))?;
         Ok((target, loaded, limits))
     }

@@ -20,6 +20,7 @@ pub mod events;
 pub mod exec;
 pub mod metrics;
 pub mod runs;
+pub mod runtime_state;
 pub mod sessions;
 pub mod signing;
 pub mod sse;
@@ -478,6 +479,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
         .routes(routes!(get_manifest))
         .routes(routes!(get_report))
         .routes(routes!(version_audit))
+        .routes(routes!(version_runtime))
         .routes(routes!(download_package))
         .routes(routes!(submit))
         .routes(routes!(signing::approve))

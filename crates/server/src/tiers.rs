@@ -44,6 +44,16 @@ pub(crate) enum Target {
     Wasm(warden_wasm::Module),
 }
 
+/// Why a version cannot run at its tier.
+pub(crate) enum Refusal {
+    /// Its trust level does not allow its runtime, or this build lacks
+    /// its built-in: a 409 `version-unavailable` naming why.
+    Policy(ApiError),
+    /// Its wasm module does not compile (or the engine cannot start): the
+    /// version fails on this node.
+    WasmCompile(String),
+}
+
 /// The tiers of this node: the built-ins it was compiled with, the wasm
 /// engine (made on first use) and its compiled modules.
 pub(crate) struct Tiers {
@@ -128,7 +138,7 @@ impl Tiers {
         manifest: &Manifest,
         credentials: Vec<warden_runtime::EgressCredential>,
         fingerprint: &str,
-    ) -> Result<Target, ApiError> {
+    ) -> Result<Target, Refusal> {
         let refuse = |why: String| {
             ApiError::conflict_of(
                 "version-unavailable",
@@ -136,18 +146,19 @@ impl Tiers {
                 format!("{} {} cannot run: {why}", v.plugin, v.version),
             )
         };
-        tier::may_run(&manifest.runtime, v.trust_level, self.config.wasm_untrusted).map_err(refuse)?;
+        tier::may_run(&manifest.runtime, v.trust_level, self.config.wasm_untrusted)
+            .map_err(|why| Refusal::Policy(refuse(why)))?;
         match manifest.runtime.as_str() {
             tier::BUILTIN_RUNTIME => self
                 .builtins
                 .get(manifest.entrypoint.as_str())
                 .cloned()
                 .map(Target::Builtin)
-                .ok_or_else(|| refuse("this server was built without that built-in".into())),
+                .ok_or_else(|| Refusal::Policy(refuse("this server was built without that built-in".into()))),
             tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(|why| {
                 tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
                     lifecycle_state = "failed", reason = %why, "a wasm plugin version cannot run");
-                refuse(why)
+                Refusal::WasmCompile(why)
             }),
             _ => Ok(Target::Jail(Code {
                 // Never shared across apps, plugins, versions or packages,

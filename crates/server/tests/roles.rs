@@ -42,6 +42,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("GET", "/v1/plugins/{code}/versions/{version}/manifest"), OWNER),
         (("GET", "/v1/plugins/{code}/versions/{version}/report"), OWNER),
         (("GET", "/v1/plugins/{code}/versions/{version}/audit"), OWNER),
+        (("GET", "/v1/plugins/{code}/versions/{version}/runtime"), OWNER),
         (("GET", "/v1/plugins/{code}/versions/{version}/package"), OWNER),
         (("POST", "/v1/plugins/{code}/versions/{version}/submit"), OWNER),
         (("POST", "/v1/plugins/{code}/versions/{version}/approve"), ADMIN),

@@ -633,3 +633,196 @@ async fn only_a_valid_signature_by_the_owners_key_makes_a_version_trusted_and_re
     );
     s.stop().await.unwrap();
 }
+
+/// `GET …/runtime` of `code` `version`, as `key`: this node's entry.
+async fn runtime(s: &Server, key: &str, code: &str, version: &str) -> Value {
+    let view = s
+        .expect(
+            Method::GET,
+            &format!("/v1/plugins/{code}/versions/{version}/runtime"),
+            key,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(view["nodes"].as_array().map(Vec::len), Some(1), "{view}");
+    view["nodes"][0].clone()
+}
+
+/// The actions of a version's audit trail, oldest first.
+async fn trail(s: &Server, key: &str, code: &str, version: &str) -> Vec<Value> {
+    s.expect(
+        Method::GET,
+        &format!("/v1/plugins/{code}/versions/{version}/audit"),
+        key,
+        None,
+        StatusCode::OK,
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_node_shows_a_versions_runtime_state_and_excludes_a_failed_one() {
+    let s = server().await;
+    let dev = s.key("developer", "alice", None).await;
+
+    // Healthy: active once called, audited once with the node and tier.
+    s.publish(&dev, hello("vendor.life.ok", "1.0.0"), "shop").await;
+    let (st, body, _) = s
+        .execute(&s.admin, "shop", "vendor.life.ok", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.execute(&s.admin, "shop", "vendor.life.ok", r#"{"name": "b"}"#, "")
+        .await;
+    let n = runtime(&s, &dev, "vendor.life.ok", "1.0.0").await;
+    assert_eq!(n["state"], "active", "{n}");
+    assert_eq!(n["tier"], "jail", "{n}");
+    assert_eq!(n["trust_level"], "untrusted", "{n}");
+    assert_eq!(n["reason"], Value::Null, "{n}");
+    assert!(n["node"].as_str().is_some_and(|x| !x.is_empty()), "{n}");
+    let actives: Vec<_> = trail(&s, &dev, "vendor.life.ok", "1.0.0")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "runtime_active")
+        .collect();
+    assert_eq!(actives.len(), 1, "only the first activation: {actives:?}");
+    assert_eq!(actives[0]["detail"]["node"], n["node"], "{actives:?}");
+
+    // Deactivated: stopped.
+    s.expect(
+        Method::POST,
+        "/v1/plugins/vendor.life.ok/versions/1.0.0/deactivate",
+        &dev,
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    let n = runtime(&s, &dev, "vendor.life.ok", "1.0.0").await;
+    assert_eq!(n["state"], "stopped", "{n}");
+
+    // Tampered: the detecting call names the integrity failure, the node
+    // shows `failed` with `hash mismatch`, the trail has it, and later
+    // calls are refused with a problem, never run and never a 500.
+    let v = s.publish(&dev, hello("vendor.life.bad", "1.0.0"), "shop").await;
+    let (st, _, _) = s
+        .execute(&s.admin, "shop", "vendor.life.bad", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let blob = s.data.path().join(format!(
+        "blobs/packages/{}.zip",
+        v["package_sha256"].as_str().unwrap()
+    ));
+    std::fs::write(&blob, hello("vendor.life.bad", "6.6.6")).unwrap();
+    let (st, p, _) = s
+        .execute(&s.admin, "shop", "vendor.life.bad", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["type"], "/problems/integrity", "{p}");
+    let n = runtime(&s, &dev, "vendor.life.bad", "1.0.0").await;
+    assert_eq!(n["state"], "failed", "{n}");
+    assert!(
+        n["reason"].as_str().unwrap().starts_with("hash mismatch: "),
+        "{n}"
+    );
+    // The record's own `fail` event tells it (once, not twice).
+    let failed: Vec<_> = trail(&s, &dev, "vendor.life.bad", "1.0.0")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "fail" || a["action"] == "runtime_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["action"], "fail", "{failed:?}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("package hash mismatch"),
+        "{failed:?}"
+    );
+    // The record is failed for every node: the registry refuses the call.
+    let (st, p, _) = s
+        .execute(&s.admin, "shop", "vendor.life.bad", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("cannot be called"), "{p}");
+
+    // A package missing from the blob store: the version fails on this
+    // node (503 naming the reason, with Retry-After) and stays excluded
+    // even once the blob is back, until a retry is due; a change of the
+    // version's record retries at once.
+    let v = s.publish(&dev, hello("vendor.life.gone", "1.0.0"), "shop").await;
+    let blob = s.data.path().join(format!(
+        "blobs/packages/{}.zip",
+        v["package_sha256"].as_str().unwrap()
+    ));
+    let kept = std::fs::read(&blob).unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let (st, p, headers) = s
+        .execute(&s.admin, "shop", "vendor.life.gone", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert_eq!(p["type"], "/problems/version-failed", "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("package unavailable"),
+        "{p}"
+    );
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    let n = runtime(&s, &dev, "vendor.life.gone", "1.0.0").await;
+    assert_eq!(n["state"], "failed", "{n}");
+    assert!(
+        n["reason"].as_str().unwrap().starts_with("package unavailable: "),
+        "{n}"
+    );
+    assert!(n["retry_at"].as_i64().is_some(), "{n}");
+    let failed: Vec<_> = trail(&s, &dev, "vendor.life.gone", "1.0.0")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "runtime_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["detail"]["node"], n["node"], "{failed:?}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("package unavailable"),
+        "{failed:?}"
+    );
+    std::fs::write(&blob, &kept).unwrap();
+    let (st, p, _) = s
+        .execute(&s.admin, "shop", "vendor.life.gone", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "excluded until a retry: {p}");
+    for step in ["deactivate", "activate"] {
+        s.expect(
+            Method::POST,
+            &format!("/v1/plugins/vendor.life.gone/versions/1.0.0/{step}"),
+            &dev,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let (st, body, _) = s
+        .execute(&s.admin, "shop", "vendor.life.gone", r#"{"name": "a"}"#, "")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success", "{body}");
+    let n = runtime(&s, &dev, "vendor.life.gone", "1.0.0").await;
+    assert_eq!(n["state"], "active", "{n}");
+
+    // Another developer's version: not there.
+    let eve = s.key("developer", "eve", None).await;
+    s.expect(
+        Method::GET,
+        "/v1/plugins/vendor.life.ok/versions/1.0.0/runtime",
+        &eve,
+        None,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    s.stop().await.unwrap();
+}
