@@ -33,3 +33,29 @@ export declare function handler<In extends object, Out>(fn: Handler<In, Out>, ch
 export declare function invoke<In, Out>(fn: Handler<In, Out>, event: In): Promise<Out>;
 
 export declare const VERSION: string;
+
+/** What `request` got back. */
+export interface WardenResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** Set when the platform's proxy refused the request (and said why). */
+  egressReason: string | null;
+  text(): string;
+  json(): unknown;
+}
+
+/**
+ * An HTTP request through the platform's egress proxy; `credential` names a
+ * platform-held credential the proxy injects (the plugin never holds it).
+ */
+export declare function request(
+  url: string,
+  options?: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer | unknown;
+    credential?: string;
+    timeoutMs?: number;
+  },
+): Promise<WardenResponse>;

@@ -9,6 +9,8 @@
  *   is an object with the required fields and field types first.
  * - `invoke(fn, event)`: calls a handler the way the platform does (JSON in,
  *   JSON out) for local tests.
+ * - `request(url, { credential })`: an HTTP request through the platform's
+ *   egress proxy, a platform-held credential injected by the proxy.
  *
  * No dependencies. `warden plugin pack` adds this package to a plugin whose
  * package.json depends on `@warden/sdk` and that does not ship it.
@@ -122,4 +124,103 @@ async function invoke(fn, event) {
   return JSON.parse(JSON.stringify(result));
 }
 
-module.exports = { PluginError, InvocationError, handler, invoke, VERSION };
+/**
+ * Send an HTTP request from a plugin through the platform's egress proxy
+ * (the box's `HTTP_PROXY`; Node's own `fetch` ignores it). `url` must be on
+ * a host the version declares in `permissions.network`; `credential` names
+ * a credential the version declares and the app stores: the proxy puts the
+ * secret in and opens the connection itself (TLS for `https://`), so the
+ * plugin never holds it. `body` may be a string, a Buffer, or a value sent
+ * as JSON. Resolves to `{status, headers, body (Buffer), egressReason,
+ * text(), json()}`; a refusal by the proxy is a response (403,
+ * `egressReason` set). Rejects with PluginError `NetworkUnavailable` when
+ * the version has no network.
+ */
+function request(url, { method = 'GET', headers = {}, body, credential, timeoutMs = 30000 } = {}) {
+  const http = require('http');
+  const tls = require('tls');
+  const proxy = process.env.HTTP_PROXY || process.env.http_proxy;
+  if (!proxy) {
+    return Promise.reject(
+      new PluginError('NetworkUnavailable', 'this plugin version has no network: declare the host in permissions.network'),
+    );
+  }
+  let target;
+  try {
+    target = new URL(url);
+  } catch {
+    return Promise.reject(new TypeError(`url ${JSON.stringify(url)}: give an absolute http:// or https:// URL`));
+  }
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    return Promise.reject(new TypeError(`url ${JSON.stringify(url)}: give an absolute http:// or https:// URL`));
+  }
+  const via = new URL(proxy);
+  const sent = { ...headers };
+  if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) {
+    body = JSON.stringify(body);
+    if (!Object.keys(sent).some((k) => k.toLowerCase() === 'content-type')) sent['Content-Type'] = 'application/json';
+  }
+  const answer = (res, resolve, reject) => {
+    const chunks = [];
+    res.on('data', (c) => chunks.push(c));
+    res.on('error', reject);
+    res.on('end', () => {
+      const data = Buffer.concat(chunks);
+      resolve({
+        status: res.statusCode,
+        headers: res.headers,
+        body: data,
+        egressReason: res.headers['x-warden-egress-reason'] || null,
+        text: () => data.toString('utf8'),
+        json: () => JSON.parse(data.toString('utf8')),
+      });
+    });
+  };
+  const proxyAt = { host: via.hostname, port: Number(via.port) || 80 };
+  return new Promise((resolve, reject) => {
+    if (credential !== undefined || target.protocol === 'http:') {
+      // Absolute form to the proxy over plain HTTP: the proxy opens the
+      // connection (TLS for https://) and injects the credential.
+      if (credential !== undefined) sent['X-Warden-Credential'] = credential;
+      const req = http.request({ ...proxyAt, method, path: url, headers: { Host: target.host, ...sent }, timeout: timeoutMs });
+      req.on('response', (res) => answer(res, resolve, reject));
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${target.host} within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(body);
+      return;
+    }
+    // No credential: a CONNECT tunnel, TLS end to end.
+    const port = Number(target.port) || 443;
+    const connect = http.request({ ...proxyAt, method: 'CONNECT', path: `${target.hostname}:${port}`, timeout: timeoutMs });
+    connect.on('connect', (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          body: Buffer.alloc(0),
+          egressReason: res.headers['x-warden-egress-reason'] || 'refused',
+          text: () => '',
+          json: () => null,
+        });
+        return;
+      }
+      const secure = tls.connect({ socket, servername: target.hostname });
+      const req = http.request({
+        method,
+        path: `${target.pathname}${target.search}`,
+        headers: { Host: target.host, ...sent },
+        createConnection: () => secure,
+        timeout: timeoutMs,
+      });
+      req.on('response', (r) => answer(r, resolve, reject));
+      req.on('error', reject);
+      req.end(body);
+    });
+    connect.on('timeout', () => connect.destroy(new Error(`no answer from the proxy within ${timeoutMs} ms`)));
+    connect.on('error', reject);
+    connect.end();
+  });
+}
+
+module.exports = { PluginError, InvocationError, handler, invoke, request, VERSION };

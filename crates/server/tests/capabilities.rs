@@ -548,3 +548,147 @@ async fn without_the_servers_key_no_credential_is_stored() {
     assert_eq!(list, json!([]));
     s.stop().await.unwrap();
 }
+
+/// The plugin SDK's `request` helper (shipped in the package, as `warden
+/// plugin pack` ships it): a credential by name, plain requests, and what
+/// a refusal looks like.
+const SDK_USER: &str = r#"
+from warden_sdk import request
+
+def handler(event):
+    out = {}
+    for name, (url, cred) in event.items():
+        r = request(url, credential=cred, timeout=10)
+        out[name] = {"status": r.status, "reason": r.egress_reason, "body": r.text()}
+    return out
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() {
+    let bound = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "sdkapp";
+    let host = format!("127.0.0.1:{}", bound.port);
+    let mut m = manifest("test.caps.sdk", "1.0.0", "python3", "main.py");
+    m["permissions"] = json!({"network": [host], "credentials": ["github"]});
+    let sdk = include_str!("../../../sdk/python/warden_sdk/__init__.py");
+    s.publish(
+        &dev,
+        package(&m, &[("main.py", SDK_USER), ("warden_sdk/__init__.py", sdk)]),
+        app,
+    )
+    .await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::PUT,
+        &format!("/v1/apps/{app}/credentials/github"),
+        &app_key,
+        Some(json!({"kind": "bearer", "secret": SECRET, "hosts": [host]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let event = json!({
+        "with": [format!("http://{host}/with"), "github"],
+        "plain": [format!("http://{host}/plain"), null],
+        "unknown": [format!("http://{host}/unknown"), "gitlab"],
+    })
+    .to_string();
+    let (status, v, _) = s.execute(&app_key, app, "test.caps.sdk", &event, "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let out = &v["return_value"];
+    assert_eq!(out["with"]["status"], 200, "{v}");
+    assert_eq!(out["with"]["body"], "hello from upstream", "{v}");
+    assert_eq!(out["plain"]["status"], 200, "{v}");
+    assert_eq!(out["unknown"]["status"], 403, "{v}");
+    assert_eq!(out["unknown"]["reason"], "credential_not_allowed", "{v}");
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    let heads = bound.heads();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
+    assert!(
+        with.contains(&format!("\r\nauthorization: Bearer {SECRET}\r\n")),
+        "{with}"
+    );
+    let plain = heads.iter().find(|h| h.starts_with("GET /plain ")).unwrap();
+    assert!(!plain.contains(SECRET), "{plain}");
+    s.stop().await.unwrap();
+}
+
+/// The Node SDK's `request` helper, as a Node plugin ships it.
+const SDK_NODE_USER: &str = r#"
+const { request } = require('@warden/sdk');
+exports.handler = async (event) => {
+  const out = {};
+  for (const [name, [url, credential]] of Object.entries(event)) {
+    const r = await request(url, { credential: credential === null ? undefined : credential, timeoutMs: 10000 });
+    out[name] = { status: r.status, reason: r.egressReason, body: r.text() };
+  }
+  return out;
+};
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_sdk_request_helper_sends_a_credential_by_name() {
+    let bound = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "nodeapp";
+    let host = format!("127.0.0.1:{}", bound.port);
+    let mut m = manifest("test.caps.nodesdk", "1.0.0", "node", "main.js");
+    m["permissions"] = json!({"network": [host], "credentials": ["github"]});
+    let sdk = include_str!("../../../sdk/node/index.js");
+    s.publish(
+        &dev,
+        package(
+            &m,
+            &[
+                ("main.js", SDK_NODE_USER),
+                ("node_modules/@warden/sdk/index.js", sdk),
+            ],
+        ),
+        app,
+    )
+    .await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::PUT,
+        &format!("/v1/apps/{app}/credentials/github"),
+        &app_key,
+        Some(json!({"kind": "bearer", "secret": SECRET, "hosts": [host]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let event = json!({
+        "with": [format!("http://{host}/with"), "github"],
+        "plain": [format!("http://{host}/plain"), null],
+        "unknown": [format!("http://{host}/unknown"), "gitlab"],
+    })
+    .to_string();
+    let (status, v, _) = s.execute(&app_key, app, "test.caps.nodesdk", &event, "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let out = &v["return_value"];
+    assert_eq!(out["with"]["status"], 200, "{v}");
+    assert_eq!(out["with"]["body"], "hello from upstream", "{v}");
+    assert_eq!(out["plain"]["status"], 200, "{v}");
+    assert_eq!(out["unknown"]["status"], 403, "{v}");
+    assert_eq!(out["unknown"]["reason"], "credential_not_allowed", "{v}");
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    let heads = bound.heads();
+    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
+    assert!(
+        with.contains(&format!("\r\nauthorization: Bearer {SECRET}\r\n")),
+        "{with}"
+    );
+    s.stop().await.unwrap();
+}

@@ -46,3 +46,20 @@ test('results must be JSON; events pass through JSON', async () => {
 test('plain errors keep their own type', async () => {
   await assert.rejects(invoke(() => { throw new RangeError('out'); }, {}), (e) => e.type === 'RangeError');
 });
+
+test('request needs the network the version declared, and an absolute URL', async () => {
+  const { request, PluginError } = require('../index');
+  const saved = [process.env.HTTP_PROXY, process.env.http_proxy];
+  delete process.env.HTTP_PROXY;
+  delete process.env.http_proxy;
+  try {
+    await assert.rejects(request('http://example.com/'), (e) => e instanceof PluginError && e.name === 'NetworkUnavailable');
+    process.env.HTTP_PROXY = 'http://127.0.0.1:9';
+    await assert.rejects(request('ftp://example.com/'), (e) => e instanceof TypeError && /absolute http/.test(e.message));
+    await assert.rejects(request('not a url'), TypeError);
+  } finally {
+    if (saved[0] === undefined) delete process.env.HTTP_PROXY;
+    else process.env.HTTP_PROXY = saved[0];
+    if (saved[1] !== undefined) process.env.http_proxy = saved[1];
+  }
+});

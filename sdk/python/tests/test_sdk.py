@@ -135,5 +135,25 @@ class Errors(unittest.TestCase):
         self.assertEqual(seen, [{"t": [1, 2]}])
 
 
+class Request(unittest.TestCase):
+    def test_no_network_and_bad_urls_are_clear(self):
+        from warden_sdk import request
+        saved = {k: os.environ.pop(k, None) for k in ("HTTP_PROXY", "http_proxy")}
+        try:
+            with self.assertRaises(PluginError) as e:
+                request("http://example.com/")
+            self.assertEqual(e.exception.error_type, "NetworkUnavailable")
+            os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"
+            for bad in ("ftp://example.com/", "example.com/x", "http:///nohost"):
+                with self.assertRaises(ValueError):
+                    request(bad)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,10 @@ A plain ``def handler(event)`` needs none of this. The SDK adds:
 * a local test helper: ``invoke(handler, event)`` calls a handler the way
   the platform does (JSON in, JSON out, async handlers awaited) and returns
   the value or raises what the platform would report.
+* ``request(url, credential="github")``: an HTTP request through the
+  platform's egress proxy, to a host the version declared, with a
+  credential the platform holds injected by the proxy (the plugin never
+  sees the secret).
 
 Standard library only; ``warden plugin pack`` adds this module to a package
 whose code imports it and does not ship its own copy.
@@ -18,13 +22,16 @@ whose code imports it and does not ship its own copy.
 import asyncio
 import dataclasses
 import functools
+import http.client
 import inspect
 import json
+import os
 import types
 import typing
+import urllib.parse
 
 __version__ = "0.1.0"
-__all__ = ["PluginError", "typed", "invoke", "InvocationError"]
+__all__ = ["PluginError", "typed", "invoke", "InvocationError", "request", "Response"]
 
 
 class PluginError(Exception):
@@ -187,3 +194,86 @@ def invoke(handler, event):
 
 async def _await(aw):
     return await aw
+
+
+class Response:
+    """What :func:`request` got back: ``status``, ``headers`` (names in
+    lower case), ``body`` (bytes); ``egress_reason`` is set when the
+    platform's proxy refused the request (and said why)."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.egress_reason = headers.get("x-warden-egress-reason")
+
+    @property
+    def ok(self):
+        """A 2xx answer."""
+        return 200 <= self.status < 300
+
+    def text(self, encoding="utf-8"):
+        """The body as text."""
+        return self.body.decode(encoding, "replace")
+
+    def json(self):
+        """The body as JSON."""
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status}{' ' + self.egress_reason if self.egress_reason else ''}>"
+
+
+def request(url, method="GET", headers=None, body=None, credential=None, timeout=30.0):
+    """Send an HTTP request from a plugin through the platform's egress
+    proxy (the box's ``HTTP_PROXY``) and return its :class:`Response`.
+
+    ``url`` must be on a host the version declares in
+    ``permissions.network``. ``credential`` names a credential the version
+    declares (``permissions.credentials``) and the app stores: the proxy
+    puts the secret into the request and opens the connection itself, TLS
+    included for ``https://``, so the plugin never holds it. ``body`` may be
+    bytes, text, or a value sent as JSON. A refusal by the proxy is a
+    response too (403, ``egress_reason`` set), never a secret-bearing retry.
+    Raises :class:`PluginError` (``NetworkUnavailable``) when the version
+    has no network at all.
+    """
+    proxy = os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
+    if not proxy:
+        raise PluginError(
+            "NetworkUnavailable",
+            "this plugin version has no network: declare the host in permissions.network",
+        )
+    target = urllib.parse.urlsplit(url)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise ValueError(f"url {url!r}: give an absolute http:// or https:// URL")
+    via = urllib.parse.urlsplit(proxy)
+    sent = {k: v for k, v in (headers or {}).items()}
+    if body is not None and not isinstance(body, (bytes, bytearray, str)):
+        body = json.dumps(body).encode()
+        sent.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        body = body.encode()
+    if credential is not None or target.scheme == "http":
+        # Absolute form to the proxy over plain HTTP: the proxy opens the
+        # connection (TLS for https://) and injects the credential.
+        if credential is not None:
+            sent["X-Warden-Credential"] = credential
+        conn = http.client.HTTPConnection(via.hostname, via.port or 80, timeout=timeout)
+        path = url
+    else:
+        # No credential: a CONNECT tunnel, TLS end to end.
+        conn = http.client.HTTPSConnection(via.hostname, via.port or 80, timeout=timeout)
+        conn.set_tunnel(target.hostname, target.port or 443)
+        path = urllib.parse.urlunsplit(("", "", target.path or "/", target.query, ""))
+    try:
+        conn.request(method, path, body=body, headers=sent)
+        r = conn.getresponse()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    except OSError as e:
+        # http.client reports a refused CONNECT as an error, not a response.
+        if isinstance(conn, http.client.HTTPSConnection) and str(e).startswith("Tunnel connection failed: 403"):
+            return Response(403, {"x-warden-egress-reason": "refused"}, b"")
+        raise
+    finally:
+        conn.close()
