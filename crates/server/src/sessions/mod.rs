@@ -1095,10 +1095,13 @@ impl SessionManager {
             }
             if !busy {
                 let boxed = live.boxed();
-                if let Ok(false) = blocking(move || boxed.is_alive()).await {
+                // A box this node is ending on purpose (a terminate or a
+                // delete under way) is not a box that died.
+                if let Ok(false) = blocking(move || boxed.is_alive()).await
+                    && live.state().ending.is_none()
+                {
                     let reason = "its box died";
-                    tracing::warn!(session = %id, "a session's box died");
-                    if let Err(e) = self
+                    match self
                         .end(
                             &id,
                             SessionStatus::Failed,
@@ -1107,7 +1110,12 @@ impl SessionManager {
                         )
                         .await
                     {
-                        tracing::warn!(session = %id, error = %e, "could not record a dead session");
+                        Ok(Some(_)) => tracing::warn!(session = %id, "a session's box died"),
+                        // Ended (or deleted) meanwhile.
+                        Ok(None) | Err(SessionError::Store(StoreError::NotFound(_))) => {}
+                        Err(e) => {
+                            tracing::warn!(session = %id, error = %e, "could not record a dead session")
+                        }
                     }
                 }
             }

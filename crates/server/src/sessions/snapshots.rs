@@ -716,14 +716,20 @@ impl SessionManager {
     /// its own (taken over by another node while this one was unreachable)
     /// or that ended elsewhere. Their records are not touched.
     pub async fn drop_disowned(&self) {
-        let ids: Vec<String> = lock(&self.live).keys().cloned().collect();
-        for id in ids {
+        let lives: Vec<(String, Arc<Live>)> = lock(&self.live)
+            .iter()
+            .map(|(id, live)| (id.clone(), live.clone()))
+            .collect();
+        for (id, live) in lives {
             let gone = match self.store.get_session(&id).await {
                 Ok(Some(s)) => s.node != self.node || s.status.is_final(),
                 Ok(None) => true,
                 Err(_) => false,
             };
-            if gone {
+            // A session this node is ending itself (a terminate, a delete,
+            // the sweeper) has a final record before it leaves the map: not
+            // disowned, and its end is already under way.
+            if gone && live.state().ending.is_none() {
                 tracing::warn!(session = %id, "a session this node held is no longer its own: its box is ended");
                 self.drop_live(&id, super::End::ended("the session moved to another node"))
                     .await;
