@@ -109,12 +109,20 @@ impl SessionManager {
         let packed = blocking(move || super::snapshots::pack(&b, &p, limits)).await;
         let packed = match packed {
             Ok(Ok(report)) => Ok(report),
-            Ok(Err(super::snapshots::Packing::Box(e))) => Err(SessionError::Internal(format!(
-                "session {id}'s workspace could not be packed for the install: {e}; the session runs on unchanged"
-            ))),
-            Ok(Err(super::snapshots::Packing::Host(e))) => Err(SessionError::Internal(format!(
-                "session {id}'s workspace could not be packed for the install (the server's scratch file: {e}); the session runs on unchanged"
-            ))),
+            // What the box holds (too many entries, too deep): the caller
+            // can change that.
+            Ok(Err(super::snapshots::Packing::Box(e))) => Err(SessionError::State {
+                status: s.status,
+                detail: format!(
+                    "session {id}'s workspace cannot be carried to a new box: {e}; the session runs on unchanged"
+                ),
+            }),
+            Ok(Err(super::snapshots::Packing::Host(e))) => {
+                tracing::error!(session = %id, error = %e, "writing an install's scratch archive failed");
+                Err(SessionError::Internal(format!(
+                    "session {id}'s workspace could not be packed (the cause is in the server's log); the session runs on unchanged"
+                )))
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = packed {
@@ -166,15 +174,18 @@ impl SessionManager {
         let _ = std::fs::remove_file(&path);
         let carried = match carried {
             Ok(Ok(report)) => report,
-            other => {
+            Ok(Err(e)) => {
                 end_box(new).await;
-                return Err(match other {
-                    Err(e) => e,
-                    Ok(Err(e)) => SessionError::Internal(format!(
+                return Err(SessionError::State {
+                    status: s.status,
+                    detail: format!(
                         "session {id}'s workspace could not be carried to its new box: {e}; the session runs on unchanged"
-                    )),
-                    Ok(Ok(_)) => unreachable!("matched above"),
+                    ),
                 });
+            }
+            Err(e) => {
+                end_box(new).await;
+                return Err(e);
             }
         };
         match self
@@ -199,6 +210,12 @@ impl SessionManager {
         // old box, so the new one is ended here.
         if live.state().ending.is_some() {
             end_box(new).await;
+            // Given back once: by the end if it took it after the swap,
+            // else here.
+            let pin = lock(&live.layer).take();
+            if let Some(p) = pin {
+                self.builds.release(&p).await;
+            }
         }
         drop(writes);
         drop(turn);
