@@ -280,3 +280,134 @@ async fn anonymous_calls_when_allowed_are_rate_limited_and_recorded() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
     s.stop().await.unwrap();
 }
+
+async fn packages(s: &Server, method: Method, key: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    let mut r = s.client.request(method, s.url("/api/v2/packages")).json(body);
+    if let Some(k) = key {
+        r = r.header("X-Api-Key", k);
+    }
+    let r = r.send().await.unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+/// What Piston's `ppman list/install/uninstall` send and read: the list
+/// matches the runtimes; installing a provided runtime is Piston's success
+/// answer; anything else is a `{"message"}` that says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn packages_list_the_runtimes_and_explain_why_nothing_installs() {
+    let s = server().await;
+    let key = app(&s, "ppman").await;
+    let runtimes: Value = s
+        .client
+        .get(s.url("/api/v2/runtimes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (st, list) = packages(&s, Method::GET, None, &Value::Null).await;
+    assert_eq!(st, StatusCode::OK);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), runtimes.as_array().unwrap().len());
+    for (p, r) in list.iter().zip(runtimes.as_array().unwrap()) {
+        assert_eq!(
+            (&p["language"], &p["language_version"], &p["installed"]),
+            (&r["language"], &r["version"], &json!(true)),
+            "{p}"
+        );
+    }
+    // `ppman install python` (version `*`), an alias with a range.
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["language"], "python");
+    assert_eq!(v["version"], list[0]["language_version"]);
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "py3", "version": "3.x"}),
+    )
+    .await;
+    assert_eq!((st, v["language"].as_str()), (StatusCode::OK, Some("python")));
+    // A package this server does not have: 501, and why.
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "cobol", "version": "3.1.2"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED);
+    let why = v["message"].as_str().unwrap();
+    assert!(
+        why.contains("cobol-3.1.2") && why.contains("configuration"),
+        "{why}"
+    );
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "python", "version": "2.7.18"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
+    // Uninstalling: never through the API.
+    let (st, v) = packages(
+        &s,
+        Method::DELETE,
+        Some(&key),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        v["message"].as_str().unwrap().contains("cannot be uninstalled"),
+        "{v}"
+    );
+    // Bad bodies name the field; keys are required to write.
+    let (st, v) = packages(&s, Method::POST, Some(&key), &json!({"language": "python"})).await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("version is required as a string"))
+    );
+    let (st, v) = packages(&s, Method::DELETE, Some(&key), &json!({"version": "*"})).await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("language is required as a string"))
+    );
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        None,
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["message"].is_string());
+    let (st, _) = packages(
+        &s,
+        Method::DELETE,
+        Some("wk_nope"),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .post(s.url("/api/v2/packages"))
+        .header("X-Api-Key", &key)
+        .body("language=python")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    s.stop().await.unwrap();
+}
