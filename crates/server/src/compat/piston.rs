@@ -2,6 +2,7 @@
 //! `POST /api/v2/execute` and `/api/v2/packages`, for chat bots, graders
 //! and editor plug-ins that speak it. The packages are the runtimes (the
 //! host's toolchains): listed, "installed" when provided, never changed.
+//! [`connect`] is the interactive protocol (`/api/v2/connect`).
 //!
 //! A request names a language (or an alias) and a version (`*`, an exact
 //! version, or a semver range) that the host's toolchain must satisfy,
@@ -35,6 +36,8 @@ use warden_runtime::script::ScriptLanguage;
 
 use crate::AppState;
 use crate::auth::Principal;
+
+pub mod connect;
 use crate::error::ApiError;
 
 /// The Piston routes.
@@ -43,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/runtimes", get(runtimes))
         .route("/api/v2/execute", post(execute))
         .route("/api/v2/packages", get(packages).post(install).delete(uninstall))
+        .route("/api/v2/connect", get(connect::connect))
 }
 
 /// Anonymous calls admitted this minute (one window for the node).
