@@ -49,10 +49,22 @@ struct Load {
 
 /// A counter from the server's `/metrics` (0 when absent).
 async fn counter(c: &reqwest::Client, base: &str, admin: &str, name: &str) -> anyhow::Result<u64> {
-    let text = c.get(format!("{base}/metrics")).bearer_auth(admin).send().await?.text().await?;
+    let text = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(admin)
+        .send()
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0, |v| v as u64))
 }
 
