@@ -41,6 +41,31 @@ struct Load {
     p50: f64,
     p99: f64,
     per_sec: f64,
+    /// Runs served by a warm box, and runs that found none and went cold,
+    /// during the row (the server's counters).
+    warm: u64,
+    cold: u64,
+}
+
+/// A counter from the server's `/metrics` (0 when absent).
+async fn counter(c: &reqwest::Client, base: &str, admin: &str, name: &str) -> anyhow::Result<u64> {
+    let text = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(admin)
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64))
 }
 
 /// `clients` concurrent clients sending Dify runs for `seconds`.
@@ -108,6 +133,8 @@ async fn dify_load(
         p50: st.median,
         p99: st.p99,
         per_sec: ok as f64 / wall,
+        warm: 0,
+        cold: 0,
     })
 }
 
@@ -249,7 +276,12 @@ pub fn run(seconds: f64, runs: usize) -> anyhow::Result<()> {
         dify_load(&c, &dify, &key, 1, 1.0).await?;
         let mut loads = Vec::new();
         for clients in [1, 8, 50] {
-            loads.push(dify_load(&c, &dify, &key, clients, seconds).await?);
+            let warm0 = counter(&c, &s.base, &s.admin, "warden_warm_calls_total").await?;
+            let cold0 = counter(&c, &s.base, &s.admin, "warden_cold_fallbacks_total").await?;
+            let mut l = dify_load(&c, &dify, &key, clients, seconds).await?;
+            l.warm = counter(&c, &s.base, &s.admin, "warden_warm_calls_total").await? - warm0;
+            l.cold = counter(&c, &s.base, &s.admin, "warden_cold_fallbacks_total").await? - cold0;
+            loads.push(l);
         }
         let piston = format!("{}/api/v2/execute", s.base);
         let py = piston_seq(
@@ -293,14 +325,14 @@ pub fn run(seconds: f64, runs: usize) -> anyhow::Result<()> {
         stats::num_cpus()
     );
     println!("### Dify: Python 3 code node runs over HTTP (`POST /v1/sandbox/run`)\n");
-    println!("| concurrent clients | runs ok | 503 | other | p50 ms | p99 ms | runs/s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| concurrent clients | runs ok | 503 | other | p50 ms | p99 ms | runs/s | warm | cold |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut accepted = 0;
     for l in &loads {
         accepted += l.ok;
         println!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.0} |",
-            l.clients, l.ok, l.busy, l.other, l.p50, l.p99, l.per_sec
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | {} |",
+            l.clients, l.ok, l.busy, l.other, l.p50, l.p99, l.per_sec, l.warm, l.cold
         );
     }
     println!(

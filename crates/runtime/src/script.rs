@@ -350,8 +350,18 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Python and JavaScript: warm when a box of the tenant is free, cold
-/// otherwise (and always cold with network: a warm box has none).
+/// How long a one-shot run waits for one of its tenant's warm boxes when
+/// every one is busy or starting (never past the run's own wall clock),
+/// before it starts a box of its own. Measured on 2 cores (docs/benchmarks.md,
+/// "Compatibility APIs"): a warm Python run costs a few milliseconds of
+/// CPU and a cold one tens, so under a burst of short runs, starting
+/// interpreters beside busy warm boxes served fewer runs than queueing for
+/// them; a warm box of a short run frees in milliseconds.
+const RUN_WARM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Python and JavaScript: warm when a box of the tenant is free or frees
+/// within [`RUN_WARM_WAIT`], cold otherwise (and always cold with network:
+/// a warm box has none).
 fn interpreted(rt: &Arc<RunnerInner>, s: &Script) -> Result<HandlerResult, RuntimeError> {
     let def = rt
         .script_defs
@@ -402,7 +412,8 @@ fn interpreted(rt: &Arc<RunnerInner>, s: &Script) -> Result<HandlerResult, Runti
     match &s.network {
         None => {
             if rt.config.warm.enabled {
-                match warm::invoke(rt, &def, &code, &inv) {
+                let wait = rt.config.warm.max_wait.max(RUN_WARM_WAIT.min(s.limits.timeout));
+                match warm::invoke_within(rt, &def, &code, &inv, wait) {
                     warm::Attempt::Done(result) => return result,
                     warm::Attempt::NoBox => {}
                 }

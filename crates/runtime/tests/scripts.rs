@@ -545,3 +545,47 @@ fn bad_programs_are_refused_before_any_box() {
         }
     }
 }
+
+/// A one-shot run whose tenant's only warm box is busy waits for it rather
+/// than starting a box of its own, even where plugin calls would wait only
+/// a moment (`max_wait` 10 ms here): both of two concurrent runs are warm.
+#[test]
+fn a_run_waits_for_its_tenants_busy_warm_box_instead_of_going_cold() {
+    let runner = Runner::new(
+        Jail::new(JailConfig::default()).expect("jail"),
+        RunnerConfig {
+            warm: WarmConfig {
+                prewarm_per_code: 1,
+                max_per_code: 1,
+                max_wait: Duration::from_millis(10),
+                ..WarmConfig::default()
+            },
+            ..RunnerConfig::default()
+        },
+    )
+    .expect("runner");
+    let s = script(
+        "queue",
+        ScriptLanguage::Python,
+        &[("main.py", "import time\ntime.sleep(0.3)\nprint('done')")],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !runner.run_script(&s).unwrap().run.unwrap().warm {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run was served warm within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cold = runner.pool_stats().cold_fallbacks_total;
+    let both = std::thread::scope(|sc| {
+        let a = sc.spawn(|| runner.run_script(&s).unwrap().run.unwrap());
+        let b = sc.spawn(|| runner.run_script(&s).unwrap().run.unwrap());
+        [a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &both {
+        assert_eq!(r.stdout, "done\n");
+        assert!(r.warm, "a run went cold beside a busy warm box: {r:?}");
+    }
+    assert_eq!(runner.pool_stats().cold_fallbacks_total, cold);
+}

@@ -66,7 +66,7 @@ keys! {
     "warm.max_per_code", "WARDEN_WARM_MAX_PER_CODE", "4", "Most warm boxes per (app, plugin version).";
     "warm.max_total", "WARDEN_WARM_MAX_TOTAL", "32", "Most warm boxes in all.";
     "warm.idle_ttl_secs", "WARDEN_WARM_IDLE_TTL_SECS", "300", "Idle warm boxes are stopped after this long.";
-    "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold.";
+    "warm.max_wait_ms", "WARDEN_WARM_MAX_WAIT_MS", "100", "When every warm box of a plugin version is busy, how long a call waits for one before it runs cold. One-shot runs (`/v1/run`, Dify, Piston) wait up to 2 s, or their own timeout when shorter, since starting a box beside busy warm ones costs more CPU than waiting.";
     "warm.grace_ms", "WARDEN_WARM_GRACE_MS", "2000", "Past a warm call's wall clock, how long the host waits for its box to report the end before it counts the box as dead, kills it and replaces it.";
     "layers.dir", "WARDEN_LAYERS_DIR", "\"<data_dir>/layers\"", "Folder of built dependency layers (one read-only tree each, bound into boxes of templates that use it).";
     "layers.pip_index_url", "WARDEN_LAYERS_PIP_INDEX_URL", "\"https://pypi.org/simple\"", "The Python package index builds install from (a mirror's URL here); never a URL with credentials.";

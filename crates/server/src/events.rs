@@ -96,6 +96,17 @@ impl Log {
         self.notify.notify_waiters();
     }
 
+    /// A stage of the program begins (`run`, after a compile step): output
+    /// before this event was the compiler's, after it the program's.
+    pub fn stage(&self, stage: &str) {
+        Self::push_locked(
+            &mut self.lock(),
+            "status",
+            serde_json::json!({ "status": "running", "stage": stage }).to_string(),
+        );
+        self.notify.notify_waiters();
+    }
+
     /// A chunk of output; UTF-8 sequences split across chunks are joined.
     /// Past [`MAX_CHUNKS`] events, chunks are no longer logged one by one (a
     /// plugin printing a byte at a time would otherwise cost far more memory

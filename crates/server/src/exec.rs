@@ -255,6 +255,11 @@ impl Executor {
         Ok(codes)
     }
 
+    /// Most executions in flight on this node (running and waiting).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Executions in flight on this node.
     pub fn in_flight(&self) -> usize {
         self.inflight.count.load(Ordering::Acquire)

@@ -563,7 +563,7 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
 
 /// The largest body of a run: its files as base64 (4/3), stdin and
 /// arguments escaped in JSON, and room.
-fn run_body_limit(config: &Config) -> usize {
+pub(crate) fn run_body_limit(config: &Config) -> usize {
     (config.run.max_files_bytes / 3 * 4 + config.run.max_stdin_bytes) * 2 + (1 << 20)
 }
 

@@ -330,6 +330,10 @@ impl Runs {
         let compile_timeout = Duration::from_millis(plan.compile_timeout_ms);
         let tap_log = log.clone();
         let compile_log = log.clone();
+        // After a compile step, the first output of the program itself is
+        // marked, so a live client can tell the compiler's from it.
+        let compiled = script_language(req.language).compiled();
+        let marked = std::sync::atomic::AtomicBool::new(!compiled);
         Script {
             tenant: app.to_owned(),
             language: script_language(req.language),
@@ -364,6 +368,9 @@ impl Runs {
                 ..warden_runtime::script::default_compile_limits()
             },
             tap: Some(Arc::new(move |stream, data| {
+                if !marked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tap_log.stage("run");
+                }
                 tap_log.output(stream == Stream::Stderr, data)
             })),
             // The compiler's diagnostics stream too: a client watching the

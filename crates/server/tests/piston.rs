@@ -280,3 +280,443 @@ async fn anonymous_calls_when_allowed_are_rate_limited_and_recorded() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
     s.stop().await.unwrap();
 }
+
+async fn packages(s: &Server, method: Method, key: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    let mut r = s.client.request(method, s.url("/api/v2/packages")).json(body);
+    if let Some(k) = key {
+        r = r.header("X-Api-Key", k);
+    }
+    let r = r.send().await.unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+/// What Piston's `ppman list/install/uninstall` send and read: the list
+/// matches the runtimes; installing a provided runtime is Piston's success
+/// answer; anything else is a `{"message"}` that says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn packages_list_the_runtimes_and_explain_why_nothing_installs() {
+    let s = server().await;
+    let key = app(&s, "ppman").await;
+    let runtimes: Value = s
+        .client
+        .get(s.url("/api/v2/runtimes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (st, list) = packages(&s, Method::GET, None, &Value::Null).await;
+    assert_eq!(st, StatusCode::OK);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), runtimes.as_array().unwrap().len());
+    for (p, r) in list.iter().zip(runtimes.as_array().unwrap()) {
+        assert_eq!(
+            (&p["language"], &p["language_version"], &p["installed"]),
+            (&r["language"], &r["version"], &json!(true)),
+            "{p}"
+        );
+    }
+    // `ppman install python` (version `*`), an alias with a range.
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["language"], "python");
+    assert_eq!(v["version"], list[0]["language_version"]);
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "py3", "version": "3.x"}),
+    )
+    .await;
+    assert_eq!((st, v["language"].as_str()), (StatusCode::OK, Some("python")));
+    // A package this server does not have: 501, and why.
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "cobol", "version": "3.1.2"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED);
+    let why = v["message"].as_str().unwrap();
+    assert!(
+        why.contains("cobol-3.1.2") && why.contains("configuration"),
+        "{why}"
+    );
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        Some(&key),
+        &json!({"language": "python", "version": "2.7.18"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED, "{v}");
+    // Uninstalling: never through the API.
+    let (st, v) = packages(
+        &s,
+        Method::DELETE,
+        Some(&key),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        v["message"].as_str().unwrap().contains("cannot be uninstalled"),
+        "{v}"
+    );
+    // Bad bodies name the field; keys are required to write.
+    let (st, v) = packages(&s, Method::POST, Some(&key), &json!({"language": "python"})).await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("version is required as a string"))
+    );
+    let (st, v) = packages(&s, Method::DELETE, Some(&key), &json!({"version": "*"})).await;
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("language is required as a string"))
+    );
+    let (st, v) = packages(
+        &s,
+        Method::POST,
+        None,
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["message"].is_string());
+    let (st, _) = packages(
+        &s,
+        Method::DELETE,
+        Some("wk_nope"),
+        &json!({"language": "python", "version": "*"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .post(s.url("/api/v2/packages"))
+        .header("X-Api-Key", &key)
+        .body("language=python")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    s.stop().await.unwrap();
+}
+
+// ------------------------------------------------------ /api/v2/connect
+
+use futures::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self as tung, Message};
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A socket to `/api/v2/connect` with `key` as X-Api-Key (or bearer), or
+/// the HTTP status the upgrade was refused with.
+async fn socket(s: &Server, key: Option<&str>, bearer: bool) -> Result<Socket, StatusCode> {
+    let url = s.url("/api/v2/connect").replacen("http", "ws", 1);
+    let mut req = url.into_client_request().unwrap();
+    if let Some(k) = key {
+        let (name, value) = if bearer {
+            ("authorization", format!("Bearer {k}"))
+        } else {
+            ("x-api-key", k.to_owned())
+        };
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tung::Error::Http(r)) => Err(StatusCode::from_u16(r.status().as_u16()).unwrap()),
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+async fn send(ws: &mut Socket, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Every JSON message until the close, and the close code and reason.
+async fn drain(ws: &mut Socket) -> (Vec<Value>, Option<(u16, String)>) {
+    let mut got = Vec::new();
+    let read = async {
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Text(t)) => got.push(serde_json::from_str::<Value>(t.as_str()).unwrap()),
+                Ok(Message::Close(c)) => return c.map(|c| (u16::from(c.code), c.reason.to_string())),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let close = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("the server closes the socket");
+    (got, close)
+}
+
+fn kinds(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| match m["type"].as_str().unwrap() {
+            "stage" | "exit" => format!("{}:{}", m["type"].as_str().unwrap(), m["stage"].as_str().unwrap()),
+            t => t.to_owned(),
+        })
+        .collect()
+}
+
+fn output(msgs: &[Value], stream: &str) -> String {
+    msgs.iter()
+        .filter(|m| m["type"] == "data" && m["stream"] == stream)
+        .map(|m| m["data"].as_str().unwrap())
+        .collect()
+}
+
+/// An interactive client's run: `init`, stdin as `data`, then the live
+/// messages in Piston's order and close 4999; each run recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_runs_a_program_live_as_piston_does() {
+    let s = server().await;
+    let key = app(&s, "repl").await;
+    let mut ws = socket(&s, Some(&key), false).await.unwrap();
+    send(&mut ws, json!({"type": "init", "language": "python", "version": "3.x", "files": [{"content": "import sys\nfor line in sys.stdin: print('got', line.strip())\nprint('err', file=sys.stderr)\nsys.exit(3)"}]})).await;
+    send(
+        &mut ws,
+        json!({"type": "data", "stream": "stdin", "data": "one\n"}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"type": "data", "stream": "stdin", "data": "two\n"}),
+    )
+    .await;
+    let (msgs, close) = drain(&mut ws).await;
+    assert_eq!(
+        kinds(&msgs).first().map(String::as_str),
+        Some("runtime"),
+        "{msgs:?}"
+    );
+    assert_eq!(msgs[0]["language"], "python");
+    semver_like(msgs[0]["version"].as_str().unwrap());
+    let k = kinds(&msgs);
+    assert_eq!(k[1], "stage:run", "{msgs:?}");
+    assert_eq!(k.last().unwrap(), "exit:run", "{msgs:?}");
+    assert_eq!(output(&msgs, "stdout"), "got one\ngot two\n", "{msgs:?}");
+    assert_eq!(output(&msgs, "stderr"), "err\n");
+    assert_eq!(msgs.last().unwrap()["code"], 3);
+    assert_eq!(close, Some((4999, "Job Completed".into())));
+
+    // A compiled program: compile, then run; bearer works too.
+    let mut ws = socket(&s, Some(&key), true).await.unwrap();
+    send(&mut ws, json!({"type": "init", "language": "c", "version": "*", "files": [{"name": "m.c", "content": "#include <stdio.h>\nint main(void){ puts(\"compiled\"); return 0; }"}]})).await;
+    let (msgs, close) = drain(&mut ws).await;
+    assert_eq!(
+        kinds(&msgs),
+        [
+            "runtime",
+            "stage:compile",
+            "exit:compile",
+            "stage:run",
+            "data",
+            "exit:run"
+        ],
+        "{msgs:?}"
+    );
+    assert_eq!(output(&msgs, "stdout"), "compiled\n");
+    assert_eq!(
+        (msgs[2]["code"].as_i64(), msgs[5]["code"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(close.unwrap().0, 4999);
+
+    // A compile error ends after the compile stage, its diagnostics streamed.
+    let mut ws = socket(&s, Some(&key), false).await.unwrap();
+    send(&mut ws, json!({"type": "init", "language": "c", "version": "*", "files": [{"name": "bad.c", "content": "int main(void) { return nope; }"}]})).await;
+    let (msgs, close) = drain(&mut ws).await;
+    let k = kinds(&msgs);
+    assert_eq!(k.last().unwrap(), "exit:compile", "{msgs:?}");
+    assert!(!k.contains(&"stage:run".to_owned()), "{msgs:?}");
+    assert_ne!(msgs.last().unwrap()["code"], 0);
+    assert!(output(&msgs, "stderr").contains("nope"), "{msgs:?}");
+    assert_eq!(close.unwrap().0, 4999);
+
+    // Every run is an ordinary record of the app.
+    let list = s
+        .expect(
+            Method::GET,
+            "/v1/executions?app=repl",
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
+    s.stop().await.unwrap();
+}
+
+/// What a hostile or broken client gets: Piston's close codes, an `error`
+/// before 4002, no run for a refused `init`, the server still answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_refuses_bad_clients_with_pistons_close_codes() {
+    let s = server().await;
+    let key = app(&s, "rude").await;
+    let init = json!({"type": "init", "language": "bash", "version": "*", "files": [{"content": "sleep 0.3; echo done"}]});
+
+    // Keys on the upgrade request.
+    assert_eq!(
+        socket(&s, None, false).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        socket(&s, Some("wk_nope"), false).await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let dev = s.key("developer", "d", None).await;
+    assert_eq!(
+        socket(&s, Some(&dev), false).await.err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    // A plain GET is not an upgrade.
+    let r = s
+        .client
+        .get(s.url("/api/v2/connect"))
+        .header("X-Api-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Never sent init: 4001 after about a second.
+    let mut ws = socket(&s, Some(&key), false).await.unwrap();
+    let t = std::time::Instant::now();
+    let (_, close) = drain(&mut ws).await;
+    assert_eq!(close, Some((4001, "Initialization Timeout".into())));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+
+    // Before init: data and signal are 4003.
+    for m in [
+        json!({"type": "data", "stream": "stdin", "data": "x"}),
+        json!({"type": "signal", "signal": "SIGKILL"}),
+    ] {
+        let mut ws = socket(&s, Some(&key), false).await.unwrap();
+        send(&mut ws, m).await;
+        assert_eq!(drain(&mut ws).await.1, Some((4003, "Not yet initialized".into())));
+    }
+
+    // Garbage, binary, an unknown type, a refused init: `error`, then 4002.
+    for (m, why) in [
+        (Message::Text("{not json".into()), "not JSON"),
+        (Message::Text("[1]".into()), "JSON object"),
+        (Message::Binary(vec![0u8, 1, 2].into()), "binary"),
+        (Message::Text(json!({"type": "exec"}).to_string().into()), "unknown message type `exec`"),
+        (
+            Message::Text(json!({"type": "init", "language": "cobol", "version": "*", "files": []}).to_string().into()),
+            "cobol-* runtime is unknown",
+        ),
+        (
+            Message::Text(json!({"type": "init", "language": "bash", "version": "*", "files": [{"content": ""}], "run_timeout": 99_999_999}).to_string().into()),
+            "run_timeout cannot exceed",
+        ),
+    ] {
+        let mut ws = socket(&s, Some(&key), false).await.unwrap();
+        ws.send(m).await.unwrap();
+        let (msgs, close) = drain(&mut ws).await;
+        assert_eq!(close, Some((4002, "Notified Error".into())), "{why}");
+        assert_eq!(msgs.len(), 1, "{why}: {msgs:?}");
+        assert_eq!(msgs[0]["type"], "error");
+        assert!(msgs[0]["message"].as_str().unwrap().contains(why), "{why}: {msgs:?}");
+    }
+
+    // After init: init again is 4000, stdout is not writable (4004), an
+    // unknown signal is 4005.
+    for (m, code) in [
+        (init.clone(), 4000),
+        (json!({"type": "data", "stream": "stdout", "data": "x"}), 4004),
+        (json!({"type": "signal", "signal": "SIGNOPE"}), 4005),
+    ] {
+        let mut ws = socket(&s, Some(&key), false).await.unwrap();
+        send(&mut ws, init.clone()).await;
+        send(&mut ws, m).await;
+        let (_, close) = drain(&mut ws).await;
+        assert_eq!(close.map(|c| c.0), Some(code));
+    }
+
+    // A frame over the cap: the socket is closed as too big.
+    let mut ws = socket(&s, Some(&key), false).await.unwrap();
+    let huge = "x".repeat(64 << 20);
+    let _ = ws.send(Message::Text(huge.into())).await;
+    let close = drain(&mut ws).await.1;
+    assert!(
+        close.as_ref().is_none_or(|c| c.0 == u16::from(CloseCode::Size)),
+        "{close:?}"
+    );
+
+    // Refused inits were not recorded; the server still runs programs.
+    let (st, v) = execute(
+        &s,
+        Some(&key),
+        &json!({"language": "bash", "version": "*", "files": [{"content": "echo alive"}]}),
+    )
+    .await;
+    assert_eq!(
+        (st, v["run"]["stdout"].as_str()),
+        (StatusCode::OK, Some("alive\n")),
+        "{v}"
+    );
+    s.stop().await.unwrap();
+}
+
+/// Sockets are bounded by the node's room for runs: beyond it the upgrade
+/// is a clear 503, and room comes back as sockets close.
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_sockets_are_bounded_by_the_nodes_capacity() {
+    let s = server_with(|c| {
+        c.max_concurrent = 1;
+        c.max_queue = 2;
+    })
+    .await;
+    let key = app(&s, "crowd").await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(socket(&s, Some(&key), false).await.unwrap());
+    }
+    let r = s
+        .client
+        .get(s.url("/api/v2/connect"))
+        .header("X-Api-Key", &key)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["message"].as_str().unwrap().contains("3 Piston sockets"), "{v}");
+    // The idle ones are closed at their init timeout; then there is room.
+    for ws in &mut open {
+        assert_eq!(drain(ws).await.1.map(|c| c.0), Some(4001));
+    }
+    drop(open);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut ws = socket(&s, Some(&key), false).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type": "init", "language": "bash", "version": "*", "files": [{"content": "echo room"}]}),
+    )
+    .await;
+    let (msgs, close) = drain(&mut ws).await;
+    assert_eq!(output(&msgs, "stdout"), "room\n", "{msgs:?}");
+    assert_eq!(close.unwrap().0, 4999);
+    s.stop().await.unwrap();
+}

@@ -368,7 +368,7 @@ async fn every_endpoint_answers_every_role_as_the_table_says() {
 /// The compatibility paths (outside the OpenAPI document): who may call
 /// them. Upstream's clients send one key, so these take app keys only
 /// (admin and developer keys get 403, no key 401); the health check and
-/// Piston's runtimes list are open, as upstream's are.
+/// Piston's runtimes and packages lists are open, as upstream's are.
 fn compat_table() -> Vec<(&'static str, &'static str, Option<Value>, &'static [&'static str])> {
     const APPS: &[&str] = &["app", "app2"];
     const PUBLIC: &[&str] = &["public"];
@@ -394,6 +394,13 @@ fn compat_table() -> Vec<(&'static str, &'static str, Option<Value>, &'static [&
             APPS,
         ),
         ("GET", "/api/v2/runtimes", None, PUBLIC),
+        ("GET", "/api/v2/packages", None, PUBLIC),
+        (
+            "POST",
+            "/api/v2/packages",
+            Some(json!({"language": "bash", "version": "*"})),
+            APPS,
+        ),
         (
             "POST",
             "/api/v2/execute",
@@ -459,7 +466,7 @@ async fn every_compat_endpoint_answers_every_role_as_its_table_says() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2 + 5 * 4);
+    assert_eq!(checked, 3 + 6 * 4);
     s.stop().await.unwrap();
 }
 

@@ -301,14 +301,27 @@ impl WarmPool {
     }
 }
 
-/// Serve one call warm, or say there is no box for it.
+/// Serve one call warm, or say there is no box for it (waiting at most
+/// the pool's `max_wait` for a busy or starting box).
 pub(crate) fn invoke(rt: &Arc<RunnerInner>, def: &Arc<RuntimeDef>, code: &Code, inv: &Invocation) -> Attempt {
+    invoke_within(rt, def, code, inv, rt.pool.config.max_wait)
+}
+
+/// [`invoke`], waiting at most `max_wait` for a box that is coming before
+/// saying there is none.
+pub(crate) fn invoke_within(
+    rt: &Arc<RunnerInner>,
+    def: &Arc<RuntimeDef>,
+    code: &Code,
+    inv: &Invocation,
+    max_wait: Duration,
+) -> Attempt {
     let pool = &rt.pool;
     // Boxes to kill, outside the lock (a kill waits for the box to empty).
     let mut discard = Vec::new();
     let taken = {
         let mut codes = pool.lock();
-        let deadline = Instant::now() + pool.config.max_wait;
+        let deadline = Instant::now() + max_wait;
         let mut grown = false;
         let mut topped = false;
         loop {

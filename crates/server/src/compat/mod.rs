@@ -38,4 +38,6 @@ pub fn router() -> Router<AppState> {
 pub struct Compat {
     /// Anonymous Piston calls admitted this minute.
     pub anonymous: piston::Anonymous,
+    /// Open Piston sockets (`/api/v2/connect`).
+    pub sockets: piston::connect::Sockets,
 }

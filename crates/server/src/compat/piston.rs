@@ -1,6 +1,8 @@
-//! Piston's v2 API (`engineer-man/piston`): `GET /api/v2/runtimes` and
-//! `POST /api/v2/execute`, for chat bots, graders and editor plug-ins that
-//! speak it.
+//! Piston's v2 API (`engineer-man/piston`): `GET /api/v2/runtimes`,
+//! `POST /api/v2/execute` and `/api/v2/packages`, for chat bots, graders
+//! and editor plug-ins that speak it. The packages are the runtimes (the
+//! host's toolchains): listed, "installed" when provided, never changed.
+//! [`connect`] is the interactive protocol (`/api/v2/connect`).
 //!
 //! A request names a language (or an alias) and a version (`*`, an exact
 //! version, or a semver range) that the host's toolchain must satisfy,
@@ -34,6 +36,8 @@ use warden_runtime::script::ScriptLanguage;
 
 use crate::AppState;
 use crate::auth::Principal;
+
+pub mod connect;
 use crate::error::ApiError;
 
 /// The Piston routes.
@@ -41,6 +45,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v2/runtimes", get(runtimes))
         .route("/api/v2/execute", post(execute))
+        .route("/api/v2/packages", get(packages).post(install).delete(uninstall))
+        .route("/api/v2/connect", get(connect::connect))
 }
 
 /// Anonymous calls admitted this minute (one window for the node).
@@ -242,6 +248,130 @@ async fn runtimes() -> Json<Vec<Value>> {
     )
 }
 
+/// `GET /api/v2/packages`: the same runtimes as `/api/v2/runtimes`, in
+/// the package manager's shape (`language`, `language_version`,
+/// `installed`). Every one is installed: this server has no package
+/// repository, its runtimes are the host's toolchains (open, as the
+/// runtimes list is).
+async fn packages() -> Json<Vec<Value>> {
+    Json(
+        RUNTIMES
+            .iter()
+            .filter_map(|r| {
+                let v = version_of(r.native)?;
+                Some(json!({"language": r.language, "language_version": v.to_string(), "installed": true}))
+            })
+            .collect(),
+    )
+}
+
+/// The package a `POST`/`DELETE /api/v2/packages` body names: the runtime
+/// and its version, or the refusal that says why not.
+fn package_of(
+    s: &AppState,
+    p: Result<Principal, ApiError>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(&'static Runtime, semver::Version), Refusal> {
+    app_of(s, p, headers)?;
+    json_only(headers)?;
+    let body = object(body)?;
+    let field = |name: &str| match body.get(name) {
+        Some(Value::String(v)) if !v.is_empty() => Ok(v.clone()),
+        _ => Err(message(
+            StatusCode::BAD_REQUEST,
+            format!("{name} is required as a string"),
+        )),
+    };
+    let (language, version) = (field("language")?, field("version")?);
+    find(&language, &version).ok_or_else(|| {
+        message(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "Requested package {language}-{version} does not exist: this server's runtimes are its host's toolchains, set by its configuration, and cannot be installed through the API (GET /api/v2/packages lists them)"
+            ),
+        )
+    })
+}
+
+/// `POST /api/v2/packages`: a runtime this server provides answers as
+/// Piston's install does (`{language, version}`, 200: it is there); any
+/// other is 501, since nothing is downloaded.
+async fn install(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match package_of(&s, p, &headers, &body) {
+        Ok((rt, v)) => Json(json!({"language": rt.language, "version": v.to_string()})).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// `DELETE /api/v2/packages`: always 501, naming why (the runtime comes
+/// from the server's configuration); 400 for a body without the fields.
+async fn uninstall(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match package_of(&s, p, &headers, &body) {
+        Ok((rt, v)) => message(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "{}-{v} cannot be uninstalled through the API: this server's runtimes are its host's toolchains, set by its configuration",
+                rt.language
+            ),
+        )
+        .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// Piston's check on every write: JSON bodies only (415 otherwise).
+fn json_only(headers: &HeaderMap) -> Result<(), Refusal> {
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        Ok(())
+    } else {
+        Err(message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "requests must be of type application/json",
+        ))
+    }
+}
+
+/// The body as a JSON object, or a 400 that says what is wrong with it.
+fn object(body: &[u8]) -> Result<Value, Refusal> {
+    match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(message(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+        Err(e) => Err(message(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )),
+    }
+}
+
+/// The runtime for a language (or alias) and a version a client asked
+/// for, with the host's version.
+fn find(language: &str, version: &str) -> Option<(&'static Runtime, semver::Version)> {
+    let lang = language.to_ascii_lowercase();
+    RUNTIMES
+        .iter()
+        .filter(|r| r.language == lang || r.aliases.contains(&lang.as_str()))
+        .find_map(|r| {
+            version_of(r.native)
+                .filter(|v| satisfies(version, v))
+                .map(|v| (r, v))
+        })
+}
+
 /// A limit from the body: absent (or 0/-1, upstream's "unset") is `None`;
 /// otherwise a non-negative number within `max`.
 fn limit(body: &Value, name: &str, max: u64, unit: u64) -> Result<Option<u64>, Refusal> {
@@ -312,16 +442,7 @@ fn parse(s: &AppState, body: &Value) -> Result<(&'static Runtime, semver::Versio
     let Some(files) = body.get("files").and_then(Value::as_array) else {
         return bad("files is required as an array");
     };
-    let lang = language.to_ascii_lowercase();
-    let found = RUNTIMES
-        .iter()
-        .filter(|r| r.language == lang || r.aliases.contains(&lang.as_str()))
-        .find_map(|r| {
-            version_of(r.native)
-                .filter(|v| satisfies(version, v))
-                .map(|v| (r, v))
-        });
-    let Some((rt, have)) = found else {
+    let Some((rt, have)) = find(language, version) else {
         return Err(message(
             StatusCode::BAD_REQUEST,
             format!("{language}-{version} runtime is unknown"),
@@ -414,23 +535,12 @@ async fn execute(
         Ok(a) => a,
         Err(r) => return r.into_response(),
     };
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
-        return message(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "requests must be of type application/json",
-        )
-        .into_response();
+    if let Err(r) = json_only(&headers) {
+        return r.into_response();
     }
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return message(StatusCode::BAD_REQUEST, "the body must be a JSON object").into_response(),
-        Err(e) => {
-            return message(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")).into_response();
-        }
+    let body = match object(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
     };
     let (rt, version, run) = match parse(&s, &body) {
         Ok(x) => x,
