@@ -72,7 +72,9 @@ def handler(event):
         .publish(python_package(
             "hostile.race.symlink_out",
             &source,
-            json!({"timeout_ms": 5000}),
+            // Generous for the same reason as the FIFO race below: a busy
+            // racing thread shares the box's CPU on a loaded host.
+            json!({"timeout_ms": 20000}),
         ))
         .await;
     let key = p.app("racer", &[&code]).await;
@@ -248,13 +250,17 @@ def handler(event):
         .publish(python_package(
             "hostile.race.fifo_out",
             source,
-            json!({"timeout_ms": 3000}),
+            // The racing thread keeps one CPU of the box busy; on a loaded
+            // 2-core host the handler may wait seconds for its turn. The
+            // wall clock is not what this test checks (a host blocked on a
+            // FIFO is: the outer minute below).
+            json!({"timeout_ms": 20000}),
         ))
         .await;
     let key = p.app("fifos", &[&code]).await;
     for i in 0..200 {
         // A blocked read would hold the call forever; the call's own wall
-        // clock is 3 s. (How long a call takes on a loaded host is not this
+        // clock is 20 s. (How long a call takes on a loaded host is not this
         // test's business: a minute means it hung.)
         let (st, v) = tokio::time::timeout(
             Duration::from_secs(60),
