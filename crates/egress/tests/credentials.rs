@@ -31,7 +31,7 @@ fn bearer(hosts: &[String]) -> Credential {
 fn received(up: &Upstream, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let seen = up.seen.lock().unwrap().clone();
+        let seen = up.settled();
         if seen.len() >= n || std::time::Instant::now() > deadline {
             return seen;
         }
@@ -102,7 +102,7 @@ fn a_query_parameter_credential_is_appended() {
         "X-Warden-Credential: maps\r\n",
     );
     assert_eq!(head.status, 200, "{head:?}");
-    let seen = up.seen.lock().unwrap().clone();
+    let seen = up.settled();
     assert!(
         seen[0].starts_with("GET /geo?q=1&key=a+b%26c HTTP/1.1\r\n"),
         "{seen:?}"
@@ -152,8 +152,8 @@ fn a_credential_never_goes_where_it_is_not_bound_nor_by_another_name() {
     assert!(all.iter().all(|r| !r.allowed()), "{all:#?}");
     assert_eq!(all[0].credential.as_deref(), Some("github"));
     thread::sleep(Duration::from_millis(100));
-    assert!(other.seen.lock().unwrap().is_empty(), "never contacted");
-    assert!(bound.seen.lock().unwrap().is_empty(), "never contacted");
+    assert!(other.settled().is_empty(), "never contacted");
+    assert!(bound.settled().is_empty(), "never contacted");
 }
 
 /// A TLS upstream for `upstream.test` with a certificate signed by a CA

@@ -90,7 +90,7 @@ fn plain_http_is_forwarded_to_the_admitted_host_only() {
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(header(&head.text, "x-upstream").as_deref(), Some("yes"));
     assert_eq!(body, "hello from upstream: POST /simple/six/?x=1 HTTP/1.1");
-    let seen = up.seen.lock().unwrap().clone();
+    let seen = up.settled();
     assert_eq!(seen.len(), 1);
     let got = &seen[0];
     assert!(got.starts_with("POST /simple/six/?x=1 HTTP/1.1\r\n"), "{got}");
@@ -141,7 +141,7 @@ fn a_second_request_on_a_forwarded_connection_goes_nowhere() {
     let r = only_record(&handle);
     assert!(r.allowed());
     thread::sleep(Duration::from_millis(500));
-    let seen = up.seen.lock().unwrap().clone();
+    let seen = up.settled();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(
         !seen[0].contains("/two"),

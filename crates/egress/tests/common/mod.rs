@@ -53,6 +53,27 @@ pub fn echo(bind: &str) -> Echo {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted, and those whose handling is over (logged in
+    /// `seen` if they carried a request).
+    accepted: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    /// What it received, once every connection it accepted is logged (a
+    /// connection is logged after its response and a short wait for
+    /// smuggled bytes, so right after a client has its answer the log may
+    /// still lag). Gives up waiting after 5 s.
+    pub fn settled(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let accepted = self.accepted.load(Ordering::Acquire);
+            if self.finished.load(Ordering::Acquire) >= accepted || Instant::now() >= deadline {
+                return self.seen.lock().unwrap().clone();
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 pub fn http_upstream() -> Upstream {
@@ -60,11 +81,17 @@ pub fn http_upstream() -> Upstream {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (count, over) = (accepted.clone(), finished.clone());
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, Ordering::AcqRel);
             let log = log.clone();
+            let done = Finished(over.clone());
             thread::spawn(move || {
+                let _done = done;
                 stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut got = Vec::new();
                 let head_end = loop {
@@ -106,7 +133,21 @@ pub fn http_upstream() -> Upstream {
             });
         }
     });
-    Upstream { addr, seen }
+    Upstream {
+        addr,
+        seen,
+        accepted,
+        finished,
+    }
+}
+
+/// Counts a connection's handling as over when dropped, however it ends.
+struct Finished(Arc<AtomicUsize>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
