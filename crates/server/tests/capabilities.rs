@@ -563,8 +563,12 @@ def handler(event):
     return out
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() {
+/// Publish `files` as plugin `code` (`runtime`, `entry`) declaring one
+/// loopback host and the credential `github`, store that credential, and
+/// call it with a credentialed, a plain and an undeclared-credential
+/// request: the secret reaches the upstream only where asked, never the
+/// box or the record.
+async fn sdk_request_is_injected(code: &str, runtime: &str, entry: &str, files: &[(&str, &str)]) {
     let bound = Upstream::start();
     let s = server_with(|c| {
         c.policy.network_ip_literals = true;
@@ -575,15 +579,9 @@ async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() 
     let dev = s.key("developer", "dev", None).await;
     let app = "sdkapp";
     let host = format!("127.0.0.1:{}", bound.port);
-    let mut m = manifest("test.caps.sdk", "1.0.0", "python3", "main.py");
+    let mut m = manifest(code, "1.0.0", runtime, entry);
     m["permissions"] = json!({"network": [host], "credentials": ["github"]});
-    let sdk = include_str!("../../../sdk/python/warden_sdk/__init__.py");
-    s.publish(
-        &dev,
-        package(&m, &[("main.py", SDK_USER), ("warden_sdk/__init__.py", sdk)]),
-        app,
-    )
-    .await;
+    s.publish(&dev, package(&m, files), app).await;
     let app_key = s.key("app", app, Some(app)).await;
     s.expect(
         Method::PUT,
@@ -599,7 +597,7 @@ async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() 
         "unknown": [format!("http://{host}/unknown"), "gitlab"],
     })
     .to_string();
-    let (status, v, _) = s.execute(&app_key, app, "test.caps.sdk", &event, "").await;
+    let (status, v, _) = s.execute(&app_key, app, code, &event, "").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let out = &v["return_value"];
     assert_eq!(out["with"]["status"], 200, "{v}");
@@ -620,6 +618,18 @@ async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() 
     s.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_request_helper_sends_a_credential_by_name_and_never_holds_it() {
+    let sdk = include_str!("../../../sdk/python/warden_sdk/__init__.py");
+    sdk_request_is_injected(
+        "test.caps.sdk",
+        "python3",
+        "main.py",
+        &[("main.py", SDK_USER), ("warden_sdk/__init__.py", sdk)],
+    )
+    .await;
+}
+
 /// The Node SDK's `request` helper, as a Node plugin ships it.
 const SDK_NODE_USER: &str = r#"
 const { request } = require('@warden/sdk');
@@ -635,60 +645,15 @@ exports.handler = async (event) => {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_sdk_request_helper_sends_a_credential_by_name() {
-    let bound = Upstream::start();
-    let s = server_with(|c| {
-        c.policy.network_ip_literals = true;
-        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
-        c.credentials.key = Some(CREDENTIALS_KEY.into());
-    })
-    .await;
-    let dev = s.key("developer", "dev", None).await;
-    let app = "nodeapp";
-    let host = format!("127.0.0.1:{}", bound.port);
-    let mut m = manifest("test.caps.nodesdk", "1.0.0", "node", "main.js");
-    m["permissions"] = json!({"network": [host], "credentials": ["github"]});
     let sdk = include_str!("../../../sdk/node/index.js");
-    s.publish(
-        &dev,
-        package(
-            &m,
-            &[
-                ("main.js", SDK_NODE_USER),
-                ("node_modules/@warden/sdk/index.js", sdk),
-            ],
-        ),
-        app,
+    sdk_request_is_injected(
+        "test.caps.nodesdk",
+        "node",
+        "main.js",
+        &[
+            ("main.js", SDK_NODE_USER),
+            ("node_modules/@warden/sdk/index.js", sdk),
+        ],
     )
     .await;
-    let app_key = s.key("app", app, Some(app)).await;
-    s.expect(
-        Method::PUT,
-        &format!("/v1/apps/{app}/credentials/github"),
-        &app_key,
-        Some(json!({"kind": "bearer", "secret": SECRET, "hosts": [host]})),
-        StatusCode::CREATED,
-    )
-    .await;
-    let event = json!({
-        "with": [format!("http://{host}/with"), "github"],
-        "plain": [format!("http://{host}/plain"), null],
-        "unknown": [format!("http://{host}/unknown"), "gitlab"],
-    })
-    .to_string();
-    let (status, v, _) = s.execute(&app_key, app, "test.caps.nodesdk", &event, "").await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let out = &v["return_value"];
-    assert_eq!(out["with"]["status"], 200, "{v}");
-    assert_eq!(out["with"]["body"], "hello from upstream", "{v}");
-    assert_eq!(out["plain"]["status"], 200, "{v}");
-    assert_eq!(out["unknown"]["status"], 403, "{v}");
-    assert_eq!(out["unknown"]["reason"], "credential_not_allowed", "{v}");
-    assert!(!v.to_string().contains(SECRET), "{v}");
-    let heads = bound.heads();
-    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
-    assert!(
-        with.contains(&format!("\r\nauthorization: Bearer {SECRET}\r\n")),
-        "{with}"
-    );
-    s.stop().await.unwrap();
 }
