@@ -55,7 +55,11 @@ test('an admin creates a template through the generated form and builds it, watc
   await shot(page, 'template-new');
   await page.getByRole('button', { name: 'Create template' }).click();
   await page.getByRole('heading', { name: 'Template tiny' }).waitFor();
-  assert.equal(await page.getByRole('table', { name: 'Packages' }).getByText('tinyhello').count(), 1);
+  // The heading may come before the table's rows: wait for the row, then
+  // count (count() itself does not wait).
+  const packages = page.getByRole('table', { name: 'Packages' });
+  await packages.getByText('tinyhello').first().waitFor();
+  assert.equal(await packages.getByText('tinyhello').count(), 1);
 
   await page.getByRole('button', { name: 'Build' }).click();
   // The live log follows the build to its end, then the layer's record shows
