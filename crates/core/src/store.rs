@@ -410,6 +410,11 @@ pub trait Store: Send + Sync + 'static {
     /// (`queued` or `running`): a final record never changes. Its queue
     /// entry, if any, goes once it is no longer queued. Returns whether it
     /// was updated; `NotFound` when there is no such execution.
+    ///
+    /// The update that makes a session's execution final also records the
+    /// session's activity in the same statement, as [`Store::touch_session`]
+    /// would from the execution's node: `last_active_at` moves to its
+    /// `finished_at`, and `executions` grows by one if it started.
     fn update_execution(&self, e: Execution) -> impl Future<Output = R<bool>> + Send;
     /// One execution.
     fn get_execution(&self, id: &str) -> impl Future<Output = R<Option<Execution>>> + Send;

@@ -161,6 +161,7 @@ both!(
     layers_are_listed_touched_and_collected,
     corrupt_templates_and_layers_are_errors_naming_them,
     sessions_move_only_from_where_they_are_and_are_lost_with_their_node,
+    a_final_session_execution_moves_its_sessions_activity_in_the_same_statement,
     sessions_are_listed_filtered_counted_and_deleted_once_ended,
     session_executions_are_ordinary_records,
     a_corrupt_session_is_an_error_naming_it,
@@ -1859,6 +1860,85 @@ async fn sessions_move_only_from_where_they_are_and_are_lost_with_their_node(ctx
         "a final session is not lost again"
     );
     assert_eq!(s.lose_sessions("node-a", "again", now_ms()).await.unwrap(), 0);
+}
+
+/// An execution in a session, as the session's node records it.
+fn session_execution(s: &Session, node: &str, status: ExecutionStatus) -> Execution {
+    Execution {
+        source: ExecutionSource::Session {
+            session: s.id.clone(),
+            language: warden_core::SessionLanguage::Python,
+            mode: warden_core::RunMode::Repl,
+        },
+        node: node.into(),
+        ..execution(&s.app, "", status)
+    }
+}
+
+async fn a_final_session_execution_moves_its_sessions_activity_in_the_same_statement(ctx: Ctx) {
+    use ExecutionStatus::*;
+    let s = &ctx.store;
+    let a = session("shop", "node-a");
+    s.insert_session(a.clone()).await.unwrap();
+    let at = a.last_active_at;
+    let count = |id: String| async move {
+        let now = s.get_session(&id).await.unwrap().unwrap();
+        (now.executions, now.last_active_at)
+    };
+    // Recorded running at once (the fast path), then final: counted, and
+    // the session's activity is the execution's end.
+    let mut e = session_execution(&a, "node-a", Running);
+    e.started_at = Some(at + 10);
+    s.insert_execution(e.clone()).await.unwrap();
+    assert_eq!(count(a.id.clone()).await, (0, at), "not final yet");
+    e.status = Success;
+    e.finished_at = Some(at + 2_000);
+    assert!(s.update_execution(e.clone()).await.unwrap());
+    assert_eq!(count(a.id.clone()).await, (1, at + 2_000));
+    // Queued, running, final: counted once; activity never moves back.
+    let mut q = session_execution(&a, "node-a", Queued);
+    s.insert_execution(q.clone()).await.unwrap();
+    q.status = Running;
+    q.started_at = Some(at + 20);
+    assert!(s.update_execution(q.clone()).await.unwrap());
+    q.status = Failed;
+    q.finished_at = Some(at + 1_000);
+    assert!(s.update_execution(q.clone()).await.unwrap());
+    assert_eq!(count(a.id.clone()).await, (2, at + 2_000));
+    // A final record that is refused (final already) changes nothing.
+    q.status = Success;
+    assert!(!s.update_execution(q.clone()).await.unwrap());
+    assert_eq!(count(a.id.clone()).await, (2, at + 2_000));
+    // Cancelled before its turn: activity, but not counted.
+    let mut c = session_execution(&a, "node-a", Queued);
+    s.insert_execution(c.clone()).await.unwrap();
+    c.status = Cancelled;
+    c.finished_at = Some(at + 3_000);
+    assert!(s.update_execution(c).await.unwrap());
+    assert_eq!(count(a.id.clone()).await, (2, at + 3_000));
+    // A node that no longer holds the session moves nothing.
+    let mut cut = session_execution(&a, "node-b", Running);
+    cut.started_at = Some(at + 30);
+    s.insert_execution(cut.clone()).await.unwrap();
+    cut.status = Success;
+    cut.finished_at = Some(at + 9_000);
+    assert!(s.update_execution(cut).await.unwrap());
+    assert_eq!(count(a.id.clone()).await, (2, at + 3_000));
+    // A node's restart interrupts its started ones: they ran, so they count.
+    let mut r = session_execution(&a, "node-a", Running);
+    r.started_at = Some(at + 40);
+    s.insert_execution(r).await.unwrap();
+    s.interrupt_unfinished("node-a", "the server restarted")
+        .await
+        .unwrap();
+    assert_eq!(count(a.id.clone()).await.0, 3);
+    // A plugin's execution has no session: nothing else moves.
+    let mut p = execution("shop", "hello", Running);
+    s.insert_execution(p.clone()).await.unwrap();
+    p.status = Success;
+    p.finished_at = Some(at + 10_000);
+    assert!(s.update_execution(p).await.unwrap());
+    assert_eq!(count(a.id.clone()).await.0, 3);
 }
 
 async fn sessions_are_listed_filtered_counted_and_deleted_once_ended(ctx: Ctx) {

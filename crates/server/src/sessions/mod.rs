@@ -222,7 +222,7 @@ struct Live {
     /// The dependency layer its box binds, given back when the box ends.
     layer: Mutex<Option<LayerPin>>,
     /// One execution at a time, in the order they were accepted.
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
     /// Executions running or waiting.
     pending: AtomicUsize,
     /// Last activity, Unix ms (the sweeper's idle clock).
@@ -246,7 +246,7 @@ impl Live {
             boxed: Mutex::new(boxed),
             writes: tokio::sync::RwLock::new(()),
             layer: Mutex::new(layer),
-            turn: tokio::sync::Mutex::new(()),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
             pending: AtomicUsize::new(0),
             last_active: AtomicI64::new(now),
             state: Mutex::default(),
@@ -1184,15 +1184,37 @@ impl SessionManager {
             )));
         }
         let now = now_ms();
+        let id = new_id("exe");
+        // Its turn at once when nothing else is running or waiting: a sync
+        // execution is then recorded `running` in the statement that
+        // accepts it, one store round trip instead of two. (Async ones are
+        // answered `queued`, as documented; an earlier execution still
+        // being handed to its task holds `pending`, so none is overtaken.)
+        let turn = if before == 0 && !asynchronous {
+            live.turn.clone().try_lock_owned().ok().filter(|_| {
+                let mut st = live.state();
+                let free = st.ending.is_none() && st.running.is_none();
+                if free {
+                    st.running = Some(id.clone());
+                }
+                free
+            })
+        } else {
+            None
+        };
         let record = Execution {
-            id: new_id("exe"),
+            id,
             app: s.app.clone(),
             source: ExecutionSource::Session {
                 session: s.id.clone(),
                 language: req.language,
                 mode: req.mode,
             },
-            status: ExecutionStatus::Queued,
+            status: if turn.is_some() {
+                ExecutionStatus::Running
+            } else {
+                ExecutionStatus::Queued
+            },
             mode: if asynchronous {
                 ExecutionMode::Async
             } else {
@@ -1202,13 +1224,18 @@ impl SessionManager {
             error_kind: None,
             result: None,
             created_at: now,
-            started_at: None,
+            started_at: turn.as_ref().map(|_| now),
             finished_at: None,
             duration_ms: None,
             egress_refused: Vec::new(),
         };
         // Recorded before it runs: an accepted request always has its record.
-        self.store.insert_execution(record.clone()).await?;
+        if let Err(e) = self.store.insert_execution(record.clone()).await {
+            if turn.is_some() {
+                live.state().running = None;
+            }
+            return Err(e.into());
+        }
         live.touch(now);
         let log = self.hub.open(&record.id);
         log.status("queued");
@@ -1247,7 +1274,7 @@ impl SessionManager {
         let first = record.clone();
         tokio::spawn(async move {
             let id = first.id.clone();
-            let run = me.clone().run(live, first, job, log.clone(), pending, tx);
+            let run = me.clone().run(live, first, job, log.clone(), pending, tx, turn);
             if let Err(panic) = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
                 tracing::error!(execution = %id, panic = ?panic.downcast_ref::<&str>(), "a session execution's task panicked");
             }
@@ -1256,6 +1283,7 @@ impl SessionManager {
     }
 
     /// Run one execution in its turn and record how it ended.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         self: Arc<Self>,
         live: Arc<Live>,
@@ -1264,8 +1292,13 @@ impl SessionManager {
         log: Arc<Log>,
         pending: Pending,
         done: tokio::sync::oneshot::Sender<Execution>,
+        taken: Option<tokio::sync::OwnedMutexGuard<()>>,
     ) {
-        let turn = live.turn.lock().await;
+        if let Some(turn) = taken {
+            // Recorded `running` when accepted: it runs now.
+            return self.exec(live, exec, job, log, pending, done, turn).await;
+        }
+        let turn = live.turn.clone().lock_owned().await;
         enum Next {
             Run,
             Cancelled,
@@ -1295,7 +1328,7 @@ impl SessionManager {
             Next::Ended(end) => {
                 drop(turn);
                 ended(&mut exec, &end, None);
-                self.conclude(&live, exec, &log, pending, done, false).await;
+                self.conclude(&live, exec, &log, pending, done).await;
                 return;
             }
             Next::Run => {}
@@ -1313,6 +1346,22 @@ impl SessionManager {
             }
             return;
         }
+        self.exec(live, exec, job, log, pending, done, turn).await;
+    }
+
+    /// Run a `running` execution in the box, holding its turn, and record
+    /// how it ended.
+    #[allow(clippy::too_many_arguments)]
+    async fn exec(
+        self: Arc<Self>,
+        live: Arc<Live>,
+        mut exec: Execution,
+        job: SessionExec,
+        log: Arc<Log>,
+        pending: Pending,
+        done: tokio::sync::oneshot::Sender<Execution>,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+    ) {
         log.status("running");
         let boxed = live.boxed();
         let started = std::time::Instant::now();
@@ -1393,7 +1442,7 @@ impl SessionManager {
                 tracing::warn!(session = %id, error = %e, "could not record a dead session");
             }
         }
-        self.conclude(&live, exec, &log, pending, done, true).await;
+        self.conclude(&live, exec, &log, pending, done).await;
     }
 
     /// Only the artifacts this execution created or changed (by content):
@@ -1422,23 +1471,16 @@ impl SessionManager {
         log: &Log,
         pending: Pending,
         done: tokio::sync::oneshot::Sender<Execution>,
-        ran: bool,
     ) {
         let mut exec = exec;
         if exec.finished_at.is_none() {
             exec.finished_at = Some(now_ms());
         }
+        // The final record also moves the session's activity and count in
+        // the store (a trigger, migration 0013): no second round trip.
         record_final(&self.store, &exec).await;
         drop(pending);
-        let now = now_ms();
-        live.touch(now);
-        if let Err(e) = self
-            .store
-            .touch_session(&live.session.id, &self.node, now, u64::from(ran))
-            .await
-        {
-            tracing::warn!(session = %live.session.id, error = %e, "could not record a session's activity");
-        }
+        live.touch(now_ms());
         if let ExecutionSource::Session { language, mode, .. } = &exec.source {
             metrics::counter!("warden_session_executions_total", "language" => language.as_str(), "mode" => mode.as_str(), "status" => exec.status.as_str())
                 .increment(1);
