@@ -150,6 +150,7 @@ pub fn fetch(policy: &Policy, req: Request) -> Fetched {
         }
     };
     let records = std::mem::take(&mut *records.lock().unwrap_or_else(|p| p.into_inner()));
+    records.iter().for_each(crate::record::count);
     Fetched { result, records }
 }
 
@@ -240,7 +241,16 @@ impl Hops<'_> {
                 ))
             };
             let chosen = chosen
-                .and_then(|()| self.policy.admit(&target, judged))
+                .and_then(|()| {
+                    self.policy.admit(&target, judged).map_err(|r| match r.reason {
+                        // The proxy's wording speaks of a box.
+                        Reason::HostNotAllowed => Refusal::new(
+                            r.reason,
+                            format!("{} is not among the hosts this request may reach", target.host),
+                        ),
+                        _ => r,
+                    })
+                })
                 .and_then(|()| {
                     named
                         .map(|n| crate::credential::choose(&self.policy.credentials, n, &target, judged))
