@@ -449,7 +449,7 @@ fn builtin_direct(n: usize) -> anyhow::Result<stats::Stats> {
     for _ in 0..n + n / 10 {
         let t = Instant::now();
         warden_builtins::Jq
-            .call(&event, limits)
+            .call(&event, limits, &mut warden_builtins::Context::default())
             .map_err(|e| anyhow::anyhow!("jq: {e:?}"))?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }

@@ -161,7 +161,7 @@ pub fn run(calls: usize) -> anyhow::Result<()> {
     };
     let (b_stats, b_rate) = measure(calls, || {
         builtin
-            .call(&event, limits)
+            .call(&event, limits, &mut warden_builtins::Context::default())
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e:?}"))
     })?;

@@ -22,7 +22,7 @@ use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
 use serde_json::{Value, json};
 
-use crate::{Builtin, Failure, Limits, Spec, capped};
+use crate::{Builtin, Context, Failure, Limits, Spec, capped};
 
 /// Longest program, bytes.
 const MAX_PROGRAM: usize = 10_000;
@@ -77,7 +77,7 @@ impl Builtin for Jq {
         }
     }
 
-    fn call(&self, event: &Value, limits: Limits) -> Result<Value, Failure> {
+    fn call(&self, event: &Value, limits: Limits, _cx: &mut Context<'_>) -> Result<Value, Failure> {
         let program = event
             .get("program")
             .and_then(Value::as_str)
@@ -376,7 +376,7 @@ mod tests {
     }
 
     fn jq(event: Value) -> Result<Value, Failure> {
-        Jq.call(&event, limits())
+        Jq.call(&event, limits(), &mut Context::default())
     }
 
     #[test]
@@ -472,6 +472,7 @@ mod tests {
                 timeout: Duration::from_millis(200),
                 output_bytes: 1 << 20,
             },
+            &mut Context::default(),
         );
         assert!(matches!(r, Err(Failure::Timeout(_))), "{r:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -485,6 +486,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 output_bytes: 1000,
             },
+            &mut Context::default(),
         );
         assert_eq!(r, Err(Failure::OutputLimit(1000)));
         let r = jq(json!({"program": "range(20000)"}));

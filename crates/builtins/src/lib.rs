@@ -6,14 +6,17 @@
 //! A built-in is one file implementing [`Builtin`] and one line in [`all`]:
 //! its [`Spec`] (code, version, schemas, limits) is what the registry stores
 //! as the version's manifest, and [`Builtin::call`] turns an event into a
-//! value or a [`Failure`]. Adding the HTTP request tool (issue 16) is
-//! `src/http.rs` plus its line in [`all`].
+//! value or a [`Failure`]. A call gets a [`Context`] from the platform: the
+//! egress policy it may use (none for a built-in that makes no requests)
+//! and the list its connections are recorded in. The HTTP request tool
+//! (`src/http.rs`) is the one built-in that uses it.
 //!
 //! Must never: read the server's environment, files or sockets on behalf of
 //! a caller (unless that is the built-in's declared job and the platform
 //! grants it); panic on what a caller sends; run a caller's program without
 //! the call's deadline.
 
+mod http;
 mod jq;
 mod template;
 
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use http::Http;
 pub use jq::Jq;
 pub use template::Template;
 
@@ -78,18 +82,43 @@ pub enum Failure {
     OutputLimit(usize),
 }
 
+/// What the platform gives one call besides its event. Borrowed and
+/// allocation-free when empty, so a built-in that makes no requests pays
+/// nothing for it.
+#[derive(Debug, Default)]
+pub struct Context<'a> {
+    /// What the call may reach over the network, decided by the platform
+    /// for this app and call (`docs/capabilities.md`); `None`: nothing.
+    pub egress: Option<&'a warden_egress::Policy>,
+    /// A record of every connection the call made or was refused, in the
+    /// egress proxy's format: the platform keeps refusals with the
+    /// execution, counts them and audits credential uses.
+    pub records: Vec<warden_egress::ConnectionRecord>,
+}
+
 /// A plugin compiled into Warden.
 pub trait Builtin: Send + Sync + std::fmt::Debug {
     /// Its manifest.
     fn spec(&self) -> Spec;
+    /// Whether it makes network requests: only then does the platform
+    /// prepare an egress policy for its calls.
+    fn network(&self) -> bool {
+        false
+    }
+    /// The credential `event` names, which the platform opens for the call
+    /// (only asked when [`Builtin::network`] is true).
+    fn credential<'e>(&self, _event: &'e Value) -> Option<&'e str> {
+        None
+    }
     /// Run one call on `event` (already checked against the input schema)
-    /// within `limits`. Called on a thread that may block.
-    fn call(&self, event: &Value, limits: Limits) -> Result<Value, Failure>;
+    /// within `limits`, with what the platform grants it in `cx`. Called
+    /// on a thread that may block.
+    fn call(&self, event: &Value, limits: Limits, cx: &mut Context<'_>) -> Result<Value, Failure>;
 }
 
 /// Every built-in, registered at start. One line per plugin.
 pub fn all() -> Vec<Arc<dyn Builtin>> {
-    vec![Arc::new(Jq), Arc::new(Template)]
+    vec![Arc::new(Jq), Arc::new(Template), Arc::new(Http)]
 }
 
 /// The result's size once encoded, checked against `cap`.

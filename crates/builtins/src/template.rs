@@ -13,7 +13,7 @@ use minijinja::value::Value as Jinja;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::{Value, json};
 
-use crate::{Builtin, Failure, Limits, Spec, capped};
+use crate::{Builtin, Context, Failure, Limits, Spec, capped};
 
 /// Longest template, bytes.
 const MAX_TEMPLATE: usize = 100_000;
@@ -58,7 +58,7 @@ impl Builtin for Template {
         }
     }
 
-    fn call(&self, event: &Value, limits: Limits) -> Result<Value, Failure> {
+    fn call(&self, event: &Value, limits: Limits, _cx: &mut Context<'_>) -> Result<Value, Failure> {
         let invalid = |message: &str| Failure::Handler {
             kind: "InvalidEvent",
             message: message.to_owned(),
@@ -143,6 +143,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 output_bytes: 1 << 20,
             },
+            &mut Context::default(),
         )
     }
 

@@ -141,7 +141,7 @@ pub(crate) fn refusal_response(r: &Refusal) -> Response<Body> {
 }
 
 /// The refusal a host that does not parse gets.
-fn host_refusal(host: &str, e: HostError) -> Refusal {
+pub(crate) fn host_refusal(host: &str, e: HostError) -> Refusal {
     let reason = match e {
         HostError::NonAscii => Reason::NonAsciiHost,
         HostError::Numeric => Reason::IpLiteral,
@@ -212,7 +212,10 @@ fn credential_target(uri: &Uri) -> Result<(Target, bool), Refusal> {
     }
 }
 
-fn target_of(authority: &http::uri::Authority, default_port: Option<u16>) -> Result<Target, Refusal> {
+pub(crate) fn target_of(
+    authority: &http::uri::Authority,
+    default_port: Option<u16>,
+) -> Result<Target, Refusal> {
     if authority.as_str().contains('@') {
         return Err(Refusal::new(
             Reason::BadTarget,

@@ -66,6 +66,17 @@ async fn resolve(target: &Target, policy: &Policy) -> Result<Vec<IpAddr>, Refusa
 /// Resolves, judges and connects. On success, the socket and the address
 /// it is connected to.
 pub(crate) async fn open(target: &Target, policy: &Policy) -> Result<(TcpStream, SocketAddr), Refusal> {
+    open_checked(target, policy, false).await
+}
+
+/// [`open`], and with `opened_only` an address is allowed only inside a
+/// range the operator opened (`allowed_cidrs`): how Warden's own client
+/// keeps plain `http://` off the public internet.
+pub(crate) async fn open_checked(
+    target: &Target,
+    policy: &Policy,
+    opened_only: bool,
+) -> Result<(TcpStream, SocketAddr), Refusal> {
     let mut addrs = resolve(target, policy).await?;
     addrs.truncate(MAX_ADDRESSES);
     let host_addrs = address::host_addresses().map_err(|e| {
@@ -78,6 +89,15 @@ pub(crate) async fn open(target: &Target, policy: &Policy) -> Result<(TcpStream,
     let mut refused = Vec::new();
     for ip in addrs {
         match address::check(ip, &policy.allowed_cidrs, &host_addrs) {
+            Ok(ip) if opened_only && !policy.allowed_cidrs.iter().any(|c| c.contains(ip)) => {
+                refused.push(Refusal::new(
+                    Reason::UnsupportedScheme,
+                    format!(
+                        "{ip} is a public address, and plain http goes only to addresses the operator \
+                         opened; use https"
+                    ),
+                ))
+            }
             Ok(ip) => allowed.push(ip),
             Err(r) => refused.push(r),
         }

@@ -35,6 +35,9 @@ pub struct Credential {
     name: String,
     hosts: Vec<AllowRule>,
     pub(crate) inject: Inject,
+    /// Forms of the secret removed from whatever Warden's own client
+    /// returns (an upstream that echoes the request back).
+    redact: Vec<String>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -84,6 +87,7 @@ impl Credential {
             name: name.to_owned(),
             hosts: hosts_of(name, hosts)?,
             inject: Inject::Header(header, value),
+            redact: Vec::new(),
         })
     }
 
@@ -99,12 +103,52 @@ impl Credential {
             name: name.to_owned(),
             hosts: hosts_of(name, hosts)?,
             inject: Inject::Query(param.to_owned(), value.to_owned()),
+            redact: Vec::new(),
         })
     }
 
     /// The name a box asks for it by.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The hosts it may be sent to: for Warden's own client, the only
+    /// hosts a request naming it may reach.
+    pub fn hosts(&self) -> &[AllowRule] {
+        &self.hosts
+    }
+
+    /// Also removes `secret` (the raw secret behind the injected value,
+    /// such as the token of `Bearer TOKEN`) from what Warden's own client
+    /// returns.
+    pub fn redacting(mut self, secret: &str) -> Credential {
+        if !secret.is_empty() {
+            self.redact.push(secret.to_owned());
+        }
+        self
+    }
+
+    /// `text` with every form of the secret replaced by `<redacted>`: the
+    /// injected value, its percent-encoded query form, and what
+    /// [`Credential::redacting`] added.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut forms: Vec<String> = self.redact.clone();
+        match &self.inject {
+            Inject::Header(_, v) => forms.push(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            Inject::Query(_, v) => {
+                forms.push(v.clone());
+                forms.push(form_urlencoded::byte_serialize(v.as_bytes()).collect());
+            }
+        }
+        // Longest first, so a form inside another goes with it.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        let mut out = text.to_owned();
+        for f in forms.iter().filter(|f| !f.is_empty()) {
+            if out.contains(f.as_str()) {
+                out = out.replace(f.as_str(), "<redacted>");
+            }
+        }
+        out
     }
 
     /// Whether it may be sent to `target` (for a request of `kind`).

@@ -16,7 +16,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -61,12 +60,12 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// hop-by-hop headers and the credential header removed, the credential
 /// (if any) put in, one request per connection. `default_port` is the
 /// scheme's (80, or 443 for a credential's `https://` request).
-pub(crate) fn rewrite(
-    mut req: Request<Incoming>,
+pub(crate) fn rewrite<B>(
+    mut req: Request<B>,
     target: &Target,
     default_port: u16,
     credential: Option<&Credential>,
-) -> Result<Request<Incoming>, Refusal> {
+) -> Result<Request<B>, Refusal> {
     let mut path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     req.headers_mut().remove(CREDENTIAL_HEADER);
     if let Some(Inject::Query(param, value)) = credential.map(|c| &c.inject) {
@@ -111,13 +110,16 @@ pub(crate) struct Failed {
 /// Sends the rewritten request on `upstream` and returns the upstream's
 /// response for the box. The connection's driver task is handed to
 /// `keep_driver`, which must abort it when the box's connection ends.
-pub(crate) async fn send<IO>(
-    req: Request<Incoming>,
+pub(crate) async fn send<IO, B>(
+    req: Request<B>,
     upstream: IO,
     keep_driver: impl FnOnce(tokio::task::JoinHandle<()>),
 ) -> Result<Response<Body>, Failed>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, driver) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(upstream))

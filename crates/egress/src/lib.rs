@@ -34,6 +34,7 @@
 //! connections.
 
 mod address;
+pub mod client;
 mod conn;
 mod connect;
 mod credential;

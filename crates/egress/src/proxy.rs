@@ -123,7 +123,7 @@ impl Drop for ProxyHandle {
 }
 
 /// The runtime every proxy runs on.
-fn runtime() -> Result<&'static Runtime, ServeError> {
+pub(crate) fn runtime() -> Result<&'static Runtime, ServeError> {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     static START: Mutex<()> = Mutex::new(());
     if let Some(rt) = RUNTIME.get() {

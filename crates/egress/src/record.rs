@@ -287,27 +287,7 @@ impl Recorder {
     /// Counts a finished connection in the metrics and keeps it if there is
     /// room.
     pub fn push(&self, record: ConnectionRecord) {
-        let (verdict, reason) = match &record.verdict {
-            Verdict::Allowed { cut } => ("allowed", cut.as_ref().map_or("none", |c| c.reason.as_str())),
-            Verdict::Refused { reason, .. } => ("refused", reason.as_str()),
-        };
-        metrics::counter!("warden_egress_connections_total", "verdict" => verdict, "reason" => reason)
-            .increment(1);
-        if record.bytes_up > 0 {
-            metrics::counter!("warden_egress_bytes_total", "direction" => "up").increment(record.bytes_up);
-        }
-        if record.bytes_down > 0 {
-            metrics::counter!("warden_egress_bytes_total", "direction" => "down")
-                .increment(record.bytes_down);
-        }
-        tracing::debug!(
-            id = record.id,
-            host = record.host.as_deref().unwrap_or("-"),
-            port = record.port.unwrap_or(0),
-            verdict,
-            reason,
-            "egress connection"
-        );
+        count(&record);
         let mut report = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if report.connections.len() < self.max {
             let at = report.connections.partition_point(|c| c.id < record.id);
@@ -321,6 +301,31 @@ impl Recorder {
     pub fn snapshot(&self) -> Report {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// Counts a finished connection in the metrics (and logs it at debug):
+/// every proxy's, and every hop of Warden's own client.
+pub(crate) fn count(record: &ConnectionRecord) {
+    let (verdict, reason) = match &record.verdict {
+        Verdict::Allowed { cut } => ("allowed", cut.as_ref().map_or("none", |c| c.reason.as_str())),
+        Verdict::Refused { reason, .. } => ("refused", reason.as_str()),
+    };
+    metrics::counter!("warden_egress_connections_total", "verdict" => verdict, "reason" => reason)
+        .increment(1);
+    if record.bytes_up > 0 {
+        metrics::counter!("warden_egress_bytes_total", "direction" => "up").increment(record.bytes_up);
+    }
+    if record.bytes_down > 0 {
+        metrics::counter!("warden_egress_bytes_total", "direction" => "down").increment(record.bytes_down);
+    }
+    tracing::debug!(
+        id = record.id,
+        host = record.host.as_deref().unwrap_or("-"),
+        port = record.port.unwrap_or(0),
+        verdict,
+        reason,
+        "egress connection"
+    );
 }
 
 #[cfg(test)]

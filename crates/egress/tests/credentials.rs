@@ -329,3 +329,103 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+fn client_get(url: &str, credential: Option<&str>) -> warden_egress::client::Request {
+    warden_egress::client::Request {
+        method: http::Method::GET,
+        url: url.to_owned(),
+        headers: http::HeaderMap::new(),
+        body: Default::default(),
+        credential: credential.map(str::to_owned),
+        timeout: Duration::from_secs(5),
+        max_response_bytes: 1 << 20,
+        max_redirects: 3,
+    }
+}
+
+#[test]
+fn wardens_own_client_opens_tls_verifies_and_puts_the_credential_in() {
+    let dir = tempfile_dir();
+    let up = tls_upstream(&dir);
+    let target = format!("upstream.test:{}", up.addr.port());
+    let url = format!("https://{target}/repos");
+    let trusting = with_credentials(up.addr.port(), vec![bearer(std::slice::from_ref(&target))])
+        .trust_root(up.cert.clone());
+    let got = warden_egress::client::fetch(&trusting, client_get(&url, Some("github")));
+    let resp = got.result.unwrap();
+    assert_eq!((resp.status, resp.body.as_slice()), (200, &b"secure"[..]));
+    let heads = up.seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("GET /repos HTTP/1.1\r\n"), "{}", heads[0]);
+    assert!(
+        heads[0].contains(&format!("authorization: Bearer {SECRET}\r\n")),
+        "{}",
+        heads[0]
+    );
+    assert_eq!(got.records.len(), 1);
+    assert_eq!(got.records[0].credential.as_deref(), Some("github"));
+    assert!(got.records[0].allowed());
+
+    // Not trusted: no request goes out, and the record says why.
+    let untrusting = with_credentials(up.addr.port(), vec![bearer(std::slice::from_ref(&target))]);
+    let got = warden_egress::client::fetch(&untrusting, client_get(&url, Some("github")));
+    assert!(
+        matches!(&got.result, Err(warden_egress::client::FetchError::Upstream(m)) if m.contains("TLS")),
+        "{:?}",
+        got.result
+    );
+    match &got.records[0].verdict {
+        Verdict::Allowed { cut: Some(cut) } => assert_eq!(cut.reason, Reason::TlsFailed),
+        other => panic!("{other:?}"),
+    }
+    // The upstream logs the failed handshake's connection with no request.
+    let seen = up.seen.lock().unwrap().clone();
+    assert!(seen[1..].iter().all(|h| !h.contains("GET")), "{seen:?}");
+}
+
+#[test]
+fn wardens_own_client_puts_a_query_credential_in_and_scrubs_every_form_of_it() {
+    let up = http_upstream();
+    let port = up.addr.port();
+    let target = format!("upstream.test:{port}");
+    let secret = "a key&with=odd chars";
+    let cred = Credential::query("maps", std::slice::from_ref(&target), "key", secret).unwrap();
+    let policy = with_credentials(port, vec![cred.clone()]);
+    let got = warden_egress::client::fetch(
+        &policy,
+        client_get(&format!("http://{target}/geo?q=1"), Some("maps")),
+    );
+    let resp = got.result.unwrap();
+    // The upstream echoes its request line: the secret, URL-encoded.
+    let body = String::from_utf8(resp.body).unwrap();
+    assert!(
+        body.contains("GET /geo?q=1&key=a+key%26with%3Dodd+chars "),
+        "{body}"
+    );
+    let scrubbed = cred.scrub(&body);
+    assert!(!scrubbed.contains("a+key%26with%3Dodd+chars"), "{scrubbed}");
+    assert!(scrubbed.contains("&key=<redacted>"), "{scrubbed}");
+    assert_eq!(cred.clone().redacting("raw").scrub("a raw b"), "a <redacted> b");
+
+    // Without the credential's name in the policy, and to a host it is
+    // not bound to: refused, nothing sent.
+    let seen = received(&up, 1).len();
+    let got = warden_egress::client::fetch(
+        &policy,
+        client_get(&format!("http://{target}/geo"), Some("other")),
+    );
+    assert!(matches!(
+        got.result,
+        Err(warden_egress::client::FetchError::Refused {
+            reason: Reason::CredentialNotAllowed,
+            ..
+        })
+    ));
+    let got = warden_egress::client::fetch(&policy, client_get("http://elsewhere.test/", Some("maps")));
+    assert!(
+        matches!(&got.result, Err(warden_egress::client::FetchError::Refused { reason: Reason::HostNotAllowed, message }) if message.contains("elsewhere.test")),
+        "{:?}",
+        got.result
+    );
+    assert_eq!(up.settled().len(), seen);
+}

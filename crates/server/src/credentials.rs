@@ -413,7 +413,8 @@ pub(crate) async fn for_call(
                 EgressCredential::header(name, &c.spec.hosts, "authorization", &format!("Basic {encoded}"))
             }
         };
-        match made {
+        // Warden's own client scrubs the raw secret from what it returns.
+        match made.map(|m| m.redacting(secret.expose())) {
             Ok(m) => {
                 print.push_str(&format!("{name}:{}:{};", c.key_id, c.updated_at));
                 out.push(m);

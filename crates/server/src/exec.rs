@@ -500,6 +500,28 @@ impl Executor {
         crate::credentials::for_call(&self.store, &self.keyring, app, &m.permissions.credentials).await
     }
 
+    /// `target` with its egress policy when it is a built-in that makes
+    /// requests: the credential `event` names, opened from `app`'s store
+    /// (another app's, or one not stored, is simply absent: the call is
+    /// refused naming it), or nothing (see [`Tiers::builtin_policy`]).
+    async fn builtin_egress(&self, app: &str, target: Target, event: &Value) -> Result<Target, ApiError> {
+        let Target::Builtin(b, _) = &target else {
+            return Ok(target);
+        };
+        if !b.network() {
+            return Ok(target);
+        }
+        let credential = match b.credential(event) {
+            Some(name) => crate::credentials::for_call(&self.store, &self.keyring, app, &[name.to_owned()])
+                .await?
+                .0
+                .pop(),
+            None => None,
+        };
+        let policy = self.tiers.builtin_policy(credential);
+        Ok(Target::Builtin(b.clone(), Some(Arc::new(policy))))
+    }
+
     /// One audit event per request a call's proxy sent with a credential
     /// (never the secret). A store that fails is logged: the call's own
     /// record is written regardless.
@@ -737,6 +759,7 @@ impl Executor {
             Ok(t) => t,
             Err(e) => return Ok(Attempt::Refused(e)),
         };
+        let target = self.builtin_egress(app, target, event).await?;
         let limits = self.call_limits(&manifest, timeout_ms, memory_mb);
         let mut permit = self.admit()?;
         let now = now_ms();
@@ -1037,6 +1060,20 @@ impl Executor {
             )
             .await
             .map_err(|e| Unavailable(e.problem().detail))?;
+        let target = match &target {
+            Target::Builtin(b, _) if b.network() => {
+                let event: Value = serde_json::from_str(&call.event).unwrap_or(Value::Null);
+                self.builtin_egress(&exec.app, target, &event)
+                    .await
+                    .map_err(|e| {
+                        Unavailable(format!(
+                            "{plugin} {version}'s credential cannot be read: {}",
+                            e.problem().detail
+                        ))
+                    })?
+            }
+            _ => target,
+        };
         Ok((target, loaded, limits))
     }
 

@@ -2,7 +2,8 @@
 //! runtime and allowed by its trust level ([`warden_core::tier::may_run`]).
 //!
 //! * **builtin**: a Rust plugin compiled into the server
-//!   ([`warden_builtins`]), called on the execution's thread.
+//!   ([`warden_builtins`]), called on the execution's thread; one that
+//!   makes requests gets the call's egress policy ([`Tiers::builtin_policy`]).
 //! * **wasm**: a WASI command module in the in-process WebAssembly tier
 //!   ([`warden_wasm`]), compiled once per package and instantiated afresh
 //!   for every call.
@@ -38,8 +39,9 @@ use crate::error::ApiError;
 pub(crate) enum Target {
     /// In the jail, through the runtime.
     Jail(Code),
-    /// A built-in plugin.
-    Builtin(Arc<dyn Builtin>),
+    /// A built-in plugin, and the egress policy of this call (only for a
+    /// built-in that makes requests; `None`: it reaches nothing).
+    Builtin(Arc<dyn Builtin>, Option<Arc<warden_egress::Policy>>),
     /// A compiled wasm module.
     Wasm(warden_wasm::Module),
 }
@@ -153,7 +155,7 @@ impl Tiers {
                 .builtins
                 .get(manifest.entrypoint.as_str())
                 .cloned()
-                .map(Target::Builtin)
+                .map(|b| Target::Builtin(b, None))
                 .ok_or_else(|| Refusal::Policy(refuse("this server was built without that built-in".into()))),
             tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(|why| {
                 tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
@@ -190,6 +192,32 @@ impl Tiers {
                 }),
             })),
         }
+    }
+
+    /// The egress policy of one call of a built-in that makes requests: with
+    /// `credential` (the one the call named, opened from the app's store),
+    /// exactly that credential's own hosts, at the addresses the proxy's
+    /// rules allow (the operator's `policy.network_allow_cidrs` opened);
+    /// without one, no host at all. A built-in has no manifest an admin
+    /// reviewed, so it gets no other grant (`docs/capabilities.md`).
+    pub(crate) fn builtin_policy(
+        &self,
+        credential: Option<warden_runtime::EgressCredential>,
+    ) -> warden_egress::Policy {
+        let mut policy = warden_egress::Policy {
+            // Checked when the configuration was read.
+            allowed_cidrs: self
+                .network_allow_cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+            ..warden_egress::Policy::default()
+        };
+        if let Some(c) = credential {
+            policy.allow = c.hosts().to_vec();
+            policy.credentials = vec![c];
+        }
+        policy
     }
 
     /// The compiled module of `v`'s package, compiled on first use.
@@ -231,7 +259,7 @@ impl Tiers {
     ) -> Result<HandlerResult, RuntimeError> {
         match target {
             Target::Jail(code) => runner.invoke(code, inv),
-            Target::Builtin(b) => Ok(builtin_call(b.as_ref(), inv)),
+            Target::Builtin(b, egress) => Ok(builtin_call(b.as_ref(), egress.as_deref(), inv)),
             Target::Wasm(module) => Ok(match self.engine() {
                 Ok(engine) => wasm_call(engine, module, inv),
                 Err(e) => stdio_call(StdioRun {
@@ -259,15 +287,20 @@ pub fn wasm_call_once(module: &[u8], event: &[u8], limits: &CallLimits) -> Resul
     Ok(wasm_call(&engine, &module, &inv))
 }
 
-fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {
+fn builtin_call(b: &dyn Builtin, egress: Option<&warden_egress::Policy>, inv: &Invocation) -> HandlerResult {
     let started = Instant::now();
     let event: Value = serde_json::from_slice(&inv.event).unwrap_or(Value::Null);
+    let mut cx = warden_builtins::Context {
+        egress,
+        records: Vec::new(),
+    };
     let out = b.call(
         &event,
         warden_builtins::Limits {
             timeout: inv.limits.timeout,
             output_bytes: inv.limits.result_bytes,
         },
+        &mut cx,
     );
     let wall = started.elapsed();
     let error = |kind: &str, message: String| HandlerError {
@@ -317,7 +350,7 @@ fn builtin_call(b: &dyn Builtin, inv: &Invocation) -> HandlerResult {
         },
         artifacts: Vec::new(),
         warm: true,
-        egress: Vec::new(),
+        egress: cx.records,
     }
 }
 

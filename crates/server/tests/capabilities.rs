@@ -657,3 +657,425 @@ async fn the_node_sdk_request_helper_sends_a_credential_by_name() {
     )
     .await;
 }
+
+const HTTP_TOOL: &str = "warden.builtin.http";
+
+/// An upstream for the built-in HTTP tool, on loopback: it records every
+/// request head and answers by path — `/echo` returns the head it got as
+/// JSON, `/json` a JSON document, `/same` redirects to `/landed` on
+/// itself, `/away` to `away_port` on loopback, `/big` sends 100,000 bytes
+/// and `/slow` answers after 3 s.
+struct Scripted {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start(away_port: u16) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(head.clone());
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let (status, extra, ctype, body) = match path.split('?').next().unwrap() {
+                        "/echo" => (
+                            "200 OK",
+                            String::new(),
+                            "application/json",
+                            json!({"head": head}).to_string(),
+                        ),
+                        "/json" => (
+                            "200 OK",
+                            String::new(),
+                            "application/json",
+                            r#"{"ok":true,"n":[1,2]}"#.to_owned(),
+                        ),
+                        "/same" => (
+                            "302 Found",
+                            "Location: /landed\r\n".to_owned(),
+                            "text/plain",
+                            String::new(),
+                        ),
+                        "/landed" => ("200 OK", String::new(), "text/plain", "landed".to_owned()),
+                        "/away" => (
+                            "302 Found",
+                            format!("Location: http://127.0.0.1:{away_port}/stolen\r\n"),
+                            "text/plain",
+                            String::new(),
+                        ),
+                        "/big" => ("200 OK", String::new(), "text/plain", "x".repeat(100_000)),
+                        "/slow" => {
+                            std::thread::sleep(Duration::from_secs(3));
+                            ("200 OK", String::new(), "text/plain", "late".to_owned())
+                        }
+                        _ => ("404 Not Found", String::new(), "text/plain", "no".to_owned()),
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\n{extra}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Scripted { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+async fn http_refused_metric(s: &Server) -> u64 {
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("warden_egress_refused_total{") && l.contains(HTTP_TOOL))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// One call of the HTTP tool by `key` for `app`: the execution.
+async fn http_tool(s: &Server, key: &str, app: &str, event: Value) -> Value {
+    let (status, v, _) = s.execute(key, app, HTTP_TOOL, &event.to_string(), "").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+/// A failed call's error type and message, and its one refused destination.
+fn refusal(v: &Value) -> (String, String, String) {
+    assert_eq!(v["status"], "failed", "{v}");
+    let reasons = refused(v);
+    assert_eq!(reasons.len(), 1, "{v}");
+    (
+        v["error"]["type"].as_str().unwrap_or("").to_owned(),
+        v["error"]["message"].as_str().unwrap_or("").to_owned(),
+        reasons[0].2.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_tool_reaches_only_its_credentials_hosts_and_never_shows_the_secret() {
+    let other = Upstream::start();
+    let api = Scripted::start(other.port);
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let app = "tools";
+    for id in [app, "elsewhere"] {
+        s.expect(
+            Method::POST,
+            "/v1/apps",
+            &s.admin,
+            Some(json!({"id": id})),
+            StatusCode::CREATED,
+        )
+        .await;
+        s.expect(
+            Method::POST,
+            &format!("/v1/apps/{id}/installations"),
+            &s.admin,
+            Some(json!({"plugin": HTTP_TOOL})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let key = s.key("app", app, Some(app)).await;
+    let host = format!("127.0.0.1:{}", api.port);
+    let put = |app: &str, name: &str, body: Value| {
+        let path = format!("/v1/apps/{app}/credentials/{name}");
+        let s = &s;
+        async move {
+            s.expect(Method::PUT, &path, &s.admin, Some(body), StatusCode::CREATED)
+                .await;
+        }
+    };
+    put(
+        app,
+        "api",
+        json!({"kind": "bearer", "secret": SECRET, "hosts": [host]}),
+    )
+    .await;
+    put(
+        app,
+        "meta",
+        json!({"kind": "bearer", "secret": SECRET2,
+               "hosts": ["169.254.169.254", "10.0.0.1", "[::1]", "1.1.1.1:80"]}),
+    )
+    .await;
+    put(
+        "elsewhere",
+        "theirs",
+        json!({"kind": "api_key", "header": "X-Api-Key", "secret": "theirs-s3cret", "hosts": [host]}),
+    )
+    .await;
+    let before = http_refused_metric(&s).await;
+    let mut refusals = 0;
+
+    // The credential goes in as its definition says; the caller's header
+    // goes along; nothing of the platform's does. The upstream echoes the
+    // secret back: the result shows it redacted.
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"method": "POST", "url": format!("http://{host}/echo"), "credential": "api",
+               "headers": {"X-Trace": "t1"}, "query": {"q": "a b"}, "body": {"k": 1}}),
+    )
+    .await;
+    assert_eq!(v["status"], "success", "{v}");
+    let out = &v["return_value"];
+    assert_eq!(out["status"], 200, "{v}");
+    assert_eq!(out["headers"]["content-type"], "application/json", "{v}");
+    assert!(out["elapsed_ms"].as_f64().unwrap() > 0.0, "{v}");
+    let echoed = out["body"]["head"].as_str().unwrap();
+    assert!(echoed.contains("\r\nauthorization: <redacted>\r\n"), "{echoed}");
+    let heads = api.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    assert!(head.starts_with("POST /echo?q=a+b HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nauthorization: Bearer {SECRET}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-trace: t1\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-type: application/json\r\n"), "{head}");
+    let (head_only, body) = head.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, r#"{"k":1}"#);
+    let names: Vec<String> = head_only
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(':').next().unwrap().to_ascii_lowercase())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "authorization",
+            "connection",
+            "content-length",
+            "content-type",
+            "host",
+            "x-trace"
+        ],
+        "nothing else is sent: {head}"
+    );
+    // The secret is in neither the result nor the record nor the audit.
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    let rec = s
+        .expect(
+            Method::GET,
+            &format!("/v1/executions/{}", v["id"].as_str().unwrap()),
+            &key,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(!rec.to_string().contains(SECRET), "{rec}");
+    assert_eq!(rec["return_value"], v["return_value"]);
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await;
+    assert!(!trail.to_string().contains(SECRET));
+    assert!(
+        trail.to_string().contains("credential_use") && trail.to_string().contains(v["id"].as_str().unwrap()),
+        "a use is audited: {trail}"
+    );
+
+    // JSON comes back as JSON; text as text.
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://{host}/json"), "credential": "api"}),
+    )
+    .await;
+    assert_eq!(v["return_value"]["body"], json!({"ok": true, "n": [1, 2]}), "{v}");
+
+    // A redirect to the same host is followed, with the credential.
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://{host}/same"), "credential": "api"}),
+    )
+    .await;
+    assert_eq!(v["return_value"]["status"], 200, "{v}");
+    assert_eq!(v["return_value"]["body"], "landed", "{v}");
+    let landed = api
+        .heads()
+        .into_iter()
+        .find(|h| h.starts_with("GET /landed "))
+        .unwrap();
+    assert!(
+        landed.contains(&format!("authorization: Bearer {SECRET}")),
+        "{landed}"
+    );
+
+    // A redirect to another host is not followed: neither it nor the
+    // credential goes there.
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://{host}/away"), "credential": "api"}),
+    )
+    .await;
+    let (kind, message, reason) = refusal(&v);
+    refusals += 1;
+    assert_eq!(
+        (kind.as_str(), reason.as_str()),
+        ("EgressRefused", "port_not_allowed"),
+        "{v}"
+    );
+    assert!(
+        message.contains(&format!(
+            "redirect to http://127.0.0.1:{}/stolen was not followed",
+            other.port
+        )),
+        "{message}"
+    );
+
+    // Ungranted hosts: refused naming them, never contacted.
+    for (url, want) in [
+        (format!("http://127.0.0.1:{}/x", other.port), "port_not_allowed"),
+        (format!("http://localhost:{}/x", api.port), "host_not_allowed"),
+    ] {
+        let v = http_tool(&s, &key, app, json!({"url": url, "credential": "api"})).await;
+        let (kind, message, reason) = refusal(&v);
+        refusals += 1;
+        assert_eq!((kind.as_str(), reason.as_str()), ("EgressRefused", want), "{v}");
+        let named = if want == "host_not_allowed" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        assert!(message.contains(named), "{message}");
+    }
+    // Without a credential the tool reaches nothing.
+    let v = http_tool(&s, &key, app, json!({"url": format!("http://{host}/echo")})).await;
+    let (_, message, reason) = refusal(&v);
+    refusals += 1;
+    assert_eq!(reason, "ip_literal", "{v}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://localhost:{}/echo", api.port)}),
+    )
+    .await;
+    let (_, message, reason) = refusal(&v);
+    refusals += 1;
+    assert_eq!(reason, "host_not_allowed", "{v}");
+    assert!(message.contains("localhost"), "{message}");
+
+    // The address rules of the proxy: a credential bound to the metadata
+    // address, private and loopback ranges gets nowhere; plain http to a
+    // public address is refused before any connection.
+    for (url, want) in [
+        ("http://169.254.169.254/latest/meta-data/", "link_local"),
+        ("https://169.254.169.254/computeMetadata/v1/", "link_local"),
+        ("http://10.0.0.1/", "private"),
+        ("https://[::1]/", "loopback"),
+        ("http://1.1.1.1/", "unsupported_scheme"),
+    ] {
+        let v = http_tool(&s, &key, app, json!({"url": url, "credential": "meta"})).await;
+        let (kind, _, reason) = refusal(&v);
+        refusals += 1;
+        assert_eq!(
+            (kind.as_str(), reason.as_str()),
+            ("EgressRefused", want),
+            "{url}: {v}"
+        );
+    }
+
+    // An unknown name, and another app's credential, are the same: absent.
+    for name in ["nope", "theirs"] {
+        let v = http_tool(
+            &s,
+            &key,
+            app,
+            json!({"url": format!("http://{host}/echo"), "credential": name}),
+        )
+        .await;
+        let (kind, message, reason) = refusal(&v);
+        refusals += 1;
+        assert_eq!(
+            (kind.as_str(), reason.as_str()),
+            ("EgressRefused", "credential_not_allowed"),
+            "{v}"
+        );
+        assert!(message.contains(&format!("no credential `{name}`")), "{message}");
+        assert!(!v.to_string().contains("theirs-s3cret"), "{v}");
+    }
+
+    // The response cap and the deadline.
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://{host}/big"), "credential": "api", "max_response_bytes": 1000}),
+    )
+    .await;
+    assert_eq!(
+        (v["status"].as_str(), v["error"]["type"].as_str()),
+        (Some("failed"), Some("ResponseTooLarge")),
+        "{v}"
+    );
+    let started = Instant::now();
+    let v = http_tool(
+        &s,
+        &key,
+        app,
+        json!({"url": format!("http://{host}/slow"), "credential": "api", "timeout_ms": 500}),
+    )
+    .await;
+    assert_eq!(v["status"], "timeout", "{v}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    assert!(
+        other.heads().is_empty(),
+        "an ungranted host was contacted: {:?}",
+        other.heads()
+    );
+    for h in api.heads() {
+        assert!(!h.contains("theirs-s3cret") && !h.contains(SECRET2), "{h}");
+        assert!(!h.to_ascii_lowercase().contains("x-warden-credential"), "{h}");
+    }
+    assert_eq!(http_refused_metric(&s).await, before + refusals);
+    s.stop().await.unwrap();
+}
