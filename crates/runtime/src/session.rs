@@ -197,6 +197,13 @@ fn channel(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Channel(std::io::Error::other(e.to_string()))
 }
 
+/// The session agent's start: imported as a module, so that it (and the
+/// wrapper it takes its JSON from) load from the bytecode the runner
+/// compiled (`pycache.rs`) instead of being compiled in every box. `-I`
+/// keeps the workspace (the working folder) off the agent's import path.
+const AGENT: &str =
+    "import sys; sys.path.insert(0, '/warden/python'); import warden_session; warden_session.main()";
+
 /// What a prestarted session box must match to serve a session: what is
 /// fixed when a box starts (its layer, the sizes of its workspace and
 /// `/tmp`, its lifetime). Everything else (memory, processes, CPU,
@@ -444,8 +451,7 @@ pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, R
         None,
     )
     .map_err(|e| RuntimeError::Channel(e.into()))?;
-    let mut box_spec =
-        warden_jail::BoxSpec::command(["/usr/bin/python3", "-S", "-B", "/warden/python/warden_session.py"]);
+    let mut box_spec = warden_jail::BoxSpec::command(["/usr/bin/python3", "-I", "-S", "-B", "-c", AGENT]);
     let mut binds = warden_jail::system_binds();
     binds.push(Bind {
         host: rt.wrappers.clone(),

@@ -113,6 +113,41 @@ fn scripts_run_in_every_language_and_the_workspace_and_tmp_persist() {
     );
 }
 
+/// The agent starts from the bytecode the runner compiled (a pyc the
+/// import system accepts: this interpreter's magic, checked against the
+/// source's hash), imported as a module rather than compiled as a script.
+#[test]
+fn the_session_agent_starts_from_its_precompiled_bytecode() {
+    let s = session(SessionSpec::default());
+    let o = exec(
+        &s,
+        Language::Python,
+        ExecMode::Script,
+        "import importlib.util, json, os\n\
+         out = {}\n\
+         for name in ('warden_session', 'warden_wrapper'):\n\
+         \x20   src = f'/warden/python/{name}.py'\n\
+         \x20   with open(importlib.util.cache_from_source(src), 'rb') as f:\n\
+         \x20       pyc = f.read()\n\
+         \x20   with open(src, 'rb') as f:\n\
+         \x20       source = f.read()\n\
+         \x20   out[name] = [pyc[:4] == importlib.util.MAGIC_NUMBER,\n\
+         \x20                int.from_bytes(pyc[4:8], 'little') == 3,\n\
+         \x20                pyc[8:16] == importlib.util.source_hash(source)]\n\
+         with open(f'/proc/{os.getppid()}/cmdline', 'rb') as f:\n\
+         \x20   out['agent'] = f.read().split(b'\\0')[1:-1][-1].decode()\n\
+         print(json.dumps(out))",
+    );
+    assert_eq!(o.result.status, CallStatus::Success, "{:?}", o.result);
+    let v: serde_json::Value = serde_json::from_str(o.result.stdout.trim()).unwrap();
+    assert_eq!(v["warden_session"], serde_json::json!([true, true, true]), "{v}");
+    assert_eq!(v["warden_wrapper"], serde_json::json!([true, true, true]), "{v}");
+    assert!(
+        v["agent"].as_str().unwrap().contains("import warden_session"),
+        "{v}"
+    );
+}
+
 #[test]
 fn handlers_return_values_as_plugins_do() {
     let s = session(SessionSpec::default());

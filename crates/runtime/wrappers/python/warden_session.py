@@ -28,11 +28,16 @@ the language's persistent interpreter (warden_repl.py, warden_repl.mjs),
 whose output the agent relays to the execution's descriptors.
 """
 
-import json
+import _signal
 import os
 import select
-import signal
 import sys
+
+# The JSON of warden_wrapper (the C scanner and encoder alone): the json
+# package would pull in re, enum and collections, about half of the agent's
+# start; `signal` would pull in enum too. The wrapper comes from its
+# precompiled bytecode, like this agent (see pycache.rs).
+from warden_wrapper import _dumps, _loads
 
 CONTROL_FD = 5
 CELLS = "/tmp/.warden"
@@ -117,7 +122,7 @@ class Repl:
         """Run one cell and relay its output. Returns None while the
         interpreter lives on, else its raw wait status."""
         self.partial = b""
-        line = json.dumps({"code": code}).encode() + b"\n"
+        line = _dumps({"code": code}).encode() + b"\n"
         try:
             _write_all(self.cmd, line)
         except OSError:
@@ -156,13 +161,13 @@ class Repl:
 
     def _dead(self):
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, _signal.SIGKILL)
         except OSError:
             pass
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
-            status = signal.SIGKILL
+            status = _signal.SIGKILL
         self.close()
         return status
 
@@ -219,7 +224,7 @@ def main():
     repls = {}
     lost = set()  # languages whose interpreter died: the next cell says so
     cell = 0
-    ctl.send(json.dumps({"msg": "ready", "pid": os.getpid()}).encode())
+    ctl.send(_dumps({"msg": "ready", "pid": os.getpid()}).encode())
     while True:
         try:
             msg, fds = _recv(ctl)
@@ -228,7 +233,7 @@ def main():
         if not msg:
             return  # the host closed the channel
         try:
-            req = json.loads(msg)
+            req = _loads(msg)
         except ValueError:
             req = {}
         if req.get("op") == "env" and not fds and isinstance(req.get("env"), dict):
@@ -236,12 +241,12 @@ def main():
             # every process started from now on (interpreters too).
             for k, v in req["env"].items():
                 os.environ[str(k)] = str(v)
-            ctl.send(json.dumps({"msg": "env_set"}).encode())
+            ctl.send(_dumps({"msg": "env_set"}).encode())
             continue
         if req.get("op") != "exec" or len(fds) != 5:
             for fd in fds:
                 os.close(fd)
-            ctl.send(json.dumps({"msg": "refused", "reason": "not an exec request with five descriptors"}).encode())
+            ctl.send(_dumps({"msg": "refused", "reason": "not an exec request with five descriptors"}).encode())
             continue
         code_fd, event_fd, out_fd, err_fd, result_fd = fds
         language, mode = req.get("language"), req.get("mode")
@@ -250,7 +255,7 @@ def main():
         ):
             for fd in fds:
                 os.close(fd)
-            ctl.send(json.dumps({"msg": "refused", "reason": "unsupported language or mode"}).encode())
+            ctl.send(_dumps({"msg": "refused", "reason": "unsupported language or mode"}).encode())
             continue
         code = b""
         while True:
@@ -270,7 +275,7 @@ def main():
                     repl.close()
                 repl = repls[language] = Repl(language)
             keep = [r.pid for lang, r in repls.items() if lang != language]
-            ctl.send(json.dumps({"msg": "started", "pid": repl.pid, "keep": keep, "restarted": restarted}).encode())
+            ctl.send(_dumps({"msg": "started", "pid": repl.pid, "keep": keep, "restarted": restarted}).encode())
             status = repl.run(code.decode("utf-8", "replace"), out_fd, err_fd, result_fd)
             died = status is not None
             if died:
@@ -280,7 +285,7 @@ def main():
                 os.close(fd)
             keep = [r.pid for r in repls.values()]
             ctl.send(
-                json.dumps(
+                _dumps(
                     {"msg": "exited", "status": status or 0, "died": died, "restarted": restarted, "keep": keep}
                 ).encode()
             )
@@ -329,14 +334,14 @@ def main():
         for fd in fds[1:]:
             os.close(fd)
         keep = [r.pid for r in repls.values()]
-        ctl.send(json.dumps({"msg": "started", "pid": pid, "keep": keep}).encode())
+        ctl.send(_dumps({"msg": "started", "pid": pid, "keep": keep}).encode())
         _, status = os.waitpid(pid, 0)
         try:
             os.unlink(path)
         except OSError:
             pass
         keep = [r.pid for r in repls.values()]
-        ctl.send(json.dumps({"msg": "exited", "status": status, "keep": keep}).encode())
+        ctl.send(_dumps({"msg": "exited", "status": status, "keep": keep}).encode())
 
 
 if __name__ == "__main__":
