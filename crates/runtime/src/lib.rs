@@ -190,6 +190,9 @@ pub struct RunnerConfig {
     /// claims one instead of waiting for a box and an interpreter to start.
     /// 0: every session starts its own box.
     pub session_prestart: usize,
+    /// How long a create with no box ready waits for the one a refill is
+    /// starting (one create per box) before it starts its own.
+    pub session_prestart_wait: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -202,6 +205,7 @@ impl Default for RunnerConfig {
             warm: WarmConfig::default(),
             max_builds: 2,
             session_prestart: 0,
+            session_prestart_wait: Duration::from_millis(250),
         }
     }
 }
@@ -425,7 +429,12 @@ impl Runner {
     /// A prestarted box is claimed when one matches (see
     /// [`RunnerConfig::session_prestart`]).
     pub fn start_session(&self, spec: session::SessionSpec) -> Result<session::SessionBox, RuntimeError> {
-        session::open(&self.inner, spec, self.inner.config.session_prestart)
+        session::open(
+            &self.inner,
+            spec,
+            self.inner.config.session_prestart,
+            self.inner.config.session_prestart_wait,
+        )
     }
 
     /// Session boxes started ahead and not yet claimed.

@@ -185,6 +185,8 @@ pub struct SessionBox {
     workspace: BoxDir,
     grace: Duration,
     started: Instant,
+    /// Started ahead, then claimed by its session.
+    ahead: bool,
 }
 
 impl std::fmt::Debug for SessionBox {
@@ -233,28 +235,37 @@ impl PoolKey {
 /// ready and that have run nothing, so any tenant may take one.
 #[derive(Default)]
 pub(crate) struct Prestarted {
-    boxes: Mutex<HashMap<PoolKey, Vec<(SessionBox, SessionSpec)>>>,
-    /// Kinds with a refill under way: one at a time per kind, so a burst
-    /// of creates does not start a box ahead for each of them.
-    filling: Mutex<std::collections::HashSet<PoolKey>>,
+    boxes: Mutex<Pool>,
+    /// Signalled when a box is put, and when a refill ends.
+    put: std::sync::Condvar,
+}
+
+/// What [`Prestarted`] guards with one lock.
+#[derive(Default)]
+struct Pool {
+    ready: HashMap<PoolKey, Vec<(SessionBox, SessionSpec)>>,
+    /// Kinds with a refill under way (one box starting at a time), and how
+    /// many creates wait for that box: at most one, so that a burst of
+    /// creates does not queue behind a single starter.
+    filling: HashMap<PoolKey, usize>,
 }
 
 impl Prestarted {
     /// Boxes waiting to be claimed.
     pub(crate) fn idle(&self) -> usize {
-        self.boxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.pool().ready.values().map(Vec::len).sum()
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.boxes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drop boxes unclaimed for longer than `ttl`, and dead ones.
     pub(crate) fn evict(&self, ttl: Duration) {
         let mut dropped = Vec::new();
         {
-            let mut map = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pool = self.pool();
+            let map = &mut pool.ready;
             for list in map.values_mut() {
                 let (keep, gone): (Vec<_>, Vec<_>) =
                     list.drain(..).partition(|(b, _)| b.age() <= ttl && b.is_alive());
@@ -268,41 +279,79 @@ impl Prestarted {
 
     /// Drop every unclaimed box (slots and layers are freed).
     pub(crate) fn clear(&self) {
-        let all: Vec<_> = self
-            .boxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
+        let all: Vec<_> = self.pool().ready.drain().collect();
         drop(all);
     }
 
-    fn take(&self, key: &PoolKey) -> Option<SessionBox> {
-        let mut map = self.boxes.lock().unwrap_or_else(|p| p.into_inner());
-        let list = map.get_mut(key)?;
-        while let Some((b, _)) = list.pop() {
-            if b.is_alive() {
-                return Some(b);
+    /// A ready box of kind `key`; when there is none but a refill is
+    /// starting one that no other create waits for, wait for it (up to
+    /// `wait`): a create back to back with the last one then takes the box
+    /// already half started instead of starting a second beside it.
+    fn take(&self, key: &PoolKey, wait: Duration) -> Option<SessionBox> {
+        let deadline = Instant::now() + wait;
+        let mut pool = self.pool();
+        let mut waiting = false;
+        let got = loop {
+            if let Some(list) = pool.ready.get_mut(key) {
+                let mut dead = Vec::new();
+                let mut found = None;
+                while let Some((b, spec)) = list.pop() {
+                    if b.is_alive() {
+                        found = Some(b);
+                        break;
+                    }
+                    dead.push((b, spec));
+                }
+                if let Some(b) = found {
+                    break Some(b);
+                }
             }
+            let now = Instant::now();
+            let Some(waiters) = pool.filling.get_mut(key) else {
+                break None;
+            };
+            if now >= deadline || (!waiting && *waiters > 0) {
+                break None;
+            }
+            if !waiting {
+                *waiters += 1;
+                waiting = true;
+            }
+            pool = self
+                .put
+                .wait_timeout(pool, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        if waiting && let Some(waiters) = pool.filling.get_mut(key) {
+            *waiters = waiters.saturating_sub(1);
         }
-        None
+        got
     }
 
     fn count(&self, key: &PoolKey) -> usize {
-        self.boxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .map_or(0, Vec::len)
+        self.pool().ready.get(key).map_or(0, Vec::len)
     }
 
     fn put(&self, key: PoolKey, b: SessionBox, spec: SessionSpec) {
-        self.boxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .push((b, spec));
+        self.pool().ready.entry(key).or_default().push((b, spec));
+        self.put.notify_all();
+    }
+
+    /// Mark a refill of `key` under way; false when one is already.
+    fn start_filling(&self, key: &PoolKey) -> bool {
+        let mut pool = self.pool();
+        if pool.filling.contains_key(key) {
+            return false;
+        }
+        pool.filling.insert(key.clone(), 0);
+        true
+    }
+
+    /// The refill of `key` ended: nobody waits for it any more.
+    fn end_filling(&self, key: &PoolKey) {
+        self.pool().filling.remove(key);
+        self.put.notify_all();
     }
 }
 
@@ -313,11 +362,12 @@ pub(crate) fn open(
     rt: &Arc<RunnerInner>,
     spec: SessionSpec,
     prestart: usize,
+    wait: Duration,
 ) -> Result<SessionBox, RuntimeError> {
     // Without cgroups a box's memory and process limits are rlimits fixed
     // at its start: a box started ahead could not take a session's own.
     let key = PoolKey::of(&spec).filter(|_| rt.jail.cgroups().is_some());
-    let claimed = key.as_ref().and_then(|k| rt.sessions.take(k));
+    let claimed = key.as_ref().and_then(|k| rt.sessions.take(k, wait));
     let b = match claimed {
         // A box that cannot be made this session's is dropped (killed);
         // the session starts cold instead.
@@ -337,14 +387,7 @@ pub(crate) fn open(
 
 /// Start boxes for `key` in the background until it has `want` unclaimed.
 fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
-    if rt.sessions.count(&key) >= want
-        || !rt
-            .sessions
-            .filling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-    {
+    if rt.sessions.count(&key) >= want || !rt.sessions.start_filling(&key) {
         return;
     }
     let base = SessionSpec {
@@ -367,18 +410,10 @@ fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
                     }
                 }
             }
-            rt.sessions
-                .filling
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            rt.sessions.end_filling(&key);
         });
     if spawned.is_err() {
-        rt.sessions
-            .filling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&mine);
+        rt.sessions.end_filling(&mine);
     }
 }
 
@@ -419,6 +454,7 @@ fn claim(mut b: SessionBox, spec: &SessionSpec) -> Result<SessionBox, RuntimeErr
     }
     write_seed_files(&b.workspace, spec)?;
     b.started = Instant::now();
+    b.ahead = true;
     Ok(b)
 }
 
@@ -535,6 +571,7 @@ pub(crate) fn start(rt: &RunnerInner, spec: SessionSpec) -> Result<SessionBox, R
         workspace,
         grace: rt.pool.config().grace,
         started: Instant::now(),
+        ahead: false,
     })
 }
 
@@ -592,6 +629,11 @@ impl SessionBox {
     /// resolved beneath it; nothing the box planted is followed).
     pub fn workspace(&self) -> &BoxDir {
         &self.workspace
+    }
+
+    /// Whether its box was started ahead and claimed (else started for it).
+    pub fn started_ahead(&self) -> bool {
+        self.ahead
     }
 
     /// How long the box has lived.

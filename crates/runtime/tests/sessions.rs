@@ -148,6 +148,45 @@ fn the_session_agent_starts_from_its_precompiled_bytecode() {
     );
 }
 
+/// A create that finds no box ready while one is being started ahead takes
+/// that box when it is ready, instead of starting a second beside it (on a
+/// small host two starts at once make both slow).
+#[test]
+fn a_create_back_to_back_takes_the_box_being_started_ahead() {
+    let state = tempfile::tempdir().unwrap();
+    let r = Runner::new(
+        Jail::new(JailConfig {
+            state_dir: Some(state.path().to_owned()),
+            max_boxes: 8,
+            ..JailConfig::default()
+        })
+        .unwrap(),
+        RunnerConfig {
+            session_prestart: 1,
+            // Generous: the property is which box, not how fast.
+            session_prestart_wait: Duration::from_secs(60),
+            ..RunnerConfig::default()
+        },
+    )
+    .unwrap();
+    let first = r.start_session(SessionSpec::default()).unwrap();
+    assert!(!first.started_ahead(), "nothing was started ahead yet");
+    // At once: the box started ahead for the first is still starting.
+    let second = r.start_session(SessionSpec::default()).unwrap();
+    assert!(second.started_ahead(), "the second started a box of its own");
+    let o = exec(&second, Language::Shell, ExecMode::Script, "echo ok");
+    assert_eq!(o.result.stdout, "ok\n", "{:?}", o.result);
+    // Without a refill under way (another kind of session), a create starts
+    // its own box at once rather than waiting.
+    let other = r
+        .start_session(SessionSpec {
+            disk_bytes: 48 * MIB,
+            ..SessionSpec::default()
+        })
+        .unwrap();
+    assert!(!other.started_ahead());
+}
+
 #[test]
 fn handlers_return_values_as_plugins_do() {
     let s = session(SessionSpec::default());

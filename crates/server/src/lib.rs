@@ -209,6 +209,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
             },
             max_builds: config.layers.max_builds,
             session_prestart: config.sessions.prestart,
+            ..RunnerConfig::default()
         },
     )
     .map_err(StartError::Runtime)?;
