@@ -183,6 +183,10 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
     Ok(finish(bytes, manifest, None, entries))
 }
 
+/// Files an API plugin's package may hold besides the manifest and the
+/// document: words for people, never run.
+const API_DOCS: &[&str] = &["README.md", "LICENSE", "CHANGELOG.md"];
+
 /// An API plugin's package: `manifest.json` and one OpenAPI document, no
 /// code; the document checked and its tools derived.
 fn api_document(entries: &[Entry], platform: &PlatformLimits) -> Result<openapi::ApiSpec, Vec<Problem>> {
@@ -192,10 +196,16 @@ fn api_document(entries: &[Entry], platform: &PlatformLimits) -> Result<openapi:
         .filter(|e| openapi::DOCUMENT_NAMES.contains(&e.path.as_str()))
         .collect();
     for e in entries {
-        if e.path != "manifest.json" && !openapi::DOCUMENT_NAMES.contains(&e.path.as_str()) {
+        let known = e.path == "manifest.json"
+            || openapi::DOCUMENT_NAMES.contains(&e.path.as_str())
+            || API_DOCS.contains(&e.path.as_str());
+        if !known {
             problems.push(Problem {
                 location: format!("archive:{}", e.path),
-                message: "an API plugin holds manifest.json and its OpenAPI document only (no code)".into(),
+                message: format!(
+                    "an API plugin holds manifest.json, its OpenAPI document and at most {} (no code)",
+                    API_DOCS.join(", ")
+                ),
             });
         }
     }

@@ -445,7 +445,9 @@ fn an_api_package_is_its_manifest_and_document_and_yields_its_tools() {
             API_MANIFEST,
             &[("openapi.json", &doc), ("main.py", "import os\n")]
         )),
-        ["archive:main.py: an API plugin holds manifest.json and its OpenAPI document only (no code)"]
+        [
+            "archive:main.py: an API plugin holds manifest.json, its OpenAPI document and at most README.md, LICENSE, CHANGELOG.md (no code)"
+        ]
     );
     assert_eq!(
         problems(&with(
