@@ -6,7 +6,7 @@
 //! pointer (`openapi.json#/paths/~1pets/get/operationId`), and the work is
 //! bounded whatever the document says: a size cap, a nesting cap, YAML
 //! budgets (events, anchors, alias replay), an operation cap counted before
-//! anything is derived, and a node budget for inlining `$ref`s (a reference
+//! anything is derived, and a node and byte budget for inlining `$ref`s (a reference
 //! fan-out cannot blow up). Only local references into `#/components/` are
 //! followed; a reference cycle (a recursive schema) is refused, not
 //! unrolled. Servers must be `https` URLs naming hosts; plain `http`,
@@ -39,6 +39,11 @@ pub const MAX_DEPTH: usize = 64;
 /// Most schema nodes all tools together may hold once references are
 /// inlined.
 pub const MAX_INLINED_NODES: usize = 200_000;
+
+/// Most bytes (strings and keys) all tools' schemas together may hold once
+/// references are inlined: a long description shared by reference cannot
+/// be copied into a memory bomb.
+pub const MAX_INLINED_BYTES: usize = 16 << 20;
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -298,6 +303,7 @@ pub fn parse(file: &str, bytes: &[u8], rules: ServerRules) -> Result<ApiSpec, Ve
         doc: &doc,
         v30,
         budget: MAX_INLINED_NODES,
+        bytes: MAX_INLINED_BYTES,
     };
     let mut tools = Vec::new();
     let mut names = HashSet::new();
@@ -945,6 +951,7 @@ struct Inliner<'a> {
     doc: &'a Value,
     v30: bool,
     budget: usize,
+    bytes: usize,
 }
 
 type Located = (String, String);
@@ -1008,6 +1015,46 @@ impl<'a> Inliner<'a> {
         Ok((target, ptr))
     }
 
+    /// The budget ran out at `at`: the error, and no more inlining for the
+    /// document.
+    fn over(&mut self, at: &str) -> Located {
+        self.budget = 0;
+        (
+            at.to_owned(),
+            format!(
+                "the schemas expand to more than {MAX_INLINED_NODES} nodes or {} MiB once references are inlined: share less, or simplify",
+                MAX_INLINED_BYTES >> 20
+            ),
+        )
+    }
+
+    /// Charge what copying `v` costs to the byte budget (strings and keys
+    /// by length, every value 8 bytes); `false` once it runs out. The walk
+    /// stops there, so charging costs no more than the budget.
+    fn charge(&mut self, v: &Value) -> bool {
+        let mut todo = vec![v];
+        while let Some(v) = todo.pop() {
+            let cost = 8 + match v {
+                Value::String(s) => s.len(),
+                Value::Array(a) => {
+                    todo.extend(a);
+                    0
+                }
+                Value::Object(m) => {
+                    todo.extend(m.values());
+                    m.keys().map(String::len).sum()
+                }
+                _ => 0,
+            };
+            if cost > self.bytes {
+                self.bytes = 0;
+                return false;
+            }
+            self.bytes -= cost;
+        }
+        true
+    }
+
     /// `v` (at pointer `at`) with every reference replaced by its target,
     /// OpenAPI 3.0's `nullable` and boolean exclusive bounds rewritten as
     /// JSON Schema 2020-12. `stack` holds the references being expanded: a
@@ -1020,12 +1067,7 @@ impl<'a> Inliner<'a> {
         depth: usize,
     ) -> Result<Value, Located> {
         if self.budget == 0 {
-            return Err((
-                at.to_owned(),
-                format!(
-                    "the schemas expand to more than {MAX_INLINED_NODES} nodes once references are inlined: share less, or simplify"
-                ),
-            ));
+            return Err(self.over(at));
         }
         self.budget -= 1;
         if depth > 2 * MAX_DEPTH {
@@ -1046,7 +1088,12 @@ impl<'a> Inliner<'a> {
                     }
                     Value::Array(out)
                 }
-                other => other.clone(),
+                other => {
+                    if !self.charge(other) {
+                        return Err(self.over(at));
+                    }
+                    other.clone()
+                }
             });
         };
         if let Some(r) = m.get("$ref").and_then(Value::as_str) {
@@ -1086,7 +1133,14 @@ impl<'a> Inliner<'a> {
         }
         let mut out = Map::new();
         for (k, x) in m {
+            if !self.charge(&Value::Null) || self.bytes < k.len() {
+                return Err(self.over(at));
+            }
+            self.bytes -= k.len();
             if DATA_KEYWORDS.contains(&k.as_str()) || k.starts_with("x-") {
+                if !self.charge(x) {
+                    return Err(self.over(at));
+                }
                 out.insert(k.clone(), x.clone());
                 continue;
             }
@@ -1369,7 +1423,28 @@ mod tests {
         d["components"] = json!({"schemas": schemas});
         let t = std::time::Instant::now();
         let (_, m) = refused(&d);
-        assert!(m.contains("nodes once references are inlined"), "{m}");
+        assert!(m.contains("nodes or 16 MiB once references are inlined"), "{m}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+
+        // Few nodes, but a long description copied by each reference: the
+        // byte budget stops it (2^12 copies of 1 MiB would be 4 GiB).
+        let mut schemas = Map::new();
+        for i in 0..12 {
+            let next = json!({"$ref": format!("#/components/schemas/S{}", i + 1)});
+            schemas.insert(
+                format!("S{i}"),
+                json!({"type": "array", "prefixItems": [next, next]}),
+            );
+        }
+        schemas.insert(
+            "S12".into(),
+            json!({"type": "string", "description": "x".repeat(1 << 20)}),
+        );
+        d["components"] = json!({"schemas": schemas});
+        let t = std::time::Instant::now();
+        let (at, m) = refused(&d);
+        assert!(at.starts_with("openapi.json#/components/schemas/S12"), "{at}");
+        assert!(m.contains("16 MiB"), "{m}");
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
     }
 
