@@ -74,6 +74,43 @@ fn init_makes_a_plugin_that_tests_and_packs_in_every_runtime() {
 }
 
 #[test]
+fn init_makes_an_api_plugin_that_packs_and_lists_its_tools() {
+    let work = tempfile::tempdir().unwrap();
+    let (code, out, err) = plugin(&["init", "notes", "--type", "api"], work.path());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "notes");
+    let dir = work.path().join("notes");
+    let zip = work.path().join("notes.zip");
+    let (code, out, err) = plugin(&["pack", "--out", zip.to_str().unwrap()], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), zip.to_str().unwrap());
+    assert!(err.contains("tool createNote POST /notes"), "{err}");
+    assert!(err.contains("tool getNote GET /notes/{id}"), "{err}");
+    let pkg = warden_package::open(&std::fs::read(&zip).unwrap(), &Default::default())
+        .expect("the server accepts it");
+    assert_eq!(pkg.api.unwrap().tools.len(), 2);
+    // `test` has nothing to run: it says so and lists the tools.
+    let (code, _, err) = plugin(&["test"], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("calling API plugins is not available yet"), "{err}");
+    // A runtime with an API plugin, or neither, is a usage error.
+    let (code, _, err) = plugin(
+        &["init", "x", "--type", "api", "--runtime", "python"],
+        work.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("drop --runtime"), "{err}");
+    // A document a server refuses is refused by `pack`, at its pointer.
+    let doc = std::fs::read_to_string(dir.join("openapi.json"))
+        .unwrap()
+        .replace("https://api.example.com/v1", "https://169.254.169.254/v1");
+    std::fs::write(dir.join("openapi.json"), doc).unwrap();
+    let (code, _, err) = plugin(&["pack", "--out", zip.to_str().unwrap()], &dir);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("openapi.json#/servers/0/url"), "{err}");
+}
+
+#[test]
 fn pack_and_test_report_problems_by_class() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("bad");

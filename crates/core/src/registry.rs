@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use warden_package::openapi::ApiSpec;
 use warden_package::{Manifest, Policy, Problem};
 
 use crate::lifecycle::{self, Action, LifecycleError, VersionStatus};
@@ -152,10 +153,49 @@ fn report_value(report: &warden_package::Report, sha256: &str) -> Value {
     v
 }
 
-/// The manifest of a stored version (read in place: no copy of the JSON).
+/// The key of a stored manifest under which an API plugin's version keeps
+/// the servers and tools derived from its OpenAPI document (Warden writes
+/// it at upload; the manifest schema refuses it in an upload).
+pub const API_KEY: &str = "api";
+
+/// The manifest of a stored version (read in place: no copy of the JSON,
+/// except for an API plugin's, whose derived tools are set aside).
 pub fn manifest_of(v: &Version) -> Option<Manifest> {
     use serde::Deserialize as _;
-    Manifest::deserialize(&v.manifest).ok()
+    match v.manifest.as_object() {
+        Some(m) if m.contains_key(API_KEY) => {
+            let mut m = m.clone();
+            m.remove(API_KEY);
+            Manifest::deserialize(&Value::Object(m)).ok()
+        }
+        _ => Manifest::deserialize(&v.manifest).ok(),
+    }
+}
+
+/// The servers and tools of a stored API plugin version; `Ok(None)` for
+/// other plugins. `Err` names the record when what is stored does not
+/// parse.
+pub fn api_of(v: &Version) -> Result<Option<ApiSpec>, StoreError> {
+    use serde::Deserialize as _;
+    v.manifest
+        .get(API_KEY)
+        .map(|a| {
+            ApiSpec::deserialize(a).map_err(|e| StoreError::Corrupt {
+                record: format!("version {}", v.id),
+                reason: format!("its API tools (manifest `{API_KEY}`) do not parse: {e}"),
+            })
+        })
+        .transpose()
+}
+
+/// A package's manifest as the registry stores it: for an API plugin, with
+/// its derived servers and tools under [`API_KEY`].
+fn stored_manifest(pkg: &warden_package::Package) -> Value {
+    let mut v = serde_json::to_value(&pkg.manifest).unwrap_or(Value::Null);
+    if let (Some(api), Value::Object(m)) = (&pkg.api, &mut v) {
+        m.insert(API_KEY.into(), serde_json::to_value(api).unwrap_or(Value::Null));
+    }
+    v
 }
 
 /// The Active version with the highest semantic version.
@@ -274,7 +314,7 @@ impl<S: Store, B: Blobs> Registry<S, B> {
         let size = bytes.len() as i64;
         self.blobs.put(&blob_key(&pkg.sha256), bytes).await?;
         let fields = PackageFields {
-            manifest: serde_json::to_value(m).unwrap_or(Value::Null),
+            manifest: stored_manifest(&pkg),
             sha256: pkg.sha256.clone(),
             size,
             files: serde_json::to_value(&pkg.files).unwrap_or(Value::Null),
@@ -343,11 +383,13 @@ impl<S: Store, B: Blobs> Registry<S, B> {
     }
 
     async fn report(&self, pkg: &warden_package::Package) -> R<warden_package::Report> {
-        let previous = self
-            .latest_active(&pkg.manifest.code)
-            .await?
-            .and_then(|v| manifest_of(&v));
-        Ok(pkg.analyze(previous.as_ref(), &self.policy))
+        let previous = self.latest_active(&pkg.manifest.code).await?;
+        let Some(previous) = previous else {
+            return Ok(pkg.analyze(None, &self.policy));
+        };
+        let api = api_of(&previous)?;
+        let manifest = manifest_of(&previous);
+        Ok(pkg.analyze_since(manifest.as_ref().map(|m| (m, api.as_ref())), &self.policy))
     }
 
     fn policy_verdict(&self, report: &warden_package::Report) -> (VersionStatus, Option<String>) {

@@ -5,7 +5,8 @@
 //! problem at once, each naming its JSON pointer or archive path:
 //! the archive itself (hostile until proven otherwise, see [`archive`]), the
 //! manifest ([`manifest`]), the schemas it carries ([`schema`]), and that the
-//! entrypoint exists. [`Package::analyze`] builds the reviewers' report:
+//! entrypoint exists; for an API plugin, its OpenAPI document and the tools
+//! derived from it ([`openapi`]). [`Package::analyze`] builds the reviewers' report:
 //! static analysis ([`analysis`]), the dependency deny-list ([`deps`]), and
 //! what the version asks for beyond the last active one.
 //!
@@ -17,6 +18,7 @@ pub mod build;
 pub mod deps;
 pub mod hosts;
 pub mod manifest;
+pub mod openapi;
 pub mod schema;
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,9 @@ pub struct FileInfo {
 pub struct Package {
     /// The manifest.
     pub manifest: Manifest,
+    /// For an API plugin (`type: api`): the servers and tools derived from
+    /// its OpenAPI document. The registry stores them with the version.
+    pub api: Option<openapi::ApiSpec>,
     /// SHA-256 of the whole archive, hex.
     pub sha256: String,
     /// Canonical file list: every regular file, sorted by path.
@@ -97,7 +102,13 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
             message: "missing: every package needs manifest.json at its root".into(),
         }]);
     };
-    let manifest = manifest::parse(&manifest_entry.data, &policy.platform)?;
+    let mut manifest = manifest::parse(&manifest_entry.data, &policy.platform)?;
+    if manifest.kind == manifest::API_TYPE {
+        let spec = api_document(&entries, &policy.platform)?;
+        manifest.runtime = manifest::API_RUNTIME.to_owned();
+        manifest.entrypoint = spec.document.clone();
+        return Ok(finish(bytes, manifest, Some(spec), entries));
+    }
     let mut problems = Vec::new();
     let ep = manifest.entrypoint.trim_start_matches("./");
     let entry_problem = |message: String| Problem {
@@ -169,6 +180,64 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
+    Ok(finish(bytes, manifest, None, entries))
+}
+
+/// Files an API plugin's package may hold besides the manifest and the
+/// document: words for people, never run.
+const API_DOCS: &[&str] = &["README.md", "LICENSE", "CHANGELOG.md"];
+
+/// An API plugin's package: `manifest.json` and one OpenAPI document, no
+/// code; the document checked and its tools derived.
+fn api_document(entries: &[Entry], platform: &PlatformLimits) -> Result<openapi::ApiSpec, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let docs: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| openapi::DOCUMENT_NAMES.contains(&e.path.as_str()))
+        .collect();
+    for e in entries {
+        let known = e.path == "manifest.json"
+            || openapi::DOCUMENT_NAMES.contains(&e.path.as_str())
+            || API_DOCS.contains(&e.path.as_str());
+        if !known {
+            problems.push(Problem {
+                location: format!("archive:{}", e.path),
+                message: format!(
+                    "an API plugin holds manifest.json, its OpenAPI document and at most {} (no code)",
+                    API_DOCS.join(", ")
+                ),
+            });
+        }
+    }
+    match docs.as_slice() {
+        [] => problems.push(Problem {
+            location: "archive:openapi.json".into(),
+            message: format!(
+                "missing: an API plugin needs its OpenAPI document at the package root ({})",
+                openapi::DOCUMENT_NAMES.join(", ")
+            ),
+        }),
+        [doc] if problems.is_empty() => {
+            let rules = openapi::ServerRules {
+                ip_literals: platform.network_ip_literals,
+                local: platform.api_local_servers,
+            };
+            return openapi::parse(&doc.path, &doc.data, rules);
+        }
+        [_] => {}
+        [_, more @ ..] => {
+            for e in more {
+                problems.push(Problem {
+                    location: format!("archive:{}", e.path),
+                    message: "a second OpenAPI document: an API plugin has one".into(),
+                });
+            }
+        }
+    }
+    Err(problems)
+}
+
+fn finish(bytes: &[u8], manifest: Manifest, api: Option<openapi::ApiSpec>, entries: Vec<Entry>) -> Package {
     let files = entries
         .iter()
         .map(|e| FileInfo {
@@ -178,19 +247,21 @@ pub fn open(bytes: &[u8], policy: &Policy) -> Result<Package, Vec<Problem>> {
             executable: e.executable,
         })
         .collect();
-    Ok(Package {
+    Package {
         manifest,
+        api,
         sha256: archive::hex(&Sha256::digest(bytes)),
         files,
         entries,
-    })
+    }
 }
 
 /// A change in what a version asks for, compared with the last active one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PermissionChange {
-    /// What changed (`permissions.network`, `limits.memory_mb`, `runtime`).
-    /// A newly declared host is one change of its own, `from` empty.
+    /// What changed (`permissions.network`, `api.tools`, `limits.memory_mb`,
+    /// `runtime`). A newly declared host (for an API plugin: a new server
+    /// host) and a new tool are each one change of their own, `from` empty.
     pub field: String,
     /// Before.
     pub from: String,
@@ -232,6 +303,16 @@ impl Package {
     /// The reviewers' report. `previous` is the manifest of the plugin's last
     /// active version, if any.
     pub fn analyze(&self, previous: Option<&Manifest>, policy: &Policy) -> Report {
+        self.analyze_since(previous.map(|m| (m, None)), policy)
+    }
+
+    /// The reviewers' report against the plugin's last active version: its
+    /// manifest and, for an API plugin, its derived tools.
+    pub fn analyze_since(
+        &self,
+        previous: Option<(&Manifest, Option<&openapi::ApiSpec>)>,
+        policy: &Policy,
+    ) -> Report {
         let mut findings = Vec::new();
         for e in &self.entries {
             if e.path.starts_with("vendor/")
@@ -256,7 +337,9 @@ impl Package {
         }
         Report {
             permission_changes: previous
-                .map(|p| permission_diff(p, &self.manifest, &policy.platform))
+                .map(|(m, api)| {
+                    permission_diff((m, api), (&self.manifest, self.api.as_ref()), &policy.platform)
+                })
                 .unwrap_or_default(),
             summary,
             has_critical: summary.critical > 0,
@@ -265,8 +348,25 @@ impl Package {
     }
 }
 
-/// What `new` asks for beyond `old`.
-pub fn permission_diff(old: &Manifest, new: &Manifest, p: &PlatformLimits) -> Vec<PermissionChange> {
+/// Every host a version may reach: its declared network, and for an API
+/// plugin its document's servers.
+fn hosts<'a>(m: &'a Manifest, api: Option<&'a openapi::ApiSpec>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = m.permissions.network.iter().map(String::as_str).collect();
+    for h in api.iter().flat_map(|a| &a.hosts) {
+        if !out.contains(&h.as_str()) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// What `new` asks for beyond `old` (each a manifest and, for an API
+/// plugin, its derived tools).
+pub fn permission_diff(
+    (old, old_api): (&Manifest, Option<&openapi::ApiSpec>),
+    (new, new_api): (&Manifest, Option<&openapi::ApiSpec>),
+    p: &PlatformLimits,
+) -> Vec<PermissionChange> {
     let mut out = Vec::new();
     let mut up = |field: &str, from: String, to: String| {
         out.push(PermissionChange {
@@ -277,9 +377,22 @@ pub fn permission_diff(old: &Manifest, new: &Manifest, p: &PlatformLimits) -> Ve
     };
     // Each host the new version may reach that the old one could not, and
     // each credential it names that the old one did not, first.
-    for host in &new.permissions.network {
-        if !old.permissions.network.contains(host) {
-            up("permissions.network", String::new(), host.clone());
+    // An API plugin's hosts are its document's servers.
+    let old_hosts = hosts(old, old_api);
+    for host in hosts(new, new_api) {
+        if !old_hosts.contains(&host) {
+            up("permissions.network", String::new(), host.to_owned());
+        }
+    }
+    // Each tool an API plugin gains, and each it keeps but now calls
+    // another way.
+    let old_tools = old_api.map(|a| a.tools.as_slice()).unwrap_or_default();
+    for t in new_api.iter().flat_map(|a| &a.tools) {
+        let shown = |t: &openapi::Tool| format!("{} {} {}", t.name, t.method, t.path);
+        match old_tools.iter().find(|o| o.name == t.name) {
+            None => up("api.tools", String::new(), shown(t)),
+            Some(o) if (&o.method, &o.path) != (&t.method, &t.path) => up("api.tools", shown(o), shown(t)),
+            Some(_) => {}
         }
     }
     for name in &new.permissions.credentials {

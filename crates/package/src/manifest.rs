@@ -23,13 +23,17 @@ pub struct Manifest {
     pub name: String,
     /// Semantic version.
     pub version: String,
-    /// Plugin type (`sandbox`).
+    /// Plugin type: `sandbox` (code) or `api` (an OpenAPI document).
     #[serde(rename = "type")]
     pub kind: String,
     /// `python3`, `node`, `shell`, `go`, `native`, `wasm` (and `builtin`
-    /// for plugins compiled into Warden, which no upload may claim).
+    /// for plugins compiled into Warden, which no upload may claim; `api`,
+    /// set by Warden, for API plugins, whose manifests name none).
+    #[serde(default)]
     pub runtime: String,
-    /// File (or, for Go, directory) to load.
+    /// File (or, for Go, directory) to load; for API plugins, set by
+    /// Warden to the OpenAPI document's name.
+    #[serde(default)]
     pub entrypoint: String,
     /// Function to call.
     #[serde(default = "default_handler")]
@@ -38,9 +42,11 @@ pub struct Manifest {
     pub description: String,
     /// Who wrote it.
     pub author: String,
-    /// Schema of events.
+    /// Schema of events (API plugins: none, each tool has its own).
+    #[serde(default)]
     pub input_schema: Value,
-    /// Schema of return values.
+    /// Schema of return values (API plugins: none).
+    #[serde(default)]
     pub output_schema: Value,
     /// Per-call limits it asks for.
     #[serde(default)]
@@ -52,6 +58,13 @@ pub struct Manifest {
     #[serde(default)]
     pub changelog: Option<String>,
 }
+
+/// The `type` of API plugins.
+pub const API_TYPE: &str = "api";
+
+/// The `runtime` Warden records for API plugins (their manifests name
+/// none: no code runs; the platform makes the HTTP calls).
+pub const API_RUNTIME: &str = "api";
 
 fn default_handler() -> String {
     "handler".to_owned()
@@ -141,6 +154,11 @@ pub struct PlatformLimits {
     /// `policy.network_ip_literals`); names only otherwise.
     #[serde(default)]
     pub network_ip_literals: bool,
+    /// An API plugin's document may name plain-`http` servers and loopback
+    /// or private addresses (an operator's choice for tests and local APIs:
+    /// `policy.api_local_servers`); public `https` hosts only otherwise.
+    #[serde(default)]
+    pub api_local_servers: bool,
 }
 
 impl Default for PlatformLimits {
@@ -153,6 +171,7 @@ impl Default for PlatformLimits {
             default_memory_mb: 256,
             default_pids: 64,
             network_ip_literals: false,
+            api_local_servers: false,
         }
     }
 }
@@ -287,9 +306,6 @@ pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Pr
                 ("/type", Some("wasm")) => {
                     p.message = "type `wasm` is not a type: WebAssembly plugins are `sandbox` plugins with `runtime: wasm`".into();
                 }
-                ("/type", Some(t @ "api")) => {
-                    p.message = format!("type `{t}` is not supported yet: only `sandbox`");
-                }
                 ("/runtime", Some(r)) => {
                     p.message = format!("`{r}` is not a runtime: use python3, node, shell, go, native or wasm");
                 }
@@ -326,6 +342,33 @@ pub fn parse(bytes: &[u8], platform: &PlatformLimits) -> Result<Manifest, Vec<Pr
             "/limits/pids",
             format!("{p} exceeds the platform maximum of {}", platform.max_pids),
         ));
+    }
+    if doc.get("type").and_then(Value::as_str) == Some(API_TYPE) {
+        // An API plugin has no code: its document says everything else.
+        for (key, why) in [
+            ("runtime", "an API plugin runs no code: remove `runtime`"),
+            (
+                "entrypoint",
+                "an API plugin runs no code: its OpenAPI document is the package",
+            ),
+            ("handler", "an API plugin runs no code: remove `handler`"),
+            (
+                "input_schema",
+                "an API plugin's tools take their input schemas from the OpenAPI document",
+            ),
+            (
+                "output_schema",
+                "an API plugin's tools take their output schemas from the OpenAPI document",
+            ),
+            (
+                "permissions",
+                "an API plugin's hosts are its document's servers, and its credentials follow the document's securitySchemes: remove `permissions`",
+            ),
+        ] {
+            if doc.get(key).is_some() {
+                problems.push(at(&format!("/{key}"), why));
+            }
+        }
     }
     network_problems(&doc, platform, &mut problems);
     for key in ["input_schema", "output_schema"] {

@@ -401,3 +401,105 @@ fn declared_credentials_are_named_once_need_hosts_and_come_first_when_new() {
         ("permissions.credentials", "", "github")
     );
 }
+
+const API_MANIFEST: &str = r#"{
+  "code": "vendor.pets.api", "name": "Pets", "version": "1.0.0", "type": "api",
+  "description": "Pets.", "author": "Vendor"
+}"#;
+
+fn pets_document(server: &str, ops: &[(&str, &str)]) -> String {
+    let paths: serde_json::Map<String, serde_json::Value> = ops
+        .iter()
+        .map(|(id, path)| {
+            (
+                (*path).to_owned(),
+                serde_json::json!({"get": {"operationId": id, "responses": {"200": {"description": "ok"}}}}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "openapi": "3.1.0", "info": {"title": "Pets", "version": "1"},
+        "servers": [{"url": server}], "paths": paths
+    })
+    .to_string()
+}
+
+#[test]
+fn an_api_package_is_its_manifest_and_document_and_yields_its_tools() {
+    let doc = pets_document("https://api.pets.example/v1", &[("listPets", "/pets")]);
+    let pkg = open(&with(API_MANIFEST, &[("openapi.json", &doc)]), &Policy::default()).unwrap();
+    assert_eq!(pkg.manifest.runtime, manifest::API_RUNTIME);
+    assert_eq!(pkg.manifest.entrypoint, "openapi.json");
+    let api = pkg.api.as_ref().unwrap();
+    assert_eq!(api.hosts, ["api.pets.example"]);
+    assert_eq!(api.tools[0].name, "listPets");
+    // What the registry stores reads back as the same tools.
+    let stored = serde_json::to_value(api).unwrap();
+    assert_eq!(
+        &serde_json::from_value::<warden_package::openapi::ApiSpec>(stored).unwrap(),
+        api
+    );
+    // Code, a second document, or none at all are refused by path.
+    assert_eq!(
+        problems(&with(
+            API_MANIFEST,
+            &[("openapi.json", &doc), ("main.py", "import os\n")]
+        )),
+        [
+            "archive:main.py: an API plugin holds manifest.json, its OpenAPI document and at most README.md, LICENSE, CHANGELOG.md (no code)"
+        ]
+    );
+    assert_eq!(
+        problems(&with(
+            API_MANIFEST,
+            &[("openapi.json", &doc), ("schema.yaml", "openapi: 3.0.0\n")]
+        )),
+        ["archive:schema.yaml: a second OpenAPI document: an API plugin has one"]
+    );
+    assert_eq!(
+        problems(&with(API_MANIFEST, &[])),
+        [
+            "archive:openapi.json: missing: an API plugin needs its OpenAPI document at the package root (openapi.json, openapi.yaml, schema.yaml)"
+        ]
+    );
+    // A document's problems name the file and the pointer.
+    let bad = pets_document("https://169.254.169.254", &[("listPets", "/pets")]);
+    let p = problems(&with(API_MANIFEST, &[("openapi.json", &bad)]));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("openapi.json#/servers/0/url: "), "{p:?}");
+}
+
+#[test]
+fn an_api_version_shows_new_hosts_and_tools_as_permission_changes() {
+    let policy = Policy::default();
+    let old_doc = pets_document("https://api.pets.example", &[("listPets", "/pets")]);
+    let old = open(&with(API_MANIFEST, &[("openapi.json", &old_doc)]), &policy).unwrap();
+    let new_manifest = API_MANIFEST.replace("1.0.0", "1.1.0");
+    let new_doc = pets_document(
+        "https://api2.pets.example",
+        &[("listPets", "/animals"), ("getPet", "/pets/x")],
+    );
+    let new = open(&with(&new_manifest, &[("openapi.json", &new_doc)]), &policy).unwrap();
+    let changes: Vec<(String, String, String)> = new
+        .analyze_since(Some((&old.manifest, old.api.as_ref())), &policy)
+        .permission_changes
+        .into_iter()
+        .map(|c| (c.field, c.from, c.to))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "permissions.network".into(),
+                String::new(),
+                "api2.pets.example".into()
+            ),
+            (
+                "api.tools".into(),
+                "listPets GET /pets".into(),
+                "listPets GET /animals".into()
+            ),
+            ("api.tools".into(), String::new(), "getPet GET /pets/x".into()),
+        ]
+    );
+}

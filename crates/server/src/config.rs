@@ -84,6 +84,7 @@ keys! {
     "policy.max_timeout_ms", "WARDEN_POLICY_MAX_TIMEOUT_MS", "60000", "Largest `limits.timeout_ms` a manifest may ask for.";
     "policy.max_memory_mb", "WARDEN_POLICY_MAX_MEMORY_MB", "1024", "Largest `limits.memory_mb` a manifest may ask for.";
     "policy.network_ip_literals", "WARDEN_POLICY_NETWORK_IP_LITERALS", "false", "Let a manifest's `permissions.network` name IP addresses (`10.1.2.3:8080`, `[2001:db8::1]:443`); `false`: host names only. An address still passes the egress proxy's address rules (loopback, private and link-local ranges need `policy.network_allow_cidrs`).";
+    "policy.api_local_servers", "WARDEN_POLICY_API_LOCAL_SERVERS", "false", "Let an API plugin's OpenAPI document name plain-`http` servers and loopback or private hosts (`localhost`, `127.0.0.1`, `10.0.0.5`; addresses also need `policy.network_ip_literals`): tests and APIs on the local network. `false`: public `https` hosts only. Link-local addresses (cloud metadata) are refused either way.";
     "credentials.key", "WARDEN_CREDENTIALS_KEY", "none", "The key platform-held credentials are sealed with (ChaCha20-Poly1305): 32 random bytes in base64 (`head -c 32 /dev/urandom | base64`). Unset: the server stores no credentials (`PUT /v1/apps/{app}/credentials/{name}` answers 409 naming this setting). Prefer the environment variable to the file; never logged or shown. Rotation: docs/capabilities.md.";
     "credentials.old_keys", "WARDEN_CREDENTIALS_OLD_KEYS", "[]", "Earlier `credentials.key`s, still accepted for opening the credentials they sealed (each stored credential names its key's id); a credential written again is sealed with the current key. Never logged or shown.";
     "policy.network_allow_cidrs", "WARDEN_POLICY_NETWORK_ALLOW_CIDRS", "[]", "Addresses plugins' declared hosts may resolve to although they are not public (an internal API), as CIDRs; the egress proxy refuses them otherwise. Name single addresses (`10.0.0.5/32`): a range opens every service in it.";
@@ -218,6 +219,9 @@ pub struct PolicySection {
     pub deny: Vec<DenyRule>,
     /// `permissions.network` may name IP addresses.
     pub network_ip_literals: bool,
+    /// API plugins' documents may name plain-http, loopback and private
+    /// servers.
+    pub api_local_servers: bool,
     /// Non-public addresses plugins' declared hosts may reach.
     pub network_allow_cidrs: Vec<String>,
 }
@@ -230,6 +234,7 @@ impl Default for PolicySection {
             max_memory_mb: 1024,
             deny: Vec::new(),
             network_ip_literals: false,
+            api_local_servers: false,
             network_allow_cidrs: Vec::new(),
         }
     }

@@ -329,6 +329,16 @@ impl Executor {
     /// version failed on this node is refused (503) until a retry is due;
     /// each step moves its runtime state (see [`crate::runtime_state`]).
     async fn load(&self, v: &Version) -> Result<(PathBuf, String, Manifest, Arc<Loaded>), ApiError> {
+        if v.manifest.get("runtime").and_then(Value::as_str) == Some(warden_package::manifest::API_RUNTIME) {
+            // An API plugin runs no code: Warden makes its HTTP requests,
+            // and that caller is not here yet. Its tools are checked and
+            // listed; a call says so plainly (501), not as a failure.
+            warden_core::registry::api_of(v)?;
+            return Err(ApiError::not_implemented(format!(
+                "{} {} is an API plugin: calling API plugins is not available yet (its tools are listed at GET /v1/plugins/{}/versions/{})",
+                v.plugin, v.version, v.plugin, v.version
+            )));
+        }
         self.states.gate(v)?;
         let tier = tier_of(
             v.manifest

@@ -268,6 +268,7 @@ pub async fn start(config: Config, node: String) -> Result<Started, StartError> 
         max_timeout_ms: config.policy.max_timeout_ms,
         max_memory_mb: config.policy.max_memory_mb,
         network_ip_literals: config.policy.network_ip_literals,
+        api_local_servers: config.policy.api_local_servers,
         ..PlatformLimits::default()
     };
     let policy = Policy {

@@ -101,6 +101,132 @@ pub struct VersionView {
     /// The registered key whose signature over the package hash the
     /// version carries, if any.
     pub signed_by: Option<String>,
+    /// For an API plugin (`type: api`): the servers and the tools derived
+    /// from its OpenAPI document; `null` for other plugins.
+    pub api: Option<ApiView>,
+}
+
+/// An API plugin version's servers and tools, derived from its OpenAPI
+/// document at upload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiView {
+    /// The document's file name in the package.
+    pub document: String,
+    /// Its OpenAPI version.
+    pub openapi: String,
+    /// The base URLs calls go to (the document's `servers`).
+    pub servers: Vec<String>,
+    /// Their `host[:port]`: what the version may reach.
+    pub hosts: Vec<String>,
+    /// One tool per operation.
+    pub tools: Vec<ToolView>,
+}
+
+/// One operation of an API plugin, callable as a tool.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolView {
+    /// The `operationId`.
+    pub name: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path template under the server URL.
+    pub path: String,
+    /// The operation's summary.
+    pub summary: Option<String>,
+    /// Where each input property goes (`path`, `query`, `header`); the
+    /// input's `body` is the JSON request body.
+    pub parameters: Vec<ToolParameterView>,
+    /// JSON Schema of the tool's input.
+    #[schema(value_type = Object)]
+    pub input_schema: Value,
+    /// JSON Schema of its success response.
+    #[schema(value_type = Object)]
+    pub output_schema: Value,
+    /// Ways to authenticate, any one of which will do; each a list of
+    /// schemes used together. Empty: none.
+    pub security: Vec<Vec<SecurityView>>,
+}
+
+/// Where one input property of a tool goes in the request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolParameterView {
+    /// The parameter's name.
+    pub name: String,
+    /// `path`, `query` or `header`.
+    #[serde(rename = "in")]
+    pub location: String,
+}
+
+/// A security scheme a tool uses.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecurityView {
+    /// Its name in the document's `components.securitySchemes`.
+    pub scheme: String,
+    /// `api_key_header`, `api_key_query`, `http_bearer`, `http_basic` or
+    /// `oauth2_client_credentials`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The header or query parameter of an API key.
+    pub name: Option<String>,
+    /// The token URL of OAuth2 client credentials.
+    pub token_url: Option<String>,
+    /// OAuth2 scopes asked for.
+    pub scopes: Vec<String>,
+}
+
+impl From<warden_package::openapi::ApiSpec> for ApiView {
+    fn from(a: warden_package::openapi::ApiSpec) -> Self {
+        use warden_package::openapi::SecurityKind as K;
+        let security = |s: warden_package::openapi::SecurityUse| {
+            let (kind, name, token_url) = match s.kind {
+                K::ApiKeyHeader { name } => ("api_key_header", Some(name), None),
+                K::ApiKeyQuery { name } => ("api_key_query", Some(name), None),
+                K::HttpBearer => ("http_bearer", None, None),
+                K::HttpBasic => ("http_basic", None, None),
+                K::Oauth2ClientCredentials { token_url } => {
+                    ("oauth2_client_credentials", None, Some(token_url))
+                }
+            };
+            SecurityView {
+                scheme: s.scheme,
+                kind: kind.into(),
+                name,
+                token_url,
+                scopes: s.scopes,
+            }
+        };
+        ApiView {
+            document: a.document,
+            openapi: a.openapi,
+            servers: a.servers,
+            hosts: a.hosts,
+            tools: a
+                .tools
+                .into_iter()
+                .map(|t| ToolView {
+                    name: t.name,
+                    method: t.method,
+                    path: t.path,
+                    summary: t.summary,
+                    parameters: t
+                        .parameters
+                        .into_iter()
+                        .map(|p| ToolParameterView {
+                            name: p.name,
+                            location: p.location,
+                        })
+                        .collect(),
+                    input_schema: t.input_schema,
+                    output_schema: t.output_schema,
+                    security: t
+                        .security
+                        .into_iter()
+                        .map(|all| all.into_iter().map(security).collect())
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A version's trust level.
@@ -127,7 +253,14 @@ impl From<warden_core::TrustLevel> for TrustLevelView {
 
 impl From<Version> for VersionView {
     fn from(v: Version) -> Self {
+        // A view cannot fail: a record whose tools do not parse shows none
+        // here, and a call of it answers the corruption (see exec.rs).
+        let api = warden_core::registry::api_of(&v)
+            .ok()
+            .flatten()
+            .map(ApiView::from);
         VersionView {
+            api,
             runtime: v
                 .manifest
                 .get("runtime")

@@ -1,6 +1,8 @@
 //! `warden plugin init NAME --runtime R`: a working plugin to start from: a
 //! manifest with input and output schemas, a handler, a sample event, a
 //! test, a README; the Warden SDK where the template uses it.
+//! `warden plugin init NAME --type api`: an API plugin to start from: a
+//! manifest and an OpenAPI document whose operations become its tools.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -28,14 +30,27 @@ pub enum Runtime {
     Wasm,
 }
 
+/// Plugin types `init` scaffolds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PluginType {
+    /// Code run by Warden (`--runtime` says which language).
+    Sandbox,
+    /// An OpenAPI document whose operations become tools; no code.
+    Api,
+}
+
 /// Arguments of `warden plugin init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The plugin's name; also the directory created.
     pub name: String,
-    /// The language.
-    #[arg(long, short, value_enum)]
-    pub runtime: Runtime,
+    /// The language (sandbox plugins).
+    #[arg(long, short, value_enum, required_unless_present = "kind")]
+    pub runtime: Option<Runtime>,
+    /// The plugin type: `api` scaffolds an API plugin (an OpenAPI
+    /// document, no code) [default: sandbox, with --runtime].
+    #[arg(long = "type", id = "kind", value_enum)]
+    pub kind: Option<PluginType>,
     /// Where to create it [default: ./NAME].
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -346,8 +361,114 @@ The handler contract, limits and what reviewers look at: Warden's
     )
 }
 
+fn api_manifest(code: &str, name: &str) -> String {
+    let doc = serde_json::json!({
+        "code": code,
+        "name": name,
+        "version": "0.1.0",
+        "type": "api",
+        "description": format!("{name}: the Example Notes API's operations, as tools."),
+        "author": "You <you@example.com>",
+        "limits": {"timeout_ms": 10000}
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// A small OpenAPI 3.1 document: a path parameter, a query parameter, a
+/// JSON body, a shared schema by reference, an API key in a header.
+const API_DOCUMENT: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {"title": "Example Notes API", "version": "1.0.0"},
+  "servers": [{"url": "https://api.example.com/v1"}],
+  "security": [{"api_key": []}],
+  "paths": {
+    "/notes": {
+      "post": {
+        "operationId": "createNote",
+        "summary": "Create a note",
+        "requestBody": {
+          "required": true,
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewNote"}}}
+        },
+        "responses": {
+          "201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Note"}}}}
+        }
+      }
+    },
+    "/notes/{id}": {
+      "get": {
+        "operationId": "getNote",
+        "summary": "Read a note",
+        "parameters": [
+          {"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}},
+          {"name": "format", "in": "query", "schema": {"enum": ["plain", "markdown"]}}
+        ],
+        "responses": {
+          "200": {"description": "The note", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Note"}}}}
+        }
+      }
+    }
+  },
+  "components": {
+    "schemas": {
+      "NewNote": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string", "maxLength": 10000}, "tags": {"type": "array", "items": {"type": "string"}}}
+      },
+      "Note": {
+        "type": "object",
+        "required": ["id", "text"],
+        "properties": {"id": {"type": "integer"}, "text": {"type": "string"}, "tags": {"type": ["array", "null"], "items": {"type": "string"}}}
+      }
+    },
+    "securitySchemes": {
+      "api_key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}
+    }
+  }
+}
+"##;
+
+fn api_readme(name: &str) -> String {
+    format!(
+        r#"# {name}
+
+A Warden API plugin: no code. Each operation of `openapi.json` becomes a
+tool (named by its `operationId`) whose input schema is derived from its
+parameters and JSON body, and whose output schema from its success response.
+
+| file | what |
+|---|---|
+| `manifest.json` | code, version, `"type": "api"`, limits |
+| `openapi.json` | the OpenAPI 3.0/3.1 document: servers, operations, security schemes |
+
+```sh
+warden plugin pack                          # the package, validated exactly as the server will; lists the tools
+warden plugin publish --server URL --submit # upload it and submit it for review (WARDEN_API_KEY)
+```
+
+Calls go only to the document's `servers` (https). What is checked, and the
+walkthrough: Warden's `docs/plugin-guide.md`.
+"#
+    )
+}
+
 fn fill(template: &str, name: &str, krate: &str) -> String {
     template.replace("{{name}}", name).replace("{{crate}}", krate)
+}
+
+fn write_files(dir: &std::path::Path, files: &[(String, String, bool)]) -> std::io::Result<()> {
+    for (rel, text, executable) in files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        if *executable {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
 }
 
 /// Run the command.
@@ -367,7 +488,7 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    if args.runtime == Runtime::Rust && ident(&name).replace('_', "-") == "warden-plugin" {
+    if args.runtime == Some(Runtime::Rust) && ident(&name).replace('_', "-") == "warden-plugin" {
         eprintln!(
             "{} `{name}` is the Rust SDK's own crate name: choose another",
             crate::style::error("error:")
@@ -397,7 +518,43 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let krate = id.replace('_', "-");
     let event = "{\"name\": \"Ada\"}\n".to_owned();
     let mut files: Vec<(String, String, bool)> = Vec::new();
-    let test_cmd = match args.runtime {
+    let runtime = match (args.kind, args.runtime) {
+        (Some(PluginType::Api), Some(_)) => {
+            eprintln!(
+                "{} an API plugin runs no code: drop --runtime",
+                crate::style::error("error:")
+            );
+            return Ok(ExitCode::from(2));
+        }
+        (_, Some(r)) => Some(r),
+        (Some(PluginType::Api), None) => None,
+        (_, None) => {
+            eprintln!(
+                "{} a sandbox plugin needs --runtime",
+                crate::style::error("error:")
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let Some(runtime) = runtime else {
+        files.push(("manifest.json".into(), api_manifest(&code, &name), false));
+        files.push(("openapi.json".into(), API_DOCUMENT.into(), false));
+        files.push(("README.md".into(), api_readme(&name), false));
+        write_files(&dir, &files)?;
+        eprintln!(
+            "{} an API plugin `{code}` in {} ({} files)",
+            crate::style::ok("created"),
+            dir.display(),
+            files.len()
+        );
+        println!("{}", dir.display());
+        hint(&format!(
+            "edit openapi.json, then `cd {} && warden plugin pack`",
+            dir.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let test_cmd = match runtime {
         Runtime::Python => {
             files.push((
                 "manifest.json".into(),
@@ -481,21 +638,12 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     files.push(("event.json".into(), event, false));
-    files.push(("README.md".into(), readme(&name, args.runtime, test_cmd), false));
-    for (rel, text, executable) in &files {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, text)?;
-        if *executable {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        }
-    }
+    files.push(("README.md".into(), readme(&name, runtime, test_cmd), false));
+    write_files(&dir, &files)?;
     eprintln!(
         "{} a {:?} plugin `{code}` in {} ({} files)",
         crate::style::ok("created"),
-        args.runtime,
+        runtime,
         dir.display(),
         files.len()
     );
@@ -520,5 +668,33 @@ mod tests {
             &Default::default(),
         )
         .expect("the scaffolded manifest is valid");
+    }
+
+    #[test]
+    fn the_api_sample_is_a_valid_package_with_its_tools() {
+        let zip = warden_package::build::ZipBuilder::new()
+            .file(
+                "manifest.json",
+                api_manifest("com.example.notes", "notes").as_bytes(),
+            )
+            .file("openapi.json", API_DOCUMENT.as_bytes())
+            .file("README.md", api_readme("notes").as_bytes())
+            .finish();
+        let pkg = warden_package::open(&zip, &Default::default()).expect("the API sample is valid");
+        let api = pkg.api.expect("an API plugin");
+        let tools: Vec<(&str, &str, &str)> = api
+            .tools
+            .iter()
+            .map(|t| (t.name.as_str(), t.method.as_str(), t.path.as_str()))
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                ("createNote", "POST", "/notes"),
+                ("getNote", "GET", "/notes/{id}")
+            ]
+        );
+        assert_eq!(api.hosts, ["api.example.com"]);
+        assert_eq!(api.tools[1].input_schema["required"], serde_json::json!(["id"]));
     }
 }

@@ -652,6 +652,17 @@ pub fn pack_command(args: PackArgs) -> anyhow::Result<ExitCode> {
         &packed.package.sha256[..12]
     );
     print_report(&packed.package, args.report);
+    if let Some(api) = &packed.package.api {
+        for t in &api.tools {
+            eprintln!("  tool {} {} {}", t.name, t.method, t.path);
+        }
+        eprintln!(
+            "{} {} tool(s), calling {}",
+            crate::style::dim("==>"),
+            api.tools.len(),
+            api.servers.join(", ")
+        );
+    }
     println!("{}", out.display());
     hint(&format!("try it with `warden plugin test {}`", dir.display()));
     Ok(ExitCode::SUCCESS)

@@ -95,6 +95,19 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
         print_report(&packed.package, false);
     }
+    if let Some(api) = &packed.package.api {
+        // An API plugin runs no code here: its tools are what there is to see.
+        for t in &api.tools {
+            eprintln!("  tool {} {} {}", t.name, t.method, t.path);
+        }
+        eprintln!(
+            "{} {} is an API plugin: calling API plugins is not available yet; its {} tool(s) are valid",
+            crate::style::warn("note:"),
+            packed.package.manifest.code,
+            api.tools.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let m = packed.package.manifest.clone();
     let event_path = args.event.clone().unwrap_or_else(|| dir.join("event.json"));
     let event_text = match std::fs::read(&event_path) {
