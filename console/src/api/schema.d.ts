@@ -1090,6 +1090,22 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description An API plugin version's servers and tools, derived from its OpenAPI
+         *     document at upload.
+         */
+        ApiView: {
+            /** @description The document's file name in the package. */
+            document: string;
+            /** @description Its OpenAPI version. */
+            openapi: string;
+            /** @description The base URLs calls go to (the document's `servers`). */
+            servers: string[];
+            /** @description Their `host[:port]`: what the version may reach. */
+            hosts: string[];
+            /** @description One tool per operation. */
+            tools: components["schemas"]["ToolView"][];
+        };
         /** @description An app. */
         AppView: {
             /** @description Identifier. */
@@ -2581,6 +2597,22 @@ export interface components {
              */
             nodes: components["schemas"]["NodeRuntimeView"][];
         };
+        /** @description A security scheme a tool uses. */
+        SecurityView: {
+            /** @description Its name in the document's `components.securitySchemes`. */
+            scheme: string;
+            /**
+             * @description `api_key_header`, `api_key_query`, `http_bearer`, `http_basic` or
+             *     `oauth2_client_credentials`.
+             */
+            type: string;
+            /** @description The header or query parameter of an API key. */
+            name?: string | null;
+            /** @description The token URL of OAuth2 client credentials. */
+            token_url?: string | null;
+            /** @description OAuth2 scopes asked for. */
+            scopes: string[];
+        };
         /** @description A seed file. */
         SeedFileView: {
             /** @description Path in the workspace. */
@@ -3004,6 +3036,38 @@ export interface components {
              */
             updated_at: number;
         };
+        /** @description Where one input property of a tool goes in the request. */
+        ToolParameterView: {
+            /** @description The parameter's name. */
+            name: string;
+            /** @description `path`, `query` or `header`. */
+            in: string;
+        };
+        /** @description One operation of an API plugin, callable as a tool. */
+        ToolView: {
+            /** @description The `operationId`. */
+            name: string;
+            /** @description HTTP method. */
+            method: string;
+            /** @description Path template under the server URL. */
+            path: string;
+            /** @description The operation's summary. */
+            summary?: string | null;
+            /**
+             * @description Where each input property goes (`path`, `query`, `header`); the
+             *     input's `body` is the JSON request body.
+             */
+            parameters: components["schemas"]["ToolParameterView"][];
+            /** @description JSON Schema of the tool's input. */
+            input_schema: Record<string, never>;
+            /** @description JSON Schema of its success response. */
+            output_schema: Record<string, never>;
+            /**
+             * @description Ways to authenticate, any one of which will do; each a list of
+             *     schemes used together. Empty: none.
+             */
+            security: components["schemas"]["SecurityView"][][];
+        };
         /**
          * @description A version's trust level.
          * @enum {string}
@@ -3082,6 +3146,7 @@ export interface components {
              *     version carries, if any.
              */
             signed_by?: string | null;
+            api?: null | components["schemas"]["ApiView"];
         };
     };
     responses: never;
@@ -6104,6 +6169,15 @@ export interface operations {
             };
             /** @description Too many executions in flight; see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not available yet: calling an API plugin's tools (its tools are listed with its version) */
+            501: {
                 headers: {
                     [name: string]: unknown;
                 };
