@@ -35,6 +35,11 @@ pub enum CredentialKindName {
     Bearer,
     /// `Authorization: Basic base64(username:SECRET)`.
     Basic,
+    /// OAuth2 client-credentials: Warden fetches a token from `token_url`
+    /// (the secret is the client secret) and sends `Authorization: Bearer
+    /// TOKEN`.
+    #[serde(rename = "oauth2_client_credentials")]
+    Oauth2ClientCredentials,
 }
 
 /// A credential to store (or to replace the one of that name).
@@ -55,8 +60,26 @@ pub struct CredentialBody {
     #[serde(default)]
     #[schema(max_length = 256)]
     pub username: Option<String>,
-    /// The secret (the key, the token, the password). Written, never read
-    /// back: no answer, log or audit event holds it.
+    /// `oauth2_client_credentials`: the token endpoint, `https://`, its
+    /// host one of `hosts`.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub token_url: Option<String>,
+    /// `oauth2_client_credentials`: the client id.
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    pub client_id: Option<String>,
+    /// `oauth2_client_credentials`: the `scope` asked for (optional).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub scope: Option<String>,
+    /// `oauth2_client_credentials`: the `audience` asked for (optional).
+    #[serde(default)]
+    #[schema(max_length = 1024)]
+    pub audience: Option<String>,
+    /// The secret (the key, the token, the password, the OAuth2 client
+    /// secret). Written, never read back: no answer, log or audit event
+    /// holds it.
     #[schema(min_length = 1, max_length = 8192, write_only)]
     pub secret: String,
     /// The hosts it may be sent to, `host[:port]` (a plugin's request to
@@ -80,6 +103,14 @@ pub struct CredentialView {
     pub query: Option<String>,
     /// `basic`: the user name.
     pub username: Option<String>,
+    /// `oauth2_client_credentials`: the token endpoint.
+    pub token_url: Option<String>,
+    /// `oauth2_client_credentials`: the client id.
+    pub client_id: Option<String>,
+    /// `oauth2_client_credentials`: the scope asked for.
+    pub scope: Option<String>,
+    /// `oauth2_client_credentials`: the audience asked for.
+    pub audience: Option<String>,
     /// The hosts it may be sent to.
     pub hosts: Vec<String>,
     /// The id of the key that sealed its secret (rotation: see
@@ -93,10 +124,20 @@ pub struct CredentialView {
 
 impl From<Credential> for CredentialView {
     fn from(c: Credential) -> Self {
+        let (mut token_url, mut client_id, mut scope, mut audience) = (None, None, None, None);
         let (kind, header, query, username) = match c.spec.kind {
             CredentialKind::ApiKey { header, query } => (CredentialKindName::ApiKey, header, query, None),
             CredentialKind::Bearer => (CredentialKindName::Bearer, None, None, None),
             CredentialKind::Basic { username } => (CredentialKindName::Basic, None, None, Some(username)),
+            CredentialKind::OAuth2ClientCredentials {
+                token_url: t,
+                client_id: i,
+                scope: s,
+                audience: a,
+            } => {
+                (token_url, client_id, scope, audience) = (Some(t), Some(i), s, a);
+                (CredentialKindName::Oauth2ClientCredentials, None, None, None)
+            }
         };
         CredentialView {
             app: c.app,
@@ -105,6 +146,10 @@ impl From<Credential> for CredentialView {
             header,
             query,
             username,
+            token_url,
+            client_id,
+            scope,
+            audience,
             hosts: c.spec.hosts,
             key_id: c.key_id,
             created_at: c.created_at,
@@ -123,7 +168,18 @@ impl CredentialBody {
                 message: format!("not used by kind `{}`", kind_name(self.kind)),
             })
         };
-        let (kind, errors): (CredentialKind, Vec<FieldError>) = match self.kind {
+        let oauth_fields = [
+            ("token_url", &self.token_url),
+            ("client_id", &self.client_id),
+            ("scope", &self.scope),
+            ("audience", &self.audience),
+        ];
+        let oauth_unused: Vec<FieldError> = if self.kind == CredentialKindName::Oauth2ClientCredentials {
+            Vec::new()
+        } else {
+            oauth_fields.iter().filter_map(|(f, v)| unused(f, v)).collect()
+        };
+        let (kind, mut errors): (CredentialKind, Vec<FieldError>) = match self.kind {
             CredentialKindName::ApiKey => (
                 CredentialKind::ApiKey {
                     header: self.header.clone(),
@@ -160,7 +216,35 @@ impl CredentialBody {
                     e,
                 )
             }
+            CredentialKindName::Oauth2ClientCredentials => {
+                let mut e: Vec<FieldError> = [
+                    unused("header", &self.header),
+                    unused("query", &self.query),
+                    unused("username", &self.username),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                for (field, v) in &oauth_fields[..2] {
+                    if v.is_none() {
+                        e.push(FieldError {
+                            location: format!("/{field}"),
+                            message: "required by kind `oauth2_client_credentials`".into(),
+                        });
+                    }
+                }
+                (
+                    CredentialKind::OAuth2ClientCredentials {
+                        token_url: self.token_url.clone().unwrap_or_default(),
+                        client_id: self.client_id.clone().unwrap_or_default(),
+                        scope: self.scope.clone(),
+                        audience: self.audience.clone(),
+                    },
+                    e,
+                )
+            }
         };
+        errors.extend(oauth_unused);
         if errors.is_empty() {
             Ok(CredentialSpec {
                 kind,
@@ -177,6 +261,7 @@ fn kind_name(k: CredentialKindName) -> &'static str {
         CredentialKindName::ApiKey => "api_key",
         CredentialKindName::Bearer => "bearer",
         CredentialKindName::Basic => "basic",
+        CredentialKindName::Oauth2ClientCredentials => "oauth2_client_credentials",
     }
 }
 
@@ -412,6 +497,27 @@ pub(crate) async fn for_call(
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
                 EgressCredential::header(name, &c.spec.hosts, "authorization", &format!("Basic {encoded}"))
             }
+            // The token is fetched by the proxy or the client when a request
+            // names it, cached per app and name, and forgotten when the
+            // credential is rewritten (its key and last write change).
+            CredentialKind::OAuth2ClientCredentials {
+                token_url,
+                client_id,
+                scope,
+                audience,
+            } => EgressCredential::oauth2(
+                name,
+                &c.spec.hosts,
+                warden_egress::OAuth2 {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: secret.expose().to_owned(),
+                    scope: scope.clone(),
+                    audience: audience.clone(),
+                },
+                &format!("{app}\0{name}"),
+                &format!("{}:{}", c.key_id, c.updated_at),
+            ),
         };
         // Warden's own client scrubs the raw secret from what it returns.
         match made.map(|m| m.redacting(secret.expose())) {
