@@ -93,6 +93,9 @@ pub struct CredentialSpec {
 pub struct Credential {
     /// The app it belongs to.
     pub app: String,
+    /// The plugin whose installation in the app it belongs to; `None`: the
+    /// app's own, used by every installation without one of that name.
+    pub plugin: Option<String>,
     /// Its name, as manifests and requests name it.
     pub name: String,
     /// Kind and hosts.
@@ -111,6 +114,7 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("app", &self.app)
+            .field("plugin", &self.plugin)
             .field("name", &self.name)
             .field("spec", &self.spec)
             .field("key_id", &self.key_id)
@@ -222,10 +226,14 @@ impl Drop for Zeroed {
     }
 }
 
-/// The associated data binding a sealed secret to its row.
-fn aad(app: &str, name: &str, spec: &CredentialSpec) -> Vec<u8> {
+/// The associated data binding a sealed secret to its row (an
+/// installation's also to its plugin, so it cannot be moved to another).
+fn aad(app: &str, plugin: Option<&str>, name: &str, spec: &CredentialSpec) -> Vec<u8> {
     let spec = serde_json::to_string(spec).unwrap_or_default();
-    format!("warden-credential\0{app}\0{name}\0{spec}").into_bytes()
+    match plugin {
+        None => format!("warden-credential\0{app}\0{name}\0{spec}").into_bytes(),
+        Some(p) => format!("warden-installation-credential\0{app}\0{p}\0{name}\0{spec}").into_bytes(),
+    }
 }
 
 impl Keyring {
@@ -252,11 +260,13 @@ impl Keyring {
         self.current.as_ref().map(|k| k.id.as_str())
     }
 
-    /// Seal `secret` for `app`'s credential `name` defined by `spec`: the
-    /// current key's id and the sealed text.
+    /// Seal `secret` for `app`'s credential `name` (of its installation of
+    /// `plugin`, if given) defined by `spec`: the current key's id and the
+    /// sealed text.
     pub fn seal(
         &self,
         app: &str,
+        plugin: Option<&str>,
         name: &str,
         spec: &CredentialSpec,
         secret: &str,
@@ -268,7 +278,7 @@ impl Keyring {
         key.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(app, name, spec)),
+                Aad::from(aad(app, plugin, name, spec)),
                 &mut buf.0,
             )
             .map_err(|_| CredentialError::Corrupt(name.to_owned()))?;
@@ -294,7 +304,11 @@ impl Keyring {
         let mut body = bytes.split_off(NONCE_LEN);
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(aad(&c.app, &c.name, &c.spec)), &mut body)
+            .open_in_place(
+                nonce,
+                Aad::from(aad(&c.app, c.plugin.as_deref(), &c.name, &c.spec)),
+                &mut body,
+            )
             .map_err(|_| corrupt())?
             .to_vec();
         body.iter_mut().for_each(|b| *b = 0);
@@ -518,9 +532,10 @@ mod tests {
     }
 
     fn stored(ring: &Keyring, name: &str, secret: &str) -> Credential {
-        let (key_id, sealed) = ring.seal("app", name, &spec(), secret).unwrap();
+        let (key_id, sealed) = ring.seal("app", None, name, &spec(), secret).unwrap();
         Credential {
             app: "app".into(),
+            plugin: None,
             name: name.into(),
             spec: spec(),
             key_id,
@@ -545,6 +560,23 @@ mod tests {
         let mut other = c.clone();
         other.app = "other".into();
         assert!(matches!(ring.open(&other), Err(CredentialError::Corrupt(_))));
+        // An app's credential moved to an installation, or an
+        // installation's to another plugin: it no longer opens.
+        let mut installed = c.clone();
+        installed.plugin = Some("acme.tool".into());
+        assert!(matches!(ring.open(&installed), Err(CredentialError::Corrupt(_))));
+        let (key_id, sealed) = ring
+            .seal("app", Some("acme.tool"), "github", &spec(), "s3cret")
+            .unwrap();
+        let mut own = Credential {
+            plugin: Some("acme.tool".into()),
+            key_id,
+            sealed,
+            ..c.clone()
+        };
+        assert_eq!(ring.open(&own).unwrap().expose(), "s3cret");
+        own.plugin = Some("acme.other".into());
+        assert!(matches!(ring.open(&own), Err(CredentialError::Corrupt(_))));
         assert_eq!(format!("{:?}", ring.open(&c).unwrap()), "Secret(<redacted>)");
     }
 
@@ -563,7 +595,7 @@ mod tests {
         // No key: nothing is sealed.
         let none = Keyring::new(None, &[]).unwrap();
         assert!(matches!(
-            none.seal("app", "x", &spec(), "s"),
+            none.seal("app", None, "x", &spec(), "s"),
             Err(CredentialError::NoKey)
         ));
     }
@@ -657,9 +689,10 @@ mod tests {
         // database no longer opens the secret.
         let ring = Keyring::new(Some(KEY), &[]).unwrap();
         let spec = oauth("https://auth.x.org/t", &["auth.x.org"]);
-        let (key_id, sealed) = ring.seal("app", "api", &spec, "client-secret").unwrap();
+        let (key_id, sealed) = ring.seal("app", None, "api", &spec, "client-secret").unwrap();
         let mut c = Credential {
             app: "app".into(),
+            plugin: None,
             name: "api".into(),
             spec,
             key_id,

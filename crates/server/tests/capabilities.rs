@@ -1283,3 +1283,173 @@ async fn an_oauth2_credential_gets_its_token_from_warden_and_the_box_sees_neithe
     assert!(trail.contains("credential_use"), "{trail}");
     s.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_installations_credential_comes_before_the_apps_and_goes_with_the_installation() {
+    let up = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "inst";
+    let host = format!("127.0.0.1:{}", up.port);
+    let mut m = manifest(SNOOP_CODE, "1.0.0", "python3", "main.py");
+    m["permissions"] = json!({"network": [host], "credentials": ["github"]});
+    s.publish(&dev, package(&m, &[("main.py", SNOOP)]), app).await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "other-app"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let other_app = s.key("app", "other-app", Some("other-app")).await;
+    let body =
+        |secret: &str| json!({"kind": "api_key", "header": "X-Api-Key", "secret": secret, "hosts": [host]});
+    let app_path = format!("/v1/apps/{app}/credentials/github");
+    let inst_path = format!("/v1/apps/{app}/installations/{SNOOP_CODE}/credentials/github");
+    s.expect(
+        Method::PUT,
+        &app_path,
+        &app_key,
+        Some(body(SECRET)),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Another app may not write it; an installation that does not exist
+    // has no credentials.
+    let r = s
+        .call(Method::PUT, &inst_path, Some(&other_app), Some(body(SECRET2)))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.expect(
+        Method::PUT,
+        &format!("/v1/apps/{app}/installations/test.caps.absent/credentials/github"),
+        &app_key,
+        Some(body(SECRET2)),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let v = s
+        .expect(
+            Method::PUT,
+            &inst_path,
+            &app_key,
+            Some(body(SECRET2)),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(v["installation"], SNOOP_CODE, "{v}");
+    assert!(!v.to_string().contains(SECRET2), "{v}");
+    let listed = s
+        .expect(
+            Method::GET,
+            &format!("/v1/apps/{app}/installations/{SNOOP_CODE}/credentials"),
+            &app_key,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(!listed.to_string().contains(SECRET2));
+
+    let call = |path: &'static str| {
+        let s = &s;
+        let app_key = &app_key;
+        let event = json!({"with": [format!("http://{host}/{path}"), "github"]}).to_string();
+        async move {
+            let (status, v, _) = s.execute(app_key, app, SNOOP_CODE, &event, "").await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(v["return_value"]["with"]["status"], 200, "{v}");
+            assert!(
+                !v.to_string().contains(SECRET) && !v.to_string().contains(SECRET2),
+                "{v}"
+            );
+        }
+    };
+    let sent = |path: &str| {
+        up.heads()
+            .into_iter()
+            .find(|h| h.starts_with(&format!("GET /{path} ")))
+            .unwrap()
+    };
+    // The installation's first.
+    call("first").await;
+    assert!(
+        sent("first").contains(&format!("\r\nx-api-key: {SECRET2}\r\n")),
+        "{}",
+        sent("first")
+    );
+    // Deleted: the app's again.
+    s.expect(Method::DELETE, &inst_path, &app_key, None, StatusCode::NO_CONTENT)
+        .await;
+    s.expect(Method::GET, &inst_path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    call("second").await;
+    assert!(
+        sent("second").contains(&format!("\r\nx-api-key: {SECRET}\r\n")),
+        "{}",
+        sent("second")
+    );
+    // Uninstalled: the installation's credentials go with it.
+    s.expect(
+        Method::PUT,
+        &inst_path,
+        &s.admin,
+        Some(body(SECRET2)),
+        StatusCode::CREATED,
+    )
+    .await;
+    s.expect(
+        Method::DELETE,
+        &format!("/v1/apps/{app}/installations/{SNOOP_CODE}"),
+        &s.admin,
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    s.expect(
+        Method::POST,
+        &format!("/v1/apps/{app}/installations"),
+        &s.admin,
+        Some(json!({"plugin": SNOOP_CODE})),
+        StatusCode::CREATED,
+    )
+    .await;
+    s.expect(Method::GET, &inst_path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    call("third").await;
+    assert!(
+        sent("third").contains(&format!("\r\nx-api-key: {SECRET}\r\n")),
+        "{}",
+        sent("third")
+    );
+
+    // Audited on write (naming the installation) and on use; never a secret.
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await;
+    let text = trail.to_string();
+    assert!(!text.contains(SECRET) && !text.contains(SECRET2), "{text}");
+    let events = trail["items"]
+        .as_array()
+        .unwrap_or_else(|| trail.as_array().unwrap());
+    let count = |action: &str, installation: bool| {
+        events
+            .iter()
+            .filter(|e| e["action"] == action && (e["detail"]["installation"] == SNOOP_CODE) == installation)
+            .count()
+    };
+    assert_eq!(count("credential_put", true), 2, "{text}");
+    assert_eq!(count("credential_delete", true), 1, "{text}");
+    assert!(
+        events.iter().filter(|e| e["action"] == "credential_use").count() >= 3,
+        "{text}"
+    );
+    s.stop().await.unwrap();
+}
