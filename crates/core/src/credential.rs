@@ -7,7 +7,8 @@
 //! server's `credentials.key`; the key's id is stored beside each sealed
 //! secret, so a rotated key (moved to `credentials.old_keys`) still opens
 //! what it sealed, and a secret rewritten is sealed under the current key.
-//! The app, the name and the credential's definition (kind and hosts) are
+//! The app, the name and the credential's definition (kind, hosts, and an
+//! OAuth2 credential's token URL, client id, scope and audience) are
 //! the AEAD's associated data: a row edited in the database to send the
 //! secret elsewhere no longer opens.
 //!
@@ -44,15 +45,34 @@ pub enum CredentialKind {
         /// The user name (not secret).
         username: String,
     },
+    /// OAuth2 client-credentials: Warden fetches a token from `token_url`
+    /// with `client_id` and the secret (the client secret) and sends
+    /// `Authorization: Bearer TOKEN`. The token URL is `https://` and its
+    /// host one of the credential's hosts, so the client secret goes
+    /// nowhere the definition does not name.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials {
+        /// The token endpoint.
+        token_url: String,
+        /// The client id (not secret).
+        client_id: String,
+        /// The `scope` asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The `audience` asked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
 }
 
 impl CredentialKind {
-    /// `api_key`, `bearer` or `basic`.
+    /// `api_key`, `bearer`, `basic` or `oauth2_client_credentials`.
     pub fn as_str(&self) -> &'static str {
         match self {
             CredentialKind::ApiKey { .. } => "api_key",
             CredentialKind::Bearer => "bearer",
             CredentialKind::Basic { .. } => "basic",
+            CredentialKind::OAuth2ClientCredentials { .. } => "oauth2_client_credentials",
         }
     }
 }
@@ -73,6 +93,9 @@ pub struct CredentialSpec {
 pub struct Credential {
     /// The app it belongs to.
     pub app: String,
+    /// The plugin whose installation in the app it belongs to; `None`: the
+    /// app's own, used by every installation without one of that name.
+    pub plugin: Option<String>,
     /// Its name, as manifests and requests name it.
     pub name: String,
     /// Kind and hosts.
@@ -91,6 +114,7 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("app", &self.app)
+            .field("plugin", &self.plugin)
             .field("name", &self.name)
             .field("spec", &self.spec)
             .field("key_id", &self.key_id)
@@ -202,10 +226,14 @@ impl Drop for Zeroed {
     }
 }
 
-/// The associated data binding a sealed secret to its row.
-fn aad(app: &str, name: &str, spec: &CredentialSpec) -> Vec<u8> {
+/// The associated data binding a sealed secret to its row (an
+/// installation's also to its plugin, so it cannot be moved to another).
+fn aad(app: &str, plugin: Option<&str>, name: &str, spec: &CredentialSpec) -> Vec<u8> {
     let spec = serde_json::to_string(spec).unwrap_or_default();
-    format!("warden-credential\0{app}\0{name}\0{spec}").into_bytes()
+    match plugin {
+        None => format!("warden-credential\0{app}\0{name}\0{spec}").into_bytes(),
+        Some(p) => format!("warden-installation-credential\0{app}\0{p}\0{name}\0{spec}").into_bytes(),
+    }
 }
 
 impl Keyring {
@@ -232,11 +260,13 @@ impl Keyring {
         self.current.as_ref().map(|k| k.id.as_str())
     }
 
-    /// Seal `secret` for `app`'s credential `name` defined by `spec`: the
-    /// current key's id and the sealed text.
+    /// Seal `secret` for `app`'s credential `name` (of its installation of
+    /// `plugin`, if given) defined by `spec`: the current key's id and the
+    /// sealed text.
     pub fn seal(
         &self,
         app: &str,
+        plugin: Option<&str>,
         name: &str,
         spec: &CredentialSpec,
         secret: &str,
@@ -248,7 +278,7 @@ impl Keyring {
         key.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(app, name, spec)),
+                Aad::from(aad(app, plugin, name, spec)),
                 &mut buf.0,
             )
             .map_err(|_| CredentialError::Corrupt(name.to_owned()))?;
@@ -274,7 +304,11 @@ impl Keyring {
         let mut body = bytes.split_off(NONCE_LEN);
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(aad(&c.app, &c.name, &c.spec)), &mut body)
+            .open_in_place(
+                nonce,
+                Aad::from(aad(&c.app, c.plugin.as_deref(), &c.name, &c.spec)),
+                &mut body,
+            )
             .map_err(|_| corrupt())?
             .to_vec();
         body.iter_mut().for_each(|b| *b = 0);
@@ -325,6 +359,62 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether `url` may be an OAuth2 token endpoint for a credential bound to
+/// `hosts`: `https://`, no user info, and its `host[:port]` listed exactly
+/// (no wildcard entry covers it): the client secret goes only there. Plain
+/// `http://` only to an IP literal where the operator allows IP literals
+/// (an internal endpoint; Warden's client then reaches plain HTTP only in
+/// the ranges the operator opened).
+fn check_token_url(url: &str, hosts: &[String], ip: IpLiterals) -> Result<(), String> {
+    if url.len() > 2048 || url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("a URL of at most 2048 characters, without spaces or control characters".into());
+    }
+    let scheme = |s: &str| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+    let (rest, default_port, tls) = if scheme("https://") {
+        (&url[8..], 443, true)
+    } else if scheme("http://") {
+        (&url[7..], 80, false)
+    } else {
+        return Err("the token endpoint must be an `https://` URL".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err("the token endpoint's URL must name a host, without user info".into());
+    }
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !authority.starts_with('[') || h.ends_with(']') => match p.parse::<u16>() {
+            Ok(p) => (h.to_owned(), p),
+            Err(_) => return Err(format!("`{}` is not a port", p.escape_debug())),
+        },
+        _ => (authority.clone(), default_port),
+    };
+    if !tls {
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+        if !(literal && ip == IpLiterals::Allowed) {
+            return Err(
+                "the token endpoint must be an `https://` URL (plain `http://` only to an IP literal, where the operator allows them)"
+                    .into(),
+            );
+        }
+    }
+    let listed = hosts.iter().any(|h| {
+        let h = h.to_ascii_lowercase();
+        h == format!("{host}:{port}") || (port == default_port && h == host)
+    });
+    if listed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the token endpoint's host `{host}:{port}` must be one of the credential's `hosts` (exactly): the client secret is sent there"
+        ))
+    }
+}
+
 /// Check a credential to store: its definition and secret. Every problem,
 /// each at its JSON pointer in the request body.
 pub fn check(spec: &CredentialSpec, secret: &str, ip: IpLiterals) -> Vec<(String, String)> {
@@ -362,7 +452,8 @@ pub fn check(spec: &CredentialSpec, secret: &str, ip: IpLiterals) -> Vec<(String
                     .into(),
             ),
         },
-        CredentialKind::Bearer => {}
+        // OAuth2's fields are checked below.
+        CredentialKind::Bearer | CredentialKind::OAuth2ClientCredentials { .. } => {}
         CredentialKind::Basic { username } => {
             if username.is_empty()
                 || username.len() > 256
@@ -373,6 +464,30 @@ pub fn check(spec: &CredentialSpec, secret: &str, ip: IpLiterals) -> Vec<(String
                     "/username",
                     "1 to 256 characters, without `:` or control characters".into(),
                 );
+            }
+        }
+    }
+    if let CredentialKind::OAuth2ClientCredentials {
+        token_url,
+        client_id,
+        scope,
+        audience,
+    } = &spec.kind
+    {
+        if let Err(e) = check_token_url(token_url, &spec.hosts, ip) {
+            at("/token_url", e);
+        }
+        if client_id.is_empty() || client_id.len() > 256 || client_id.chars().any(char::is_control) {
+            at(
+                "/client_id",
+                "1 to 256 characters, without control characters".into(),
+            );
+        }
+        for (field, v) in [("/scope", scope), ("/audience", audience)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control))
+            {
+                at(field, "1 to 1024 characters, without control characters".into());
             }
         }
     }
@@ -417,9 +532,10 @@ mod tests {
     }
 
     fn stored(ring: &Keyring, name: &str, secret: &str) -> Credential {
-        let (key_id, sealed) = ring.seal("app", name, &spec(), secret).unwrap();
+        let (key_id, sealed) = ring.seal("app", None, name, &spec(), secret).unwrap();
         Credential {
             app: "app".into(),
+            plugin: None,
             name: name.into(),
             spec: spec(),
             key_id,
@@ -444,6 +560,23 @@ mod tests {
         let mut other = c.clone();
         other.app = "other".into();
         assert!(matches!(ring.open(&other), Err(CredentialError::Corrupt(_))));
+        // An app's credential moved to an installation, or an
+        // installation's to another plugin: it no longer opens.
+        let mut installed = c.clone();
+        installed.plugin = Some("acme.tool".into());
+        assert!(matches!(ring.open(&installed), Err(CredentialError::Corrupt(_))));
+        let (key_id, sealed) = ring
+            .seal("app", Some("acme.tool"), "github", &spec(), "s3cret")
+            .unwrap();
+        let mut own = Credential {
+            plugin: Some("acme.tool".into()),
+            key_id,
+            sealed,
+            ..c.clone()
+        };
+        assert_eq!(ring.open(&own).unwrap().expose(), "s3cret");
+        own.plugin = Some("acme.other".into());
+        assert!(matches!(ring.open(&own), Err(CredentialError::Corrupt(_))));
         assert_eq!(format!("{:?}", ring.open(&c).unwrap()), "Secret(<redacted>)");
     }
 
@@ -462,7 +595,7 @@ mod tests {
         // No key: nothing is sealed.
         let none = Keyring::new(None, &[]).unwrap();
         assert!(matches!(
-            none.seal("app", "x", &spec(), "s"),
+            none.seal("app", None, "x", &spec(), "s"),
             Err(CredentialError::NoKey)
         ));
     }
@@ -499,5 +632,78 @@ mod tests {
         assert_eq!(check(&both, "k", IpLiterals::Refused).len(), 1);
         assert!(check(&spec(), "token", IpLiterals::Refused).is_empty());
         assert!(check_name("github").is_ok() && check_name("GitHub").is_err());
+    }
+
+    #[test]
+    fn an_oauth2_token_endpoint_must_be_https_and_among_the_hosts() {
+        let oauth = |url: &str, hosts: &[&str]| CredentialSpec {
+            kind: CredentialKind::OAuth2ClientCredentials {
+                token_url: url.into(),
+                client_id: "client".into(),
+                scope: Some("read".into()),
+                audience: None,
+            },
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        };
+        let at = |spec: CredentialSpec| -> Vec<String> {
+            check(&spec, "client-secret", IpLiterals::Refused)
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect()
+        };
+        assert!(
+            at(oauth(
+                "https://auth.x.org/oauth/token",
+                &["api.x.org", "auth.x.org"]
+            ))
+            .is_empty()
+        );
+        assert!(at(oauth("https://Auth.x.org:8443/t", &["auth.x.org:8443"])).is_empty());
+        assert_eq!(
+            at(oauth("https://evil.org/token", &["api.x.org"])),
+            ["/token_url"]
+        );
+        assert_eq!(
+            at(oauth("http://auth.x.org/token", &["auth.x.org"])),
+            ["/token_url"]
+        );
+        assert_eq!(
+            at(oauth("https://auth.x.org:8443/t", &["auth.x.org"])),
+            ["/token_url"]
+        );
+        assert_eq!(
+            at(oauth("https://u:p@auth.x.org/t", &["auth.x.org"])),
+            ["/token_url"]
+        );
+        assert_eq!(at(oauth("https://a.x.org/t", &["*.x.org"])), ["/token_url"]);
+        assert_eq!(at(oauth("ftp://auth.x.org/t", &["auth.x.org"])), ["/token_url"]);
+        // Plain HTTP: only to an IP literal, where the operator allows them.
+        let local = oauth("http://127.0.0.1:9000/t", &["127.0.0.1:9000"]);
+        assert!(check(&local, "s", IpLiterals::Allowed).is_empty());
+        assert_eq!(
+            check(&local, "s", IpLiterals::Refused).len(),
+            2,
+            "the URL and the host entry"
+        );
+        // The definition is associated data: a token URL changed in the
+        // database no longer opens the secret.
+        let ring = Keyring::new(Some(KEY), &[]).unwrap();
+        let spec = oauth("https://auth.x.org/t", &["auth.x.org"]);
+        let (key_id, sealed) = ring.seal("app", None, "api", &spec, "client-secret").unwrap();
+        let mut c = Credential {
+            app: "app".into(),
+            plugin: None,
+            name: "api".into(),
+            spec,
+            key_id,
+            sealed,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(ring.open(&c).unwrap().expose(), "client-secret");
+        c.spec.kind = oauth("https://evil.org/t", &["auth.x.org"]).kind;
+        assert!(matches!(ring.open(&c), Err(CredentialError::Corrupt(_))));
+        let json = serde_json::to_value(&c.spec).unwrap();
+        assert_eq!(json["kind"], "oauth2_client_credentials");
     }
 }

@@ -531,8 +531,9 @@ pub trait Store: Send + Sync + 'static {
         audit: NewAudit,
     ) -> impl Future<Output = R<Version>> + Send;
 
-    /// Store an app's credential (its secret sealed already), replacing the
-    /// one of that name, with its audit event; true when it is new.
+    /// Store an app's credential, or its installation's when `c.plugin` is
+    /// set (its secret sealed already), replacing the one of that name,
+    /// with its audit event; true when it is new.
     fn put_credential(
         &self,
         c: crate::credential::Credential,
@@ -544,6 +545,28 @@ pub trait Store: Send + Sync + 'static {
         app: &str,
         name: &str,
     ) -> impl Future<Output = R<Option<crate::credential::Credential>>> + Send;
+    /// One credential of an app's installation of `plugin`.
+    fn get_installation_credential(
+        &self,
+        app: &str,
+        plugin: &str,
+        name: &str,
+    ) -> impl Future<Output = R<Option<crate::credential::Credential>>> + Send;
+    /// The credentials of an app's installation of `plugin`, by name.
+    fn list_installation_credentials(
+        &self,
+        app: &str,
+        plugin: &str,
+    ) -> impl Future<Output = R<Vec<crate::credential::Credential>>> + Send;
+    /// Delete a credential of an app's installation of `plugin` with its
+    /// audit event; false when there was none.
+    fn delete_installation_credential(
+        &self,
+        app: &str,
+        plugin: &str,
+        name: &str,
+        audit: NewAudit,
+    ) -> impl Future<Output = R<bool>> + Send;
     /// An app's credentials, by name.
     fn list_credentials(
         &self,

@@ -13,6 +13,8 @@
 //! address rules; send a credential to a host it is not bound to (a
 //! redirect included); return, record or report a secret.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -130,17 +132,7 @@ pub fn fetch(policy: &Policy, req: Request) -> Fetched {
             policy: &policy,
             records: &kept,
         };
-        let result = match tokio::time::timeout(timeout, hops.run(req)).await {
-            Ok(r) => r,
-            Err(_) => {
-                hops.cut_last(
-                    Reason::IdleTimeout,
-                    format!("no complete response within {} ms", timeout.as_millis()),
-                );
-                Err(FetchError::Timeout(timeout))
-            }
-        };
-        let _ = tx.send(result);
+        let _ = tx.send(hops.timed(req).await);
     });
     let result = match rx.recv_timeout(timeout + Duration::from_secs(1)) {
         Ok(r) => r,
@@ -152,6 +144,22 @@ pub fn fetch(policy: &Policy, req: Request) -> Fetched {
     let records = std::mem::take(&mut *records.lock().unwrap_or_else(|p| p.into_inner()));
     records.iter().for_each(crate::record::count);
     Fetched { result, records }
+}
+
+/// Makes `req` under `policy` on the caller's runtime (the token request of
+/// an OAuth2 credential, made from the proxy or the client). Records are
+/// not counted here: the caller counts them with its own.
+pub(crate) fn exchange(policy: Policy, req: Request) -> Pin<Box<dyn Future<Output = Fetched> + Send>> {
+    Box::pin(async move {
+        let records = Mutex::new(Vec::new());
+        let hops = Hops {
+            policy: &policy,
+            records: &records,
+        };
+        let result = hops.timed(req).await;
+        let records = std::mem::take(&mut *records.lock().unwrap_or_else(|p| p.into_inner()));
+        Fetched { result, records }
+    })
 }
 
 /// One request's hops, and where their records go.
@@ -169,7 +177,36 @@ fn redirect_kind(status: StatusCode) -> Option<bool> {
     }
 }
 
+/// Methods a request may be sent again with after a `401` (RFC 9110
+/// §9.2.2: idempotent): the upstream refused the token, and repeating the
+/// request cannot do twice what was meant once.
+fn retryable(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 impl Hops<'_> {
+    /// `run` under the request's deadline.
+    async fn timed(&self, req: Request) -> Result<Response, FetchError> {
+        let timeout = req.timeout;
+        match tokio::time::timeout(timeout, self.run(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.cut_last(
+                    Reason::IdleTimeout,
+                    format!("no complete response within {} ms", timeout.as_millis()),
+                );
+                Err(FetchError::Timeout(timeout))
+            }
+        }
+    }
+
     fn push(&self, r: ConnectionRecord) {
         let mut all = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let mut r = r;
@@ -218,6 +255,7 @@ impl Hops<'_> {
         let max_redirects = max_redirects.min(MAX_REDIRECTS);
         let named = credential.as_deref();
         let mut redirects = 0;
+        let mut retried = false;
         loop {
             let started = Instant::now();
             let (target, tls, uri) = match parse(&url) {
@@ -263,6 +301,20 @@ impl Hops<'_> {
                     return Err(refused_error(r, redirects, &url));
                 }
             };
+            let ready = match credential {
+                None => None,
+                Some(c) => {
+                    let (ready, token_hops) = c.ready(self.policy).await;
+                    token_hops.into_iter().for_each(|r| self.push(r));
+                    match ready {
+                        Ok(r) => Some(r),
+                        Err(r) => {
+                            self.record(&method, Some(&target), named, refused(&r));
+                            return Err(refused_error(r, redirects, &url));
+                        }
+                    }
+                }
+            };
             let (stream, address) = match crate::connect::open_checked(&target, self.policy, !tls).await {
                 Ok(s) => s,
                 Err(r) => {
@@ -287,8 +339,13 @@ impl Hops<'_> {
             *out.method_mut() = method.clone();
             *out.uri_mut() = uri.clone();
             *out.headers_mut() = headers.clone();
-            let out = forward::rewrite(out, &target, judged.default_port(), credential)
-                .map_err(|r| self.fail(r.reason, r.message))?;
+            let out = forward::rewrite(
+                out,
+                &target,
+                judged.default_port(),
+                ready.as_ref().map(|r| &r.inject),
+            )
+            .map_err(|r| self.fail(r.reason, r.message))?;
             let mut driver = None;
             let keep = |task| driver = Some(task);
             let sent = if tls {
@@ -302,6 +359,19 @@ impl Hops<'_> {
             let _abort = AbortOnDrop(driver);
             let mut resp = sent.map_err(|f| self.fail(Reason::UpstreamError, f.message))?;
             let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED
+                && let (Some(c), Some(token)) = (credential, ready.as_ref().and_then(|r| r.token.as_deref()))
+            {
+                // The upstream refused Warden's token: the next request
+                // fetches a fresh one; this one is sent again once, with
+                // it, when that is safe.
+                c.refused_token(token).await;
+                if !retried && retryable(&method) {
+                    retried = true;
+                    self.finish_last(started, 0);
+                    continue;
+                }
+            }
             let next = redirect_kind(status).and_then(|keeps| {
                 let loc = resp.headers().get(header::LOCATION)?.to_str().ok()?;
                 Some((keeps, join(&uri, loc)))
@@ -411,7 +481,7 @@ fn refused_error(r: Refusal, redirects: usize, url: &str) -> FetchError {
 
 /// The target of `url` (absolute, `http` or `https`, no user info), whether
 /// it is TLS, and the URI.
-fn parse(url: &str) -> Result<(Target, bool, Uri), Refusal> {
+pub(crate) fn parse(url: &str) -> Result<(Target, bool, Uri), Refusal> {
     let uri: Uri = url
         .parse()
         .map_err(|e| Refusal::new(Reason::BadTarget, format!("the URL does not parse: {e}")))?;

@@ -293,6 +293,16 @@ impl Conn {
             )?),
             None => None,
         };
+        // An OAuth2 credential's token, fetched (or taken from the cache)
+        // before the upstream is contacted.
+        let ready = match credential {
+            None => None,
+            Some(c) => {
+                let (ready, token_hops) = c.ready(policy).await;
+                token_hops.iter().for_each(crate::record::count);
+                Some(ready?)
+            }
+        };
         let (stream, address) = crate::connect::open(&target, policy).await?;
         self.draft().address = Some(address);
         self.meter.start();
@@ -308,14 +318,15 @@ impl Conn {
             }
             Kind::Http => {
                 let default_port = judged.default_port();
-                let req = match forward::rewrite(req, &target, default_port, credential) {
-                    Ok(req) => req,
-                    Err(r) => {
-                        // Connected but nothing sent: a cut, with the reason.
-                        self.meter.cut(r.reason, r.message.clone());
-                        return Ok(refusal_response(&r));
-                    }
-                };
+                let req =
+                    match forward::rewrite(req, &target, default_port, ready.as_ref().map(|r| &r.inject)) {
+                        Ok(req) => req,
+                        Err(r) => {
+                            // Connected but nothing sent: a cut, with the reason.
+                            self.meter.cut(r.reason, r.message.clone());
+                            return Ok(refusal_response(&r));
+                        }
+                    };
                 let keep = |task| *lock(&self.driver) = Some(AbortOnDrop(task));
                 let sent = if tls {
                     match crate::tls::connect(upstream, &target, &policy.extra_roots).await {
@@ -329,7 +340,19 @@ impl Conn {
                     forward::send(req, upstream, keep).await
                 };
                 match sent {
-                    Ok(resp) => Ok(resp),
+                    Ok(resp) => {
+                        // The upstream refused Warden's token: the box's next
+                        // request gets a fresh one. This one is not sent
+                        // again (its body streamed through); the box sees
+                        // the 401 and may retry.
+                        if resp.status() == http::StatusCode::UNAUTHORIZED
+                            && let (Some(c), Some(token)) =
+                                (credential, ready.as_ref().and_then(|r| r.token.as_deref()))
+                        {
+                            c.refused_token(token).await;
+                        }
+                        Ok(resp)
+                    }
                     Err(failed) => {
                         self.meter.cut(Reason::UpstreamError, failed.message);
                         let cut = self.meter.peek_cut().unwrap_or(Cut {

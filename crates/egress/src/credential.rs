@@ -10,11 +10,14 @@
 //! proxy never does: a `3xx` goes back to the box, whose next request is
 //! judged afresh).
 
+use std::sync::Arc;
+
 use http::header::{HeaderName, HeaderValue};
 
 use crate::host::Target;
-use crate::policy::{AllowRule, Kind, PolicyError};
-use crate::record::{Reason, Refusal};
+use crate::oauth::{OAuth2, Source};
+use crate::policy::{AllowRule, Kind, Policy, PolicyError};
+use crate::record::{ConnectionRecord, Reason, Refusal};
 
 /// The request header a box names a credential with; the proxy removes it.
 pub const CREDENTIAL_HEADER: &str = "x-warden-credential";
@@ -26,6 +29,17 @@ pub(crate) enum Inject {
     Header(HeaderName, HeaderValue),
     /// A query parameter appended with this value.
     Query(String, String),
+    /// `Authorization: Bearer TOKEN`, the token fetched by Warden
+    /// ([`crate::oauth`]); resolved into a `Header` before a request leaves.
+    OAuth(Arc<Source>),
+}
+
+/// What a credential puts into one request, resolved.
+pub(crate) struct Ready {
+    /// A `Header` or a `Query`.
+    pub inject: Inject,
+    /// The OAuth2 token used, to drop it when the upstream refuses it.
+    pub token: Option<String>,
 }
 
 /// One credential a box may name: the hosts it may go to and how it is put
@@ -45,6 +59,7 @@ impl std::fmt::Debug for Credential {
         let how = match &self.inject {
             Inject::Header(h, _) => format!("header {h}: <redacted>"),
             Inject::Query(q, _) => format!("query {q}=<redacted>"),
+            Inject::OAuth(s) => format!("oauth2 token from {}", s.token_url()),
         };
         f.debug_struct("Credential")
             .field("name", &self.name)
@@ -107,6 +122,75 @@ impl Credential {
         })
     }
 
+    /// A credential whose `Authorization: Bearer` token Warden fetches
+    /// from `def.token_url` with the client-credentials grant. The token
+    /// URL must be `https://` (or `http://`, which Warden's client takes
+    /// only to ranges the operator opened) and its host one of `hosts`
+    /// exactly. `key` names the credential across calls (its token is
+    /// cached under it), `fingerprint` its last write.
+    pub fn oauth2<S: AsRef<str>>(
+        name: &str,
+        hosts: &[S],
+        def: OAuth2,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Credential, PolicyError> {
+        let field = format!("credentials[{name}].token_url");
+        let (target, tls, _) =
+            crate::client::parse(&def.token_url).map_err(|r| PolicyError::new(field.clone(), r.message))?;
+        let hosts = hosts_of(name, hosts)?;
+        let kind = if tls { Kind::Tunnel } else { Kind::Http };
+        if !hosts.iter().any(|r| r.allows(&target, kind)) {
+            return Err(PolicyError::new(
+                field,
+                format!("the token endpoint's host {target} is not among the credential's hosts"),
+            ));
+        }
+        let source =
+            Source::new(name, def, target, key, fingerprint).map_err(|e| PolicyError::new(field, e))?;
+        Ok(Credential {
+            name: name.to_owned(),
+            hosts,
+            inject: Inject::OAuth(Arc::new(source)),
+            redact: Vec::new(),
+        })
+    }
+
+    /// What this credential puts into a request now: for OAuth2, a valid
+    /// token (fetched under `policy`'s address rules when none is cached),
+    /// with the token request's records.
+    pub(crate) async fn ready(&self, policy: &Policy) -> (Result<Ready, Refusal>, Vec<ConnectionRecord>) {
+        match &self.inject {
+            Inject::OAuth(source) => {
+                let (token, records) = source.token(policy).await;
+                let ready = token.map(|t| Ready {
+                    inject: Inject::Header(http::header::AUTHORIZATION, t.value),
+                    token: Some(t.raw),
+                });
+                (ready, records)
+            }
+            other => (
+                Ok(Ready {
+                    inject: other.clone(),
+                    token: None,
+                }),
+                Vec::new(),
+            ),
+        }
+    }
+
+    /// Drops the cached OAuth2 token `token` (an upstream answered `401`).
+    pub(crate) async fn refused_token(&self, token: &str) {
+        if let Inject::OAuth(source) = &self.inject {
+            source.invalidate(token).await;
+        }
+    }
+
+    /// Whether its token is fetched by Warden (OAuth2).
+    pub fn is_oauth2(&self) -> bool {
+        matches!(self.inject, Inject::OAuth(_))
+    }
+
     /// The name a box asks for it by.
     pub fn name(&self) -> &str {
         &self.name
@@ -139,6 +223,7 @@ impl Credential {
                 forms.push(v.clone());
                 forms.push(form_urlencoded::byte_serialize(v.as_bytes()).collect());
             }
+            Inject::OAuth(s) => forms.extend(s.secrets()),
         }
         // Longest first, so a form inside another goes with it.
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));

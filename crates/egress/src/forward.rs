@@ -19,7 +19,7 @@ use http_body_util::combinators::BoxBody;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::credential::{CREDENTIAL_HEADER, Credential, Inject};
+use crate::credential::{CREDENTIAL_HEADER, Inject};
 use crate::host::Target;
 use crate::record::{Reason, Refusal};
 
@@ -64,11 +64,18 @@ pub(crate) fn rewrite<B>(
     mut req: Request<B>,
     target: &Target,
     default_port: u16,
-    credential: Option<&Credential>,
+    credential: Option<&Inject>,
 ) -> Result<Request<B>, Refusal> {
+    if let Some(Inject::OAuth(_)) = credential {
+        // Resolved by `Credential::ready` before any request is rewritten.
+        return Err(Refusal::new(
+            Reason::Internal,
+            "an OAuth2 credential reached the rewrite without its token",
+        ));
+    }
     let mut path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     req.headers_mut().remove(CREDENTIAL_HEADER);
-    if let Some(Inject::Query(param, value)) = credential.map(|c| &c.inject) {
+    if let Some(Inject::Query(param, value)) = credential {
         let pair: String = form_urlencoded::Serializer::new(String::new())
             .append_pair(param, value)
             .finish();
@@ -85,7 +92,7 @@ pub(crate) fn rewrite<B>(
     // After the hop-by-hop headers went: a `Connection` header naming it
     // must not remove the secret, and a header of that name the box sent
     // is replaced.
-    if let Some(Inject::Header(name, value)) = credential.map(|c| &c.inject) {
+    if let Some(Inject::Header(name, value)) = credential {
         req.headers_mut().insert(name.clone(), value.clone());
     }
     let host = if target.port == default_port {

@@ -48,6 +48,9 @@ pub enum Reason {
     /// The box named a credential it does not hold, or one not bound to
     /// the target.
     CredentialNotAllowed,
+    /// The token endpoint of an OAuth2 credential failed, timed out or
+    /// answered something that is not a token: no request was sent with it.
+    CredentialTokenFailed,
     // The address the host resolved to.
     /// A loopback address (127.0.0.0/8, ::1).
     Loopback,
@@ -116,6 +119,7 @@ impl Reason {
             HostNotAllowed => "host_not_allowed",
             PortNotAllowed => "port_not_allowed",
             CredentialNotAllowed => "credential_not_allowed",
+            CredentialTokenFailed => "credential_token_failed",
             Loopback => "loopback",
             Private => "private",
             LinkLocal => "link_local",
@@ -149,7 +153,7 @@ impl Reason {
             IpLiteral | HostNotAllowed | PortNotAllowed | CredentialNotAllowed | Loopback | Private
             | LinkLocal | Multicast | Unspecified | Broadcast | Reserved | HostAddress => 403,
             ConcurrencyCap | ConnectionCap | ByteCap => 429,
-            ResolveFailed | ConnectFailed | UpstreamError | TlsFailed => 502,
+            ResolveFailed | ConnectFailed | UpstreamError | TlsFailed | CredentialTokenFailed => 502,
             ConnectTimeout | IdleTimeout => 504,
             Stopped => 503,
             Internal => 500,
@@ -407,6 +411,7 @@ mod tests {
             UpstreamError,
             TlsFailed,
             CredentialNotAllowed,
+            CredentialTokenFailed,
             ConcurrencyCap,
             ConnectionCap,
             ByteCap,

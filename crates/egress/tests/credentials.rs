@@ -429,3 +429,373 @@ fn wardens_own_client_puts_a_query_credential_in_and_scrubs_every_form_of_it() {
     );
     assert_eq!(up.settled().len(), seen);
 }
+
+// OAuth2 client-credentials: a token endpoint and an upstream served here,
+// on loopback, recording what they received.
+
+const CLIENT_SECRET: &str = "client-s3cret-never-upstream";
+
+/// A tiny HTTP/1.1 server: `answer(request number from 1, request text)`
+/// gives the status and body; every request (head and body) is kept.
+struct Served {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn served(answer: impl Fn(usize, &str) -> (u16, String) + Send + Sync + 'static) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let answer = Arc::new(answer);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let log = log.clone();
+            let answer = answer.clone();
+            thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = find(&got, b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_string();
+                        let len = header(&format!("{head}\r\n"), "content-length")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&got).to_string();
+                let n = {
+                    let mut l = log.lock().unwrap();
+                    l.push(text.clone());
+                    l.len()
+                };
+                let (status, body) = answer(n, &text);
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+    Served { port, seen }
+}
+
+impl Served {
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A token endpoint handing out `tok-1`, `tok-2`, … living `expires_in`
+/// seconds, each after `delay` (so concurrent callers overlap).
+fn token_endpoint(expires_in: u64, delay: Duration) -> Served {
+    served(move |n, _| {
+        thread::sleep(delay);
+        (
+            200,
+            format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":{expires_in}}}"#),
+        )
+    })
+}
+
+/// A credential `api` for `api.test:{up}` whose token comes from
+/// `auth.test:{auth}`, cached under `key`.
+fn oauth_policy(up: u16, auth: u16, key: &str) -> (Policy, Credential) {
+    let hosts = [format!("api.test:{up}"), format!("auth.test:{auth}")];
+    let cred = Credential::oauth2(
+        "api",
+        &hosts,
+        warden_egress::OAuth2 {
+            token_url: format!("http://auth.test:{auth}/oauth/token"),
+            client_id: "warden-client".into(),
+            client_secret: CLIENT_SECRET.into(),
+            scope: Some("read write".into()),
+            audience: None,
+        },
+        key,
+        "v1",
+    )
+    .unwrap();
+    let policy = Policy::new([format!("api.test:{up}")])
+        .unwrap()
+        .pin("api.test", &[LOCALHOST])
+        .unwrap()
+        .pin("auth.test", &[LOCALHOST])
+        .unwrap()
+        .allow_cidr("127.0.0.1/32")
+        .unwrap()
+        .with_credentials(vec![cred.clone()])
+        .unwrap();
+    (policy, cred)
+}
+
+fn ok_upstream() -> Served {
+    served(|_, _| (200, r#"{"ok":true}"#.into()))
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}-{:?}", std::process::id(), std::time::Instant::now())
+}
+
+#[test]
+fn an_oauth2_token_is_fetched_once_for_several_calls_and_the_client_secret_stays_with_the_token_host() {
+    let auth = token_endpoint(3600, Duration::ZERO);
+    let up = ok_upstream();
+    let (policy, cred) = oauth_policy(up.port, auth.port, &unique("once"));
+    let url = format!("http://api.test:{}/items", up.port);
+    let mut all_records = Vec::new();
+    for _ in 0..3 {
+        let got = warden_egress::client::fetch(&policy, client_get(&url, Some("api")));
+        assert_eq!(got.result.as_ref().unwrap().status, 200, "{:?}", got.result);
+        all_records.extend(got.records);
+    }
+    // The box's requests through the proxy use the same cached token.
+    let (handle, addr) = proxy(policy.clone());
+    let (head, _) = get(addr, &url, "X-Warden-Credential: api\r\n");
+    assert_eq!(head.status, 200, "{head:?}");
+    all_records.push(only_record(&handle));
+
+    let tokens = auth.seen();
+    assert_eq!(tokens.len(), 1, "one token request for four calls: {tokens:?}");
+    assert!(
+        tokens[0].starts_with("POST /oauth/token HTTP/1.1\r\n"),
+        "{}",
+        tokens[0]
+    );
+    let body = tokens[0].split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.contains("grant_type=client_credentials"), "{body}");
+    assert!(body.contains("client_id=warden-client"), "{body}");
+    assert!(body.contains(&format!("client_secret={CLIENT_SECRET}")), "{body}");
+    assert!(body.contains("scope=read+write"), "{body}");
+    let calls = up.seen();
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    for c in &calls {
+        assert_eq!(header(c, "authorization").as_deref(), Some("Bearer tok-1"), "{c}");
+        assert!(!c.contains(CLIENT_SECRET), "the client secret went upstream: {c}");
+        assert!(!c.contains("warden-client"), "{c}");
+    }
+    // Records name the credential, never the secret or the token; the
+    // client's scrubbing removes both.
+    let json = serde_json::to_string(&all_records).unwrap();
+    assert!(!json.contains(CLIENT_SECRET) && !json.contains("tok-1"), "{json}");
+    assert!(
+        all_records
+            .iter()
+            .all(|r| r.credential.as_deref() == Some("api") || r.credential.is_none())
+    );
+    assert_eq!(cred.scrub("x tok-1 y"), "x <redacted> y");
+    assert_eq!(cred.scrub(CLIENT_SECRET), "<redacted>");
+    assert!(!format!("{cred:?}{policy:?}").contains(CLIENT_SECRET));
+}
+
+#[test]
+fn an_expired_oauth2_token_is_refreshed_exactly_once_under_concurrent_calls() {
+    let auth = token_endpoint(1, Duration::from_millis(200));
+    let up = ok_upstream();
+    let (policy, _) = oauth_policy(up.port, auth.port, &unique("expiry"));
+    let url = format!("http://api.test:{}/items", up.port);
+    let got = warden_egress::client::fetch(&policy, client_get(&url, Some("api")));
+    assert_eq!(got.result.unwrap().status, 200);
+    assert_eq!(auth.seen().len(), 1);
+    thread::sleep(Duration::from_millis(1100));
+    let (handle, addr) = proxy(policy.clone());
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let policy = policy.clone();
+            let url = url.clone();
+            thread::spawn(move || {
+                if i % 2 == 0 {
+                    warden_egress::client::fetch(&policy, client_get(&url, Some("api")))
+                        .result
+                        .unwrap()
+                        .status
+                } else {
+                    get(addr, &url, "X-Warden-Credential: api\r\n").0.status
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap(), 200);
+    }
+    assert_eq!(auth.seen().len(), 2, "one refresh for eight concurrent calls");
+    let calls = up.seen();
+    assert_eq!(calls.len(), 9);
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|c| header(c, "authorization").as_deref() == Some("Bearer tok-2")),
+        "{calls:?}"
+    );
+    drop(handle);
+}
+
+#[test]
+fn a_401_drops_the_token_and_a_safe_request_is_sent_again_once_with_a_fresh_one() {
+    let auth = token_endpoint(3600, Duration::ZERO);
+    // The upstream takes only the second token.
+    let up = served(|_, req| {
+        if header(req, "authorization").as_deref() == Some("Bearer tok-2") {
+            (200, "{}".into())
+        } else {
+            (401, "{}".into())
+        }
+    });
+    let (policy, _) = oauth_policy(up.port, auth.port, &unique("401"));
+    let url = format!("http://api.test:{}/items", up.port);
+    let got = warden_egress::client::fetch(&policy, client_get(&url, Some("api")));
+    assert_eq!(got.result.unwrap().status, 200);
+    assert_eq!(auth.seen().len(), 2, "one refresh");
+    let calls = up.seen();
+    assert_eq!(calls.len(), 2, "one retry: {calls:?}");
+    assert_eq!(
+        header(&calls[0], "authorization").as_deref(),
+        Some("Bearer tok-1")
+    );
+
+    // A POST is not sent again: the 401 goes back, the token is dropped,
+    // and the next call fetches a fresh one.
+    let auth = token_endpoint(3600, Duration::ZERO);
+    let up = served(|n, _| {
+        if n == 1 {
+            (401, "{}".into())
+        } else {
+            (200, "{}".into())
+        }
+    });
+    let (policy, _) = oauth_policy(up.port, auth.port, &unique("401-post"));
+    let url = format!("http://api.test:{}/items", up.port);
+    let mut post = client_get(&url, Some("api"));
+    post.method = http::Method::POST;
+    post.body = bytes::Bytes::from_static(b"{\"charge\":1}");
+    let got = warden_egress::client::fetch(&policy, post.clone());
+    assert_eq!(got.result.unwrap().status, 401);
+    assert_eq!((up.seen().len(), auth.seen().len()), (1, 1));
+    let got = warden_egress::client::fetch(&policy, post);
+    assert_eq!(got.result.unwrap().status, 200);
+    assert_eq!((up.seen().len(), auth.seen().len()), (2, 2));
+    assert_eq!(
+        header(&up.seen()[1], "authorization").as_deref(),
+        Some("Bearer tok-2")
+    );
+
+    // An upstream refusing every token: one retry, no loop.
+    let auth = token_endpoint(3600, Duration::ZERO);
+    let up = served(|_, _| (401, "{}".into()));
+    let (policy, _) = oauth_policy(up.port, auth.port, &unique("401-always"));
+    let url = format!("http://api.test:{}/items", up.port);
+    let got = warden_egress::client::fetch(&policy, client_get(&url, Some("api")));
+    assert_eq!(got.result.unwrap().status, 401);
+    assert_eq!((up.seen().len(), auth.seen().len()), (2, 2));
+}
+
+#[test]
+fn a_failing_token_endpoint_is_a_refusal_naming_the_credential_and_nothing_goes_upstream() {
+    for (answer, why) in [
+        ((500, "oops".to_owned()), "answered 500"),
+        ((200, "<html>".to_owned()), "not JSON"),
+        ((200, r#"{"token":"x"}"#.to_owned()), "no `access_token`"),
+        (
+            (200, r#"{"access_token":"x","token_type":"mac"}"#.to_owned()),
+            "token_type",
+        ),
+    ] {
+        let auth = served(move |_, _| answer.clone());
+        let up = ok_upstream();
+        let (policy, _) = oauth_policy(up.port, auth.port, &unique("fail"));
+        let url = format!("http://api.test:{}/items", up.port);
+        let got = warden_egress::client::fetch(&policy, client_get(&url, Some("api")));
+        match &got.result {
+            Err(warden_egress::client::FetchError::Refused { reason, message }) => {
+                assert_eq!(*reason, Reason::CredentialTokenFailed);
+                assert!(
+                    message.contains("credential `api`") && message.contains(why),
+                    "{message}"
+                );
+                assert!(!message.contains(CLIENT_SECRET), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            got.records.iter().any(|r| matches!(
+                &r.verdict,
+                Verdict::Refused {
+                    reason: Reason::CredentialTokenFailed,
+                    ..
+                }
+            )),
+            "{:?}",
+            got.records
+        );
+        let (handle, addr) = proxy(policy);
+        let (head, _) = get(addr, &url, "X-Warden-Credential: api\r\n");
+        assert_eq!(
+            (head.status, head.reason().as_deref()),
+            (502, Some("credential_token_failed"))
+        );
+        assert!(matches!(
+            only_record(&handle).verdict,
+            Verdict::Refused {
+                reason: Reason::CredentialTokenFailed,
+                ..
+            }
+        ));
+        assert!(up.seen().is_empty(), "nothing was sent upstream");
+    }
+    // Nobody listening on the token port at all.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let up = ok_upstream();
+    let (policy, _) = oauth_policy(up.port, port, &unique("dead"));
+    let got = warden_egress::client::fetch(
+        &policy,
+        client_get(&format!("http://api.test:{}/", up.port), Some("api")),
+    );
+    assert!(
+        matches!(
+            &got.result,
+            Err(warden_egress::client::FetchError::Refused {
+                reason: Reason::CredentialTokenFailed,
+                ..
+            })
+        ),
+        "{:?}",
+        got.result
+    );
+    assert!(up.seen().is_empty());
+}
+
+#[test]
+fn a_token_endpoint_outside_the_credentials_hosts_is_refused_at_definition() {
+    let def = warden_egress::OAuth2 {
+        token_url: "https://evil.test/token".into(),
+        client_id: "c".into(),
+        client_secret: CLIENT_SECRET.into(),
+        scope: None,
+        audience: None,
+    };
+    let e = Credential::oauth2("api", &["api.test"], def.clone(), &unique("def"), "v1").unwrap_err();
+    assert_eq!(e.field, "credentials[api].token_url");
+    assert!(
+        e.reason.contains("evil.test") && !e.reason.contains(CLIENT_SECRET),
+        "{}",
+        e.reason
+    );
+    let mut bad = def;
+    bad.token_url = "ftp://api.test/token".into();
+    let e = Credential::oauth2("api", &["api.test"], bad, &unique("def"), "v1").unwrap_err();
+    assert_eq!(e.field, "credentials[api].token_url");
+}

@@ -496,7 +496,8 @@ impl Executor {
         }
     }
 
-    /// The app's credentials `m` declares, opened for the call's proxy, and
+    /// The credentials `m` declares (the installation's, else the app's),
+    /// opened for the call's proxy, and
     /// their fingerprint (see [`crate::credentials::for_call`]); none when
     /// the version declares no hosts to send them to.
     async fn call_credentials(
@@ -507,11 +508,19 @@ impl Executor {
         if m.permissions.credentials.is_empty() || m.permissions.network.is_empty() {
             return Ok((Vec::new(), String::new()));
         }
-        crate::credentials::for_call(&self.store, &self.keyring, app, &m.permissions.credentials).await
+        crate::credentials::for_call(
+            &self.store,
+            &self.keyring,
+            app,
+            &m.code,
+            &m.permissions.credentials,
+        )
+        .await
     }
 
     /// `target` with its egress policy when it is a built-in that makes
-    /// requests: the credential `event` names, opened from `app`'s store
+    /// requests: the credential `event` names (the app's installation of
+    /// the built-in's, else the app's), opened from the store
     /// (another app's, or one not stored, is simply absent: the call is
     /// refused naming it), or nothing (see [`Tiers::builtin_policy`]).
     async fn builtin_egress(&self, app: &str, target: Target, event: &Value) -> Result<Target, ApiError> {
@@ -522,10 +531,16 @@ impl Executor {
             return Ok(target);
         }
         let credential = match b.credential(event) {
-            Some(name) => crate::credentials::for_call(&self.store, &self.keyring, app, &[name.to_owned()])
-                .await?
-                .0
-                .pop(),
+            Some(name) => crate::credentials::for_call(
+                &self.store,
+                &self.keyring,
+                app,
+                b.spec().code,
+                &[name.to_owned()],
+            )
+            .await?
+            .0
+            .pop(),
             None => None,
         };
         let policy = self.tiers.builtin_policy(credential);

@@ -498,6 +498,12 @@ fn routes(config: &Config) -> OpenApiRouter<AppState> {
             credentials::get_credential,
             credentials::delete_credential
         ))
+        .routes(routes!(credentials::list_installation_credentials))
+        .routes(routes!(
+            credentials::put_installation_credential,
+            credentials::get_installation_credential,
+            credentials::delete_installation_credential
+        ))
         .routes(routes!(get_app))
         .routes(routes!(list_installations, install))
         .routes(routes!(upgrade, uninstall))

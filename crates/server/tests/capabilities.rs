@@ -1079,3 +1079,377 @@ async fn the_http_tool_reaches_only_its_credentials_hosts_and_never_shows_the_se
     assert_eq!(http_refused_metric(&s).await, before + refusals);
     s.stop().await.unwrap();
 }
+
+const CLIENT_SECRET: &str = "oauth-client-s3cret-only-for-the-token-host";
+
+/// An OAuth2 token endpoint on loopback: hands out `tok-N-issued`, living
+/// an hour, and records every request (head and form body).
+struct TokenEndpoint {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenEndpoint {
+    fn start() -> TokenEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = {
+                    let mut l = log.lock().unwrap();
+                    l.push(String::from_utf8_lossy(&got).into_owned());
+                    l.len()
+                };
+                let body =
+                    format!(r#"{{"access_token":"tok-{n}-issued","token_type":"bearer","expires_in":3600}}"#);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenEndpoint { port, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth2_credential_gets_its_token_from_warden_and_the_box_sees_neither_secret_nor_token() {
+    let api = Upstream::start();
+    let auth = TokenEndpoint::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "oauthed";
+    let api_host = format!("127.0.0.1:{}", api.port);
+    let auth_host = format!("127.0.0.1:{}", auth.port);
+    let mut m = manifest(SNOOP_CODE, "1.0.0", "python3", "main.py");
+    // The plugin declares the API host only: the token host is Warden's.
+    m["permissions"] = json!({"network": [api_host], "credentials": ["oauth"]});
+    s.publish(&dev, package(&m, &[("main.py", SNOOP)]), app).await;
+    s.expect(
+        Method::POST,
+        &format!("/v1/apps/{app}/installations"),
+        &s.admin,
+        Some(json!({"plugin": HTTP_TOOL})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let app_key = s.key("app", app, Some(app)).await;
+    let path = format!("/v1/apps/{app}/credentials/oauth");
+
+    // A token endpoint outside the credential's hosts: refused where it is.
+    let bad = s
+        .expect(
+            Method::PUT,
+            &path,
+            &app_key,
+            Some(
+                json!({"kind": "oauth2_client_credentials", "token_url": "https://auth.elsewhere.test/token",
+                        "client_id": "warden", "secret": CLIENT_SECRET, "hosts": [api_host]}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(bad["errors"][0]["location"], "/token_url", "{bad}");
+    assert!(!bad.to_string().contains(CLIENT_SECRET), "{bad}");
+    let missing = s
+        .expect(
+            Method::PUT,
+            &path,
+            &app_key,
+            Some(json!({"kind": "oauth2_client_credentials", "secret": CLIENT_SECRET, "hosts": [api_host]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    let at: Vec<&str> = missing["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(at, ["/token_url", "/client_id"], "{missing}");
+
+    let v = s
+        .expect(
+            Method::PUT,
+            &path,
+            &app_key,
+            Some(json!({"kind": "oauth2_client_credentials", "token_url": format!("http://{auth_host}/oauth/token"),
+                        "client_id": "warden", "scope": "read", "secret": CLIENT_SECRET,
+                        "hosts": [api_host, auth_host]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(v["kind"], "oauth2_client_credentials", "{v}");
+    assert_eq!(v["token_url"], format!("http://{auth_host}/oauth/token"), "{v}");
+    assert_eq!(
+        (v["client_id"].as_str(), v["scope"].as_str()),
+        (Some("warden"), Some("read"))
+    );
+    assert!(!v.to_string().contains(CLIENT_SECRET), "{v}");
+
+    // Two box calls and an HTTP tool call: one token request.
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        let event = json!({"with": [format!("http://{api_host}/box{i}"), "oauth"]}).to_string();
+        let (status, v, _) = s.execute(&app_key, app, SNOOP_CODE, &event, "").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["return_value"]["with"]["status"], 200, "{v}");
+        assert!(v["stdout"].as_str().unwrap().contains("ENV "), "{v}");
+        outputs.push(v);
+    }
+    let v = http_tool(
+        &s,
+        &app_key,
+        app,
+        json!({"url": format!("http://{api_host}/tool"), "credential": "oauth"}),
+    )
+    .await;
+    assert_eq!(v["return_value"]["status"], 200, "{v}");
+    outputs.push(v);
+    let tokens = auth.seen();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert!(tokens[0].starts_with("POST /oauth/token "), "{}", tokens[0]);
+    assert!(
+        tokens[0].contains(&format!("client_secret={CLIENT_SECRET}")),
+        "{}",
+        tokens[0]
+    );
+    let heads = api.heads();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    for h in &heads {
+        assert!(h.contains("\r\nauthorization: Bearer tok-1-issued\r\n"), "{h}");
+        assert!(!h.contains(CLIENT_SECRET), "the client secret went upstream: {h}");
+    }
+    // Neither the client secret nor the token is in what the box saw
+    // (environment, files, output), the records or the audit.
+    for v in &outputs {
+        let rec = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{}", v["id"].as_str().unwrap()),
+                &app_key,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        for text in [v.to_string(), rec.to_string()] {
+            assert!(
+                !text.contains(CLIENT_SECRET) && !text.contains("tok-1-issued"),
+                "{text}"
+            );
+        }
+    }
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await
+        .to_string();
+    assert!(
+        !trail.contains(CLIENT_SECRET) && !trail.contains("tok-1-issued"),
+        "{trail}"
+    );
+    assert!(trail.contains("credential_use"), "{trail}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_installations_credential_comes_before_the_apps_and_goes_with_the_installation() {
+    let up = Upstream::start();
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let app = "inst";
+    let host = format!("127.0.0.1:{}", up.port);
+    let mut m = manifest(SNOOP_CODE, "1.0.0", "python3", "main.py");
+    m["permissions"] = json!({"network": [host], "credentials": ["github"]});
+    s.publish(&dev, package(&m, &[("main.py", SNOOP)]), app).await;
+    let app_key = s.key("app", app, Some(app)).await;
+    s.expect(
+        Method::POST,
+        "/v1/apps",
+        &s.admin,
+        Some(json!({"id": "other-app"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let other_app = s.key("app", "other-app", Some("other-app")).await;
+    let body =
+        |secret: &str| json!({"kind": "api_key", "header": "X-Api-Key", "secret": secret, "hosts": [host]});
+    let app_path = format!("/v1/apps/{app}/credentials/github");
+    let inst_path = format!("/v1/apps/{app}/installations/{SNOOP_CODE}/credentials/github");
+    s.expect(
+        Method::PUT,
+        &app_path,
+        &app_key,
+        Some(body(SECRET)),
+        StatusCode::CREATED,
+    )
+    .await;
+    // Another app may not write it; an installation that does not exist
+    // has no credentials.
+    let r = s
+        .call(Method::PUT, &inst_path, Some(&other_app), Some(body(SECRET2)))
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    s.expect(
+        Method::PUT,
+        &format!("/v1/apps/{app}/installations/test.caps.absent/credentials/github"),
+        &app_key,
+        Some(body(SECRET2)),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let v = s
+        .expect(
+            Method::PUT,
+            &inst_path,
+            &app_key,
+            Some(body(SECRET2)),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(v["installation"], SNOOP_CODE, "{v}");
+    assert!(!v.to_string().contains(SECRET2), "{v}");
+    let listed = s
+        .expect(
+            Method::GET,
+            &format!("/v1/apps/{app}/installations/{SNOOP_CODE}/credentials"),
+            &app_key,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(!listed.to_string().contains(SECRET2));
+
+    let call = |path: &'static str| {
+        let s = &s;
+        let app_key = &app_key;
+        let event = json!({"with": [format!("http://{host}/{path}"), "github"]}).to_string();
+        async move {
+            let (status, v, _) = s.execute(app_key, app, SNOOP_CODE, &event, "").await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            assert_eq!(v["return_value"]["with"]["status"], 200, "{v}");
+            assert!(
+                !v.to_string().contains(SECRET) && !v.to_string().contains(SECRET2),
+                "{v}"
+            );
+        }
+    };
+    let sent = |path: &str| {
+        up.heads()
+            .into_iter()
+            .find(|h| h.starts_with(&format!("GET /{path} ")))
+            .unwrap()
+    };
+    // The installation's first.
+    call("first").await;
+    assert!(
+        sent("first").contains(&format!("\r\nx-api-key: {SECRET2}\r\n")),
+        "{}",
+        sent("first")
+    );
+    // Deleted: the app's again.
+    s.expect(Method::DELETE, &inst_path, &app_key, None, StatusCode::NO_CONTENT)
+        .await;
+    s.expect(Method::GET, &inst_path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    call("second").await;
+    assert!(
+        sent("second").contains(&format!("\r\nx-api-key: {SECRET}\r\n")),
+        "{}",
+        sent("second")
+    );
+    // Uninstalled: the installation's credentials go with it.
+    s.expect(
+        Method::PUT,
+        &inst_path,
+        &s.admin,
+        Some(body(SECRET2)),
+        StatusCode::CREATED,
+    )
+    .await;
+    s.expect(
+        Method::DELETE,
+        &format!("/v1/apps/{app}/installations/{SNOOP_CODE}"),
+        &s.admin,
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    s.expect(
+        Method::POST,
+        &format!("/v1/apps/{app}/installations"),
+        &s.admin,
+        Some(json!({"plugin": SNOOP_CODE})),
+        StatusCode::CREATED,
+    )
+    .await;
+    s.expect(Method::GET, &inst_path, &app_key, None, StatusCode::NOT_FOUND)
+        .await;
+    call("third").await;
+    assert!(
+        sent("third").contains(&format!("\r\nx-api-key: {SECRET}\r\n")),
+        "{}",
+        sent("third")
+    );
+
+    // Audited on write (naming the installation) and on use; never a secret.
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await;
+    let text = trail.to_string();
+    assert!(!text.contains(SECRET) && !text.contains(SECRET2), "{text}");
+    let events = trail["items"]
+        .as_array()
+        .unwrap_or_else(|| trail.as_array().unwrap());
+    let count = |action: &str, installation: bool| {
+        events
+            .iter()
+            .filter(|e| e["action"] == action && (e["detail"]["installation"] == SNOOP_CODE) == installation)
+            .count()
+    };
+    assert_eq!(count("credential_put", true), 2, "{text}");
+    assert_eq!(count("credential_delete", true), 1, "{text}");
+    assert!(
+        events.iter().filter(|e| e["action"] == "credential_use").count() >= 3,
+        "{text}"
+    );
+    s.stop().await.unwrap();
+}

@@ -64,6 +64,22 @@ fn table() -> BTreeMap<(&'static str, &'static str), &'static [&'static str]> {
         (("PUT", "/v1/apps/{app}/credentials/{name}"), APP),
         (("GET", "/v1/apps/{app}/credentials/{name}"), APP),
         (("DELETE", "/v1/apps/{app}/credentials/{name}"), APP),
+        (("GET", "/v1/apps/{app}/installations/{plugin}/credentials"), APP),
+        (
+            ("PUT", "/v1/apps/{app}/installations/{plugin}/credentials/{name}"),
+            APP,
+        ),
+        (
+            ("GET", "/v1/apps/{app}/installations/{plugin}/credentials/{name}"),
+            APP,
+        ),
+        (
+            (
+                "DELETE",
+                "/v1/apps/{app}/installations/{plugin}/credentials/{name}",
+            ),
+            APP,
+        ),
         (("POST", "/v1/apps/{app}/installations"), ADMIN),
         (("PUT", "/v1/apps/{app}/installations/{plugin}"), ADMIN),
         (("DELETE", "/v1/apps/{app}/installations/{plugin}"), ADMIN),

@@ -146,9 +146,16 @@ pub(crate) async fn update(
     Ok(inst)
 }
 
-/// Remove an installation, with its audit event.
+/// Remove an installation and its credentials, with its audit event.
 pub(crate) async fn uninstall(pool: &AnyPool, id: &str, a: NewAudit) -> Result<()> {
     let mut tx = pool.begin().await?;
+    sqlx::query(
+        "DELETE FROM installation_credentials WHERE EXISTS (SELECT 1 FROM installations i \
+         WHERE i.id = $1 AND i.app = installation_credentials.app AND i.plugin = installation_credentials.plugin)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     let done = sqlx::query("DELETE FROM installations WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -8,13 +8,20 @@ use warden_core::credential::{Credential, CredentialSpec};
 use warden_core::store::NewAudit;
 
 use crate::audit;
-use crate::error::{Record, Result, all, corrupt, json, json_text, optional};
+use crate::error::{Result, corrupt, json, json_text};
 
-macro_rules! columns {
-    () => {
-        "app, name, spec, key_id, sealed, created_at, updated_at"
-    };
+/// Where a credential lives: the app's table, or its installation's.
+fn scope(plugin: Option<&str>) -> (&'static str, &'static str) {
+    match plugin {
+        None => ("credentials", "app = $1 AND name = $2"),
+        Some(_) => (
+            "installation_credentials",
+            "app = $1 AND name = $2 AND plugin = $3",
+        ),
+    }
 }
+
+const COLUMNS: &str = "app, name, spec, key_id, sealed, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct CredentialRow {
@@ -27,17 +34,19 @@ struct CredentialRow {
     updated_at: i64,
 }
 
-impl Record for CredentialRow {
-    type Out = Credential;
-
-    fn into_record(self) -> Result<Credential> {
-        let record = format!("credential {}/{}", self.app, self.name);
+impl CredentialRow {
+    fn into_credential(self, plugin: Option<&str>) -> Result<Credential> {
+        let record = match plugin {
+            None => format!("credential {}/{}", self.app, self.name),
+            Some(p) => format!("credential {}/{p}/{}", self.app, self.name),
+        };
         if self.sealed.is_empty() {
             return Err(corrupt(&record, "no sealed secret"));
         }
         Ok(Credential {
             spec: json::<CredentialSpec>(&record, "spec", &self.spec)?,
             app: self.app,
+            plugin: plugin.map(str::to_owned),
             name: self.name,
             key_id: self.key_id,
             sealed: self.sealed,
@@ -47,47 +56,60 @@ impl Record for CredentialRow {
     }
 }
 
-/// Store `c` (replacing the app's credential of that name, keeping its
-/// creation time) with its audit event; true when it is new.
+/// Store `c` (the app's, or its installation's when `c.plugin` is set),
+/// replacing the one of that name and keeping its creation time, with its
+/// audit event; true when it is new.
 pub(crate) async fn put(pool: &AnyPool, c: Credential, a: NewAudit) -> Result<bool> {
+    let (table, at) = scope(c.plugin.as_deref());
+    let plugin = c.plugin.clone().unwrap_or_default();
     let mut tx = pool.begin().await?;
-    let existed: Option<(i64,)> =
-        sqlx::query_as("SELECT created_at FROM credentials WHERE app = $1 AND name = $2")
-            .bind(&c.app)
-            .bind(&c.name)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT created_at FROM {table} WHERE {at}"
+    )))
+    .bind(&c.app)
+    .bind(&c.name);
+    if c.plugin.is_some() {
+        q = q.bind(&plugin);
+    }
+    let existed: Option<(i64,)> = q.fetch_optional(&mut *tx).await?;
     let spec = json_text("a credential's definition", &c.spec)?;
     match existed {
         Some(_) => {
-            sqlx::query(
-                "UPDATE credentials SET spec = $1, key_id = $2, sealed = $3, updated_at = $4 \
-                 WHERE app = $5 AND name = $6",
-            )
+            let at = at.replace("$3", "$7").replace("$2", "$6").replace("$1", "$5");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET spec = $1, key_id = $2, sealed = $3, updated_at = $4 WHERE {at}"
+            )))
             .bind(&spec)
             .bind(&c.key_id)
             .bind(&c.sealed)
             .bind(c.updated_at)
             .bind(&c.app)
-            .bind(&c.name)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&c.name);
+            if c.plugin.is_some() {
+                q = q.bind(&plugin);
+            }
+            q.execute(&mut *tx).await?;
         }
         None => {
-            sqlx::query(concat!(
-                "INSERT INTO credentials (",
-                columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            ))
+            let (extra, slot) = if c.plugin.is_some() {
+                (", plugin", ", $8")
+            } else {
+                ("", "")
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} ({COLUMNS}{extra}) VALUES ($1, $2, $3, $4, $5, $6, $7{slot})"
+            )))
             .bind(&c.app)
             .bind(&c.name)
             .bind(&spec)
             .bind(&c.key_id)
             .bind(&c.sealed)
             .bind(c.created_at)
-            .bind(c.updated_at)
-            .execute(&mut *tx)
-            .await?;
+            .bind(c.updated_at);
+            if c.plugin.is_some() {
+                q = q.bind(&plugin);
+            }
+            q.execute(&mut *tx).await?;
         }
     }
     audit::insert(&mut *tx, &a).await?;
@@ -95,42 +117,66 @@ pub(crate) async fn put(pool: &AnyPool, c: Credential, a: NewAudit) -> Result<bo
     Ok(existed.is_none())
 }
 
-/// One credential of an app.
-pub(crate) async fn get(pool: &AnyPool, app: &str, name: &str) -> Result<Option<Credential>> {
-    let row = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM credentials WHERE app = $1 AND name = $2"
-    ))
+/// One credential of an app, or of its installation of `plugin`.
+pub(crate) async fn get(
+    pool: &AnyPool,
+    app: &str,
+    plugin: Option<&str>,
+    name: &str,
+) -> Result<Option<Credential>> {
+    let (table, at) = scope(plugin);
+    let mut q = sqlx::query_as::<_, CredentialRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {table} WHERE {at}"
+    )))
     .bind(app)
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    optional::<CredentialRow>(row)
+    .bind(name);
+    if let Some(p) = plugin {
+        q = q.bind(p);
+    }
+    q.fetch_optional(pool)
+        .await?
+        .map(|r| r.into_credential(plugin))
+        .transpose()
 }
 
-/// An app's credentials, by name.
-pub(crate) async fn list(pool: &AnyPool, app: &str) -> Result<Vec<Credential>> {
-    let rows = sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM credentials WHERE app = $1 ORDER BY name"
-    ))
-    .bind(app)
-    .fetch_all(pool)
-    .await?;
-    all::<CredentialRow>(rows)
+/// An app's credentials, or its installation's of `plugin`, by name.
+pub(crate) async fn list(pool: &AnyPool, app: &str, plugin: Option<&str>) -> Result<Vec<Credential>> {
+    let (table, at) = match plugin {
+        None => ("credentials", "app = $1"),
+        Some(_) => ("installation_credentials", "app = $1 AND plugin = $2"),
+    };
+    let mut q = sqlx::query_as::<_, CredentialRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {table} WHERE {at} ORDER BY name"
+    )))
+    .bind(app);
+    if let Some(p) = plugin {
+        q = q.bind(p);
+    }
+    q.fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| r.into_credential(plugin))
+        .collect()
 }
 
-/// Delete an app's credential with its audit event; false when there was
-/// none.
-pub(crate) async fn delete(pool: &AnyPool, app: &str, name: &str, a: NewAudit) -> Result<bool> {
+/// Delete a credential of an app, or of its installation of `plugin`, with
+/// its audit event; false when there was none.
+pub(crate) async fn delete(
+    pool: &AnyPool,
+    app: &str,
+    plugin: Option<&str>,
+    name: &str,
+    a: NewAudit,
+) -> Result<bool> {
+    let (table, at) = scope(plugin);
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("DELETE FROM credentials WHERE app = $1 AND name = $2")
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {at}")))
         .bind(app)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+        .bind(name);
+    if let Some(p) = plugin {
+        q = q.bind(p);
+    }
+    let done = q.execute(&mut *tx).await?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }

@@ -406,15 +406,42 @@ impl Store for SqlStore {
     }
 
     async fn get_credential(&self, app: &str, name: &str) -> R<Option<warden_core::credential::Credential>> {
-        Ok(credentials::get(&self.pool, app, name).await?)
+        Ok(credentials::get(&self.pool, app, None, name).await?)
     }
 
     async fn list_credentials(&self, app: &str) -> R<Vec<warden_core::credential::Credential>> {
-        Ok(credentials::list(&self.pool, app).await?)
+        Ok(credentials::list(&self.pool, app, None).await?)
     }
 
     async fn delete_credential(&self, app: &str, name: &str, audit: NewAudit) -> R<bool> {
-        Ok(credentials::delete(&self.pool, app, name, audit).await?)
+        Ok(credentials::delete(&self.pool, app, None, name, audit).await?)
+    }
+
+    async fn get_installation_credential(
+        &self,
+        app: &str,
+        plugin: &str,
+        name: &str,
+    ) -> R<Option<warden_core::credential::Credential>> {
+        Ok(credentials::get(&self.pool, app, Some(plugin), name).await?)
+    }
+
+    async fn list_installation_credentials(
+        &self,
+        app: &str,
+        plugin: &str,
+    ) -> R<Vec<warden_core::credential::Credential>> {
+        Ok(credentials::list(&self.pool, app, Some(plugin)).await?)
+    }
+
+    async fn delete_installation_credential(
+        &self,
+        app: &str,
+        plugin: &str,
+        name: &str,
+        audit: NewAudit,
+    ) -> R<bool> {
+        Ok(credentials::delete(&self.pool, app, Some(plugin), name, audit).await?)
     }
 
     async fn insert_template(&self, t: Template, audit: NewAudit) -> R<Template> {

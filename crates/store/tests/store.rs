@@ -172,6 +172,7 @@ both!(
     runs_are_ordinary_records_with_their_language_and_template,
     signed_versions_are_trusted_until_their_key_is_revoked,
     every_write_that_moves_a_resolution_moves_the_generation,
+    installation_credentials_are_their_own_and_go_with_the_installation,
 );
 
 async fn upload(ctx: &Ctx, who: &Actor, version: &str) -> warden_core::Version {
@@ -2644,4 +2645,104 @@ async fn every_write_that_moves_a_resolution_moves_the_generation(ctx: Ctx) {
     ctx.registry.uninstall(&root, "shop", code).await.unwrap();
     let fresh = execution("shop", code, ExecutionStatus::Running);
     assert!(!ctx.store.insert_execution_at(fresh, &now).await.unwrap());
+}
+
+/// A sealed credential row (the store never sees a secret in the clear).
+fn sealed(app: &str, plugin: Option<&str>, name: &str, sealed: &str) -> warden_core::credential::Credential {
+    warden_core::credential::Credential {
+        app: app.into(),
+        plugin: plugin.map(str::to_owned),
+        name: name.into(),
+        spec: warden_core::credential::CredentialSpec {
+            kind: warden_core::credential::CredentialKind::Bearer,
+            hosts: vec!["api.example.com".into()],
+        },
+        key_id: "k1".into(),
+        sealed: sealed.into(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn installation_credentials_are_their_own_and_go_with_the_installation(ctx: Ctx) {
+    let code = "vendor.greeting.say_hello";
+    let root = admin();
+    active(&ctx, "1.0.0").await;
+    ctx.registry.create_app(&root, "shop", "").await.unwrap();
+    ctx.registry.install(&root, "shop", code, None).await.unwrap();
+    let s = &ctx.store;
+    assert!(
+        s.put_credential(sealed("shop", None, "github", "app-row"), NewAudit::default())
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.put_credential(
+            sealed("shop", Some(code), "github", "inst-row"),
+            NewAudit::default()
+        )
+        .await
+        .unwrap()
+    );
+    // Replaced, not added; the app's row is untouched.
+    let mut again = sealed("shop", Some(code), "github", "inst-row-2");
+    again.updated_at = 2;
+    assert!(!s.put_credential(again, NewAudit::default()).await.unwrap());
+    let inst = s
+        .get_installation_credential("shop", code, "github")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            inst.sealed.as_str(),
+            inst.plugin.as_deref(),
+            inst.created_at,
+            inst.updated_at
+        ),
+        ("inst-row-2", Some(code), 1, 2)
+    );
+    let app = s.get_credential("shop", "github").await.unwrap().unwrap();
+    assert_eq!((app.sealed.as_str(), app.plugin), ("app-row", None));
+    assert_eq!(s.list_credentials("shop").await.unwrap().len(), 1);
+    assert_eq!(
+        s.list_installation_credentials("shop", code).await.unwrap().len(),
+        1
+    );
+    assert!(
+        s.get_installation_credential("shop", "other.plugin", "github")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleted by name in its own scope.
+    s.put_credential(sealed("shop", Some(code), "maps", "m"), NewAudit::default())
+        .await
+        .unwrap();
+    assert!(
+        s.delete_installation_credential("shop", code, "maps", NewAudit::default())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_installation_credential("shop", code, "maps", NewAudit::default())
+            .await
+            .unwrap()
+    );
+    // Uninstalled: its credentials go, the app's stay.
+    ctx.registry.uninstall(&root, "shop", code).await.unwrap();
+    assert!(
+        s.list_installation_credentials("shop", code)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.get_credential("shop", "github").await.unwrap().is_some());
+    ctx.registry.install(&root, "shop", code, None).await.unwrap();
+    assert!(
+        s.get_installation_credential("shop", code, "github")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
