@@ -117,9 +117,14 @@ async fn a_killed_node_resumes_its_session_from_the_snapshot_and_leaves_nothing_
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().to_string_lossy().into_owned();
+    // No boxes started ahead: every session's box then starts with the
+    // session's environment, which is how this test finds its processes (a
+    // box started ahead gets it later, from its agent, out of
+    // /proc/PID/environ's sight).
     let env = [
         ("WARDEN_NODE_ID", "e2e-resume"),
         ("WARDEN_STATE_DIR", state_dir.as_str()),
+        ("WARDEN_SESSIONS_PRESTART", "0"),
     ];
     let s = Serve::start(data.path(), &env);
     let c = client();
