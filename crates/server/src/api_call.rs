@@ -80,10 +80,10 @@ pub(crate) fn choose(tool: &Tool, stored: &[&str]) -> Result<Option<String>, Str
         return Ok(None);
     }
     for alternative in &tool.security {
-        if let [one] = alternative.as_slice() {
-            if stored.contains(&one.scheme.as_str()) {
-                return Ok(Some(one.scheme.clone()));
-            }
+        if let [one] = alternative.as_slice()
+            && stored.contains(&one.scheme.as_str())
+        {
+            return Ok(Some(one.scheme.clone()));
         }
     }
     let wanted: Vec<String> = tool
