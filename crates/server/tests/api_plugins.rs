@@ -529,6 +529,45 @@ async fn an_api_plugins_tools_are_called_by_warden_with_only_their_credential() 
         "{post}"
     );
 
+    // Async: the queued call is prepared again from its stored event.
+    let (status, v, _) = s
+        .execute(
+            &app,
+            "petshop",
+            code,
+            &json!({"tool": "getPet", "input": {"id": 7}}).to_string(),
+            "?mode=async",
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let mut rec = Value::Null;
+    for _ in 0..100 {
+        rec = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{id}"),
+                &app,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        if rec["status"] != "queued" && rec["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rec["status"], "success", "{rec}");
+    assert_eq!(rec["return_value"]["name"], "Rex", "{rec}");
+    ids.push(id);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[2].contains(&format!("\r\nx-api-key: {API_KEY}\r\n")),
+        "{}",
+        seen[2]
+    );
+
     // An input failing the tool's input schema: 422 located under
     // `/input`, nothing recorded, nothing sent.
     for (event, at) in [
@@ -547,7 +586,7 @@ async fn an_api_plugins_tools_are_called_by_warden_with_only_their_credential() 
             "{event}: {body}"
         );
     }
-    assert_eq!(upstream.seen().len(), 2);
+    assert_eq!(upstream.seen().len(), 3, "nothing was sent");
 
     // A response failing the output schema is not a success.
     let (_, v) = call(json!({"tool": "getPet", "input": {"id": 8}})).await;
