@@ -919,9 +919,13 @@ impl<S: Store, B: Blobs> Registry<S, B> {
             }
         }
         let manifest = manifest_of(v).ok_or_else(|| problem("/", "the stored manifest no longer parses"))?;
-        if manifest.runtime == tier::BUILTIN_RUNTIME {
-            // Built-in code is in the server: its package is its manifest,
-            // verified above; there is nothing to unpack.
+        if manifest.runtime == tier::BUILTIN_RUNTIME
+            || manifest.runtime == warden_package::manifest::API_RUNTIME
+        {
+            // Built-in code is in the server, and an API plugin runs no
+            // code (Warden makes its requests from the tools stored with
+            // the version): the package was verified above; there is
+            // nothing to unpack.
             return Ok((self.code_root.clone(), manifest.entrypoint.clone(), manifest));
         }
         let unpacked = self.code_root.join(&v.package_sha256);

@@ -95,10 +95,6 @@ const PROBLEMS: &[(&str, &str)] = &[
     ("415", "The body's Content-Type is not one the operation takes"),
     ("422", "Invalid: every problem located by JSON pointer or file"),
     ("429", "Too many executions in flight; see Retry-After"),
-    (
-        "501",
-        "Not available yet: calling an API plugin's tools (its tools are listed with its version)",
-    ),
     ("503", "The store or the jail is unavailable"),
 ];
 
@@ -154,15 +150,14 @@ impl IntoResponses for BodyProblems {
     }
 }
 
-/// The error answers of `execute`: those of [`BodyProblems`], too many
-/// executions in flight (429), and an API plugin, which cannot be called
-/// yet (501).
+/// The error answers of `execute`: those of [`BodyProblems`], and too many
+/// executions in flight (429).
 pub struct ExecuteProblems;
 
 impl IntoResponses for ExecuteProblems {
     fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         problem_responses(&[
-            "400", "401", "403", "404", "409", "413", "415", "422", "429", "501", "503",
+            "400", "401", "403", "404", "409", "413", "415", "422", "429", "503",
         ])
     }
 }

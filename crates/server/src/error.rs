@@ -343,17 +343,6 @@ impl ApiError {
         e
     }
 
-    /// 501: the platform cannot do this yet (calling an API plugin's
-    /// tools, until Warden's HTTP caller lands).
-    pub fn not_implemented(detail: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not-implemented",
-            "Not available yet",
-            detail,
-        )
-    }
-
     /// 503: a dependency (the store, the jail) is unavailable.
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(

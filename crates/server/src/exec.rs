@@ -73,6 +73,23 @@ struct Loaded {
     sha256: String,
     input: Schema,
     output: Schema,
+    /// An API plugin's tools' output schemas, by tool name (its events name
+    /// the tool: see [`crate::api_call`]); empty for other plugins.
+    tools: HashMap<String, Schema>,
+}
+
+impl Loaded {
+    /// The schema a call's result is checked against: the tool's, for an
+    /// API plugin's event naming one.
+    fn output_for(&self, event: &[u8]) -> &Schema {
+        if self.tools.is_empty() {
+            return &self.output;
+        }
+        serde_json::from_slice::<Value>(event)
+            .ok()
+            .and_then(|e| crate::api_call::tool_of(&e).and_then(|t| self.tools.get(t)))
+            .unwrap_or(&self.output)
+    }
 }
 
 /// Counts executions in flight and remembers their ids (for shutdown).
@@ -329,16 +346,6 @@ impl Executor {
     /// version failed on this node is refused (503) until a retry is due;
     /// each step moves its runtime state (see [`crate::runtime_state`]).
     async fn load(&self, v: &Version) -> Result<(PathBuf, String, Manifest, Arc<Loaded>), ApiError> {
-        if v.manifest.get("runtime").and_then(Value::as_str) == Some(warden_package::manifest::API_RUNTIME) {
-            // An API plugin runs no code: Warden makes its HTTP requests,
-            // and that caller is not here yet. Its tools are checked and
-            // listed; a call says so plainly (501), not as a failure.
-            warden_core::registry::api_of(v)?;
-            return Err(ApiError::not_implemented(format!(
-                "{} {} is an API plugin: calling API plugins is not available yet (its tools are listed at GET /v1/plugins/{}/versions/{})",
-                v.plugin, v.version, v.plugin, v.version
-            )));
-        }
         self.states.gate(v)?;
         let tier = tier_of(
             v.manifest
@@ -392,9 +399,34 @@ impl Executor {
                     warden_package::schema::compile(s)
                         .map_err(|e| format!("the stored {which} does not compile: {e}"))
                 };
-                let schemas = compile(&manifest.input_schema, "input_schema")
-                    .and_then(|input| Ok((input, compile(&manifest.output_schema, "output_schema")?)));
-                let (input, output) = match schemas {
+                let api = warden_core::registry::api_of(v)?;
+                let schemas = match &api {
+                    // An API plugin's event names a tool and carries its input.
+                    Some(spec) => compile(&crate::api_call::input_schema(spec), "API tools' input_schema")
+                        .and_then(|input| {
+                            let tools = spec
+                                .tools
+                                .iter()
+                                .map(|t| {
+                                    compile(&t.output_schema, &format!("output_schema of tool `{}`", t.name))
+                                        .map(|s| (t.name.clone(), s))
+                                })
+                                .collect::<Result<HashMap<_, _>, _>>()?;
+                            Ok((
+                                input,
+                                compile(&Value::Object(Default::default()), "output_schema")?,
+                                tools,
+                            ))
+                        }),
+                    None => compile(&manifest.input_schema, "input_schema").and_then(|input| {
+                        Ok((
+                            input,
+                            compile(&manifest.output_schema, "output_schema")?,
+                            HashMap::new(),
+                        ))
+                    }),
+                };
+                let (input, output, tools) = match schemas {
                     Ok(s) => s,
                     Err(why) => return Err(self.fail(v, tier, Cause::SchemaCompile, why).await),
                 };
@@ -402,6 +434,7 @@ impl Executor {
                     sha256: v.package_sha256.clone(),
                     input,
                     output,
+                    tools,
                 });
                 self.loaded
                     .lock()
@@ -524,6 +557,9 @@ impl Executor {
     /// (another app's, or one not stored, is simply absent: the call is
     /// refused naming it), or nothing (see [`Tiers::builtin_policy`]).
     async fn builtin_egress(&self, app: &str, target: Target, event: &Value) -> Result<Target, ApiError> {
+        if let Target::Api(p, None) = &target {
+            return self.api_call(app, p.clone(), event).await;
+        }
         let Target::Builtin(b, _) = &target else {
             return Ok(target);
         };
@@ -545,6 +581,57 @@ impl Executor {
         };
         let policy = self.tiers.builtin_policy(credential);
         Ok(Target::Builtin(b.clone(), Some(Arc::new(policy))))
+    }
+
+    /// An API plugin's call of the tool `event` names, prepared: the
+    /// credential named after the operation's security scheme (the
+    /// installation's, else the app's), opened from the store, and the
+    /// policy allowing exactly the document's hosts. A credential that is
+    /// not stored makes the call fail naming it (see [`crate::api_call`]).
+    async fn api_call(
+        &self,
+        app: &str,
+        p: Arc<crate::tiers::ApiPlugin>,
+        event: &Value,
+    ) -> Result<Target, ApiError> {
+        let name = crate::api_call::tool_of(event).unwrap_or_default();
+        let Some(tool) = p.spec.tools.iter().find(|t| t.name == name) else {
+            return Err(ApiError::bad_field(
+                "/tool",
+                format!("`{name}` is not one of {}'s tools", p.plugin),
+            ));
+        };
+        let names = crate::api_call::scheme_names(tool);
+        let mut opened = if names.is_empty() {
+            Vec::new()
+        } else {
+            crate::credentials::for_call(&self.store, &self.keyring, app, &p.plugin, &names)
+                .await?
+                .0
+        };
+        let stored: Vec<&str> = opened.iter().map(|c| c.name()).collect();
+        let (credential, missing) = match crate::api_call::choose(tool, &stored) {
+            Ok(c) => (c, None),
+            Err(why) => (None, Some(why)),
+        };
+        let chosen = credential
+            .as_deref()
+            .and_then(|n| opened.iter().position(|c| c.name() == n))
+            .map(|i| opened.swap_remove(i));
+        let policy = self.tiers.api_policy(&p.spec, chosen).map_err(|why| {
+            ApiError::conflict_of(
+                "version-unavailable",
+                "The version cannot run",
+                format!("{} cannot run: {why}", p.plugin),
+            )
+        })?;
+        let call = crate::api_call::Call {
+            tool: tool.clone(),
+            server: p.spec.servers.first().cloned().unwrap_or_default(),
+            credential,
+            missing,
+        };
+        Ok(Target::Api(p, Some((Arc::new(call), Arc::new(policy)))))
     }
 
     /// One audit event per request a call's proxy sent with a credential
@@ -1086,7 +1173,8 @@ impl Executor {
             .await
             .map_err(|e| Unavailable(e.problem().detail))?;
         let target = match &target {
-            Target::Builtin(b, _) if b.network() => {
+            Target::Builtin(b, _) if !b.network() => target,
+            Target::Builtin(..) | Target::Api(..) => {
                 let event: Value = serde_json::from_str(&call.event).unwrap_or(Value::Null);
                 self.builtin_egress(&exec.app, target, &event)
                     .await
@@ -1138,6 +1226,12 @@ impl Executor {
         // the thread's other tasks elsewhere meanwhile. Cheaper than a hop
         // to the blocking pool and back, and a panic stays contained.
         let (runner, tiers) = (self.runner.clone(), self.tiers.clone());
+        // An API plugin's result is checked against its tool's schema.
+        let event = if loaded.tools.is_empty() {
+            Vec::new()
+        } else {
+            inv.event.clone()
+        };
         let call = move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 tiers.invoke(&runner, &target, &inv)
@@ -1159,7 +1253,7 @@ impl Executor {
                 let records = std::mem::take(&mut r.egress);
                 self.audit_credential_uses(&exec, &records).await;
                 exec.egress_refused = refused_destinations(records);
-                self.judge(r, &loaded)
+                self.judge(r, loaded.output_for(&event))
             }
             Ok(Err(e)) => {
                 // The cause names host paths: logged, not shown to callers.
@@ -1229,15 +1323,13 @@ impl Executor {
 
     /// The platform's verdict on a call: status, error kind, the stored
     /// result, and the artifacts' bytes.
-    fn judge(&self, r: HandlerResult, loaded: &Loaded) -> Verdict {
+    fn judge(&self, r: HandlerResult, output: &Schema) -> Verdict {
         let call_status = r.status;
         let jail_status = r.jail_status;
         let (mut result, artifacts) = recorded(r);
         let (status, kind) = match call_status {
             CallStatus::Success => {
-                let violations = loaded
-                    .output
-                    .validate(result.return_value.as_ref().unwrap_or(&Value::Null));
+                let violations = output.validate(result.return_value.as_ref().unwrap_or(&Value::Null));
                 if violations.is_empty() {
                     (ExecutionStatus::Success, None)
                 } else {

@@ -8,6 +8,7 @@
 //! decision of its own beyond who may call what ([`auth`]).
 
 pub mod api;
+mod api_call;
 pub mod auth;
 pub mod builds;
 pub mod cluster;

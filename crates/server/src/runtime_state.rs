@@ -170,6 +170,7 @@ pub(crate) fn tier_of(runtime: &str) -> &'static str {
     match runtime {
         warden_core::tier::BUILTIN_RUNTIME => "builtin",
         warden_core::tier::WASM_RUNTIME => "wasm",
+        warden_package::manifest::API_RUNTIME => "api",
         _ => "jail",
     }
 }

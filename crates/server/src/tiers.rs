@@ -44,6 +44,22 @@ pub(crate) enum Target {
     Builtin(Arc<dyn Builtin>, Option<Arc<warden_egress::Policy>>),
     /// A compiled wasm module.
     Wasm(warden_wasm::Module),
+    /// An API plugin's tool (`crate::api_call`): its version's document,
+    /// and the prepared call (the tool, its credential) with the call's
+    /// egress policy, filled in by the executor for each call.
+    Api(
+        Arc<ApiPlugin>,
+        Option<(Arc<crate::api_call::Call>, Arc<warden_egress::Policy>)>,
+    ),
+}
+
+/// An API plugin's version as its calls need it.
+#[derive(Debug)]
+pub(crate) struct ApiPlugin {
+    /// The plugin's code (for its installation's credentials).
+    pub(crate) plugin: String,
+    /// Its servers and tools.
+    pub(crate) spec: warden_package::openapi::ApiSpec,
 }
 
 /// Why a version cannot run at its tier.
@@ -157,6 +173,17 @@ impl Tiers {
                 .cloned()
                 .map(|b| Target::Builtin(b, None))
                 .ok_or_else(|| Refusal::Policy(refuse("this server was built without that built-in".into()))),
+            warden_package::manifest::API_RUNTIME => match warden_core::registry::api_of(v) {
+                Ok(Some(spec)) => Ok(Target::Api(
+                    Arc::new(ApiPlugin {
+                        plugin: v.plugin.clone(),
+                        spec,
+                    }),
+                    None,
+                )),
+                Ok(None) => Err(Refusal::Policy(refuse("its record has no API tools".into()))),
+                Err(e) => Err(Refusal::Policy(refuse(e.to_string()))),
+            },
             tier::WASM_RUNTIME => self.module(v, dir, entrypoint).map(Target::Wasm).map_err(|why| {
                 tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
                     lifecycle_state = "failed", reason = %why, "a wasm plugin version cannot run");
@@ -220,6 +247,29 @@ impl Tiers {
         policy
     }
 
+    /// The egress policy of one call of an API plugin's tool: exactly the
+    /// document's hosts (`spec.hosts`), at the addresses the proxy's rules
+    /// allow (the operator's `policy.network_allow_cidrs` opened), with the
+    /// operation's credential when one is stored. The credential still goes
+    /// only to its own hosts as well.
+    pub(crate) fn api_policy(
+        &self,
+        spec: &warden_package::openapi::ApiSpec,
+        credential: Option<warden_runtime::EgressCredential>,
+    ) -> Result<warden_egress::Policy, String> {
+        let mut policy = self.builtin_policy(None);
+        policy.allow = spec
+            .hosts
+            .iter()
+            .map(|h| {
+                h.parse()
+                    .map_err(|why| format!("the document's host `{h}` {why}"))
+            })
+            .collect::<Result<_, String>>()?;
+        policy.credentials = credential.into_iter().collect();
+        Ok(policy)
+    }
+
     /// The compiled module of `v`'s package, compiled on first use.
     fn module(&self, v: &Version, dir: &Path, entrypoint: &str) -> Result<warden_wasm::Module, String> {
         if let Some(m) = self
@@ -259,7 +309,26 @@ impl Tiers {
     ) -> Result<HandlerResult, RuntimeError> {
         match target {
             Target::Jail(code) => runner.invoke(code, inv),
-            Target::Builtin(b, egress) => Ok(builtin_call(b.as_ref(), egress.as_deref(), inv)),
+            Target::Builtin(b, egress) => Ok(builtin_call(
+                |event, limits, cx| b.call(event, limits, cx),
+                egress.as_deref(),
+                inv,
+            )),
+            Target::Api(_, Some((call, policy))) => Ok(builtin_call(
+                |event, limits, cx| call.call(event, limits, cx),
+                Some(policy),
+                inv,
+            )),
+            Target::Api(p, None) => Ok(builtin_call(
+                |_, _, _| {
+                    Err(Failure::Handler {
+                        kind: "PlatformError",
+                        message: format!("the call of {} was not prepared", p.plugin),
+                    })
+                },
+                None,
+                inv,
+            )),
             Target::Wasm(module) => Ok(match self.engine() {
                 Ok(engine) => wasm_call(engine, module, inv),
                 Err(e) => stdio_call(StdioRun {
@@ -287,14 +356,21 @@ pub fn wasm_call_once(module: &[u8], event: &[u8], limits: &CallLimits) -> Resul
     Ok(wasm_call(&engine, &module, &inv))
 }
 
-fn builtin_call(b: &dyn Builtin, egress: Option<&warden_egress::Policy>, inv: &Invocation) -> HandlerResult {
+/// Run an in-process call (a built-in's, or an API plugin's tool) on
+/// `inv`'s event: its result, failure and connection records as the
+/// runtime's [`HandlerResult`].
+fn builtin_call(
+    f: impl FnOnce(&Value, warden_builtins::Limits, &mut warden_builtins::Context<'_>) -> Result<Value, Failure>,
+    egress: Option<&warden_egress::Policy>,
+    inv: &Invocation,
+) -> HandlerResult {
     let started = Instant::now();
     let event: Value = serde_json::from_slice(&inv.event).unwrap_or(Value::Null);
     let mut cx = warden_builtins::Context {
         egress,
         records: Vec::new(),
     };
-    let out = b.call(
+    let out = f(
         &event,
         warden_builtins::Limits {
             timeout: inv.limits.timeout,

@@ -1,10 +1,16 @@
 //! API plugins (`type: api`) through the real HTTP API: an OpenAPI document
 //! uploaded, reviewed and approved; its tools listed with the version; new
 //! servers and tools shown in the next version's review; hostile documents
-//! refused with their pointer and nothing created; a call answered 501
-//! until Warden's HTTP caller lands.
+//! refused with their pointer and nothing created; tools called by Warden
+//! itself against a recording upstream on loopback, with the credential
+//! named after the operation's security scheme injected, and nothing else.
 
 mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::{package, server, server_with};
 use reqwest::{Method, StatusCode};
@@ -148,15 +154,22 @@ async fn an_api_plugin_is_uploaded_reviewed_approved_and_lists_its_tools() {
         ]
     );
 
-    // Calling it: not available yet, and said so (501), not a failure.
-    let (status, body, _) = s.execute(&s.admin, "petshop", code, "{}", "").await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
-    assert_eq!(body["status"], 501);
+    // Calling it without the credential its security scheme names: a
+    // failed execution naming it (nothing is sent anywhere).
+    let (status, body, _) = s
+        .execute(
+            &s.admin,
+            "petshop",
+            code,
+            &json!({"tool": "getPet", "input": {"id": 1}}).to_string(),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["error"]["type"], "MissingCredential", "{body}");
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("calling API plugins is not available yet"),
+        body["error"]["message"].as_str().unwrap().contains("`key`"),
         "{body}"
     );
     s.stop().await.unwrap();
@@ -291,4 +304,334 @@ async fn local_servers_are_accepted_only_where_the_operator_allows_them() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     assert_eq!(v["api"]["hosts"], json!(["127.0.0.1:8080"]));
     open.stop().await.unwrap();
+}
+
+const CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const API_KEY: &str = "pets-k3y-the-result-never-shows";
+const TOKEN: &str = "pets-t0ken-the-record-never-shows";
+
+/// The third party, on loopback: records every request (head and body)
+/// and answers by path: `/api/pets/7` a pet, `/api/pets/8` one that breaks
+/// the output schema, `/api/pets/9` a 404, `/api/pets/10` a redirect to
+/// `away_port`, `POST /api/pets` the body it got back.
+struct Pets {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pets {
+    fn start(away_port: u16) -> Pets {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|n| n.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                kept.lock().unwrap().push(req.clone());
+                let line = req.lines().next().unwrap_or("").to_owned();
+                let path = line.split(' ').nth(1).unwrap_or("/");
+                let (status, extra, body) = match (
+                    line.split(' ').next().unwrap_or(""),
+                    path.split('?').next().unwrap(),
+                ) {
+                    ("GET", "/api/pets/7") => (
+                        "200 OK",
+                        String::new(),
+                        json!({"name": "Rex", "echo": req}).to_string(),
+                    ),
+                    ("GET", "/api/pets/8") => ("200 OK", String::new(), json!({"nom": "Rex"}).to_string()),
+                    ("GET", "/api/pets/10") => (
+                        "302 Found",
+                        format!("Location: http://127.0.0.1:{away_port}/stolen\r\n"),
+                        String::new(),
+                    ),
+                    ("POST", "/api/pets") => (
+                        "201 Created",
+                        String::new(),
+                        req.split_once("\r\n\r\n")
+                            .map(|(_, b)| b.to_owned())
+                            .unwrap_or_default(),
+                    ),
+                    _ => (
+                        "404 Not Found",
+                        String::new(),
+                        json!({"error": "no such pet"}).to_string(),
+                    ),
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Pets { port, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The header names of a recorded request, sorted.
+fn header_names(req: &str) -> Vec<String> {
+    let head = req.split_once("\r\n\r\n").map_or(req, |(h, _)| h);
+    let mut names: Vec<String> = head
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(':').next().unwrap().to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_plugins_tools_are_called_by_warden_with_only_their_credential() {
+    let away = TcpListener::bind("127.0.0.1:0").unwrap();
+    away.set_nonblocking(true).unwrap();
+    let away_port = away.local_addr().unwrap().port();
+    let upstream = Pets::start(away_port);
+    let host = format!("127.0.0.1:{}", upstream.port);
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.api_local_servers = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let code = "tests.api.calls";
+    let mut doc = pets(&[&format!("http://{host}/api")], true);
+    doc["paths"]["/pets"]["post"]["security"] = json!([{"token": []}]);
+    doc["paths"]["/pets"]["post"]["responses"] = json!({"201": {"description": "made",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}});
+    doc["components"]["securitySchemes"]["token"] = json!({"type": "http", "scheme": "bearer"});
+    s.publish(
+        &dev,
+        api_package(code, "1.0.0", "openapi.json", &doc.to_string()),
+        "petshop",
+    )
+    .await;
+    let app = s.key("app", "shop", Some("petshop")).await;
+    for (name, body) in [
+        (
+            "key",
+            json!({"kind": "api_key", "header": "X-Api-Key", "secret": API_KEY, "hosts": [host]}),
+        ),
+        (
+            "token",
+            json!({"kind": "bearer", "secret": TOKEN, "hosts": [host]}),
+        ),
+    ] {
+        s.expect(
+            Method::PUT,
+            &format!("/v1/apps/petshop/credentials/{name}"),
+            &s.admin,
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let call = |event: Value| {
+        let (s, app) = (&s, &app);
+        async move {
+            let (status, v, _) = s.execute(app, "petshop", code, &event.to_string(), "").await;
+            (status, v)
+        }
+    };
+
+    // GET with a path and a query parameter: the API key goes in its
+    // header, percent-encoding keeps the path parameter one segment.
+    let (status, v) = call(json!({"tool": "getPet", "input": {"id": 7, "fields": "name tag"}})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "success", "{v}");
+    assert_eq!(v["return_value"]["name"], "Rex", "{v}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with("GET /api/pets/7?fields=name+tag HTTP/1.1\r\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[0].contains(&format!("\r\nx-api-key: {API_KEY}\r\n")),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        header_names(&seen[0]),
+        ["connection", "host", "x-api-key"],
+        "nothing else: {}",
+        seen[0]
+    );
+    // The upstream echoed the request: the result shows the key redacted.
+    assert!(!v.to_string().contains(API_KEY), "{v}");
+    assert!(
+        v["return_value"]["echo"]
+            .as_str()
+            .unwrap()
+            .contains("x-api-key: <redacted>"),
+        "{v}"
+    );
+    let mut ids = vec![v["id"].as_str().unwrap().to_owned()];
+
+    // POST with a JSON body: the bearer token, and the body as sent.
+    let (_, v) = call(json!({"tool": "addPet", "input": {"body": {"name": "Tom"}}})).await;
+    assert_eq!(v["status"], "success", "{v}");
+    assert_eq!(v["return_value"], json!({"name": "Tom"}), "{v}");
+    ids.push(v["id"].as_str().unwrap().to_owned());
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let post = &seen[1];
+    assert!(post.starts_with("POST /api/pets HTTP/1.1\r\n"), "{post}");
+    assert!(
+        post.contains(&format!("\r\nauthorization: Bearer {TOKEN}\r\n")),
+        "{post}"
+    );
+    assert!(
+        !post.contains(API_KEY),
+        "the other credential is not sent: {post}"
+    );
+    assert!(post.contains("\r\ncontent-type: application/json\r\n"), "{post}");
+    assert!(post.ends_with("\r\n\r\n{\"name\":\"Tom\"}"), "{post}");
+    assert_eq!(
+        header_names(post),
+        [
+            "authorization",
+            "connection",
+            "content-length",
+            "content-type",
+            "host"
+        ],
+        "{post}"
+    );
+
+    // Async: the queued call is prepared again from its stored event.
+    let (status, v, _) = s
+        .execute(
+            &app,
+            "petshop",
+            code,
+            &json!({"tool": "getPet", "input": {"id": 7}}).to_string(),
+            "?mode=async",
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let mut rec = Value::Null;
+    for _ in 0..100 {
+        rec = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{id}"),
+                &app,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        if rec["status"] != "queued" && rec["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rec["status"], "success", "{rec}");
+    assert_eq!(rec["return_value"]["name"], "Rex", "{rec}");
+    ids.push(id);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[2].contains(&format!("\r\nx-api-key: {API_KEY}\r\n")),
+        "{}",
+        seen[2]
+    );
+
+    // An input failing the tool's input schema: 422 located under
+    // `/input`, nothing recorded, nothing sent.
+    for (event, at) in [
+        (json!({"tool": "getPet", "input": {"id": "seven"}}), "/input/id"),
+        (json!({"tool": "getPet", "input": {}}), "/input"),
+        (json!({"tool": "deletePet", "input": {"id": 1}}), "/tool"),
+    ] {
+        let (status, body) = call(event.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{event}: {body}");
+        assert!(
+            body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["location"] == at),
+            "{event}: {body}"
+        );
+    }
+    assert_eq!(upstream.seen().len(), 3, "nothing was sent");
+
+    // A response failing the output schema is not a success.
+    let (_, v) = call(json!({"tool": "getPet", "input": {"id": 8}})).await;
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "OutputSchemaViolation", "{v}");
+
+    // A non-2xx answer is a failed call naming the status.
+    let (_, v) = call(json!({"tool": "getPet", "input": {"id": 9}})).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["type"], "UpstreamStatus", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("404"), "{v}");
+
+    // A redirect to another host is not followed: the refusal is recorded.
+    let (_, v) = call(json!({"tool": "getPet", "input": {"id": 10}})).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["type"], "EgressRefused", "{v}");
+    assert_eq!(v["egress_refused"].as_array().map(Vec::len), Some(1), "{v}");
+    assert!(
+        matches!(away.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the other host was never contacted"
+    );
+
+    // Neither secret is in any result, record or the audit trail; each
+    // use is audited.
+    let mut texts = Vec::new();
+    for id in &ids {
+        let rec = s
+            .expect(
+                Method::GET,
+                &format!("/v1/executions/{id}"),
+                &s.admin,
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(rec["status"], "success", "{rec}");
+        texts.push(rec.to_string());
+    }
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await;
+    texts.push(trail.to_string());
+    for text in texts {
+        assert!(!text.contains(API_KEY) && !text.contains(TOKEN), "{text}");
+    }
+    assert!(trail.to_string().contains("credential_use"), "{trail}");
+    s.stop().await.unwrap();
 }

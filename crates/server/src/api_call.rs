@@ -1,0 +1,330 @@
+//! Calling an API plugin's tools: the event `{"tool": NAME, "input": {...}}`
+//! becomes one HTTP request to the document's first server, made by the
+//! built-in HTTP tool ([`warden_builtins::Http`]) under a policy that
+//! allows exactly the document's hosts, with the credential named after
+//! the operation's security scheme injected by Warden's own client.
+//!
+//! What is checked where: the event against the tools' combined input
+//! schema ([`input_schema`], before anything is recorded: a 422); the
+//! request here (path parameters percent-encoded, query, headers, JSON
+//! body); the 2xx response body against the tool's `output_schema` by the
+//! executor, as any plugin's result.
+//!
+//! Must never: reach a host that is not one of the document's servers';
+//! send a credential the operation's security does not name; return a
+//! secret (the HTTP tool scrubs every form of it).
+
+use serde_json::{Map, Value, json};
+use warden_builtins::{Builtin as _, Context, Failure, Limits};
+use warden_package::openapi::{ApiSpec, Tool};
+
+/// The event property naming the tool.
+pub(crate) const TOOL: &str = "tool";
+/// The event property holding the tool's input.
+pub(crate) const INPUT: &str = "input";
+
+/// Longest part of a non-2xx response body quoted in the failure.
+const QUOTED_BYTES: usize = 512;
+
+/// The JSON Schema of an API plugin's events: `tool` names one of the
+/// tools, and `input` is checked against that tool's `input_schema`, so a
+/// violation is located under `/input`.
+pub(crate) fn input_schema(spec: &ApiSpec) -> Value {
+    let names: Vec<&str> = spec.tools.iter().map(|t| t.name.as_str()).collect();
+    let cases: Vec<Value> = spec
+        .tools
+        .iter()
+        .map(|t| {
+            json!({
+                "if": {"properties": {TOOL: {"const": t.name}}, "required": [TOOL]},
+                "then": {"properties": {INPUT: t.input_schema}}
+            })
+        })
+        .collect();
+    json!({
+        "type": "object",
+        "required": [TOOL],
+        "additionalProperties": false,
+        "properties": {
+            TOOL: {"type": "string", "enum": names},
+            INPUT: {"type": "object"}
+        },
+        "allOf": cases
+    })
+}
+
+/// The tool an event names (after the input schema check).
+pub(crate) fn tool_of(event: &Value) -> Option<&str> {
+    event.get(TOOL)?.as_str()
+}
+
+/// One prepared call of a tool: where it goes, and the credential it uses.
+#[derive(Debug)]
+pub(crate) struct Call {
+    /// The operation.
+    pub(crate) tool: Tool,
+    /// The base URL (the document's first server).
+    pub(crate) server: String,
+    /// The credential put in, by name (a security scheme's name).
+    pub(crate) credential: Option<String>,
+    /// Why the operation cannot be authenticated: the credentials its
+    /// security asks for are not stored for the app.
+    pub(crate) missing: Option<String>,
+}
+
+/// The credential `tool` uses among those stored (`stored`: names opened
+/// for the app): the first of its security alternatives that is one scheme
+/// with a stored credential. `Err` says which names were looked for.
+pub(crate) fn choose(tool: &Tool, stored: &[&str]) -> Result<Option<String>, String> {
+    if tool.security.is_empty() {
+        return Ok(None);
+    }
+    for alternative in &tool.security {
+        if let [one] = alternative.as_slice()
+            && stored.contains(&one.scheme.as_str())
+        {
+            return Ok(Some(one.scheme.clone()));
+        }
+    }
+    let wanted: Vec<String> = tool
+        .security
+        .iter()
+        .map(|alt| {
+            alt.iter()
+                .map(|s| format!("`{}`", s.scheme))
+                .collect::<Vec<_>>()
+                .join(" with ")
+        })
+        .collect();
+    Err(format!(
+        "the operation `{}` needs the credential {} (named after its security scheme), and none is stored for this app or its installation{}",
+        tool.name,
+        wanted.join(" or "),
+        if tool.security.iter().any(|a| a.len() > 1) {
+            " (schemes used together are not supported: one credential per request)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// The scheme names `tool`'s security may use, each once.
+pub(crate) fn scheme_names(tool: &Tool) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in tool.security.iter().flatten() {
+        if !names.contains(&s.scheme) {
+            names.push(s.scheme.clone());
+        }
+    }
+    names
+}
+
+fn invalid(field: &str, why: impl std::fmt::Display) -> Failure {
+    Failure::Handler {
+        kind: "InvalidInput",
+        message: format!("`{field}` {why}"),
+    }
+}
+
+/// `s` percent-encoded as one path segment (RFC 3986 unreserved characters
+/// kept): a value cannot add a segment or a query.
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A scalar parameter's text; `None` for null (an absent optional one).
+fn scalar(field: &str, v: &Value) -> Result<Option<String>, Failure> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        _ => Err(invalid(
+            field,
+            "must be a string, a number or a boolean (arrays and objects in parameters are not supported)",
+        )),
+    }
+}
+
+impl Call {
+    /// The HTTP tool's event for `input` (`{method, url, query, headers,
+    /// body, credential}`); every error names the input field.
+    pub(crate) fn request(&self, input: &Map<String, Value>) -> Result<Value, Failure> {
+        let mut path = self.tool.path.clone();
+        let mut query = Map::new();
+        let mut headers = Map::new();
+        for p in &self.tool.parameters {
+            let field = format!("input.{}", p.name);
+            let Some(v) = input.get(&p.name) else { continue };
+            let Some(text) = scalar(&field, v)? else { continue };
+            match p.location.as_str() {
+                "path" => path = path.replace(&format!("{{{}}}", p.name), &segment(&text)),
+                "query" => {
+                    query.insert(p.name.clone(), Value::String(text));
+                }
+                "header" => {
+                    headers.insert(p.name.clone(), Value::String(text));
+                }
+                other => {
+                    return Err(invalid(
+                        &field,
+                        format!("goes `in: {other}`, which is not supported"),
+                    ));
+                }
+            }
+        }
+        if let Some(left) = path.find('{') {
+            return Err(invalid(
+                "input",
+                format!("lacks the path parameter of `{}`", &path[left..]),
+            ));
+        }
+        let mut event = json!({
+            "method": self.tool.method,
+            "url": format!("{}{}", self.server.trim_end_matches('/'), path),
+        });
+        if !query.is_empty() {
+            event["query"] = Value::Object(query);
+        }
+        if let Some(body) = input.get("body") {
+            // Sent as JSON whatever its type (a JSON string included).
+            headers.insert("content-type".into(), Value::String("application/json".into()));
+            event["body"] = Value::String(body.to_string());
+        }
+        if !headers.is_empty() {
+            event["headers"] = Value::Object(headers);
+        }
+        if let Some(c) = &self.credential {
+            event["credential"] = Value::String(c.clone());
+        }
+        Ok(event)
+    }
+
+    /// Make the call for `event` (checked against [`input_schema`]): the
+    /// 2xx response's body, or a failure naming the status (non-2xx), the
+    /// refusal, or the missing credential.
+    pub(crate) fn call(&self, event: &Value, limits: Limits, cx: &mut Context<'_>) -> Result<Value, Failure> {
+        if let Some(why) = &self.missing {
+            return Err(Failure::Handler {
+                kind: "MissingCredential",
+                message: why.clone(),
+            });
+        }
+        let empty = Map::new();
+        let input = event.get(INPUT).and_then(Value::as_object).unwrap_or(&empty);
+        let request = self.request(input)?;
+        let out = warden_builtins::Http.call(&request, limits, cx)?;
+        let status = out.get("status").and_then(Value::as_u64).unwrap_or(0);
+        let body = out.get("body").cloned().unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let text = match &body {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut quoted: String = text.chars().take(QUOTED_BYTES).collect();
+        if quoted.len() < text.len() {
+            quoted.push('…');
+        }
+        Err(Failure::Handler {
+            kind: "UpstreamStatus",
+            message: format!(
+                "{} {} answered {status}: {quoted}",
+                self.tool.method, self.tool.path
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_package::openapi::{SecurityKind, SecurityUse, ToolParameter};
+
+    fn tool() -> Tool {
+        Tool {
+            name: "getPet".into(),
+            method: "GET".into(),
+            path: "/pets/{id}".into(),
+            summary: None,
+            parameters: vec![
+                ToolParameter {
+                    name: "id".into(),
+                    location: "path".into(),
+                },
+                ToolParameter {
+                    name: "fields".into(),
+                    location: "query".into(),
+                },
+                ToolParameter {
+                    name: "X-Trace".into(),
+                    location: "header".into(),
+                },
+            ],
+            input_schema: json!({}),
+            output_schema: json!({}),
+            security: vec![vec![SecurityUse {
+                scheme: "key".into(),
+                kind: SecurityKind::HttpBearer,
+                scopes: vec![],
+            }]],
+        }
+    }
+
+    #[test]
+    fn a_request_is_built_with_its_parameters_in_place() {
+        let call = Call {
+            tool: tool(),
+            server: "https://api.example/v1/".into(),
+            credential: Some("key".into()),
+            missing: None,
+        };
+        let input = json!({"id": "a b/../c?d", "fields": 3, "X-Trace": true, "body": "text"});
+        let got = call.request(input.as_object().unwrap()).unwrap();
+        assert_eq!(
+            got,
+            json!({
+                "method": "GET",
+                "url": "https://api.example/v1/pets/a%20b%2F..%2Fc%3Fd",
+                "query": {"fields": "3"},
+                "headers": {"X-Trace": "true", "content-type": "application/json"},
+                "body": "\"text\"",
+                "credential": "key"
+            })
+        );
+        // A null optional parameter is left out; arrays are refused by name.
+        let got = call
+            .request(json!({"id": 1, "fields": null}).as_object().unwrap())
+            .unwrap();
+        assert_eq!(got["url"], "https://api.example/v1/pets/1");
+        assert!(got.get("query").is_none());
+        match call.request(json!({"id": [1]}).as_object().unwrap()) {
+            Err(Failure::Handler { kind, message }) => {
+                assert_eq!(kind, "InvalidInput");
+                assert!(message.contains("`input.id`"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_credential_is_the_security_schemes_name() {
+        let t = tool();
+        assert_eq!(choose(&t, &["key"]), Ok(Some("key".into())));
+        let why = choose(&t, &["other"]).unwrap_err();
+        assert!(why.contains("`key`") && why.contains("getPet"), "{why}");
+        let mut open = t.clone();
+        open.security.clear();
+        assert_eq!(choose(&open, &[]), Ok(None));
+        assert_eq!(scheme_names(&t), ["key"]);
+    }
+}
