@@ -92,7 +92,7 @@ fn init_makes_an_api_plugin_that_packs_and_lists_its_tools() {
     // `test` has nothing to run: it says so and lists the tools.
     let (code, _, err) = plugin(&["test"], &dir);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("calling API plugins is not available yet"), "{err}");
+    assert!(err.contains("`plugin test` does not call them"), "{err}");
     // A runtime with an API plugin, or neither, is a usage error.
     let (code, _, err) = plugin(
         &["init", "x", "--type", "api", "--runtime", "python"],

@@ -6634,15 +6634,6 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Not available yet: calling an API plugin's tools (its tools are listed with its version) */
-            501: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
             /** @description The store or the jail is unavailable */
             503: {
                 headers: {

@@ -101,7 +101,7 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             eprintln!("  tool {} {} {}", t.name, t.method, t.path);
         }
         eprintln!(
-            "{} {} is an API plugin: calling API plugins is not available yet; its {} tool(s) are valid",
+            "{} {} is an API plugin: its {} tool(s) are valid; `plugin test` does not call them (the server makes the request: publish it, store its credential and call a tool through the API)",
             crate::style::warn("note:"),
             packed.package.manifest.code,
             api.tools.len()
