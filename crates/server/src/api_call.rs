@@ -16,7 +16,8 @@
 
 use serde_json::{Map, Value, json};
 use warden_builtins::{Builtin as _, Context, Failure, Limits};
-use warden_package::openapi::{ApiSpec, Tool};
+use warden_core::credential::CredentialKind;
+use warden_package::openapi::{ApiSpec, SecurityKind, Tool};
 
 /// The event property naming the tool.
 pub(crate) const TOOL: &str = "tool";
@@ -67,24 +68,96 @@ pub(crate) struct Call {
     pub(crate) server: String,
     /// The credential put in, by name (a security scheme's name).
     pub(crate) credential: Option<String>,
-    /// Why the operation cannot be authenticated: the credentials its
-    /// security asks for are not stored for the app.
-    pub(crate) missing: Option<String>,
+    /// Why the operation cannot be authenticated (the failure's kind and
+    /// message): the credentials its security asks for are not stored for
+    /// the app, or do not fit its schemes.
+    pub(crate) missing: Option<(&'static str, String)>,
+}
+
+/// Whether a stored credential of `kind` authenticates the way `scheme`
+/// (the document's security scheme) says: an `apiKey` in the same header
+/// (names compared without case) or the same query parameter, a bearer
+/// token (`Bearer`, or an OAuth2 client-credentials token), basic auth, or
+/// OAuth2 client-credentials. `Err` says what differs.
+///
+/// The credential's own definition is what Warden injects (the admin bound
+/// the secret to it; a document cannot move a secret into a query string or
+/// send a client secret to its own token URL), so a credential that does not
+/// fit the scheme is not used at all.
+pub(crate) fn fits(scheme: &SecurityKind, kind: &CredentialKind) -> Result<(), String> {
+    let stored = match kind {
+        CredentialKind::ApiKey { header: Some(h), .. } => format!("an API key in the header `{h}`"),
+        CredentialKind::ApiKey { query, .. } => format!(
+            "an API key in the query parameter `{}`",
+            query.as_deref().unwrap_or("api_key")
+        ),
+        CredentialKind::Bearer => "a bearer token".into(),
+        CredentialKind::Basic { .. } => "basic auth".into(),
+        CredentialKind::OAuth2ClientCredentials { .. } => "OAuth2 client credentials".into(),
+    };
+    let (ok, wanted) = match scheme {
+        SecurityKind::ApiKeyHeader { name } => (
+            matches!(kind, CredentialKind::ApiKey { header: Some(h), .. } if h.eq_ignore_ascii_case(name)),
+            format!("an API key in the header `{name}`"),
+        ),
+        SecurityKind::ApiKeyQuery { name } => (
+            matches!(kind, CredentialKind::ApiKey { header: None, query }
+                if query.as_deref().unwrap_or("api_key") == name),
+            format!("an API key in the query parameter `{name}`"),
+        ),
+        SecurityKind::HttpBearer => (
+            matches!(
+                kind,
+                CredentialKind::Bearer | CredentialKind::OAuth2ClientCredentials { .. }
+            ),
+            "a bearer token".into(),
+        ),
+        SecurityKind::HttpBasic => (matches!(kind, CredentialKind::Basic { .. }), "basic auth".into()),
+        SecurityKind::Oauth2ClientCredentials { .. } => (
+            matches!(kind, CredentialKind::OAuth2ClientCredentials { .. }),
+            "OAuth2 client credentials".into(),
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the scheme wants {wanted}; the credential is {stored}"))
+    }
 }
 
 /// The credential `tool` uses among those stored (`stored`: names opened
-/// for the app): the first of its security alternatives that is one scheme
-/// with a stored credential. `Err` says which names were looked for.
-pub(crate) fn choose(tool: &Tool, stored: &[&str]) -> Result<Option<String>, String> {
+/// for the app, with their kinds): the first of its security alternatives
+/// that is one scheme with a stored credential that [`fits`] it. `Err` is
+/// the failure's kind (`MissingCredential`, or `CredentialMismatch` when a
+/// credential of that name is stored but does not fit) and its message.
+pub(crate) fn choose(
+    tool: &Tool,
+    stored: &[(&str, &CredentialKind)],
+) -> Result<Option<String>, (&'static str, String)> {
     if tool.security.is_empty() {
         return Ok(None);
     }
+    let mut unfit = Vec::new();
     for alternative in &tool.security {
-        if let [one] = alternative.as_slice()
-            && stored.contains(&one.scheme.as_str())
-        {
-            return Ok(Some(one.scheme.clone()));
+        let [one] = alternative.as_slice() else { continue };
+        let Some((_, kind)) = stored.iter().find(|(name, _)| *name == one.scheme) else {
+            continue;
+        };
+        match fits(&one.kind, kind) {
+            Ok(()) => return Ok(Some(one.scheme.clone())),
+            Err(why) => unfit.push(format!("`{}`: {why}", one.scheme)),
         }
+    }
+    if !unfit.is_empty() {
+        return Err((
+            "CredentialMismatch",
+            format!(
+                "the operation `{}` cannot use the stored credential{} ({}); nothing was sent",
+                tool.name,
+                if unfit.len() > 1 { "s" } else { "" },
+                unfit.join("; ")
+            ),
+        ));
     }
     let wanted: Vec<String> = tool
         .security
@@ -96,15 +169,18 @@ pub(crate) fn choose(tool: &Tool, stored: &[&str]) -> Result<Option<String>, Str
                 .join(" with ")
         })
         .collect();
-    Err(format!(
-        "the operation `{}` needs the credential {} (named after its security scheme), and none is stored for this app or its installation{}",
-        tool.name,
-        wanted.join(" or "),
-        if tool.security.iter().any(|a| a.len() > 1) {
-            " (schemes used together are not supported: one credential per request)"
-        } else {
-            ""
-        }
+    Err((
+        "MissingCredential",
+        format!(
+            "the operation `{}` needs the credential {} (named after its security scheme), and none is stored for this app or its installation{}",
+            tool.name,
+            wanted.join(" or "),
+            if tool.security.iter().any(|a| a.len() > 1) {
+                " (schemes used together are not supported: one credential per request)"
+            } else {
+                ""
+            }
+        ),
     ))
 }
 
@@ -212,9 +288,9 @@ impl Call {
     /// 2xx response's body, or a failure naming the status (non-2xx), the
     /// refusal, or the missing credential.
     pub(crate) fn call(&self, event: &Value, limits: Limits, cx: &mut Context<'_>) -> Result<Value, Failure> {
-        if let Some(why) = &self.missing {
+        if let Some((kind, why)) = &self.missing {
             return Err(Failure::Handler {
-                kind: "MissingCredential",
+                kind,
                 message: why.clone(),
             });
         }
@@ -248,7 +324,7 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_package::openapi::{SecurityKind, SecurityUse, ToolParameter};
+    use warden_package::openapi::{SecurityUse, ToolParameter};
 
     fn tool() -> Tool {
         Tool {
@@ -319,12 +395,67 @@ mod tests {
     #[test]
     fn the_credential_is_the_security_schemes_name() {
         let t = tool();
-        assert_eq!(choose(&t, &["key"]), Ok(Some("key".into())));
-        let why = choose(&t, &["other"]).unwrap_err();
+        let bearer = CredentialKind::Bearer;
+        assert_eq!(choose(&t, &[("key", &bearer)]), Ok(Some("key".into())));
+        let (kind, why) = choose(&t, &[("other", &bearer)]).unwrap_err();
+        assert_eq!(kind, "MissingCredential");
         assert!(why.contains("`key`") && why.contains("getPet"), "{why}");
+        // Stored under the scheme's name but of another kind: not used.
+        let basic = CredentialKind::Basic { username: "u".into() };
+        let (kind, why) = choose(&t, &[("key", &basic)]).unwrap_err();
+        assert_eq!(kind, "CredentialMismatch");
+        assert!(
+            why.contains("wants a bearer token") && why.contains("is basic auth"),
+            "{why}"
+        );
         let mut open = t.clone();
         open.security.clear();
         assert_eq!(choose(&open, &[]), Ok(None));
         assert_eq!(scheme_names(&t), ["key"]);
+    }
+
+    #[test]
+    fn a_credential_fits_a_scheme_only_where_it_puts_the_secret_the_same_way() {
+        let header = |h: &str| CredentialKind::ApiKey {
+            header: Some(h.into()),
+            query: None,
+        };
+        let query = |q: Option<&str>| CredentialKind::ApiKey {
+            header: None,
+            query: q.map(Into::into),
+        };
+        let oauth = CredentialKind::OAuth2ClientCredentials {
+            token_url: "https://auth.example/t".into(),
+            client_id: "c".into(),
+            scope: None,
+            audience: None,
+        };
+        let in_header = SecurityKind::ApiKeyHeader {
+            name: "X-Api-Key".into(),
+        };
+        let in_query = SecurityKind::ApiKeyQuery { name: "key".into() };
+        assert!(fits(&in_header, &header("x-api-key")).is_ok());
+        assert!(fits(&in_header, &header("X-Other")).is_err());
+        assert!(fits(&in_header, &query(Some("X-Api-Key"))).is_err());
+        assert!(fits(&in_query, &query(Some("key"))).is_ok());
+        assert!(fits(&in_query, &query(Some("Key"))).is_err());
+        assert!(
+            fits(
+                &SecurityKind::ApiKeyQuery {
+                    name: "api_key".into()
+                },
+                &query(None)
+            )
+            .is_ok()
+        );
+        assert!(fits(&in_query, &header("key")).is_err());
+        assert!(fits(&SecurityKind::HttpBearer, &CredentialKind::Bearer).is_ok());
+        assert!(fits(&SecurityKind::HttpBearer, &oauth).is_ok());
+        assert!(fits(&SecurityKind::HttpBasic, &CredentialKind::Bearer).is_err());
+        let cc = SecurityKind::Oauth2ClientCredentials {
+            token_url: "https://elsewhere.example/token".into(),
+        };
+        assert!(fits(&cc, &oauth).is_ok(), "the credential's token URL is used");
+        assert!(fits(&cc, &CredentialKind::Bearer).is_err());
     }
 }

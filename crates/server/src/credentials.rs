@@ -605,7 +605,7 @@ pub(crate) async fn for_call(
     app: &str,
     plugin: &str,
     names: &[String],
-) -> Result<(Vec<EgressCredential>, String), ApiError> {
+) -> Result<(Vec<(EgressCredential, CredentialKind)>, String), ApiError> {
     let mut out = Vec::new();
     let mut print = String::new();
     for name in names {
@@ -673,7 +673,7 @@ pub(crate) async fn for_call(
         match made.map(|m| m.redacting(secret.expose())) {
             Ok(m) => {
                 print.push_str(&format!("{name}:{within}:{}:{};", c.key_id, c.updated_at));
-                out.push(m);
+                out.push((m, c.spec.kind.clone()));
             }
             Err(e) => {
                 tracing::error!(app = %app, credential = %name, error = %e, "a stored credential is unusable; the call runs without it");

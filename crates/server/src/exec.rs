@@ -541,14 +541,15 @@ impl Executor {
         if m.permissions.credentials.is_empty() || m.permissions.network.is_empty() {
             return Ok((Vec::new(), String::new()));
         }
-        crate::credentials::for_call(
+        let (opened, print) = crate::credentials::for_call(
             &self.store,
             &self.keyring,
             app,
             &m.code,
             &m.permissions.credentials,
         )
-        .await
+        .await?;
+        Ok((opened.into_iter().map(|(c, _)| c).collect(), print))
     }
 
     /// `target` with its egress policy when it is a built-in that makes
@@ -576,7 +577,8 @@ impl Executor {
             )
             .await?
             .0
-            .pop(),
+            .pop()
+            .map(|(c, _)| c),
             None => None,
         };
         let policy = self.tiers.builtin_policy(credential);
@@ -609,15 +611,16 @@ impl Executor {
                 .await?
                 .0
         };
-        let stored: Vec<&str> = opened.iter().map(|c| c.name()).collect();
+        let stored: Vec<(&str, &warden_core::credential::CredentialKind)> =
+            opened.iter().map(|(c, kind)| (c.name(), kind)).collect();
         let (credential, missing) = match crate::api_call::choose(tool, &stored) {
             Ok(c) => (c, None),
             Err(why) => (None, Some(why)),
         };
         let chosen = credential
             .as_deref()
-            .and_then(|n| opened.iter().position(|c| c.name() == n))
-            .map(|i| opened.swap_remove(i));
+            .and_then(|n| opened.iter().position(|(c, _)| c.name() == n))
+            .map(|i| opened.swap_remove(i).0);
         let policy = self.tiers.api_policy(&p.spec, chosen).map_err(|why| {
             ApiError::conflict_of(
                 "version-unavailable",

@@ -309,11 +309,14 @@ async fn local_servers_are_accepted_only_where_the_operator_allows_them() {
 const CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const API_KEY: &str = "pets-k3y-the-result-never-shows";
 const TOKEN: &str = "pets-t0ken-the-record-never-shows";
+const CLIENT_SECRET: &str = "pets-cl1ent-secret-never-shows";
+const OAUTH_TOKEN: &str = "pets-0auth-token-never-shows";
 
 /// The third party, on loopback: records every request (head and body)
 /// and answers by path: `/api/pets/7` a pet, `/api/pets/8` one that breaks
 /// the output schema, `/api/pets/9` a 404, `/api/pets/10` a redirect to
-/// `away_port`, `POST /api/pets` the body it got back.
+/// `away_port`, `POST /api/pets` the body it got back, `POST /oauth/token`
+/// an OAuth2 token ([`OAUTH_TOKEN`]).
 struct Pets {
     port: u16,
     seen: Arc<Mutex<Vec<String>>>,
@@ -366,6 +369,12 @@ impl Pets {
                         "302 Found",
                         format!("Location: http://127.0.0.1:{away_port}/stolen\r\n"),
                         String::new(),
+                    ),
+                    ("POST", "/oauth/token") => (
+                        "200 OK",
+                        String::new(),
+                        json!({"access_token": OAUTH_TOKEN, "token_type": "Bearer", "expires_in": 3600})
+                            .to_string(),
                     ),
                     ("POST", "/api/pets") => (
                         "201 Created",
@@ -633,5 +642,145 @@ async fn an_api_plugins_tools_are_called_by_warden_with_only_their_credential() 
         assert!(!text.contains(API_KEY) && !text.contains(TOKEN), "{text}");
     }
     assert!(trail.to_string().contains("credential_use"), "{trail}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_decides_where_a_credential_goes_and_one_that_does_not_fit_is_not_sent() {
+    let upstream = Pets::start(9);
+    let host = format!("127.0.0.1:{}", upstream.port);
+    let s = server_with(|c| {
+        c.policy.network_ip_literals = true;
+        c.policy.api_local_servers = true;
+        c.policy.network_allow_cidrs = vec!["127.0.0.1/32".into()];
+        c.credentials.key = Some(CREDENTIALS_KEY.into());
+    })
+    .await;
+    let dev = s.key("developer", "dev", None).await;
+    let code = "tests.api.schemes";
+    let mut doc = pets(&[&format!("http://{host}/api")], true);
+    doc["security"] = json!([{"q": []}]);
+    doc["components"]["securitySchemes"] = json!({
+        "q": {"type": "apiKey", "in": "query", "name": "key"},
+        "cc": {"type": "oauth2", "flows": {"clientCredentials": {
+            "tokenUrl": format!("http://{host}/oauth/token"), "scopes": {"pets:write": "write"}}}}
+    });
+    doc["paths"]["/pets"]["post"]["security"] = json!([{"cc": ["pets:write"]}]);
+    doc["paths"]["/pets"]["post"]["responses"] = json!({"201": {"description": "made",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}});
+    s.publish(
+        &dev,
+        api_package(code, "1.0.0", "openapi.json", &doc.to_string()),
+        "petshop",
+    )
+    .await;
+    let app = s.key("app", "shop", Some("petshop")).await;
+    let call = |event: Value| {
+        let (s, app) = (&s, &app);
+        async move {
+            let (status, v, _) = s.execute(app, "petshop", code, &event.to_string(), "").await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            v
+        }
+    };
+
+    // The app's `q` puts its key in a header; the document wants it in the
+    // query: the call fails naming both, and nothing is sent.
+    s.expect(
+        Method::PUT,
+        "/v1/apps/petshop/credentials/q",
+        &s.admin,
+        Some(json!({"kind": "api_key", "header": "key", "secret": API_KEY, "hosts": [host]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = call(json!({"tool": "getPet", "input": {"id": 7}})).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["type"], "CredentialMismatch", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("query parameter `key`") && message.contains("header `key`"),
+        "{message}"
+    );
+    assert!(upstream.seen().is_empty(), "nothing was sent");
+
+    // The installation's own `q`, a query key: it goes in the query, as
+    // the document says, and in no header.
+    s.expect(
+        Method::PUT,
+        &format!("/v1/apps/petshop/installations/{code}/credentials/q"),
+        &s.admin,
+        Some(json!({"kind": "api_key", "query": "key", "secret": API_KEY, "hosts": [host]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = call(json!({"tool": "getPet", "input": {"id": 7, "fields": "name"}})).await;
+    assert_eq!(v["status"], "success", "{v}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let line = seen[0].lines().next().unwrap();
+    assert!(line.starts_with("GET /api/pets/7?"), "{line}");
+    let query: Vec<&str> = line
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .split_once('?')
+        .unwrap()
+        .1
+        .split('&')
+        .collect();
+    assert_eq!(query.len(), 2, "{line}");
+    assert!(query.contains(&"fields=name"), "{line}");
+    assert!(query.contains(&format!("key={API_KEY}").as_str()), "{line}");
+    assert_eq!(header_names(&seen[0]), ["connection", "host"], "{}", seen[0]);
+    assert!(!v.to_string().contains(API_KEY), "the echo is scrubbed: {v}");
+
+    // OAuth2 client credentials: Warden fetches a token once (with the
+    // client secret, to the credential's token URL) and sends it as a
+    // bearer token on each call; the client secret goes nowhere else.
+    s.expect(
+        Method::PUT,
+        "/v1/apps/petshop/credentials/cc",
+        &s.admin,
+        Some(
+            json!({"kind": "oauth2_client_credentials", "secret": CLIENT_SECRET,
+            "token_url": format!("http://{host}/oauth/token"), "client_id": "shop",
+            "scope": "pets:write", "hosts": [host]}),
+        ),
+        StatusCode::CREATED,
+    )
+    .await;
+    for name in ["Tom", "Kit"] {
+        let v = call(json!({"tool": "addPet", "input": {"body": {"name": name}}})).await;
+        assert_eq!(v["status"], "success", "{v}");
+        assert_eq!(v["return_value"], json!({"name": name}), "{v}");
+    }
+    let seen = upstream.seen();
+    let tokens: Vec<&String> = seen
+        .iter()
+        .filter(|r| r.starts_with("POST /oauth/token "))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one token fetch for two calls: {seen:?}");
+    assert!(
+        tokens[0].contains("grant_type=client_credentials"),
+        "{}",
+        tokens[0]
+    );
+    let posts: Vec<&String> = seen.iter().filter(|r| r.starts_with("POST /api/pets ")).collect();
+    assert_eq!(posts.len(), 2, "{seen:?}");
+    for post in &posts {
+        assert!(
+            post.contains(&format!("\r\nauthorization: Bearer {OAUTH_TOKEN}\r\n")),
+            "{post}"
+        );
+        assert!(!post.contains(CLIENT_SECRET) && !post.contains(API_KEY), "{post}");
+    }
+    let trail = s
+        .expect(Method::GET, "/v1/audit?limit=200", &s.admin, None, StatusCode::OK)
+        .await
+        .to_string();
+    for secret in [API_KEY, CLIENT_SECRET, OAUTH_TOKEN] {
+        assert!(!trail.contains(secret), "{trail}");
+    }
     s.stop().await.unwrap();
 }
