@@ -2029,8 +2029,8 @@ export interface components {
             state: components["schemas"]["RuntimeState"];
             /**
              * @description Why it failed: the step (`hash mismatch`, `signature`,
-             *     `schema compile`, `wasm compile`, `package unavailable`), a colon,
-             *     and the detail.
+             *     `schema compile`, `wasm compile`, `package unavailable`,
+             *     `warm-pool start`), a colon, and the detail.
              */
             reason?: string | null;
             /**

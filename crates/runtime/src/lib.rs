@@ -388,6 +388,14 @@ impl Runner {
         self.inner.pool.retire(key);
     }
 
+    /// Why warm boxes of `key` do not start, when the plugin's own code
+    /// failed to load in the last one (its calls go cold meanwhile, and
+    /// fail the same way): the runtime state's `warm-pool start` failure.
+    /// `None` once a box started, or after the pool's hold-off (30 s).
+    pub fn warm_load_failure(&self, key: &str) -> Option<String> {
+        self.inner.pool.load_failure(key)
+    }
+
     /// Warm boxes of `key` ready for a call now.
     pub fn warm_idle(&self, key: &str) -> usize {
         self.inner.pool.idle_for(key)

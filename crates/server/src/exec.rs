@@ -470,6 +470,15 @@ impl Executor {
             .target(app, v, dir, entrypoint, manifest, credentials, fingerprint)
         {
             Ok(t) => {
+                if let Target::Jail(code) = &t
+                    && let Some(why) = self.runner.warm_load_failure(&code.key)
+                {
+                    // Its code failed to load in a warm box: every call
+                    // would fail the same way, cold. Excluded until a retry.
+                    tracing::warn!(plugin = %v.plugin, version = %v.version, trust_level = %v.trust_level,
+                        lifecycle_state = "failed", reason = %why, "a plugin version's warm boxes do not start");
+                    return Err(self.fail(v, tier, Cause::WarmStart, why).await);
+                }
                 if let Some(Audited::FirstActive) = self.states.set(v, tier, RuntimeState::Active, None) {
                     self.audit_runtime(v, tier, RuntimeState::Active, None).await;
                 }

@@ -1,7 +1,7 @@
 //! The runtime lifecycle of each plugin version on this node:
 //! `loading → initializing → active`, `stopped` once the version is
 //! deactivated, or `failed` with the reason (hash mismatch, signature,
-//! schema compile, wasm compile, package missing).
+//! schema compile, wasm compile, package missing, warm-pool start).
 //!
 //! The table is this node's own (each node loads code for itself); the
 //! API shows it read-only (`GET /v1/plugins/{code}/versions/{version}/runtime`)
@@ -74,6 +74,9 @@ pub(crate) enum Cause {
     WasmCompile,
     /// Its package could not be read or unpacked.
     Package,
+    /// Its code failed to load in a warm box (the handler's import
+    /// raised, the entrypoint is missing).
+    WarmStart,
 }
 
 impl Cause {
@@ -85,6 +88,7 @@ impl Cause {
             Cause::SchemaCompile => "schema compile",
             Cause::WasmCompile => "wasm compile",
             Cause::Package => "package unavailable",
+            Cause::WarmStart => "warm-pool start",
         }
     }
 
@@ -106,8 +110,8 @@ pub struct NodeRuntimeView {
     /// `loading`, `initializing`, `active`, `stopped` or `failed`.
     pub state: RuntimeState,
     /// Why it failed: the step (`hash mismatch`, `signature`,
-    /// `schema compile`, `wasm compile`, `package unavailable`), a colon,
-    /// and the detail.
+    /// `schema compile`, `wasm compile`, `package unavailable`,
+    /// `warm-pool start`), a colon, and the detail.
     pub reason: Option<String>,
     /// When it entered this state, Unix ms.
     pub since: i64,

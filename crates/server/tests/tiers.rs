@@ -827,3 +827,69 @@ async fn each_node_shows_a_versions_runtime_state_and_excludes_a_failed_one() {
     .await;
     s.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_whose_code_does_not_load_in_a_warm_box_fails_naming_the_warm_pool_start() {
+    let s = server().await;
+    let dev = s.key("developer", "alice", None).await;
+    let code = "vendor.life.noload";
+    let m = manifest(code, "1.0.0", "python3", "main.py");
+    let main = "raise RuntimeError('the module refuses to load')\ndef handler(event):\n    return {}\n";
+    s.publish(&dev, package(&m, &[("main.py", main)]), "shop").await;
+
+    // The calls that find no warm box run cold and fail with the module's
+    // error, recorded; once a warm box has failed to start with it, the
+    // version is failed on this node and calls get a 503 naming the step,
+    // without running.
+    let mut refused = None;
+    let mut ran = 0;
+    for _ in 0..50 {
+        let (st, body, headers) = s.execute(&s.admin, "shop", code, "{}", "").await;
+        if st == StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some((body, headers));
+            break;
+        }
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_ne!(body["status"], "success", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the module refuses to load")),
+            "{body}"
+        );
+        ran += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (p, headers) = refused.expect("the version was never excluded");
+    assert_eq!(p["type"], "/problems/version-failed", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("warm-pool start") && detail.contains("the module refuses to load"),
+        "{p}"
+    );
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    let n = runtime(&s, &dev, code, "1.0.0").await;
+    assert_eq!(n["state"], "failed", "{n}");
+    assert!(
+        n["reason"].as_str().unwrap().starts_with("warm-pool start: "),
+        "{n}"
+    );
+    let failed: Vec<_> = trail(&s, &dev, code, "1.0.0")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "runtime_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    // Every call that ran has its record; the refused one has none.
+    let list = s
+        .expect(
+            Method::GET,
+            &format!("/v1/executions?plugin={code}"),
+            &s.admin,
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), ran, "{list}");
+    s.stop().await.unwrap();
+}

@@ -203,8 +203,11 @@ struct CodePool {
     /// Boxes wanted (grows on misses up to the cap, falls back when idle).
     want: usize,
     last_call: Instant,
-    /// The plugin failed to load: do not keep starting boxes for it.
+    /// A box failed to start: do not keep starting boxes for it.
     broken_until: Option<Instant>,
+    /// Why the last start failed, when the plugin's own code failed to
+    /// load (not a transient cause such as the host's limits).
+    load_failure: Option<String>,
 }
 
 impl CodePool {
@@ -219,6 +222,7 @@ impl CodePool {
             want,
             last_call: Instant::now(),
             broken_until: None,
+            load_failure: None,
         }
     }
 }
@@ -285,6 +289,17 @@ impl WarmPool {
                 })
                 .collect()
         })
+    }
+
+    /// Why `key`'s boxes do not start, while its pool holds off: the
+    /// plugin's code failed to load in the last box started for it.
+    pub(crate) fn load_failure(&self, key: &str) -> Option<String> {
+        let codes = self.lock();
+        let cp = codes.get(key)?;
+        cp.broken_until
+            .is_some_and(|t| Instant::now() < t)
+            .then(|| cp.load_failure.clone())
+            .flatten()
     }
 
     pub(crate) fn idle_for(&self, key: &str) -> usize {
@@ -461,6 +476,7 @@ fn top_up(rt: &Arc<RunnerInner>, key: &str) {
             match started {
                 Ok(b) => {
                     rt.pool.counters.started.fetch_add(1, Ordering::Relaxed);
+                    cp.load_failure = None;
                     cp.idle.push(b);
                     drop(codes);
                     rt.pool.freed.notify_all();
@@ -468,6 +484,10 @@ fn top_up(rt: &Arc<RunnerInner>, key: &str) {
                 Err(e) => {
                     tracing::warn!(code = %key, error = %e, "starting a warm box failed; calls go cold for a while");
                     cp.broken_until = Some(Instant::now() + Duration::from_secs(30));
+                    cp.load_failure = match &e {
+                        RuntimeError::Code { reason, .. } => Some(reason.clone()),
+                        _ => None,
+                    };
                     drop(codes);
                     // Waiting calls go cold now rather than at their deadline.
                     rt.pool.freed.notify_all();
