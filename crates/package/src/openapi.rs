@@ -111,6 +111,11 @@ pub struct ToolParameter {
     /// `path`, `query` or `header`.
     #[serde(rename = "in")]
     pub location: String,
+    /// `false` for a query parameter declared `explode: false`: an array
+    /// goes as one comma-separated value (`ids=1,2`) instead of a
+    /// repeated name (`ids=1&ids=2`, the default). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explode: Option<bool>,
 }
 
 /// A security scheme an operation uses, in the kinds the platform injects.
@@ -666,7 +671,7 @@ fn operation(
     }
 
     // Parameters: the path item's, overridden by the operation's.
-    let mut params: Vec<(String, String, bool, Value)> = Vec::new();
+    let mut params: Vec<(String, String, bool, Value, Option<bool>)> = Vec::new();
     let lists = [
         (
             item.get("parameters"),
@@ -706,6 +711,29 @@ fn operation(
                     continue;
                 }
             }
+            // OpenAPI's default serialization (`form` in the query, `simple`
+            // in paths and headers) is the one supported; `explode` only
+            // changes how a query array goes.
+            let style = if pin == "query" { "form" } else { "simple" };
+            match p.get("style") {
+                None => {}
+                Some(Value::String(s)) if s == style => {}
+                Some(other) => {
+                    r.push(
+                        &format!("{p_at}/style"),
+                        format!("{other}: only `{style}` is supported for a {pin} parameter"),
+                    );
+                    continue;
+                }
+            }
+            let explode = match p.get("explode") {
+                None => None,
+                Some(Value::Bool(b)) => (pin == "query" && !b).then_some(false),
+                Some(_) => {
+                    r.push(&format!("{p_at}/explode"), "must be a boolean");
+                    continue;
+                }
+            };
             if pin == "header"
                 && ["accept", "content-type", "authorization"].contains(&pname.to_ascii_lowercase().as_str())
             {
@@ -738,8 +766,8 @@ fn operation(
                     "a path parameter is required: `required: true`",
                 );
             }
-            params.retain(|(n, l, _, _)| !(n == pname && l == pin));
-            if let Some((_, other, _, _)) = params.iter().find(|(n, _, _, _)| n == pname) {
+            params.retain(|(n, l, _, _, _)| !(n == pname && l == pin));
+            if let Some((_, other, _, _, _)) = params.iter().find(|(n, _, _, _, _)| n == pname) {
                 r.push(
                     &format!("{p_at}/name"),
                     format!("`{pname}` names a {other} parameter too: a tool's inputs need distinct names"),
@@ -753,7 +781,7 @@ fn operation(
                 );
                 continue;
             }
-            params.push((pname.to_owned(), pin.to_owned(), required, schema));
+            params.push((pname.to_owned(), pin.to_owned(), required, schema, explode));
         }
     }
     // Every `{name}` in the path template has its path parameter.
@@ -762,7 +790,7 @@ fn operation(
             r.push(at, format!("`{path}` has an unclosed `{{`"));
             break;
         };
-        if !params.iter().any(|(n, l, _, _)| n == var && l == "path") {
+        if !params.iter().any(|(n, l, _, _, _)| n == var && l == "path") {
             r.push(
                 &format!("{at}/parameters"),
                 format!("`{{{var}}}` in the path has no path parameter `{var}`"),
@@ -773,12 +801,16 @@ fn operation(
     let mut properties = Map::new();
     let mut required = Vec::new();
     let mut parameters = Vec::new();
-    for (n, l, req, schema) in params {
+    for (n, l, req, schema, explode) in params {
         if req {
             required.push(Value::String(n.clone()));
         }
         properties.insert(n.clone(), schema);
-        parameters.push(ToolParameter { name: n, location: l });
+        parameters.push(ToolParameter {
+            name: n,
+            location: l,
+            explode,
+        });
     }
 
     // The JSON request body, under `body`.
@@ -1630,6 +1662,21 @@ mod tests {
                 json!([{"$ref": "#/components/schemas/X"}]),
                 "/0/$ref",
                 "unresolvable",
+            ),
+            (
+                json!([{"name": "q", "in": "query", "style": "deepObject", "schema": {}}]),
+                "/0/style",
+                "only `form`",
+            ),
+            (
+                json!([{"name": "id", "in": "path", "required": true, "style": "matrix", "schema": {}}]),
+                "/0/style",
+                "only `simple`",
+            ),
+            (
+                json!([{"name": "q", "in": "query", "explode": "no", "schema": {}}]),
+                "/0/explode",
+                "boolean",
             ),
         ] {
             let d = doc(

@@ -216,17 +216,29 @@ fn segment(s: &str) -> String {
     out
 }
 
-/// A scalar parameter's text; `None` for null (an absent optional one).
-fn scalar(field: &str, v: &Value) -> Result<Option<String>, Failure> {
+/// A scalar's text.
+fn text(v: &Value) -> Option<String> {
     match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(b.to_string())),
-        _ => Err(invalid(
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A parameter's values: one for a scalar, each item of an array of
+/// scalars, none for null (an absent optional one).
+fn values(field: &str, v: &Value) -> Result<Vec<String>, Failure> {
+    let refused = || {
+        invalid(
             field,
-            "must be a string, a number or a boolean (arrays and objects in parameters are not supported)",
-        )),
+            "must be a string, a number, a boolean or an array of them (objects in parameters are not supported)",
+        )
+    };
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items.iter().map(|i| text(i).ok_or_else(refused)).collect(),
+        other => text(other).map(|t| vec![t]).ok_or_else(refused),
     }
 }
 
@@ -235,19 +247,43 @@ impl Call {
     /// body, credential}`); every error names the input field.
     pub(crate) fn request(&self, input: &Map<String, Value>) -> Result<Value, Failure> {
         let mut path = self.tool.path.clone();
-        let mut query = Map::new();
+        let mut query = form_urlencoded::Serializer::new(String::new());
         let mut headers = Map::new();
         for p in &self.tool.parameters {
             let field = format!("input.{}", p.name);
             let Some(v) = input.get(&p.name) else { continue };
-            let Some(text) = scalar(&field, v)? else { continue };
+            let items = values(&field, v)?;
+            // Null, or an empty array, leaves an optional parameter out; a
+            // path parameter cannot be an empty array.
+            if items.is_empty() {
+                if p.location == "path" && !v.is_null() {
+                    return Err(invalid(&field, "must not be an empty array"));
+                }
+                continue;
+            }
             match p.location.as_str() {
-                "path" => path = path.replace(&format!("{{{}}}", p.name), &segment(&text)),
+                // OpenAPI's `simple` style: items joined by commas, each
+                // encoded as a segment.
+                "path" => {
+                    let joined = items.iter().map(|i| segment(i)).collect::<Vec<_>>().join(",");
+                    path = path.replace(&format!("{{{}}}", p.name), &joined);
+                }
+                // `form` style: `ids=1&ids=2`, or `ids=1,2` with
+                // `explode: false`.
+                "query" if p.explode == Some(false) => {
+                    query.append_pair(&p.name, &items.join(","));
+                }
                 "query" => {
-                    query.insert(p.name.clone(), Value::String(text));
+                    for i in &items {
+                        query.append_pair(&p.name, i);
+                    }
                 }
                 "header" => {
-                    headers.insert(p.name.clone(), Value::String(text));
+                    let joined = items.join(",");
+                    if joined.contains(['\r', '\n']) {
+                        return Err(invalid(&field, "must not contain a line break"));
+                    }
+                    headers.insert(p.name.clone(), Value::String(joined));
                 }
                 other => {
                     return Err(invalid(
@@ -263,13 +299,16 @@ impl Call {
                 format!("lacks the path parameter of `{}`", &path[left..]),
             ));
         }
+        let mut url = format!("{}{}", self.server.trim_end_matches('/'), path);
+        let query = query.finish();
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
         let mut event = json!({
             "method": self.tool.method,
-            "url": format!("{}{}", self.server.trim_end_matches('/'), path),
+            "url": url,
         });
-        if !query.is_empty() {
-            event["query"] = Value::Object(query);
-        }
         if let Some(body) = input.get("body") {
             // Sent as JSON whatever its type (a JSON string included).
             headers.insert("content-type".into(), Value::String("application/json".into()));
@@ -336,14 +375,17 @@ mod tests {
                 ToolParameter {
                     name: "id".into(),
                     location: "path".into(),
+                    explode: None,
                 },
                 ToolParameter {
                     name: "fields".into(),
                     location: "query".into(),
+                    explode: None,
                 },
                 ToolParameter {
                     name: "X-Trace".into(),
                     location: "header".into(),
+                    explode: None,
                 },
             ],
             input_schema: json!({}),
@@ -370,25 +412,56 @@ mod tests {
             got,
             json!({
                 "method": "GET",
-                "url": "https://api.example/v1/pets/a%20b%2F..%2Fc%3Fd",
-                "query": {"fields": "3"},
+                "url": "https://api.example/v1/pets/a%20b%2F..%2Fc%3Fd?fields=3",
                 "headers": {"X-Trace": "true", "content-type": "application/json"},
                 "body": "\"text\"",
                 "credential": "key"
             })
         );
-        // A null optional parameter is left out; arrays are refused by name.
+        // A null optional parameter is left out.
         let got = call
             .request(json!({"id": 1, "fields": null}).as_object().unwrap())
             .unwrap();
         assert_eq!(got["url"], "https://api.example/v1/pets/1");
-        assert!(got.get("query").is_none());
-        match call.request(json!({"id": [1]}).as_object().unwrap()) {
-            Err(Failure::Handler { kind, message }) => {
-                assert_eq!(kind, "InvalidInput");
-                assert!(message.contains("`input.id`"), "{message}");
+        // Arrays: a comma-separated path segment, a repeated query name, a
+        // comma-separated header; objects are refused by name.
+        let got = call
+            .request(
+                json!({"id": [1, "a/b"], "fields": ["x y", "&z"], "X-Trace": ["a", 2]})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            got["url"],
+            "https://api.example/v1/pets/1,a%2Fb?fields=x+y&fields=%26z"
+        );
+        assert_eq!(got["headers"]["X-Trace"], "a,2");
+        let mut joined = call.tool.clone();
+        joined.parameters[1].explode = Some(false);
+        let joined = Call {
+            tool: joined,
+            server: call.server.clone(),
+            credential: None,
+            missing: None,
+        };
+        let got = joined
+            .request(json!({"id": 1, "fields": ["a", "b"]}).as_object().unwrap())
+            .unwrap();
+        assert_eq!(got["url"], "https://api.example/v1/pets/1?fields=a%2Cb");
+        for (input, field) in [
+            (json!({"id": {"a": 1}}), "`input.id`"),
+            (json!({"id": []}), "`input.id`"),
+            (json!({"id": 1, "fields": [[1]]}), "`input.fields`"),
+            (json!({"id": 1, "X-Trace": "a\r\nX-Evil: 1"}), "`input.X-Trace`"),
+        ] {
+            match call.request(input.as_object().unwrap()) {
+                Err(Failure::Handler { kind, message }) => {
+                    assert_eq!(kind, "InvalidInput");
+                    assert!(message.contains(field), "{input}: {message}");
+                }
+                other => panic!("{input}: {other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 

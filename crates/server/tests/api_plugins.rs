@@ -666,6 +666,12 @@ async fn the_document_decides_where_a_credential_goes_and_one_that_does_not_fit_
             "tokenUrl": format!("http://{host}/oauth/token"), "scopes": {"pets:write": "write"}}}}
     });
     doc["paths"]["/pets"]["post"]["security"] = json!([{"cc": ["pets:write"]}]);
+    doc["paths"]["/pets/{id}"]["get"]["parameters"]
+        .as_array_mut()
+        .unwrap()
+        .push(
+            json!({"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}),
+        );
     doc["paths"]["/pets"]["post"]["responses"] = json!({"201": {"description": "made",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}});
     s.publish(
@@ -714,7 +720,7 @@ async fn the_document_decides_where_a_credential_goes_and_one_that_does_not_fit_
         StatusCode::CREATED,
     )
     .await;
-    let v = call(json!({"tool": "getPet", "input": {"id": 7, "fields": "name"}})).await;
+    let v = call(json!({"tool": "getPet", "input": {"id": 7, "fields": "name", "tags": ["a b", "c"]}})).await;
     assert_eq!(v["status"], "success", "{v}");
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -729,8 +735,12 @@ async fn the_document_decides_where_a_credential_goes_and_one_that_does_not_fit_
         .1
         .split('&')
         .collect();
-    assert_eq!(query.len(), 2, "{line}");
+    assert_eq!(query.len(), 4, "{line}");
     assert!(query.contains(&"fields=name"), "{line}");
+    assert!(
+        query.contains(&"tags=a+b") && query.contains(&"tags=c"),
+        "an array goes as a repeated name: {line}"
+    );
     assert!(query.contains(&format!("key={API_KEY}").as_str()), "{line}");
     assert_eq!(header_names(&seen[0]), ["connection", "host"], "{}", seen[0]);
     assert!(!v.to_string().contains(API_KEY), "the echo is scrubbed: {v}");
