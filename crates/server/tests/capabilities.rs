@@ -311,12 +311,39 @@ def show_files():
         except Exception as e:
             print("UNREADABLE", p, type(e).__name__)
 
+def scan_memory(prefix, length, digests):
+    """How many windows of `length` bytes starting with `prefix` in this
+    process's readable memory hash (sha256) to each of `digests`."""
+    import hashlib, re
+    found = {d: 0 for d in digests}
+    regions = 0
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]", "[vvar_vclock]")):
+                continue
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            regions += 1
+            for m in re.finditer(re.escape(prefix.encode()), data):
+                d = hashlib.sha256(data[m.start():m.start() + length]).hexdigest()
+                if d in found:
+                    found[d] += 1
+    return {"regions": regions, "found": found}
+
 def handler(event):
+    scan = event.pop("__scan__", None)
     print("ENV", json.dumps(dict(os.environ)))
     show_files()
     out = {name: fetch(url, cred) for name, (url, cred) in event.items()}
     print("RESPONSES", json.dumps(out))
     show_files()
+    if scan:
+        out["__scan__"] = scan_memory(scan["prefix"], scan["length"], [scan["secret"], scan["control"]])
     return out
 "#;
 
@@ -407,8 +434,17 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
         .collect();
     assert_eq!(at, ["/header"], "{bad}");
 
+    // The box scans its own memory after its requests for the secret (by
+    // its hash: the box is never told it) and for a control value of the
+    // same shape that it does hold, which proves the scan sees memory.
+    let sha = |t: &str| warden_package::archive::hex(&<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    let control = format!("{}-CONTROL-value-held-in-the-event-and-some-more", &SECRET[..6]);
+    let control = &control[..SECRET.len()];
+    let scan = json!({"prefix": &SECRET[..6], "length": SECRET.len(), "secret": sha(SECRET), "control": sha(control),
+        "control_value": control});
     let event = |suffix: &str| {
         json!({
+            "__scan__": scan,
             "with": [format!("http://{bound_host}/with{suffix}"), "github"],
             "without": [format!("http://{bound_host}/without{suffix}"), null],
             "elsewhere": [format!("http://{other_host}/elsewhere"), "github"],
@@ -432,6 +468,17 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
     );
     let whole = v.to_string();
     assert!(!whole.contains(SECRET), "the secret reached the box: {whole}");
+    let scanned = &out["__scan__"];
+    assert!(scanned["regions"].as_u64().unwrap() > 5, "{scanned}");
+    assert!(
+        scanned["found"][sha(control)].as_u64().unwrap() >= 1,
+        "the scan found the control value it holds: {scanned}"
+    );
+    assert_eq!(
+        scanned["found"][sha(SECRET)],
+        0,
+        "the secret is in the box's memory: {scanned}"
+    );
     // The bound upstream got it exactly where asked; nothing else leaked.
     let heads = bound.heads();
     assert_eq!(heads.len(), 2, "{heads:?}");
