@@ -244,10 +244,18 @@ pub(crate) struct Prestarted {
 #[derive(Default)]
 struct Pool {
     ready: HashMap<PoolKey, Vec<(SessionBox, SessionSpec)>>,
-    /// Kinds with a refill under way (one box starting at a time), and how
-    /// many creates wait for that box: at most one, so that a burst of
-    /// creates does not queue behind a single starter.
-    filling: HashMap<PoolKey, usize>,
+    /// Kinds with boxes being started ahead.
+    filling: HashMap<PoolKey, Filling>,
+}
+
+/// Boxes of one kind being started ahead, and the creates waiting for them.
+#[derive(Default)]
+struct Filling {
+    /// Boxes starting (each on its own thread).
+    starting: usize,
+    /// Creates waiting: at most one per starting box, so that a burst of
+    /// creates does not queue behind fewer starters than creates.
+    waiters: usize,
 }
 
 impl Prestarted {
@@ -283,10 +291,10 @@ impl Prestarted {
         drop(all);
     }
 
-    /// A ready box of kind `key`; when there is none but a refill is
-    /// starting one that no other create waits for, wait for it (up to
-    /// `wait`): a create back to back with the last one then takes the box
-    /// already half started instead of starting a second beside it.
+    /// A ready box of kind `key`; when there is none but a box is starting
+    /// ahead that no other create waits for, wait for it (up to `wait`): a
+    /// create back to back with the last one then takes the box already
+    /// half started instead of starting another beside it.
     fn take(&self, key: &PoolKey, wait: Duration) -> Option<SessionBox> {
         let deadline = Instant::now() + wait;
         let mut pool = self.pool();
@@ -307,14 +315,14 @@ impl Prestarted {
                 }
             }
             let now = Instant::now();
-            let Some(waiters) = pool.filling.get_mut(key) else {
+            let Some(filling) = pool.filling.get_mut(key) else {
                 break None;
             };
-            if now >= deadline || (!waiting && *waiters > 0) {
+            if now >= deadline || (!waiting && filling.waiters >= filling.starting) {
                 break None;
             }
             if !waiting {
-                *waiters += 1;
+                filling.waiters += 1;
                 waiting = true;
             }
             pool = self
@@ -323,34 +331,49 @@ impl Prestarted {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         };
-        if waiting && let Some(waiters) = pool.filling.get_mut(key) {
-            *waiters = waiters.saturating_sub(1);
+        if waiting && let Some(filling) = pool.filling.get_mut(key) {
+            filling.waiters = filling.waiters.saturating_sub(1);
         }
         got
     }
 
-    fn count(&self, key: &PoolKey) -> usize {
-        self.pool().ready.get(key).map_or(0, Vec::len)
-    }
-
+    /// A box started ahead for `key` is ready: claimable, and no longer
+    /// counted as starting (one step, so a refill never counts it twice).
     fn put(&self, key: PoolKey, b: SessionBox, spec: SessionSpec) {
-        self.pool().ready.entry(key).or_default().push((b, spec));
+        let mut pool = self.pool();
+        Self::one_started(&mut pool, &key);
+        pool.ready.entry(key).or_default().push((b, spec));
+        drop(pool);
         self.put.notify_all();
     }
 
-    /// Mark a refill of `key` under way; false when one is already.
-    fn start_filling(&self, key: &PoolKey) -> bool {
-        let mut pool = self.pool();
-        if pool.filling.contains_key(key) {
-            return false;
+    fn one_started(pool: &mut Pool, key: &PoolKey) {
+        if let Some(filling) = pool.filling.get_mut(key) {
+            filling.starting = filling.starting.saturating_sub(1);
+            if filling.starting == 0 {
+                pool.filling.remove(key);
+            }
         }
-        pool.filling.insert(key.clone(), 0);
-        true
     }
 
-    /// The refill of `key` ended: nobody waits for it any more.
-    fn end_filling(&self, key: &PoolKey) {
-        self.pool().filling.remove(key);
+    /// How many more boxes of `key` to start for `want` unclaimed, counting
+    /// those ready and those starting; they are counted as starting now.
+    fn start_filling(&self, key: &PoolKey, want: usize) -> usize {
+        let mut pool = self.pool();
+        let ready = pool.ready.get(key).map_or(0, Vec::len);
+        let filling = pool.filling.entry(key.clone()).or_default();
+        let n = want.saturating_sub(ready + filling.starting);
+        filling.starting += n;
+        if filling.starting == 0 {
+            pool.filling.remove(key);
+        }
+        n
+    }
+
+    /// A box of `key` being started ahead failed; with none starting any
+    /// more, nobody waits for one.
+    fn end_one(&self, key: &PoolKey) {
+        Self::one_started(&mut self.pool(), key);
         self.put.notify_all();
     }
 }
@@ -385,35 +408,33 @@ pub(crate) fn open(
     Ok(b)
 }
 
-/// Start boxes for `key` in the background until it has `want` unclaimed.
+/// Start boxes for `key` in the background until it has `want` unclaimed,
+/// each on its own thread, so that `want` boxes come back as fast as one.
 fn refill(rt: &Arc<RunnerInner>, key: PoolKey, spec: SessionSpec, want: usize) {
-    if rt.sessions.count(&key) >= want || !rt.sessions.start_filling(&key) {
-        return;
-    }
+    let n = rt.sessions.start_filling(&key, want);
     let base = SessionSpec {
         env: Vec::new(),
         files: Vec::new(),
         ..spec
     };
-    let weak = Arc::downgrade(rt);
-    let mine = key.clone();
-    let spawned = std::thread::Builder::new()
-        .name("warden-session-prestart".into())
-        .spawn(move || {
-            let Some(rt) = weak.upgrade() else { return };
-            while rt.sessions.count(&key) < want {
+    for _ in 0..n {
+        let weak = Arc::downgrade(rt);
+        let (mine, base) = (key.clone(), base.clone());
+        let spawned = std::thread::Builder::new()
+            .name("warden-session-prestart".into())
+            .spawn(move || {
+                let Some(rt) = weak.upgrade() else { return };
                 match start(&rt, base.clone()) {
-                    Ok(b) => rt.sessions.put(key.clone(), b, base.clone()),
+                    Ok(b) => rt.sessions.put(mine, b, base),
                     Err(e) => {
                         tracing::warn!(error = %e, "starting a session box ahead failed; sessions start cold");
-                        break;
+                        rt.sessions.end_one(&mine);
                     }
                 }
-            }
-            rt.sessions.end_filling(&key);
-        });
-    if spawned.is_err() {
-        rt.sessions.end_filling(&mine);
+            });
+        if spawned.is_err() {
+            rt.sessions.end_one(&key);
+        }
     }
 }
 
@@ -775,5 +796,46 @@ impl SessionBox {
 impl Drop for SessionBox {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+#[cfg(test)]
+mod prestart_tests {
+    use super::*;
+
+    /// The bookkeeping of boxes started ahead: as many start at once as are
+    /// missing, a refill never counts a box twice, and as many creates may
+    /// wait as boxes are starting (the rest start their own at once).
+    #[test]
+    fn boxes_missing_start_together_and_each_may_have_one_waiting_create() {
+        let p = Prestarted::default();
+        let key = PoolKey::of(&SessionSpec::default()).unwrap();
+        assert_eq!(p.start_filling(&key, 2), 2, "both missing start at once");
+        assert_eq!(p.start_filling(&key, 2), 0, "already starting");
+        assert_eq!(p.start_filling(&key, 3), 1, "one more wanted");
+        // Three starting: three creates may wait, a fourth does not.
+        let waited: Vec<_> = std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| p.take(&key, Duration::from_secs(30))))
+                .collect();
+            // Let them register, then a fourth finds every box spoken for.
+            while p.pool().filling.get(&key).map_or(0, |f| f.waiters) < 3 {
+                std::thread::yield_now();
+            }
+            let t = Instant::now();
+            assert!(p.take(&key, Duration::from_secs(30)).is_none());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the fourth waited for a box"
+            );
+            // The starts fail: the waiters give up and start their own.
+            for _ in 0..3 {
+                p.end_one(&key);
+            }
+            waiters.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(waited.iter().all(Option::is_none));
+        assert!(p.pool().filling.is_empty(), "nothing left counted as starting");
+        assert_eq!(p.start_filling(&key, 1), 1, "a new refill starts afresh");
     }
 }

@@ -99,7 +99,7 @@ keys! {
     "sessions.app_max_live", "WARDEN_SESSIONS_APP_MAX_LIVE", "8", "Most live sessions one app may hold (on all nodes); beyond it, 429.";
     "sessions.app_max_memory_mb", "WARDEN_SESSIONS_APP_MAX_MEMORY_MB", "4096", "Most memory one app's live sessions may reserve together, MiB; beyond it, 429.";
     "sessions.app_max_disk_mb", "WARDEN_SESSIONS_APP_MAX_DISK_MB", "8192", "Most disk (workspaces and `/tmp`) one app's live sessions may reserve together, MiB; beyond it, 429.";
-    "sessions.prestart", "WARDEN_SESSIONS_PRESTART", "1", "Session boxes kept started ahead (agent ready, nothing run, no app yet) for each kind of session recently created (template layer, disk, lifetime; sessions without network), so a create claims one instead of starting a box; each holds a box slot and ~7 MiB. A create that finds none ready while one is starting waits for it (up to 250 ms; one create per starting box). 0: none.";
+    "sessions.prestart", "WARDEN_SESSIONS_PRESTART", "2", "Session boxes kept started ahead (agent ready, nothing run, no app yet) for each kind of session recently created (template layer, disk, lifetime; sessions without network), so a create claims one instead of starting a box; each holds a box slot and ~5 MiB. Missing ones start at once, each on its own thread; a create that finds none ready while some are starting waits for one (up to 250 ms; one create per starting box). 0: none.";
     "sessions.node_max_live", "WARDEN_SESSIONS_NODE_MAX_LIVE", "32", "Most live sessions on this node (each holds a box slot: keep it below `jail.max_boxes`); beyond it, 503.";
     "sessions.node_max_memory_mb", "WARDEN_SESSIONS_NODE_MAX_MEMORY_MB", "16384", "Most memory the live sessions on this node may reserve together, MiB; beyond it, 503.";
     "sessions.node_max_disk_mb", "WARDEN_SESSIONS_NODE_MAX_DISK_MB", "32768", "Most disk the live sessions on this node may reserve together, MiB; beyond it, 503.";
@@ -418,7 +418,7 @@ impl Default for SessionsSection {
             app_max_live: 8,
             app_max_memory_mb: 4096,
             app_max_disk_mb: 8192,
-            prestart: 1,
+            prestart: 2,
             node_max_live: 32,
             node_max_memory_mb: 16_384,
             node_max_disk_mb: 32_768,
