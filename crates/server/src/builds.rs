@@ -593,12 +593,16 @@ impl Builds {
                     });
                 }
             }
+            // Kept as a blob before it is recorded ready: a node that sees
+            // it ready can fetch it rather than rebuild it.
+            if done.status == LayerStatus::Ready
+                && let Err(e) = me.upload(&done).await
+            {
+                tracing::warn!(layer = %id, error = %e, "the layer could not be kept as a blob; other nodes will rebuild it");
+            }
             let stored = me.store.update_layer(LayerStatus::Building, done.clone()).await;
             match &stored {
                 Ok(l) if l.status == LayerStatus::Ready => {
-                    if let Err(e) = me.upload(l).await {
-                        tracing::warn!(layer = %id, error = %e, "the layer could not be kept as a blob; other nodes will rebuild it");
-                    }
                     if let Some(template) = &template
                         && let Err(e) = me.point(&actor, template, l).await
                     {

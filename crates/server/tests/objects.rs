@@ -130,7 +130,8 @@ async fn two_nodes_share_packages_artifacts_and_layers_through_s3() {
                 StatusCode::OK,
             )
             .await;
-        if l["status"] == "ready" {
+        // Ready, and the template pointed at it (the step after).
+        if l["status"] == "ready" && b.state.store_template("hello").await.layer.as_deref() == Some(&layer) {
             break l;
         }
         assert_ne!(l["status"], "failed", "{l}");
