@@ -437,9 +437,9 @@ impl Request {
                 )));
             }
         }
-        if let Some(name) = &self.credential
-            && !is_token(name)
-        {
+        // No let-chains: `warden plugin init` vendors this file into an
+        // edition 2021 crate.
+        if let Some(name) = self.credential.as_deref().filter(|n| !is_token(n)) {
             return Err(invalid(format!("credential {name:?}: not a credential name")));
         }
         if target.https && self.credential.is_none() {
