@@ -705,6 +705,74 @@ async fn the_node_sdk_request_helper_sends_a_credential_by_name() {
     .await;
 }
 
+/// The Go SDK's `Request` helper, as a Go plugin ships it: built at submit
+/// time in the jail from the vendored SDK, then run as a native binary.
+const SDK_GO_USER: &str = r#"package main
+
+import (
+	"time"
+
+	plugin "warden.dev/sdk"
+)
+
+type result struct {
+	Status int     `json:"status"`
+	Reason *string `json:"reason"`
+	Body   string  `json:"body"`
+}
+
+func main() {
+	plugin.Run(func(in map[string][2]*string) (map[string]result, error) {
+		out := map[string]result{}
+		for name, call := range in {
+			opts := &plugin.RequestOptions{Timeout: 10 * time.Second}
+			if call[1] != nil {
+				opts.Credential = *call[1]
+			}
+			r, err := plugin.Request(*call[0], opts)
+			if err != nil {
+				return nil, err
+			}
+			res := result{Status: r.Status, Body: r.Text()}
+			if r.EgressReason != "" {
+				res.Reason = &r.EgressReason
+			}
+			out[name] = res
+		}
+		return out, nil
+	})
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_go_sdk_request_helper_sends_a_credential_by_name() {
+    sdk_request_is_injected(
+        "test.caps.gosdk",
+        "go",
+        ".",
+        &[
+            (
+                "go.mod",
+                "module example.com/sdkreq\n\ngo 1.18\n\nrequire warden.dev/sdk v0.1.0\n",
+            ),
+            ("main.go", SDK_GO_USER),
+            (
+                "vendor/modules.txt",
+                "# warden.dev/sdk v0.1.0\n## explicit; go 1.18\nwarden.dev/sdk\n",
+            ),
+            (
+                "vendor/warden.dev/sdk/plugin.go",
+                include_str!("../../../sdk/go/plugin.go"),
+            ),
+            (
+                "vendor/warden.dev/sdk/go.mod",
+                include_str!("../../../sdk/go/go.mod"),
+            ),
+        ],
+    )
+    .await;
+}
+
 const HTTP_TOOL: &str = "warden.builtin.http";
 
 /// An upstream for the built-in HTTP tool, on loopback: it records every
