@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::credential::CREDENTIAL_HEADER;
+use crate::credential::{CREDENTIAL_HEADER, Credential};
 use crate::forward::{self, Body};
 use crate::host::{Host, HostError, Target};
 use crate::io::{Meter, Metered, linger_close};
@@ -351,7 +351,10 @@ impl Conn {
                         {
                             c.refused_token(token).await;
                         }
-                        Ok(resp)
+                        match credential {
+                            None => Ok(resp),
+                            Some(c) => self.scrubbed(resp, c),
+                        }
                     }
                     Err(failed) => {
                         self.meter.cut(Reason::UpstreamError, failed.message);
@@ -364,6 +367,40 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The upstream's answer to a request the proxy put `credential` into,
+    /// with every form of the secret taken out of its headers and body (an
+    /// upstream that echoes the request must not hand the box the secret).
+    /// An encoded body (the proxy asked for `identity`) cannot be scrubbed:
+    /// the box gets a refusal instead, and the connection is cut.
+    fn scrubbed(&self, resp: Response<Body>, credential: &Credential) -> Result<Response<Body>, Refusal> {
+        let encoded = resp
+            .headers()
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            let r = Refusal::new(
+                Reason::UpstreamError,
+                "the upstream answered a request carrying a credential with an encoded body \
+                 (Content-Encoding), which the proxy cannot scrub of the secret; it asked for `identity`",
+            );
+            self.meter.cut(r.reason, r.message.clone());
+            return Ok(refusal_response(&r));
+        }
+        let scrubber = credential.scrubber();
+        if scrubber.is_empty() {
+            return Ok(resp);
+        }
+        let (mut parts, body) = resp.into_parts();
+        scrubber.headers(&mut parts.headers);
+        // The length changes wherever a form is replaced.
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Ok(Response::from_parts(
+            parts,
+            crate::scrub::ScrubBody::new(body, scrubber).boxed(),
+        ))
     }
 
     /// Records what hyper's own end says, when the service decided nothing.

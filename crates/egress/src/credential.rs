@@ -18,6 +18,7 @@ use crate::host::Target;
 use crate::oauth::{OAuth2, Source};
 use crate::policy::{AllowRule, Kind, Policy, PolicyError};
 use crate::record::{ConnectionRecord, Reason, Refusal};
+use crate::scrub::Scrubber;
 
 /// The request header a box names a credential with; the proxy removes it.
 pub const CREDENTIAL_HEADER: &str = "x-warden-credential";
@@ -212,28 +213,37 @@ impl Credential {
         self
     }
 
-    /// `text` with every form of the secret replaced by `<redacted>`: the
-    /// injected value, its percent-encoded query form, and what
-    /// [`Credential::redacting`] added.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut forms: Vec<String> = self.redact.clone();
+    /// Every form of the secret: the injected value, its percent-encoded
+    /// query form, the OAuth2 tokens issued lately and the client secret,
+    /// and what [`Credential::redacting`] added.
+    fn forms(&self) -> Vec<Vec<u8>> {
+        let mut forms: Vec<Vec<u8>> = self.redact.iter().map(|f| f.as_bytes().to_vec()).collect();
         match &self.inject {
-            Inject::Header(_, v) => forms.push(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            Inject::Header(_, v) => forms.push(v.as_bytes().to_vec()),
             Inject::Query(_, v) => {
-                forms.push(v.clone());
-                forms.push(form_urlencoded::byte_serialize(v.as_bytes()).collect());
+                forms.push(v.as_bytes().to_vec());
+                forms.push(
+                    form_urlencoded::byte_serialize(v.as_bytes())
+                        .collect::<String>()
+                        .into_bytes(),
+                );
             }
-            Inject::OAuth(s) => forms.extend(s.secrets()),
+            Inject::OAuth(s) => forms.extend(s.secrets().into_iter().map(String::into_bytes)),
         }
-        // Longest first, so a form inside another goes with it.
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        let mut out = text.to_owned();
-        for f in forms.iter().filter(|f| !f.is_empty()) {
-            if out.contains(f.as_str()) {
-                out = out.replace(f.as_str(), "<redacted>");
-            }
-        }
-        out
+        forms
+    }
+
+    /// What takes the secret out of a response: the proxy's to a box, and
+    /// Warden's own client's.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        Scrubber::new(self.forms())
+    }
+
+    /// `text` with every form of the secret (see [`Credential::redacting`];
+    /// forms shorter than [`crate::MIN_SCRUBBED_FORM`] bytes are kept) replaced by
+    /// `<redacted>`.
+    pub fn scrub(&self, text: &str) -> String {
+        String::from_utf8_lossy(&self.scrubber().all(text.as_bytes())).into_owned()
     }
 
     /// Whether it may be sent to `target` (for a request of `kind`).

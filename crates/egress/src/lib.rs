@@ -45,6 +45,7 @@ mod oauth;
 mod policy;
 mod proxy;
 mod record;
+mod scrub;
 mod tls;
 
 pub use conn::REASON_HEADER;
@@ -54,3 +55,4 @@ pub use oauth::OAuth2;
 pub use policy::{AllowRule, Cidr, Limits, Policy, PolicyError};
 pub use proxy::{ProxyHandle, ServeError, serve};
 pub use record::{ConnectionRecord, Cut, Reason, Report, Verdict};
+pub use scrub::{MIN_FORM as MIN_SCRUBBED_FORM, REDACTED};

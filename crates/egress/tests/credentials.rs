@@ -89,6 +89,127 @@ fn the_named_credential_is_put_in_and_its_name_taken_out() {
     assert!(!format!("{:?}", bearer(&[target])).contains(SECRET));
 }
 
+/// An upstream that answers its one request by echoing it: the request's
+/// `Authorization` header in a response header and in the body, the body
+/// written three bytes at a time (so a form of the secret is split across
+/// reads), with `content-encoding: {encoding}` when one is given. Returns
+/// the port and what it received.
+fn echoing_upstream(encoding: Option<&'static str>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else { return };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while find(&got, b"\r\n\r\n").is_none() {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&got).to_string();
+        log.lock().unwrap().push(text.clone());
+        let auth = header(&text, "authorization").unwrap_or_default();
+        let body = format!("you sent {auth:?}; the token alone: {SECRET}; the end");
+        let enc = encoding
+            .map(|e| format!("content-encoding: {e}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nx-echo: {auth}\r\n{enc}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(head.as_bytes());
+        for piece in body.as_bytes().chunks(3) {
+            let _ = s.write_all(piece);
+            let _ = s.flush();
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
+    (port, seen)
+}
+
+/// A chunked body decoded (or the body as is, when it is not chunked).
+fn dechunk(head: &Head, body: &str) -> String {
+    if !header(&head.text, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+#[test]
+fn an_upstream_echoing_the_secret_hands_the_box_only_redactions() {
+    let (port, seen) = echoing_upstream(None);
+    let target = format!("upstream.test:{port}");
+    let cred = bearer(std::slice::from_ref(&target)).redacting(SECRET);
+    let (handle, addr) = proxy(with_credentials(port, vec![cred]));
+    let (head, raw) = get(
+        addr,
+        &format!("http://{target}/echo"),
+        "X-Warden-Credential: github\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n",
+    );
+    assert_eq!(head.status, 200, "{head:?} {raw}");
+    // The upstream got the secret and was asked for an unencoded answer.
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        header(&sent, "authorization").as_deref(),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+    assert_eq!(
+        header(&sent, "accept-encoding").as_deref(),
+        Some("identity"),
+        "{sent}"
+    );
+    // The box got neither form of it, in the headers nor in the body.
+    let body = dechunk(&head, &raw);
+    assert!(!head.text.contains(SECRET), "{}", head.text);
+    assert!(!raw.contains(SECRET) && !body.contains(SECRET), "{raw}");
+    assert_eq!(header(&head.text, "x-echo").as_deref(), Some("<redacted>"));
+    assert_eq!(header(&head.text, "content-length"), None, "{}", head.text);
+    assert_eq!(
+        body,
+        "you sent \"<redacted>\"; the token alone: <redacted>; the end"
+    );
+    let r = only_record(&handle);
+    assert_eq!(r.verdict, Verdict::Allowed { cut: None }, "{r:#?}");
+}
+
+#[test]
+fn an_encoded_answer_to_a_credentialed_request_is_refused_not_passed_on() {
+    let (port, _seen) = echoing_upstream(Some("gzip"));
+    let target = format!("upstream.test:{port}");
+    let (handle, addr) = proxy(with_credentials(
+        port,
+        vec![bearer(std::slice::from_ref(&target)).redacting(SECRET)],
+    ));
+    let (head, body) = get(
+        addr,
+        &format!("http://{target}/echo"),
+        "X-Warden-Credential: github\r\nConnection: close\r\n",
+    );
+    assert_eq!(head.status, Reason::UpstreamError.status(), "{head:?} {body}");
+    assert_eq!(head.reason().as_deref(), Some(Reason::UpstreamError.as_str()));
+    assert!(body.contains("Content-Encoding"), "{body}");
+    assert!(!body.contains(SECRET) && !head.text.contains(SECRET), "{body}");
+    let r = only_record(&handle);
+    assert!(
+        matches!(&r.verdict, Verdict::Allowed { cut: Some(c) } if c.reason == Reason::UpstreamError),
+        "{r:#?}"
+    );
+}
+
 #[test]
 fn a_query_parameter_credential_is_appended() {
     let up = http_upstream();
@@ -298,7 +419,11 @@ fn for_https_the_proxy_opens_tls_itself_and_verifies_the_upstream() {
         .trust_root(up.cert.clone());
     let (handle, addr) = proxy(trusting);
     let (head, body) = get(addr, &url, "X-Warden-Credential: github\r\n");
-    assert_eq!((head.status, body.as_str()), (200, "secure"), "{head:?}");
+    assert_eq!(
+        (head.status, dechunk(&head, &body).as_str()),
+        (200, "secure"),
+        "{head:?}"
+    );
     let seen = up.seen.lock().unwrap().clone();
     assert!(seen[0].starts_with("GET /repos HTTP/1.1\r\n"), "{seen:?}");
     assert_eq!(
@@ -405,7 +530,12 @@ fn wardens_own_client_puts_a_query_credential_in_and_scrubs_every_form_of_it() {
     let scrubbed = cred.scrub(&body);
     assert!(!scrubbed.contains("a+key%26with%3Dodd+chars"), "{scrubbed}");
     assert!(scrubbed.contains("&key=<redacted>"), "{scrubbed}");
-    assert_eq!(cred.clone().redacting("raw").scrub("a raw b"), "a <redacted> b");
+    assert_eq!(
+        cred.clone().redacting("rawkey").scrub("a rawkey b"),
+        "a <redacted> b"
+    );
+    // Shorter than six bytes: kept (replacing it everywhere would corrupt the text).
+    assert_eq!(cred.clone().redacting("raw").scrub("a raw b"), "a raw b");
 
     // Without the credential's name in the policy, and to a host it is
     // not bound to: refused, nothing sent.
@@ -498,14 +628,14 @@ impl Served {
     }
 }
 
-/// A token endpoint handing out `tok-1`, `tok-2`, … living `expires_in`
+/// A token endpoint handing out `tok-1-issued`, `tok-2-issued`, … living `expires_in`
 /// seconds, each after `delay` (so concurrent callers overlap).
 fn token_endpoint(expires_in: u64, delay: Duration) -> Served {
     served(move |n, _| {
         thread::sleep(delay);
         (
             200,
-            format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":{expires_in}}}"#),
+            format!(r#"{{"access_token":"tok-{n}-issued","token_type":"Bearer","expires_in":{expires_in}}}"#),
         )
     })
 }
@@ -582,20 +712,27 @@ fn an_oauth2_token_is_fetched_once_for_several_calls_and_the_client_secret_stays
     let calls = up.seen();
     assert_eq!(calls.len(), 4, "{calls:?}");
     for c in &calls {
-        assert_eq!(header(c, "authorization").as_deref(), Some("Bearer tok-1"), "{c}");
+        assert_eq!(
+            header(c, "authorization").as_deref(),
+            Some("Bearer tok-1-issued"),
+            "{c}"
+        );
         assert!(!c.contains(CLIENT_SECRET), "the client secret went upstream: {c}");
         assert!(!c.contains("warden-client"), "{c}");
     }
     // Records name the credential, never the secret or the token; the
     // client's scrubbing removes both.
     let json = serde_json::to_string(&all_records).unwrap();
-    assert!(!json.contains(CLIENT_SECRET) && !json.contains("tok-1"), "{json}");
+    assert!(
+        !json.contains(CLIENT_SECRET) && !json.contains("tok-1-issued"),
+        "{json}"
+    );
     assert!(
         all_records
             .iter()
             .all(|r| r.credential.as_deref() == Some("api") || r.credential.is_none())
     );
-    assert_eq!(cred.scrub("x tok-1 y"), "x <redacted> y");
+    assert_eq!(cred.scrub("x tok-1-issued y"), "x <redacted> y");
     assert_eq!(cred.scrub(CLIENT_SECRET), "<redacted>");
     assert!(!format!("{cred:?}{policy:?}").contains(CLIENT_SECRET));
 }
@@ -636,7 +773,7 @@ fn an_expired_oauth2_token_is_refreshed_exactly_once_under_concurrent_calls() {
     assert!(
         calls[1..]
             .iter()
-            .all(|c| header(c, "authorization").as_deref() == Some("Bearer tok-2")),
+            .all(|c| header(c, "authorization").as_deref() == Some("Bearer tok-2-issued")),
         "{calls:?}"
     );
     drop(handle);
@@ -647,7 +784,7 @@ fn a_401_drops_the_token_and_a_safe_request_is_sent_again_once_with_a_fresh_one(
     let auth = token_endpoint(3600, Duration::ZERO);
     // The upstream takes only the second token.
     let up = served(|_, req| {
-        if header(req, "authorization").as_deref() == Some("Bearer tok-2") {
+        if header(req, "authorization").as_deref() == Some("Bearer tok-2-issued") {
             (200, "{}".into())
         } else {
             (401, "{}".into())
@@ -662,7 +799,7 @@ fn a_401_drops_the_token_and_a_safe_request_is_sent_again_once_with_a_fresh_one(
     assert_eq!(calls.len(), 2, "one retry: {calls:?}");
     assert_eq!(
         header(&calls[0], "authorization").as_deref(),
-        Some("Bearer tok-1")
+        Some("Bearer tok-1-issued")
     );
 
     // A POST is not sent again: the 401 goes back, the token is dropped,
@@ -688,7 +825,7 @@ fn a_401_drops_the_token_and_a_safe_request_is_sent_again_once_with_a_fresh_one(
     assert_eq!((up.seen().len(), auth.seen().len()), (2, 2));
     assert_eq!(
         header(&up.seen()[1], "authorization").as_deref(),
-        Some("Bearer tok-2")
+        Some("Bearer tok-2-issued")
     );
 
     // An upstream refusing every token: one retry, no loop.

@@ -646,6 +646,7 @@ pub(crate) async fn for_call(
                 let pair = format!("{username}:{}", secret.expose());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
                 EgressCredential::header(name, &c.spec.hosts, "authorization", &format!("Basic {encoded}"))
+                    .map(|m| m.redacting(&encoded))
             }
             // The token is fetched by the proxy or the client when a request
             // names it, cached per app and name, and forgotten when the

@@ -72,10 +72,23 @@ impl Upstream {
                 seen.lock()
                     .unwrap()
                     .push(String::from_utf8_lossy(&head).into_owned());
-                let body = "hello from upstream";
+                let head = String::from_utf8_lossy(&head).into_owned();
+                // `?echo=1`: the answer quotes the request's head back, in
+                // the body and (its API key) in a header, as a debugging
+                // endpoint would.
+                let (body, extra) = if head.lines().next().is_some_and(|l| l.contains("echo=1")) {
+                    let key = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-api-key: "))
+                        .unwrap_or("")
+                        .to_owned();
+                    (format!("you sent: {head}"), format!("X-Echo: {key}\r\n"))
+                } else {
+                    ("hello from upstream".to_owned(), String::new())
+                };
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
@@ -445,7 +458,7 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
     let event = |suffix: &str| {
         json!({
             "__scan__": scan,
-            "with": [format!("http://{bound_host}/with{suffix}"), "github"],
+            "with": [format!("http://{bound_host}/with{suffix}?echo=1"), "github"],
             "without": [format!("http://{bound_host}/without{suffix}"), null],
             "elsewhere": [format!("http://{other_host}/elsewhere"), "github"],
             "undeclared": [format!("http://{bound_host}/forged"), "gitlab"],
@@ -468,6 +481,12 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
     );
     let whole = v.to_string();
     assert!(!whole.contains(SECRET), "the secret reached the box: {whole}");
+    // The upstream echoed the request back: the proxy scrubbed the answer.
+    let echoed = out["with"]["body"].as_str().unwrap();
+    assert!(
+        echoed.starts_with("you sent: GET /with?echo=1 ") && echoed.contains("\r\nx-api-key: <redacted>\r\n"),
+        "{echoed}"
+    );
     let scanned = &out["__scan__"];
     assert!(scanned["regions"].as_u64().unwrap() > 5, "{scanned}");
     assert!(
@@ -482,7 +501,7 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
     // The bound upstream got it exactly where asked; nothing else leaked.
     let heads = bound.heads();
     assert_eq!(heads.len(), 2, "{heads:?}");
-    let with = heads.iter().find(|h| h.starts_with("GET /with ")).unwrap();
+    let with = heads.iter().find(|h| h.starts_with("GET /with?echo=1 ")).unwrap();
     let without = heads.iter().find(|h| h.starts_with("GET /without ")).unwrap();
     assert!(with.contains(&format!("\r\nx-api-key: {SECRET}\r\n")), "{with}");
     assert!(!without.contains(SECRET), "{without}");
@@ -541,7 +560,7 @@ async fn a_platform_held_credential_reaches_its_host_and_never_the_box() {
     let with2 = bound
         .heads()
         .into_iter()
-        .find(|h| h.starts_with("GET /with2 "))
+        .find(|h| h.starts_with("GET /with2?echo=1 "))
         .unwrap();
     assert!(
         with2.contains(&format!("\r\nx-api-key: {SECRET2}\r\n")),
@@ -981,6 +1000,8 @@ async fn the_http_tool_reaches_only_its_credentials_hosts_and_never_shows_the_se
         "{head}"
     );
     assert!(head.contains("\r\nx-trace: t1\r\n"), "{head}");
+    // Asked unencoded, so that the answer can be scrubbed of the secret.
+    assert!(head.contains("\r\naccept-encoding: identity\r\n"), "{head}");
     assert!(head.contains("\r\ncontent-type: application/json\r\n"), "{head}");
     let (head_only, body) = head.split_once("\r\n\r\n").unwrap();
     assert_eq!(body, r#"{"k":1}"#);
@@ -995,6 +1016,7 @@ async fn the_http_tool_reaches_only_its_credentials_hosts_and_never_shows_the_se
     assert_eq!(
         sorted,
         [
+            "accept-encoding",
             "authorization",
             "connection",
             "content-length",
