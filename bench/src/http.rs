@@ -224,8 +224,7 @@ async fn records(c: &reqwest::Client, s: &Server, since: i64) -> anyhow::Result<
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        // This plugin's only: the built-in calls made just before the burst
-        // can be accepted in the same millisecond as `since`.
+        // This plugin's only (`burst` also waits for a fresh millisecond).
         let mut url = format!(
             "{}/v1/executions?app=bench&plugin={CODE}&since={since}&limit=500",
             s.base
@@ -524,7 +523,14 @@ struct Burst {
 async fn burst(c: &reqwest::Client, s: &Server, key: &str, n: usize, label: &str) -> anyhow::Result<Burst> {
     let url = Arc::new(format!("{}/v1/apps/bench/plugins/{CODE}/execute", s.base));
     let key = Arc::new(key.to_owned());
-    let since = now_ms() - 1;
+    // Every earlier call (the warm-up's, the growth sample's) was answered,
+    // so accepted, at or before `done`: records from the next millisecond
+    // on are the burst's only.
+    let done = now_ms();
+    while now_ms() <= done {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let since = now_ms();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
