@@ -110,6 +110,33 @@ fn cell_for(key: &str, fingerprint: &str) -> Arc<Cell> {
     }
 }
 
+/// Forgets the cached OAuth2 token of the credential cached under `key`
+/// (the `key` given to [`crate::Credential::oauth2`]): for a credential
+/// that was deleted, so that its token does not wait in memory for a
+/// credential of the same name to be written again. A call still holding
+/// the credential finishes with it. Returns whether one was cached.
+pub fn forget_oauth2_token(key: &str) -> bool {
+    let gone = CACHE.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    match gone {
+        None => false,
+        Some(cell) => {
+            // A refresh under way holds the lock; its token goes with the
+            // cell when the last call holding it ends.
+            if let Ok(mut t) = cell.token.try_lock() {
+                *t = None;
+            }
+            true
+        }
+    }
+}
+
+/// Whether a token is cached under `key` (for tests of the cache).
+pub fn oauth2_token_cached(key: &str) -> bool {
+    let all = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    all.get(key)
+        .is_some_and(|c| c.token.try_lock().map_or(true, |t| t.is_some()))
+}
+
 /// A credential's token source.
 pub(crate) struct Source {
     name: String,

@@ -409,6 +409,12 @@ async fn put_in(
     Ok((status, Json(stored.into())))
 }
 
+/// The key an OAuth2 credential's token is cached under: the app, the
+/// installation's plugin (empty for the app's own) and the name.
+fn token_key(app: &str, within: &str, name: &str) -> String {
+    format!("{app}\0{within}\0{name}")
+}
+
 /// Delete a credential of an app or of one of its installations, audited.
 async fn delete_in(
     s: &AppState,
@@ -437,6 +443,9 @@ async fn delete_in(
             owner(&app, plugin.as_deref())
         )));
     }
+    // Its OAuth2 token (if it had one) leaves the cache with it: the key is
+    // the one `egress_credentials` caches it under.
+    warden_egress::forget_oauth2_token(&token_key(&app, plugin.as_deref().unwrap_or(""), &name));
     tracing::info!(app = %app, installation = ?plugin, credential = %name, "a credential was deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -650,7 +659,8 @@ pub(crate) async fn for_call(
             }
             // The token is fetched by the proxy or the client when a request
             // names it, cached per app and name, and forgotten when the
-            // credential is rewritten (its key and last write change).
+            // credential is rewritten (its key and last write change) or
+            // deleted (`delete_in`).
             CredentialKind::OAuth2ClientCredentials {
                 token_url,
                 client_id,
@@ -666,7 +676,7 @@ pub(crate) async fn for_call(
                     scope: scope.clone(),
                     audience: audience.clone(),
                 },
-                &format!("{app}\0{within}\0{name}"),
+                &token_key(app, within, name),
                 &format!("{}:{}", c.key_id, c.updated_at),
             ),
         };

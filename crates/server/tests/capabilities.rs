@@ -1418,6 +1418,14 @@ async fn an_oauth2_credential_gets_its_token_from_warden_and_the_box_sees_neithe
         "{trail}"
     );
     assert!(trail.contains("credential_use"), "{trail}");
+
+    // Deleted: its token leaves the server's cache (the server runs in
+    // this process, so its cache is this one).
+    let cached = format!("{app}\0\0oauth");
+    assert!(warden_egress::oauth2_token_cached(&cached));
+    s.expect(Method::DELETE, &path, &app_key, None, StatusCode::NO_CONTENT)
+        .await;
+    assert!(!warden_egress::oauth2_token_cached(&cached));
     s.stop().await.unwrap();
 }
 
