@@ -51,7 +51,7 @@ mod tls;
 pub use conn::REASON_HEADER;
 pub use credential::{CREDENTIAL_HEADER, Credential};
 pub use host::{HostError, HostName};
-pub use oauth::{OAuth2, forget_oauth2_token, oauth2_token_cached};
+pub use oauth::{OAuth2, forget_oauth2_token, forget_oauth2_tokens_under, oauth2_token_cached};
 pub use policy::{AllowRule, Cidr, Limits, Policy, PolicyError};
 pub use proxy::{ProxyHandle, ServeError, serve};
 pub use record::{ConnectionRecord, Cut, Reason, Report, Verdict};

@@ -116,18 +116,29 @@ fn cell_for(key: &str, fingerprint: &str) -> Arc<Cell> {
 /// credential of the same name to be written again. A call still holding
 /// the credential finishes with it. Returns whether one was cached.
 pub fn forget_oauth2_token(key: &str) -> bool {
-    let gone = CACHE.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    match gone {
-        None => false,
-        Some(cell) => {
-            // A refresh under way holds the lock; its token goes with the
-            // cell when the last call holding it ends.
-            if let Ok(mut t) = cell.token.try_lock() {
-                *t = None;
-            }
-            true
+    forget_where(|k| k == key) > 0
+}
+
+/// Forgets the cached tokens of every credential whose key starts with
+/// `prefix` (an uninstalled installation's, say); returns how many.
+pub fn forget_oauth2_tokens_under(prefix: &str) -> usize {
+    forget_where(|k| k.starts_with(prefix))
+}
+
+fn forget_where(which: impl Fn(&str) -> bool) -> usize {
+    let gone: Vec<Arc<Cell>> = {
+        let mut all = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<String> = all.keys().filter(|k| which(k)).cloned().collect();
+        keys.iter().filter_map(|k| all.remove(k)).collect()
+    };
+    for cell in &gone {
+        // A refresh under way holds the lock; its token goes with the
+        // cell when the last call holding it ends.
+        if let Ok(mut t) = cell.token.try_lock() {
+            *t = None;
         }
     }
+    gone.len()
 }
 
 /// Whether a token is cached under `key` (for tests of the cache).

@@ -936,3 +936,41 @@ fn a_token_endpoint_outside_the_credentials_hosts_is_refused_at_definition() {
     let e = Credential::oauth2("api", &["api.test"], bad, &unique("def"), "v1").unwrap_err();
     assert_eq!(e.field, "credentials[api].token_url");
 }
+
+#[test]
+fn forgetting_an_installations_tokens_leaves_every_other_credentials() {
+    let app = unique("forget");
+    let make = |key: &str| {
+        Credential::oauth2(
+            "api",
+            &["auth.test:443"],
+            warden_egress::OAuth2 {
+                token_url: "https://auth.test/oauth/token".into(),
+                client_id: "c".into(),
+                client_secret: CLIENT_SECRET.into(),
+                scope: None,
+                audience: None,
+            },
+            key,
+            "v1",
+        )
+        .unwrap()
+    };
+    let _held = [
+        make(&format!("{app}\0plug\0api")),
+        make(&format!("{app}\0plug\0other")),
+        make(&format!("{app}\0plug2\0api")),
+        make(&format!("{app}\0\0api")),
+    ];
+    assert_eq!(
+        warden_egress::forget_oauth2_tokens_under(&format!("{app}\0plug\0")),
+        2
+    );
+    assert_eq!(
+        warden_egress::forget_oauth2_tokens_under(&format!("{app}\0plug\0")),
+        0
+    );
+    assert!(warden_egress::forget_oauth2_token(&format!("{app}\0plug2\0api")));
+    assert!(!warden_egress::forget_oauth2_token(&format!("{app}\0plug2\0api")));
+    assert!(warden_egress::forget_oauth2_token(&format!("{app}\0\0api")));
+}

@@ -645,6 +645,7 @@ pub async fn uninstall(
 ) -> Result<StatusCode, ApiError> {
     p.require_admin()?;
     s.registry.uninstall(&p.actor, &app, &plugin).await?;
+    crate::credentials::forget_installation_tokens(&app, &plugin);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -415,6 +415,12 @@ fn token_key(app: &str, within: &str, name: &str) -> String {
     format!("{app}\0{within}\0{name}")
 }
 
+/// Forgets the cached OAuth2 tokens of `app`'s installation of `plugin`
+/// (its credentials are deleted with it).
+pub(crate) fn forget_installation_tokens(app: &str, plugin: &str) {
+    warden_egress::forget_oauth2_tokens_under(&format!("{app}\0{plugin}\0"));
+}
+
 /// Delete a credential of an app or of one of its installations, audited.
 async fn delete_in(
     s: &AppState,
