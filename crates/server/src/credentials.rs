@@ -450,7 +450,7 @@ async fn delete_in(
         )));
     }
     // Its OAuth2 token (if it had one) leaves the cache with it: the key is
-    // the one `egress_credentials` caches it under.
+    // the one `for_call` caches it under.
     warden_egress::forget_oauth2_token(&token_key(&app, plugin.as_deref().unwrap_or(""), &name));
     tracing::info!(app = %app, installation = ?plugin, credential = %name, "a credential was deleted");
     Ok(StatusCode::NO_CONTENT)
