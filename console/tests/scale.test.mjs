@@ -10,6 +10,8 @@ import { QUICK, quick } from './fixtures.mjs';
 const SEEDED = 100_000;
 let server;
 let browser;
+/** The id of the one execution made through the API (the newest). */
+let real;
 
 before(async () => {
   server = await startServer();
@@ -20,7 +22,7 @@ before(async () => {
   await admin('POST', `/v1/plugins/${QUICK}/versions/1.0.0/approve`);
   await admin('POST', '/v1/apps', { id: 'shop', name: 'The shop' });
   await admin('POST', '/v1/apps/shop/installations', { plugin: QUICK });
-  const real = (await admin('POST', `/v1/apps/shop/plugins/${QUICK}/execute`, { n: 0 })).id;
+  real = (await admin('POST', `/v1/apps/shop/plugins/${QUICK}/execute`, { n: 0 })).id;
   // 100,000 copies of a real record, older than it, straight into the store
   // (one SQL statement; the server keeps running: SQLite's WAL lets it).
   const started = Date.now();
@@ -92,6 +94,10 @@ test(`the executions page with ${SEEDED.toLocaleString('en')} executions asks fo
 
   await page.getByRole('button', { name: 'Next page' }).click();
   await page.getByText('Page 2').waitFor();
+  // The label changes before the rows do: wait until the first row is no
+  // longer page 1's (the one real execution, the newest). A second page
+  // that never comes fails here, by timeout.
+  await rows.first().filter({ hasNotText: real }).waitFor();
   await rows.nth(49).waitFor();
   assert.equal(lists.length, 2, 'the next page is one more request');
   assert.ok(lists[1].cursor, 'the next page is asked for by cursor');
