@@ -65,10 +65,12 @@ pub struct Slot {
 type Job = (LaunchRequest, mpsc::SyncSender<Result<Launched, JailError>>);
 
 /// A thread that lives in a slot's cgroup (v1) and forks its boxes, so a box
-/// is born in its cgroup instead of being moved there: moving a task waits
-/// for an RCU grace period (about 10 ms on the reference machine) unless
+/// is born in its cgroup instead of being moved there: moving another task
+/// waits for an RCU grace period (about 8 ms on the reference machine) unless
 /// another move happened within the last one, which real traffic cannot
-/// promise. The thread moves once, when the slot is prepared.
+/// promise. The thread moves itself once, when the slot is prepared, by
+/// writing `0` to each `tasks` file: a thread moving itself skips the
+/// threadgroup lock, and so the wait.
 #[derive(Debug)]
 pub(crate) struct Launcher {
     tx: Option<mpsc::Sender<Job>>,
@@ -94,9 +96,12 @@ impl Launcher {
             .name(format!("warden-box-{id}"))
             .stack_size(1 << 20)
             .spawn(move || {
-                let tid = rustix::thread::gettid().as_raw_nonzero().get().to_string();
+                // `0` names the writing thread itself. The kernel moves a
+                // thread that moves itself without the threadgroup lock
+                // (measured: 0.03 ms, against 7.5 ms for its own id written
+                // out, which waits for an RCU grace period).
                 for file in &tasks {
-                    if let Err(e) = std::fs::write(file, &tid) {
+                    if let Err(e) = std::fs::write(file, "0") {
                         let _ = ready_tx.send(Err(JailError::io(file)(e)));
                         return;
                     }
@@ -397,6 +402,7 @@ impl BoxPool {
             )
             .map_err(|e| JailError::io(&slot.work_dir)(e.into()))?;
             slot.work_mounted = true;
+            mounted::add(&slot.work_dir);
         } else {
             std::fs::set_permissions(&slot.work_dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(JailError::io(&slot.work_dir))?;
@@ -422,6 +428,7 @@ fn scrub(slot: &mut Slot) -> Result<(), JailError> {
         rustix::mount::unmount(&slot.work_dir, rustix::mount::UnmountFlags::DETACH)
             .map_err(|e| JailError::io(&slot.work_dir)(e.into()))?;
         slot.work_mounted = false;
+        mounted::remove(&slot.work_dir);
     } else {
         // Rootless workspace: a plain directory, emptied through its
         // descriptor without following anything planted in it.
@@ -482,5 +489,54 @@ pub(crate) fn create_private_dir(path: &Path) -> Result<(), JailError> {
             Ok(())
         }
         Err(e) => Err(JailError::io(path)(e)),
+    }
+}
+
+/// The workspaces this process has mounted and not yet unmounted, unmounted
+/// at exit. A slot unmounts its workspace when it is scrubbed; a process that
+/// exits without dropping its jail (one kept in a `static`, as test binaries
+/// do, or `std::process::exit`) would otherwise leave tmpfs mounts in the
+/// host's mount table, and every later box's new mount namespace copies that
+/// table: 170 such mounts made a box start 1.3 ms slower. A process killed by
+/// a signal still leaves them; the next process to take the same slot
+/// unmounts it first, and `warden pool clean` ([`Pool::clean`]) removes them
+/// all.
+mod mounted {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, Once};
+
+    static MOUNTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static REGISTER: Once = Once::new();
+
+    pub(super) fn add(path: &Path) {
+        REGISTER.call_once(|| {
+            if let Err(e) = crate::sys::at_exit(unmount_all) {
+                tracing::warn!("cannot register the exit hook that unmounts workspaces: {e}");
+            }
+        });
+        MOUNTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_path_buf());
+    }
+
+    pub(super) fn remove(path: &Path) {
+        let mut m = MOUNTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = m.iter().position(|p| p == path) {
+            m.swap_remove(i);
+        }
+    }
+
+    extern "C" fn unmount_all() {
+        // Never wait at exit: a thread that died holding the lock leaves
+        // the mounts to the next pool's clean-up.
+        let m = match MOUNTED.try_lock() {
+            Ok(m) => m,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        for path in m.iter() {
+            let _ = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }

@@ -236,12 +236,13 @@ impl BoxCgroup {
     }
 
     /// v1: a launcher thread moves into the box cgroup, so that processes it
-    /// forks are born there. Done once per slot: a migration waits for an
-    /// RCU grace period (about 10 ms), a fork from inside does not. The
+    /// forks are born there. Done once per slot, by the thread itself (which
+    /// skips the wait for an RCU grace period that moving another task
+    /// costs, about 8 ms); a fork from inside costs nothing more. The
     /// thread then counts as one task of the box (`pids.max` is raised by one
     /// to match).
     ///
-    /// Returns the `tasks` files the thread writes its id to (none on v2,
+    /// Returns the `tasks` files the thread writes `0` to (none on v2,
     /// where `CLONE_INTO_CGROUP` does the job); call
     /// [`BoxCgroup::launcher_attached`] once it has.
     pub fn launcher_tasks_files(&self) -> Vec<std::path::PathBuf> {

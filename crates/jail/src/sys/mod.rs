@@ -544,6 +544,18 @@ pub(crate) fn unshare(flags: i32) -> SysResult<()> {
     Ok(())
 }
 
+/// Run `f` when the process exits through `exit` (returning from `main`,
+/// `std::process::exit`), even when nothing was dropped. Not on a signal.
+pub(crate) fn at_exit(f: extern "C" fn()) -> SysResult<()> {
+    // SAFETY: `atexit` stores a function pointer; `f` is a plain `extern "C"`
+    // function with no arguments, which is what it expects, and lives for
+    // the whole program.
+    match unsafe { libc::atexit(f) } {
+        0 => Ok(()),
+        _ => Err(Errno::ENOMEM),
+    }
+}
+
 /// Landlock's version query; 0 when the kernel has no landlock.
 pub(crate) fn landlock_abi() -> u32 {
     landlock::abi_version()
