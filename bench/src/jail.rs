@@ -1,4 +1,4 @@
-//! Start cost of the jail against bare processes and bubblewrap.
+//! Start cost of the jail against bare processes, bubblewrap and firejail.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,6 +17,7 @@ enum Variant {
     JailLibFreshNetns,
     WardenCli,
     Bwrap,
+    Firejail,
 }
 
 impl Variant {
@@ -27,6 +28,7 @@ impl Variant {
             Variant::JailLibFreshNetns => "warden jail, fresh netns per run",
             Variant::WardenCli => "`warden run` (binary)",
             Variant::Bwrap => "bubblewrap",
+            Variant::Firejail => "firejail",
         }
     }
 }
@@ -36,6 +38,7 @@ struct Ctx {
     jail_fresh_netns: Jail,
     warden: PathBuf,
     bwrap: Option<PathBuf>,
+    firejail: Option<PathBuf>,
     _state: tempfile::TempDir,
 }
 
@@ -81,6 +84,34 @@ pub(crate) fn bwrap_args(argv: &[&str]) -> Vec<String> {
         "ALL",
         "--hostname",
         "warden",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(argv.iter().map(|s| s.to_string()));
+    a
+}
+
+/// firejail as close to `warden run`'s isolation as its options go: the
+/// host's root read-only (it cannot build a minimal root as Warden and
+/// bubblewrap do), private home, `/tmp` and `/dev`, no network, new IPC
+/// namespace, every capability dropped, `no_new_privs`, its default seccomp
+/// filter. No landlock, no cgroup limits.
+fn firejail_args(argv: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--quiet",
+        "--noprofile",
+        "--read-only=/",
+        "--private",
+        "--private-tmp",
+        "--private-dev",
+        "--net=none",
+        "--ipc-namespace",
+        "--caps.drop=all",
+        "--nonewprivs",
+        "--seccomp",
+        "--hostname=warden",
         "--",
     ]
     .iter()
@@ -139,6 +170,17 @@ fn run_once(ctx: &Ctx, v: Variant, argv: &[&str]) -> anyhow::Result<Duration> {
                 bail!("bwrap {argv:?} failed: {st}");
             }
         }
+        Variant::Firejail => {
+            let firejail = ctx.firejail.as_ref().context("firejail not installed")?;
+            let st = Command::new(firejail)
+                .args(firejail_args(argv))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("firejail {argv:?} failed: {st}");
+            }
+        }
     }
     Ok(start.elapsed())
 }
@@ -166,6 +208,7 @@ pub fn run(runs: usize, seconds: f64) -> anyhow::Result<()> {
         })?,
         warden,
         bwrap: find_in_path("bwrap"),
+        firejail: find_in_path("firejail"),
         _state: state,
     };
     ctx.jail.prewarm(2)?;
@@ -181,6 +224,11 @@ pub fn run(runs: usize, seconds: f64) -> anyhow::Result<()> {
         variants.push(Variant::Bwrap);
     } else {
         eprintln!("note: bubblewrap is not installed (apt-get install bubblewrap); its rows are left out");
+    }
+    if ctx.firejail.is_some() {
+        variants.push(Variant::Firejail);
+    } else {
+        eprintln!("note: firejail is not installed (apt-get install firejail); its rows are left out");
     }
     let commands: [(&str, &[&str]); 2] = [
         ("/bin/true", &["/bin/true"]),
