@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod compat;
 mod handlers;
 mod http;
+mod instructions;
 mod jail;
 mod sessions;
 mod sessions_http;
@@ -129,6 +130,17 @@ enum Bench {
         #[arg(long)]
         quick: bool,
     },
+    /// Instruction counts (valgrind's callgrind) of fixed pieces of work
+    /// against the committed baseline `bench/instructions.json`; fails on a
+    /// growth of more than 15%. CI runs it.
+    Instructions {
+        /// Run one case in this process (what the check runs under valgrind).
+        #[arg(long, value_name = "NAME")]
+        case: Option<String>,
+        /// Rewrite the baseline with this run's counts.
+        #[arg(long)]
+        write_baseline: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -170,6 +182,10 @@ fn main() -> anyhow::Result<()> {
             compat::run(seconds, runs)
         }
         Bench::Tiers { calls, quick } => tiers::run(if quick { 100 } else { calls }),
+        Bench::Instructions { case, write_baseline } => match case {
+            Some(name) => instructions::case(&name),
+            None => instructions::run(write_baseline),
+        },
         Bench::Http { calls, burst, quick } => {
             let (calls, burst) = if quick { (100, 100) } else { (calls, burst) };
             http::run(calls, burst)
