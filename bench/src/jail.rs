@@ -121,6 +121,20 @@ fn firejail_args(argv: &[&str]) -> Vec<String> {
     a
 }
 
+/// Run `program args` with no input or output; an unsuccessful exit is an
+/// error naming it.
+fn quiet(program: &std::path::Path, args: &[String]) -> anyhow::Result<()> {
+    let st = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("{} {args:?} failed: {st}", program.display());
+    }
+    Ok(())
+}
+
 fn run_once(ctx: &Ctx, v: Variant, argv: &[&str]) -> anyhow::Result<Duration> {
     let start = Instant::now();
     match v {
@@ -148,39 +162,18 @@ fn run_once(ctx: &Ctx, v: Variant, argv: &[&str]) -> anyhow::Result<Duration> {
             }
         }
         Variant::WardenCli => {
-            let st = Command::new(&ctx.warden)
-                .arg("run")
-                .arg("--")
-                .args(argv)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()?;
-            if !st.success() {
-                bail!("warden run {argv:?} failed: {st}");
-            }
+            let mut args = vec!["run".to_owned(), "--".to_owned()];
+            args.extend(argv.iter().map(|s| s.to_string()));
+            quiet(&ctx.warden, &args)?;
         }
-        Variant::Bwrap => {
-            let bwrap = ctx.bwrap.as_ref().context("bwrap not installed")?;
-            let st = Command::new(bwrap)
-                .args(bwrap_args(argv))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()?;
-            if !st.success() {
-                bail!("bwrap {argv:?} failed: {st}");
-            }
-        }
-        Variant::Firejail => {
-            let firejail = ctx.firejail.as_ref().context("firejail not installed")?;
-            let st = Command::new(firejail)
-                .args(firejail_args(argv))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()?;
-            if !st.success() {
-                bail!("firejail {argv:?} failed: {st}");
-            }
-        }
+        Variant::Bwrap => quiet(
+            ctx.bwrap.as_ref().context("bwrap not installed")?,
+            &bwrap_args(argv),
+        )?,
+        Variant::Firejail => quiet(
+            ctx.firejail.as_ref().context("firejail not installed")?,
+            &firejail_args(argv),
+        )?,
     }
     Ok(start.elapsed())
 }

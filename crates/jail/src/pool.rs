@@ -499,7 +499,7 @@ pub(crate) fn create_private_dir(path: &Path) -> Result<(), JailError> {
 /// host's mount table, and every later box's new mount namespace copies that
 /// table: 170 such mounts made a box start 1.3 ms slower. A process killed by
 /// a signal still leaves them; the next process to take the same slot
-/// unmounts it first, and `warden pool clean` ([`Pool::clean`]) removes them
+/// unmounts it first, and `warden pool clean` ([`BoxPool::clean`]) removes them
 /// all.
 mod mounted {
     use std::path::{Path, PathBuf};
