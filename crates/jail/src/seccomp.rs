@@ -363,6 +363,46 @@ struct Emitter {
     labels: usize,
 }
 
+/// Where a syscall number leads: a verdict, or a block of argument checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Ret(u32),
+    Block(usize),
+}
+
+/// Instructions [`Emitter::ranges`] emits for `n` intervals.
+fn ranges_len(n: usize) -> usize {
+    if n <= 1 {
+        return n;
+    }
+    let left = ranges_len(n / 2);
+    let node = if left <= usize::from(u8::MAX) { 1 } else { 2 };
+    node + left + ranges_len(n - n / 2)
+}
+
+/// Intervals covering every number from 0 up, from each number's target
+/// (in increasing order); numbers no rule names get `default`.
+fn intervals(targets: &BTreeMap<u32, Target>, default: u32) -> Vec<(u32, Target)> {
+    let mut iv: Vec<(u32, Target)> = Vec::new();
+    let mut push = |start: u32, t: Target| {
+        if iv.last().is_none_or(|(_, last)| *last != t) {
+            iv.push((start, t));
+        }
+    };
+    let mut next = Some(0u32);
+    for (&nr, &t) in targets {
+        if next.is_some_and(|n| nr > n) {
+            push(next.unwrap_or(nr), Target::Ret(default));
+        }
+        push(nr, t);
+        next = nr.checked_add(1);
+    }
+    if let Some(n) = next {
+        push(n, Target::Ret(default));
+    }
+    iv
+}
+
 impl Emitter {
     fn label(&mut self) -> usize {
         self.labels += 1;
@@ -445,23 +485,37 @@ impl Emitter {
         }
     }
 
-    /// Binary search over `nrs`; each number jumps to its leaf label.
-    fn tree(&mut self, nrs: &[u32], leaves: &BTreeMap<u32, usize>, default: u32) {
-        if nrs.len() <= 3 {
-            for nr in nrs {
-                self.raw(BPF_JMP_JEQ_K, 0, 1, *nr);
-                self.ja(leaves[nr]);
+    /// Binary search over intervals of syscall numbers. `iv[i]` starts at
+    /// its number and runs up to the next one's (the last, to the end); each
+    /// returns its verdict at once or jumps to its block of argument checks.
+    /// Neighbouring numbers with one verdict share an interval, so the
+    /// program has one leaf per change of verdict, not one per number: the
+    /// kernel converts and JITs every instruction at each box's start.
+    fn ranges(&mut self, iv: &[(u32, Target)]) {
+        if let [(_, target)] = iv {
+            match *target {
+                Target::Ret(k) => self.ret(k),
+                Target::Block(label) => self.ja(label),
             }
-            self.ret(default);
             return;
         }
-        let mid = nrs.len() / 2;
-        let right = self.label();
-        self.raw(BPF_JMP_JGE_K, 0, 1, nrs[mid]);
-        self.ja(right);
-        self.tree(&nrs[..mid], leaves, default);
-        self.place(right);
-        self.tree(&nrs[mid..], leaves, default);
+        let mid = iv.len() / 2;
+        // Over the left half when it is near enough for a conditional
+        // jump's 8-bit offset; through a `ja` otherwise.
+        match u8::try_from(ranges_len(mid)) {
+            Ok(skip) => self.raw(BPF_JMP_JGE_K, skip, 0, iv[mid].0),
+            Err(_) => {
+                let right = self.label();
+                self.raw(BPF_JMP_JGE_K, 0, 1, iv[mid].0);
+                self.ja(right);
+                self.ranges(&iv[..mid]);
+                self.place(right);
+                self.ranges(&iv[mid..]);
+                return;
+            }
+        }
+        self.ranges(&iv[..mid]);
+        self.ranges(&iv[mid..]);
     }
 
     /// Resolve labels. Returns the program and where each token half goes.
@@ -696,30 +750,22 @@ impl Profile {
             e.raw(BPF_JMP_JGE_K, 0, 1, X32_SYSCALL_BIT);
             e.ret(default);
         }
-        // A syscall decided by one unconditional rule jumps straight to a
-        // shared `ret` for its verdict; the others get a block of checks.
-        let mut shared: BTreeMap<u32, usize> = BTreeMap::new();
-        let mut leaves: BTreeMap<u32, usize> = BTreeMap::new();
+        // A syscall decided by one unconditional rule returns its verdict
+        // from the search's leaf; the others get a block of checks.
+        let mut targets: BTreeMap<u32, Target> = BTreeMap::new();
         for (nr, rules) in &resolved {
-            let label = match rules.as_slice() {
-                [(conds, action)] if conds.is_empty() => {
-                    *shared.entry(verdict(*action, kill)).or_insert_with(|| e.label())
-                }
-                _ => e.label(),
+            let target = match rules.as_slice() {
+                [(conds, action)] if conds.is_empty() => Target::Ret(verdict(*action, kill)),
+                _ => Target::Block(e.label()),
             };
-            leaves.insert(*nr, label);
+            targets.insert(*nr, target);
         }
-        let nrs: Vec<u32> = resolved.keys().copied().collect();
-        e.tree(&nrs, &leaves, default);
-        for (ret, label) in &shared {
-            e.place(*label);
-            e.ret(*ret);
-        }
+        e.ranges(&intervals(&targets, default));
         for (nr, rules) in &resolved {
-            if matches!(rules.as_slice(), [(conds, _)] if conds.is_empty()) {
+            let Target::Block(label) = targets[nr] else {
                 continue;
-            }
-            e.place(leaves[nr]);
+            };
+            e.place(label);
             for (conds, action) in rules {
                 let next = e.label();
                 for c in conds {
@@ -961,7 +1007,9 @@ mod tests {
     fn programs_are_short_and_searches_are_logarithmic() {
         for (name, _) in BUILTIN_PROFILES {
             let c = Profile::load(name).unwrap().compile(true).unwrap();
-            assert!(c.program.len() < 1200, "{name}: {} instructions", c.program.len());
+            // One leaf per change of verdict, not one per syscall: the kernel
+            // converts and JITs every instruction at each box's start.
+            assert!(c.program.len() < 350, "{name}: {} instructions", c.program.len());
             // Longest path: count instructions executed for every syscall.
             let arch = native_arch().unwrap();
             let longest = (0..600u32)
