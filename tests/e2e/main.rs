@@ -65,6 +65,8 @@ struct Serve {
     child: Child,
     base: String,
     admin: Option<String>,
+    /// `WARDEN_STATE_DIR` when the test gave one.
+    state_dir: Option<String>,
 }
 
 impl Serve {
@@ -110,6 +112,10 @@ impl Serve {
             child,
             base: base.expect("the server printed where it listens"),
             admin,
+            state_dir: env
+                .iter()
+                .find(|(k, _)| *k == "WARDEN_STATE_DIR")
+                .map(|(_, v)| (*v).to_owned()),
         }
     }
 
@@ -139,8 +145,19 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
+        let running = matches!(self.child.try_wait(), Ok(None));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A server killed here leaves its warm boxes' workspaces mounted; the
+        // documented recovery removes them, so that no mount outlives the
+        // test. A server the test stopped itself is left as it left things.
+        if running && let Some(dir) = &self.state_dir {
+            let _ = warden()
+                .args(["pool", "clean"])
+                .env("WARDEN_STATE_DIR", dir)
+                .stdout(Stdio::null())
+                .status();
+        }
     }
 }
 

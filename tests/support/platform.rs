@@ -270,8 +270,19 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        let running = matches!(self.child.try_wait(), Ok(None));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if running {
+            // A killed server leaves its warm boxes' workspaces mounted;
+            // the documented recovery removes them, so that no mount
+            // outlives the test (every box's mount namespace copies them).
+            let _ = Command::new(env!("CARGO_BIN_EXE_warden"))
+                .args(["pool", "clean"])
+                .env("WARDEN_STATE_DIR", self.state.path())
+                .stdout(Stdio::null())
+                .status();
+        }
     }
 }
 
